@@ -1,0 +1,75 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [.unsafeFlags(["-warnings-as-errors"])]
+
+let package = Package(
+    name: "ftvm",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ftvm", targets: ["ftvm"]),
+        .executable(name: "ftvm-agent", targets: ["ftvm-agent"]),
+        .executable(name: "ftvm-demo-service", targets: ["ftvm-demo-service"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+    ],
+    targets: [
+        // C libraries and the one small shim for what Swift cannot import (ioctls, setns).
+        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+        .target(name: "CFTVMShim"),
+
+        // OS layer: syscalls with EINTR retry, fds, mmap, sockets, tap devices.
+        .target(
+            name: "FTVMSystem",
+            dependencies: ["CFTVMShim", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict),
+        // The shared-memory channel layout, used by the host daemon and the guest agent alike.
+        .target(
+            name: "FTVMChannel",
+            dependencies: ["FTVMSystem", .product(name: "Atomics", package: "swift-atomics")],
+            swiftSettings: strict),
+        // libvirt and domain XML.
+        .target(
+            name: "FTVMVirt",
+            dependencies: ["CLibvirt", "CLibXML2", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        // The host daemon: pair lifecycle, relay, control socket.
+        .target(
+            name: "FTVMController",
+            dependencies: [
+                "FTVMSystem", "FTVMChannel", "FTVMVirt",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        // CLI commands, in a library so they can be tested.
+        .target(
+            name: "FTVMCLI",
+            dependencies: [
+                "FTVMController",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(name: "ftvm", dependencies: ["FTVMCLI"], swiftSettings: strict),
+
+        // Guest side (built with --static-swift-stdlib by guest-agent/build.sh; no Foundation).
+        .target(name: "FTVMDemoKit", path: "guest-agent/Sources/FTVMDemoKit", swiftSettings: strict),
+        .executableTarget(
+            name: "ftvm-demo-service", dependencies: ["FTVMDemoKit"],
+            path: "guest-agent/Sources/ftvm-demo-service", swiftSettings: strict),
+        .executableTarget(
+            name: "ftvm-agent", dependencies: ["FTVMChannel", "FTVMSystem"],
+            path: "guest-agent/Sources/ftvm-agent", swiftSettings: strict),
+
+        .testTarget(name: "FTVMChannelTests", dependencies: ["FTVMChannel"]),
+        .testTarget(name: "FTVMVirtTests", dependencies: ["FTVMVirt"], resources: [.copy("Golden")]),
+        .testTarget(name: "FTVMDemoKitTests", dependencies: ["FTVMDemoKit"]),
+        .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit"]),
+    ]
+)

@@ -1,0 +1,1 @@
+int ftvm_placeholder(void);

@@ -1,0 +1,2 @@
+#include "CFTVMShim.h"
+int ftvm_placeholder(void) { return 0; }

@@ -1,0 +1,2 @@
+import XCTest
+final class FTVMDemoKitTestsPlaceholder: XCTestCase { func testNothing() {} }

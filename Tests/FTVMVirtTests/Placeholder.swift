@@ -1,0 +1,2 @@
+import XCTest
+final class FTVMVirtTestsPlaceholder: XCTestCase { func testNothing() {} }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what ftvm needs on a fresh Debian 12 machine (as root) and starts virtlogd and
+# libvirtd when they are not running. Safe to run again: it only does what is missing.
+set -euo pipefail
+
+packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu
+  libvirt-clients libvirt-dev libxml2-dev busybox-static cpio iproute2 curl wrk python3)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# No systemd here: start the daemons ourselves, once.
+start_daemon() { # name, pidfile
+  local name=$1 pidfile=$2
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
+  echo "setup: starting $name"
+  "/usr/sbin/$name" --daemon --pid-file "$pidfile"
+}
+mkdir -p /run/libvirt
+start_daemon virtlogd /run/virtlogd.pid
+start_daemon libvirtd /run/libvirtd.pid
+for _ in $(seq 1 50); do
+  virsh -c qemu:///system version >/dev/null 2>&1 && exit 0
+  sleep 0.2
+done
+echo "setup: libvirtd did not answer on qemu:///system; see /var/log/libvirt/libvirtd.log" >&2
+exit 1
