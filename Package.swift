@@ -63,7 +63,8 @@ let package = Package(
             name: "ftvm-demo-service", dependencies: ["FTVMDemoKit"],
             path: "guest-agent/Sources/ftvm-demo-service", swiftSettings: strict),
         .executableTarget(
-            name: "ftvm-agent", dependencies: ["FTVMChannel", "FTVMSystem"],
+            name: "ftvm-agent",
+            dependencies: ["FTVMChannel", "FTVMSystem", .product(name: "SystemPackage", package: "swift-system")],
             path: "guest-agent/Sources/ftvm-agent", swiftSettings: strict),
 
         .testTarget(name: "FTVMChannelTests", dependencies: ["FTVMChannel"]),

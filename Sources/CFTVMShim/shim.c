@@ -1,2 +1,65 @@
+#define _GNU_SOURCE
 #include "CFTVMShim.h"
-int ftvm_placeholder(void) { return 0; }
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+static int open_tap_here(const char *ifname, int persist) {
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0 || (persist && ioctl(fd, TUNSETPERSIST, 1) < 0)) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+int ftvm_tap_open(const char *netns_path, const char *ifname, int persist) {
+    if (netns_path == NULL) return open_tap_here(ifname, persist);
+    int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (home < 0) return -errno;
+    int target = open(netns_path, O_RDONLY | O_CLOEXEC);
+    if (target < 0) {
+        int err = errno;
+        close(home);
+        return -err;
+    }
+    int result;
+    if (setns(target, CLONE_NEWNET) < 0) {
+        result = -errno;
+    } else {
+        result = open_tap_here(ifname, persist);
+        // Returning home cannot fail for a namespace we were just in; if it ever did, this
+        // thread would keep working inside the client namespace, so say so loudly.
+        if (setns(home, CLONE_NEWNET) < 0) result = -EXDEV;
+    }
+    close(target);
+    close(home);
+    return result;
+}
+
+int ftvm_tap_unpersist(int fd) {
+    return ioctl(fd, TUNSETPERSIST, 0) < 0 ? -errno : 0;
+}
+
+int ftvm_set_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return -errno;
+    return 0;
+}
+
+int ftvm_set_realtime(int priority) {
+    struct sched_param param = { .sched_priority = priority };
+    return sched_setscheduler(0, SCHED_FIFO, &param) < 0 ? -errno : 0;
+}

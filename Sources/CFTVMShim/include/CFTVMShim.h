@@ -1,1 +1,20 @@
-int ftvm_placeholder(void);
+#ifndef CFTVMSHIM_H
+#define CFTVMSHIM_H
+
+/// Opens a tap device named `ifname` (IFF_TAP | IFF_NO_PI) and returns its fd, or -errno.
+/// When `netns_path` is not NULL (e.g. "/run/netns/ftvm-demo") the device is created inside
+/// that network namespace: the calling thread enters it with setns(2) for the duration of the
+/// call and returns to its own namespace before returning. Needs CAP_NET_ADMIN and, for a
+/// namespace, CAP_SYS_ADMIN. `persist` sets TUNSETPERSIST so the device outlives the fd.
+int ftvm_tap_open(const char *netns_path, const char *ifname, int persist);
+
+/// Clears TUNSETPERSIST on an open tap fd so the device goes away with its last fd. 0 or -errno.
+int ftvm_tap_unpersist(int fd);
+
+/// Sets O_NONBLOCK on `fd`. 0 or -errno. (fcntl is variadic and not importable into Swift.)
+int ftvm_set_nonblocking(int fd);
+
+/// Raises the calling thread to SCHED_FIFO at `priority`. 0 or -errno.
+int ftvm_set_realtime(int priority);
+
+#endif

@@ -1,1 +1,2 @@
-print("agent")
+// The ftvm guest agent: heartbeat, service supervision, host commands. See Agent.swift.
+Agent.main()
