@@ -1,0 +1,287 @@
+import FTVMDemoKit
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts the real `ftvm-demo-service` binary on 127.0.0.1 (port 0, so the kernel picks a free
+/// one and the service reports it in its start line) and talks to it over raw sockets.
+///
+/// Expected digests were computed with Python's hashlib over an independent splitmix64
+/// implementation, so they check the binary, not this module against itself.
+final class DemoServiceEndToEndTests: XCTestCase {
+    private var service: Process?
+    private var port: UInt16 = 0
+    private var versionFile: URL?
+
+    override func setUpWithError() throws {
+        let binary = try Self.serviceBinary()
+        let version = FileManager.default.temporaryDirectory.appendingPathComponent("ftvm-demo-version-\(getpid())")
+        try " 2.5.0-test \n".write(to: version, atomically: true, encoding: .utf8)
+        versionFile = version
+
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["--port", "0", "--address", "127.0.0.1", "--version-file", version.path]
+        let stderr = Pipe()
+        process.standardError = stderr
+        try process.run()
+        service = process
+
+        let line = try Self.readLine(from: stderr.fileHandleForReading.fileDescriptor, timeoutMilliseconds: 10_000)
+        let prefix = "ftvm-demo-service: listening on :"
+        guard line.hasPrefix(prefix), let port = UInt16(line.dropFirst(prefix.count)) else {
+            throw TestError("unexpected start line \(line.debugDescription)")
+        }
+        self.port = port
+    }
+
+    override func tearDown() {
+        if let service, service.isRunning {
+            service.terminate()
+            service.waitUntilExit()
+        }
+        service = nil
+        if let versionFile { try? FileManager.default.removeItem(at: versionFile) }
+    }
+
+    func testBytesStreamMatchesIndependentDigest() throws {
+        let length = 4 * 1024 * 1024 + 5
+        let connection = try TestConnection(port: port)
+        try connection.send(ascii("GET /bytes/\(length)?seed=1 HTTP/1.1\r\nHost: test\r\n\r\n"))
+        let response = try connection.readResponse()
+        XCTAssertEqual(response.status, 200)
+        XCTAssertEqual(response.headers["content-length"], "\(length)")
+        XCTAssertEqual(response.headers["content-type"], "application/octet-stream")
+        XCTAssertEqual(response.body.count, length)
+        XCTAssertEqual(SHA256.hex(SHA256.hash(response.body)), "6b26d728221e70aa0fc791596b2b3331b62725962dc5752978291845f988fbd4")
+        XCTAssertEqual(Array(response.body.prefix(1000)), referenceSplitMix(seed: 1, count: 1000))
+    }
+
+    func testSHA256OfUpload() throws {
+        let body = referenceSplitMix(seed: 99, count: 300_000)
+        let expected = "85e4c171c1e3ccf012951f17f1b7cae3f2de62dba22fd5fa92416a8454ba5ca6\n"
+        let connection = try TestConnection(port: port)
+
+        try connection.send(ascii("POST /sha256 HTTP/1.1\r\nContent-Length: \(body.count)\r\n\r\n") + body)
+        let plain = try connection.readResponse()
+        XCTAssertEqual(plain.status, 200)
+        XCTAssertEqual(plain.text, expected)
+
+        var chunked = ascii("POST /sha256 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for start in stride(from: 0, to: body.count, by: 70_000) {
+            let piece = body[start..<min(start + 70_000, body.count)]
+            chunked += ascii(String(piece.count, radix: 16) + "\r\n") + piece + ascii("\r\n")
+        }
+        try connection.send(chunked + ascii("0\r\n\r\n"))
+        XCTAssertEqual(try connection.readResponse().text, expected)
+    }
+
+    func testKeepAliveSequentialAndPipelined() throws {
+        let connection = try TestConnection(port: port)
+        try connection.send(ascii("GET /health HTTP/1.1\r\n\r\n"))
+        XCTAssertEqual(try connection.readResponse().text, "ok\n")
+        try connection.send(ascii("GET /version HTTP/1.1\r\n\r\n"))
+        XCTAssertEqual(try connection.readResponse().text, "2.5.0-test\n")
+        try connection.send(ascii("GET /bytes/13?seed=42 HTTP/1.1\r\n\r\n"))
+        XCTAssertEqual(try connection.readResponse().body, bytes("956eeb2f2632d7bd03f166b233"))
+
+        // Three requests in one write; the last asks to close.
+        try connection.send(ascii(
+            "GET /nope HTTP/1.1\r\n\r\nGET /bytes/100000?seed=3 HTTP/1.1\r\n\r\n"
+                + "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"))
+        let notFound = try connection.readResponse()
+        XCTAssertEqual(notFound.status, 404)
+        XCTAssertEqual(try connection.readResponse().body, referenceSplitMix(seed: 3, count: 100_000))
+        let last = try connection.readResponse()
+        XCTAssertEqual(last.headers["connection"], "close")
+        XCTAssertEqual(try connection.readToEnd(), [], "server closes after Connection: close")
+    }
+
+    func testMalformedRequestGets400AndClose() throws {
+        let connection = try TestConnection(port: port)
+        try connection.send(ascii("HELLO\r\n\r\n"))
+        let response = try connection.readResponse()
+        XCTAssertEqual(response.status, 400)
+        XCTAssertEqual(response.headers["connection"], "close")
+        XCTAssertEqual(try connection.readToEnd(), [])
+    }
+
+    func testSurvivesVanishingClientsAndServesManyConnections() throws {
+        // Clients that disappear mid-stream must cost the server nothing but an EPIPE.
+        for _ in 0..<5 {
+            let quitter = try TestConnection(port: port)
+            try quitter.send(ascii("GET /bytes/1000000000 HTTP/1.1\r\n\r\n"))
+            _ = try quitter.readSome()
+        }
+        let connections = try (0..<300).map { _ in try TestConnection(port: port) }
+        for (index, connection) in connections.enumerated() {
+            try connection.send(ascii("GET /bytes/\(index)?seed=\(index) HTTP/1.1\r\n\r\n"))
+        }
+        for (index, connection) in connections.enumerated() {
+            XCTAssertEqual(try connection.readResponse().body, referenceSplitMix(seed: UInt64(index), count: index))
+        }
+        XCTAssertTrue(try XCTUnwrap(service).isRunning)
+    }
+
+    func testBadArgumentsExitWithUsage() throws {
+        let process = Process()
+        process.executableURL = try Self.serviceBinary()
+        process.arguments = ["--port", "http"]
+        let stderr = Pipe()
+        process.standardError = stderr
+        try process.run()
+        process.waitUntilExit()
+        let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(process.terminationStatus, 2)
+        XCTAssertTrue(message.contains("usage: ftvm-demo-service"), message)
+    }
+
+    // MARK: - Helpers
+
+    /// The service binary is built into the same products directory as the test bundle.
+    static func serviceBinary() throws -> URL {
+        var candidates = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()]
+        candidates += Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
+        for directory in candidates {
+            let binary = directory.appendingPathComponent("ftvm-demo-service")
+            if FileManager.default.isExecutableFile(atPath: binary.path) { return binary }
+        }
+        throw TestError("ftvm-demo-service not found next to the test bundle (looked in \(candidates.map(\.path)))")
+    }
+
+    static func readLine(from fd: Int32, timeoutMilliseconds: Int32) throws -> String {
+        var line: [UInt8] = []
+        while true {
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&entry, 1, timeoutMilliseconds) == 1 else { throw TestError("service printed no start line") }
+            var byte: UInt8 = 0
+            guard read(fd, &byte, 1) == 1 else { throw TestError("service exited before listening") }
+            if byte == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
+            line.append(byte)
+        }
+    }
+}
+
+/// Deliberately naive splitmix64 (one word at a time, no random access), independent of the
+/// module's offset-addressable implementation.
+func referenceSplitMix(seed: UInt64, count: Int) -> [UInt8] {
+    var state = seed
+    var out: [UInt8] = []
+    out.reserveCapacity(count + 8)
+    while out.count < count {
+        state = state &+ 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z = z ^ (z >> 31)
+        for shift in stride(from: 0, to: 64, by: 8) { out.append(UInt8(truncatingIfNeeded: z >> UInt64(shift))) }
+    }
+    return Array(out.prefix(count))
+}
+
+struct TestError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+struct TestResponse {
+    var status: Int
+    /// Lowercased names.
+    var headers: [String: String]
+    var body: [UInt8]
+    var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// A blocking client socket with 20 s timeouts, so a broken server fails the test instead of
+/// hanging it.
+final class TestConnection {
+    let fd: Int32
+    private var buffer: [UInt8] = []
+
+    init(port: UInt16) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestError("socket: \(errno)") }
+        var timeout = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else {
+            close(fd)
+            throw TestError("connect: \(errno)")
+        }
+    }
+
+    deinit {
+        close(fd)
+    }
+
+    func send(_ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            guard sent > 0 else { throw TestError("send: \(errno)") }
+            offset += sent
+        }
+    }
+
+    /// Appends one read to the buffer; `false` at end of stream.
+    private func fill() throws -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+        guard count >= 0 else { throw TestError("recv: \(errno)") }
+        buffer += chunk[0..<count]
+        return count > 0
+    }
+
+    func readSome() throws -> [UInt8] {
+        if buffer.isEmpty { _ = try fill() }
+        defer { buffer = [] }
+        return buffer
+    }
+
+    func readToEnd() throws -> [UInt8] {
+        while try fill() {}
+        defer { buffer = [] }
+        return buffer
+    }
+
+    func readResponse() throws -> TestResponse {
+        let terminator = ascii("\r\n\r\n")
+        var headEnd: Int?
+        while true {
+            if let end = buffer.indices.dropLast(3).first(where: { buffer[$0..<$0 + 4].elementsEqual(terminator) }) {
+                headEnd = end
+                break
+            }
+            guard try fill() else { throw TestError("connection closed before a response head") }
+        }
+        let head = String(decoding: buffer[0..<headEnd!], as: UTF8.self)
+        buffer.removeFirst(headEnd! + 4)
+        var lines = head.components(separatedBy: "\r\n")
+        let statusLine = lines.removeFirst().split(separator: " ")
+        guard statusLine.count >= 2, statusLine[0] == "HTTP/1.1", let status = Int(statusLine[1]) else {
+            throw TestError("bad status line in \(head.debugDescription)")
+        }
+        var headers: [String: String] = [:]
+        for line in lines {
+            guard let colon = line.firstIndex(of: ":") else { throw TestError("bad header \(line)") }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        guard let length = headers["content-length"].flatMap(Int.init) else { throw TestError("no Content-Length in \(head)") }
+        while buffer.count < length {
+            guard try fill() else { throw TestError("connection closed inside a body") }
+        }
+        let body = Array(buffer[0..<length])
+        buffer.removeFirst(length)
+        return TestResponse(status: status, headers: headers, body: body)
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class FTVMDemoKitTestsPlaceholder: XCTestCase { func testNothing() {} }

@@ -1,0 +1,61 @@
+/// Command-line options of `ftvm-demo-service`, parsed here so the rules are unit-tested.
+public struct DemoServiceOptions: Sendable, Equatable {
+    public var port: UInt16 = 80
+    /// IPv4 address to bind, network byte order (the four dotted-quad numbers in order).
+    public var address: [UInt8] = [0, 0, 0, 0]
+    public var versionFile = "/etc/ftvm/version"
+
+    public init() {}
+
+    public static let usage = """
+        usage: ftvm-demo-service [--port PORT] [--address IPV4] [--version-file PATH]
+          --port PORT          TCP port, 0 picks a free one (default 80)
+          --address IPV4       address to listen on (default 0.0.0.0)
+          --version-file PATH  file served by GET /version (default /etc/ftvm/version)
+        """
+
+    public enum ParseError: Error, Sendable, Equatable {
+        case helpRequested
+        /// Message for stderr, followed by the usage.
+        case invalid(String)
+    }
+
+    /// Parses the arguments after the program name.
+    public static func parse(_ arguments: [String]) throws(ParseError) -> DemoServiceOptions {
+        var options = DemoServiceOptions()
+        var rest = arguments[...]
+        while let flag = rest.popFirst() {
+            if flag == "-h" || flag == "--help" { throw .helpRequested }
+            guard ["--port", "--address", "--version-file"].contains(flag) else {
+                throw .invalid("unknown argument '\(flag)'")
+            }
+            guard let value = rest.popFirst() else { throw .invalid("\(flag) needs a value") }
+            switch flag {
+            case "--port":
+                guard let port = HTTPRequestParser.parseDecimal(value), port <= UInt64(UInt16.max) else {
+                    throw .invalid("invalid port '\(value)'")
+                }
+                options.port = UInt16(port)
+            case "--address":
+                guard let address = parseIPv4(value) else { throw .invalid("invalid IPv4 address '\(value)'") }
+                options.address = address
+            default:
+                guard !value.isEmpty else { throw .invalid("--version-file needs a path") }
+                options.versionFile = value
+            }
+        }
+        return options
+    }
+
+    /// Strict dotted quad: four decimal numbers 0...255, nothing else.
+    static func parseIPv4(_ text: String) -> [UInt8]? {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return nil }
+        var bytes: [UInt8] = []
+        for part in parts {
+            guard part.count <= 3, let value = HTTPRequestParser.parseDecimal(part), value <= 255 else { return nil }
+            bytes.append(UInt8(value))
+        }
+        return bytes
+    }
+}
