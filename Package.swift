@@ -44,6 +44,7 @@ let package = Package(
             dependencies: [
                 "FTVMSystem", "FTVMChannel", "FTVMVirt",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict),
         // CLI commands, in a library so they can be tested.

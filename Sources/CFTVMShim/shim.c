@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static int open_tap_here(const char *ifname, int persist) {
@@ -62,4 +63,9 @@ int ftvm_set_nonblocking(int fd) {
 int ftvm_set_realtime(int priority) {
     struct sched_param param = { .sched_priority = priority };
     return sched_setscheduler(0, SCHED_FIFO, &param) < 0 ? -errno : 0;
+}
+
+int ftvm_accept_cloexec(int fd) {
+    int client = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    return client < 0 ? -errno : client;
 }

@@ -1,1 +1,3 @@
-print("ftvm")
+import FTVMCLI
+
+FTVMCommand.main()

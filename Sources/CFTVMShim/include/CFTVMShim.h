@@ -17,4 +17,7 @@ int ftvm_set_nonblocking(int fd);
 /// Raises the calling thread to SCHED_FIFO at `priority`. 0 or -errno.
 int ftvm_set_realtime(int priority);
 
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC): the fd or -errno (accept4 needs _GNU_SOURCE).
+int ftvm_accept_cloexec(int fd);
+
 #endif

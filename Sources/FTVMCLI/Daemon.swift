@@ -1,0 +1,31 @@
+import ArgumentParser
+import FTVMController
+import Foundation
+import Logging
+
+struct Daemon: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the pair's daemon in the foreground (`ftvm up` starts it for you).")
+
+    @OptionGroup var pair: PairOptions
+
+    @Option(name: .long, help: "The guest image directory.")
+    var image: String = PairConfig.defaultImageDirectory
+
+    func run() throws {
+        let config = try pair.config(image: image)
+        var logger = Logger(label: "ftvm.daemon")
+        logger[metadataKey: "pair"] = "\(config.name)"
+        do {
+            let image = try GuestImage(directory: image)
+            let daemon = try PairDaemon(config: config, image: image, logger: logger)
+            try? "\(getpid())\n".write(toFile: config.pidFilePath, atomically: true, encoding: .utf8)
+            try daemon.run()
+            logger.info("daemon exiting")
+        } catch {
+            let message = "\(error)"
+            try? message.write(toFile: config.failureFilePath, atomically: true, encoding: .utf8)
+            throw CommandFailure(message)
+        }
+    }
+}

@@ -1,0 +1,43 @@
+import ArgumentParser
+import FTVMController
+import Foundation
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the pair: guests, roles, heartbeats, protection.")
+
+    @OptionGroup var pair: PairOptions
+
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let config = try pair.config()
+        let response: ControlResponse
+        do {
+            response = try ControlClient.send(ControlRequest(.status), to: config, timeoutSeconds: 30)
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        guard let status = response.status else { throw CommandFailure(response.error ?? "the daemon sent no status") }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(status), as: UTF8.self))
+        } else {
+            StatusPrinter.print(status)
+        }
+    }
+}
+
+/// The human-readable status.
+enum StatusPrinter {
+    static func print(_ status: PairStatus) {
+        Swift.print("pair \(status.name): \(status.phase), \(status.protected ? "protected" : "NOT protected") (accel \(status.accelerator), daemon pid \(status.daemonPID))")
+        Swift.print("service \(status.serviceAddress) ports \(status.servicePorts.map(String.init).joined(separator: ",")) in netns \(status.namespace)")
+        for guest in status.guests {
+            let services = guest.services.map { "\($0.name):\($0.state)" }.joined(separator: " ")
+            Swift.print("  \(guest.domain)  \(guest.role.padding(toLength: 8, withPad: " ", startingAt: 0)) \(guest.state.padding(toLength: 8, withPad: " ", startingAt: 0)) heartbeat \(guest.heartbeat)  agent \(guest.agent)  image \(guest.imageVersion)  \(services)")
+        }
+        Swift.print("relay: \(status.relay.framesToGuest) frames to guest, \(status.relay.framesToClients) to clients, \(status.relay.framesDropped) dropped")
+    }
+}

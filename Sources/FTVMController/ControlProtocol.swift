@@ -1,0 +1,143 @@
+import FTVMSystem
+import Foundation
+import SystemPackage
+
+/// What the `ftvm` CLI asks a running daemon. One JSON object per line, one answer per request.
+public struct ControlRequest: Codable, Sendable, Equatable {
+    public enum Command: String, Codable, Sendable {
+        case status
+        /// Tear the pair down and exit.
+        case down
+    }
+
+    public var command: Command
+
+    public init(_ command: Command) { self.command = command }
+}
+
+public struct ControlResponse: Codable, Sendable {
+    public var error: String?
+    public var status: PairStatus?
+
+    public init(error: String? = nil, status: PairStatus? = nil) {
+        self.error = error
+        self.status = status
+    }
+}
+
+/// One guest as `ftvm status` shows it.
+public struct GuestStatus: Codable, Sendable, Equatable {
+    public var domain: String
+    public var role: String
+    public var generation: Int
+    /// libvirt's view: running, paused, shutoff, crashed, …
+    public var state: String
+    public var heartbeat: UInt64
+    public var agent: String
+    public var imageVersion: String
+    public var services: [ServiceStatus]
+}
+
+public struct ServiceStatus: Codable, Sendable, Equatable {
+    public var name: String
+    public var port: UInt32
+    public var state: String
+    public var pid: UInt32
+    public var restarts: UInt32
+    public var lastExit: Int32
+}
+
+/// The whole pair as `ftvm status` shows it.
+public struct PairStatus: Codable, Sendable {
+    public var name: String
+    public var phase: String
+    /// True when a primary serves and a paused backup is ready to take over.
+    public var protected: Bool
+    public var namespace: String
+    public var serviceAddress: String
+    public var servicePorts: [UInt32]
+    public var accelerator: String
+    public var daemonPID: Int32
+    public var guests: [GuestStatus]
+    public var relay: Relay.Counters
+}
+
+/// Failures talking to a daemon.
+public enum ControlError: Error, CustomStringConvertible {
+    case notRunning(name: String)
+    case io(path: String, errno: Errno)
+    case badReply(String)
+    case daemon(String)
+
+    public var description: String {
+        switch self {
+        case .notRunning(let name):
+            "no ftvm daemon is running for pair '\(name)': start one with `ftvm up --name \(name)`"
+        case .io(let path, let errno):
+            "talking to the daemon at \(path) failed: \(errno)"
+        case .badReply(let text):
+            "the daemon answered something that is not a control reply: \(text.prefix(200))"
+        case .daemon(let message):
+            message
+        }
+    }
+}
+
+/// The CLI's side of the control socket.
+public enum ControlClient {
+    public static func send(_ request: ControlRequest, to config: PairConfig, timeoutSeconds: Int = 600) throws -> ControlResponse {
+        let path = config.controlSocketPath
+        let stream: UnixStream
+        do {
+            stream = try UnixStream.connect(to: path)
+        } catch let error where error == .noSuchFileOrDirectory || error == .connectionRefused {
+            throw ControlError.notRunning(name: config.name)
+        } catch {
+            throw ControlError.io(path: path, errno: error)
+        }
+        stream.setTimeout(seconds: timeoutSeconds)
+        do {
+            try stream.write(Array(try JSONEncoder().encode(request)) + [UInt8(ascii: "\n")])
+            guard let line = try stream.readLine() else { throw ControlError.badReply("(connection closed)") }
+            do {
+                return try JSONDecoder().decode(ControlResponse.self, from: Data(line))
+            } catch {
+                throw ControlError.badReply(String(decoding: line, as: UTF8.self))
+            }
+        } catch let error as Errno {
+            throw ControlError.io(path: path, errno: error)
+        }
+    }
+}
+
+/// The daemon's side: answers requests one connection at a time on its own thread.
+final class ControlServer: Sendable {
+    private let listener: UnixListener
+
+    init(path: String) throws(Errno) {
+        listener = try UnixListener(path: path)
+    }
+
+    /// Serves until `close()`; `handle` runs on the server thread.
+    func start(handle: @escaping @Sendable (ControlRequest) -> ControlResponse) {
+        let thread = Thread { [listener] in
+            while let stream = try? listener.accept() {
+                stream.setTimeout(seconds: 30)
+                guard let line = try? stream.readLine() else { continue }
+                let response: ControlResponse
+                if let request = try? JSONDecoder().decode(ControlRequest.self, from: Data(line)) {
+                    response = handle(request)
+                } else {
+                    response = ControlResponse(error: "malformed control request: \(String(decoding: line.prefix(200), as: UTF8.self))")
+                }
+                if let data = try? JSONEncoder().encode(response) {
+                    try? stream.write(Array(data) + [UInt8(ascii: "\n")])
+                }
+            }
+        }
+        thread.name = "ftvm-control"
+        thread.start()
+    }
+
+    func close() { listener.shutdown() }
+}

@@ -1,0 +1,85 @@
+import Foundation
+
+/// Everything that names or places one protected pair. Derived from the pair's name so that a
+/// restarted daemon, `ftvm down` and a test find the same domains, files and namespace again.
+public struct PairConfig: Sendable, Codable, Equatable {
+    public static let defaultName = "demo"
+    public static let defaultImageDirectory = "/var/lib/ftvm/images/default"
+
+    public var name: String
+    public var imageDirectory: String
+    /// Guest memory. The demo image's initramfs unpacks into RAM, so keep room for it.
+    public var memoryMiB: Int = 256
+    public var vcpus: Int = 1
+    /// The service address inside the client namespace, and the client side of the uplink.
+    public var serviceAddress = "10.77.0.2"
+    public var uplinkAddress = "10.77.0.1"
+    public var prefixLength = 24
+    /// Primary and backup share one identity: same MAC, same IP.
+    public var macAddress = "52:54:00:77:00:02"
+    /// How long a guest may take from start to "agent ready" before the pair gives up on it.
+    public var bootTimeoutSeconds: Double = 180
+    /// Where libvirtd is; FTVM_LIBVIRT_URI overrides (tests point it at a dead socket).
+    public var libvirtURI = ProcessInfo.processInfo.environment["FTVM_LIBVIRT_URI"] ?? "qemu:///system"
+
+    public init(name: String = PairConfig.defaultName, imageDirectory: String = PairConfig.defaultImageDirectory) throws(ConfigError) {
+        try Self.validate(name: name)
+        self.name = name
+        self.imageDirectory = imageDirectory
+    }
+
+    /// Names become interface names (IFNAMSIZ is 16 with the NUL) and file names.
+    public static func validate(name: String) throws(ConfigError) {
+        let allowed = name.utf8.allSatisfy { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0)
+            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") }
+        guard !name.isEmpty, name.utf8.count <= 10, allowed, name.first?.isLetter == true else {
+            throw .badName(name)
+        }
+    }
+
+    // MARK: Derived names
+
+    public var namespace: String { "ftvm-\(name)" }
+    public var namespacePath: String { "/run/netns/\(namespace)" }
+    public var tapName: String { "ftvm-\(name)" }
+    public var runDirectory: String { "/run/ftvm/\(name)" }
+    public var controlSocketPath: String { "\(runDirectory)/control.sock" }
+    public var pidFilePath: String { "\(runDirectory)/daemon.pid" }
+    /// Where a daemon that gave up leaves its reason for `ftvm up` to print.
+    public var failureFilePath: String { "\(runDirectory)/failure" }
+    public static let logDirectory = "/var/log/ftvm"
+    public var daemonLogPath: String { "\(Self.logDirectory)/\(name)-daemon.log" }
+    public var domainPrefix: String { "ftvm-\(name)-" }
+
+    public func domainName(generation: Int) -> String { "\(domainPrefix)\(generation)" }
+    public func channelPath(generation: Int) -> String { "/dev/shm/\(domainName(generation: generation))-chan" }
+    public func channelName(generation: Int) -> String { "\(domainName(generation: generation))-chan" }
+    public func consoleLogPath(generation: Int) -> String { "\(Self.logDirectory)/\(domainName(generation: generation)).console" }
+
+    /// The guest's kernel command line: console on the serial port, no reboot on panic (the
+    /// pvpanic event is the signal; the domain is preserved), and the address for /init.
+    public var kernelCommandLine: String {
+        "console=ttyS0 panic=0 quiet loglevel=4 ftvm.ip=\(serviceAddress)/\(prefixLength) ftvm.gw=\(uplinkAddress) ftvm.hostname=\(name)"
+    }
+}
+
+/// Bad input from the user: each case says what is wrong and what to do.
+public enum ConfigError: Error, CustomStringConvertible, Equatable {
+    case badName(String)
+    case missingImage(directory: String, file: String)
+    case unreadableImage(path: String)
+    case badMAC(String)
+
+    public var description: String {
+        switch self {
+        case .badName(let name):
+            "invalid pair name '\(name)': use 1-10 characters a-z, 0-9 and '-', starting with a letter (it becomes interface and domain names)"
+        case .missingImage(let directory, let file):
+            "no guest image at \(directory): \(file) is missing. Build one with `images/build.sh` (the quick start does), or pass --image DIR"
+        case .unreadableImage(let path):
+            "\(path) is not readable by others; libvirt's QEMU runs as libvirt-qemu and must read it: chmod a+r it and a+x its directories"
+        case .badMAC(let text):
+            "'\(text)' is not a unicast MAC address like 52:54:00:77:00:02"
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import FTVMSystem
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+import SystemPackage
+
+/// Moves Ethernet frames between the clients' tap and the guests' QEMU socket netdevs.
+///
+/// Only the active guest is connected to the uplink: frames from any other guest (the backup
+/// while it boots, a fenced primary) are dropped here, which is what keeps one identity on the
+/// wire (invariant 3). Switching is one atomic store, so the control plane never blocks the
+/// packet path and the packet path never takes a lock.
+///
+/// The loop runs on its own thread (a plain poll(2) loop, not Swift concurrency): it owns its
+/// buffers and does not allocate per frame.
+public final class Relay: Sendable {
+    public struct Counters: Sendable, Codable, Equatable {
+        public var framesToGuest: UInt64
+        public var framesToClients: UInt64
+        public var framesDropped: UInt64
+    }
+
+    public let socket: UDPSocket
+    private let tap: TapDevice
+    /// The QEMU-side UDP port of the guest connected to the uplink; 0 connects nobody.
+    private let activePort = Atomic<UInt32>(0)
+    private let stopping = Atomic<Bool>(false)
+    private let toGuest = Atomic<UInt64>(0)
+    private let toClients = Atomic<UInt64>(0)
+    private let dropped = Atomic<UInt64>(0)
+    private let finished = Mutex<Bool>(false)
+    private let logger: Logger
+
+    public init(tap: TapDevice, socket: UDPSocket, logger: Logger) {
+        self.tap = tap
+        self.socket = socket
+        self.logger = logger
+    }
+
+    /// Connects the guest whose QEMU end is `port` to the uplink (nil: nobody). From the moment
+    /// this returns no frame from the previous guest reaches a client.
+    public func connect(guestPort port: UInt16?) {
+        activePort.store(UInt32(port ?? 0), ordering: .sequentiallyConsistent)
+    }
+
+    public var connectedPort: UInt16? {
+        let port = activePort.load(ordering: .acquiring)
+        return port == 0 ? nil : UInt16(port)
+    }
+
+    public var counters: Counters {
+        Counters(
+            framesToGuest: toGuest.load(ordering: .relaxed), framesToClients: toClients.load(ordering: .relaxed),
+            framesDropped: dropped.load(ordering: .relaxed))
+    }
+
+    public func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "ftvm-relay"
+        thread.start()
+    }
+
+    /// Asks the loop to end and waits (at most about one poll period) until it has.
+    public func stop() {
+        stopping.store(true, ordering: .releasing)
+        for _ in 0..<50 where !finished.withLock({ $0 }) { usleep(10_000) }
+    }
+
+    private func run() {
+        // One frame at a time; 64 KiB covers any frame QEMU or a tap can hand us (GSO off).
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+        defer {
+            buffer.deallocate()
+            finished.withLock { $0 = true }
+        }
+        var fds = [pollfd(fd: tap.fd, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)]
+        while !stopping.load(ordering: .acquiring) {
+            let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, 2, 100) }
+            if ready <= 0 { continue }
+            do {
+                if fds[0].revents != 0 { try drainTap(buffer) }
+                if fds[1].revents != 0 { try drainGuests(buffer) }
+            } catch {
+                logger.error("relay I/O failed", metadata: ["error": "\(error)"])
+                usleep(10_000)
+            }
+        }
+    }
+
+    /// Clients → active guest. A burst is bounded so one side cannot starve the other.
+    private func drainTap(_ buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
+        for _ in 0..<256 {
+            guard let count = try tap.read(into: buffer) else { return }
+            let port = activePort.load(ordering: .acquiring)
+            guard port != 0 else {
+                dropped.add(1, ordering: .relaxed)
+                continue
+            }
+            try socket.send(UnsafeRawBufferPointer(rebasing: buffer[..<count]), toPort: UInt16(port))
+            toGuest.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// Guests → clients, for the active guest only.
+    private func drainGuests(_ buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
+        for _ in 0..<256 {
+            guard let (count, source) = try socket.receive(into: buffer) else { return }
+            guard UInt32(source) == activePort.load(ordering: .acquiring) else {
+                dropped.add(1, ordering: .relaxed)
+                continue
+            }
+            try tap.write(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+            toClients.add(1, ordering: .relaxed)
+        }
+    }
+}

@@ -1,0 +1,137 @@
+/// Everything that distinguishes one ftvm guest's libvirt definition from another's.
+///
+/// The rest of the definition is fixed policy and lives in ``DomainXML``: no disks, graphics,
+/// USB or balloon; a panic device; `on_crash=preserve` so a panicked guest stays for inspection;
+/// `on_poweroff`/`on_reboot=destroy` so a guest never comes back by itself behind the daemon's back.
+public struct DomainSpec: Sendable, Equatable {
+    /// libvirt domain name; `[A-Za-z0-9._-]`, at most 64 characters (it also names files under
+    /// `/run/libvirt/qemu/` and log files, so nothing that needs quoting).
+    public var name: String
+    /// Fixed UUID, or `nil` to let libvirt choose one. Redefining an existing domain by name
+    /// requires its current UUID (libvirt: "domain 'x' already exists with uuid …").
+    public var uuid: String?
+    /// `.kvm` or `.qemu` (TCG); also selects the CPU model.
+    public var virtType: Accelerator
+    public var memoryMiB: Int
+    public var vcpus: Int
+    /// Direct kernel boot; `nil` boots firmware only (SeaBIOS finds no boot device and idles),
+    /// which tests use to get a real, startable domain without an image.
+    public var boot: KernelBoot?
+    public var mac: MACAddress
+    /// The guest's one NIC, a QEMU UDP socket netdev to the daemon's relay.
+    public var network: UDPNetwork
+    /// The ivshmem-plain channel device.
+    public var sharedMemory: SharedMemoryDevice
+    /// Where the serial console (ttyS0) is logged on the host; libvirt (virtlogd) writes it as
+    /// root, so the directory need not be writable by `libvirt-qemu`.
+    public var consoleLogPath: String
+    public var metadata: GuestMetadata
+
+    public init(
+        name: String, uuid: String? = nil, virtType: Accelerator, memoryMiB: Int, vcpus: Int,
+        boot: KernelBoot?, mac: MACAddress, network: UDPNetwork, sharedMemory: SharedMemoryDevice,
+        consoleLogPath: String, metadata: GuestMetadata
+    ) {
+        self.name = name
+        self.uuid = uuid
+        self.virtType = virtType
+        self.memoryMiB = memoryMiB
+        self.vcpus = vcpus
+        self.boot = boot
+        self.mac = mac
+        self.network = network
+        self.sharedMemory = sharedMemory
+        self.consoleLogPath = consoleLogPath
+        self.metadata = metadata
+    }
+}
+
+/// QEMU direct kernel boot (`-kernel/-initrd/-append`).
+///
+/// QEMU runs as `libvirt-qemu` and opens the kernel and initrd itself, so both files (and every
+/// directory above them) must be readable by that user — world-readable is simplest.
+public struct KernelBoot: Sendable, Equatable {
+    public var kernelPath: String
+    public var initrdPath: String?
+    public var commandLine: String
+
+    public init(kernelPath: String, initrdPath: String?, commandLine: String) {
+        self.kernelPath = kernelPath
+        self.initrdPath = initrdPath
+        self.commandLine = commandLine
+    }
+}
+
+/// A QEMU UDP socket netdev (libvirt `<interface type='udp'>`) on loopback.
+///
+/// QEMU binds `127.0.0.1:guestPort` and sends each guest frame as one datagram to
+/// `127.0.0.1:daemonPort`; the daemon answers to `guestPort`. Loopback only: frames never leave
+/// the host on their own.
+public struct UDPNetwork: Sendable, Equatable {
+    /// The only address ftvm uses for the netdev, on both ends.
+    public static let address = "127.0.0.1"
+
+    public var daemonPort: UInt16
+    public var guestPort: UInt16
+
+    public init(daemonPort: UInt16, guestPort: UInt16) {
+        self.daemonPort = daemonPort
+        self.guestPort = guestPort
+    }
+}
+
+/// An ivshmem-plain device backed by `/dev/shm/<name>`.
+///
+/// QEMU (as `libvirt-qemu`) creates the file when missing, mode 0644, and keeps an existing one and
+/// its contents. libvirt neither chowns it nor deletes it on destroy/undefine. A file created
+/// beforehand by root with mode 0600 makes the start fail ("can't open backing store … Permission
+/// denied"): pre-create it owned by `libvirt-qemu`, or let QEMU create it.
+public struct SharedMemoryDevice: Sendable, Equatable {
+    /// File name under `/dev/shm`; same character rules as a domain name.
+    public var name: String
+    /// Size in MiB; ivshmem requires a power of two.
+    public var sizeMiB: Int
+
+    public init(name: String, sizeMiB: Int) {
+        self.name = name
+        self.sizeMiB = sizeMiB
+    }
+
+    /// The host path QEMU maps.
+    public var path: String { "/dev/shm/" + name }
+}
+
+/// An Ethernet MAC address, printed as libvirt writes it (lowercase, colon-separated).
+public struct MACAddress: Sendable, Hashable, CustomStringConvertible, LosslessStringConvertible {
+    /// The six octets, most significant first.
+    public let octets: [UInt8]
+
+    /// - Returns: `nil` unless `octets` has exactly six elements.
+    public init?(octets: [UInt8]) {
+        guard octets.count == 6 else { return nil }
+        self.octets = octets
+    }
+
+    /// Parses `52:54:00:12:34:56` (either case; `-` accepted as separator).
+    public init?(_ description: String) {
+        let parts = description.split(separator: ":", omittingEmptySubsequences: false)
+        let fields = parts.count == 6 ? parts : description.split(separator: "-", omittingEmptySubsequences: false)
+        guard fields.count == 6 else { return nil }
+        var octets: [UInt8] = []
+        for field in fields {
+            guard field.count == 2, let octet = UInt8(field, radix: 16) else { return nil }
+            octets.append(octet)
+        }
+        self.octets = octets
+    }
+
+    public var description: String {
+        octets.map { octet in
+            let hex = String(octet, radix: 16)
+            return hex.count == 1 ? "0" + hex : hex
+        }.joined(separator: ":")
+    }
+
+    /// Multicast addresses (low bit of the first octet) cannot be a NIC's address.
+    public var isMulticast: Bool { octets[0] & 1 == 1 }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class FTVMChannelTestsPlaceholder: XCTestCase { func testNothing() {} }

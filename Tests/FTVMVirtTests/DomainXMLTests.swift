@@ -1,0 +1,118 @@
+import FTVMVirt
+import Foundation
+import XCTest
+
+/// Pure tests of domain XML rendering and parsing; no libvirt needed.
+final class DomainXMLTests: XCTestCase {
+    /// Rendering a fixed spec gives exactly Golden/primary.xml. To accept an intended change, run
+    /// with FTVM_UPDATE_GOLDEN=1 and review the diff.
+    func testRenderMatchesGoldenFile() throws {
+        let rendered = try DomainXML.render(Fixtures.primarySpec())
+        if ProcessInfo.processInfo.environment["FTVM_UPDATE_GOLDEN"] == "1" {
+            let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+                .appendingPathComponent("Golden/primary.xml")
+            try rendered.write(to: source, atomically: true, encoding: .utf8)
+        }
+        let golden = try Self.golden("primary")
+        XCTAssertEqual(rendered, golden, "rendered XML differs from Golden/primary.xml")
+    }
+
+    func testRenderIsDeterministic() throws {
+        XCTAssertEqual(try DomainXML.render(Fixtures.primarySpec()), try DomainXML.render(Fixtures.primarySpec()))
+    }
+
+    func testRoundTrip() throws {
+        for virtType in Accelerator.allCases {
+            let spec = Fixtures.primarySpec(virtType: virtType)
+            XCTAssertEqual(try DomainXML.parse(try DomainXML.render(spec)), spec)
+        }
+    }
+
+    func testRoundTripWithoutUUIDOrInitrdOrKernel() throws {
+        var spec = Fixtures.primarySpec()
+        spec.uuid = nil
+        spec.boot?.initrdPath = nil
+        XCTAssertEqual(try DomainXML.parse(try DomainXML.render(spec)), spec)
+        spec.boot = nil
+        let xml = try DomainXML.render(spec)
+        XCTAssertTrue(xml.contains("<bios rebootTimeout=\"-1\"/>"), xml)
+        XCTAssertEqual(try DomainXML.parse(xml), spec)
+    }
+
+    /// What libvirt 9.0 returns from `virsh dumpxml` for Golden/primary.xml (memory in KiB,
+    /// defaults and PCI addresses added, metadata children prefixed) parses to the same spec.
+    func testParsesLibvirtsOwnRendering() throws {
+        let spec = try DomainXML.parse(try Self.golden("libvirt-dumpxml"))
+        XCTAssertEqual(spec, Fixtures.primarySpec())
+        XCTAssertEqual(try DomainXML.guestMetadata(inDomainXML: try Self.golden("libvirt-dumpxml")), Fixtures.metadata)
+    }
+
+    func testEscapesSpecialCharacters() throws {
+        var spec = Fixtures.primarySpec()
+        spec.metadata.imageVersion = "1.4.0 <rc&'\">"
+        spec.boot?.commandLine = "console=ttyS0 ftvm.note=a&&b"
+        let xml = try DomainXML.render(spec)
+        XCTAssertTrue(xml.contains("1.4.0 &lt;rc&amp;'\"&gt;"), xml)
+        XCTAssertTrue(xml.contains("ftvm.note=a&amp;&amp;b"), xml)
+        XCTAssertEqual(try DomainXML.parse(xml), spec)
+    }
+
+    func testMetadataOfForeignDomainIsNil() throws {
+        let xml = "<domain type='qemu'><name>other</name><metadata><x:y xmlns:x='urn:x'/></metadata></domain>"
+        XCTAssertNil(try DomainXML.guestMetadata(inDomainXML: xml))
+        XCTAssertThrowsError(try DomainXML.parse(xml)) { error in
+            XCTAssertTrue("\(error)".contains("no ftvm metadata"), "\(error)")
+        }
+    }
+
+    func testMalformedXMLIsReported() {
+        XCTAssertThrowsError(try DomainXML.parse("<domain type='qemu'><name>x</domain>")) { error in
+            guard case VirtError.malformedXML(let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("not well-formed"), reason)
+        }
+        XCTAssertThrowsError(try DomainXML.parse("<network/>"))
+    }
+
+    func testRejectsInvalidSpecs() {
+        func expectInvalid(_ change: (inout DomainSpec) -> Void, _ fragment: String, line: UInt = #line) {
+            var spec = Fixtures.primarySpec()
+            change(&spec)
+            XCTAssertThrowsError(try DomainXML.render(spec), line: line) { error in
+                guard case VirtError.invalidSpec(let reason) = error else {
+                    return XCTFail("expected invalidSpec, got \(error)", line: line)
+                }
+                XCTAssertTrue(reason.contains(fragment), "'\(reason)' lacks '\(fragment)'", line: line)
+            }
+        }
+        expectInvalid({ $0.name = "bad/name" }, "domain name")
+        expectInvalid({ $0.name = "" }, "domain name")
+        expectInvalid({ $0.uuid = "not-a-uuid" }, "uuid")
+        expectInvalid({ $0.memoryMiB = 0 }, "memory")
+        expectInvalid({ $0.vcpus = 0 }, "vcpus")
+        expectInvalid({ $0.sharedMemory.sizeMiB = 3 }, "power of two")
+        expectInvalid({ $0.network.guestPort = $0.network.daemonPort }, "distinct")
+        expectInvalid({ $0.metadata.daemonPort = 1 }, "differ")
+        expectInvalid({ $0.metadata.sharedMemoryPath = "/dev/shm/other" }, "differs")
+        expectInvalid({ $0.consoleLogPath = "relative.log" }, "absolute")
+        expectInvalid({ $0.boot?.kernelPath = "vmlinuz" }, "absolute")
+        expectInvalid({ $0.mac = MACAddress("01:00:5e:00:00:01")! }, "multicast")
+        expectInvalid({ $0.boot?.commandLine = "console=ttyS0\u{1}" }, "U+1")
+    }
+
+    func testMACAddressParsing() {
+        XCTAssertEqual(MACAddress("52:54:00:AB:cd:0e")?.description, "52:54:00:ab:cd:0e")
+        XCTAssertEqual(MACAddress("52-54-00-ab-cd-0e")?.octets, [0x52, 0x54, 0, 0xab, 0xcd, 0x0e])
+        XCTAssertNil(MACAddress("52:54:00:ab:cd"))
+        XCTAssertNil(MACAddress("52:54:00:ab:cd:0e:ff"))
+        XCTAssertNil(MACAddress("52:54:00:ab:cd:zz"))
+        XCTAssertNil(MACAddress("5:54:00:ab:cd:0e"))
+        XCTAssertNil(MACAddress(octets: [1, 2, 3]))
+    }
+
+    static func golden(_ name: String) throws -> String {
+        guard let url = Bundle.module.url(forResource: name, withExtension: "xml", subdirectory: "Golden") else {
+            throw XCTSkip("Golden/\(name).xml missing from the test bundle")
+        }
+        return try String(contentsOf: url, encoding: .utf8)
+    }
+}

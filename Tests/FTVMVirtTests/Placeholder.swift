@@ -1,2 +1,0 @@
-import XCTest
-final class FTVMVirtTestsPlaceholder: XCTestCase { func testNothing() {} }

@@ -1,0 +1,117 @@
+import Foundation
+import XCTest
+
+/// Shared plumbing for tests that boot real guests: running commands, the built `ftvm`, the
+/// independent references, and checks that a pair left nothing behind.
+enum Harness {
+    /// Integration tests need root, libvirt and a built image: `scripts/test.sh` prepares all
+    /// of it and sets FTVM_INTEGRATION=1. Without it they are skipped, loudly.
+    static func requireIntegration() throws {
+        guard ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" else {
+            throw XCTSkip("integration tests run through scripts/test.sh (FTVM_INTEGRATION=1)")
+        }
+    }
+
+    static let repository = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The `ftvm` executable built next to this test bundle.
+    static var ftvm: String {
+        let products = Bundle(for: Marker.self).bundleURL.deletingLastPathComponent()
+        return products.appendingPathComponent("ftvm").path
+    }
+
+    static let defaultImage = "/var/lib/ftvm/images/default"
+
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var combined: String { stdout + stderr }
+    }
+
+    /// Runs a command to completion (stdin from /dev/null).
+    @discardableResult
+    static func run(_ arguments: [String], environment: [String: String] = [:], input: URL? = nil) throws -> Output {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { $1 }
+        process.environment = env
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = try input.map { try FileHandle(forReadingFrom: $0) } ?? FileHandle.nullDevice
+        try process.run()
+        // Drain both pipes concurrently so a chatty child never blocks on a full pipe.
+        let errData = LockedData()
+        let reader = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
+        reader.start()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        while !errData.isSet { usleep(1000) }
+        return Output(
+            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData.data, as: UTF8.self))
+    }
+
+    /// Runs `ftvm ARGS` and fails the test (with its output) when it exits non-zero.
+    @discardableResult
+    static func ftvm(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> Output {
+        let output = try run([ftvm] + arguments)
+        XCTAssertEqual(output.status, 0, "ftvm \(arguments.joined(separator: " ")) failed:\n\(output.combined)", file: file, line: line)
+        return output
+    }
+
+    /// The pair's status as JSON.
+    static func status(_ name: String) throws -> [String: Any] {
+        let output = try ftvm(["status", "--name", name, "--json"])
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any])
+    }
+
+    /// `virsh list --all` as name → state, straight from libvirt (not through ftvm).
+    static func virshDomains() throws -> [String: String] {
+        let output = try run(["virsh", "-c", "qemu:///system", "list", "--all"])
+        var domains: [String: String] = [:]
+        for line in output.stdout.split(separator: "\n").dropFirst(2) {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 3 else { continue }
+            domains[String(fields[1])] = fields[2...].joined(separator: " ")
+        }
+        return domains
+    }
+
+    /// SHA-256 of the splitmix64 stream, computed by the independent Python reference.
+    static func referenceStreamSHA256(count: Int, seed: UInt64) throws -> String {
+        let script = repository.appendingPathComponent("Tests/tools/splitmix.py").path
+        return try run(["python3", script, "\(count)", "\(seed)"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func sha256(file: String) throws -> String {
+        String(try run(["sha256sum", file]).stdout.prefix(64))
+    }
+
+    /// Everything a pair may create, so a test can assert that `down` removed it all.
+    static func leftovers(of name: String) throws -> [String] {
+        var found: [String] = []
+        found += try virshDomains().keys.filter { $0.hasPrefix("ftvm-\(name)-") }.map { "domain \($0)" }
+        found += ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [])
+            .filter { $0.hasPrefix("ftvm-\(name)-") }.map { "shm \($0)" }
+        if FileManager.default.fileExists(atPath: "/run/netns/ftvm-\(name)") { found.append("netns ftvm-\(name)") }
+        if FileManager.default.fileExists(atPath: "/sys/class/net/ftvm-\(name)") { found.append("host tap ftvm-\(name)") }
+        return found
+    }
+
+    private final class Marker {}
+}
+
+/// A Data handed from a reader thread to the test thread.
+final class LockedData: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Data?
+    func set(_ data: Data) { lock.withLock { value = data } }
+    var isSet: Bool { lock.withLock { value != nil } }
+    var data: Data { lock.withLock { value ?? Data() } }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Everything the demo and the tests need, from a fresh Debian 12 machine (as root): packages,
+# libvirt daemons, the ftvm build, the guest binaries and the guest images. Each step is skipped
+# when already done; the images are rebuilt when the guest binaries change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+echo "prepare: building ftvm" >&2
+swift build 2>&1 | tail -n 1 >&2
+bin=$(bash guest-agent/build.sh)
+
+# The default image (version 1.0.0) and the upgrade image (version 2.0.0), same services.
+build_image() { # version, out
+  local version=$1 out=$2 stamp
+  stamp=$(cat "$bin/ftvm-agent" "$bin/ftvm-demo-service" images/build.sh | sha256sum | cut -c1-16)
+  if [ -f "$out/image.env" ] && grep -q "FTVM_SOURCE_STAMP=$stamp" "$out/image.env" 2>/dev/null; then
+    return
+  fi
+  echo "prepare: building guest image $version in $out" >&2
+  bash images/build.sh --agent "$bin/ftvm-agent" --service "$bin/ftvm-demo-service" --version "$version" --out "$out" >&2
+  echo "FTVM_SOURCE_STAMP=$stamp" >> "$out/image.env"
+}
+build_image 1.0.0 /var/lib/ftvm/images/default
+build_image 2.0.0 /var/lib/ftvm/images/v2
+echo "prepare: ready" >&2
