@@ -22,6 +22,8 @@ umask 022
 
 prog=images/build.sh
 die() { echo "$prog: error: $*" >&2; exit 1; }
+# No silent deaths under set -e: name the command that failed.
+trap 'echo "$prog: error: command failed (line $LINENO, status $?): $BASH_COMMAND" >&2' ERR
 note() { echo "$prog: $*" >&2; }
 
 usage() {
@@ -116,15 +118,17 @@ else
       apt-cache depends linux-image-cloud-amd64 2>/dev/null |
         awk '$1 == "Depends:" && $2 ~ /^linux-image-.*-cloud-amd64$/ { print $2; exit }'
     }
-    kpkg=$(resolve_kpkg)
+    kpkg=$(resolve_kpkg || true)
     if [ -z "$kpkg" ]; then
       note "apt-cache does not know linux-image-cloud-amd64; running apt-get update"
       apt-get update -q >/dev/null 2>&1 || true
-      kpkg=$(resolve_kpkg)
+      kpkg=$(resolve_kpkg || true)
     fi
   fi
   kver_deb=""
-  [ -n "$kpkg" ] && kver_deb=$(apt-cache show --no-all-versions "$kpkg" 2>/dev/null | awk '/^Version:/ { print $2; exit }')
+  if [ -n "$kpkg" ]; then
+    kver_deb=$(apt-cache show --no-all-versions "$kpkg" 2>/dev/null | awk '/^Version:/ { print $2; exit }' || true)
+  fi
   if [ -n "$kpkg" ] && [ -n "$kver_deb" ]; then
     deb="$cache/kernel/${kpkg}_${kver_deb//:/%3a}_amd64.deb"
     if [ ! -s "$deb" ]; then
@@ -158,7 +162,7 @@ if [ ! -f "$kdir/.complete" ]; then
   rm -rf "$kdir" "$kdir.tmp"
   mkdir -p "$kdir.tmp"
   dpkg-deb -x "$deb" "$kdir.tmp"
-  kv=$(ls -1 "$kdir.tmp/lib/modules" | head -n 1)
+  kv=$(ls -1 "$kdir.tmp/lib/modules" 2>/dev/null | head -n 1 || true)
   [ -n "$kv" ] && [ -d "$kdir.tmp/lib/modules/$kv/kernel" ] || die "$deb has no /lib/modules/VERSION/kernel"
   # The package does not ship modules.dep (the installer's depmod writes it): generate it here,
   # into the extracted tree only, with busybox's depmod (no kmod needed on the host).

@@ -12,14 +12,15 @@ bin=$(bash guest-agent/build.sh)
 
 # The default image (version 1.0.0) and the upgrade image (version 2.0.0), same services.
 build_image() { # version, out
-  local version=$1 out=$2 stamp
-  stamp=$(cat "$bin/ftvm-agent" "$bin/ftvm-demo-service" images/build.sh | sha256sum | cut -c1-16)
-  if [ -f "$out/image.env" ] && grep -q "FTVM_SOURCE_STAMP=$stamp" "$out/image.env" 2>/dev/null; then
+  local version=$1 out=$2
+  if [ -f "$out/image.env" ] && [ ! images/build.sh -nt "$out/image.env" ] \
+    && grep -qx "FTVM_IMAGE_VERSION=$version" "$out/image.env" \
+    && grep -qx "FTVM_AGENT_SHA256=$(sha256sum < "$bin/ftvm-agent" | cut -c1-64)" "$out/image.env" \
+    && grep -qx "FTVM_SERVICE_SHA256=$(sha256sum < "$bin/ftvm-demo-service" | cut -c1-64)" "$out/image.env"; then
     return
   fi
   echo "prepare: building guest image $version in $out" >&2
   bash images/build.sh --agent "$bin/ftvm-agent" --service "$bin/ftvm-demo-service" --version "$version" --out "$out" >&2
-  echo "FTVM_SOURCE_STAMP=$stamp" >> "$out/image.env"
 }
 build_image 1.0.0 /var/lib/ftvm/images/default
 build_image 2.0.0 /var/lib/ftvm/images/v2

@@ -16,6 +16,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Debian's udev rule gives /dev/kvm to group kvm; without udev it stays root-only, and libvirt
+# then re-probes QEMU's capabilities on every call (a define took over a minute).
+if [ -c /dev/kvm ]; then chgrp kvm /dev/kvm && chmod 0660 /dev/kvm; fi
+
 # No systemd here: start the daemons ourselves, once.
 start_daemon() { # name, pidfile
   local name=$1 pidfile=$2

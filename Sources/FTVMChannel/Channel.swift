@@ -167,6 +167,12 @@ public final class Channel: @unchecked Sendable {
         word32(slot + ChannelLayout.serviceStateField).store(ServiceState.exited.rawValue, ordering: .releasing)
     }
 
+    /// Records whether the service in slot `index` answers its health probe.
+    public func serviceResponsive(_ index: Int, _ responsive: Bool) {
+        let state: ServiceState = responsive ? .running : .hung
+        word32(serviceSlot(index) + ChannelLayout.serviceStateField).store(state.rawValue, ordering: .releasing)
+    }
+
     /// Every declared service slot.
     public var services: [ServiceReport] {
         (0..<ChannelLayout.serviceSlots).compactMap { index in

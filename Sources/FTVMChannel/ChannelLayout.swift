@@ -72,6 +72,8 @@ public enum ServiceState: UInt32, Sendable, CustomStringConvertible {
     case running = 2
     /// Exited or was killed: `lastExit` says how. The agent reports this the instant it reaps it.
     case exited = 3
+    /// Running but not answering the agent's health probe (e.g. stopped, deadlocked).
+    case hung = 4
 
     public var description: String {
         switch self {
@@ -79,6 +81,7 @@ public enum ServiceState: UInt32, Sendable, CustomStringConvertible {
         case .starting: "starting"
         case .running: "running"
         case .exited: "exited"
+        case .hung: "hung"
         }
     }
 }

@@ -22,8 +22,9 @@ public struct DomainSpec: Sendable, Equatable {
     public var network: UDPNetwork
     /// The ivshmem-plain channel device.
     public var sharedMemory: SharedMemoryDevice
-    /// Where the serial console (ttyS0) is logged on the host; libvirt (virtlogd) writes it as
-    /// root, so the directory need not be writable by `libvirt-qemu`.
+    /// Where the serial console (ttyS0) is logged on the host. virtlogd writes it as root (file
+    /// mode 0600, appended across boots, rotated by virtlogd), so the directory need not be
+    /// writable by `libvirt-qemu` — but it must exist: start fails with "Unable to open file".
     public var consoleLogPath: String
     public var metadata: GuestMetadata
 

@@ -88,6 +88,10 @@ public enum DomainXML {
         try shmem.append("size", text: String(spec.sharedMemory.sizeMiB)).set("unit", "M")
 
         try devices.append("memballoon").set("model", "none")
+        // The Swift runtime blocks in getrandom() until the kernel's pool is ready; without a
+        // hardware source that costs about a second of every TCG boot (docs/image.md).
+        let rng = try devices.append("rng").set("model", "virtio")
+        try rng.append("backend", text: "/dev/urandom").set("model", "random")
         try devices.append("panic").set("model", "isa")
         return try document.serialized()
     }

@@ -40,7 +40,9 @@ enum Agent {
             var wall = timespec()
             clock_gettime(CLOCK_REALTIME, &wall)
             channel.beat(guestClockNanos: UInt64(wall.tv_sec) * 1_000_000_000 + UInt64(wall.tv_nsec))
-            supervisor.reap(nowMillis: Uptime.millis)
+            let now = Uptime.millis
+            supervisor.reap(nowMillis: now)
+            supervisor.probe(nowMillis: now)
             if channel.agentState == .starting, !definitions.isEmpty, supervisor.allListening {
                 channel.agentState = .ready
                 Console.say("ready version=\(channel.imageVersion)")

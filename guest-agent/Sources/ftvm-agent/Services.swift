@@ -42,6 +42,8 @@ final class Supervisor {
         var starts = 0
         var restartAt: Int?
         var listening = false
+        var probe = Probe()
+        var reportedHung = false
     }
 
     private var services: [Running]
@@ -84,12 +86,40 @@ final class Supervisor {
             channel.serviceExited(index, status: code)
             services[index].pid = nil
             services[index].listening = false
+            services[index].reportedHung = false
             let delay = min(5000, 500 * services[index].starts)
             services[index].restartAt = nowMillis + delay
             Console.say("service \(services[index].definition.name) (pid \(pid)) exited with \(code); restart in \(delay) ms")
         }
         for index in services.indices {
             if let due = services[index].restartAt, due <= nowMillis { start(index) }
+        }
+    }
+
+    /// Runs the services' liveness probes (only for services that are up and listening) and
+    /// reports a service hung, or answering again, the tick it is decided.
+    func probe(nowMillis now: Int) {
+        for index in services.indices where services[index].pid != nil && services[index].listening {
+            if !services[index].probe.inFlight {
+                guard now >= services[index].probe.nextAt else { continue }
+                services[index].probe.start(port: services[index].definition.port, now: now)
+            }
+            switch services[index].probe.step(now: now) {
+            case .pending:
+                break
+            case .alive:
+                if services[index].reportedHung {
+                    services[index].reportedHung = false
+                    channel.serviceResponsive(index, true)
+                    Console.say("service \(services[index].definition.name) answers again")
+                }
+            case .failed:
+                if !services[index].reportedHung, services[index].probe.consecutiveFailures >= Probe.failuresToReport {
+                    services[index].reportedHung = true
+                    channel.serviceResponsive(index, false)
+                    Console.say("service \(services[index].definition.name) does not answer its probe: reported hung")
+                }
+            }
         }
     }
 

@@ -1,0 +1,121 @@
+import Foundation
+
+/// How the daemon decides that a primary has failed. Pure logic, driven by a caller-supplied
+/// clock so it can be tested without waiting.
+public struct HealthPolicy: Sendable, Codable, Equatable {
+    /// How often the daemon samples the primary's heartbeat (and checks events and services).
+    public var tickMillis: Int = 100
+    /// Failure is declared after this many consecutive ticks without a heartbeat change.
+    /// The agent beats every 20 ms at real-time priority, so a healthy guest changes the counter
+    /// several times per tick; the margin covers TCG scheduling hiccups under load (see
+    /// docs/failover.md for the soak that chose it).
+    public var missedTicks: Int = 5
+    /// After a resume the guest's timers catch up; give the agent this long before judging it.
+    public var graceMillis: Int = 2000
+
+    public init() {}
+
+    public var stallLimit: Duration { .milliseconds(tickMillis * missedTicks) }
+}
+
+/// Detects a heartbeat counter that stopped moving.
+public struct HeartbeatDetector: Sendable {
+    public let policy: HealthPolicy
+    private var lastValue: UInt64?
+    private var lastChange: Duration = .zero
+    private var graceUntil: Duration = .zero
+
+    public init(policy: HealthPolicy) {
+        self.policy = policy
+    }
+
+    /// Starts judging a (new) primary afresh at `now`, after the grace period.
+    public mutating func reset(at now: Duration) {
+        lastValue = nil
+        lastChange = now
+        graceUntil = now + .milliseconds(policy.graceMillis)
+    }
+
+    /// Feeds one sample; returns how long the counter has been still when that is a failure.
+    public mutating func observe(_ value: UInt64, at now: Duration) -> Duration? {
+        if value != lastValue {
+            lastValue = value
+            lastChange = now
+            return nil
+        }
+        let still = now - lastChange
+        guard now >= graceUntil, still >= policy.stallLimit else { return nil }
+        return still
+    }
+}
+
+/// Why the primary was given up (or handed over on purpose).
+public enum FailureCause: Sendable, Equatable, CustomStringConvertible {
+    case heartbeatStalled(millis: Int)
+    case kernelPanic
+    case qemuDied(reason: String)
+    case serviceFailed(name: String, exit: Int32)
+    case serviceHung(name: String)
+    case agentFailed
+    case manual
+
+    public var description: String {
+        switch self {
+        case .heartbeatStalled(let millis): "heartbeat stalled for \(millis) ms (kernel hang or agent gone)"
+        case .kernelPanic: "guest kernel panic (pvpanic)"
+        case .qemuDied(let reason): "QEMU process gone (\(reason))"
+        case .serviceFailed(let name, let exit):
+            exit < 0 ? "service \(name) killed by signal \(-exit)" : "service \(name) exited with status \(exit)"
+        case .serviceHung(let name): "service \(name) stopped answering its health probe"
+        case .agentFailed: "the guest agent reports failure"
+        case .manual: "planned failover (ftvm failover)"
+        }
+    }
+}
+
+/// One recovery, timed by phase (invariant 7): what `ftvm status` shows and the log records.
+public struct RecoveryRecord: Sendable, Codable, Equatable {
+    public struct Phase: Sendable, Codable, Equatable {
+        public var name: String
+        /// This phase alone.
+        public var millis: Double
+        /// From the detection to the end of this phase.
+        public var sinceDetectionMillis: Double
+    }
+
+    public var cause: String
+    /// The fault `ftvm inject` put in, when this recovery answers one.
+    public var injectedFault: String?
+    /// From the injection to the detection, when there was an injection.
+    public var detectMillis: Double?
+    public var failedDomain: String
+    public var newPrimary: String
+    public var startedAt: String
+    public var phases: [Phase] = []
+    public var reprotected = false
+    public var error: String?
+}
+
+/// Records consecutive phases against a monotonic clock.
+struct PhaseTimer {
+    private let start: ContinuousClock.Instant
+    private var last: ContinuousClock.Instant
+    private(set) var phases: [RecoveryRecord.Phase] = []
+
+    init(start: ContinuousClock.Instant) {
+        self.start = start
+        self.last = start
+    }
+
+    mutating func mark(_ name: String, at now: ContinuousClock.Instant = .now) {
+        phases.append(RecoveryRecord.Phase(name: name, millis: (now - last).millis, sinceDetectionMillis: (now - start).millis))
+        last = now
+    }
+}
+
+extension Duration {
+    var millis: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+    }
+}
