@@ -6,6 +6,7 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <sched.h>
+#include <spawn.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -68,4 +69,8 @@ int ftvm_set_realtime(int priority) {
 int ftvm_accept_cloexec(int fd) {
     int client = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
     return client < 0 ? -errno : client;
+}
+
+int ftvm_spawn_close_from(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
 }

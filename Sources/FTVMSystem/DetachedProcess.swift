@@ -1,3 +1,4 @@
+import CFTVMShim
 import Glibc
 import SystemPackage
 
@@ -15,6 +16,9 @@ public enum DetachedProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o640)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Whatever else the caller had open (a test's pipe, say) must not be held for the
+        // daemon's whole life: the caller would never see end-of-file on it.
+        ftvm_spawn_close_from(&actions, 3)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

@@ -15,10 +15,10 @@ enum Harness {
     static let repository = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// The `ftvm` executable built next to this test bundle.
+    /// The `ftvm` executable of this checkout's debug build (`swift test` builds it), or FTVM_BIN.
     static var ftvm: String {
-        let products = Bundle(for: Marker.self).bundleURL.deletingLastPathComponent()
-        return products.appendingPathComponent("ftvm").path
+        ProcessInfo.processInfo.environment["FTVM_BIN"]
+            ?? repository.appendingPathComponent(".build/debug/ftvm").path
     }
 
     static let defaultImage = "/var/lib/ftvm/images/default"
@@ -103,8 +103,6 @@ enum Harness {
         if FileManager.default.fileExists(atPath: "/sys/class/net/ftvm-\(name)") { found.append("host tap ftvm-\(name)") }
         return found
     }
-
-    private final class Marker {}
 }
 
 /// A Data handed from a reader thread to the test thread.

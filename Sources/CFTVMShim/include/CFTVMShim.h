@@ -1,6 +1,8 @@
 #ifndef CFTVMSHIM_H
 #define CFTVMSHIM_H
 
+#include <spawn.h>
+
 /// Opens a tap device named `ifname` (IFF_TAP | IFF_NO_PI) and returns its fd, or -errno.
 /// When `netns_path` is not NULL (e.g. "/run/netns/ftvm-demo") the device is created inside
 /// that network namespace: the calling thread enters it with setns(2) for the duration of the
@@ -19,5 +21,9 @@ int ftvm_set_realtime(int priority);
 
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC): the fd or -errno (accept4 needs _GNU_SOURCE).
 int ftvm_accept_cloexec(int fd);
+
+/// posix_spawn_file_actions_addclosefrom_np(actions, from): close every fd >= `from` in the
+/// child (glibc 2.34+, hidden from Swift behind _GNU_SOURCE). 0 or an errno value.
+int ftvm_spawn_close_from(posix_spawn_file_actions_t *actions, int from);
 
 #endif
