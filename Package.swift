@@ -28,6 +28,8 @@ let package = Package(
             name: "FTVMSystem",
             dependencies: ["CFTVMShim", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict),
+        // Ethernet/ARP/IPv4/TCP parsing and rewriting: pure, no syscalls.
+        .target(name: "FTVMWire", swiftSettings: strict),
         // The shared-memory channel layout, used by the host daemon and the guest agent alike.
         .target(
             name: "FTVMChannel",
@@ -69,6 +71,7 @@ let package = Package(
             path: "guest-agent/Sources/ftvm-agent", swiftSettings: strict),
 
         .testTarget(name: "FTVMChannelTests", dependencies: ["FTVMChannel"]),
+        .testTarget(name: "FTVMWireTests", dependencies: ["FTVMWire"]),
         .testTarget(name: "FTVMVirtTests", dependencies: ["FTVMVirt"], resources: [.copy("Golden")]),
         .testTarget(name: "FTVMDemoKitTests", dependencies: ["FTVMDemoKit"]),
         .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController"]),
