@@ -12,13 +12,25 @@ struct Daemon: ParsableCommand {
     @Option(name: .long, help: "The guest image directory.")
     var image: String = PairConfig.defaultImageDirectory
 
+    @OptionGroup var health: HealthOptions
+
     func run() throws {
-        let config = try pair.config(image: image)
+        var config = try pair.config(image: image)
+        try health.apply(to: &config)
         var logger = Logger(label: "ftvm.daemon")
         logger[metadataKey: "pair"] = "\(config.name)"
         do {
             let image = try GuestImage(directory: image)
             let daemon = try PairDaemon(config: config, image: image, logger: logger)
+            // A signal takes the pair down cleanly, as `ftvm down` would.
+            let signals = [SIGTERM, SIGINT].map { number in
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler { daemon.stop() }
+                source.resume()
+                return source
+            }
+            defer { signals.forEach { $0.cancel() } }
             try? "\(getpid())\n".write(toFile: config.pidFilePath, atomically: true, encoding: .utf8)
             try daemon.run()
             logger.info("daemon exiting")

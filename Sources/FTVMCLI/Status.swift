@@ -32,12 +32,22 @@ struct Status: ParsableCommand {
 /// The human-readable status.
 enum StatusPrinter {
     static func print(_ status: PairStatus) {
-        Swift.print("pair \(status.name): \(status.phase), \(status.protected ? "protected" : "NOT protected") (accel \(status.accelerator), daemon pid \(status.daemonPID))")
+        Swift.print("pair \(status.name): \(status.protected ? "protected" : "\(status.phase), NOT protected") (accel \(status.accelerator), daemon pid \(status.daemonPID))")
         Swift.print("service \(status.serviceAddress) ports \(status.servicePorts.map(String.init).joined(separator: ",")) in netns \(status.namespace)")
         for guest in status.guests {
             let services = guest.services.map { "\($0.name):\($0.state)" }.joined(separator: " ")
             Swift.print("  \(guest.domain)  \(guest.role.padding(toLength: 8, withPad: " ", startingAt: 0)) \(guest.state.padding(toLength: 8, withPad: " ", startingAt: 0)) heartbeat \(guest.heartbeat)  agent \(guest.agent)  image \(guest.imageVersion)  \(services)")
         }
         Swift.print("relay: \(status.relay.framesToGuest) frames to guest, \(status.relay.framesToClients) to clients, \(status.relay.framesDropped) dropped")
+        Swift.print("health: tick \(status.health.tickMillis) ms, fail after \(status.health.missedTicks) missed; fence \(status.fence); recoveries \(status.recoveries)")
+        if let recovery = status.lastRecovery {
+            Swift.print("last recovery (\(recovery.startedAt)): \(recovery.cause); \(recovery.failedDomain) -> \(recovery.newPrimary)")
+            if let fault = recovery.injectedFault, let detect = recovery.detectMillis {
+                Swift.print("  injected \(fault), detected after \(detect) ms")
+            }
+            let phases = recovery.phases.map { "\($0.name) \($0.millis) ms" }.joined(separator: ", ")
+            Swift.print("  phases: \(phases.isEmpty ? "none" : phases)\(recovery.reprotected ? "" : " (re-protection pending)")")
+            if let error = recovery.error { Swift.print("  error: \(error)") }
+        }
     }
 }

@@ -13,11 +13,14 @@ struct Up: ParsableCommand {
     @Option(name: .long, help: "The guest image directory (built by images/build.sh).")
     var image: String = PairConfig.defaultImageDirectory
 
+    @OptionGroup var health: HealthOptions
+
     @Option(name: .long, help: "Seconds to wait for the pair to become protected.")
     var timeout: Double = 300
 
     func run() throws {
-        let config = try pair.config(image: image)
+        var config = try pair.config(image: image)
+        try health.apply(to: &config)
         // Check what a user can fix before anything is made, so a failure leaves nothing behind.
         let guestImage: GuestImage
         do {
@@ -40,7 +43,7 @@ struct Up: ParsableCommand {
         try FileManager.default.createDirectory(atPath: PairConfig.logDirectory, withIntermediateDirectories: true)
         try? FileManager.default.removeItem(atPath: config.failureFilePath)
         let pid = try DetachedProcess.spawn(
-            [DetachedProcess.currentExecutable(), "daemon", "--name", config.name, "--image", guestImage.directory],
+            [DetachedProcess.currentExecutable(), "daemon", "--name", config.name, "--image", guestImage.directory] + health.arguments,
             logPath: config.daemonLogPath)
         print("ftvm: daemon started (pid \(pid), log \(config.daemonLogPath))")
 

@@ -8,19 +8,31 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         case status
         /// Tear the pair down and exit.
         case down
+        /// Put a fault into the primary.
+        case inject
+        /// Hand the service to the backup on purpose.
+        case failover
     }
 
     public var command: Command
+    public var fault: String?
+    public var service: String?
 
-    public init(_ command: Command) { self.command = command }
+    public init(_ command: Command, fault: String? = nil, service: String? = nil) {
+        self.command = command
+        self.fault = fault
+        self.service = service
+    }
 }
 
 public struct ControlResponse: Codable, Sendable {
     public var error: String?
+    public var message: String?
     public var status: PairStatus?
 
-    public init(error: String? = nil, status: PairStatus? = nil) {
+    public init(error: String? = nil, message: String? = nil, status: PairStatus? = nil) {
         self.error = error
+        self.message = message
         self.status = status
     }
 }
@@ -58,8 +70,12 @@ public struct PairStatus: Codable, Sendable {
     public var servicePorts: [UInt32]
     public var accelerator: String
     public var daemonPID: Int32
+    public var health: HealthPolicy
+    public var fence: String
     public var guests: [GuestStatus]
     public var relay: Relay.Counters
+    public var recoveries: Int
+    public var lastRecovery: RecoveryRecord?
 }
 
 /// Failures talking to a daemon.

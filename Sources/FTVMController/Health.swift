@@ -11,40 +11,41 @@ public struct HealthPolicy: Sendable, Codable, Equatable {
     /// docs/failover.md for the soak that chose it).
     public var missedTicks: Int = 5
     /// After a resume the guest's timers catch up; give the agent this long before judging it.
-    public var graceMillis: Int = 2000
+    public var graceMillis: Int = 1000
 
     public init() {}
 
-    public var stallLimit: Duration { .milliseconds(tickMillis * missedTicks) }
+    public var stallLimitMillis: Int { tickMillis * missedTicks }
 }
 
-/// Detects a heartbeat counter that stopped moving.
+/// Detects a heartbeat counter that stopped moving. Times are milliseconds on any monotonic
+/// clock the caller chooses (tests use a fake one).
 public struct HeartbeatDetector: Sendable {
     public let policy: HealthPolicy
     private var lastValue: UInt64?
-    private var lastChange: Duration = .zero
-    private var graceUntil: Duration = .zero
+    private var lastChange = 0
+    private var graceUntil = 0
 
     public init(policy: HealthPolicy) {
         self.policy = policy
     }
 
     /// Starts judging a (new) primary afresh at `now`, after the grace period.
-    public mutating func reset(at now: Duration) {
+    public mutating func reset(atMillis now: Int) {
         lastValue = nil
         lastChange = now
-        graceUntil = now + .milliseconds(policy.graceMillis)
+        graceUntil = now + policy.graceMillis
     }
 
-    /// Feeds one sample; returns how long the counter has been still when that is a failure.
-    public mutating func observe(_ value: UInt64, at now: Duration) -> Duration? {
+    /// Feeds one sample; returns how long (ms) the counter has been still when that is a failure.
+    public mutating func observe(_ value: UInt64, atMillis now: Int) -> Int? {
         if value != lastValue {
             lastValue = value
             lastChange = now
             return nil
         }
         let still = now - lastChange
-        guard now >= graceUntil, still >= policy.stallLimit else { return nil }
+        guard now >= graceUntil, still >= policy.stallLimitMillis else { return nil }
         return still
     }
 }
@@ -96,26 +97,29 @@ public struct RecoveryRecord: Sendable, Codable, Equatable {
     public var error: String?
 }
 
-/// Records consecutive phases against a monotonic clock.
+/// Records consecutive phases against the monotonic clock (nanoseconds, see `Monotonic`).
 struct PhaseTimer {
-    private let start: ContinuousClock.Instant
-    private var last: ContinuousClock.Instant
+    private let start: UInt64
+    private var last: UInt64
     private(set) var phases: [RecoveryRecord.Phase] = []
 
-    init(start: ContinuousClock.Instant) {
+    init(start: UInt64) {
         self.start = start
         self.last = start
     }
 
-    mutating func mark(_ name: String, at now: ContinuousClock.Instant = .now) {
-        phases.append(RecoveryRecord.Phase(name: name, millis: (now - last).millis, sinceDetectionMillis: (now - start).millis))
+    /// Continues a timing whose earlier phases were recorded elsewhere.
+    init(start: UInt64, resumingAfter phases: [RecoveryRecord.Phase]) {
+        self.start = start
+        self.last = start &+ UInt64((phases.last?.sinceDetectionMillis ?? 0) * 1e6)
+        self.phases = phases
+    }
+
+    mutating func mark(_ name: String, at now: UInt64) {
+        phases.append(RecoveryRecord.Phase(
+            name: name, millis: Self.millis(now &- last), sinceDetectionMillis: Self.millis(now &- start)))
         last = now
     }
-}
 
-extension Duration {
-    var millis: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
-    }
+    static func millis(_ nanos: UInt64) -> Double { (Double(nanos) / 1e4).rounded() / 100 }
 }

@@ -19,6 +19,10 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public var macAddress = "52:54:00:77:00:02"
     /// How long a guest may take from start to "agent ready" before the pair gives up on it.
     public var bootTimeoutSeconds: Double = 180
+    /// When the primary is judged failed.
+    public var health = HealthPolicy()
+    /// What happens to a failed primary once the backup runs.
+    public var fence = FencePolicy.pause
     /// Where libvirtd is; FTVM_LIBVIRT_URI overrides (tests point it at a dead socket).
     public var libvirtURI = ProcessInfo.processInfo.environment["FTVM_LIBVIRT_URI"] ?? "qemu:///system"
 
@@ -61,6 +65,14 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public var kernelCommandLine: String {
         "console=ttyS0 panic=0 quiet loglevel=4 ftvm.ip=\(serviceAddress)/\(prefixLength) ftvm.gw=\(uplinkAddress) ftvm.hostname=\(name)"
     }
+}
+
+/// How a suspected primary is fenced. Either way its output is cut off at the relay first.
+public enum FencePolicy: String, Sendable, Codable, CaseIterable {
+    /// Pause it (about 20 ms) and keep it for inspection until the new backup is ready.
+    case pause
+    /// Destroy it at once (QEMU takes 1-2 s to exit; the takeover waits for that).
+    case destroy
 }
 
 /// Bad input from the user: each case says what is wrong and what to do.

@@ -7,13 +7,23 @@ import Logging
 import Synchronization
 
 /// The host daemon for one protected pair: it owns the client network, the relay, the guests'
-/// channels and the libvirt domains, and answers the control socket.
+/// channels and the libvirt domains, watches the primary, and answers the control socket.
 ///
-/// Threads: the caller's thread runs `run()` (bring-up, then waiting for the end); the relay and
-/// the control server have threads of their own. Pair state lives behind one mutex.
+/// Threads: the caller's thread runs `run()` (bring-up, then the health loop, which also runs
+/// takeovers); re-protection, the relay and the control server have threads of their own;
+/// libvirt events arrive on libvirt's. Pair state lives behind one mutex, never held across a
+/// libvirt call.
 public final class PairDaemon: Sendable {
     public enum Phase: String, Sendable {
-        case starting, protected, unprotected, stopping
+        /// Booting the first pair.
+        case starting
+        /// A primary serves and a paused backup waits.
+        case protected
+        /// A primary serves; no backup is ready (re-protection under way, or it failed).
+        case unprotected
+        /// A takeover is running.
+        case failingOver = "failing-over"
+        case stopping
     }
 
     /// One guest of the pair. The generation numbers the domains ever made for the pair, so a
@@ -24,12 +34,27 @@ public final class PairDaemon: Sendable {
         var role: GuestMetadata.Role
         var guestPort: UInt16
         var channel: Channel
+        var metadata: GuestMetadata
+    }
+
+    /// The last fault `ftvm inject` put in: detection is measured from it.
+    struct Injection: Sendable {
+        var fault: Fault
+        var domain: String
+        var atNanos: UInt64
     }
 
     struct State: Sendable {
         var phase = Phase.starting
         var guests: [Guest] = []
         var nextGeneration = 1
+        var recoveries = 0
+        var lastRecovery: RecoveryRecord?
+        var lastInjection: Injection?
+        var events: [(domain: String, event: LifecycleEvent)] = []
+
+        var primary: Guest? { guests.first { $0.role == .primary } }
+        var backup: Guest? { guests.first { $0.role == .backup } }
     }
 
     let config: PairConfig
@@ -40,8 +65,9 @@ public final class PairDaemon: Sendable {
     let network: ClientNetwork
     let relay: Relay
     let state = Mutex(State())
-    private let done = Mutex<Bool>(false)
+    let done = Mutex<Bool>(false)
     private let control: ControlServer
+    private let subscription = Mutex<EventSubscription?>(nil)
 
     /// Sets up everything that does not involve a guest. On failure it removes what it made.
     public init(config: PairConfig, image: GuestImage, logger: Logger) throws {
@@ -62,9 +88,15 @@ public final class PairDaemon: Sendable {
         }
     }
 
-    /// Brings the pair up and serves until `down`. Throws (after cleaning up) when bring-up fails.
+    /// Brings the pair up and watches it until `down`. Throws (after cleaning up) when bring-up
+    /// fails.
     public func run() throws {
         relay.start()
+        let events = try virt.subscribeLifecycleEvents { [self] domain, event in
+            // libvirt's event thread must not block: queue it for the health loop.
+            state.withLock { $0.events.append((domain, event)) }
+        }
+        subscription.withLock { $0 = events }
         control.start { [self] request in handle(request) }
         do {
             try bringUp()
@@ -73,7 +105,7 @@ public final class PairDaemon: Sendable {
             tearDown()
             throw error
         }
-        while !done.withLock({ $0 }) { usleep(100_000) }
+        monitor()
     }
 
     // MARK: Bring-up
@@ -90,7 +122,7 @@ public final class PairDaemon: Sendable {
     }
 
     /// Defines and starts a guest with a freshly formatted channel.
-    private func launch(role: GuestMetadata.Role) throws -> Guest {
+    func launch(role: GuestMetadata.Role) throws -> Guest {
         let generation = state.withLock { state in
             defer { state.nextGeneration += 1 }
             return state.nextGeneration
@@ -111,10 +143,10 @@ public final class PairDaemon: Sendable {
             mac: mac, network: UDPNetwork(daemonPort: relay.socket.port, guestPort: guestPort),
             sharedMemory: SharedMemoryDevice(name: config.channelName(generation: generation), sizeMiB: ChannelLayout.regionSize >> 20),
             consoleLogPath: config.consoleLogPath(generation: generation), metadata: metadata)
-        let guest = Guest(generation: generation, domain: domain, role: role, guestPort: guestPort, channel: channel)
+        let guest = Guest(
+            generation: generation, domain: domain, role: role, guestPort: guestPort, channel: channel, metadata: metadata)
         state.withLock { $0.guests.append(guest) }
-        let defined = try virt.define(spec)
-        try defined.start()
+        try virt.define(spec).start()
         logger.info("guest started", metadata: ["domain": "\(domain)", "role": "\(role)", "port": "\(guestPort)"])
         return guest
     }
@@ -125,7 +157,7 @@ public final class PairDaemon: Sendable {
             [.ownerAccountName: "libvirt-qemu", .posixPermissions: 0o660], ofItemAtPath: path)
     }
 
-    private func waitUntilReady(_ guest: Guest) throws {
+    func waitUntilReady(_ guest: Guest) throws {
         let deadline = Date().addingTimeInterval(config.bootTimeoutSeconds)
         while Date() < deadline {
             switch guest.channel.agentState {
@@ -137,10 +169,11 @@ public final class PairDaemon: Sendable {
             case .absent, .starting:
                 break
             }
-            let domainState = try virt.domain(named: guest.domain).state()
-            guard case .running = domainState else {
-                throw PairError.guestStopped(domain: guest.domain, state: "\(domainState)", console: consoleTail(guest))
+            guard case .running = try virt.domain(named: guest.domain).state() else {
+                let domainState = (try? virt.domain(named: guest.domain).state()).map { "\($0)" } ?? "gone"
+                throw PairError.guestStopped(domain: guest.domain, state: domainState, console: consoleTail(guest))
             }
+            if done.withLock({ $0 }) { throw PairError.stopping }
             usleep(100_000)
         }
         throw PairError.bootTimeout(domain: guest.domain, seconds: config.bootTimeoutSeconds, console: consoleTail(guest))
@@ -153,53 +186,55 @@ public final class PairDaemon: Sendable {
         return tail.isEmpty ? "(console log \(path) is empty)" : "last console lines (\(path)):\n\(tail)"
     }
 
-    // MARK: Control
-
-    private func handle(_ request: ControlRequest) -> ControlResponse {
-        switch request.command {
-        case .status:
-            return ControlResponse(status: status())
-        case .down:
-            let status = status()
-            tearDown()
-            return ControlResponse(status: status)
+    /// Changes a guest's role in the pair state and in its libvirt metadata.
+    func setRole(_ role: GuestMetadata.Role, of domain: String) {
+        let metadata = state.withLock { state -> GuestMetadata? in
+            guard let index = state.guests.firstIndex(where: { $0.domain == domain }) else { return nil }
+            state.guests[index].role = role
+            state.guests[index].metadata.role = role
+            return state.guests[index].metadata
+        }
+        guard let metadata else { return }
+        do {
+            try virt.domain(named: domain).setGuestMetadata(metadata)
+        } catch {
+            logger.warning("cannot update role metadata", metadata: ["domain": "\(domain)", "error": "\(error)"])
         }
     }
 
-    func status() -> PairStatus {
-        let snapshot = state.withLock { $0 }
-        let guests = snapshot.guests.map { guest in
-            GuestStatus(
-                domain: guest.domain, role: guest.role.rawValue, generation: guest.generation,
-                state: (try? virt.domain(named: guest.domain).state())?.word ?? "undefined",
-                heartbeat: guest.channel.heartbeat, agent: guest.channel.agentState.description,
-                imageVersion: guest.channel.imageVersion,
-                services: guest.channel.services.map {
-                    ServiceStatus(
-                        name: $0.name, port: $0.port, state: $0.state.description, pid: $0.pid,
-                        restarts: $0.restarts, lastExit: $0.lastExit)
-                })
+    /// Destroys and undefines a guest and deletes its channel file.
+    func remove(_ domain: String) {
+        let guest = state.withLock { state -> Guest? in
+            guard let index = state.guests.firstIndex(where: { $0.domain == domain }) else { return nil }
+            return state.guests.remove(at: index)
         }
-        return PairStatus(
-            name: config.name, phase: snapshot.phase.rawValue, protected: snapshot.phase == .protected,
-            namespace: config.namespace, serviceAddress: config.serviceAddress,
-            servicePorts: guests.first?.services.map(\.port) ?? [], accelerator: accelerator.rawValue,
-            daemonPID: getpid(), guests: guests, relay: relay.counters)
+        if let found = try? virt.domainIfDefined(named: domain) {
+            if (try? found.isActive()) == true { try? found.destroy() }
+            try? found.undefine()
+        }
+        if let guest { try? FileManager.default.removeItem(atPath: guest.channel.path) }
+        logger.info("guest removed", metadata: ["domain": "\(domain)"])
     }
+
+    // MARK: Teardown
+
+    /// Takes the pair down (SIGTERM, SIGINT, `ftvm down`).
+    public func stop() { tearDown() }
 
     /// Removes everything the pair made: domains, channel files, namespace (and with it the tap).
-    /// Idempotent; the daemon's `run()` returns once it is done.
+    /// Idempotent; `run()` returns once it is done.
     func tearDown() {
         let first = state.withLock { state -> Bool in
             defer { state.phase = .stopping }
             return state.phase != .stopping
         }
         guard first else { return }
+        done.withLock { $0 = true }
+        subscription.withLock { $0?.cancel() }
         relay.connect(guestPort: nil)
         relay.stop()
         PairCleanup.removeAll(config: config, virt: virt, logger: logger)
         control.close()
-        done.withLock { $0 = true }
     }
 }
 
@@ -208,6 +243,7 @@ public enum PairError: Error, CustomStringConvertible {
     case agentFailed(domain: String, console: String)
     case guestStopped(domain: String, state: String, console: String)
     case bootTimeout(domain: String, seconds: Double, console: String)
+    case stopping
 
     public var description: String {
         switch self {
@@ -217,12 +253,14 @@ public enum PairError: Error, CustomStringConvertible {
             "guest \(domain) stopped while booting (state \(state))\n\(console)"
         case .bootTimeout(let domain, let seconds, let console):
             "guest \(domain) did not report ready within \(Int(seconds)) s\n\(console)"
+        case .stopping:
+            "the pair is being taken down"
         }
     }
 }
 
 /// Finds and removes whatever a pair left behind, with or without a daemon: libvirt domains
-/// named for the pair, their channel files, the client namespace and the run directory.
+/// named for the pair, their channel files, the client namespace and the run directory's files.
 public enum PairCleanup {
     public static func removeAll(config: PairConfig, virt: LibvirtConnection, logger: Logger) {
         for domain in (try? virt.allDomains()) ?? [] where domain.name.hasPrefix(config.domainPrefix) {

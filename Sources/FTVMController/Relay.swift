@@ -29,6 +29,8 @@ public final class Relay: Sendable {
     private let toGuest = Atomic<UInt64>(0)
     private let toClients = Atomic<UInt64>(0)
     private let dropped = Atomic<UInt64>(0)
+    /// When (Monotonic nanos) the connected guest's first frame reached the clients; 0 = not yet.
+    private let firstFrameNanos = Atomic<UInt64>(0)
     private let finished = Mutex<Bool>(false)
     private let logger: Logger
 
@@ -41,7 +43,19 @@ public final class Relay: Sendable {
     /// Connects the guest whose QEMU end is `port` to the uplink (nil: nobody). From the moment
     /// this returns no frame from the previous guest reaches a client.
     public func connect(guestPort port: UInt16?) {
+        firstFrameNanos.store(0, ordering: .relaxed)
         activePort.store(UInt32(port ?? 0), ordering: .sequentiallyConsistent)
+    }
+
+    /// Waits until the connected guest's first frame has gone to the clients; returns when that
+    /// happened (Monotonic nanos), or nil after `timeoutMillis`.
+    public func waitForFirstFrame(timeoutMillis: Int) -> UInt64? {
+        for _ in 0..<max(1, timeoutMillis) {
+            let at = firstFrameNanos.load(ordering: .acquiring)
+            if at != 0 { return at }
+            usleep(1000)
+        }
+        return nil
     }
 
     public var connectedPort: UInt16? {
@@ -113,6 +127,9 @@ public final class Relay: Sendable {
             }
             try tap.write(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
             toClients.add(1, ordering: .relaxed)
+            if firstFrameNanos.load(ordering: .relaxed) == 0 {
+                _ = firstFrameNanos.compareExchange(expected: 0, desired: Monotonic.nanos(), ordering: .releasing)
+            }
         }
     }
 }

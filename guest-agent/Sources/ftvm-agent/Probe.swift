@@ -7,8 +7,8 @@ import Glibc
 /// A stopped process still has its listening socket, and the kernel still completes handshakes
 /// into its backlog, so "connect succeeded" proves nothing: only an answer does.
 struct Probe {
-    static let intervalMillis = 1000
-    static let deadlineMillis = 1500
+    static let intervalMillis = 500
+    static let deadlineMillis = 1000
     /// Consecutive failed probes before the service is reported hung.
     static let failuresToReport = 2
 

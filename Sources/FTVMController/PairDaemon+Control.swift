@@ -1,0 +1,101 @@
+import FTVMChannel
+import FTVMSystem
+import FTVMVirt
+import Foundation
+import Glibc
+
+extension PairDaemon {
+    func handle(_ request: ControlRequest) -> ControlResponse {
+        switch request.command {
+        case .status:
+            return ControlResponse(status: status())
+        case .down:
+            let status = status()
+            tearDown()
+            return ControlResponse(status: status)
+        case .inject:
+            guard let name = request.fault, let fault = Fault(rawValue: name) else {
+                return ControlResponse(error: "unknown fault '\(request.fault ?? "")': use one of \(Fault.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return inject(fault, service: request.service)
+        case .failover:
+            return failover()
+        }
+    }
+
+    /// Puts `fault` into the current primary and says exactly when.
+    private func inject(_ fault: Fault, service: String?) -> ControlResponse {
+        let (phase, primary) = state.withLock { ($0.phase, $0.primary) }
+        guard phase == .protected || phase == .unprotected, let primary else {
+            return ControlResponse(error: "the pair is \(phase.rawValue); inject when it is protected (see `ftvm status`)")
+        }
+        var slot: UInt32 = 0
+        if fault == .serviceCrash || fault == .serviceHang {
+            let services = primary.channel.services
+            let wanted = service ?? services.first?.name ?? ""
+            guard let index = services.firstIndex(where: { $0.name == wanted }) else {
+                return ControlResponse(error: "no service '\(wanted)' in \(primary.domain): it runs \(services.map(\.name).joined(separator: ", "))")
+            }
+            slot = UInt32(index)
+        }
+        let at = Monotonic.nanos()
+        state.withLock { $0.lastInjection = Injection(fault: fault, domain: primary.domain, atNanos: at) }
+        switch fault {
+        case .kernelPanic: primary.channel.post(.kernelPanic)
+        case .kernelHang: primary.channel.post(.kernelHang)
+        case .serviceCrash: primary.channel.post(.serviceCrash, argument: slot)
+        case .serviceHang: primary.channel.post(.serviceHang, argument: slot)
+        case .agentKill: primary.channel.post(.agentExit)
+        case .qemuKill:
+            guard let pid = try? virt.domain(named: primary.domain).qemuProcessID(), kill(pid, SIGKILL) == 0 else {
+                return ControlResponse(error: "cannot find or kill the QEMU process of \(primary.domain)")
+            }
+        }
+        let when = ISO8601DateFormatter.withFractionalSeconds.string(from: Date())
+        logger.notice("fault injected", metadata: ["fault": "\(fault.rawValue)", "domain": "\(primary.domain)"])
+        return ControlResponse(message: "injected \(fault.rawValue) into \(primary.domain) at \(when)")
+    }
+
+    /// A planned switch to the backup, timed like any recovery.
+    private func failover() -> ControlResponse {
+        let ready = state.withLock { $0.phase == .protected && $0.backup != nil }
+        guard ready else {
+            return ControlResponse(error: "the pair is not protected (no paused backup): nothing to fail over to")
+        }
+        takeOver(cause: .manual, detectedAt: Monotonic.nanos())
+        return ControlResponse(status: status())
+    }
+
+    func status() -> PairStatus {
+        let snapshot = state.withLock { state in
+            (state.phase, state.guests, state.recoveries, state.lastRecovery)
+        }
+        let guests = snapshot.1.map { guest in
+            GuestStatus(
+                domain: guest.domain, role: guest.role.rawValue, generation: guest.generation,
+                state: (try? virt.domain(named: guest.domain).state())?.word ?? "undefined",
+                heartbeat: guest.channel.heartbeat, agent: guest.channel.agentState.description,
+                imageVersion: guest.channel.imageVersion,
+                services: guest.channel.services.map {
+                    ServiceStatus(
+                        name: $0.name, port: $0.port, state: $0.state.description, pid: $0.pid,
+                        restarts: $0.restarts, lastExit: $0.lastExit)
+                })
+        }
+        return PairStatus(
+            name: config.name, phase: snapshot.0.rawValue, protected: snapshot.0 == .protected,
+            namespace: config.namespace, serviceAddress: config.serviceAddress,
+            servicePorts: guests.first?.services.map(\.port) ?? [], accelerator: accelerator.rawValue,
+            daemonPID: getpid(), health: config.health, fence: config.fence.rawValue, guests: guests,
+            relay: relay.counters, recoveries: snapshot.2, lastRecovery: snapshot.3)
+    }
+}
+
+extension ISO8601DateFormatter {
+    /// Injection instants are compared with millisecond timings: print milliseconds.
+    static var withFractionalSeconds: ISO8601DateFormatter {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter
+    }
+}

@@ -1,0 +1,88 @@
+import FTVMChannel
+import FTVMSystem
+import FTVMVirt
+import Foundation
+import Glibc
+
+extension PairDaemon {
+    /// The health loop: every few milliseconds it looks at the primary's libvirt events and
+    /// service reports, and samples its heartbeat against the policy; on failure it runs the
+    /// takeover itself, so two takeovers can never overlap. Returns when the pair is torn down.
+    func monitor() {
+        var detector = HeartbeatDetector(policy: config.health)
+        var watched = ""
+        var lastStateCheck = 0
+        var reportedUnprotected = ""
+        let loopMicros = useconds_t(max(5, min(20, config.health.tickMillis / 5)) * 1000)
+        while !done.withLock({ $0 }) {
+            usleep(loopMicros)
+            let now = Int(Monotonic.nanos() / 1_000_000)
+            let (phase, primary, events) = state.withLock { state in
+                defer { state.events.removeAll() }
+                return (state.phase, state.primary, state.events)
+            }
+            guard phase == .protected || phase == .unprotected, let primary else { continue }
+            if primary.domain != watched {
+                watched = primary.domain
+                detector.reset(atMillis: now)
+            }
+            var cause = Self.cause(from: events, for: primary.domain) ?? Self.cause(from: primary.channel)
+            if cause == nil, let still = detector.observe(primary.channel.heartbeat, atMillis: now) {
+                cause = .heartbeatStalled(millis: still)
+            }
+            // Events can be missed (a libvirtd restart); the domain's state cannot.
+            if cause == nil, now - lastStateCheck >= 500 {
+                lastStateCheck = now
+                cause = domainStateCause(primary.domain)
+            }
+            guard let cause else { continue }
+            let detectedAt = Monotonic.nanos()
+            guard phase == .protected else {
+                // Nothing to fail over to yet: keep watching; the cause persists (the domain
+                // state, the stalled counter), so the takeover happens once a backup is ready.
+                if reportedUnprotected != primary.domain {
+                    reportedUnprotected = primary.domain
+                    logger.error("primary failed while no backup is ready", metadata: ["domain": "\(primary.domain)", "cause": "\(cause)"])
+                }
+                continue
+            }
+            logger.warning("primary failed", metadata: ["domain": "\(primary.domain)", "cause": "\(cause)"])
+            takeOver(cause: cause, detectedAt: detectedAt)
+        }
+    }
+
+    /// A failure libvirt reported for `domain`, if any.
+    static func cause(from events: [(domain: String, event: LifecycleEvent)], for domain: String) -> FailureCause? {
+        for (name, event) in events where name == domain {
+            switch event {
+            case .crashed: return .kernelPanic
+            case .stopped(let why): return .qemuDied(reason: "\(why)")
+            case .shutdown: return .qemuDied(reason: "guest shut down")
+            default: continue
+            }
+        }
+        return nil
+    }
+
+    /// A failure the primary's agent reported, if any.
+    static func cause(from channel: Channel) -> FailureCause? {
+        if channel.agentState == .failed { return .agentFailed }
+        for service in channel.services {
+            switch service.state {
+            case .exited: return .serviceFailed(name: service.name, exit: service.lastExit)
+            case .hung: return .serviceHung(name: service.name)
+            case .unused, .starting, .running: continue
+            }
+        }
+        return nil
+    }
+
+    private func domainStateCause(_ domain: String) -> FailureCause? {
+        guard let current = try? virt.domain(named: domain).state() else { return .qemuDied(reason: "domain gone") }
+        switch current {
+        case .crashed: return .kernelPanic
+        case .shutoff: return .qemuDied(reason: "\(current)")
+        default: return nil
+        }
+    }
+}

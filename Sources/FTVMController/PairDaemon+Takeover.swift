@@ -1,0 +1,131 @@
+import FTVMChannel
+import FTVMSystem
+import FTVMVirt
+import Foundation
+import Glibc
+
+extension PairDaemon {
+    /// Hands the service from the failed (or retiring) primary to the paused backup, timing
+    /// each phase, then starts re-protection in the background.
+    ///
+    /// Order matters (DESIGN.md invariants 2 and 3): the relay stops listening to the primary
+    /// before anything else, so no FIN or RST from a dying service reaches a client; the primary
+    /// is paused or destroyed before the backup runs; only then is the backup connected.
+    func takeOver(cause: FailureCause, detectedAt: UInt64) {
+        let claimed = state.withLock { state -> (Guest, Guest?, Injection?)? in
+            // One takeover at a time: the health loop and `ftvm failover` may race here.
+            guard state.phase == .protected || state.phase == .unprotected, let primary = state.primary else { return nil }
+            if state.backup != nil { state.phase = .failingOver }
+            return (primary, state.backup, state.lastInjection)
+        }
+        guard let (primary, backup, injection) = claimed else { return }
+        var record = RecoveryRecord(
+            cause: cause.description, failedDomain: primary.domain, newPrimary: backup?.domain ?? "",
+            startedAt: ISO8601DateFormatter().string(from: Date()))
+        if let injection, injection.domain == primary.domain {
+            record.injectedFault = injection.fault.rawValue
+            record.detectMillis = PhaseTimer.millis(detectedAt &- injection.atNanos)
+        }
+        guard let backup else {
+            record.error = "no backup was ready: the primary stays as it is until one is"
+            logger.error("primary failed while unprotected", metadata: ["domain": "\(primary.domain)", "cause": "\(cause)"])
+            finish(record)
+            return
+        }
+
+        var timer = PhaseTimer(start: detectedAt)
+        relay.connect(guestPort: nil)
+        fence(primary.domain)
+        timer.mark("fence", at: Monotonic.nanos())
+
+        relay.connect(guestPort: backup.guestPort)
+        timer.mark("switch", at: Monotonic.nanos())
+
+        backup.channel.hostClockNanos = Monotonic.wallNanos()
+        do {
+            try virt.domain(named: backup.domain).resume()
+        } catch {
+            record.error = "cannot resume backup \(backup.domain): \(error)"
+            logger.error("takeover failed", metadata: ["error": "\(error)"])
+        }
+        timer.mark("resume", at: Monotonic.nanos())
+        backup.channel.post(.resync)
+
+        if let firstFrame = relay.waitForFirstFrame(timeoutMillis: 5000) {
+            timer.mark("first-packet", at: firstFrame)
+        } else {
+            record.error = record.error ?? "the backup sent nothing within 5 s of its resume"
+        }
+        record.phases = timer.phases
+
+        setRole(.primary, of: backup.domain)
+        setRole(.retired, of: primary.domain)
+        state.withLock { $0.phase = .unprotected }
+        finish(record)
+        logger.notice(
+            "takeover done", metadata: ["cause": "\(cause)", "new-primary": "\(backup.domain)",
+                                        "phases": "\(record.phases.map { "\($0.name)=\($0.millis)ms" })"])
+
+        let thread = Thread { [self] in reprotect(retiring: primary.domain, detectedAt: detectedAt) }
+        thread.name = "ftvm-reprotect"
+        thread.start()
+    }
+
+    /// Stops the suspected primary from running: paused (kept for inspection until the pair is
+    /// protected again) or destroyed, per the fence policy. A guest whose QEMU is already gone,
+    /// or that panicked (its vCPUs are stopped), needs nothing more.
+    private func fence(_ domain: String) {
+        guard let found = try? virt.domain(named: domain), let current = try? found.state() else { return }
+        do {
+            switch (config.fence, current) {
+            case (_, .shutoff):
+                return
+            case (.destroy, _):
+                try found.destroy()
+            case (.pause, .running):
+                try found.suspend()
+            case (.pause, _):
+                return
+            }
+        } catch {
+            // A primary that is still running after this would break invariant 2: destroy it.
+            logger.error("fence failed; destroying", metadata: ["domain": "\(domain)", "error": "\(error)"])
+            try? found.destroy()
+        }
+    }
+
+    /// Boots and pauses a fresh backup, then retires the old primary.
+    private func reprotect(retiring: String, detectedAt: UInt64) {
+        do {
+            let fresh = try launch(role: .backup)
+            try waitUntilReady(fresh)
+            try virt.domain(named: fresh.domain).suspend()
+            remove(retiring)
+            let at = Monotonic.nanos()
+            let protected = state.withLock { state -> Bool in
+                guard state.phase == .unprotected else { return false }
+                state.phase = .protected
+                if var record = state.lastRecovery {
+                    record.reprotected = true
+                    var timer = PhaseTimer(start: detectedAt, resumingAfter: record.phases)
+                    timer.mark("re-protected", at: at)
+                    record.phases = timer.phases
+                    state.lastRecovery = record
+                }
+                return true
+            }
+            if protected { logger.notice("pair protected again", metadata: ["backup": "\(fresh.domain)"]) }
+        } catch {
+            logger.error("re-protection failed; the pair runs unprotected", metadata: ["error": "\(error)"])
+            state.withLock { $0.lastRecovery?.error = "re-protection failed: \(error)" }
+        }
+    }
+
+    private func finish(_ record: RecoveryRecord) {
+        state.withLock { state in
+            state.recoveries += 1
+            state.lastRecovery = record
+            state.lastInjection = nil
+        }
+    }
+}
