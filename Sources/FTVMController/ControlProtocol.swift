@@ -1,5 +1,6 @@
 import FTVMSystem
 import Foundation
+import Synchronization
 import SystemPackage
 
 /// What the `ftvm` CLI asks a running daemon. One JSON object per line, one answer per request.
@@ -129,6 +130,8 @@ public enum ControlClient {
 /// The daemon's side: answers requests one connection at a time on its own thread.
 final class ControlServer: Sendable {
     private let listener: UnixListener
+    /// True while a request is being answered (so the daemon does not exit mid-answer).
+    private let busy = Mutex<Bool>(false)
 
     init(path: String) throws(Errno) {
         listener = try UnixListener(path: path)
@@ -136,8 +139,10 @@ final class ControlServer: Sendable {
 
     /// Serves until `close()`; `handle` runs on the server thread.
     func start(handle: @escaping @Sendable (ControlRequest) -> ControlResponse) {
-        let thread = Thread { [listener] in
+        let thread = Thread { [self] in
             while let stream = try? listener.accept() {
+                busy.withLock { $0 = true }
+                defer { busy.withLock { $0 = false } }
                 stream.setTimeout(seconds: 30)
                 guard let line = try? stream.readLine() else { continue }
                 let response: ControlResponse
@@ -156,4 +161,9 @@ final class ControlServer: Sendable {
     }
 
     func close() { listener.shutdown() }
+
+    /// Waits (up to a few seconds) for the answer in progress to be written.
+    func waitUntilIdle() {
+        for _ in 0..<500 where busy.withLock({ $0 }) { usleep(10_000) }
+    }
 }

@@ -13,6 +13,7 @@ extension PairDaemon {
         var watched = ""
         var lastStateCheck = 0
         var reportedUnprotected = ""
+        var qemu: ProcessWatch?
         let loopMicros = useconds_t(max(5, min(20, config.health.tickMillis / 5)) * 1000)
         while !done.withLock({ $0 }) {
             usleep(loopMicros)
@@ -25,8 +26,12 @@ extension PairDaemon {
             if primary.domain != watched {
                 watched = primary.domain
                 detector.reset(atMillis: now)
+                qemu = (try? virt.domain(named: primary.domain).qemuProcessID()).flatMap { try? ProcessWatch(pid: $0) }
             }
             var cause = Self.cause(from: events, for: primary.domain) ?? Self.cause(from: primary.channel)
+            if cause == nil, let qemu, qemu.hasExited {
+                cause = .qemuDied(reason: "process \(qemu.pid) exited")
+            }
             if cause == nil, let still = detector.observe(primary.channel.heartbeat, atMillis: now) {
                 cause = .heartbeatStalled(millis: still)
             }

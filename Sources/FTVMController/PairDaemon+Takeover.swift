@@ -35,7 +35,12 @@ extension PairDaemon {
 
         var timer = PhaseTimer(start: detectedAt)
         relay.connect(guestPort: nil)
-        fence(primary.domain)
+        if case .qemuDied = cause {
+            // Nothing left to stop, and libvirt is busy cleaning up after the dead QEMU (a
+            // state query would wait over a second for it).
+        } else {
+            fence(primary.domain)
+        }
         timer.mark("fence", at: Monotonic.nanos())
 
         relay.connect(guestPort: backup.guestPort)

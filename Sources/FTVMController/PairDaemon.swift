@@ -106,6 +106,7 @@ public final class PairDaemon: Sendable {
             throw error
         }
         monitor()
+        control.waitUntilIdle()
     }
 
     // MARK: Bring-up
@@ -173,7 +174,7 @@ public final class PairDaemon: Sendable {
                 let domainState = (try? virt.domain(named: guest.domain).state()).map { "\($0)" } ?? "gone"
                 throw PairError.guestStopped(domain: guest.domain, state: domainState, console: consoleTail(guest))
             }
-            if done.withLock({ $0 }) { throw PairError.stopping }
+            if state.withLock({ $0.phase == .stopping }) { throw PairError.stopping }
             usleep(100_000)
         }
         throw PairError.bootTimeout(domain: guest.domain, seconds: config.bootTimeoutSeconds, console: consoleTail(guest))
@@ -208,9 +209,13 @@ public final class PairDaemon: Sendable {
             guard let index = state.guests.firstIndex(where: { $0.domain == domain }) else { return nil }
             return state.guests.remove(at: index)
         }
-        if let found = try? virt.domainIfDefined(named: domain) {
-            if (try? found.isActive()) == true { try? found.destroy() }
-            try? found.undefine()
+        do {
+            if let found = try virt.domainIfDefined(named: domain) {
+                if try found.isActive() { try found.destroy() }
+                try found.undefine()
+            }
+        } catch {
+            logger.error("cannot remove guest", metadata: ["domain": "\(domain)", "error": "\(error)"])
         }
         if let guest { try? FileManager.default.removeItem(atPath: guest.channel.path) }
         logger.info("guest removed", metadata: ["domain": "\(domain)"])
@@ -229,12 +234,12 @@ public final class PairDaemon: Sendable {
             return state.phase != .stopping
         }
         guard first else { return }
-        done.withLock { $0 = true }
         subscription.withLock { $0?.cancel() }
         relay.connect(guestPort: nil)
         relay.stop()
         PairCleanup.removeAll(config: config, virt: virt, logger: logger)
         control.close()
+        done.withLock { $0 = true }
     }
 }
 

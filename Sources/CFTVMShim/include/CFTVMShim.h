@@ -26,4 +26,8 @@ int ftvm_accept_cloexec(int fd);
 /// child (glibc 2.34+, hidden from Swift behind _GNU_SOURCE). 0 or an errno value.
 int ftvm_spawn_close_from(posix_spawn_file_actions_t *actions, int from);
 
+/// pidfd_open(pid, 0): an fd that becomes readable when the process exits (Linux 5.3+), or
+/// -errno. Works for processes that are not our children (QEMU is libvirtd's).
+int ftvm_pidfd_open(int pid);
+
 #endif

@@ -1,2 +1,0 @@
-import XCTest
-final class FTVMCLITestsPlaceholder: XCTestCase { func testNothing() {} }

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Failover benchmark: N injections of each fault type into a real pair, then a soak under load.
+
+Prints, per fault: detection (injection -> declared failure) and takeover (declared failure ->
+first packet from the former backup) as median / p95 / max, plus re-protection time; then the
+number of false failovers during a soak of wrk load against the service. Every number comes from
+the daemon's own phase timings (`ftvm status --json`), measured on the monotonic clock.
+
+usage: scripts/bench_failover.py [--runs N] [--soak SECONDS] [--faults a,b,...]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FTVM = os.path.join(REPO, ".build", "debug", "ftvm")
+PAIR = "bench"
+FAULTS = ["kernel-panic", "kernel-hang", "service-crash", "service-hang", "qemu-kill", "agent-kill"]
+
+
+def ftvm(*args, check=True):
+    result = subprocess.run([FTVM, *args, "--name", PAIR], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        sys.exit(f"ftvm {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def status():
+    return json.loads(ftvm("status", "--json"))
+
+
+def wait(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = status()
+        if predicate(current):
+            return current
+        time.sleep(0.1)
+    sys.exit(f"timed out waiting for {what}")
+
+
+def summary(values):
+    if not values:
+        return "n/a"
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return f"median {statistics.median(ordered):8.1f}  p95 {p95:8.1f}  max {ordered[-1]:8.1f}"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--soak", type=int, default=300, help="seconds of load for the false-positive soak")
+    parser.add_argument("--faults", default=",".join(FAULTS))
+    options = parser.parse_args()
+
+    subprocess.run([FTVM, "down", "--name", PAIR], capture_output=True)
+    try:
+        ftvm("up")
+        health = status()["health"]
+        print(f"pair up; health policy: tick {health['tickMillis']} ms, {health['missedTicks']} missed ticks, "
+              f"grace {health['graceMillis']} ms; accelerator {status()['accelerator']}")
+        results = {}
+        for fault in options.faults.split(","):
+            detect, takeover, reprotect = [], [], []
+            for _ in range(options.runs):
+                before = wait(lambda s: s["protected"], 120, "protection")["recoveries"]
+                ftvm("inject", fault)
+                after = wait(lambda s: s["recoveries"] == before + 1, 60, f"takeover after {fault}")
+                record = after["lastRecovery"]
+                if record.get("error"):
+                    sys.exit(f"{fault}: recovery error: {record['error']}")
+                detect.append(record["detectMillis"])
+                phases = {p["name"]: p for p in record["phases"]}
+                takeover.append(phases["first-packet"]["sinceDetectionMillis"])
+                done = wait(lambda s: s["protected"] and s["lastRecovery"]["reprotected"], 120, "re-protection")
+                phases = {p["name"]: p for p in done["lastRecovery"]["phases"]}
+                reprotect.append(phases["re-protected"]["sinceDetectionMillis"])
+            results[fault] = (detect, takeover, reprotect)
+
+        print(f"\n{options.runs} injections per fault; milliseconds")
+        print(f"{'fault':14} {'what':10} {'':>10}")
+        for fault, (detect, takeover, reprotect) in results.items():
+            print(f"{fault:14} detect     {summary(detect)}")
+            print(f"{'':14} takeover   {summary(takeover)}")
+            print(f"{'':14} reprotect  {summary(reprotect)}")
+
+        if options.soak > 0:
+            soak(options.soak)
+    finally:
+        subprocess.run([FTVM, "down", "--name", PAIR], capture_output=True)
+
+
+def soak(seconds):
+    current = wait(lambda s: s["protected"], 120, "protection")
+    before = current["recoveries"]
+    ns, address = current["namespace"], current["serviceAddress"]
+    print(f"\nsoak: {seconds} s of wrk (2 threads, 64 connections, /bytes/65536) plus repeated 32 MB "
+          f"downloads and uploads, against {address}")
+    wrk = subprocess.Popen(
+        ["ip", "netns", "exec", ns, "wrk", "-t2", "-c64", f"-d{seconds}s", f"http://{address}/bytes/65536?seed=3"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + seconds
+    bulk = 0
+    while time.monotonic() < deadline:
+        subprocess.run(["ip", "netns", "exec", ns, "curl", "-sS", "-o", "/dev/null", "--max-time", "60",
+                        f"http://{address}/bytes/33554432?seed={bulk}"], capture_output=True)
+        bulk += 1
+    output, _ = wrk.communicate()
+    after = status()["recoveries"]
+    requests = [line for line in output.splitlines() if "requests in" in line or "Requests/sec" in line]
+    print("wrk: " + " | ".join(line.strip() for line in requests))
+    print(f"bulk downloads during the soak: {bulk}")
+    print(f"false failovers during the soak: {after - before}")
+    if after != before:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
