@@ -30,6 +30,11 @@ let package = Package(
             swiftSettings: strict),
         // Ethernet/ARP/IPv4/TCP parsing and rewriting: pure, no syscalls.
         .target(name: "FTVMWire", swiftSettings: strict),
+        // The FT-TCP connection log in host shared memory.
+        .target(
+            name: "FTVMLog",
+            dependencies: ["FTVMSystem", .product(name: "Atomics", package: "swift-atomics")],
+            swiftSettings: strict),
         // The shared-memory channel layout, used by the host daemon and the guest agent alike.
         .target(
             name: "FTVMChannel",
@@ -72,6 +77,7 @@ let package = Package(
 
         .testTarget(name: "FTVMChannelTests", dependencies: ["FTVMChannel"]),
         .testTarget(name: "FTVMWireTests", dependencies: ["FTVMWire"]),
+        .testTarget(name: "FTVMLogTests", dependencies: ["FTVMLog"]),
         .testTarget(name: "FTVMVirtTests", dependencies: ["FTVMVirt"], resources: [.copy("Golden")]),
         .testTarget(name: "FTVMDemoKitTests", dependencies: ["FTVMDemoKit"]),
         .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController"]),

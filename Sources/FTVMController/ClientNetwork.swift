@@ -3,7 +3,9 @@ import Foundation
 import Logging
 
 /// The clients' side: a network namespace the daemon creates, holding the uplink tap whose
-/// other end is the relay. Nothing is ever put on the host's own interfaces.
+/// other end is the relay. Nothing is ever put on the host's own interfaces. The tap is
+/// persistent: a restarted daemon attaches to the same device, and clients' connections keep
+/// their route meanwhile; deleting the namespace deletes it.
 public final class ClientNetwork: Sendable {
     public let tap: TapDevice
     public let namespace: String
@@ -14,7 +16,7 @@ public final class ClientNetwork: Sendable {
         let created = !FileManager.default.fileExists(atPath: config.namespacePath)
         if created { try HostCommand.run(["ip", "netns", "add", config.namespace]) }
         do {
-            tap = try TapDevice(name: config.tapName, namespacePath: config.namespacePath)
+            tap = try TapDevice(name: config.tapName, namespacePath: config.namespacePath, persistent: true)
             let inside = ["ip", "-n", config.namespace]
             try HostCommand.run(inside + ["link", "set", "lo", "up"])
             try HostCommand.run(inside + ["addr", "replace", "\(config.uplinkAddress)/\(config.prefixLength)", "dev", config.tapName])

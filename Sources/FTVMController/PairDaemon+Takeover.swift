@@ -99,13 +99,13 @@ extension PairDaemon {
         }
     }
 
-    /// Boots and pauses a fresh backup, then retires the old primary.
-    private func reprotect(retiring: String, detectedAt: UInt64) {
+    /// Boots and pauses a fresh backup, then retires the old primary (if any).
+    func reprotect(retiring: String?, detectedAt: UInt64) {
         do {
             let fresh = try launch(role: .backup)
             try waitUntilReady(fresh)
             try virt.domain(named: fresh.domain).suspend()
-            remove(retiring)
+            if let retiring { remove(retiring) }
             let at = Monotonic.nanos()
             let protected = state.withLock { state -> Bool in
                 guard state.phase == .unprotected else { return false }

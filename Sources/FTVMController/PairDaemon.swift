@@ -68,6 +68,9 @@ public final class PairDaemon: Sendable {
     let done = Mutex<Bool>(false)
     private let control: ControlServer
     private let subscription = Mutex<EventSubscription?>(nil)
+    /// Guests a previous daemon of this pair left running (it crashed or was killed): this
+    /// daemon adopts them instead of booting new ones (invariant 6, restartable).
+    private let inherited: [GuestMetadata]
 
     /// Sets up everything that does not involve a guest. On failure it removes what it made.
     public init(config: PairConfig, image: GuestImage, logger: Logger) throws {
@@ -78,10 +81,13 @@ public final class PairDaemon: Sendable {
         try FileManager.default.createDirectory(atPath: PairConfig.logDirectory, withIntermediateDirectories: true)
         virt = try LibvirtConnection(uri: config.libvirtURI, logger: logger)
         accelerator = try Accelerator.fromEnvironment()
+        inherited = try Self.inheritedGuests(config: config, virt: virt)
         control = try ControlServer(path: config.controlSocketPath)
         do {
             network = try ClientNetwork(config: config, logger: logger)
-            relay = Relay(tap: network.tap, socket: try UDPSocket(), logger: logger)
+            // The guests' QEMUs send to the daemon port in their definitions: keep it.
+            let port = inherited.first?.daemonPort ?? 0
+            relay = Relay(tap: network.tap, socket: try UDPSocket(loopbackPort: port), logger: logger)
         } catch {
             control.close()
             throw error
@@ -99,7 +105,7 @@ public final class PairDaemon: Sendable {
         subscription.withLock { $0 = events }
         control.start { [self] request in handle(request) }
         do {
-            try bringUp()
+            if inherited.isEmpty { try bringUp() } else { try adopt() }
         } catch {
             logger.error("bring-up failed", metadata: ["error": "\(error)"])
             tearDown()
@@ -120,6 +126,54 @@ public final class PairDaemon: Sendable {
         try virt.domain(named: backup.domain).suspend()
         state.withLock { $0.phase = .protected }
         logger.info("pair protected", metadata: ["primary": "\(primary.domain)", "backup": "\(backup.domain)"])
+    }
+
+    /// The pair's domains that libvirt still has, with their metadata, oldest first.
+    private static func inheritedGuests(config: PairConfig, virt: LibvirtConnection) throws -> [GuestMetadata] {
+        try virt.allDomains()
+            .filter { $0.name.hasPrefix(config.domainPrefix) }
+            .compactMap { try $0.guestMetadata() }
+            .filter { $0.pairName == config.name }
+            .sorted { $0.generation < $1.generation }
+    }
+
+    /// Takes over a pair whose previous daemon died: re-attaches the channels, reconnects the
+    /// primary to the uplink (same ports), and re-protects if no paused backup is there.
+    private func adopt() throws {
+        var guests: [Guest] = []
+        var leftovers: [String] = []
+        for metadata in inherited {
+            let domain = config.domainName(generation: metadata.generation)
+            guard metadata.role == .primary || metadata.role == .backup else {
+                leftovers.append(domain)
+                continue
+            }
+            let channel = try Channel.open(path: metadata.sharedMemoryPath, create: false)
+            guests.append(Guest(
+                generation: metadata.generation, domain: domain, role: metadata.role,
+                guestPort: metadata.guestPort, channel: channel, metadata: metadata))
+        }
+        guard let primary = guests.first(where: { $0.role == .primary }),
+            case .running = try virt.domain(named: primary.domain).state()
+        else {
+            throw PairError.cannotAdopt("no running primary among \(inherited.map { "generation \($0.generation) (\($0.role))" }); remove the pair with `ftvm down --name \(config.name)` and start again")
+        }
+        relay.connect(guestPort: primary.guestPort)
+        let backup = guests.first { $0.role == .backup }
+        let backupPaused = try backup.map { try virt.domain(named: $0.domain).state() } == .pausedByUser
+        state.withLock { state in
+            state.guests = guests
+            state.nextGeneration = (inherited.map(\.generation).max() ?? 0) + 1
+            state.phase = backupPaused ? .protected : .unprotected
+        }
+        leftovers.forEach { remove($0) }
+        logger.notice("adopted the running pair", metadata: ["primary": "\(primary.domain)", "backup": "\(backup?.domain ?? "none")"])
+        if !backupPaused {
+            if let backup { remove(backup.domain) }
+            let thread = Thread { [self] in reprotect(retiring: nil, detectedAt: Monotonic.nanos()) }
+            thread.name = "ftvm-reprotect"
+            thread.start()
+        }
     }
 
     /// Defines and starts a guest with a freshly formatted channel.
@@ -248,6 +302,7 @@ public enum PairError: Error, CustomStringConvertible {
     case agentFailed(domain: String, console: String)
     case guestStopped(domain: String, state: String, console: String)
     case bootTimeout(domain: String, seconds: Double, console: String)
+    case cannotAdopt(String)
     case stopping
 
     public var description: String {
@@ -258,6 +313,8 @@ public enum PairError: Error, CustomStringConvertible {
             "guest \(domain) stopped while booting (state \(state))\n\(console)"
         case .bootTimeout(let domain, let seconds, let console):
             "guest \(domain) did not report ready within \(Int(seconds)) s\n\(console)"
+        case .cannotAdopt(let why):
+            "cannot adopt the pair a previous daemon left: \(why)"
         case .stopping:
             "the pair is being taken down"
         }

@@ -3,19 +3,21 @@ import Glibc
 import SystemPackage
 
 /// A tap device: the clients' side of the relay. Reads and writes whole Ethernet frames
-/// (no packet-info header). Owns the fd; the device disappears when the fd closes.
+/// (no packet-info header). Owns the fd. A persistent device outlives it (so clients keep
+/// their route while a daemon restarts) and goes away with its network namespace.
 public final class TapDevice: Sendable {
     public let fd: Int32
     public let name: String
 
     /// Creates (or attaches to) tap `name` inside the network namespace bound at `namespacePath`
     /// (e.g. `/run/netns/ftvm-demo`), or in this process's namespace when nil. Needs root.
-    public init(name: String, namespacePath: String?) throws(Errno) {
+    public init(name: String, namespacePath: String?, persistent: Bool = false) throws(Errno) {
+        let persist: Int32 = persistent ? 1 : 0
         let fd: Int32
         if let namespacePath {
-            fd = try Syscall.negativeErrno { ftvm_tap_open(namespacePath, name, 0) }
+            fd = try Syscall.negativeErrno { ftvm_tap_open(namespacePath, name, persist) }
         } else {
-            fd = try Syscall.negativeErrno { ftvm_tap_open(nil, name, 0) }
+            fd = try Syscall.negativeErrno { ftvm_tap_open(nil, name, persist) }
         }
         do {
             try Syscall.negativeErrno { ftvm_set_nonblocking(fd) }

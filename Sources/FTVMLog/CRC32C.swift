@@ -1,0 +1,58 @@
+/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78; RFC 3720 §B.4), as iSCSI, ext4 and
+/// SCTP use it: initial value and final XOR 0xFFFFFFFF, so `checksum("123456789") == 0xE3069283`.
+///
+/// The log seals each record copy with it, and keeps a running CRC32C of the server's stream so a
+/// replay can tell whether the backup regenerated the bytes the client already has; whoever does
+/// that comparison computes the backup's side with this same function. Slicing-by-8 in software
+/// (about 1-2 GB/s); nothing allocates after the tables are built on first use.
+public enum CRC32C {
+    /// The checksum of `bytes`, continuing from `crc` (the checksum of everything before them; 0
+    /// for a fresh start). `checksum(b, continuing: checksum(a)) == checksum(a + b)`.
+    public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return crc }
+        return tables.withUnsafeBufferPointer { table in
+            var state = ~crc
+            var offset = 0
+            let count = bytes.count
+            while count - offset >= 8 {
+                let word = base.loadUnaligned(fromByteOffset: offset, as: UInt64.self).littleEndian ^ UInt64(state)
+                state =
+                    table[7 * 256 + Int(word & 0xFF)] ^ table[6 * 256 + Int((word >> 8) & 0xFF)]
+                    ^ table[5 * 256 + Int((word >> 16) & 0xFF)] ^ table[4 * 256 + Int((word >> 24) & 0xFF)]
+                    ^ table[3 * 256 + Int((word >> 32) & 0xFF)] ^ table[2 * 256 + Int((word >> 40) & 0xFF)]
+                    ^ table[1 * 256 + Int((word >> 48) & 0xFF)] ^ table[Int(word >> 56)]
+                offset += 8
+            }
+            while offset < count {
+                let byte = base.load(fromByteOffset: offset, as: UInt8.self)
+                state = table[Int((state ^ UInt32(byte)) & 0xFF)] ^ (state >> 8)
+                offset += 1
+            }
+            return ~state
+        }
+    }
+
+    /// The checksum of a byte array (convenience for tests and the read side).
+    public static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
+        bytes.withUnsafeBytes { checksum($0, continuing: crc) }
+    }
+
+    static let polynomial: UInt32 = 0x82F6_3B78
+
+    /// Eight 256-entry tables, back to back: table k advances the CRC over a byte followed by k zeros.
+    static let tables: [UInt32] = {
+        var tables = [UInt32](repeating: 0, count: 8 * 256)
+        for byte in 0..<256 {
+            var crc = UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ polynomial : crc >> 1 }
+            tables[byte] = crc
+        }
+        for k in 1..<8 {
+            for byte in 0..<256 {
+                let previous = tables[(k - 1) * 256 + byte]
+                tables[k * 256 + byte] = (previous >> 8) ^ tables[Int(previous & 0xFF)]
+            }
+        }
+        return tables
+    }()
+}

@@ -1,0 +1,286 @@
+import Atomics
+
+/// The write path: the relay thread only. Every call that changes a record publishes it before it
+/// returns (`publish`), so what the relay does next is covered by a committed copy.
+extension ConnectionLog {
+    /// The slot logging `key`, if it is open.
+    public func lookup(_ key: FlowKey) -> Slot? {
+        guard let slot = index.find(key) else { return nil }
+        return Slot(index: slot, serial: images[slot].serial)
+    }
+
+    /// Logs a client's SYN: a new record with its 4-tuple, ISN and options.
+    ///
+    /// A SYN for a key already open with the same ISN is a retransmission and gets the same slot.
+    /// A different ISN means the client gave the old connection up and reuses the 4-tuple, so the
+    /// old record is closed first.
+    ///
+    /// - Returns: nil when the log is full (no free slot, or fewer than `admissionReserve` free
+    ///   chunks), counted in `fullRejections`. The relay must then drop the SYN unforwarded; the
+    ///   client retries it.
+    public func open(key: FlowKey, clientISN: UInt32, options: SYNOptions) -> Slot? {
+        if let existing = index.find(key) {
+            if images[existing].clientISN == clientISN { return Slot(index: existing, serial: images[existing].serial) }
+            release(existing)
+        }
+        guard freeSlotCount > 0, freeChunkCount >= admissionReserve else {
+            bump(LogLayout.fullRejectionsOffset)
+            return nil
+        }
+        freeSlotCount -= 1
+        let slot = Int(freeSlots[freeSlotCount])
+        let serial = word64(LogLayout.connectionsOpenedOffset).load(ordering: .relaxed) &+ 1
+        var image = RecordImage.free(sequence: images[slot].sequence)
+        image.serial = serial
+        image.state = .open
+        image.key = key
+        image.clientISN = clientISN
+        image.clientOptions = options.encoded
+        images[slot] = image
+        publish(slot)
+        index.insert(key, slot: slot)
+        word64(LogLayout.connectionsOpenedOffset).store(serial, ordering: .relaxed)
+        bump(LogLayout.slotsInUseOffset)
+        return Slot(index: slot, serial: serial)
+    }
+
+    /// Logs the primary's SYN/ACK: its ISN and options. From here the server-side fields count
+    /// from `serverISN + 1` (nothing acknowledged yet, nothing sent beyond the SYN).
+    public func setServerHandshake(_ slot: Slot, serverISN: UInt32, options: SYNOptions) {
+        let index = checked(slot)
+        let image = images[index]
+        if image.flags.contains(.serverHandshake), image.serverISN == serverISN,
+            image.serverOptions == options.encoded
+        {
+            return  // a retransmitted SYN/ACK
+        }
+        var updated = image
+        updated.flags.insert(.serverHandshake)
+        updated.serverISN = serverISN
+        updated.serverOptions = options.encoded
+        updated.ackedByClient = serverISN
+        updated.serverSendMax = serverISN &+ 1
+        updated.serverStreamEnd = serverISN &+ 1
+        updated.serverStreamCRC = 0
+        updated.serverStreamBytes = 0
+        images[index] = updated
+        publish(index)
+    }
+
+    /// Logs the payload of a client segment that starts at sequence number `seq`.
+    ///
+    /// Only bytes the log does not hold yet are written, so retransmissions and overlapping
+    /// segments cost nothing twice. Bytes go into the connection's last chunk and then fresh
+    /// chunks, all before the record copy that covers them is published. All or nothing: a segment
+    /// whose new bytes do not all fit is not logged at all (`.full`).
+    ///
+    /// - Returns: what happened, and through `mayForward`, whether the relay may forward the
+    ///   segment to the primary.
+    public func appendClientPayload(_ slot: Slot, seq: UInt32, bytes: UnsafeRawBufferPointer) -> AppendResult {
+        let index = checked(slot)
+        var image = images[index]
+        let offset = SequenceMath.distance(from: image.nextPayloadSequence, to: seq)
+        guard bytes.count > 0 else { return .duplicate }
+        if offset > 0 { return .gap }
+        let skip = -offset
+        if skip >= bytes.count { return .duplicate }
+        if image.flags.contains(.clientFIN) { return .gap }  // bytes after the client's FIN
+        let count = bytes.count - skip
+
+        // Room: the tail of the last chunk, then whole chunks.
+        let chunkSize = geometry.chunkSize
+        let used = Int(image.clientBytes % UInt64(chunkSize))
+        let room = used == 0 ? 0 : chunkSize - used
+        let chunksNeeded = count > room ? (count - room + chunkSize - 1) / chunkSize : 0
+        guard chunksNeeded <= freeChunkCount else {
+            bump(LogLayout.fullDropsOffset)
+            return .full
+        }
+
+        var source = bytes.baseAddress! + skip
+        var remaining = count
+        if room > 0 {
+            let part = min(room, remaining)
+            (chunkPayload(Int(image.lastChunk)) + used).copyMemory(from: source, byteCount: part)
+            source += part
+            remaining -= part
+        }
+        while remaining > 0 {
+            freeChunkCount -= 1
+            let chunk = freeChunks[freeChunkCount]
+            chunkHeader(Int(chunk), next: LogLayout.noChunk, ownerSlot: UInt32(index), ownerSerial: image.serial)
+            let part = min(chunkSize, remaining)
+            chunkPayload(Int(chunk)).copyMemory(from: source, byteCount: part)
+            source += part
+            remaining -= part
+            // Linking from the committed last chunk is harmless: a committed copy's byte count
+            // stops its chain before this link.
+            if image.lastChunk == LogLayout.noChunk {
+                image.firstChunk = chunk
+            } else {
+                setChunkNext(Int(image.lastChunk), chunk)
+            }
+            image.lastChunk = chunk
+        }
+        image.clientBytes += UInt64(count)
+        images[index] = image
+        publish(index)
+        bump(LogLayout.bytesLoggedOffset, by: UInt64(count))
+        bump(LogLayout.bytesHeldOffset, by: UInt64(count))
+        if chunksNeeded > 0 { bump(LogLayout.chunksInUseOffset, by: UInt64(chunksNeeded)) }
+        return skip == 0 ? .logged(count) : .partial(count)
+    }
+
+    /// Logs the client's FIN at sequence number `seq` (the FIN takes a sequence number, and a
+    /// replay must deliver it to the backup). The record becomes `.closing`.
+    ///
+    /// - Returns: `.logged(0)` when the FIN is new and follows every logged byte, `.duplicate`
+    ///   when it was logged before, `.gap` when bytes before it are missing or it contradicts a
+    ///   logged FIN (drop the segment in both cases).
+    public func appendClientFIN(_ slot: Slot, seq: UInt32) -> AppendResult {
+        let index = checked(slot)
+        var image = images[index]
+        let offset = SequenceMath.distance(from: image.nextPayloadSequence, to: seq)
+        if image.flags.contains(.clientFIN) { return offset == 0 ? .duplicate : .gap }
+        guard offset == 0 else { return .gap }
+        image.flags.insert(.clientFIN)
+        image.state = .closing
+        images[index] = image
+        publish(index)
+        return .logged(0)
+    }
+
+    /// Records that the client acknowledged server bytes up to `ack` (exclusive). Only forward
+    /// progress counts, and never beyond what the server sent (such an ACK is ignored).
+    public func noteClientAck(_ slot: Slot, ack: UInt32) {
+        let index = checked(slot)
+        var image = images[index]
+        guard image.flags.contains(.serverHandshake), SequenceMath.isAfter(ack, image.ackedByClient),
+            !SequenceMath.isAfter(ack, image.serverSendMax)
+        else { return }
+        image.ackedByClient = ack
+        images[index] = image
+        publish(index)
+    }
+
+    /// Records a server segment forwarded to the client: it ends at `endSeq` (exclusive; counting
+    /// the FIN when `fin` is set) and carries `payload`.
+    ///
+    /// Raises snd_max, and extends the server stream checksum with the payload bytes that continue
+    /// it in order (a retransmission's overlap is skipped). Bytes after a hole the relay did not see
+    /// are not covered; the stream checksum then stops growing, and a replay can compare only the
+    /// prefix it covers. Call it before forwarding, so snd_max is never behind the client's view.
+    public func noteServerSent(_ slot: Slot, endSeq: UInt32, payload: UnsafeRawBufferPointer?, fin: Bool = false) {
+        let index = checked(slot)
+        var image = images[index]
+        guard image.flags.contains(.serverHandshake) else { return }
+        var changed = false
+        if SequenceMath.isAfter(endSeq, image.serverSendMax) {
+            image.serverSendMax = endSeq
+            changed = true
+        }
+        if let payload, payload.count > 0 {
+            let start = endSeq &- UInt32(truncatingIfNeeded: payload.count) &- (fin ? 1 : 0)
+            let covered = SequenceMath.distance(from: start, to: image.serverStreamEnd)
+            if covered >= 0, covered < payload.count {
+                let tail = UnsafeRawBufferPointer(rebasing: payload[covered...])
+                image.serverStreamCRC = CRC32C.checksum(tail, continuing: image.serverStreamCRC)
+                image.serverStreamBytes += UInt64(tail.count)
+                image.serverStreamEnd = image.serverStreamEnd &+ UInt32(truncatingIfNeeded: tail.count)
+                changed = true
+            }
+        }
+        if fin, !image.flags.contains(.serverFIN) {
+            image.flags.insert(.serverFIN)
+            image.state = .closing
+            changed = true
+        }
+        guard changed else { return }
+        images[index] = image
+        publish(index)
+    }
+
+    /// Records the RFC 7323 timestamps of a segment, from the client or from the server. Only a
+    /// newer TSval (mod 2^32) replaces the stored pair, so a reordered segment cannot move it back.
+    public func noteTimestamps(_ slot: Slot, fromClient: Bool, tsval: UInt32, tsecr: UInt32) {
+        let index = checked(slot)
+        var image = images[index]
+        let flag: RecordImage.Flags = fromClient ? .clientTimestamps : .serverTimestamps
+        let (value, echo) = fromClient ? (image.clientTSval, image.clientTSecr) : (image.serverTSval, image.serverTSecr)
+        if image.flags.contains(flag) {
+            guard SequenceMath.distance(from: value, to: tsval) >= 0, tsval != value || tsecr != echo else { return }
+        }
+        image.flags.insert(flag)
+        if fromClient {
+            image.clientTSval = tsval
+            image.clientTSecr = tsecr
+        } else {
+            image.serverTSval = tsval
+            image.serverTSecr = tsecr
+        }
+        images[index] = image
+        publish(index)
+    }
+
+    /// Marks the connection `.closing` (e.g. a RST was seen); it is still replayed until `close`.
+    public func markClosing(_ slot: Slot) {
+        let index = checked(slot)
+        guard images[index].state == .open else { return }
+        images[index].state = .closing
+        publish(index)
+    }
+
+    /// Ends a connection: publishes its slot as free, then returns its chunks and the slot to the
+    /// free lists. Closing a slot that is no longer this connection's does nothing.
+    public func close(_ slot: Slot) {
+        guard (0..<geometry.slots).contains(slot.index), images[slot.index].isLive,
+            images[slot.index].serial == slot.serial
+        else { return }
+        release(slot.index)
+    }
+
+    // MARK: Internals
+
+    /// Frees a live slot. The free copy is published before any chunk can be handed out again,
+    /// so no committed record ever points at a chunk another connection owns.
+    func release(_ index: Int) {
+        let old = images[index]
+        images[index] = .free(sequence: old.sequence)
+        publish(index)
+        self.index.remove(old.key)
+        let chunks = Int(geometry.chunksHolding(old.clientBytes))
+        var chunk = old.firstChunk
+        for step in 0..<chunks {
+            pushFreeChunk(Int(chunk))
+            if step < chunks - 1 { chunk = chunkNext(Int(chunk)) }
+        }
+        freeSlots[freeSlotCount] = UInt32(index)
+        freeSlotCount += 1
+        drop(LogLayout.slotsInUseOffset, by: 1)
+        drop(LogLayout.chunksInUseOffset, by: UInt64(chunks))
+        drop(LogLayout.bytesHeldOffset, by: old.clientBytes)
+    }
+
+    /// Seals `images[index]` with the next sequence into the copy the marker does not point at,
+    /// then release-stores the marker.
+    ///
+    /// The fence orders the chunk bytes an append wrote before the copy that covers them: whatever
+    /// instruction the writer dies at, a copy that verifies covers only bytes already in place.
+    func publish(_ index: Int) {
+        let sequence = images[index].sequence &+ 1
+        images[index].sequence = sequence
+        atomicMemoryFence(ordering: .releasing)
+        images[index].encode(into: copyPointer(index, copy: Int(sequence & 1)))
+        marker(index).store(sequence, ordering: .releasing)
+    }
+
+    /// The slot index of a `Slot` that still names a live connection. A stale `Slot` is a bug in
+    /// the caller (it kept one past `close`); writing through it would corrupt another connection.
+    func checked(_ slot: Slot) -> Int {
+        precondition(
+            (0..<geometry.slots).contains(slot.index) && images[slot.index].isLive
+                && images[slot.index].serial == slot.serial,
+            "ConnectionLog: \(slot) is not open")
+        return slot.index
+    }
+}

@@ -1,0 +1,221 @@
+/// Where every byte of the connection log lives. One region per pair, backed by
+/// `/dev/shm/<pair>-log`, host only (the guests never see it), and kept across daemon restarts.
+///
+/// All words are little-endian and naturally aligned. The region is three parts:
+///
+/// ```
+/// 0                      header (256 bytes): geometry, counters, gauges
+/// 256                    record table: slotCount slots × 320 bytes
+/// 256 + 320·slotCount    byte log: chunkCount chunks × (16 + chunkSize) bytes
+/// ```
+///
+/// **Header.** Geometry (magic … chunk size) is written once at format and sealed by a CRC32C,
+/// so an attacher never sizes its walk over the region from a damaged word. Counters and gauges
+/// follow, each a `UInt64` atomic written only by the relay thread (relaxed) and readable by
+/// anyone; they are statistics and are not checksummed.
+///
+/// ```
+/// 0    magic               UInt64  "FTVMCLOG"
+/// 8    version             UInt32
+/// 12   header size         UInt32  256
+/// 16   region size         UInt64  the whole file, in bytes
+/// 24   slot count          UInt32
+/// 28   chunk count         UInt32
+/// 32   chunk size          UInt32  payload bytes per chunk
+/// 36   geometry checksum   UInt32  CRC32C of bytes 0..<36
+/// 64   connections opened  UInt64  also the serial of the newest connection
+/// 72   bytes logged        UInt64  client bytes ever logged
+/// 80   full rejections     UInt64  new connections refused (no slot, or chunks below reserve)
+/// 88   full drops          UInt64  client segments not logged for lack of chunk space
+/// 96   corrupt records     UInt64  records freed on attach because no copy verified
+/// 104  rolled back         UInt64  records whose committed copy failed and the previous was used
+/// 112  attaches            UInt64  times a daemon re-attached this log
+/// 128  slots in use        UInt64  gauge
+/// 136  chunks in use       UInt64  gauge
+/// 144  bytes held          UInt64  gauge: client bytes in the log for live connections
+/// ```
+///
+/// **Record slot** (320 bytes): a commit marker, then two copies of the record (FineFRC-style
+/// double buffering). An update writes the copy the marker does *not* point at, seals it with a
+/// CRC32C, then release-stores its sequence number into the marker; copy `seq & 1` holds sequence
+/// `seq`. A writer killed at any instruction leaves either the old copy (the new one is torn and
+/// fails its checksum) or a complete new one, never a mix.
+///
+/// ```
+/// 0    commit marker       UInt64  sequence of the published copy
+/// 64   copy 0              128 bytes (even sequences)
+/// 192  copy 1              128 bytes (odd sequences)
+/// ```
+///
+/// **Record copy** (128 bytes). Sequence numbers on the wire are mod 2^32; byte counts are not.
+///
+/// ```
+/// 0    sequence            UInt64  per slot, only grows (also across connections)
+/// 8    serial              UInt64  the connection's serial (connections opened, at its open)
+/// 16   state               UInt32  0 free, 1 open, 2 closing
+/// 20   flags               UInt32  bit 0 server handshake seen, 1 client FIN logged,
+///                                  2 server FIN sent, 3 client timestamps seen, 4 server timestamps seen,
+///                                  5 rolled back (an attach fell back past the committed copy)
+/// 24   client address      UInt32  IPv4, first octet most significant
+/// 28   server address      UInt32
+/// 32   client port         UInt16
+/// 34   server port         UInt16
+/// 36   client ISN          UInt32
+/// 40   client SYN options  4 bytes (see `SYNOptions.encoded`)
+/// 44   server ISN          UInt32
+/// 48   server SYN options  4 bytes
+/// 52   acked by client     UInt32  highest server sequence the client has ACKed
+/// 56   server snd_max      UInt32  highest server sequence sent (forwarded) to the client
+/// 60   client TSval        UInt32  newest timestamps seen from the client …
+/// 64   client TSecr        UInt32
+/// 68   server TSval        UInt32  … and from the server
+/// 72   server TSecr        UInt32
+/// 76   server stream CRC   UInt32  CRC32C of the server's payload in sequence order
+/// 80   server stream end   UInt32  the sequence that CRC covers up to (exclusive)
+/// 84   first chunk         UInt32  0xFFFF_FFFF when none
+/// 88   last chunk          UInt32
+/// 92   reserved            UInt32  zero
+/// 96   client bytes        UInt64  client payload bytes logged: next client seq = ISN + 1 + this
+/// 104  server stream bytes UInt64  bytes the server stream CRC covers
+/// 112  reserved            UInt64  zero
+/// 120  checksum            UInt32  CRC32C of bytes 0..<120
+/// 124  reserved            UInt32  zero
+/// ```
+///
+/// **Chunk** (16 + chunk size bytes): a connection's client bytes are a chain of chunks, filled
+/// in order; the record's byte count says how far the chain is valid, so appending never changes
+/// what a committed copy covers. The owner tag lets an attacher prove that a chunk a record
+/// points at really was handed to that connection and not to a later one.
+///
+/// ```
+/// 0    next chunk          UInt32  0xFFFF_FFFF when none (only meaningful before the last chunk)
+/// 4    owner slot          UInt32
+/// 8    owner serial        UInt64
+/// 16   payload             chunk size bytes
+/// ```
+public enum LogLayout {
+    /// "FTVMCLOG" read as a little-endian UInt64.
+    public static let magic: UInt64 = 0x474F_4C43_4D56_5446
+    public static let version: UInt32 = 1
+    public static let headerSize = 256
+
+    static let magicOffset = 0
+    static let versionOffset = 8
+    static let headerSizeOffset = 12
+    static let regionSizeOffset = 16
+    static let slotCountOffset = 24
+    static let chunkCountOffset = 28
+    static let chunkSizeOffset = 32
+    static let geometryChecksumOffset = 36
+
+    static let connectionsOpenedOffset = 64
+    static let bytesLoggedOffset = 72
+    static let fullRejectionsOffset = 80
+    static let fullDropsOffset = 88
+    static let corruptRecordsOffset = 96
+    static let rolledBackRecordsOffset = 104
+    static let attachesOffset = 112
+    static let slotsInUseOffset = 128
+    static let chunksInUseOffset = 136
+    static let bytesHeldOffset = 144
+
+    static let recordsOffset = 256
+    static let slotStride = 320
+    static let markerField = 0
+    static let copyFields = (64, 192)
+    static let copySize = 128
+
+    // Within a record copy:
+    static let sequenceField = 0
+    static let serialField = 8
+    static let stateField = 16
+    static let flagsField = 20
+    static let clientAddressField = 24
+    static let serverAddressField = 28
+    static let clientPortField = 32
+    static let serverPortField = 34
+    static let clientISNField = 36
+    static let clientOptionsField = 40
+    static let serverISNField = 44
+    static let serverOptionsField = 48
+    static let ackedByClientField = 52
+    static let serverSndMaxField = 56
+    static let clientTSvalField = 60
+    static let clientTSecrField = 64
+    static let serverTSvalField = 68
+    static let serverTSecrField = 72
+    static let serverStreamCRCField = 76
+    static let serverStreamEndField = 80
+    static let firstChunkField = 84
+    static let lastChunkField = 88
+    static let clientBytesField = 96
+    static let serverStreamBytesField = 104
+    static let checksumField = 120
+    /// The checksum covers every byte before it.
+    static let checksummedLength = 120
+
+    // Within a chunk:
+    static let chunkHeaderSize = 16
+    static let chunkNextField = 0
+    static let chunkOwnerSlotField = 4
+    static let chunkOwnerSerialField = 8
+    /// "No chunk" in a link or a record.
+    static let noChunk = UInt32.max
+
+    /// The most slots a log may have.
+    public static let maximumSlots = 1 << 20
+    /// The most chunks a log may have (below `noChunk`, and with 2 KiB chunks 32 GiB of log).
+    public static let maximumChunks = 1 << 24
+    /// Chunk sizes allowed: multiples of 16 in this range.
+    public static let chunkSizes = 64...(1 << 20)
+}
+
+/// The sizes a log was formatted with, and where each slot and chunk therefore sits.
+struct LogGeometry: Equatable, Sendable {
+    let slots: Int
+    let chunks: Int
+    let chunkSize: Int
+
+    /// The geometry, or a reason it is not one this build can lay out.
+    static func validated(slots: Int, chunks: Int, chunkSize: Int) -> Result<LogGeometry, GeometryProblem> {
+        guard (1...LogLayout.maximumSlots).contains(slots) else {
+            return .failure(GeometryProblem("slot count \(slots) is outside 1...\(LogLayout.maximumSlots)"))
+        }
+        guard (1...LogLayout.maximumChunks).contains(chunks) else {
+            return .failure(GeometryProblem("chunk count \(chunks) is outside 1...\(LogLayout.maximumChunks)"))
+        }
+        guard LogLayout.chunkSizes.contains(chunkSize), chunkSize % 16 == 0 else {
+            let range = "\(LogLayout.chunkSizes.lowerBound)...\(LogLayout.chunkSizes.upperBound)"
+            return .failure(GeometryProblem("chunk size \(chunkSize) is not a multiple of 16 in \(range)"))
+        }
+        return .success(LogGeometry(slots: slots, chunks: chunks, chunkSize: chunkSize))
+    }
+
+    private init(slots: Int, chunks: Int, chunkSize: Int) {
+        self.slots = slots
+        self.chunks = chunks
+        self.chunkSize = chunkSize
+    }
+
+    var chunkStride: Int { LogLayout.chunkHeaderSize + chunkSize }
+    var chunksOffset: Int { LogLayout.recordsOffset + slots * LogLayout.slotStride }
+    /// The whole region. The limits above keep this far below `Int.max`.
+    var regionSize: Int { chunksOffset + chunks * chunkStride }
+
+    func slotOffset(_ slot: Int) -> Int { LogLayout.recordsOffset + slot * LogLayout.slotStride }
+
+    func copyOffset(_ slot: Int, copy: Int) -> Int {
+        slotOffset(slot) + (copy == 0 ? LogLayout.copyFields.0 : LogLayout.copyFields.1)
+    }
+
+    func chunkOffset(_ chunk: Int) -> Int { chunksOffset + chunk * chunkStride }
+
+    /// Chunks a chain holding `bytes` client bytes has.
+    func chunksHolding(_ bytes: UInt64) -> UInt64 { (bytes + UInt64(chunkSize) - 1) / UInt64(chunkSize) }
+}
+
+/// Why a geometry was refused (the text says which field and which range).
+struct GeometryProblem: Error, Equatable {
+    let reason: String
+    init(_ reason: String) { self.reason = reason }
+}

@@ -1,0 +1,153 @@
+/// One record copy as plain values: the writer's in-process mirror of each slot's newest copy,
+/// and what a reader decodes. Trivial (no references), so arrays of it never retain or allocate.
+struct RecordImage: Equatable {
+    struct Flags: OptionSet, Equatable {
+        let rawValue: UInt32
+        static let serverHandshake = Flags(rawValue: 1 << 0)
+        static let clientFIN = Flags(rawValue: 1 << 1)
+        static let serverFIN = Flags(rawValue: 1 << 2)
+        static let clientTimestamps = Flags(rawValue: 1 << 3)
+        static let serverTimestamps = Flags(rawValue: 1 << 4)
+        /// Set by an attach that had to fall back past the committed copy.
+        static let rolledBack = Flags(rawValue: 1 << 5)
+        static let all: Flags = [
+            .serverHandshake, .clientFIN, .serverFIN, .clientTimestamps, .serverTimestamps, .rolledBack,
+        ]
+    }
+
+    var sequence: UInt64 = 0
+    var serial: UInt64 = 0
+    var state: ConnectionState = .free
+    var flags: Flags = []
+    var key = FlowKey(clientAddress: 0, clientPort: 0, serverAddress: 0, serverPort: 0)
+    var clientISN: UInt32 = 0
+    var clientOptions: UInt32 = 0
+    var serverISN: UInt32 = 0
+    var serverOptions: UInt32 = 0
+    var ackedByClient: UInt32 = 0
+    var serverSendMax: UInt32 = 0
+    var clientTSval: UInt32 = 0
+    var clientTSecr: UInt32 = 0
+    var serverTSval: UInt32 = 0
+    var serverTSecr: UInt32 = 0
+    var serverStreamCRC: UInt32 = 0
+    var serverStreamEnd: UInt32 = 0
+    var firstChunk: UInt32 = LogLayout.noChunk
+    var lastChunk: UInt32 = LogLayout.noChunk
+    var clientBytes: UInt64 = 0
+    var serverStreamBytes: UInt64 = 0
+
+    /// A free record that keeps the slot's sequence going.
+    static func free(sequence: UInt64) -> RecordImage {
+        var image = RecordImage()
+        image.sequence = sequence
+        return image
+    }
+
+    var isLive: Bool { state != .free }
+
+    /// The next client sequence number the log expects.
+    var nextClientSequence: UInt32 {
+        SequenceMath.advance(clientISN, by: 1 + clientBytes + (flags.contains(.clientFIN) ? 1 : 0))
+    }
+
+    /// Where the next client payload byte goes (the FIN, if logged, comes after every byte).
+    var nextPayloadSequence: UInt32 { SequenceMath.advance(clientISN, by: 1 + clientBytes) }
+
+    /// Writes this copy at `copy` (128 bytes) and seals it with its checksum.
+    func encode(into copy: UnsafeMutableRawPointer) {
+        func put<T: FixedWidthInteger>(_ value: T, _ field: Int) {
+            copy.storeBytes(of: value.littleEndian, toByteOffset: field, as: T.self)
+        }
+        put(sequence, LogLayout.sequenceField)
+        put(serial, LogLayout.serialField)
+        put(state.rawValue, LogLayout.stateField)
+        put(flags.rawValue, LogLayout.flagsField)
+        put(key.clientAddress, LogLayout.clientAddressField)
+        put(key.serverAddress, LogLayout.serverAddressField)
+        put(key.clientPort, LogLayout.clientPortField)
+        put(key.serverPort, LogLayout.serverPortField)
+        put(clientISN, LogLayout.clientISNField)
+        put(clientOptions, LogLayout.clientOptionsField)
+        put(serverISN, LogLayout.serverISNField)
+        put(serverOptions, LogLayout.serverOptionsField)
+        put(ackedByClient, LogLayout.ackedByClientField)
+        put(serverSendMax, LogLayout.serverSndMaxField)
+        put(clientTSval, LogLayout.clientTSvalField)
+        put(clientTSecr, LogLayout.clientTSecrField)
+        put(serverTSval, LogLayout.serverTSvalField)
+        put(serverTSecr, LogLayout.serverTSecrField)
+        put(serverStreamCRC, LogLayout.serverStreamCRCField)
+        put(serverStreamEnd, LogLayout.serverStreamEndField)
+        put(firstChunk, LogLayout.firstChunkField)
+        put(lastChunk, LogLayout.lastChunkField)
+        put(UInt32(0), 92)
+        put(clientBytes, LogLayout.clientBytesField)
+        put(serverStreamBytes, LogLayout.serverStreamBytesField)
+        put(UInt64(0), 112)
+        put(UInt32(0), 124)
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: copy, count: LogLayout.checksummedLength))
+        put(crc, LogLayout.checksumField)
+    }
+
+    /// Reads the copy at `copy`, or nil when its checksum or its fields say it is not one the
+    /// writer sealed (torn, overwritten, never written).
+    static func decode(from copy: UnsafeRawPointer) -> RecordImage? {
+        func get<T: FixedWidthInteger>(_ field: Int, _: T.Type) -> T {
+            T(littleEndian: copy.loadUnaligned(fromByteOffset: field, as: T.self))
+        }
+        let stored = get(LogLayout.checksumField, UInt32.self)
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: copy, count: LogLayout.checksummedLength))
+        guard stored == crc, let state = ConnectionState(rawValue: get(LogLayout.stateField, UInt32.self)) else {
+            return nil
+        }
+        var image = RecordImage()
+        image.sequence = get(LogLayout.sequenceField, UInt64.self)
+        image.serial = get(LogLayout.serialField, UInt64.self)
+        image.state = state
+        image.flags = Flags(rawValue: get(LogLayout.flagsField, UInt32.self))
+        guard Flags.all.isSuperset(of: image.flags) else { return nil }
+        image.key = FlowKey(
+            clientAddress: get(LogLayout.clientAddressField, UInt32.self),
+            clientPort: get(LogLayout.clientPortField, UInt16.self),
+            serverAddress: get(LogLayout.serverAddressField, UInt32.self),
+            serverPort: get(LogLayout.serverPortField, UInt16.self))
+        image.clientISN = get(LogLayout.clientISNField, UInt32.self)
+        image.clientOptions = get(LogLayout.clientOptionsField, UInt32.self)
+        image.serverISN = get(LogLayout.serverISNField, UInt32.self)
+        image.serverOptions = get(LogLayout.serverOptionsField, UInt32.self)
+        image.ackedByClient = get(LogLayout.ackedByClientField, UInt32.self)
+        image.serverSendMax = get(LogLayout.serverSndMaxField, UInt32.self)
+        image.clientTSval = get(LogLayout.clientTSvalField, UInt32.self)
+        image.clientTSecr = get(LogLayout.clientTSecrField, UInt32.self)
+        image.serverTSval = get(LogLayout.serverTSvalField, UInt32.self)
+        image.serverTSecr = get(LogLayout.serverTSecrField, UInt32.self)
+        image.serverStreamCRC = get(LogLayout.serverStreamCRCField, UInt32.self)
+        image.serverStreamEnd = get(LogLayout.serverStreamEndField, UInt32.self)
+        image.firstChunk = get(LogLayout.firstChunkField, UInt32.self)
+        image.lastChunk = get(LogLayout.lastChunkField, UInt32.self)
+        image.clientBytes = get(LogLayout.clientBytesField, UInt64.self)
+        image.serverStreamBytes = get(LogLayout.serverStreamBytesField, UInt64.self)
+        return image
+    }
+
+    /// The public snapshot of a live record.
+    func record(slot index: Int) -> ConnectionRecord {
+        let server = flags.contains(.serverHandshake)
+        return ConnectionRecord(
+            slot: Slot(index: index, serial: serial), key: key, state: state, clientISN: clientISN,
+            clientOptions: SYNOptions(encoded: clientOptions),
+            serverISN: server ? serverISN : nil,
+            serverOptions: server ? SYNOptions(encoded: serverOptions) : nil,
+            clientBytesLogged: clientBytes, clientFINLogged: flags.contains(.clientFIN),
+            nextClientSequence: nextClientSequence, serverAckedByClient: ackedByClient,
+            serverSendMax: serverSendMax, serverFINSent: flags.contains(.serverFIN),
+            clientTimestamps: flags.contains(.clientTimestamps)
+                ? TimestampPair(value: clientTSval, echoReply: clientTSecr) : nil,
+            serverTimestamps: flags.contains(.serverTimestamps)
+                ? TimestampPair(value: serverTSval, echoReply: serverTSecr) : nil,
+            serverStream: StreamChecksum(
+                crc: serverStreamCRC, byteCount: serverStreamBytes, endSequence: serverStreamEnd),
+            rolledBack: flags.contains(.rolledBack))
+    }
+}

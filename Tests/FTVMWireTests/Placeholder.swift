@@ -1,2 +1,0 @@
-import XCTest
-final class FTVMWireTestsPlaceholder: XCTestCase { func testNothing() {} }

@@ -1,0 +1,61 @@
+import Foundation
+import XCTest
+
+/// The daemon is killed with SIGKILL mid-download and started again: it adopts the running
+/// guests (same domains, same ports, same tap), and the download completes byte-exact on the
+/// same TCP connection (TCP retransmission covers the gap).
+final class RestartTests: XCTestCase {
+    private let pair = "itrs"
+
+    override func setUpWithError() throws {
+        try Harness.requireIntegration()
+        try Harness.run([Harness.ftvm, "down", "--name", pair])
+    }
+
+    override func tearDownWithError() throws {
+        guard ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" else { return }
+        try Harness.run([Harness.ftvm, "down", "--name", pair])
+        XCTAssertEqual(try Harness.leftovers(of: pair), [])
+    }
+
+    func testDaemonKilledMidDownloadIsAdoptedAndTheDownloadCompletes() throws {
+        try Harness.ftvm(["up", "--name", pair])
+        let before = try Harness.status(pair)
+        let pid = try XCTUnwrap(before["daemonPID"] as? Int)
+        let namespace = try XCTUnwrap(before["namespace"] as? String)
+        let address = try XCTUnwrap(before["serviceAddress"] as? String)
+        let guests = try XCTUnwrap(before["guests"] as? [[String: Any]])
+
+        // A download slowed down so it is certainly in flight while the daemon is dead.
+        let size = 24_000_000
+        let seed: UInt64 = 99
+        let file = NSTemporaryDirectory() + "ftvm-restart-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let download = Process()
+        download.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        download.arguments = [
+            "ip", "netns", "exec", namespace, "curl", "-sS", "--fail", "--max-time", "120", "--limit-rate", "3M",
+            "-o", file, "http://\(address)/bytes/\(size)?seed=\(seed)",
+        ]
+        try download.run()
+        defer { if download.isRunning { download.terminate() } }
+        sleep(2)
+
+        XCTAssertEqual(kill(Int32(pid), SIGKILL), 0)
+        usleep(500_000)
+        XCTAssertTrue(download.isRunning, "the download must still be in flight when the daemon dies")
+        let written = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
+        XCTAssertLessThan(written, size, "the download had not finished")
+
+        try Harness.ftvm(["up", "--name", pair])
+        let after = try Harness.status(pair)
+        XCTAssertNotEqual(after["daemonPID"] as? Int, pid, "a new daemon")
+        XCTAssertEqual(after["protected"] as? Bool, true)
+        let adopted = try XCTUnwrap(after["guests"] as? [[String: Any]])
+        XCTAssertEqual(adopted.map { $0["domain"] as? String }, guests.map { $0["domain"] as? String }, "the same guests, adopted")
+
+        download.waitUntilExit()
+        XCTAssertEqual(download.terminationStatus, 0, "curl exit status")
+        XCTAssertEqual(try Harness.sha256(file: file), try Harness.referenceStreamSHA256(count: size, seed: seed))
+    }
+}
