@@ -33,7 +33,10 @@ let package = Package(
         // The FT-TCP connection log in host shared memory.
         .target(
             name: "FTVMLog",
-            dependencies: ["FTVMSystem", .product(name: "Atomics", package: "swift-atomics")],
+            dependencies: [
+                "FTVMSystem", .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict),
         // The shared-memory channel layout, used by the host daemon and the guest agent alike.
         .target(
@@ -49,7 +52,7 @@ let package = Package(
         .target(
             name: "FTVMController",
             dependencies: [
-                "FTVMSystem", "FTVMChannel", "FTVMVirt",
+                "FTVMSystem", "FTVMChannel", "FTVMVirt", "FTVMWire", "FTVMLog",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -80,7 +83,7 @@ let package = Package(
         .testTarget(name: "FTVMLogTests", dependencies: ["FTVMLog"]),
         .testTarget(name: "FTVMVirtTests", dependencies: ["FTVMVirt"], resources: [.copy("Golden")]),
         .testTarget(name: "FTVMDemoKitTests", dependencies: ["FTVMDemoKit"]),
-        .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController"]),
+        .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController", "FTVMWire", "FTVMLog"]),
         .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit"]),
     ]
 )

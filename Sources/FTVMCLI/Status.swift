@@ -39,6 +39,9 @@ enum StatusPrinter {
             Swift.print("  \(guest.domain)  \(guest.role.padding(toLength: 8, withPad: " ", startingAt: 0)) \(guest.state.padding(toLength: 8, withPad: " ", startingAt: 0)) heartbeat \(guest.heartbeat)  agent \(guest.agent)  image \(guest.imageVersion)  \(services)")
         }
         Swift.print("relay: \(status.relay.framesToGuest) frames to guest, \(status.relay.framesToClients) to clients, \(status.relay.framesDropped) dropped")
+        if let log = status.log {
+            Swift.print("connection log: \(log.openConnections)/\(log.slotCount) open, \(log.chunksUsed)/\(log.chunkCount) chunks (\(log.bytesHeld) bytes held); \(log.connectionsLogged) connections and \(log.bytesLogged) bytes logged; full: \(log.fullRejections) refused, \(log.fullDrops) held back")
+        }
         Swift.print("health: tick \(status.health.tickMillis) ms, fail after \(status.health.missedTicks) missed; fence \(status.fence); recoveries \(status.recoveries)")
         if let recovery = status.lastRecovery {
             Swift.print("last recovery (\(recovery.startedAt)): \(recovery.cause); \(recovery.failedDomain) -> \(recovery.newPrimary)")

@@ -13,6 +13,8 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         case inject
         /// Hand the service to the backup on purpose.
         case failover
+        /// List the logged connections.
+        case connections
     }
 
     public var command: Command
@@ -30,11 +32,13 @@ public struct ControlResponse: Codable, Sendable {
     public var error: String?
     public var message: String?
     public var status: PairStatus?
+    public var connections: [ConnectionStatus]?
 
-    public init(error: String? = nil, message: String? = nil, status: PairStatus? = nil) {
+    public init(error: String? = nil, message: String? = nil, status: PairStatus? = nil, connections: [ConnectionStatus]? = nil) {
         self.error = error
         self.message = message
         self.status = status
+        self.connections = connections
     }
 }
 
@@ -75,6 +79,7 @@ public struct PairStatus: Codable, Sendable {
     public var fence: String
     public var guests: [GuestStatus]
     public var relay: Relay.Counters
+    public var log: LogStatus?
     public var recoveries: Int
     public var lastRecovery: RecoveryRecord?
 }

@@ -55,6 +55,13 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public var daemonLogPath: String { "\(Self.logDirectory)/\(name)-daemon.log" }
     public var domainPrefix: String { "ftvm-\(name)-" }
 
+    /// The FT-TCP connection log (host only; survives a daemon restart).
+    public var logPath: String { "/dev/shm/\(domainPrefix)log" }
+    /// Log geometry: connection records and 2 KiB chunks of client bytes (64 MiB by default).
+    public var logSlots = 4096
+    public var logChunks = 32768
+    public var logChunkSize = 2048
+
     public func domainName(generation: Int) -> String { "\(domainPrefix)\(generation)" }
     public func channelPath(generation: Int) -> String { "/dev/shm/\(domainName(generation: generation))-chan" }
     public func channelName(generation: Int) -> String { "\(domainName(generation: generation))-chan" }
@@ -81,6 +88,7 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
     case missingImage(directory: String, file: String)
     case unreadableImage(path: String)
     case badMAC(String)
+    case badAddress(String)
 
     public var description: String {
         switch self {
@@ -90,6 +98,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
             "no guest image at \(directory): \(file) is missing. Build one with `images/build.sh` (the quick start does), or pass --image DIR"
         case .unreadableImage(let path):
             "\(path) is not readable by others; libvirt's QEMU runs as libvirt-qemu and must read it: chmod a+r it and a+x its directories"
+        case .badAddress(let text):
+            "'\(text)' is not an IPv4 address like 10.77.0.2"
         case .badMAC(let text):
             "'\(text)' is not a unicast MAC address like 52:54:00:77:00:02"
         }

@@ -20,6 +20,11 @@ extension PairDaemon {
             return inject(fault, service: request.service)
         case .failover:
             return failover()
+        case .connections:
+            guard let log = relay.southSide?.log else { return ControlResponse(connections: []) }
+            return ControlResponse(connections: log.records().map {
+                ConnectionStatus($0, clientBytes: log.clientBytes($0.slot))
+            })
         }
     }
 
@@ -87,7 +92,8 @@ extension PairDaemon {
             namespace: config.namespace, serviceAddress: config.serviceAddress,
             servicePorts: guests.first?.services.map(\.port) ?? [], accelerator: accelerator.rawValue,
             daemonPID: getpid(), health: config.health, fence: config.fence.rawValue, guests: guests,
-            relay: relay.counters, recoveries: snapshot.2, lastRecovery: snapshot.3)
+            relay: relay.counters, log: relay.southSide.map { LogStatus($0.log.usage, wrapper: $0.counters) },
+            recoveries: snapshot.2, lastRecovery: snapshot.3)
     }
 }
 

@@ -1,6 +1,8 @@
 import FTVMChannel
+import FTVMLog
 import FTVMSystem
 import FTVMVirt
+import FTVMWire
 import Foundation
 import Glibc
 import Logging
@@ -87,7 +89,11 @@ public final class PairDaemon: Sendable {
             network = try ClientNetwork(config: config, logger: logger)
             // The guests' QEMUs send to the daemon port in their definitions: keep it.
             let port = inherited.first?.daemonPort ?? 0
-            relay = Relay(tap: network.tap, socket: try UDPSocket(loopbackPort: port), logger: logger)
+            let log = try Self.openLog(config: config, fresh: inherited.isEmpty, logger: logger)
+            guard let service = IPv4Address(config.serviceAddress) else { throw ConfigError.badAddress(config.serviceAddress) }
+            relay = Relay(
+                tap: network.tap, socket: try UDPSocket(loopbackPort: port),
+                southSide: SouthSide(log: log, service: service), logger: logger)
         } catch {
             control.close()
             throw error
@@ -126,6 +132,19 @@ public final class PairDaemon: Sendable {
         try virt.domain(named: backup.domain).suspend()
         state.withLock { $0.phase = .protected }
         logger.info("pair protected", metadata: ["primary": "\(primary.domain)", "backup": "\(backup.domain)"])
+    }
+
+    /// The connection log: re-attached when a previous daemon's pair is adopted (its open
+    /// connections are still logged there), created afresh otherwise.
+    private static func openLog(config: PairConfig, fresh: Bool, logger: Logger) throws -> ConnectionLog {
+        if !fresh, FileManager.default.fileExists(atPath: config.logPath) {
+            let log = try ConnectionLog.attach(path: config.logPath)
+            logger.notice("connection log re-attached", metadata: ["open": "\(log.usage.slotsUsed)", "path": "\(config.logPath)"])
+            return log
+        }
+        try? FileManager.default.removeItem(atPath: config.logPath)
+        return try ConnectionLog.create(
+            path: config.logPath, slots: config.logSlots, chunks: config.logChunks, chunkSize: config.logChunkSize)
     }
 
     /// The pair's domains that libvirt still has, with their metadata, oldest first.
@@ -191,7 +210,7 @@ public final class PairDaemon: Sendable {
             role: role, pairName: config.name, generation: generation, imageDirectory: image.directory,
             imageVersion: image.version, daemonPort: relay.socket.port, guestPort: guestPort,
             sharedMemoryPath: channelPath)
-        guard let mac = MACAddress(config.macAddress) else { throw ConfigError.badMAC(config.macAddress) }
+        guard let mac = FTVMVirt.MACAddress(config.macAddress) else { throw ConfigError.badMAC(config.macAddress) }
         let spec = DomainSpec(
             name: domain, virtType: accelerator, memoryMiB: config.memoryMiB, vcpus: config.vcpus,
             boot: KernelBoot(kernelPath: image.kernelPath, initrdPath: image.initrdPath, commandLine: config.kernelCommandLine),

@@ -23,6 +23,8 @@ public final class Relay: Sendable {
 
     public let socket: UDPSocket
     private let tap: TapDevice
+    /// Logs client connections and enforces output commit; nil relays frames untouched.
+    let southSide: SouthSide?
     /// The QEMU-side UDP port of the guest connected to the uplink; 0 connects nobody.
     private let activePort = Atomic<UInt32>(0)
     private let stopping = Atomic<Bool>(false)
@@ -34,9 +36,10 @@ public final class Relay: Sendable {
     private let finished = Mutex<Bool>(false)
     private let logger: Logger
 
-    public init(tap: TapDevice, socket: UDPSocket, logger: Logger) {
+    init(tap: TapDevice, socket: UDPSocket, southSide: SouthSide?, logger: Logger) {
         self.tap = tap
         self.socket = socket
+        self.southSide = southSide
         self.logger = logger
     }
 
@@ -112,6 +115,11 @@ public final class Relay: Sendable {
                 dropped.add(1, ordering: .relaxed)
                 continue
             }
+            let frame = UnsafeMutableRawBufferPointer(rebasing: buffer[..<count])
+            if let southSide, southSide.fromClient(frame) == .drop {
+                dropped.add(1, ordering: .relaxed)
+                continue
+            }
             try socket.send(UnsafeRawBufferPointer(rebasing: buffer[..<count]), toPort: UInt16(port))
             toGuest.add(1, ordering: .relaxed)
         }
@@ -125,6 +133,7 @@ public final class Relay: Sendable {
                 dropped.add(1, ordering: .relaxed)
                 continue
             }
+            southSide?.fromGuest(UnsafeMutableRawBufferPointer(rebasing: buffer[..<count]))
             try tap.write(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
             toClients.add(1, ordering: .relaxed)
             if firstFrameNanos.load(ordering: .relaxed) == 0 {

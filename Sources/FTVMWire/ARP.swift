@@ -17,9 +17,11 @@ public struct ARPView {
     /// The fixed 28-byte body for IPv4 over Ethernet.
     public static let length = 28
 
+    /// The whole frame (Ethernet header included).
     public let frame: UnsafeMutableRawBufferPointer
     /// Where the ARP body starts in the frame.
     public let offset: Int
+    /// Request or reply (other codes, e.g. RARP's, are reported as they are).
     public let operation: ARPOperation
     public let senderMAC: MACAddress
     public let senderIP: IPv4Address

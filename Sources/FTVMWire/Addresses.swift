@@ -35,6 +35,7 @@ public struct MACAddress: RawRepresentable, Hashable, Sendable, CustomStringConv
 
     /// The group bit (least significant bit of the first octet), set for broadcast too.
     public var isMulticast: Bool { rawValue & 0x0100_0000_0000 != 0 }
+    /// ff:ff:ff:ff:ff:ff.
     public var isBroadcast: Bool { self == .broadcast }
 
     /// The octet at `index` (0 is first on the wire).
@@ -82,6 +83,7 @@ public struct IPv4Address: RawRepresentable, Hashable, Sendable, CustomStringCon
         rawValue = value
     }
 
+    /// 0.0.0.0 (RFC 1122 §3.2.1.3 "this host"; RFC 5227's ARP probes use it as sender).
     public static let any = IPv4Address(rawValue: 0)
 
     public var description: String {

@@ -40,6 +40,7 @@ public struct EthernetView {
     public let frame: UnsafeMutableRawBufferPointer
     public let destination: MACAddress
     public let source: MACAddress
+    /// What the payload is. A VLAN TPID here means a tagged frame (see `EtherType.isVLANTag`).
     public let etherType: EtherType
 
     /// `nil` when the frame is shorter than an Ethernet header.

@@ -17,6 +17,8 @@ public struct TCPFrameSpec: Hashable, Sendable {
     /// The IPv4 Identification. With DF set it identifies nothing that gets reassembled
     /// (RFC 6864 §4.1), but Linux still counts it per connection; choose what the log suggests.
     public var identification: UInt16
+    /// 64 by default, Linux's default (`net.ipv4.ip_default_ttl`), so replayed frames look like
+    /// the guest's own.
     public var timeToLive: UInt8
     public var urgentPointer: UInt16
 

@@ -62,6 +62,7 @@ public enum FrameClass {
         case arp, ipv4TCP, ipv4Fragment, ipv4Other, nonIPv4, unsupported, truncated, illegal
     }
 
+    /// Which case this is, for `counters[frameClass.kind.rawValue] += 1`.
     public var kind: Kind {
         switch self {
         case .arp: .arp

@@ -21,6 +21,7 @@ public struct IPv4View {
     /// A header without options.
     public static let minimumHeaderLength = 20
 
+    /// The whole frame (Ethernet header included).
     public let frame: UnsafeMutableRawBufferPointer
     /// Where the IPv4 header starts in the frame.
     public let offset: Int
@@ -30,11 +31,13 @@ public struct IPv4View {
     public let totalLength: Int
     /// DSCP and ECN.
     public let typeOfService: UInt8
+    /// The IP ID; only meaningful for reassembly (RFC 6864), so it is never rewritten.
     public let identification: UInt16
     /// Flags (3 bits) and Fragment Offset (13 bits, in 8-byte units) as on the wire.
     public let flagsAndFragmentOffset: UInt16
     public let timeToLive: UInt8
     public let protocolNumber: IPProtocol
+    /// The header checksum as received; see `isHeaderChecksumValid`.
     public let headerChecksum: UInt16
     public let source: IPv4Address
     public let destination: IPv4Address

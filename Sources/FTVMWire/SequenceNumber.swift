@@ -5,6 +5,7 @@
 /// non-transitive `<` would be wrong. Use `precedes(_:)` and friends, which are the kernel's
 /// `before()`/`after()`. Two numbers exactly 2^31 apart are unordered: neither precedes the other.
 public struct SequenceNumber: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The number as on the wire.
     public var rawValue: UInt32
 
     public init(rawValue: UInt32) {

@@ -55,6 +55,7 @@ public struct SACKBlocks: RandomAccessCollection, Hashable, Sendable {
     public var startIndex: Int { 0 }
     public var endIndex: Int { stored }
 
+    /// The block at `position` (`0..<count`; outside that is a programming error and traps).
     public subscript(position: Int) -> SACKBlock {
         get {
             precondition(position >= 0 && position < stored, "SACK block index out of range")

@@ -58,7 +58,9 @@ public struct TCPSegmentView {
     /// A header without options.
     public static let minimumHeaderLength = 20
 
+    /// The Ethernet header: the client's MAC is what replay's frames must be addressed to.
     public let ethernet: EthernetView
+    /// The IPv4 header; its Total Length bounds the segment.
     public let ipv4: IPv4View
     /// Where the TCP header starts in the frame.
     public let offset: Int
@@ -69,9 +71,12 @@ public struct TCPSegmentView {
     public private(set) var sequenceNumber: SequenceNumber
     public private(set) var acknowledgmentNumber: SequenceNumber
     public let flags: TCPFlags
+    /// The window field as sent, not shifted by the window scale (RFC 7323 §2.3).
     public private(set) var window: UInt16
+    /// The checksum field as it is in the frame now, after any rewrite through this view.
     public private(set) var checksum: UInt16
     public let urgentPointer: UInt16
+    /// The parsed options; rewrites through this view keep them equal to the frame.
     public private(set) var options: TCPOptions
     /// Where the MSS, window scale, timestamps and SACK blocks sit in the frame.
     public let optionOffsets: TCPOptionOffsets
@@ -121,9 +126,11 @@ public struct TCPSegmentView {
 
     // MARK: Where the fields sit (absolute offsets in the frame)
 
+    /// The 4 bytes of the sequence number (always at an even offset of the segment).
     public var sequenceNumberOffset: Int { offset + 4 }
     public var acknowledgmentNumberOffset: Int { offset + 8 }
     public var windowOffset: Int { offset + 14 }
+    /// The 2 bytes of the TCP checksum.
     public var checksumOffset: Int { offset + 16 }
     /// The first option byte (equal to `payloadOffset` when there are none).
     public var optionsOffset: Int { offset + Self.minimumHeaderLength }

@@ -1,0 +1,182 @@
+import FTVMLog
+import FTVMWire
+import Synchronization
+
+/// FT-TCP's south-side wrapper, moved from the guest kernel to the host relay: it sees every
+/// frame between the clients and the active guest, logs each client connection to the protected
+/// service, and decides whether the frame may pass.
+///
+/// Output commit (DESIGN.md invariant 1): a client byte is written to the log *before* the frame
+/// carrying it is forwarded to the guest; a segment whose bytes cannot be logged (a gap ahead of
+/// what is logged, or a full log) is dropped, and the client's TCP retransmits it. SYN, SYN/ACK,
+/// ACK, timestamps and FIN are recorded as they pass; a connection's record is freed after its
+/// final ACK, or at once on a RST.
+///
+/// Runs on the relay thread only (the log has one writer); it allocates nothing per frame.
+public final class SouthSide: @unchecked Sendable {
+    public struct Counters: Sendable, Codable, Equatable {
+        /// Segments of logged connections.
+        public var tracked: UInt64
+        /// TCP segments to or from the service with no record (connections older than the log).
+        public var untracked: UInt64
+        /// Client segments dropped because their bytes could not be logged (gap or full log).
+        public var notLogged: UInt64
+        /// SYNs dropped because the log had no room for another connection.
+        public var refused: UInt64
+        /// Frames the wire layer found truncated or illegal (forwarded untouched: not ours to judge).
+        public var malformed: UInt64
+    }
+
+    enum Verdict { case forward, drop }
+
+    let log: ConnectionLog
+    let service: IPv4Address
+    // Written by the relay thread, read by status: relaxed atomics, no lock on the packet path.
+    private let tracked = Atomic<UInt64>(0)
+    private let untracked = Atomic<UInt64>(0)
+    private let notLogged = Atomic<UInt64>(0)
+    private let refused = Atomic<UInt64>(0)
+    private let malformed = Atomic<UInt64>(0)
+
+    var counters: Counters {
+        Counters(
+            tracked: tracked.load(ordering: .relaxed), untracked: untracked.load(ordering: .relaxed),
+            notLogged: notLogged.load(ordering: .relaxed), refused: refused.load(ordering: .relaxed),
+            malformed: malformed.load(ordering: .relaxed))
+    }
+    /// Per record slot: where each side's FIN ends (its sequence + 1), to free the record after
+    /// the last ACK. Pre-allocated to the log's slot count.
+    private var clientFINEnd: [UInt32?]
+    private var serverFINEnd: [UInt32?]
+
+    init(log: ConnectionLog, service: IPv4Address) {
+        self.log = log
+        self.service = service
+        let slots = log.usage.slotCount
+        clientFINEnd = Array(repeating: nil, count: slots)
+        serverFINEnd = Array(repeating: nil, count: slots)
+    }
+
+    /// A frame from the clients' tap, before it is sent to the guest.
+    func fromClient(_ frame: UnsafeMutableRawBufferPointer) -> Verdict {
+        guard let segment = tcp(frame), segment.ipv4.destination == service else { return .forward }
+        let key = FlowKey(
+            clientAddress: segment.ipv4.source.rawValue, clientPort: segment.sourcePort,
+            serverAddress: service.rawValue, serverPort: segment.destinationPort)
+        let flags = segment.flags
+        let sequence = segment.sequenceNumber.rawValue
+        if flags.contains(.syn) && !flags.contains(.ack) {
+            if let slot = log.lookup(key), log.record(slot)?.clientISN == sequence {
+                return .forward  // a retransmitted SYN of a connection already logged
+            }
+            guard let slot = log.open(key: key, clientISN: sequence, options: SYNOptions(segment.options)) else {
+                refused.add(1, ordering: .relaxed)
+                return .drop
+            }
+            clientFINEnd[slot.index] = nil
+            serverFINEnd[slot.index] = nil
+            tracked.add(1, ordering: .relaxed)
+            return .forward
+        }
+        guard let slot = log.lookup(key) else {
+            untracked.add(1, ordering: .relaxed)
+            return .forward
+        }
+        tracked.add(1, ordering: .relaxed)
+        if flags.contains(.rst) {
+            log.close(slot)
+            return .forward
+        }
+        let length = segment.payloadLength
+        if length > 0 {
+            guard log.appendClientPayload(slot, seq: sequence, bytes: UnsafeRawBufferPointer(segment.payload)).mayForward else {
+                notLogged.add(1, ordering: .relaxed)
+                return .drop
+            }
+        }
+        if flags.contains(.fin) {
+            let finSequence = sequence &+ UInt32(truncatingIfNeeded: length)
+            guard log.appendClientFIN(slot, seq: finSequence).mayForward else {
+                notLogged.add(1, ordering: .relaxed)
+                return .drop
+            }
+            clientFINEnd[slot.index] = finSequence &+ 1
+        }
+        if let stamps = segment.options.timestamps {
+            log.noteTimestamps(slot, fromClient: true, tsval: stamps.value, tsecr: stamps.echoReply)
+        }
+        if flags.contains(.ack) {
+            let ack = segment.acknowledgmentNumber.rawValue
+            log.noteClientAck(slot, ack: ack)
+            // Server closed first and this is the client's last word: the exchange is complete.
+            if clientFINEnd[slot.index] != nil, let end = serverFINEnd[slot.index], Self.reached(ack, end) {
+                log.close(slot)
+            }
+        }
+        return .forward
+    }
+
+    /// A frame from the active guest, before it goes to the clients.
+    func fromGuest(_ frame: UnsafeMutableRawBufferPointer) {
+        guard let segment = tcp(frame), segment.ipv4.source == service else { return }
+        let key = FlowKey(
+            clientAddress: segment.ipv4.destination.rawValue, clientPort: segment.destinationPort,
+            serverAddress: service.rawValue, serverPort: segment.sourcePort)
+        guard let slot = log.lookup(key) else {
+            untracked.add(1, ordering: .relaxed)
+            return
+        }
+        tracked.add(1, ordering: .relaxed)
+        let flags = segment.flags
+        let sequence = segment.sequenceNumber.rawValue
+        if flags.contains(.rst) {
+            log.close(slot)
+            return
+        }
+        if flags.contains(.syn) {
+            log.setServerHandshake(slot, serverISN: sequence, options: SYNOptions(segment.options))
+            return
+        }
+        let length = segment.payloadLength
+        let fin = flags.contains(.fin)
+        if length > 0 || fin {
+            let end = sequence &+ UInt32(truncatingIfNeeded: length) &+ (fin ? 1 : 0)
+            log.noteServerSent(slot, endSeq: end, payload: length > 0 ? UnsafeRawBufferPointer(segment.payload) : nil, fin: fin)
+            if fin { serverFINEnd[slot.index] = end }
+        }
+        if let stamps = segment.options.timestamps {
+            log.noteTimestamps(slot, fromClient: false, tsval: stamps.value, tsecr: stamps.echoReply)
+        }
+        // Client closed first and the server acknowledges its FIN after sending its own.
+        if flags.contains(.ack), serverFINEnd[slot.index] != nil, let end = clientFINEnd[slot.index],
+            Self.reached(segment.acknowledgmentNumber.rawValue, end)
+        {
+            log.close(slot)
+        }
+    }
+
+    private func tcp(_ frame: UnsafeMutableRawBufferPointer) -> TCPSegmentView? {
+        switch FrameClass.classify(frame) {
+        case .ipv4TCP(let segment):
+            return segment
+        case .truncated, .illegal:
+            malformed.add(1, ordering: .relaxed)
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    /// `ack` is at or past `end`, modulo 2^32.
+    private static func reached(_ ack: UInt32, _ end: UInt32) -> Bool {
+        Int32(bitPattern: ack &- end) >= 0
+    }
+}
+
+extension SYNOptions {
+    init(_ options: TCPOptions) {
+        self.init(
+            maximumSegmentSize: options.maximumSegmentSize, windowScale: options.windowScale,
+            sackPermitted: options.sackPermitted, timestamps: options.timestamps != nil)
+    }
+}
