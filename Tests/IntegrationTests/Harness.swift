@@ -71,6 +71,12 @@ enum Harness {
         return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any])
     }
 
+    /// `ftvm connections --json`: the logged connections.
+    static func connections(_ name: String) throws -> [[String: Any]] {
+        let output = try ftvm(["connections", "--name", name, "--json"])
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [[String: Any]])
+    }
+
     /// `virsh list --all` as name → state, straight from libvirt (not through ftvm).
     static func virshDomains() throws -> [String: String] {
         let output = try run(["virsh", "-c", "qemu:///system", "list", "--all"])
