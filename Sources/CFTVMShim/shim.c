@@ -9,6 +9,8 @@
 #include <spawn.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -79,4 +81,51 @@ int ftvm_spawn_close_from(posix_spawn_file_actions_t *actions, int from) {
 int ftvm_pidfd_open(int pid) {
     long fd = syscall(SYS_pidfd_open, pid, 0);
     return fd < 0 ? -errno : (int)fd;
+}
+
+enum { FTVM_BATCH_MAX = 64 };
+
+int ftvm_recv_batch(int fd, void *buffers, int stride, int count, int *lengths, unsigned short *ports) {
+    struct mmsghdr messages[FTVM_BATCH_MAX];
+    struct iovec vectors[FTVM_BATCH_MAX];
+    struct sockaddr_in sources[FTVM_BATCH_MAX];
+    if (count > FTVM_BATCH_MAX) count = FTVM_BATCH_MAX;
+    memset(messages, 0, sizeof(struct mmsghdr) * (size_t)count);
+    for (int i = 0; i < count; i++) {
+        vectors[i].iov_base = (char *)buffers + (size_t)i * (size_t)stride;
+        vectors[i].iov_len = (size_t)stride;
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+        messages[i].msg_hdr.msg_name = &sources[i];
+        messages[i].msg_hdr.msg_namelen = sizeof sources[i];
+    }
+    int received = recvmmsg(fd, messages, (unsigned)count, MSG_DONTWAIT, NULL);
+    if (received < 0) return -errno;
+    for (int i = 0; i < received; i++) {
+        lengths[i] = (int)messages[i].msg_len;
+        ports[i] = ntohs(sources[i].sin_port);
+    }
+    return received;
+}
+
+int ftvm_send_batch(int fd, const void *buffers, int stride, const int *lengths, int count, unsigned short port) {
+    struct mmsghdr messages[FTVM_BATCH_MAX];
+    struct iovec vectors[FTVM_BATCH_MAX];
+    struct sockaddr_in target;
+    if (count > FTVM_BATCH_MAX) count = FTVM_BATCH_MAX;
+    memset(&target, 0, sizeof target);
+    target.sin_family = AF_INET;
+    target.sin_port = htons(port);
+    target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    memset(messages, 0, sizeof(struct mmsghdr) * (size_t)count);
+    for (int i = 0; i < count; i++) {
+        vectors[i].iov_base = (char *)buffers + (size_t)i * (size_t)stride;
+        vectors[i].iov_len = (size_t)lengths[i];
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+        messages[i].msg_hdr.msg_name = &target;
+        messages[i].msg_hdr.msg_namelen = sizeof target;
+    }
+    int sent = sendmmsg(fd, messages, (unsigned)count, MSG_DONTWAIT);
+    return sent < 0 ? -errno : sent;
 }

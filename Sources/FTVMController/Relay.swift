@@ -85,20 +85,18 @@ public final class Relay: Sendable {
     }
 
     private func run() {
-        // One frame at a time; 64 KiB covers any frame QEMU or a tap can hand us (GSO off).
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
-        defer {
-            buffer.deallocate()
-            finished.withLock { $0 = true }
-        }
+        // Two fixed batches, one per direction, reused for the life of the loop.
+        let fromClients = FrameBatch()
+        let fromGuests = FrameBatch()
+        defer { finished.withLock { $0 = true } }
         var fds = [pollfd(fd: tap.fd, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)]
         while !stopping.load(ordering: .acquiring) {
             let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, 2, 100) }
             if ready <= 0 { continue }
             do {
-                if fds[0].revents != 0 { try drainTap(buffer) }
-                if fds[1].revents != 0 { try drainGuests(buffer) }
+                if fds[0].revents != 0 { try drainTap(fromClients) }
+                if fds[1].revents != 0 { try drainGuests(fromGuests) }
             } catch {
                 logger.error("relay I/O failed", metadata: ["error": "\(error)"])
                 usleep(10_000)
@@ -106,39 +104,54 @@ public final class Relay: Sendable {
         }
     }
 
-    /// Clients → active guest. A burst is bounded so one side cannot starve the other.
-    private func drainTap(_ buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
-        for _ in 0..<256 {
-            guard let count = try tap.read(into: buffer) else { return }
+    /// Clients → active guest: up to a batch of tap reads (one frame each), logged by the
+    /// south-side wrapper, then one sendmmsg. A burst is bounded so one side cannot starve the
+    /// other.
+    private func drainTap(_ batch: FrameBatch) throws(Errno) {
+        for _ in 0..<8 {
+            batch.reset()
+            var more = true
+            while !batch.isFull {
+                guard let count = try tap.read(into: batch.nextSlot) else {
+                    more = false
+                    break
+                }
+                let frame = UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[..<count])
+                if activePort.load(ordering: .acquiring) == 0 || southSide?.fromClient(frame) == .drop {
+                    dropped.add(1, ordering: .relaxed)
+                    continue
+                }
+                batch.commitSlot(length: count)
+            }
+            // Read the port after the frames were logged: a switch in between sends them to
+            // the new guest, never to a fenced one.
             let port = activePort.load(ordering: .acquiring)
-            guard port != 0 else {
-                dropped.add(1, ordering: .relaxed)
-                continue
+            if port != 0, batch.count > 0 {
+                try socket.send(batch, toPort: UInt16(port))
+                toGuest.add(UInt64(batch.count), ordering: .relaxed)
             }
-            let frame = UnsafeMutableRawBufferPointer(rebasing: buffer[..<count])
-            if let southSide, southSide.fromClient(frame) == .drop {
-                dropped.add(1, ordering: .relaxed)
-                continue
-            }
-            try socket.send(UnsafeRawBufferPointer(rebasing: buffer[..<count]), toPort: UInt16(port))
-            toGuest.add(1, ordering: .relaxed)
+            if !more { return }
         }
     }
 
-    /// Guests → clients, for the active guest only.
-    private func drainGuests(_ buffer: UnsafeMutableRawBufferPointer) throws(Errno) {
-        for _ in 0..<256 {
-            guard let (count, source) = try socket.receive(into: buffer) else { return }
-            guard UInt32(source) == activePort.load(ordering: .acquiring) else {
-                dropped.add(1, ordering: .relaxed)
-                continue
+    /// Guests → clients, for the active guest only: one recvmmsg per batch.
+    private func drainGuests(_ batch: FrameBatch) throws(Errno) {
+        for _ in 0..<8 {
+            let received = try socket.receive(into: batch)
+            for index in 0..<received {
+                guard UInt32(batch.sourcePort(index)) == activePort.load(ordering: .acquiring) else {
+                    dropped.add(1, ordering: .relaxed)
+                    continue
+                }
+                let frame = batch.frame(index)
+                southSide?.fromGuest(frame)
+                try tap.write(UnsafeRawBufferPointer(frame))
+                toClients.add(1, ordering: .relaxed)
+                if firstFrameNanos.load(ordering: .relaxed) == 0 {
+                    _ = firstFrameNanos.compareExchange(expected: 0, desired: Monotonic.nanos(), ordering: .releasing)
+                }
             }
-            southSide?.fromGuest(UnsafeMutableRawBufferPointer(rebasing: buffer[..<count]))
-            try tap.write(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
-            toClients.add(1, ordering: .relaxed)
-            if firstFrameNanos.load(ordering: .relaxed) == 0 {
-                _ = firstFrameNanos.compareExchange(expected: 0, desired: Monotonic.nanos(), ordering: .releasing)
-            }
+            if received < batch.capacity { return }
         }
     }
 }

@@ -46,41 +46,6 @@ public final class UDPSocket: Sendable {
         try UDPSocket().port
     }
 
-    /// Receives one datagram; nil when none is waiting. Returns its length and source port.
-    public func receive(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> (count: Int, sourcePort: UInt16)? {
-        var source = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        do {
-            let count = try Syscall.retrying {
-                withUnsafeMutablePointer(to: &source) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        recvfrom(fd, buffer.baseAddress, buffer.count, 0, $0, &length)
-                    }
-                }
-            }
-            return (count, UInt16(bigEndian: source.sin_port))
-        } catch where error.isWouldBlock {
-            return nil
-        }
-    }
-
-    /// Sends one datagram to 127.0.0.1:`port`. A full socket buffer drops the frame, as a
-    /// congested link would; TCP recovers it.
-    public func send(_ frame: UnsafeRawBufferPointer, toPort port: UInt16) throws(Errno) {
-        var address = Self.loopback(port: port)
-        do {
-            try Syscall.retrying {
-                withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(fd, frame.baseAddress, frame.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                    }
-                }
-            }
-        } catch where error.isWouldBlock || error == .connectionRefused {
-            // Nobody listening (the guest's QEMU is not up yet) or no room: the frame is lost.
-        }
-    }
-
     private static func loopback(port: UInt16) -> sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -90,4 +55,91 @@ public final class UDPSocket: Sendable {
     }
 
     deinit { close(fd) }
+}
+
+/// Fixed storage for a batch of frames, reused for every batch: the relay allocates nothing
+/// per frame. `count` slots of `stride` bytes each.
+public final class FrameBatch: @unchecked Sendable {
+    public static let maximumCount = 64
+    public let stride: Int
+    public let capacity: Int
+    public private(set) var count = 0
+    let storage: UnsafeMutableRawPointer
+    let lengths: UnsafeMutablePointer<Int32>
+    let ports: UnsafeMutablePointer<UInt16>
+
+    public init(capacity: Int = 32, stride: Int = 65536) {
+        precondition(capacity > 0 && capacity <= Self.maximumCount, "batch capacity out of range")
+        self.capacity = capacity
+        self.stride = stride
+        storage = .allocate(byteCount: capacity * stride, alignment: 64)
+        lengths = .allocate(capacity: capacity)
+        ports = .allocate(capacity: capacity)
+    }
+
+    /// Frame `index` of the batch.
+    public func frame(_ index: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: storage + index * stride, count: Int(lengths[index]))
+    }
+
+    /// The source port of frame `index` (received batches).
+    public func sourcePort(_ index: Int) -> UInt16 { ports[index] }
+
+    /// The free slot after the last frame, for filling by hand (a tap read).
+    public var nextSlot: UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: storage + count * stride, count: stride)
+    }
+
+    /// Keeps the frame of `length` bytes just written into `nextSlot`.
+    public func commitSlot(length: Int) {
+        lengths[count] = Int32(length)
+        count += 1
+    }
+
+    public var isFull: Bool { count == capacity }
+
+    public func reset() { count = 0 }
+
+    func setReceived(_ received: Int) { count = received }
+
+    deinit {
+        storage.deallocate()
+        lengths.deallocate()
+        ports.deallocate()
+    }
+}
+
+extension UDPSocket {
+    /// Receives up to a batch of datagrams with one recvmmsg(2); returns how many (0: none).
+    public func receive(into batch: FrameBatch) throws(Errno) -> Int {
+        batch.reset()
+        do {
+            let received = try Syscall.negativeErrno {
+                ftvm_recv_batch(fd, batch.storage, Int32(batch.stride), Int32(batch.capacity), batch.lengths, batch.ports)
+            }
+            batch.setReceived(Int(received))
+            return Int(received)
+        } catch where error.isWouldBlock {
+            return 0
+        }
+    }
+
+    /// Sends the batch's frames to 127.0.0.1:`port` with sendmmsg(2). Frames that do not fit
+    /// in the socket buffer are dropped, as on a congested link.
+    public func send(_ batch: FrameBatch, toPort port: UInt16) throws(Errno) {
+        var offset = 0
+        while offset < batch.count {
+            let start = offset
+            do {
+                let sent = try Syscall.negativeErrno {
+                    ftvm_send_batch(
+                        fd, batch.storage + start * batch.stride, Int32(batch.stride), batch.lengths + start,
+                        Int32(batch.count - start), port)
+                }
+                offset += max(1, Int(sent))
+            } catch where error.isWouldBlock || error == .connectionRefused {
+                return
+            }
+        }
+    }
 }

@@ -30,4 +30,13 @@ int ftvm_spawn_close_from(posix_spawn_file_actions_t *actions, int from);
 /// -errno. Works for processes that are not our children (QEMU is libvirtd's).
 int ftvm_pidfd_open(int pid);
 
+/// recvmmsg(2) without the _GNU_SOURCE types: receives up to `count` (<= 64) datagrams, the
+/// i-th into `buffers + i * stride` (at most `stride` bytes), its length in `lengths[i]` and its
+/// IPv4 source port (host order) in `ports[i]`. Non-blocking. The number received, or -errno.
+int ftvm_recv_batch(int fd, void *buffers, int stride, int count, int *lengths, unsigned short *ports);
+
+/// sendmmsg(2) of `count` (<= 64) datagrams, the i-th being `lengths[i]` bytes at
+/// `buffers + i * stride`, all to 127.0.0.1:`port` (host order). The number sent, or -errno.
+int ftvm_send_batch(int fd, const void *buffers, int stride, const int *lengths, int count, unsigned short port);
+
 #endif
