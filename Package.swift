@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(name: "FTVMLogTests", dependencies: ["FTVMLog"]),
         .testTarget(name: "FTVMVirtTests", dependencies: ["FTVMVirt"], resources: [.copy("Golden")]),
         .testTarget(name: "FTVMDemoKitTests", dependencies: ["FTVMDemoKit"]),
-        .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController", "FTVMWire", "FTVMLog"]),
+        .testTarget(name: "FTVMControllerTests", dependencies: ["FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel"]),
         .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit"]),
     ]
 )

@@ -322,7 +322,7 @@ EOF
 install -m 755 /dev/stdin init <<'INIT'
 #!/bin/busybox sh
 # ftvm guest /init: mount, load the NIC and pvpanic drivers, configure eth0 from the kernel
-# command line (ftvm.ip=ADDR/PREFIX [ftvm.gw=ADDR] [ftvm.hostname=NAME] [ftvm.debug=1]), then
+# command line (ftvm.ip=ADDR/PREFIX [ftvm.gw=ADDR] [ftvm.mtu=N] [ftvm.hostname=NAME] [ftvm.debug=1]), then
 # hand PID 1 to busybox init, which runs /bin/ftvm-agent once (see /etc/inittab).
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 say() { echo "ftvm-init: $*"; }
@@ -338,7 +338,7 @@ mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
 mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
 
-ip='' gw='' name=ftvm debug=''
+ip='' gw='' name=ftvm debug='' mtu=''
 set -f
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
@@ -346,6 +346,7 @@ for arg in $(cat /proc/cmdline); do
     ftvm.gw=*) gw=${arg#ftvm.gw=} ;;
     ftvm.hostname=*) name=${arg#ftvm.hostname=} ;;
     ftvm.debug=*) debug=${arg#ftvm.debug=} ;;
+    ftvm.mtu=*) mtu=${arg#ftvm.mtu=} ;;
   esac
 done
 set +f
@@ -375,6 +376,8 @@ else
   while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 50 ]; do usleep 20000; n=$((n + 1)); done
   if [ ! -e /sys/class/net/eth0 ]; then
     say "ERROR: no eth0 (no virtio-net device?); continuing without network"
+  elif [ -n "$mtu" ] && ! ip link set eth0 mtu "$mtu"; then
+    say "ERROR: cannot set eth0 mtu $mtu; continuing without network"
   elif ! ip addr add "$ip" dev eth0 || ! ip link set eth0 up; then
     say "ERROR: cannot configure eth0 with $ip; continuing without network"
   else

@@ -15,6 +15,10 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public var serviceAddress = "10.77.0.2"
     public var uplinkAddress = "10.77.0.1"
     public var prefixLength = 24
+    /// The link MTU on both sides of the relay. The UDP socket netdev carries no segmentation
+    /// offload, so every frame costs the guest, QEMU and the relay a datagram: jumbo frames cut
+    /// that count (docs/relay.md has the measurements).
+    public var mtu = 9000
     /// Primary and backup share one identity: same MAC, same IP.
     public var macAddress = "52:54:00:77:00:02"
     /// How long a guest may take from start to "agent ready" before the pair gives up on it.
@@ -70,7 +74,7 @@ public struct PairConfig: Sendable, Codable, Equatable {
     /// The guest's kernel command line: console on the serial port, no reboot on panic (the
     /// pvpanic event is the signal; the domain is preserved), and the address for /init.
     public var kernelCommandLine: String {
-        "console=ttyS0 panic=0 quiet loglevel=4 ftvm.ip=\(serviceAddress)/\(prefixLength) ftvm.gw=\(uplinkAddress) ftvm.hostname=\(name)"
+        "console=ttyS0 panic=0 quiet loglevel=4 ftvm.ip=\(serviceAddress)/\(prefixLength) ftvm.gw=\(uplinkAddress) ftvm.mtu=\(mtu) ftvm.hostname=\(name)"
     }
 }
 

@@ -2,8 +2,9 @@ import Foundation
 import XCTest
 
 /// The daemon is killed with SIGKILL mid-download and started again: it adopts the running
-/// guests (same domains, same ports, same tap), and the download completes byte-exact on the
-/// same TCP connection (TCP retransmission covers the gap).
+/// guests (same domains, same ports, same tap), re-attaches the connection log (the download's
+/// record is still there), and the download completes byte-exact on the same TCP connection
+/// (TCP retransmission covers the gap).
 final class RestartTests: XCTestCase {
     private let pair = "itrs"
 
@@ -40,6 +41,8 @@ final class RestartTests: XCTestCase {
         try download.run()
         defer { if download.isRunning { download.terminate() } }
         sleep(2)
+        let logged = try Harness.connections(pair)
+        XCTAssertEqual(logged.count, 1, "the download is in the connection log: \(logged)")
 
         XCTAssertEqual(kill(Int32(pid), SIGKILL), 0)
         usleep(500_000)
@@ -53,6 +56,9 @@ final class RestartTests: XCTestCase {
         XCTAssertEqual(after["protected"] as? Bool, true)
         let adopted = try XCTUnwrap(after["guests"] as? [[String: Any]])
         XCTAssertEqual(adopted.map { $0["domain"] as? String }, guests.map { $0["domain"] as? String }, "the same guests, adopted")
+        let reattached = try Harness.connections(pair)
+        XCTAssertEqual(reattached.map { $0["client"] as? String }, logged.map { $0["client"] as? String }, "the log was re-attached, not recreated")
+        XCTAssertEqual(reattached.first?["clientISN"] as? Int, logged.first?["clientISN"] as? Int)
 
         download.waitUntilExit()
         XCTAssertEqual(download.terminationStatus, 0, "curl exit status")
