@@ -30,7 +30,7 @@ DIRECT_SHM = "/dev/shm/ftvm-direct-chan"
 DIRECT_CONSOLE = "/tmp/ftvm-direct.console"
 ADDRESS = "10.77.0.2"
 BULK = 64 << 20
-MTU = 9000  # PairConfig.mtu: both paths run the guest with the same link MTU
+MTU = 65000  # PairConfig.mtu: both paths run the guest with the same link MTU
 
 
 def run(*args, check=True):
