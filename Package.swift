@@ -46,7 +46,7 @@ let package = Package(
         // libvirt and domain XML.
         .target(
             name: "FTVMVirt",
-            dependencies: ["CLibvirt", "CLibXML2", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CLibvirt", "CLibXML2", "FTVMWire", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // The host daemon: pair lifecycle, relay, control socket.
         .target(
@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "FTVMChannelTests", dependencies: ["FTVMChannel"]),
         .testTarget(name: "FTVMWireTests", dependencies: ["FTVMWire"]),
         .testTarget(name: "FTVMLogTests", dependencies: ["FTVMLog"]),
-        .testTarget(name: "FTVMVirtTests", dependencies: ["FTVMVirt"], resources: [.copy("Golden")]),
+        .testTarget(name: "FTVMVirtTests", dependencies: ["FTVMVirt", "FTVMWire"], resources: [.copy("Golden")]),
         .testTarget(name: "FTVMDemoKitTests", dependencies: ["FTVMDemoKit"]),
         .testTarget(name: "FTVMControllerTests", dependencies: ["FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel"]),
         .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit"]),

@@ -9,11 +9,13 @@ trap 'rm -f "$log"' EXIT
 status=0
 # The suites are XCTest; --disable-swift-testing keeps Swift Testing's empty run out of the output.
 FTVM_INTEGRATION=1 swift test --disable-swift-testing "$@" 2>&1 | tee "$log" || status=$?
-summary=$(grep -E "^\s*Executed [0-9]+ tests?, with" "$log" | tail -n 1 || true)
-total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")
-failed=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$summary")
-skipped=$(grep -oE "[0-9]+ tests? skipped" <<<"$summary" | grep -oE "^[0-9]+" || echo 0)
+# XCTest's last line: "Executed N tests, with [K tests skipped and] F failures (...)".
+summary=$(grep -E "Executed [0-9]+ tests?, with" "$log" | tail -n 1 || true)
+number() { grep -oE "[0-9]+ $1" <<<"$summary" | head -n 1 | grep -oE "^[0-9]+" || echo 0; }
 if [ -n "$summary" ]; then
+  total=$(number "tests?,")
+  failed=$(number "failures?")
+  skipped=$(number "tests? skipped")
   echo "$((total - failed - skipped)) passed, $failed failed, $skipped skipped"
 fi
 exit "$status"

@@ -210,7 +210,7 @@ public final class PairDaemon: Sendable {
             role: role, pairName: config.name, generation: generation, imageDirectory: image.directory,
             imageVersion: image.version, daemonPort: relay.socket.port, guestPort: guestPort,
             sharedMemoryPath: channelPath)
-        guard let mac = FTVMVirt.MACAddress(config.macAddress) else { throw ConfigError.badMAC(config.macAddress) }
+        guard let mac = MACAddress(config.macAddress) else { throw ConfigError.badMAC(config.macAddress) }
         let spec = DomainSpec(
             name: domain, virtType: accelerator, memoryMiB: config.memoryMiB, vcpus: config.vcpus,
             boot: KernelBoot(kernelPath: image.kernelPath, initrdPath: image.initrdPath, commandLine: config.kernelCommandLine),

@@ -1,3 +1,5 @@
+public import FTVMWire
+
 /// Everything that distinguishes one ftvm guest's libvirt definition from another's.
 ///
 /// The rest of the definition is fixed policy and lives in ``DomainXML``: no disks, graphics,
@@ -100,39 +102,4 @@ public struct SharedMemoryDevice: Sendable, Equatable {
 
     /// The host path QEMU maps.
     public var path: String { "/dev/shm/" + name }
-}
-
-/// An Ethernet MAC address, printed as libvirt writes it (lowercase, colon-separated).
-public struct MACAddress: Sendable, Hashable, CustomStringConvertible, LosslessStringConvertible {
-    /// The six octets, most significant first.
-    public let octets: [UInt8]
-
-    /// - Returns: `nil` unless `octets` has exactly six elements.
-    public init?(octets: [UInt8]) {
-        guard octets.count == 6 else { return nil }
-        self.octets = octets
-    }
-
-    /// Parses `52:54:00:12:34:56` (either case; `-` accepted as separator).
-    public init?(_ description: String) {
-        let parts = description.split(separator: ":", omittingEmptySubsequences: false)
-        let fields = parts.count == 6 ? parts : description.split(separator: "-", omittingEmptySubsequences: false)
-        guard fields.count == 6 else { return nil }
-        var octets: [UInt8] = []
-        for field in fields {
-            guard field.count == 2, let octet = UInt8(field, radix: 16) else { return nil }
-            octets.append(octet)
-        }
-        self.octets = octets
-    }
-
-    public var description: String {
-        octets.map { octet in
-            let hex = String(octet, radix: 16)
-            return hex.count == 1 ? "0" + hex : hex
-        }.joined(separator: ":")
-    }
-
-    /// Multicast addresses (low bit of the first octet) cannot be a NIC's address.
-    public var isMulticast: Bool { octets[0] & 1 == 1 }
 }

@@ -1,4 +1,5 @@
 internal import CLibXML2
+internal import FTVMWire
 
 /// Turns a ``DomainSpec`` into libvirt domain XML and reads ftvm's parts back out of it.
 ///

@@ -1,3 +1,4 @@
+import FTVMWire
 import FTVMVirt
 
 /// Specs shared by the tests. Values are fixed so rendered XML is byte-for-byte stable.

@@ -1,3 +1,4 @@
+import FTVMWire
 import FTVMVirt
 import Foundation
 import Synchronization

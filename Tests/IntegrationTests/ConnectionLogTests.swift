@@ -5,19 +5,12 @@ import XCTest
 /// connection holds exactly the bytes the client sent (count and CRC32C computed by the client
 /// itself) and the server offsets it received; concurrent downloads and uploads through the
 /// logging relay stay byte-exact; closed connections free their records.
-final class ConnectionLogTests: XCTestCase {
-    private let pair = "itlog"
+final class ConnectionLogTests: PairTestCase {
+    override var pair: String { "itlog" }
 
     override func setUpWithError() throws {
-        try Harness.requireIntegration()
-        try Harness.run([Harness.ftvm, "down", "--name", pair])
+        try super.setUpWithError()
         try Harness.ftvm(["up", "--name", pair])
-    }
-
-    override func tearDownWithError() throws {
-        guard ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" else { return }
-        try Harness.run([Harness.ftvm, "down", "--name", pair])
-        XCTAssertEqual(try Harness.leftovers(of: pair), [])
     }
 
     func testLiveKeepAliveConnectionIsLoggedExactly() throws {

@@ -111,6 +111,24 @@ enum Harness {
     }
 }
 
+/// A test that owns one pair: removed before and after every test, even a failed one, and
+/// checked afterwards for anything left behind.
+class PairTestCase: XCTestCase {
+    /// Each subclass names its own pair, so suites never share one.
+    var pair: String { preconditionFailure("\(Self.self) must name its pair") }
+
+    override func setUpWithError() throws {
+        try Harness.requireIntegration()
+        try Harness.run([Harness.ftvm, "down", "--name", pair])
+    }
+
+    override func tearDownWithError() throws {
+        guard ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" else { return }
+        try Harness.run([Harness.ftvm, "down", "--name", pair])
+        XCTAssertEqual(try Harness.leftovers(of: pair), [], "down left things behind")
+    }
+}
+
 /// A Data handed from a reader thread to the test thread.
 final class LockedData: @unchecked Sendable {
     private let lock = NSLock()

@@ -3,18 +3,8 @@ import XCTest
 
 /// Boots a real pair through libvirt and checks it end to end: roles and states as libvirt
 /// reports them, byte-exact service through the client namespace, and a clean `down`.
-final class PairLifecycleTests: XCTestCase {
-    private let pair = "itup"
-
-    override func setUpWithError() throws {
-        try Harness.requireIntegration()
-        try Harness.run([Harness.ftvm, "down", "--name", pair])
-    }
-
-    override func tearDownWithError() throws {
-        guard ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" else { return }
-        try Harness.run([Harness.ftvm, "down", "--name", pair])
-    }
+final class PairLifecycleTests: PairTestCase {
+    override var pair: String { "itup" }
 
     func testUpServesThroughTheNamespaceAndDownLeavesNothing() throws {
         try Harness.ftvm(["up", "--name", pair])
@@ -68,17 +58,8 @@ final class PairLifecycleTests: XCTestCase {
 }
 
 /// Bad input fails fast, says what to do, and makes nothing.
-final class PairFailureTests: XCTestCase {
-    private let pair = "itbad"
-
-    override func setUpWithError() throws {
-        try Harness.requireIntegration()
-    }
-
-    override func tearDownWithError() throws {
-        guard ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" else { return }
-        try Harness.run([Harness.ftvm, "down", "--name", pair])
-    }
+final class PairFailureTests: PairTestCase {
+    override var pair: String { "itbad" }
 
     func testMissingImageFailsClearlyAndLeavesNothing() throws {
         let output = try Harness.run([Harness.ftvm, "up", "--name", pair, "--image", "/nonexistent/image"])

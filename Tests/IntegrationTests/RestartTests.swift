@@ -5,19 +5,8 @@ import XCTest
 /// guests (same domains, same ports, same tap), re-attaches the connection log (the download's
 /// record is still there), and the download completes byte-exact on the same TCP connection
 /// (TCP retransmission covers the gap).
-final class RestartTests: XCTestCase {
-    private let pair = "itrs"
-
-    override func setUpWithError() throws {
-        try Harness.requireIntegration()
-        try Harness.run([Harness.ftvm, "down", "--name", pair])
-    }
-
-    override func tearDownWithError() throws {
-        guard ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" else { return }
-        try Harness.run([Harness.ftvm, "down", "--name", pair])
-        XCTAssertEqual(try Harness.leftovers(of: pair), [])
-    }
+final class RestartTests: PairTestCase {
+    override var pair: String { "itrs" }
 
     func testDaemonKilledMidDownloadIsAdoptedAndTheDownloadCompletes() throws {
         try Harness.ftvm(["up", "--name", pair])
