@@ -17,7 +17,7 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FTVM = os.path.join(REPO, ".build", "debug", "ftvm")
+FTVM = os.path.join(REPO, ".build", "release", "ftvm")  # built by scripts/prepare.sh
 PAIR = "bench"
 FAULTS = ["kernel-panic", "kernel-hang", "service-crash", "service-hang", "qemu-kill", "agent-kill"]
 

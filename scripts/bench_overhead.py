@@ -21,7 +21,7 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FTVM = os.path.join(REPO, ".build", "debug", "ftvm")
+FTVM = os.path.join(REPO, ".build", "release", "ftvm")  # built by scripts/prepare.sh
 IMAGE = "/var/lib/ftvm/images/default"
 PAIR = "ovh"
 DIRECT_NS = "ftvm-direct"

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/prepare.sh
-ftvm=.build/debug/ftvm
+ftvm=.build/release/ftvm
 name=demo
 size=${FTVM_DEMO_BYTES:-16777216}
 seed=${FTVM_DEMO_SEED:-42}

@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-echo "prepare: building ftvm" >&2
-swift build 2>&1 | tail -n 1 >&2
+# The daemon runs the release build: the relay's per-frame work is on the packet path.
+echo "prepare: building ftvm (release)" >&2
+swift build -c release --product ftvm 2>&1 | tail -n 1 >&2
 bin=$(bash guest-agent/build.sh)
 
 # The default image (version 1.0.0) and the upgrade image (version 2.0.0), same services.

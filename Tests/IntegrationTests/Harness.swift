@@ -15,10 +15,11 @@ enum Harness {
     static let repository = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// The `ftvm` executable of this checkout's debug build (`swift test` builds it), or FTVM_BIN.
+    /// The `ftvm` executable under test: this checkout's release build, which
+    /// `scripts/prepare.sh` (run by `scripts/test.sh`) makes; FTVM_BIN overrides.
     static var ftvm: String {
         ProcessInfo.processInfo.environment["FTVM_BIN"]
-            ?? repository.appendingPathComponent(".build/debug/ftvm").path
+            ?? repository.appendingPathComponent(".build/release/ftvm").path
     }
 
     static let defaultImage = "/var/lib/ftvm/images/default"
