@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# All tests: unit tests and the integration tests that boot real guests through libvirt.
-# Ends with one summary line, "N passed, N failed, N skipped".
+# All tests: the unit tests and the integration tests that boot real guests through libvirt
+# (debug build), then the pure unit suites again optimized (the wire layer's fuzzing once found
+# a bug that only the optimizer produced). Ends with one line: "N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/prepare.sh
@@ -8,14 +9,20 @@ log=$(mktemp /tmp/ftvm-test.XXXXXX)
 trap 'rm -f "$log"' EXIT
 status=0
 # The suites are XCTest; --disable-swift-testing keeps Swift Testing's empty run out of the output.
-FTVM_INTEGRATION=1 swift test --disable-swift-testing "$@" 2>&1 | tee "$log" || status=$?
-# XCTest's last line: "Executed N tests, with [K tests skipped and] F failures (...)".
-summary=$(grep -E "Executed [0-9]+ tests?, with" "$log" | tail -n 1 || true)
-number() { grep -oE "[0-9]+ $1" <<<"$summary" | head -n 1 | grep -oE "^[0-9]+" || echo 0; }
-if [ -n "$summary" ]; then
-  total=$(number "tests?,")
-  failed=$(number "failures?")
-  skipped=$(number "tests? skipped")
-  echo "$((total - failed - skipped)) passed, $failed failed, $skipped skipped"
+FTVM_INTEGRATION=1 swift test --disable-swift-testing "$@" 2>&1 | tee -a "$log" || status=$?
+if [ $# -eq 0 ]; then
+  echo "test: the unit suites again, optimized" >&2
+  swift test -c release -Xswiftc -enable-testing --disable-swift-testing \
+    --filter "FTVMWireTests|FTVMLogTests|FTVMChannelTests|FTVMControllerTests|FTVMDemoKitTests" 2>&1 | tee -a "$log" || status=$?
 fi
+# Each run's last line: "Executed N tests, with [K tests skipped and] F failures (...)".
+passed=0 failed=0 skipped=0
+while read -r summary; do
+  number() { grep -oE "[0-9]+ $1" <<<"$summary" | head -n 1 | grep -oE "^[0-9]+" || echo 0; }
+  total=$(number "tests?,")
+  f=$(number "failures?")
+  s=$(number "tests? skipped")
+  passed=$((passed + total - f - s)) failed=$((failed + f)) skipped=$((skipped + s))
+done < <(grep -E "Test Suite '(All|Selected) tests' (passed|failed)" -A 1 "$log" | grep -E "Executed [0-9]+ tests?, with" || true)
+echo "$passed passed, $failed failed, $skipped skipped"
 exit "$status"
