@@ -34,7 +34,7 @@ let package = Package(
         .target(
             name: "FTVMLog",
             dependencies: [
-                "FTVMSystem", .product(name: "Atomics", package: "swift-atomics"),
+                "FTVMSystem", "FTVMWire", .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict),
@@ -80,7 +80,7 @@ let package = Package(
 
         .testTarget(name: "FTVMChannelTests", dependencies: ["FTVMChannel"]),
         .testTarget(name: "FTVMWireTests", dependencies: ["FTVMWire"]),
-        .testTarget(name: "FTVMLogTests", dependencies: ["FTVMLog"]),
+        .testTarget(name: "FTVMLogTests", dependencies: ["FTVMLog", "FTVMWire"]),
         .testTarget(name: "FTVMVirtTests", dependencies: ["FTVMVirt", "FTVMWire"], resources: [.copy("Golden")]),
         .testTarget(name: "FTVMDemoKitTests", dependencies: ["FTVMDemoKit"]),
         .testTarget(name: "FTVMControllerTests", dependencies: ["FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel"]),

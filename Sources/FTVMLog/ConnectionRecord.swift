@@ -1,3 +1,5 @@
+public import FTVMWire
+
 /// Where a logged connection is in its life.
 public enum ConnectionState: UInt32, Hashable, Sendable, CustomStringConvertible {
     /// The slot holds no connection.
@@ -13,17 +15,6 @@ public enum ConnectionState: UInt32, Hashable, Sendable, CustomStringConvertible
         case .open: "open"
         case .closing: "closing"
         }
-    }
-}
-
-/// A TSval/TSecr pair (RFC 7323 §3) as last seen in one direction.
-public struct TimestampPair: Hashable, Sendable {
-    public var value: UInt32
-    public var echoReply: UInt32
-
-    public init(value: UInt32, echoReply: UInt32) {
-        self.value = value
-        self.echoReply = echoReply
     }
 }
 
@@ -66,8 +57,8 @@ public struct ConnectionRecord: Hashable, Sendable {
     public var serverSendMax: UInt32
     public var serverFINSent: Bool
     /// The newest timestamps seen from the client and from the server, when they were used.
-    public var clientTimestamps: TimestampPair?
-    public var serverTimestamps: TimestampPair?
+    public var clientTimestamps: TCPTimestamps?
+    public var serverTimestamps: TCPTimestamps?
     /// The server stream's running checksum (meaningful once `serverISN` is set).
     public var serverStream: StreamChecksum
     /// On a re-attach the committed copy of this record failed verification and the copy before

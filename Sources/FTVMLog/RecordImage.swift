@@ -1,3 +1,5 @@
+import FTVMWire
+
 /// One record copy as plain values: the writer's in-process mirror of each slot's newest copy,
 /// and what a reader decodes. Trivial (no references), so arrays of it never retain or allocate.
 struct RecordImage: Equatable {
@@ -143,9 +145,9 @@ struct RecordImage: Equatable {
             nextClientSequence: nextClientSequence, serverAckedByClient: ackedByClient,
             serverSendMax: serverSendMax, serverFINSent: flags.contains(.serverFIN),
             clientTimestamps: flags.contains(.clientTimestamps)
-                ? TimestampPair(value: clientTSval, echoReply: clientTSecr) : nil,
+                ? TCPTimestamps(value: clientTSval, echoReply: clientTSecr) : nil,
             serverTimestamps: flags.contains(.serverTimestamps)
-                ? TimestampPair(value: serverTSval, echoReply: serverTSecr) : nil,
+                ? TCPTimestamps(value: serverTSval, echoReply: serverTSecr) : nil,
             serverStream: StreamChecksum(
                 crc: serverStreamCRC, byteCount: serverStreamBytes, endSequence: serverStreamEnd),
             rolledBack: flags.contains(.rolledBack))

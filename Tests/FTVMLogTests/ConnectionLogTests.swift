@@ -1,3 +1,4 @@
+import FTVMWire
 import Foundation
 import XCTest
 
@@ -142,8 +143,8 @@ final class ConnectionLogTests: LogTestCase {
         log.noteTimestamps(slot, fromClient: true, tsval: 0xFFFF_FFF5, tsecr: 9)  // reordered: older
         log.noteTimestamps(slot, fromClient: false, tsval: 500, tsecr: 0x10)
         record = try XCTUnwrap(log.record(slot))
-        XCTAssertEqual(record.clientTimestamps, TimestampPair(value: 0x10, echoReply: 8))
-        XCTAssertEqual(record.serverTimestamps, TimestampPair(value: 500, echoReply: 0x10))
+        XCTAssertEqual(record.clientTimestamps, TCPTimestamps(value: 0x10, echoReply: 8))
+        XCTAssertEqual(record.serverTimestamps, TCPTimestamps(value: 500, echoReply: 0x10))
     }
 
     func testCloseFreesChunksAndReusesSlots() throws {

@@ -1,3 +1,4 @@
+import FTVMWire
 import XCTest
 
 @testable import FTVMLog
@@ -26,8 +27,8 @@ final class ModelTests: LogTestCase {
         var coveredCRC: UInt32 = 0
         var acked = -1  // ack − (server ISN + 1); −1: only the ISN
         var serverFIN = false
-        var clientTS: TimestampPair?
-        var serverTS: TimestampPair?
+        var clientTS: TCPTimestamps?
+        var serverTS: TCPTimestamps?
 
         var state: ConnectionState { clientFIN || serverFIN ? .closing : .open }
         var chunks: Int { (logged + 63) / 64 }
@@ -209,7 +210,7 @@ final class ModelTests: LogTestCase {
                 let tsecr = UInt32.random(in: 0...UInt32.max, using: &rng)
                 log.noteTimestamps(connection.slot, fromClient: fromClient, tsval: tsval, tsecr: tsecr)
                 if previous == nil || Int32(bitPattern: tsval &- previous!.value) >= 0 {
-                    let pair = TimestampPair(value: tsval, echoReply: tsecr)
+                    let pair = TCPTimestamps(value: tsval, echoReply: tsecr)
                     if fromClient { connection.clientTS = pair } else { connection.serverTS = pair }
                 }
                 model.open[connection.key] = connection

@@ -1,3 +1,4 @@
+import FTVMWire
 import Glibc
 import XCTest
 
@@ -45,7 +46,7 @@ final class RestartTests: LogTestCase {
         XCTAssertEqual(log.clientBytes(slots[2]), stream(3, 0..<10))
         let a = try XCTUnwrap(log.record(slots[0]))
         XCTAssertEqual(a.serverAckedByClient, 9021)
-        XCTAssertEqual(a.clientTimestamps, TimestampPair(value: 5, echoReply: 6))
+        XCTAssertEqual(a.clientTimestamps, TCPTimestamps(value: 5, echoReply: 6))
         XCTAssertEqual(a.serverStream.crc, referenceCRC32C(stream(11, 0..<40)))
         XCTAssertEqual(log.records()[2].state, .closing)
         var after = log.usage
