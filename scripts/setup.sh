@@ -25,7 +25,8 @@ start_daemon() { # name, pidfile
   local name=$1 pidfile=$2
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
   echo "setup: starting $name"
-  "/usr/sbin/$name" --daemon --pid-file "$pidfile"
+  # Not holding our stdout/stderr: whoever runs this script (a pipe, CI) sees its end.
+  "/usr/sbin/$name" --daemon --pid-file "$pidfile" </dev/null >/dev/null 2>&1
 }
 mkdir -p /run/libvirt
 start_daemon virtlogd /run/virtlogd.pid
