@@ -60,6 +60,25 @@ final class DemoServiceEndToEndTests: XCTestCase {
         XCTAssertEqual(Array(response.body.prefix(1000)), referenceSplitMix(seed: 1, count: 1000))
     }
 
+    func testRandomDiffersOnEveryRequest() throws {
+        let length = 1024 * 1024 + 3
+        let request = ascii("GET /random/\(length) HTTP/1.1\r\nHost: test\r\n\r\n")
+        var bodies: [[UInt8]] = []
+        let keptAlive = try TestConnection(port: port)
+        for connection in [keptAlive, keptAlive, try TestConnection(port: port)] {
+            try connection.send(request)
+            let response = try connection.readResponse()
+            XCTAssertEqual(response.status, 200)
+            XCTAssertEqual(response.headers["content-length"], "\(length)")
+            XCTAssertEqual(response.headers["content-type"], "application/octet-stream")
+            XCTAssertEqual(response.body.count, length)
+            bodies.append(response.body)
+        }
+        // Compared with == rather than XCTAssertNotEqual, whose failure message would print MiBs.
+        XCTAssertTrue(bodies[0] != bodies[1], "two requests on one connection got the same body")
+        XCTAssertTrue(bodies[0] != bodies[2] && bodies[1] != bodies[2], "a new connection repeated a body")
+    }
+
     func testSHA256OfUpload() throws {
         let body = referenceSplitMix(seed: 99, count: 300_000)
         let expected = "85e4c171c1e3ccf012951f17f1b7cae3f2de62dba22fd5fa92416a8454ba5ca6\n"

@@ -10,8 +10,8 @@ struct SessionDriver {
     var chunk = 4096
     var accept = Int.max
 
-    init(version: [UInt8]? = Array("v1\n".utf8)) {
-        session = DemoSession(router: DemoRouter(readVersion: { version }))
+    init(version: [UInt8]? = Array("v1\n".utf8), randomSeed: @escaping () -> UInt64 = DemoRouter.kernelRandomSeed) {
+        session = DemoSession(router: DemoRouter(readVersion: { version }, randomSeed: randomSeed))
     }
 
     /// Returns everything the session wrote; stops when the session closes or input runs out.
@@ -171,6 +171,103 @@ final class DemoSessionTests: XCTestCase {
         XCTAssertEqual(
             serve("POST /sha256 HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
             response("501 Not Implemented", "only Transfer-Encoding: chunked is supported\n", extra: "Connection: close\r\n"))
+    }
+
+    func testRandomBodiesDifferBetweenRequestsAndConnections() {
+        let head = ascii("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n")
+        let request = ascii("GET /random/1000 HTTP/1.1\r\n\r\n")
+        // Two requests pipelined on one connection.
+        var driver = SessionDriver()
+        let output = driver.run(request + request)
+        XCTAssertEqual(output.count, 2 * (head.count + 1000))
+        let first = Array(output[0..<head.count + 1000])
+        let second = Array(output[(head.count + 1000)...])
+        XCTAssertEqual(Array(first.prefix(head.count)), head)
+        XCTAssertEqual(Array(second.prefix(head.count)), head)
+        XCTAssertTrue(first.dropFirst(head.count) != second.dropFirst(head.count), "pipelined requests got the same body")
+        // The same request on a fresh connection, as a backup replaying it would see.
+        var replay = SessionDriver()
+        let again = replay.run(request)
+        XCTAssertEqual(Array(again.prefix(head.count)), head)
+        XCTAssertEqual(again.count, head.count + 1000)
+        let replayed = again.dropFirst(head.count)
+        XCTAssertTrue(replayed != first.dropFirst(head.count) && replayed != second.dropFirst(head.count), "replay repeated a body")
+    }
+
+    func testRandomDrawsOneSeedPerRequestAndStreamsIt() {
+        var draws: [UInt64] = []
+        var next: UInt64 = 41
+        var driver = SessionDriver(randomSeed: {
+            next += 1
+            draws.append(next)
+            return next
+        })
+        let output = driver.run(ascii(
+            "GET /random/13 HTTP/1.1\r\n\r\nGET /random/x HTTP/1.1\r\n\r\nGET /random/5?seed=1 HTTP/1.1\r\n\r\n"
+                + "POST /random/5 HTTP/1.1\r\n\r\n"))
+        XCTAssertEqual(draws, [42, 43], "one draw per answered request, none for 400 or 405")
+        let octets = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: "
+        // Seed 42 is /bytes/13?seed=42's golden body; the query of /random is ignored.
+        let expected = ascii(octets + "13\r\n\r\n") + bytes("956eeb2f2632d7bd03f166b233")
+            + ascii(response("400 Bad Request", "N must be a decimal unsigned 64-bit integer\n"))
+            + ascii(octets + "5\r\n\r\n") + referenceSplitMix(seed: 43, count: 5)
+            + ascii(response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET\r\n"))
+        XCTAssertEqual(output, expected)
+    }
+
+    func testRandomOutputDoesNotDependOnSocketBehaviour() {
+        let request = ascii("GET /random/9001 HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n")
+        var reference = SessionDriver(randomSeed: { 7 })
+        let expected = reference.run(request)
+        let health = response("200 OK", "ok\n").utf8.count
+        XCTAssertEqual(Array(expected.dropLast(health).suffix(9001)), referenceSplitMix(seed: 7, count: 9001))
+        for (piece, chunk, accept) in [(1, 4096, 4096), (7, 100, 33), (1000, 65536, 1), (5, 9, 8)] {
+            var driver = SessionDriver(randomSeed: { 7 })
+            driver.piece = piece
+            driver.chunk = chunk
+            driver.accept = accept
+            XCTAssertEqual(driver.run(request), expected, "piece \(piece) chunk \(chunk) accept \(accept)")
+        }
+    }
+
+    func testRandomStreams64MiBWithoutMaterialising() {
+        let length = 64 * 1024 * 1024
+        var session = DemoSession(router: DemoRouter(readVersion: { nil }))
+        let input = ascii("GET /random/\(length) HTTP/1.1\r\n\r\n")
+        XCTAssertEqual(input.withUnsafeBytes { session.receive($0) }, input.count)
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: \(length)\r\n\r\n"
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var total = 0
+        var prefix: [UInt8] = []
+        while session.hasOutput {
+            let count = buffer.withUnsafeMutableBytes { session.peekOutput(into: $0) }
+            if prefix.count < head.utf8.count { prefix += buffer[0..<min(count, head.utf8.count - prefix.count)] }
+            total += count
+            session.advanceOutput(by: count)
+        }
+        XCTAssertEqual(String(decoding: prefix, as: UTF8.self), head)
+        XCTAssertEqual(total, head.utf8.count + length)
+    }
+
+    func testRandomMethodsAndBadLengthsMatchBytes() {
+        for endpoint in ["bytes", "random"] {
+            XCTAssertEqual(
+                serve("POST /\(endpoint)/1 HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"),
+                response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET\r\n"), endpoint)
+            XCTAssertEqual(
+                serve("HEAD /\(endpoint)/1 HTTP/1.1\r\n\r\n"),
+                response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET, POST\r\n"), endpoint)
+            let badN = response("400 Bad Request", "N must be a decimal unsigned 64-bit integer\n")
+            for count in ["abc", "", "-1", "1.5", "18446744073709551616", "1/2", "+1"] {
+                XCTAssertEqual(
+                    serve("GET /\(endpoint)/\(count) HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n"),
+                    badN + response("200 OK", "ok\n"), "/\(endpoint)/\(count)")
+            }
+        }
+        XCTAssertEqual(serve("GET /random HTTP/1.1\r\n\r\n"), response("404 Not Found", "not found\n"))
+        XCTAssertEqual(
+            serve("GET /random/0 HTTP/1.1\r\n\r\n"),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 0\r\n\r\n")
     }
 
     func testPendingResponseHoldsBackPipelinedInput() {

@@ -22,7 +22,8 @@ public struct HTTPStatus: Sendable, Equatable {
 ///
 /// Serialisation is deliberately bare: no Date, no Server, no header whose value could differ
 /// between two runs. The backup VM regenerates every response from the replayed request and
-/// the two must match byte for byte.
+/// the two must match byte for byte; `GET /random/N` is the deliberate exception (its body
+/// differs, its head does not).
 public struct DemoResponse: Sendable, Equatable {
     public enum Body: Sendable, Equatable {
         case bytes([UInt8])

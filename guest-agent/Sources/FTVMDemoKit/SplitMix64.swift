@@ -1,8 +1,10 @@
 /// The splitmix64 generator (Steele, Lea & Flood, "Fast splittable pseudorandom number
-/// generators", OOPSLA 2014), as used by `GET /bytes/N?seed=S`.
+/// generators", OOPSLA 2014), as used by `GET /bytes/N?seed=S` and, seeded from the kernel per
+/// request, by `GET /random/N`.
 ///
-/// The primary and the backup VM must regenerate identical bytes for a replayed request, so the
-/// constants and the output order are part of the wire contract, not an implementation detail.
+/// The primary and the backup VM must regenerate identical bytes for a replayed `/bytes`
+/// request, so the constants and the output order are part of the wire contract, not an
+/// implementation detail.
 public struct SplitMix64: Sendable {
     /// The Weyl-sequence increment ("golden gamma").
     public static let gamma: UInt64 = 0x9E37_79B9_7F4A_7C15
