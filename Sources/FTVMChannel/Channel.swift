@@ -173,6 +173,21 @@ public final class Channel: @unchecked Sendable {
         word32(serviceSlot(index) + ChannelLayout.serviceStateField).store(state.rawValue, ordering: .releasing)
     }
 
+    /// The services in brief, without allocating (the relay's close fence reads it): whether every
+    /// declared service runs and answers its probe, and how often they were restarted in total.
+    public var serviceSummary: (allRunning: Bool, restarts: UInt32) {
+        var allRunning = true
+        var restarts: UInt32 = 0
+        for index in 0..<ChannelLayout.serviceSlots {
+            let slot = serviceSlot(index)
+            let raw = word32(slot + ChannelLayout.serviceStateField).load(ordering: .acquiring)
+            guard raw != ServiceState.unused.rawValue else { continue }
+            if raw != ServiceState.running.rawValue { allRunning = false }
+            restarts &+= word32(slot + ChannelLayout.serviceRestartsField).load(ordering: .relaxed)
+        }
+        return (allRunning, restarts)
+    }
+
     /// Every declared service slot.
     public var services: [ServiceReport] {
         (0..<ChannelLayout.serviceSlots).compactMap { index in

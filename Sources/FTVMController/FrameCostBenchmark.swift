@@ -20,6 +20,7 @@ public enum FrameCostBenchmark {
         let client = IPv4Address(10, 77, 0, 1)
         let server = IPv4Address(10, 77, 0, 2)
         let wrapper = SouthSide(log: log, service: server)
+        let sink = DiscardingSink()
         let clientMAC = MACAddress(0x02, 0, 0, 0, 0, 1)
         let serverMAC = MACAddress(0x52, 0x54, 0, 0x77, 0, 2)
         let payload = [UInt8](repeating: 0xA5, count: 1448)
@@ -43,8 +44,8 @@ public enum FrameCostBenchmark {
 
         let clientISN: UInt32 = 1000
         let serverISN: UInt32 = 5000
-        _ = wrapper.fromClient(try frame(fromClient: true, seq: clientISN, ack: 0, flags: [.syn], bytes: 0))
-        wrapper.fromGuest(try frame(fromClient: false, seq: serverISN, ack: clientISN + 1, flags: [.syn, .ack], bytes: 0))
+        _ = wrapper.fromClient(try frame(fromClient: true, seq: clientISN, ack: 0, flags: [.syn], bytes: 0), sink: sink)
+        _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN, ack: clientISN + 1, flags: [.syn, .ack], bytes: 0), now: 0, sink: sink)
 
         var results: [Result] = []
         func measure(_ name: String, _ body: (Int) throws -> Void) rethrows {
@@ -62,15 +63,21 @@ public enum FrameCostBenchmark {
             _ = FrameClass.classify(try frame(fromClient: true, seq: clientISN + 1 + UInt32(index) * 1448, ack: serverISN + 1, flags: [.ack], bytes: 1448))
         }
         try measure("build + log client data (1448 B)") { index in
-            _ = wrapper.fromClient(try frame(fromClient: true, seq: clientISN + 1 + UInt32(index) * 1448, ack: serverISN + 1, flags: [.ack], bytes: 1448))
+            _ = wrapper.fromClient(try frame(fromClient: true, seq: clientISN + 1 + UInt32(index) * 1448, ack: serverISN + 1, flags: [.ack], bytes: 1448), sink: sink)
         }
         let clientEnd = clientISN + 1 + UInt32(frames) * 1448
         try measure("build + track server data (1448 B)") { index in
-            wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1 + UInt32(index) * 1448, ack: clientEnd, flags: [.ack], bytes: 1448))
+            _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1 + UInt32(index) * 1448, ack: clientEnd, flags: [.ack], bytes: 1448), now: 0, sink: sink)
         }
         try measure("build + track client ACK") { index in
-            _ = wrapper.fromClient(try frame(fromClient: true, seq: clientEnd, ack: serverISN + 1 + UInt32(index) * 1448, flags: [.ack], bytes: 0))
+            _ = wrapper.fromClient(try frame(fromClient: true, seq: clientEnd, ack: serverISN + 1 + UInt32(index) * 1448, flags: [.ack], bytes: 0), sink: sink)
         }
         return results
     }
+}
+
+/// A sink for frames nobody needs (the benchmark never replays).
+final class DiscardingSink: FrameSink {
+    func toGuest(_ build: (UnsafeMutableRawBufferPointer) -> Int) {}
+    func toClients(_ build: (UnsafeMutableRawBufferPointer) -> Int) {}
 }

@@ -93,8 +93,38 @@ public struct RecoveryRecord: Sendable, Codable, Equatable {
     public var newPrimary: String
     public var startedAt: String
     public var phases: [Phase] = []
+    /// The connections the takeover replayed.
+    public var replay: ReplaySummary?
     public var reprotected = false
     public var error: String?
+}
+
+/// A replay's outcome as `ftvm status` shows it: counts, reasons, and times from the detection.
+public struct ReplaySummary: Sendable, Codable, Equatable {
+    public var connections: Int
+    public var spliced: Int
+    public var reset: Int
+    public var closedDuringReplay: Int
+    /// Still pending when the takeover stopped waiting (0 unless a deadline was missed).
+    public var pending: Int
+    public var resets: [String]
+    /// From the detection to the last connection spliced, and to the first byte a client did not
+    /// have (nil: none yet).
+    public var lastSplicedMillis: Double?
+    public var firstByteMillis: Double?
+    public var connectionTimings: [ConnectionReplayTiming]
+
+    init(_ report: ReplayReport, since start: UInt64) {
+        connections = report.connections
+        spliced = report.spliced
+        reset = report.reset
+        closedDuringReplay = report.closedDuringReplay
+        pending = report.pending
+        resets = report.resets
+        lastSplicedMillis = report.lastSplicedNanos > 0 ? PhaseTimer.millis(report.lastSplicedNanos &- start) : nil
+        firstByteMillis = report.firstByteNanos > 0 ? PhaseTimer.millis(report.firstByteNanos &- start) : nil
+        connectionTimings = report.connectionTimings
+    }
 }
 
 /// Records consecutive phases against the monotonic clock (nanoseconds, see `Monotonic`).

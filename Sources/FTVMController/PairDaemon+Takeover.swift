@@ -34,7 +34,7 @@ extension PairDaemon {
         }
 
         var timer = PhaseTimer(start: detectedAt)
-        relay.connect(guestPort: nil)
+        relay.suspect()
         if case .qemuDied = cause {
             // Nothing left to stop, and libvirt is busy cleaning up after the dead QEMU (a
             // state query would wait over a second for it).
@@ -55,12 +55,15 @@ extension PairDaemon {
         }
         timer.mark("resume", at: Monotonic.nanos())
         backup.channel.post(.resync)
+        relay.watch(backup.channel)
+        relay.beginReplay()
 
         if let firstFrame = relay.waitForFirstFrame(timeoutMillis: 5000) {
             timer.mark("first-packet", at: firstFrame)
         } else {
             record.error = record.error ?? "the backup sent nothing within 5 s of its resume"
         }
+        record.replay = awaitReplay(startedAfter: detectedAt, timer: &timer)
         record.phases = timer.phases
 
         setRole(.primary, of: backup.domain)
@@ -74,6 +77,43 @@ extension PairDaemon {
         let thread = Thread { [self] in reprotect(retiring: primary.domain, detectedAt: detectedAt) }
         thread.name = "ftvm-reprotect"
         thread.start()
+    }
+
+    /// Waits for the replay the relay started to settle (every connection spliced or reset, or
+    /// its deadline passed), marks the "replay" (last connection spliced) and "first-byte" (the
+    /// first byte a client did not have yet) phases, and logs each connection's timing.
+    func awaitReplay(startedAfter start: UInt64, timer: inout PhaseTimer) -> ReplaySummary? {
+        var report: ReplayReport?
+        for _ in 0..<30_000 {
+            report = relay.replayReport
+            if let report, report.startedNanos > start, report.pending == 0 { break }
+            usleep(1000)
+        }
+        // A spliced connection's first new byte follows at once when the client is waiting for
+        // one; idle connections have none to send.
+        for _ in 0..<1000 where report.map({ $0.spliced > 0 && $0.firstByteNanos == 0 }) == true {
+            usleep(1000)
+            report = relay.replayReport
+        }
+        guard let report, report.startedNanos > start else { return nil }
+        let events = [("replay", report.lastSplicedNanos), ("first-byte", report.firstByteNanos)]
+            .filter { $0.1 > 0 }.sorted { $0.1 < $1.1 }
+        for (name, at) in events { timer.mark(name, at: at) }
+        let summary = ReplaySummary(report, since: start)
+        for connection in report.connectionTimings {
+            logger.info(
+                "connection replayed", metadata: ["connection": "\(connection.connection)",
+                                                  "spliced-ms": "\(connection.splicedMillis)",
+                                                  "regenerated": "\(connection.regeneratedBytes)",
+                                                  "injected": "\(connection.injectedBytes)"])
+        }
+        logger.notice(
+            "replay done", metadata: ["connections": "\(report.connections)", "spliced": "\(report.spliced)",
+                                      "reset": "\(report.reset)", "pending": "\(report.pending)",
+                                      "last-spliced-ms": "\(summary.lastSplicedMillis.map { "\($0)" } ?? "-")",
+                                      "first-byte-ms": "\(summary.firstByteMillis.map { "\($0)" } ?? "-")"])
+        for reason in report.resets { logger.warning("replay reset", metadata: ["why": "\(reason)"]) }
+        return summary
     }
 
     /// Stops the suspected primary from running: paused (kept for inspection until the pair is

@@ -125,6 +125,7 @@ public final class PairDaemon: Sendable {
 
     private func bringUp() throws {
         let primary = try launch(role: .primary)
+        relay.watch(primary.channel)
         relay.connect(guestPort: primary.guestPort)
         let backup = try launch(role: .backup)
         try waitUntilReady(primary)
@@ -177,6 +178,7 @@ public final class PairDaemon: Sendable {
         else {
             throw PairError.cannotAdopt("no running primary among \(inherited.map { "generation \($0.generation) (\($0.role))" }); remove the pair with `ftvm down --name \(config.name)` and start again")
         }
+        relay.watch(primary.channel)
         relay.connect(guestPort: primary.guestPort)
         let backup = guests.first { $0.role == .backup }
         let backupPaused = try backup.map { try virt.domain(named: $0.domain).state() } == .pausedByUser

@@ -1,3 +1,4 @@
+import FTVMChannel
 import FTVMSystem
 import Foundation
 import Glibc
@@ -19,20 +20,36 @@ public final class Relay: Sendable {
         public var framesToGuest: UInt64
         public var framesToClients: UInt64
         public var framesDropped: UInt64
+        /// Client frames held while a takeover ran, then delivered to the new guest.
+        public var framesHeld: UInt64
+        /// Guest FINs and RSTs held by the close fence, and those dropped because their guest
+        /// was fenced meanwhile.
+        public var closesFenced: UInt64
+        public var closesSuppressed: UInt64
     }
 
     public let socket: UDPSocket
     private let tap: TapDevice
-    /// Logs client connections and enforces output commit; nil relays frames untouched.
+    /// Logs client connections, enforces output commit and replays; nil relays frames untouched.
     let southSide: SouthSide?
     /// The QEMU-side UDP port of the guest connected to the uplink; 0 connects nobody.
     private let activePort = Atomic<UInt32>(0)
+    /// While set, client frames are held (a takeover is running), not forwarded.
+    private let holding = Atomic<Bool>(false)
+    /// Bumped by `beginReplay`; the loop replays when it differs from what it handled.
+    private let replayRequests = Atomic<UInt64>(0)
     private let stopping = Atomic<Bool>(false)
     private let toGuest = Atomic<UInt64>(0)
     private let toClients = Atomic<UInt64>(0)
     private let dropped = Atomic<UInt64>(0)
+    private let held = Atomic<UInt64>(0)
+    private let fenced = Atomic<UInt64>(0)
+    private let suppressed = Atomic<UInt64>(0)
     /// When (Monotonic nanos) the connected guest's first frame reached the clients; 0 = not yet.
     private let firstFrameNanos = Atomic<UInt64>(0)
+    /// The active guest's channel: the close fence releases a FIN or RST only once its agent has
+    /// ticked twice since and still reports every service running.
+    private let watched = Mutex<Channel?>(nil)
     private let finished = Mutex<Bool>(false)
     private let logger: Logger
 
@@ -49,6 +66,27 @@ public final class Relay: Sendable {
         firstFrameNanos.store(0, ordering: .relaxed)
         activePort.store(UInt32(port ?? 0), ordering: .sequentiallyConsistent)
     }
+
+    /// The primary is suspected: from now on nothing it sends reaches a client, and client frames
+    /// are held (not dropped) until `beginReplay`.
+    public func suspect() {
+        holding.store(true, ordering: .sequentiallyConsistent)
+        connect(guestPort: nil)
+    }
+
+    /// The guest now connected runs: replay every logged connection into it, then deliver the
+    /// held client frames.
+    public func beginReplay() {
+        replayRequests.add(1, ordering: .sequentiallyConsistent)
+    }
+
+    /// Which channel the close fence consults (the active guest's).
+    public func watch(_ channel: Channel?) {
+        watched.withLock { $0 = channel }
+    }
+
+    /// The latest replay's progress and outcome.
+    public var replayReport: ReplayReport? { southSide?.splicer.latestReport }
 
     /// Waits until the connected guest's first frame has gone to the clients; returns when that
     /// happened (Monotonic nanos), or nil after `timeoutMillis`.
@@ -69,7 +107,8 @@ public final class Relay: Sendable {
     public var counters: Counters {
         Counters(
             framesToGuest: toGuest.load(ordering: .relaxed), framesToClients: toClients.load(ordering: .relaxed),
-            framesDropped: dropped.load(ordering: .relaxed))
+            framesDropped: dropped.load(ordering: .relaxed), framesHeld: held.load(ordering: .relaxed),
+            closesFenced: fenced.load(ordering: .relaxed), closesSuppressed: suppressed.load(ordering: .relaxed))
     }
 
     public func start() {
@@ -84,19 +123,67 @@ public final class Relay: Sendable {
         for _ in 0..<50 where !finished.withLock({ $0 }) { usleep(10_000) }
     }
 
-    private func run() {
-        // Two fixed batches, one per direction, reused for the life of the loop.
+    /// The relay thread's own state: its buffers and queues, allocated once.
+    private final class Loop: FrameSink {
+        let relay: Relay
         let fromClients = FrameBatch()
         let fromGuests = FrameBatch()
+        /// Frames the replay makes for the guest, sent at the end of each round.
+        let outbox = FrameBatch()
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+        let heldFrames = FrameQueue(capacityBytes: 32 << 20)
+        let fencedCloses = FrameQueue(capacityBytes: 4 << 20)
+        var replaysHandled: UInt64 = 0
+
+        init(relay: Relay) { self.relay = relay }
+        deinit { scratch.deallocate() }
+
+        func toGuest(_ build: (UnsafeMutableRawBufferPointer) -> Int) {
+            if outbox.isFull { flush() }
+            let length = build(outbox.nextSlot)
+            if length > 0 { outbox.commitSlot(length: length) }
+        }
+
+        func toClients(_ build: (UnsafeMutableRawBufferPointer) -> Int) {
+            let length = build(scratch)
+            guard length > 0 else { return }
+            try? relay.tap.write(UnsafeRawBufferPointer(rebasing: scratch[..<length]))
+            relay.toClients.add(1, ordering: .relaxed)
+        }
+
+        func flush() {
+            let port = relay.activePort.load(ordering: .acquiring)
+            if port != 0, outbox.count > 0 {
+                try? relay.socket.send(outbox, toPort: UInt16(port))
+                relay.toGuest.add(UInt64(outbox.count), ordering: .relaxed)
+            }
+            outbox.reset()
+        }
+    }
+
+    private func run() {
+        let loop = Loop(relay: self)
+        loop.replaysHandled = replayRequests.load(ordering: .acquiring)
         defer { finished.withLock { $0 = true } }
         var fds = [pollfd(fd: tap.fd, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)]
         while !stopping.load(ordering: .acquiring) {
-            let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, 2, 100) }
-            if ready <= 0 { continue }
+            // Short naps while something waits on a clock (a replay, a fenced close).
+            let busy = !loop.fencedCloses.isEmpty || (southSide?.splicer.pendingCount ?? 0) > 0
+            let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, 2, busy ? 5 : 100) }
             do {
-                if fds[0].revents != 0 { try drainTap(fromClients) }
-                if fds[1].revents != 0 { try drainGuests(fromGuests) }
+                let requests = replayRequests.load(ordering: .acquiring)
+                if requests != loop.replaysHandled {
+                    loop.replaysHandled = requests
+                    startReplay(loop)
+                }
+                if ready > 0 {
+                    if fds[0].revents != 0 { try drainTap(loop) }
+                    if fds[1].revents != 0 { try drainGuests(loop) }
+                }
+                if !loop.fencedCloses.isEmpty { try releaseCloses(loop) }
+                southSide?.splicer.tick(now: Monotonic.nanos(), sink: loop)
+                loop.flush()
             } catch {
                 logger.error("relay I/O failed", metadata: ["error": "\(error)"])
                 usleep(10_000)
@@ -104,10 +191,26 @@ public final class Relay: Sendable {
         }
     }
 
+    /// Replays the logged connections into the connected guest, then delivers what was held.
+    private func startReplay(_ loop: Loop) {
+        southSide?.splicer.begin(now: Monotonic.nanos(), sink: loop)
+        holding.store(false, ordering: .sequentiallyConsistent)
+        while let entry = loop.heldFrames.first {
+            if southSide?.fromClient(entry.frame, sink: loop) != .drop {
+                loop.toGuest { slot in
+                    slot.copyMemory(from: UnsafeRawBufferPointer(entry.frame))
+                    return entry.frame.count
+                }
+            }
+            loop.heldFrames.pop()
+        }
+    }
+
     /// Clients → active guest: up to a batch of tap reads (one frame each), logged by the
     /// south-side wrapper, then one sendmmsg. A burst is bounded so one side cannot starve the
     /// other.
-    private func drainTap(_ batch: FrameBatch) throws(Errno) {
+    private func drainTap(_ loop: Loop) throws(Errno) {
+        let batch = loop.fromClients
         for _ in 0..<8 {
             batch.reset()
             var more = true
@@ -117,7 +220,15 @@ public final class Relay: Sendable {
                     break
                 }
                 let frame = UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[..<count])
-                if activePort.load(ordering: .acquiring) == 0 || southSide?.fromClient(frame) == .drop {
+                if holding.load(ordering: .acquiring) {
+                    if loop.heldFrames.push(UnsafeRawBufferPointer(frame)) {
+                        held.add(1, ordering: .relaxed)
+                    } else {
+                        dropped.add(1, ordering: .relaxed)
+                    }
+                    continue
+                }
+                if activePort.load(ordering: .acquiring) == 0 || southSide?.fromClient(frame, sink: loop) == .drop {
                     dropped.add(1, ordering: .relaxed)
                     continue
                 }
@@ -135,23 +246,78 @@ public final class Relay: Sendable {
     }
 
     /// Guests → clients, for the active guest only: one recvmmsg per batch.
-    private func drainGuests(_ batch: FrameBatch) throws(Errno) {
+    private func drainGuests(_ loop: Loop) throws(Errno) {
+        let batch = loop.fromGuests
         for _ in 0..<8 {
             let received = try socket.receive(into: batch)
+            let now = Monotonic.nanos()
             for index in 0..<received {
-                guard UInt32(batch.sourcePort(index)) == activePort.load(ordering: .acquiring) else {
+                let port = batch.sourcePort(index)
+                guard UInt32(port) == activePort.load(ordering: .acquiring) else {
                     dropped.add(1, ordering: .relaxed)
                     continue
                 }
                 let frame = batch.frame(index)
-                southSide?.fromGuest(frame)
-                try tap.write(UnsafeRawBufferPointer(frame))
-                toClients.add(1, ordering: .relaxed)
-                if firstFrameNanos.load(ordering: .relaxed) == 0 {
-                    _ = firstFrameNanos.compareExchange(expected: 0, desired: Monotonic.nanos(), ordering: .releasing)
+                switch southSide?.fromGuest(frame, now: now, sink: loop) ?? .forward {
+                case .forward:
+                    try forwardToClients(frame, at: now)
+                case .drop:
+                    continue
+                case .fence:
+                    fenced.add(1, ordering: .relaxed)
+                    let (tag, _) = closeFenceTag()
+                    if !loop.fencedCloses.push(UnsafeRawBufferPointer(frame), port: port, tag: tag, time: now) {
+                        dropped.add(1, ordering: .relaxed)  // the guest sends it again
+                    }
                 }
             }
             if received < batch.capacity { return }
+        }
+    }
+
+    private func forwardToClients(_ frame: UnsafeMutableRawBufferPointer, at now: UInt64) throws(Errno) {
+        try tap.write(UnsafeRawBufferPointer(frame))
+        toClients.add(1, ordering: .relaxed)
+        if firstFrameNanos.load(ordering: .relaxed) == 0 {
+            _ = firstFrameNanos.compareExchange(expected: 0, desired: now, ordering: .releasing)
+        }
+    }
+
+    // MARK: Close fence
+
+    /// How long a fenced close may wait for a verdict on its guest before it is let go anyway.
+    static let closeFenceLimitNanos: UInt64 = 3_000_000_000
+
+    /// The watched agent's heartbeat (low 48 bits) and service restart count (high 16), or
+    /// (0, false) when no channel is watched.
+    private func closeFenceTag() -> (UInt64, Bool) {
+        guard let channel = watched.withLock({ $0 }) else { return (0, false) }
+        let services = channel.serviceSummary
+        let tag = (channel.heartbeat & 0xFFFF_FFFF_FFFF) | UInt64(services.restarts & 0xFFFF) << 48
+        return (tag, services.allRunning)
+    }
+
+    /// Lets fenced FINs and RSTs go once the guest that sent them has proven healthy after them:
+    /// its agent beat twice (it beats, then reaps its services, every tick, so a service that
+    /// died before the close is seen by then), every service still runs, and none restarted.
+    /// Closes of a guest that is no longer connected (fenced by a takeover) are dropped.
+    private func releaseCloses(_ loop: Loop) throws(Errno) {
+        let (now, current) = (Monotonic.nanos(), closeFenceTag())
+        let noChannel = watched.withLock { $0 == nil }
+        while let entry = loop.fencedCloses.first {
+            guard UInt32(entry.port) == activePort.load(ordering: .acquiring) else {
+                suppressed.add(1, ordering: .relaxed)
+                loop.fencedCloses.pop()
+                continue
+            }
+            let beats = (current.0 & 0xFFFF_FFFF_FFFF) &- (entry.tag & 0xFFFF_FFFF_FFFF)
+            let sameRestarts = current.0 >> 48 == entry.tag >> 48
+            let healthy = noChannel || (beats >= 2 && current.1 && sameRestarts)
+            guard healthy || now &- entry.time > Self.closeFenceLimitNanos else { return }
+            if southSide?.fromGuest(entry.frame, now: now, sink: loop, releasing: true) != .drop {
+                try forwardToClients(entry.frame, at: now)
+            }
+            loop.fencedCloses.pop()
         }
     }
 }

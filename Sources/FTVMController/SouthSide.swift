@@ -1,5 +1,6 @@
 import FTVMLog
 import FTVMWire
+import Logging
 import Synchronization
 
 /// FT-TCP's south-side wrapper, moved from the guest kernel to the host relay: it sees every
@@ -27,10 +28,17 @@ public final class SouthSide: @unchecked Sendable {
         public var malformed: UInt64
     }
 
-    enum Verdict { case forward, drop }
+    enum Verdict {
+        case forward, drop
+        /// A FIN or RST from the guest: hold it until the guest is known to be healthy (the relay's
+        /// close fence), then pass it back with `releasing: true`.
+        case fence
+    }
 
     let log: ConnectionLog
     let service: IPv4Address
+    /// Replays connections into a guest that took over, and translates them afterwards.
+    let splicer: Splicer
     // Written by the relay thread, read by status: relaxed atomics, no lock on the packet path.
     private let tracked = Atomic<UInt64>(0)
     private let untracked = Atomic<UInt64>(0)
@@ -49,25 +57,31 @@ public final class SouthSide: @unchecked Sendable {
     private var clientFINEnd: [UInt32?]
     private var serverFINEnd: [UInt32?]
 
-    init(log: ConnectionLog, service: IPv4Address) {
+    init(
+        log: ConnectionLog, service: IPv4Address, serviceMAC: MACAddress = MACAddress(0x52, 0x54, 0, 0x77, 0, 2),
+        logger: Logger = Logger(label: "ftvm.splicer")
+    ) {
         self.log = log
         self.service = service
+        splicer = Splicer(log: log, service: service, serviceMAC: serviceMAC, logger: logger)
         let slots = log.usage.slotCount
         clientFINEnd = Array(repeating: nil, count: slots)
         serverFINEnd = Array(repeating: nil, count: slots)
     }
 
     /// A frame from the clients' tap, before it is sent to the guest.
-    func fromClient(_ frame: UnsafeMutableRawBufferPointer) -> Verdict {
-        guard let segment = tcp(frame), segment.ipv4.destination == service else { return .forward }
+    func fromClient(_ frame: UnsafeMutableRawBufferPointer, sink: FrameSink) -> Verdict {
+        guard var segment = tcp(frame), segment.ipv4.destination == service else { return .forward }
+        splicer.clientMAC = segment.ethernet.source
         let key = FlowKey(
             clientAddress: segment.ipv4.source.rawValue, clientPort: segment.sourcePort,
             serverAddress: service.rawValue, serverPort: segment.destinationPort)
         let flags = segment.flags
         let sequence = segment.sequenceNumber.rawValue
         if flags.contains(.syn) && !flags.contains(.ack) {
-            if let slot = log.lookup(key), log.record(slot)?.clientISN == sequence {
-                return .forward  // a retransmitted SYN of a connection already logged
+            if let slot = log.lookup(key), log.current(slot).clientISN == sequence {
+                // A retransmitted SYN of a connection already logged; a replay sends its own.
+                return splicer.phase(of: slot) == .idle ? .forward : .drop
             }
             guard let slot = log.open(key: key, clientISN: sequence, options: SYNOptions(segment.options)) else {
                 refused.add(1, ordering: .relaxed)
@@ -84,8 +98,10 @@ public final class SouthSide: @unchecked Sendable {
         }
         tracked.add(1, ordering: .relaxed)
         if flags.contains(.rst) {
+            let forward = splicer.fromClient(slot, &segment, sink: sink)
+            splicer.forget(slot)
             log.close(slot)
-            return .forward
+            return forward ? .forward : .drop
         }
         let length = segment.payloadLength
         if length > 0 {
@@ -105,37 +121,48 @@ public final class SouthSide: @unchecked Sendable {
         if let stamps = segment.options.timestamps {
             log.noteTimestamps(slot, fromClient: true, tsval: stamps.value, tsecr: stamps.echoReply)
         }
+        var finished = false
         if flags.contains(.ack) {
             let ack = segment.acknowledgmentNumber.rawValue
             log.noteClientAck(slot, ack: ack)
             // Server closed first and this is the client's last word: the exchange is complete.
-            if clientFINEnd[slot.index] != nil, let end = serverFINEnd[slot.index], Self.reached(ack, end) {
-                log.close(slot)
-            }
+            finished = clientFINEnd[slot.index] != nil && serverFINEnd[slot.index].map { Self.reached(ack, $0) } == true
         }
-        return .forward
+        let forward = splicer.fromClient(slot, &segment, sink: sink)
+        if finished {
+            splicer.forget(slot)
+            log.close(slot)
+        }
+        return forward ? .forward : .drop
     }
 
-    /// A frame from the active guest, before it goes to the clients.
-    func fromGuest(_ frame: UnsafeMutableRawBufferPointer) {
-        guard let segment = tcp(frame), segment.ipv4.source == service else { return }
+    /// A frame from the active guest, before it goes to the clients. `releasing` is set when the
+    /// relay's close fence lets a held FIN or RST go.
+    func fromGuest(_ frame: UnsafeMutableRawBufferPointer, now: UInt64, sink: FrameSink, releasing: Bool = false) -> Verdict {
+        guard var segment = tcp(frame), segment.ipv4.source == service else { return .forward }
         let key = FlowKey(
             clientAddress: segment.ipv4.destination.rawValue, clientPort: segment.destinationPort,
             serverAddress: service.rawValue, serverPort: segment.sourcePort)
         guard let slot = log.lookup(key) else {
             untracked.add(1, ordering: .relaxed)
-            return
+            return .forward
         }
         tracked.add(1, ordering: .relaxed)
+        let phase = splicer.phase(of: slot)
+        if phase == .idle || phase == .spliced, !releasing, !segment.flags.isDisjoint(with: [.fin, .rst]) {
+            return .fence
+        }
+        if splicer.fromGuest(slot, &segment, now: now, sink: sink) == .consumed { return .drop }
         let flags = segment.flags
         let sequence = segment.sequenceNumber.rawValue
         if flags.contains(.rst) {
+            splicer.forget(slot)
             log.close(slot)
-            return
+            return .forward
         }
         if flags.contains(.syn) {
-            log.setServerHandshake(slot, serverISN: sequence, options: SYNOptions(segment.options))
-            return
+            if phase == .idle { log.setServerHandshake(slot, serverISN: sequence, options: SYNOptions(segment.options)) }
+            return .forward
         }
         let length = segment.payloadLength
         let fin = flags.contains(.fin)
@@ -151,8 +178,10 @@ public final class SouthSide: @unchecked Sendable {
         if flags.contains(.ack), serverFINEnd[slot.index] != nil, let end = clientFINEnd[slot.index],
             Self.reached(segment.acknowledgmentNumber.rawValue, end)
         {
+            splicer.forget(slot)
             log.close(slot)
         }
+        return .forward
     }
 
     private func tcp(_ frame: UnsafeMutableRawBufferPointer) -> TCPSegmentView? {

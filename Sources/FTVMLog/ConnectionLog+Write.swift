@@ -284,3 +284,93 @@ extension ConnectionLog {
         return slot.index
     }
 }
+
+/// The replay side of the write path (relay thread only): what a replay reads while it moves
+/// connections to another guest, without allocating.
+extension ConnectionLog {
+    /// The writer's current view of a live connection (its latest published state).
+    public func current(_ slot: Slot) -> ConnectionRecord {
+        images[checked(slot)].record(slot: slot.index)
+    }
+
+    /// Calls `body` with every live connection, in slot order.
+    public func forEachLive(_ body: (Slot) -> Void) {
+        for index in 0..<geometry.slots where images[index].isLive {
+            body(Slot(index: index, serial: images[index].serial))
+        }
+    }
+
+    /// Records that a replay moved the connection's server side to another guest (nil: the
+    /// guest that answered the SYN serves it).
+    public func setTranslation(_ slot: Slot, _ translation: Translation?) {
+        let index = checked(slot)
+        var image = images[index]
+        if let translation {
+            image.flags.insert(.translated)
+            image.sequenceDelta = translation.sequenceDelta
+            image.timestampDelta = translation.timestampDelta
+            image.servingWindowScale = UInt32(translation.servingWindowScale)
+        } else {
+            image.flags.remove(.translated)
+            image.sequenceDelta = 0
+            image.timestampDelta = 0
+            image.servingWindowScale = 0
+        }
+        guard image != images[index] else { return }
+        images[index] = image
+        publish(index)
+    }
+
+    /// Copies logged client bytes from `offset` (0 = the byte after the client's ISN) into
+    /// `destination`, as many as fit and exist; returns how many. `cursor` caches where the
+    /// previous read ended, so reading a connection front to back walks its chunk chain once.
+    public func readClientBytes(
+        _ slot: Slot, from offset: UInt64, into destination: UnsafeMutableRawBufferPointer,
+        cursor: inout ClientByteCursor
+    ) -> Int {
+        let image = images[checked(slot)]
+        guard offset < image.clientBytes, destination.count > 0 else { return 0 }
+        let chunkSize = UInt64(geometry.chunkSize)
+        let wantedChunk = offset / chunkSize
+        if cursor.slot != slot || cursor.chunkOrdinal > wantedChunk || cursor.chunk == LogLayout.noChunk {
+            cursor = ClientByteCursor(slot: slot, chunk: image.firstChunk, chunkOrdinal: 0)
+        }
+        while cursor.chunkOrdinal < wantedChunk {
+            cursor.chunk = chunkNext(Int(cursor.chunk))
+            cursor.chunkOrdinal += 1
+        }
+        var copied = 0
+        var position = offset
+        while copied < destination.count, position < image.clientBytes {
+            let within = position % chunkSize
+            let part = Int(min(chunkSize - within, image.clientBytes - position, UInt64(destination.count - copied)))
+            (destination.baseAddress! + copied).copyMemory(
+                from: chunkPayload(Int(cursor.chunk)) + Int(within), byteCount: part)
+            copied += part
+            position += UInt64(part)
+            if position % chunkSize == 0, position < image.clientBytes {
+                cursor.chunk = chunkNext(Int(cursor.chunk))
+                cursor.chunkOrdinal += 1
+            }
+        }
+        return copied
+    }
+}
+
+/// Where `readClientBytes` left off in a connection's chunk chain.
+public struct ClientByteCursor: Sendable {
+    var slot: Slot
+    var chunk: UInt32
+    var chunkOrdinal: UInt64
+
+    init(slot: Slot, chunk: UInt32, chunkOrdinal: UInt64) {
+        self.slot = slot
+        self.chunk = chunk
+        self.chunkOrdinal = chunkOrdinal
+    }
+
+    /// A cursor that has read nothing yet.
+    public init() {
+        self.init(slot: Slot(index: -1, serial: 0), chunk: LogLayout.noChunk, chunkOrdinal: 0)
+    }
+}

@@ -65,4 +65,27 @@ public struct ConnectionRecord: Hashable, Sendable {
     /// it was used, so the record may lack its last committed update (one segment's bytes, an ACK).
     /// Replay must not trust it to be complete: reset the connection with a logged reason.
     public var rolledBack: Bool
+    /// Set once a replay moved the connection to another guest than the one that answered its
+    /// SYN: how that guest's segments map to what the client saw. The record's server fields
+    /// (ISN, snd_max, timestamps, stream checksum) stay in the client's view throughout.
+    public var translation: Translation? = nil
+}
+
+/// How the segments of a guest that took a connection over by replay map to the client's view
+/// of the connection, which the original SYN/ACK defined.
+public struct Translation: Hashable, Sendable {
+    /// The serving guest's ISN minus the client-view ISN: added to a client-view server sequence
+    /// number (an ACK or SACK edge from the client) to get the serving guest's.
+    public var sequenceDelta: UInt32
+    /// Added to the serving guest's TSval to get the client-view TSval (so the client's PAWS
+    /// check, RFC 7323 §5, sees the clock go on from where the old guest left it).
+    public var timestampDelta: UInt32
+    /// The window scale the serving guest announced; the client applies the original one.
+    public var servingWindowScale: UInt8
+
+    public init(sequenceDelta: UInt32, timestampDelta: UInt32, servingWindowScale: UInt8) {
+        self.sequenceDelta = sequenceDelta
+        self.timestampDelta = timestampDelta
+        self.servingWindowScale = servingWindowScale
+    }
 }

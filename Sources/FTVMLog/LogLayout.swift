@@ -148,8 +148,11 @@ public enum LogLayout {
     static let serverStreamEndField = 80
     static let firstChunkField = 84
     static let lastChunkField = 88
+    static let sequenceDeltaField = 92
     static let clientBytesField = 96
     static let serverStreamBytesField = 104
+    static let timestampDeltaField = 112
+    static let servingWindowScaleField = 116
     static let checksumField = 120
     /// The checksum covers every byte before it.
     static let checksummedLength = 120

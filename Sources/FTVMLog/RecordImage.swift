@@ -12,8 +12,10 @@ struct RecordImage: Equatable {
         static let serverTimestamps = Flags(rawValue: 1 << 4)
         /// Set by an attach that had to fall back past the committed copy.
         static let rolledBack = Flags(rawValue: 1 << 5)
+        /// A replay moved the server side to another guest: see `translation`.
+        static let translated = Flags(rawValue: 1 << 6)
         static let all: Flags = [
-            .serverHandshake, .clientFIN, .serverFIN, .clientTimestamps, .serverTimestamps, .rolledBack,
+            .serverHandshake, .clientFIN, .serverFIN, .clientTimestamps, .serverTimestamps, .rolledBack, .translated,
         ]
     }
 
@@ -38,6 +40,9 @@ struct RecordImage: Equatable {
     var lastChunk: UInt32 = LogLayout.noChunk
     var clientBytes: UInt64 = 0
     var serverStreamBytes: UInt64 = 0
+    var sequenceDelta: UInt32 = 0
+    var timestampDelta: UInt32 = 0
+    var servingWindowScale: UInt32 = 0
 
     /// A free record that keeps the slot's sequence going.
     static func free(sequence: UInt64) -> RecordImage {
@@ -83,10 +88,11 @@ struct RecordImage: Equatable {
         put(serverStreamEnd, LogLayout.serverStreamEndField)
         put(firstChunk, LogLayout.firstChunkField)
         put(lastChunk, LogLayout.lastChunkField)
-        put(UInt32(0), 92)
+        put(sequenceDelta, LogLayout.sequenceDeltaField)
         put(clientBytes, LogLayout.clientBytesField)
         put(serverStreamBytes, LogLayout.serverStreamBytesField)
-        put(UInt64(0), 112)
+        put(timestampDelta, LogLayout.timestampDeltaField)
+        put(servingWindowScale, LogLayout.servingWindowScaleField)
         put(UInt32(0), 124)
         let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: copy, count: LogLayout.checksummedLength))
         put(crc, LogLayout.checksumField)
@@ -130,6 +136,9 @@ struct RecordImage: Equatable {
         image.lastChunk = get(LogLayout.lastChunkField, UInt32.self)
         image.clientBytes = get(LogLayout.clientBytesField, UInt64.self)
         image.serverStreamBytes = get(LogLayout.serverStreamBytesField, UInt64.self)
+        image.sequenceDelta = get(LogLayout.sequenceDeltaField, UInt32.self)
+        image.timestampDelta = get(LogLayout.timestampDeltaField, UInt32.self)
+        image.servingWindowScale = get(LogLayout.servingWindowScaleField, UInt32.self)
         return image
     }
 
@@ -150,6 +159,13 @@ struct RecordImage: Equatable {
                 ? TCPTimestamps(value: serverTSval, echoReply: serverTSecr) : nil,
             serverStream: StreamChecksum(
                 crc: serverStreamCRC, byteCount: serverStreamBytes, endSequence: serverStreamEnd),
-            rolledBack: flags.contains(.rolledBack))
+            rolledBack: flags.contains(.rolledBack), translation: translation)
+    }
+
+    var translation: Translation? {
+        guard flags.contains(.translated) else { return nil }
+        return Translation(
+            sequenceDelta: sequenceDelta, timestampDelta: timestampDelta,
+            servingWindowScale: UInt8(truncatingIfNeeded: servingWindowScale))
     }
 }

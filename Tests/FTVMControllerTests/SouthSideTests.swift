@@ -10,6 +10,7 @@ final class SouthSideTests: XCTestCase {
     private var path = ""
     private var log: ConnectionLog!
     private var wrapper: SouthSide!
+    private var sink: DiscardingSink!
     private let client = IPv4Address(10, 77, 0, 1)
     private let server = IPv4Address(10, 77, 0, 2)
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
@@ -20,6 +21,7 @@ final class SouthSideTests: XCTestCase {
         path = "/dev/shm/ftvm-southside-test-\(UUID().uuidString)"
         log = try ConnectionLog.create(path: path, slots: 8, chunks: 64, chunkSize: 2048)
         wrapper = SouthSide(log: log, service: server)
+        sink = DiscardingSink()
     }
 
     override func tearDown() {
@@ -44,9 +46,9 @@ final class SouthSideTests: XCTestCase {
     }
 
     private func handshake() throws {
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN, ack: 0, flags: [.syn])), .forward)
-        wrapper.fromGuest(try frame(fromClient: false, seq: serverISN, ack: clientISN &+ 1, flags: [.syn, .ack]))
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack])), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN, ack: 0, flags: [.syn]), sink: sink), .forward)
+        _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN, ack: clientISN &+ 1, flags: [.syn, .ack]), now: 0, sink: sink, releasing: true)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack]), sink: sink), .forward)
     }
 
     func testHandshakeIsRecordedWithBothSidesOptions() throws {
@@ -63,12 +65,12 @@ final class SouthSideTests: XCTestCase {
         let second = Array("Host: x\r\n\r\n".utf8)
         let secondSeq = clientISN &+ 1 &+ UInt32(first.count)
         // The second segment arrives first: it cannot be logged in order, so it must not pass.
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: secondSeq, ack: serverISN + 1, flags: [.ack, .psh], payload: second)), .drop)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: secondSeq, ack: serverISN + 1, flags: [.ack, .psh], payload: second), sink: sink), .drop)
         XCTAssertEqual(wrapper.counters.notLogged, 1)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: first)), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: first), sink: sink), .forward)
         // A retransmission of logged bytes passes and logs nothing twice.
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: first)), .forward)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: secondSeq, ack: serverISN + 1, flags: [.ack, .psh], payload: second)), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: first), sink: sink), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: secondSeq, ack: serverISN + 1, flags: [.ack, .psh], payload: second), sink: sink), .forward)
         let slot = try XCTUnwrap(log.records().first?.slot)
         XCTAssertEqual(log.clientBytes(slot), first + second, "exactly the client's stream, in order, once")
     }
@@ -76,8 +78,8 @@ final class SouthSideTests: XCTestCase {
     func testServerProgressAndClientAcks() throws {
         try handshake()
         let response = [UInt8](repeating: 0x41, count: 1000)
-        wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 1, flags: [.ack, .psh], payload: response))
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1 + 600, flags: [.ack])), .forward)
+        _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 1, flags: [.ack, .psh], payload: response), now: 0, sink: sink, releasing: true)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1 + 600, flags: [.ack]), sink: sink), .forward)
         let record = try XCTUnwrap(log.records().first)
         XCTAssertEqual(record.serverSendMax, serverISN + 1 + 1000)
         XCTAssertEqual(record.serverAckedByClient, serverISN + 1 + 600)
@@ -88,29 +90,29 @@ final class SouthSideTests: XCTestCase {
 
     func testRecordIsFreedAfterTheLastAckOfAServerClose() throws {
         try handshake()
-        wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 1, flags: [.ack, .fin]))
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 2, flags: [.ack, .fin])), .forward)
+        _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 1, flags: [.ack, .fin]), now: 0, sink: sink, releasing: true)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 2, flags: [.ack, .fin]), sink: sink), .forward)
         XCTAssertEqual(log.records().count, 0, "both FINs seen and the server's acknowledged")
     }
 
     func testRecordIsFreedWhenTheServerAcknowledgesTheClientsClose() throws {
         try handshake()
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .fin])), .forward)
-        wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 2, flags: [.ack, .fin]))
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .fin]), sink: sink), .forward)
+        _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 2, flags: [.ack, .fin]), now: 0, sink: sink, releasing: true)
         XCTAssertEqual(log.records().count, 0)
     }
 
     func testResetFreesTheRecordAtOnce() throws {
         try handshake()
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: 0, flags: [.rst])), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: 0, flags: [.rst]), sink: sink), .forward)
         XCTAssertEqual(log.records().count, 0)
     }
 
     func testAFullLogRefusesNewConnections() throws {
         for port in 0..<8 {
-            XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 1, ack: 0, flags: [.syn], port: 41000 + UInt16(port))), .forward)
+            XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 1, ack: 0, flags: [.syn], port: 41000 + UInt16(port)), sink: sink), .forward)
         }
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 1, ack: 0, flags: [.syn], port: 42000)), .drop)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 1, ack: 0, flags: [.syn], port: 42000), sink: sink), .drop)
         XCTAssertEqual(wrapper.counters.refused, 1)
     }
 
@@ -121,11 +123,11 @@ final class SouthSideTests: XCTestCase {
             source: client, destination: IPv4Address(10, 77, 0, 9), sourcePort: 1, destinationPort: 2,
             sequenceNumber: SequenceNumber(5), acknowledgmentNumber: SequenceNumber(0), flags: [.syn], window: 100)
         let length = try FrameBuilder.tcp(spec, into: buffer)
-        XCTAssertEqual(wrapper.fromClient(UnsafeMutableRawBufferPointer(rebasing: buffer[..<length])), .forward)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 9, ack: 9, flags: [.ack], payload: [1, 2, 3])), .forward)
+        XCTAssertEqual(wrapper.fromClient(UnsafeMutableRawBufferPointer(rebasing: buffer[..<length]), sink: sink), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 9, ack: 9, flags: [.ack], payload: [1, 2, 3]), sink: sink), .forward)
         XCTAssertEqual(log.records().count, 0)
         XCTAssertEqual(wrapper.counters.untracked, 1)
         var garbage = [UInt8](repeating: 0x45, count: 30)
-        garbage.withUnsafeMutableBytes { XCTAssertEqual(wrapper.fromClient($0), .forward) }
+        garbage.withUnsafeMutableBytes { XCTAssertEqual(wrapper.fromClient($0, sink: sink), .forward) }
     }
 }
