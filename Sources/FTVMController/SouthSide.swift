@@ -56,6 +56,7 @@ public final class SouthSide: @unchecked Sendable {
     /// the last ACK. Pre-allocated to the log's slot count.
     private var clientFINEnd: [UInt32?]
     private var serverFINEnd: [UInt32?]
+    private let maskScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
 
     init(
         log: ConnectionLog, service: IPv4Address, serviceMAC: MACAddress = MACAddress(0x52, 0x54, 0, 0x77, 0, 2),
@@ -68,6 +69,8 @@ public final class SouthSide: @unchecked Sendable {
         clientFINEnd = Array(repeating: nil, count: slots)
         serverFINEnd = Array(repeating: nil, count: slots)
     }
+
+    deinit { maskScratch.deallocate() }
 
     /// A frame from the clients' tap, before it is sent to the guest.
     func fromClient(_ frame: UnsafeMutableRawBufferPointer, sink: FrameSink) -> Verdict {
@@ -168,7 +171,9 @@ public final class SouthSide: @unchecked Sendable {
         let fin = flags.contains(.fin)
         if length > 0 || fin {
             let end = sequence &+ UInt32(truncatingIfNeeded: length) &+ (fin ? 1 : 0)
-            log.noteServerSent(slot, endSeq: end, payload: length > 0 ? UnsafeRawBufferPointer(segment.payload) : nil, fin: fin)
+            // Checksummed with any `Date:` value masked, as the replay compares it (HTTPDateMask).
+            let payload = length > 0 ? HTTPDateMask.masked(UnsafeRawBufferPointer(segment.payload), scratch: maskScratch) : nil
+            log.noteServerSent(slot, endSeq: end, payload: payload, fin: fin)
             if fin { serverFINEnd[slot.index] = end }
         }
         if let stamps = segment.options.timestamps {

@@ -80,6 +80,7 @@ final class Splicer: @unchecked Sendable {
     private var active: [Int]
     private(set) var pendingCount = 0
     private let report = Mutex(ReplayReport())
+    private let maskScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
     private let logger: Logger
 
     init(log: ConnectionLog, service: IPv4Address, serviceMAC: MACAddress, logger: Logger) {
@@ -102,6 +103,8 @@ final class Splicer: @unchecked Sendable {
                 timestamps: log.current(slot).serverTimestamps != nil)
         }
     }
+
+    deinit { maskScratch.deallocate() }
 
     /// The latest replay's progress and outcome (any thread).
     var latestReport: ReplayReport { report.withLock { $0 } }
@@ -320,7 +323,8 @@ final class Splicer: @unchecked Sendable {
             let upTo = Self.isAfter(end, target) ? target : end
             let count = Self.distance(from: splice.regenerated, to: upTo)
             if skip >= 0, count > 0 {
-                let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(segment.payload)[skip..<(skip + count)])
+                let payload = HTTPDateMask.masked(UnsafeRawBufferPointer(segment.payload), scratch: maskScratch)
+                let bytes = UnsafeRawBufferPointer(rebasing: payload[skip..<(skip + count)])
                 splice.regeneratedCRC = CRC32C.checksum(bytes, continuing: splice.regeneratedCRC)
                 splice.regenerated = upTo
                 splice.lastProgress = now
