@@ -6,7 +6,7 @@ public struct FTVMCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "ftvm",
         abstract: "Keep a network service in a VM alive across crashes and upgrades, without its clients noticing.",
-        subcommands: [Up.self, Status.self, Connections.self, Inject.self, Failover.self, Down.self, Daemon.self, Bench.self])
+        subcommands: [Up.self, Status.self, Connections.self, Inject.self, Failover.self, Upgrade.self, Down.self, Daemon.self, Bench.self])
 
     public init() {}
 }

@@ -38,7 +38,10 @@ enum StatusPrinter {
             let services = guest.services.map { "\($0.name):\($0.state)" }.joined(separator: " ")
             Swift.print("  \(guest.domain)  \(guest.role.padding(toLength: 8, withPad: " ", startingAt: 0)) \(guest.state.padding(toLength: 8, withPad: " ", startingAt: 0)) heartbeat \(guest.heartbeat)  agent \(guest.agent)  image \(guest.imageVersion)  \(services)")
         }
-        Swift.print("relay: \(status.relay.framesToGuest) frames to guest, \(status.relay.framesToClients) to clients, \(status.relay.framesDropped) dropped")
+        if let version = status.imageVersion, let directory = status.imageDirectory {
+            Swift.print("image \(version) (\(directory))")
+        }
+        Swift.print("relay: \(status.relay.framesToGuest) frames to guest, \(status.relay.framesToClients) to clients, \(status.relay.framesDropped) dropped, \(status.relay.framesHeld) held during takeovers; closes fenced \(status.relay.closesFenced), suppressed \(status.relay.closesSuppressed)")
         if let log = status.log {
             Swift.print("connection log: \(log.openConnections)/\(log.slotCount) open, \(log.chunksUsed)/\(log.chunkCount) chunks (\(log.bytesHeld) bytes held); \(log.connectionsLogged) connections and \(log.bytesLogged) bytes logged; full: \(log.fullRejections) refused, \(log.fullDrops) held back")
         }
@@ -50,7 +53,17 @@ enum StatusPrinter {
             }
             let phases = recovery.phases.map { "\($0.name) \($0.millis) ms" }.joined(separator: ", ")
             Swift.print("  phases: \(phases.isEmpty ? "none" : phases)\(recovery.reprotected ? "" : " (re-protection pending)")")
+            if let replay = recovery.replay {
+                let spliced = replay.lastSplicedMillis.map { ", last spliced after \($0) ms" } ?? ""
+                let firstByte = replay.firstByteMillis.map { ", first new byte after \($0) ms" } ?? ""
+                Swift.print("  replay: \(replay.connections) connections, \(replay.spliced) spliced, \(replay.reset) reset\(spliced)\(firstByte)")
+                for reason in replay.resets { Swift.print("    reset \(reason)") }
+            }
             if let error = recovery.error { Swift.print("  error: \(error)") }
+        }
+        if let upgrade = status.upgrade {
+            Swift.print("last upgrade (\(upgrade.startedAt)): \(upgrade.fromVersion) -> \(upgrade.toVersion), \(upgrade.step.rawValue); \(upgrade.drained) drained, \(upgrade.replayed) replayed, \(upgrade.reset) reset")
+            for error in upgrade.errors { Swift.print("  error: \(error)") }
         }
     }
 }

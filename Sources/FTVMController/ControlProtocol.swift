@@ -15,16 +15,28 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         case failover
         /// List the logged connections.
         case connections
+        case upgrade
     }
 
     public var command: Command
     public var fault: String?
     public var service: String?
+    /// For `upgrade`: the new image directory, how long to let open connections finish on the
+    /// old guest before moving them by replay, and how long the new guest may take to be ready.
+    public var image: String?
+    public var drainTimeoutSeconds: Double?
+    public var readyTimeoutSeconds: Double?
 
-    public init(_ command: Command, fault: String? = nil, service: String? = nil) {
+    public init(
+        _ command: Command, fault: String? = nil, service: String? = nil, image: String? = nil,
+        drainTimeoutSeconds: Double? = nil, readyTimeoutSeconds: Double? = nil
+    ) {
         self.command = command
         self.fault = fault
         self.service = service
+        self.image = image
+        self.drainTimeoutSeconds = drainTimeoutSeconds
+        self.readyTimeoutSeconds = readyTimeoutSeconds
     }
 }
 
@@ -82,6 +94,10 @@ public struct PairStatus: Codable, Sendable {
     public var log: LogStatus?
     public var recoveries: Int
     public var lastRecovery: RecoveryRecord?
+    /// The image new guests boot from, and the latest upgrade.
+    public var imageDirectory: String?
+    public var imageVersion: String?
+    public var upgrade: UpgradeRecord?
 }
 
 /// Failures talking to a daemon.

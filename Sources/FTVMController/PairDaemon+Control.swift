@@ -20,6 +20,16 @@ extension PairDaemon {
             return inject(fault, service: request.service)
         case .failover:
             return failover()
+        case .upgrade:
+            let image: GuestImage
+            do {
+                image = try GuestImage(directory: request.image ?? "")
+            } catch {
+                return ControlResponse(error: "\(error)")
+            }
+            return upgrade(
+                to: image, drainTimeout: max(0, request.drainTimeoutSeconds ?? 30),
+                readyTimeout: max(1, request.readyTimeoutSeconds ?? config.bootTimeoutSeconds))
         case .connections:
             guard let log = relay.southSide?.log else { return ControlResponse(connections: []) }
             return ControlResponse(connections: log.records().map {
@@ -73,7 +83,7 @@ extension PairDaemon {
 
     func status() -> PairStatus {
         let snapshot = state.withLock { state in
-            (state.phase, state.guests, state.recoveries, state.lastRecovery)
+            (state.phase, state.guests, state.recoveries, state.lastRecovery, state.image, state.upgrade)
         }
         let guests = snapshot.1.map { guest in
             GuestStatus(
@@ -93,7 +103,8 @@ extension PairDaemon {
             servicePorts: guests.first?.services.map(\.port) ?? [], accelerator: accelerator.rawValue,
             daemonPID: getpid(), health: config.health, fence: config.fence.rawValue, guests: guests,
             relay: relay.counters, log: relay.southSide.map { LogStatus($0.log.usage, wrapper: $0.counters) },
-            recoveries: snapshot.2, lastRecovery: snapshot.3)
+            recoveries: snapshot.2, lastRecovery: snapshot.3, imageDirectory: snapshot.4.directory,
+            imageVersion: snapshot.4.version, upgrade: snapshot.5)
     }
 }
 

@@ -55,7 +55,7 @@ extension PairDaemon {
         }
         timer.mark("resume", at: Monotonic.nanos())
         backup.channel.post(.resync)
-        relay.watch(backup.channel)
+        relay.watch(backup.channel, port: backup.guestPort)
         relay.beginReplay()
 
         if let firstFrame = relay.waitForFirstFrame(timeoutMillis: 5000) {
@@ -119,7 +119,7 @@ extension PairDaemon {
     /// Stops the suspected primary from running: paused (kept for inspection until the pair is
     /// protected again) or destroyed, per the fence policy. A guest whose QEMU is already gone,
     /// or that panicked (its vCPUs are stopped), needs nothing more.
-    private func fence(_ domain: String) {
+    func fence(_ domain: String) {
         guard let found = try? virt.domain(named: domain), let current = try? found.state() else { return }
         do {
             switch (config.fence, current) {

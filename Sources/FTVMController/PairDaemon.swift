@@ -25,6 +25,8 @@ public final class PairDaemon: Sendable {
         case unprotected
         /// A takeover is running.
         case failingOver = "failing-over"
+        /// `ftvm upgrade` is moving the service to a guest booted from a new image.
+        case upgrading
         case stopping
     }
 
@@ -54,19 +56,21 @@ public final class PairDaemon: Sendable {
         var lastRecovery: RecoveryRecord?
         var lastInjection: Injection?
         var events: [(domain: String, event: LifecycleEvent)] = []
+        /// The image new guests boot from (an upgrade changes it).
+        var image: GuestImage
+        var upgrade: UpgradeRecord?
 
         var primary: Guest? { guests.first { $0.role == .primary } }
         var backup: Guest? { guests.first { $0.role == .backup } }
     }
 
     let config: PairConfig
-    let image: GuestImage
     let logger: Logger
     let virt: LibvirtConnection
     let accelerator: Accelerator
     let network: ClientNetwork
     let relay: Relay
-    let state = Mutex(State())
+    let state: Mutex<State>
     let done = Mutex<Bool>(false)
     private let control: ControlServer
     private let subscription = Mutex<EventSubscription?>(nil)
@@ -77,7 +81,7 @@ public final class PairDaemon: Sendable {
     /// Sets up everything that does not involve a guest. On failure it removes what it made.
     public init(config: PairConfig, image: GuestImage, logger: Logger) throws {
         self.config = config
-        self.image = image
+        state = Mutex(State(image: image))
         self.logger = logger
         try FileManager.default.createDirectory(atPath: config.runDirectory, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: PairConfig.logDirectory, withIntermediateDirectories: true)
@@ -125,7 +129,7 @@ public final class PairDaemon: Sendable {
 
     private func bringUp() throws {
         let primary = try launch(role: .primary)
-        relay.watch(primary.channel)
+        relay.watch(primary.channel, port: primary.guestPort)
         relay.connect(guestPort: primary.guestPort)
         let backup = try launch(role: .backup)
         try waitUntilReady(primary)
@@ -178,12 +182,15 @@ public final class PairDaemon: Sendable {
         else {
             throw PairError.cannotAdopt("no running primary among \(inherited.map { "generation \($0.generation) (\($0.role))" }); remove the pair with `ftvm down --name \(config.name)` and start again")
         }
-        relay.watch(primary.channel)
+        relay.watch(primary.channel, port: primary.guestPort)
         relay.connect(guestPort: primary.guestPort)
         let backup = guests.first { $0.role == .backup }
         let backupPaused = try backup.map { try virt.domain(named: $0.domain).state() } == .pausedByUser
+        // After an upgrade the primary runs a newer image than the one `up` named: keep using it.
+        let image = try? GuestImage(directory: primary.metadata.imageDirectory)
         state.withLock { state in
             state.guests = guests
+            if let image { state.image = image }
             state.nextGeneration = (inherited.map(\.generation).max() ?? 0) + 1
             state.phase = backupPaused ? .protected : .unprotected
         }
@@ -198,10 +205,11 @@ public final class PairDaemon: Sendable {
     }
 
     /// Defines and starts a guest with a freshly formatted channel.
-    func launch(role: GuestMetadata.Role) throws -> Guest {
-        let generation = state.withLock { state in
+    /// Defines and starts a guest from `image` (by default the pair's current one).
+    func launch(role: GuestMetadata.Role, image: GuestImage? = nil) throws -> Guest {
+        let (generation, image) = state.withLock { state in
             defer { state.nextGeneration += 1 }
-            return state.nextGeneration
+            return (state.nextGeneration, image ?? state.image)
         }
         let domain = config.domainName(generation: generation)
         let channelPath = config.channelPath(generation: generation)
@@ -233,8 +241,9 @@ public final class PairDaemon: Sendable {
             [.ownerAccountName: "libvirt-qemu", .posixPermissions: 0o660], ofItemAtPath: path)
     }
 
-    func waitUntilReady(_ guest: Guest) throws {
-        let deadline = Date().addingTimeInterval(config.bootTimeoutSeconds)
+    func waitUntilReady(_ guest: Guest, timeoutSeconds: Double? = nil) throws {
+        let seconds = timeoutSeconds ?? config.bootTimeoutSeconds
+        let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             switch guest.channel.agentState {
             case .ready:
@@ -252,7 +261,7 @@ public final class PairDaemon: Sendable {
             if state.withLock({ $0.phase == .stopping }) { throw PairError.stopping }
             usleep(100_000)
         }
-        throw PairError.bootTimeout(domain: guest.domain, seconds: config.bootTimeoutSeconds, console: consoleTail(guest))
+        throw PairError.bootTimeout(domain: guest.domain, seconds: seconds, console: consoleTail(guest))
     }
 
     private func consoleTail(_ guest: Guest) -> String {

@@ -38,6 +38,17 @@ public final class Relay: Sendable {
     private let holding = Atomic<Bool>(false)
     /// Bumped by `beginReplay`; the loop replays when it differs from what it handled.
     private let replayRequests = Atomic<UInt64>(0)
+    /// Whether the requested replay covers only the connections pinned to a drained guest.
+    private let replayPinnedOnly = Atomic<Bool>(false)
+    /// An upgrade's drain: the old guest's port (0: none), the new guest's port a request to
+    /// start draining switches to, the requests and how many the loop handled, and how many
+    /// pinned connections are still open.
+    private let drainPort = Atomic<UInt32>(0)
+    private let drainTarget = Atomic<UInt32>(0)
+    private let drainRequests = Atomic<UInt64>(0)
+    private let drainsHandled = Atomic<UInt64>(0)
+    private let pinnedAtSwitch = Atomic<Int>(0)
+    private let draining = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private let toGuest = Atomic<UInt64>(0)
     private let toClients = Atomic<UInt64>(0)
@@ -47,9 +58,9 @@ public final class Relay: Sendable {
     private let suppressed = Atomic<UInt64>(0)
     /// When (Monotonic nanos) the connected guest's first frame reached the clients; 0 = not yet.
     private let firstFrameNanos = Atomic<UInt64>(0)
-    /// The active guest's channel: the close fence releases a FIN or RST only once its agent has
-    /// ticked twice since and still reports every service running.
-    private let watched = Mutex<Channel?>(nil)
+    /// The guests' channels by port: the close fence releases a FIN or RST only once the agent
+    /// of the guest that sent it has ticked twice since and still reports every service running.
+    private let watched = Mutex<[UInt16: Channel]>([:])
     private let finished = Mutex<Bool>(false)
     private let logger: Logger
 
@@ -74,15 +85,36 @@ public final class Relay: Sendable {
         connect(guestPort: nil)
     }
 
-    /// The guest now connected runs: replay every logged connection into it, then deliver the
-    /// held client frames.
-    public func beginReplay() {
+    /// The guest now connected runs: replay every logged connection into it (or, after a drain,
+    /// those still pinned to the drained guest), then deliver the held client frames.
+    public func beginReplay(pinnedOnly: Bool = false) {
+        replayPinnedOnly.store(pinnedOnly, ordering: .sequentiallyConsistent)
         replayRequests.add(1, ordering: .sequentiallyConsistent)
     }
 
-    /// Which channel the close fence consults (the active guest's).
-    public func watch(_ channel: Channel?) {
-        watched.withLock { $0 = channel }
+    /// Which channel the close fence consults for frames from the guest at `port`.
+    public func watch(_ channel: Channel, port: UInt16) {
+        watched.withLock { $0[port] = channel }
+    }
+
+    /// Starts an upgrade's drain: every connection open now stays with the active guest, which
+    /// becomes the draining one; everything else (new connections, ARP) goes to the guest at
+    /// `newPort`. Returns the number of connections pinned, once the relay thread has switched.
+    public func beginDrain(to newPort: UInt16) -> Int {
+        let handled = drainsHandled.load(ordering: .acquiring)
+        drainTarget.store(UInt32(newPort), ordering: .sequentiallyConsistent)
+        drainRequests.add(1, ordering: .sequentiallyConsistent)
+        while drainsHandled.load(ordering: .acquiring) == handled { usleep(1000) }
+        return pinnedAtSwitch.load(ordering: .acquiring)
+    }
+
+    /// Pinned connections still open on the draining guest.
+    public var connectionsDraining: Int { draining.load(ordering: .relaxed) }
+
+    /// Cuts the draining guest off: from now on nothing it sends reaches a client. Its pinned
+    /// connections' client bytes are still logged, for `beginReplay(pinnedOnly: true)`.
+    public func endDrain() {
+        drainPort.store(0, ordering: .sequentiallyConsistent)
     }
 
     /// The latest replay's progress and outcome.
@@ -128,6 +160,9 @@ public final class Relay: Sendable {
         let relay: Relay
         let fromClients = FrameBatch()
         let fromGuests = FrameBatch()
+        /// Client frames of pinned connections, for the draining guest.
+        let toDraining = FrameBatch()
+        var lastDrainCount: UInt64 = 0
         /// Frames the replay makes for the guest, sent at the end of each round.
         let outbox = FrameBatch()
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
@@ -177,6 +212,13 @@ public final class Relay: Sendable {
                     loop.replaysHandled = requests
                     startReplay(loop)
                 }
+                if drainRequests.load(ordering: .acquiring) != drainsHandled.load(ordering: .relaxed) {
+                    startDrain()
+                }
+                if southSide?.draining == true, Monotonic.nanos() &- loop.lastDrainCount > 50_000_000 {
+                    loop.lastDrainCount = Monotonic.nanos()
+                    draining.store(southSide?.pinnedOpen() ?? 0, ordering: .relaxed)
+                }
                 if ready > 0 {
                     if fds[0].revents != 0 { try drainTap(loop) }
                     if fds[1].revents != 0 { try drainGuests(loop) }
@@ -191,9 +233,26 @@ public final class Relay: Sendable {
         }
     }
 
+    /// Pins the open connections to the active guest and connects the new one (relay thread).
+    private func startDrain() {
+        pinnedAtSwitch.store(southSide?.pinAll() ?? 0, ordering: .relaxed)
+        draining.store(pinnedAtSwitch.load(ordering: .relaxed), ordering: .relaxed)
+        drainPort.store(activePort.load(ordering: .acquiring), ordering: .sequentiallyConsistent)
+        connect(guestPort: UInt16(drainTarget.load(ordering: .acquiring)))
+        drainsHandled.store(drainRequests.load(ordering: .acquiring), ordering: .releasing)
+    }
+
     /// Replays the logged connections into the connected guest, then delivers what was held.
     private func startReplay(_ loop: Loop) {
-        southSide?.splicer.begin(now: Monotonic.nanos(), sink: loop)
+        if let southSide {
+            if replayPinnedOnly.load(ordering: .acquiring) {
+                southSide.splicer.begin(now: Monotonic.nanos(), sink: loop, only: southSide.isPinned)
+            } else {
+                southSide.splicer.begin(now: Monotonic.nanos(), sink: loop)
+            }
+            southSide.unpinAll()
+            draining.store(0, ordering: .relaxed)
+        }
         holding.store(false, ordering: .sequentiallyConsistent)
         while let entry = loop.heldFrames.first {
             if southSide?.fromClient(entry.frame, sink: loop) != .drop {
@@ -213,6 +272,7 @@ public final class Relay: Sendable {
         let batch = loop.fromClients
         for _ in 0..<8 {
             batch.reset()
+            loop.toDraining.reset()
             var more = true
             while !batch.isFull {
                 guard let count = try tap.read(into: batch.nextSlot) else {
@@ -228,12 +288,24 @@ public final class Relay: Sendable {
                     }
                     continue
                 }
-                if activePort.load(ordering: .acquiring) == 0 || southSide?.fromClient(frame, sink: loop) == .drop {
+                if activePort.load(ordering: .acquiring) == 0 {
                     dropped.add(1, ordering: .relaxed)
                     continue
                 }
-                batch.commitSlot(length: count)
+                switch southSide?.fromClient(frame, sink: loop) ?? .forward {
+                case .forward:
+                    batch.commitSlot(length: count)
+                case .forwardToDrain where drainPort.load(ordering: .acquiring) != 0:
+                    loop.toDraining.nextSlot.copyMemory(from: UnsafeRawBufferPointer(frame))
+                    loop.toDraining.commitSlot(length: count)
+                    if loop.toDraining.isFull { try sendToDraining(loop.toDraining) }
+                case .drop, .fence, .forwardToDrain:
+                    // (A pinned connection's bytes after the drain ended are logged: replay
+                    // injects them.)
+                    dropped.add(1, ordering: .relaxed)
+                }
             }
+            try sendToDraining(loop.toDraining)
             // Read the port after the frames were logged: a switch in between sends them to
             // the new guest, never to a fenced one.
             let port = activePort.load(ordering: .acquiring)
@@ -245,7 +317,16 @@ public final class Relay: Sendable {
         }
     }
 
-    /// Guests → clients, for the active guest only: one recvmmsg per batch.
+    private func sendToDraining(_ batch: FrameBatch) throws(Errno) {
+        let port = drainPort.load(ordering: .acquiring)
+        if port != 0, batch.count > 0 {
+            try socket.send(batch, toPort: UInt16(port))
+            toGuest.add(UInt64(batch.count), ordering: .relaxed)
+        }
+        batch.reset()
+    }
+
+    /// Guests → clients, for the active guest (and a draining one) only: one recvmmsg per batch.
     private func drainGuests(_ loop: Loop) throws(Errno) {
         let batch = loop.fromGuests
         for _ in 0..<8 {
@@ -253,19 +334,20 @@ public final class Relay: Sendable {
             let now = Monotonic.nanos()
             for index in 0..<received {
                 let port = batch.sourcePort(index)
-                guard UInt32(port) == activePort.load(ordering: .acquiring) else {
+                let fromDraining = UInt32(port) == drainPort.load(ordering: .acquiring)
+                guard UInt32(port) == activePort.load(ordering: .acquiring) || fromDraining else {
                     dropped.add(1, ordering: .relaxed)
                     continue
                 }
                 let frame = batch.frame(index)
-                switch southSide?.fromGuest(frame, now: now, sink: loop) ?? .forward {
-                case .forward:
+                switch southSide?.fromGuest(frame, now: now, sink: loop, fromDrainingGuest: fromDraining) ?? .forward {
+                case .forward, .forwardToDrain:
                     try forwardToClients(frame, at: now)
                 case .drop:
                     continue
                 case .fence:
                     fenced.add(1, ordering: .relaxed)
-                    let (tag, _) = closeFenceTag()
+                    let (tag, _) = closeFenceTag(port: port)
                     if !loop.fencedCloses.push(UnsafeRawBufferPointer(frame), port: port, tag: tag, time: now) {
                         dropped.add(1, ordering: .relaxed)  // the guest sends it again
                     }
@@ -290,8 +372,8 @@ public final class Relay: Sendable {
 
     /// The watched agent's heartbeat (low 48 bits) and service restart count (high 16), or
     /// (0, false) when no channel is watched.
-    private func closeFenceTag() -> (UInt64, Bool) {
-        guard let channel = watched.withLock({ $0 }) else { return (0, false) }
+    private func closeFenceTag(port: UInt16) -> (UInt64, Bool) {
+        guard let channel = watched.withLock({ $0[port] }) else { return (0, false) }
         let services = channel.serviceSummary
         let tag = (channel.heartbeat & 0xFFFF_FFFF_FFFF) | UInt64(services.restarts & 0xFFFF) << 48
         return (tag, services.allRunning)
@@ -302,19 +384,21 @@ public final class Relay: Sendable {
     /// died before the close is seen by then), every service still runs, and none restarted.
     /// Closes of a guest that is no longer connected (fenced by a takeover) are dropped.
     private func releaseCloses(_ loop: Loop) throws(Errno) {
-        let (now, current) = (Monotonic.nanos(), closeFenceTag())
-        let noChannel = watched.withLock { $0 == nil }
+        let now = Monotonic.nanos()
         while let entry = loop.fencedCloses.first {
-            guard UInt32(entry.port) == activePort.load(ordering: .acquiring) else {
+            let fromDraining = UInt32(entry.port) == drainPort.load(ordering: .acquiring)
+            guard UInt32(entry.port) == activePort.load(ordering: .acquiring) || fromDraining else {
                 suppressed.add(1, ordering: .relaxed)
                 loop.fencedCloses.pop()
                 continue
             }
+            let current = closeFenceTag(port: entry.port)
+            let noChannel = watched.withLock { $0[entry.port] == nil }
             let beats = (current.0 & 0xFFFF_FFFF_FFFF) &- (entry.tag & 0xFFFF_FFFF_FFFF)
             let sameRestarts = current.0 >> 48 == entry.tag >> 48
             let healthy = noChannel || (beats >= 2 && current.1 && sameRestarts)
             guard healthy || now &- entry.time > Self.closeFenceLimitNanos else { return }
-            if southSide?.fromGuest(entry.frame, now: now, sink: loop, releasing: true) != .drop {
+            if southSide?.fromGuest(entry.frame, now: now, sink: loop, releasing: true, fromDrainingGuest: fromDraining) != .drop {
                 try forwardToClients(entry.frame, at: now)
             }
             loop.fencedCloses.pop()

@@ -30,6 +30,8 @@ public final class SouthSide: @unchecked Sendable {
 
     enum Verdict {
         case forward, drop
+        /// Forward to the guest being drained by an upgrade (the connection is pinned to it).
+        case forwardToDrain
         /// A FIN or RST from the guest: hold it until the guest is known to be healthy (the relay's
         /// close fence), then pass it back with `releasing: true`.
         case fence
@@ -68,12 +70,65 @@ public final class SouthSide: @unchecked Sendable {
         let slots = log.usage.slotCount
         clientFINEnd = Array(repeating: nil, count: slots)
         serverFINEnd = Array(repeating: nil, count: slots)
+        pinnedSerial = Array(repeating: 0, count: slots)
     }
 
     deinit { maskScratch.deallocate() }
 
+    // MARK: Draining (an upgrade)
+
+    /// Per slot: the serial of a connection pinned to the guest being drained (0: none).
+    private var pinnedSerial: [UInt64]
+    /// While set, pinned connections stay with the draining guest and the rest go to the new one.
+    private(set) var draining = false
+
+    /// Pins every live connection to the guest that serves it now; returns how many.
+    func pinAll() -> Int {
+        var count = 0
+        log.forEachLive { slot in
+            pinnedSerial[slot.index] = slot.serial
+            count += 1
+        }
+        draining = true
+        return count
+    }
+
+    /// Pinned connections still open.
+    func pinnedOpen() -> Int {
+        var count = 0
+        log.forEachLive { slot in if pinnedSerial[slot.index] == slot.serial { count += 1 } }
+        return count
+    }
+
+    func isPinned(_ slot: Slot) -> Bool { pinnedSerial[slot.index] == slot.serial }
+
+    /// Ends the drain: every connection belongs to the active guest again.
+    func unpinAll() {
+        for index in pinnedSerial.indices { pinnedSerial[index] = 0 }
+        draining = false
+    }
+
+    /// Whether `frame` belongs to a pinned connection.
+    private func isPinned(_ frame: UnsafeMutableRawBufferPointer, fromClient: Bool) -> Bool {
+        guard case .ipv4TCP(let segment) = FrameClass.classify(frame) else { return false }
+        let client = fromClient ? segment.ipv4.source : segment.ipv4.destination
+        let key = FlowKey(
+            clientAddress: client.rawValue, clientPort: fromClient ? segment.sourcePort : segment.destinationPort,
+            serverAddress: service.rawValue, serverPort: fromClient ? segment.destinationPort : segment.sourcePort)
+        return log.lookup(key).map(isPinned) ?? false
+    }
+
+    // MARK: Frames
+
     /// A frame from the clients' tap, before it is sent to the guest.
     func fromClient(_ frame: UnsafeMutableRawBufferPointer, sink: FrameSink) -> Verdict {
+        guard draining else { return logClient(frame, sink: sink) }
+        let pinned = isPinned(frame, fromClient: true)
+        let verdict = logClient(frame, sink: sink)
+        return verdict == .forward && pinned ? .forwardToDrain : verdict
+    }
+
+    private func logClient(_ frame: UnsafeMutableRawBufferPointer, sink: FrameSink) -> Verdict {
         guard var segment = tcp(frame), segment.ipv4.destination == service else { return .forward }
         splicer.clientMAC = segment.ethernet.source
         let key = FlowKey(
@@ -141,7 +196,17 @@ public final class SouthSide: @unchecked Sendable {
 
     /// A frame from the active guest, before it goes to the clients. `releasing` is set when the
     /// relay's close fence lets a held FIN or RST go.
-    func fromGuest(_ frame: UnsafeMutableRawBufferPointer, now: UInt64, sink: FrameSink, releasing: Bool = false) -> Verdict {
+    /// `fromDrainingGuest`: the frame comes from the guest an upgrade drains, which speaks only
+    /// for its pinned connections (as the new guest speaks only for the others).
+    func fromGuest(
+        _ frame: UnsafeMutableRawBufferPointer, now: UInt64, sink: FrameSink, releasing: Bool = false,
+        fromDrainingGuest: Bool = false
+    ) -> Verdict {
+        if draining, isPinned(frame, fromClient: false) != fromDrainingGuest { return .drop }
+        return logGuest(frame, now: now, sink: sink, releasing: releasing)
+    }
+
+    private func logGuest(_ frame: UnsafeMutableRawBufferPointer, now: UInt64, sink: FrameSink, releasing: Bool) -> Verdict {
         guard var segment = tcp(frame), segment.ipv4.source == service else { return .forward }
         let key = FlowKey(
             clientAddress: segment.ipv4.destination.rawValue, clientPort: segment.destinationPort,

@@ -119,7 +119,10 @@ final class Splicer: @unchecked Sendable {
     /// Starts replaying every logged connection the old guest had answered into the guest the
     /// sink now reaches. Connections already spliced are replayed again (from the client's view,
     /// which the log keeps), so a second failover works like the first.
-    func begin(now: UInt64, sink: FrameSink) {
+    ///
+    /// `only` limits the replay to some connections (an upgrade moves those still on the guest
+    /// it drains); the others keep their state.
+    func begin(now: UInt64, sink: FrameSink, only: ((Slot) -> Bool)? = nil) {
         active.removeAll(keepingCapacity: true)
         pendingCount = 0
         report.withLock { report in
@@ -128,6 +131,7 @@ final class Splicer: @unchecked Sendable {
             report.connectionTimings.reserveCapacity(log.usage.slotsUsed)
         }
         log.forEachLive { slot in
+            if let only, !only(slot) { return }
             let record = log.current(slot)
             guard let serverOptions = record.serverOptions else {
                 // The old guest never answered this SYN: the client's retransmission reaches the

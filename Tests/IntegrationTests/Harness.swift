@@ -100,6 +100,47 @@ enum Harness {
         String(try run(["sha256sum", file]).stdout.prefix(64))
     }
 
+    struct WorkloadReport {
+        var ok: Bool
+        var triggersFired: Int
+        var bytesOK: Int
+        var lostOrCorrupted: Int
+        /// The failed checks and the end of the driver's log, for assertion messages.
+        var summary: String
+        /// What the trigger commands printed.
+        var triggerOutput: String
+    }
+
+    static let serviceAddress = "10.77.0.2"
+
+    /// Runs Tests/tools/workload.py (SUBCOMMAND, options…) in the pair's client namespace.
+    static func workload(pair: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> WorkloadReport {
+        let script = repository.appendingPathComponent("Tests/tools/workload.py").path
+        let output = try run(
+            ["ip", "netns", "exec", "ftvm-\(pair)", "python3", script, arguments[0], "--host", serviceAddress,
+             "--timeout", "240"] + arguments.dropFirst())
+        let json = output.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        let object = try XCTUnwrap(
+            try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+            "workload printed no report:\n\(output.combined)", file: file, line: line)
+        let totals = object["totals"] as? [String: Any] ?? [:]
+        let failures = object["failures"] as? [String] ?? []
+        return WorkloadReport(
+            ok: object["ok"] as? Bool ?? false, triggersFired: totals["triggers_fired"] as? Int ?? 0,
+            bytesOK: totals["bytes_ok"] as? Int ?? 0, lostOrCorrupted: totals["lost_or_corrupted"] as? Int ?? -1,
+            summary: "failures: \(failures)\n\(output.stderr.suffix(3000))",
+            triggerOutput: (object["triggers"] as? [[String: Any]] ?? []).compactMap { $0["output"] as? String }.joined())
+    }
+
+    /// Waits (up to 60 s) until the pair is protected: a paused backup is ready.
+    static func waitUntilProtected(_ pair: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        for _ in 0..<300 {
+            if try status(pair)["phase"] as? String == "protected" { return }
+            usleep(200_000)
+        }
+        XCTFail("pair \(pair) is not protected after 60 s", file: file, line: line)
+    }
+
     /// Everything a pair may create, so a test can assert that `down` removed it all.
     static func leftovers(of name: String) throws -> [String] {
         var found: [String] = []

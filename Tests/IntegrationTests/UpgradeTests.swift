@@ -1,0 +1,94 @@
+import Foundation
+import XCTest
+
+/// `ftvm upgrade` with real guests: 16 downloads, an upload and a keep-alive session in flight
+/// while the service moves to the second test image (the same services, another /version).
+final class UpgradeTests: PairTestCase {
+    override var pair: String { "itug" }
+
+    static let newImage = "/var/lib/ftvm/images/v2"
+
+    func testUpgradeKeepsEveryConnectionAndAFailoverAfterwardsWorks() throws {
+        try Harness.ftvm(["up", "--name", pair])
+        XCTAssertEqual(try version(), "1.0.0")
+        let upgrade = "\(Harness.ftvm) upgrade --name \(pair) --image \(Self.newImage) --drain-timeout 3"
+        let report = try Harness.workload(
+            pair: pair,
+            ["mix", "--skip", "random", "--count", "16", "--sizes", "1M:64M", "--seed", "\(Int.random(in: 1...1_000_000))",
+             "--pace-until-trigger", "2M", "--upload-size", "16M", "--keepalive-requests", "8",
+             "--trigger", "0.05:" + upgrade])
+        XCTAssertEqual(report.triggersFired, 1, report.summary)
+        XCTAssertTrue(report.ok, report.summary)
+        XCTAssertEqual(report.lostOrCorrupted, 0, report.summary)
+        XCTAssertTrue(report.triggerOutput.contains("upgrade 1.0.0 -> 2.0.0: done"), "the CLI's summary: \(report.triggerOutput)")
+        XCTAssertTrue(report.triggerOutput.contains("connections left to drain"), "the CLI's progress: \(report.triggerOutput)")
+
+        XCTAssertEqual(try version(), "2.0.0")
+        let status = try Harness.status(pair)
+        let record = try XCTUnwrap(status["upgrade"] as? [String: Any])
+        XCTAssertEqual(record["step"] as? String, "done", "\(record)")
+        XCTAssertEqual(record["errors"] as? [String], [], "\(record)")
+        let atSwitch = record["connectionsAtSwitch"] as? Int ?? 0
+        XCTAssertGreaterThan(atSwitch, 0, "the upgrade landed while connections were open: \(record)")
+        XCTAssertEqual(
+            (record["drained"] as? Int ?? 0) + (record["replayed"] as? Int ?? 0), atSwitch,
+            "every open connection drained or was replayed: \(record)")
+        let guests = try XCTUnwrap(status["guests"] as? [[String: Any]])
+        XCTAssertEqual(guests.compactMap { $0["role"] as? String }.sorted(), ["backup", "primary"], "\(guests)")
+        XCTAssertEqual(Set(guests.compactMap { $0["imageVersion"] as? String }), ["2.0.0"], "\(guests)")
+        // libvirt's own record of the roles and the image.
+        for guest in guests {
+            let domain = try XCTUnwrap(guest["domain"] as? String)
+            let xml = try Harness.run(["virsh", "-c", "qemu:///system", "dumpxml", domain]).stdout
+            XCTAssertTrue(xml.contains("2.0.0"), "metadata of \(domain) names the new image")
+            XCTAssertTrue(xml.contains(guest["role"] as? String ?? "?"), "metadata of \(domain) names its role")
+        }
+
+        // The upgraded pair is protected: a failover right away keeps a download going.
+        try Harness.waitUntilProtected(pair)
+        let failover = try Harness.workload(
+            pair: pair,
+            ["downloads", "--count", "2", "--sizes", "32M:32M", "--pace-until-trigger", "4M",
+             "--trigger", "0.2:\(Harness.ftvm) inject kernel-panic --name \(pair)"])
+        XCTAssertTrue(failover.ok, failover.summary)
+        XCTAssertEqual(failover.lostOrCorrupted, 0, failover.summary)
+        XCTAssertEqual(try version(), "2.0.0")
+    }
+
+    func testABrokenImageLeavesTheOldPrimaryServing() throws {
+        try Harness.ftvm(["up", "--name", pair])
+        let before = try XCTUnwrap(try Harness.status(pair)["guests"] as? [[String: Any]]).compactMap { $0["domain"] as? String }
+        // A kernel with an initrd of zeros: it boots, finds no init, panics; no agent ever.
+        let broken = "/var/lib/ftvm/images/test-broken-\(getpid())"
+        try FileManager.default.createDirectory(atPath: broken, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: broken) }
+        try FileManager.default.copyItem(atPath: Harness.defaultImage + "/vmlinuz", toPath: broken + "/vmlinuz")
+        try Data(count: 1 << 20).write(to: URL(fileURLWithPath: broken + "/initrd.img"))
+        try Data("FTVM_IMAGE_VERSION=9.9.9-broken\n".utf8).write(to: URL(fileURLWithPath: broken + "/image.env"))
+        for file in ["vmlinuz", "initrd.img", "image.env"] {
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: broken + "/" + file)
+        }
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: broken)
+
+        let output = try Harness.run([Harness.ftvm, "upgrade", "--name", pair, "--image", broken, "--ready-timeout", "15"])
+        XCTAssertNotEqual(output.status, 0, output.combined)
+        XCTAssertTrue(output.combined.contains("did not become ready"), output.combined)
+        XCTAssertTrue(output.combined.contains("old primary serves"), output.combined)
+
+        XCTAssertEqual(try version(), "1.0.0")
+        let status = try Harness.status(pair)
+        XCTAssertEqual(status["phase"] as? String, "protected")
+        let after = try XCTUnwrap(status["guests"] as? [[String: Any]]).compactMap { $0["domain"] as? String }
+        XCTAssertEqual(after, before, "the pair's guests are untouched")
+        XCTAssertEqual(try Harness.virshDomains().keys.filter { $0.hasPrefix("ftvm-\(pair)-") }.count, 2, "the broken guest is gone")
+
+        let missing = try Harness.run([Harness.ftvm, "upgrade", "--name", pair, "--image", "/nonexistent/image"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.combined.contains("/nonexistent/image"), missing.combined)
+    }
+
+    private func version() throws -> String {
+        try Harness.run(["ip", "netns", "exec", "ftvm-\(pair)", "curl", "-sS", "--max-time", "10", "http://10.77.0.2/version"])
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
