@@ -15,7 +15,7 @@ final class UpgradeTests: PairTestCase {
         let report = try Harness.workload(
             pair: pair,
             ["mix", "--skip", "random", "--count", "16", "--sizes", "1M:64M", "--seed", "\(Int.random(in: 1...1_000_000))",
-             "--pace-until-trigger", "2M", "--upload-size", "16M", "--keepalive-requests", "8",
+             "--pace-until-trigger", "2M", "--upload-size", "16M", "--keepalive-requests", "8", "--keepalive-kinds", "bytes,sha256",
              "--trigger", "0.05:" + upgrade])
         XCTAssertEqual(report.triggersFired, 1, report.summary)
         XCTAssertTrue(report.ok, report.summary)

@@ -761,12 +761,12 @@ class KeepalivePart:
     KINDS = ("bytes", "sha256", "version")
 
     def __init__(self, workload: Workload, host: str, port: int, requests: int, sizes: tuple[int, int],
-                 pause_ms: float, seed: int) -> None:
+                 pause_ms: float, seed: int, kinds: tuple[str, ...] = KINDS) -> None:
         self.workload, self.host, self.port, self.pause = workload, host, port, pause_ms / 1000.0
         chooser = random.Random(f"keepalive/{seed}")
         self.plan = []
         for i in range(requests):
-            kind = self.KINDS[i % 3]
+            kind = kinds[i % len(kinds)]
             size = chooser.randint(*sizes) if kind != "version" else 0
             # Payload bytes this request moves: /version's length is not known beforehand.
             expected = {"bytes": size, "sha256": size + DIGEST_ANSWER, "version": 0}[kind]
@@ -1009,12 +1009,24 @@ def add_options(parser: argparse.ArgumentParser, part: str, prefix: str, require
         option("sizes", type=parse_range, default=parse_range("100K:4M"), metavar="MIN:MAX",
                help="sizes of GET /bytes and POST /sha256 bodies (default 100K:4M)")
         option("pause-ms", type=float, default=100.0, help="pause between requests (default 100)")
+        option("kinds", type=parse_kinds, default=KeepalivePart.KINDS, metavar="LIST",
+               help="requests to cycle through, of bytes,sha256,version (default all three; an upgrade "
+                    "test leaves version out: a session that asked the old guest's /version cannot be "
+                    "replayed into a guest that answers another)")
     elif part == "static":
         option("path", required=required, default=None, help="file path on the static server")
         option("sha256", required=required, default=None, help="its expected SHA-256 (hex)")
     elif part == "random":
         option("size", type=parse_size, required=required, default=parse_size("32M"), help="bytes to ask for (mix default 32M)")
         option("allow-complete", action="store_true", help="a complete transfer passes too")
+
+
+def parse_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = set(kinds) - set(KeepalivePart.KINDS)
+    if not kinds or unknown:
+        raise argparse.ArgumentTypeError(f"use some of {','.join(KeepalivePart.KINDS)}")
+    return kinds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1072,7 +1084,7 @@ def build_parts(args: argparse.Namespace, workload: Workload, fail) -> list:
                                 get("pause-ms", prefix), args.seed))
         elif part == "keepalive":
             parts.append(KeepalivePart(workload, args.host, args.port, get("requests", prefix), get("sizes", prefix),
-                                   get("pause-ms", prefix), args.seed))
+                                   get("pause-ms", prefix), args.seed, get("kinds", prefix)))
         elif part == "static":
             port = args.static_port if args.command == "mix" else args.port
             parts.append(StaticPart(workload, args.host, port, get("path", prefix), get("sha256", prefix)))
