@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu
-  libvirt-clients libvirt-dev libxml2-dev busybox-static cpio iproute2 curl wrk python3)
+  libvirt-clients libvirt-dev libxml2-dev busybox-static cpio iproute2 curl wrk python3 python3-matplotlib)
 
 missing=()
 for p in "${packages[@]}"; do
