@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Replay benchmark: recovery time against the number of open TCP connections.
 
 For each connection count N, opens N connections from the client namespace, each halfway
