@@ -5,27 +5,8 @@ import XCTest
 /// fresh connection byte-exact, status names the cause and the phases, and a fresh paused
 /// backup protects the pair again. Tests run against the same pair one after another, so each
 /// also proves the pair survives the faults before it.
-final class FailoverTests: XCTestCase {
-    static let pair = "itfo"
-
-    override class func setUp() {
-        super.setUp()
-        guard ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" else { return }
-        _ = try? Harness.run([Harness.ftvm, "down", "--name", pair])
-        _ = try? Harness.run([Harness.ftvm, "up", "--name", pair])
-    }
-
-    override class func tearDown() {
-        if ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" {
-            _ = try? Harness.run([Harness.ftvm, "down", "--name", pair])
-            XCTAssertEqual((try? Harness.leftovers(of: pair)) ?? ["?"], [], "down left things behind")
-        }
-        super.tearDown()
-    }
-
-    override func setUpWithError() throws {
-        try Harness.requireIntegration()
-    }
+final class FailoverTests: SharedPairTestCase {
+    override class var pair: String { "itfo" }
 
     func testKernelPanic() throws { try survive("kernel-panic", cause: "kernel panic") }
     func testKernelHang() throws { try survive("kernel-hang", cause: "heartbeat stalled") }

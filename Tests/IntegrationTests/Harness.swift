@@ -171,6 +171,31 @@ class PairTestCase: XCTestCase {
     }
 }
 
+/// A suite whose tests share one pair, one after another (so each also proves the pair survived
+/// the tests before it): up once before them, down and checked for leftovers after them.
+class SharedPairTestCase: XCTestCase {
+    class var pair: String { preconditionFailure("\(self) must name its pair") }
+
+    override class func setUp() {
+        super.setUp()
+        guard ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" else { return }
+        _ = try? Harness.run([Harness.ftvm, "down", "--name", pair])
+        _ = try? Harness.run([Harness.ftvm, "up", "--name", pair])
+    }
+
+    override class func tearDown() {
+        if ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" {
+            _ = try? Harness.run([Harness.ftvm, "down", "--name", pair])
+            XCTAssertEqual((try? Harness.leftovers(of: pair)) ?? ["?"], [], "down left things behind")
+        }
+        super.tearDown()
+    }
+
+    override func setUpWithError() throws {
+        try Harness.requireIntegration()
+    }
+}
+
 /// A Data handed from a reader thread to the test thread.
 final class LockedData: @unchecked Sendable {
     private let lock = NSLock()
