@@ -147,6 +147,9 @@ public final class SouthSide: @unchecked Sendable {
             }
             clientFINEnd[slot.index] = nil
             serverFINEnd[slot.index] = nil
+            if let stamps = segment.options.timestamps {
+                log.noteTimestamps(slot, fromClient: true, tsval: stamps.value, tsecr: stamps.echoReply)
+            }
             tracked.add(1, ordering: .relaxed)
             return .forward
         }
@@ -229,7 +232,13 @@ public final class SouthSide: @unchecked Sendable {
             return .forward
         }
         if flags.contains(.syn) {
-            if phase == .idle { log.setServerHandshake(slot, serverISN: sequence, options: SYNOptions(segment.options)) }
+            if phase == .idle {
+                log.setServerHandshake(slot, serverISN: sequence, options: SYNOptions(segment.options))
+                // The client's PAWS state starts from this TSval: a replay must carry on past it.
+                if let stamps = segment.options.timestamps {
+                    log.noteTimestamps(slot, fromClient: false, tsval: stamps.value, tsecr: stamps.echoReply)
+                }
+            }
             return .forward
         }
         let length = segment.payloadLength

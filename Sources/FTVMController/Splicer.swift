@@ -100,7 +100,8 @@ final class Splicer: @unchecked Sendable {
             splices[slot.index] = Splice(
                 phase: .spliced, serial: slot.serial, translation: translation,
                 clientViewWindowScale: original.windowScale ?? 0,
-                timestamps: log.current(slot).serverTimestamps != nil)
+                timestamps: log.current(slot).serverTimestamps != nil,
+                guestWindowScale: translation.servingWindowScale)
         }
     }
 
@@ -123,8 +124,9 @@ final class Splicer: @unchecked Sendable {
     /// `only` limits the replay to some connections (an upgrade moves those still on the guest
     /// it drains); the others keep their state.
     func begin(now: UInt64, sink: FrameSink, only: ((Slot) -> Bool)? = nil) {
-        active.removeAll(keepingCapacity: true)
-        pendingCount = 0
+        // Connections an earlier replay still works on, and this one leaves out, carry on.
+        active.removeAll { splices[$0].phase != .handshaking && splices[$0].phase != .catchingUp }
+        pendingCount = active.count
         report.withLock { report in
             report = ReplayReport()
             report.startedNanos = now
@@ -146,6 +148,8 @@ final class Splicer: @unchecked Sendable {
                 resetConnection(slot, reason: "its log record was rolled back after a daemon crash", sink: sink)
                 return
             }
+            let wasPending = splices[slot.index].serial == slot.serial
+                && (splices[slot.index].phase == .handshaking || splices[slot.index].phase == .catchingUp)
             var splice = Splice()
             splice.phase = .handshaking
             splice.serial = slot.serial
@@ -154,8 +158,10 @@ final class Splicer: @unchecked Sendable {
             splice.startedAt = now
             splice.lastProgress = now
             splices[slot.index] = splice
-            active.append(slot.index)
-            pendingCount += 1
+            if !wasPending {
+                active.append(slot.index)
+                pendingCount += 1
+            }
             sendSYN(record, sink: sink)
         }
         report.withLock { $0.pending = pendingCount }
