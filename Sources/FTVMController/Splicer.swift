@@ -42,6 +42,8 @@ final class Splicer: @unchecked Sendable {
     struct Splice {
         var phase = Phase.idle
         var serial: UInt64 = 0
+        /// In `.handshaking`: whether its fake SYN went out (at most `handshakeWindow` at a time).
+        var synSent = false
         var translation = Translation(sequenceDelta: 0, timestampDelta: 0, servingWindowScale: 0)
         /// The window scale the client was told in the original SYN/ACK.
         var clientViewWindowScale: UInt8 = 0
@@ -75,6 +77,10 @@ final class Splicer: @unchecked Sendable {
     var clientMAC = MACAddress(rawValue: 0)
     /// A connection not spliced this long after the replay began is reset.
     var deadlineNanos: UInt64 = 20_000_000_000
+    /// Fake SYNs outstanding at once. A thousand at once overflow the new guest's socket buffer
+    /// in QEMU (frames dropped, then re-sent 200 ms later), so handshakes are admitted in waves.
+    var handshakeWindow = 64
+    private var handshakesInFlight = 0
     private var splices: [Splice]
     /// Slots of the replay in progress, to visit on timer ticks without scanning every slot.
     private var active: [Int]
@@ -127,6 +133,7 @@ final class Splicer: @unchecked Sendable {
         // Connections an earlier replay still works on, and this one leaves out, carry on.
         active.removeAll { splices[$0].phase != .handshaking && splices[$0].phase != .catchingUp }
         pendingCount = active.count
+        handshakesInFlight = active.count { splices[$0].phase == .handshaking && splices[$0].synSent }
         report.withLock { report in
             report = ReplayReport()
             report.startedNanos = now
@@ -150,6 +157,9 @@ final class Splicer: @unchecked Sendable {
             }
             let wasPending = splices[slot.index].serial == slot.serial
                 && (splices[slot.index].phase == .handshaking || splices[slot.index].phase == .catchingUp)
+            if wasPending, splices[slot.index].phase == .handshaking, splices[slot.index].synSent {
+                handshakesInFlight -= 1
+            }
             var splice = Splice()
             splice.phase = .handshaking
             splice.serial = slot.serial
@@ -162,9 +172,21 @@ final class Splicer: @unchecked Sendable {
                 active.append(slot.index)
                 pendingCount += 1
             }
-            sendSYN(record, sink: sink)
         }
         report.withLock { $0.pending = pendingCount }
+        admitHandshakes(now: now, sink: sink)
+    }
+
+    /// Sends fake SYNs to waiting connections while fewer than `handshakeWindow` are out.
+    private func admitHandshakes(now: UInt64, sink: FrameSink) {
+        guard handshakesInFlight < handshakeWindow else { return }
+        for index in active where splices[index].phase == .handshaking && !splices[index].synSent {
+            splices[index].synSent = true
+            splices[index].lastProgress = now
+            handshakesInFlight += 1
+            sendSYN(log.current(Slot(index: index, serial: splices[index].serial)), sink: sink)
+            if handshakesInFlight >= handshakeWindow { return }
+        }
     }
 
     // MARK: Frames
@@ -225,6 +247,7 @@ final class Splicer: @unchecked Sendable {
     func forget(_ slot: Slot) {
         guard splices[slot.index].serial == slot.serial else { return }
         if splices[slot.index].phase == .handshaking || splices[slot.index].phase == .catchingUp {
+            endHandshake(slot.index)
             settle(slot.index)
             report.withLock { $0.closedDuringReplay += 1 }
         }
@@ -248,7 +271,7 @@ final class Splicer: @unchecked Sendable {
                 resetConnection(slot, reason: "replay did not complete within \(deadlineNanos / 1_000_000_000) s", sink: sink)
                 continue
             }
-            guard now &- splice.lastProgress > 200_000_000 else { continue }
+            guard now &- splice.lastProgress > 200_000_000, splice.phase == .catchingUp || splice.synSent else { continue }
             splices[index].lastProgress = now
             if splice.phase == .handshaking {
                 sendSYN(log.current(slot), sink: sink)
@@ -261,6 +284,7 @@ final class Splicer: @unchecked Sendable {
                 acknowledgeOnBehalf(slot, force: true, sink: sink)
             }
         }
+        admitHandshakes(now: now, sink: sink)
     }
 
     // MARK: Replay steps
@@ -296,9 +320,11 @@ final class Splicer: @unchecked Sendable {
         splice.lastAckSent = serverISN &+ 1
         splice.injected = 0
         splice.finInjected = false
+        endHandshake(slot.index)
         splice.phase = .catchingUp
         splice.lastProgress = now
         splices[slot.index] = splice
+        admitHandshakes(now: now, sink: sink)
         sendToGuest(slot, record, flags: .ack, payloadOffset: nil, sink: sink)
         pump(slot, sink: sink)
         checkVerified(slot, record, now: now, sink: sink)
@@ -521,7 +547,10 @@ final class Splicer: @unchecked Sendable {
                 sink.toGuest { frame in (try? FrameBuilder.tcp(toGuest, into: frame)) ?? 0 }
             }
         }
-        if splice.phase == .handshaking || splice.phase == .catchingUp { settle(slot.index) }
+        if splice.phase == .handshaking || splice.phase == .catchingUp {
+            endHandshake(slot.index)
+            settle(slot.index)
+        }
         splices[slot.index] = Splice()
         log.close(slot)
         report.withLock { report in
@@ -530,6 +559,13 @@ final class Splicer: @unchecked Sendable {
             if report.resets.count < ReplayReport.reasonsKept { report.resets.append("\(record.key): \(reason)") }
         }
         logger.warning("replay reset a connection", metadata: ["connection": "\(record.key)", "reason": "\(reason)"])
+    }
+
+    /// A connection whose fake SYN is out leaves the handshake (answered, or given up).
+    private func endHandshake(_ index: Int) {
+        guard splices[index].phase == .handshaking, splices[index].synSent else { return }
+        splices[index].synSent = false
+        handshakesInFlight -= 1
     }
 
     /// One connection of the replay is no longer pending.
