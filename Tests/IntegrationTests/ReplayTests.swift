@@ -45,8 +45,14 @@ final class ReplayTests: SharedPairTestCase {
     func testArrivalsDuringTheTakeoverAreHeldAndDelivered() throws {
         let heldBefore = try relayCounter("framesHeld")
         let url = "http://\(Harness.serviceAddress)/bytes/20000?seed=77"
-        // A new connection every 10 ms for 2 s; the fault lands after 0.5 s.
+        // A new connection every 10 ms for 2 s, and a UDP datagram every millisecond (the
+        // takeover's hold lasts a few milliseconds: fence, switch, resume); the fault lands
+        // after 0.5 s.
+        let datagrams = "import socket, time\n"
+            + "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            + "for _ in range(2500):\n    s.sendto(b'x', ('\(Harness.serviceAddress)', 9)); time.sleep(0.001)\n"
         let script = """
+            python3 -c "\(datagrams)" &
             for i in $(seq 200); do
               (curl -sS --fail --max-time 20 '\(url)' | sha256sum | cut -c1-64) &
               sleep 0.01
