@@ -81,7 +81,7 @@ extension PairDaemon {
 
     /// Waits for the replay the relay started to settle (every connection spliced or reset, or
     /// its deadline passed), marks the "replay" (last connection spliced) and "first-byte" (the
-    /// first byte a client did not have yet) phases, and logs each connection's timing.
+    /// first payload a spliced connection passed to a client) phases, and logs each connection's timing.
     func awaitReplay(startedAfter start: UInt64, timer: inout PhaseTimer) -> ReplaySummary? {
         var report: ReplayReport?
         for _ in 0..<30_000 {

@@ -602,7 +602,7 @@ public struct ReplayReport: Sendable, Codable, Equatable {
     public var resets: [String] = []
     public var connectionTimings: [ConnectionReplayTiming] = []
     /// Monotonic nanos: when the replay began, when the last connection was spliced, when the
-    /// first byte the client did not have reached it (0: not yet).
+    /// first payload of a spliced connection reached a client (0: not yet).
     public var startedNanos: UInt64 = 0
     public var lastSplicedNanos: UInt64 = 0
     public var firstByteNanos: UInt64 = 0
