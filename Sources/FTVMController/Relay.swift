@@ -348,8 +348,16 @@ public final class Relay: Sendable {
                 case .fence:
                     fenced.add(1, ordering: .relaxed)
                     let (tag, _) = closeFenceTag(port: port)
-                    if !loop.fencedCloses.push(UnsafeRawBufferPointer(frame), port: port, tag: tag, time: now) {
+                    guard loop.fencedCloses.push(UnsafeRawBufferPointer(frame), port: port, tag: tag, time: now) else {
                         dropped.add(1, ordering: .relaxed)  // the guest sends it again
+                        continue
+                    }
+                    // Data that came with a FIN need not wait: it goes on now without the FIN
+                    // (the held copy brings the FIN later; the client drops the repeated bytes).
+                    if southSide?.withoutFIN(frame) == true,
+                        southSide?.fromGuest(frame, now: now, sink: loop, releasing: true, fromDrainingGuest: fromDraining) != .drop
+                    {
+                        try forwardToClients(frame, at: now)
                     }
                 }
             }

@@ -263,6 +263,16 @@ public final class SouthSide: @unchecked Sendable {
         return .forward
     }
 
+    /// Clears the FIN of a segment that carries data and a FIN (no RST); false, changing
+    /// nothing, for any other frame.
+    func withoutFIN(_ frame: UnsafeMutableRawBufferPointer) -> Bool {
+        guard var segment = tcp(frame), segment.payloadLength > 0, segment.flags.contains(.fin),
+            !segment.flags.contains(.rst)
+        else { return false }
+        segment.clearFlags(.fin)
+        return true
+    }
+
     private func tcp(_ frame: UnsafeMutableRawBufferPointer) -> TCPSegmentView? {
         switch FrameClass.classify(frame) {
         case .ipv4TCP(let segment):

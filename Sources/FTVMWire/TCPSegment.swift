@@ -70,7 +70,7 @@ public struct TCPSegmentView {
     public let destinationPort: UInt16
     public private(set) var sequenceNumber: SequenceNumber
     public private(set) var acknowledgmentNumber: SequenceNumber
-    public let flags: TCPFlags
+    public private(set) var flags: TCPFlags
     /// The window field as sent, not shifted by the window scale (RFC 7323 §2.3).
     public private(set) var window: UInt16
     /// The checksum field as it is in the frame now, after any rewrite through this view.
@@ -192,6 +192,19 @@ public struct TCPSegmentView {
         replace32(at: acknowledgmentNumberOffset, with: new.rawValue, in: &adjuster)
         finish(adjuster)
         acknowledgmentNumber = new
+    }
+
+    /// Clears `removed` from the flags, e.g. a FIN the relay holds back while the data that
+    /// came with it goes on.
+    public mutating func clearFlags(_ removed: TCPFlags) {
+        let field = offset + 12  // data offset, reserved bits and flags: one 16-bit word
+        var adjuster = beginAdjusting()
+        let old = frame.wireU16(at: field)
+        let new = old & ~UInt16(removed.rawValue)
+        adjuster.replace(old, with: new)
+        frame.setWireU16(new, at: field)
+        finish(adjuster)
+        flags.subtract(removed)
     }
 
     /// Replaces the (unscaled) window field.

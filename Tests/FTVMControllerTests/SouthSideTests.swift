@@ -116,6 +116,22 @@ final class SouthSideTests: XCTestCase {
         XCTAssertEqual(wrapper.counters.refused, 1)
     }
 
+    func testTheCloseFenceHoldsFINAndRSTButDataWithAFINCanGoWithoutIt() throws {
+        try handshake()
+        let fin = try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 1, flags: [.ack, .fin], payload: [7, 7, 7])
+        XCTAssertEqual(wrapper.fromGuest(fin, now: 0, sink: sink), .fence)
+        XCTAssertTrue(wrapper.withoutFIN(fin))
+        guard case .ipv4TCP(let stripped) = FrameClass.classify(fin) else { return XCTFail("not TCP") }
+        XCTAssertEqual(stripped.flags, [.ack])
+        XCTAssertTrue(stripped.isChecksumValid)
+        XCTAssertEqual(wrapper.fromGuest(fin, now: 0, sink: sink), .forward, "without its FIN the data passes")
+        XCTAssertEqual(log.records().first?.serverSendMax, serverISN + 4)
+        XCTAssertEqual(log.records().first?.serverFINSent, false)
+        let reset = try frame(fromClient: false, seq: serverISN + 4, ack: clientISN &+ 1, flags: [.rst, .ack], payload: [1])
+        XCTAssertFalse(wrapper.withoutFIN(reset), "a RST is never split")
+        XCTAssertEqual(wrapper.fromGuest(reset, now: 0, sink: sink), .fence)
+    }
+
     func testOtherTrafficPassesUntouched() throws {
         // A segment for another address, and an unlogged connection's segment, pass and log nothing.
         let spec = TCPFrameSpec(

@@ -32,7 +32,7 @@ final class RewriteTests: XCTestCase {
                 XCTAssertEqual(segment.options.sackBlocks.count, random.sackBlocks.count)
                 for step in 0..<8 {
                     let value = interesting32(using: &rng)
-                    switch Int.random(in: 0..<6, using: &rng) {
+                    switch Int.random(in: 0..<7, using: &rng) {
                     case 0: segment.setSequenceNumber(SequenceNumber(value))
                     case 1: segment.setAcknowledgmentNumber(SequenceNumber(value))
                     case 2: segment.shiftSACKBlocks(by: value)
@@ -40,6 +40,7 @@ final class RewriteTests: XCTestCase {
                         let set = segment.setTimestamps(TCPTimestamps(value: value, echoReply: interesting32(using: &rng)))
                         XCTAssertEqual(set, random.timestamps != nil)
                     case 4: segment.setWindow(UInt16(truncatingIfNeeded: value))
+                    case 5: segment.clearFlags(TCPFlags(rawValue: UInt8(truncatingIfNeeded: value)))
                     default: segment.setSequenceNumber(segment.sequenceNumber)  // no change at all
                     }
                     rewrites += 1
@@ -55,6 +56,7 @@ final class RewriteTests: XCTestCase {
                     XCTAssertEqual(
                         segment.acknowledgmentNumber.rawValue, Reference.u32(now, segment.acknowledgmentNumberOffset))
                     XCTAssertEqual(segment.window, Reference.u16(now, segment.windowOffset))
+                    XCTAssertEqual(segment.flags.rawValue, now[segment.offset + 13])
                     if let at = segment.optionOffsets.timestamps {
                         XCTAssertEqual(segment.options.timestamps?.value, Reference.u32(now, at))
                         XCTAssertEqual(segment.options.timestamps?.echoReply, Reference.u32(now, at + 4))
