@@ -23,7 +23,7 @@ struct Connections: ParsableCommand {
         for connection in connections {
             let acked = connection.serverBytesAcked.map(String.init) ?? "-"
             let sent = connection.serverBytesSent.map(String.init) ?? "-"
-            print("  \(connection.client) -> \(connection.server)  \(connection.state)  client bytes \(connection.clientBytesLogged)\(connection.clientFIN ? "+FIN" : "")  server bytes acked \(acked) / sent \(sent)\(connection.serverFIN ? "+FIN" : "")")
+            print("  \(connection.client) -> \(connection.server)  \(connection.state)  client bytes \(connection.clientBytesLogged)\(connection.clientFIN ? "+FIN" : "")  server bytes acked \(acked) / sent \(sent)\(connection.serverFIN ? "+FIN" : "")\(connection.replayedSequenceDelta == nil ? "" : "  replayed")")
         }
     }
 }

@@ -17,6 +17,10 @@ public struct ConnectionStatus: Codable, Sendable, Equatable {
     public var serverBytesAcked: UInt32?
     public var serverBytesSent: UInt32?
     public var serverFIN: Bool
+    /// Set once a replay moved the connection to a guest other than the one that answered its
+    /// SYN: that guest's ISN minus the client-view ISN (what every server sequence number is
+    /// shifted by on its way to the client).
+    public var replayedSequenceDelta: UInt32?
 
     init(_ record: ConnectionRecord, clientBytes: [UInt8]) {
         let description = record.key.description
@@ -36,6 +40,7 @@ public struct ConnectionStatus: Codable, Sendable, Equatable {
             serverBytesSent = record.serverSendMax &- isn &- 1 &- fin
         }
         serverFIN = record.serverFINSent
+        replayedSequenceDelta = record.translation?.sequenceDelta
     }
 }
 
