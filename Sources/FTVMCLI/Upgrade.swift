@@ -83,6 +83,9 @@ struct Upgrade: ParsableCommand {
         let total = record.totalMillis.map { "\($0) ms" } ?? "?"
         print("upgrade \(record.fromVersion) -> \(record.toVersion): \(record.step.rawValue) in \(total)")
         print("  connections: \(record.connectionsAtSwitch) open at the switch, \(record.drained) drained, \(record.replayed) replayed, \(record.reset) reset")
+        if let failure = record.oldPrimaryFailure {
+            print("  the old primary failed during the drain (\(failure)): its connections were moved at once")
+        }
         if !record.phases.isEmpty {
             print("  phases: \(record.phases.map { "\($0.name) \($0.millis) ms" }.joined(separator: ", "))")
         }

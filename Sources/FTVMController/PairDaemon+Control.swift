@@ -41,7 +41,8 @@ extension PairDaemon {
     /// Puts `fault` into the current primary and says exactly when.
     private func inject(_ fault: Fault, service: String?) -> ControlResponse {
         let (phase, primary) = state.withLock { ($0.phase, $0.primary) }
-        guard phase == .protected || phase == .unprotected, let primary else {
+        // During an upgrade the primary is the guest being drained: faults go there.
+        guard phase == .protected || phase == .unprotected || phase == .upgrading, let primary else {
             return ControlResponse(error: "the pair is \(phase.rawValue); inject when it is protected (see `ftvm status`)")
         }
         var slot: UInt32 = 0

@@ -82,7 +82,7 @@ extension PairDaemon {
         return nil
     }
 
-    private func domainStateCause(_ domain: String) -> FailureCause? {
+    func domainStateCause(_ domain: String) -> FailureCause? {
         guard let current = try? virt.domain(named: domain).state() else { return .qemuDied(reason: "domain gone") }
         switch current {
         case .crashed: return .kernelPanic

@@ -26,6 +26,9 @@ public struct UpgradeRecord: Sendable, Codable, Equatable {
     public var replayed = 0
     public var reset = 0
     public var replay: ReplaySummary?
+    /// Why the drain ended early: the old primary failed while it still served connections
+    /// (they were moved by replay at once).
+    public var oldPrimaryFailure: String?
     public var phases: [RecoveryRecord.Phase] = []
     public var errors: [String] = []
     public var totalMillis: Double?
@@ -99,13 +102,23 @@ extension PairDaemon {
         update { $0.connectionsAtSwitch = pinned; $0.connectionsLeft = pinned }
         logger.notice("upgrade: new connections go to the new guest", metadata: ["draining": "\(pinned)", "domain": "\(fresh.domain)"])
 
-        // 3. Drain.
+        // 3. Drain, watching the old primary as the health loop would: if it fails, what it
+        // still serves moves now (the close fence holds its FINs meanwhile).
         let deadline = Monotonic.nanos() &+ UInt64(drainTimeout * 1e9)
         var left = pinned
+        var detector = HeartbeatDetector(policy: config.health)
+        detector.reset(atMillis: Int(Monotonic.nanos() / 1_000_000))
         while left > 0, Monotonic.nanos() < deadline {
-            usleep(100_000)
+            usleep(20_000)
             left = relay.connectionsDraining
             update { $0.connectionsLeft = left }
+            let now = Int(Monotonic.nanos() / 1_000_000)
+            let stalled = detector.observe(old.channel.heartbeat, atMillis: now).map { FailureCause.heartbeatStalled(millis: $0) }
+            if let cause = Self.cause(from: old.channel) ?? stalled ?? domainStateCause(old.domain) {
+                update { $0.oldPrimaryFailure = "\(cause)" }
+                logger.warning("upgrade: the old primary failed during the drain; moving its connections now", metadata: ["cause": "\(cause)"])
+                break
+            }
         }
         timer.mark("drain", at: Monotonic.nanos())
         update { $0.drained = pinned - left; $0.step = .moving }

@@ -55,6 +55,30 @@ final class UpgradeTests: PairTestCase {
         XCTAssertEqual(try version(), "2.0.0")
     }
 
+    /// The old primary's service crashes while it drains: its connections move to the new guest
+    /// at once (not after the drain timeout), byte-exact, and its FINs never reach the clients.
+    func testAFailureOfTheOldPrimaryDuringTheDrainMovesItsConnectionsAtOnce() throws {
+        try Harness.ftvm(["up", "--name", pair])
+        let upgrade = "\(Harness.ftvm) upgrade --name \(pair) --image \(Self.newImage) --drain-timeout 120"
+        let draining = "import json, sys; u = json.load(sys.stdin).get('upgrade') or {}; sys.exit(u.get('step') != 'draining')"
+        let crash = "until \(Harness.ftvm) status --name \(pair) --json | python3 -c \"\(draining)\"; do sleep 0.2; done; "
+            + "\(Harness.ftvm) inject service-crash --name \(pair)"
+        let report = try Harness.workload(
+            pair: pair,
+            ["mix", "--only", "downloads,keepalive", "--count", "8", "--sizes", "16M:32M", "--pace-until-trigger", "2M",
+             "--keepalive-requests", "6", "--keepalive-kinds", "bytes,sha256",
+             "--trigger", "0.02:" + upgrade, "--trigger", "0.03:" + crash])
+        XCTAssertEqual(report.triggersFired, 2, report.summary)
+        XCTAssertTrue(report.ok, report.summary)
+        XCTAssertEqual(report.lostOrCorrupted, 0, report.summary)
+        let record = try XCTUnwrap(try Harness.status(pair)["upgrade"] as? [String: Any])
+        XCTAssertEqual(record["step"] as? String, "done", "\(record)")
+        XCTAssertTrue((record["oldPrimaryFailure"] as? String ?? "").contains("service demo"), "\(record)")
+        XCTAssertGreaterThan(record["replayed"] as? Int ?? 0, 0, "\(record)")
+        XCTAssertLessThan(record["totalMillis"] as? Double ?? .infinity, 120_000, "did not wait out the drain: \(record)")
+        XCTAssertEqual(try version(), "2.0.0")
+    }
+
     func testABrokenImageLeavesTheOldPrimaryServing() throws {
         try Harness.ftvm(["up", "--name", pair])
         let before = try XCTUnwrap(try Harness.status(pair)["guests"] as? [[String: Any]]).compactMap { $0["domain"] as? String }
