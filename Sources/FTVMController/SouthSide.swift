@@ -187,7 +187,7 @@ public final class SouthSide: @unchecked Sendable {
             let ack = segment.acknowledgmentNumber.rawValue
             log.noteClientAck(slot, ack: ack)
             // Server closed first and this is the client's last word: the exchange is complete.
-            finished = clientFINEnd[slot.index] != nil && serverFINEnd[slot.index].map { Self.reached(ack, $0) } == true
+            finished = clientFINEnd[slot.index] != nil && serverFINEnd[slot.index].map { SequenceMath.isAtOrAfter(ack, $0) } == true
         }
         let forward = splicer.fromClient(slot, &segment, sink: sink)
         if finished {
@@ -255,7 +255,7 @@ public final class SouthSide: @unchecked Sendable {
         }
         // Client closed first and the server acknowledges its FIN after sending its own.
         if flags.contains(.ack), serverFINEnd[slot.index] != nil, let end = clientFINEnd[slot.index],
-            Self.reached(segment.acknowledgmentNumber.rawValue, end)
+            SequenceMath.isAtOrAfter(segment.acknowledgmentNumber.rawValue, end)
         {
             splicer.forget(slot)
             log.close(slot)
@@ -283,11 +283,6 @@ public final class SouthSide: @unchecked Sendable {
         default:
             return nil
         }
-    }
-
-    /// `ack` is at or past `end`, modulo 2^32.
-    private static func reached(_ ack: UInt32, _ end: UInt32) -> Bool {
-        Int32(bitPattern: ack &- end) >= 0
     }
 }
 
