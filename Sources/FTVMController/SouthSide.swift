@@ -108,28 +108,19 @@ public final class SouthSide: @unchecked Sendable {
         draining = false
     }
 
-    /// Whether `frame` belongs to a pinned connection.
-    private func isPinned(_ frame: UnsafeMutableRawBufferPointer, fromClient: Bool) -> Bool {
-        guard case .ipv4TCP(let segment) = FrameClass.classify(frame) else { return false }
-        let client = fromClient ? segment.ipv4.source : segment.ipv4.destination
-        let key = FlowKey(
-            clientAddress: client.rawValue, clientPort: fromClient ? segment.sourcePort : segment.destinationPort,
-            serverAddress: service.rawValue, serverPort: fromClient ? segment.destinationPort : segment.sourcePort)
-        return log.lookup(key).map(isPinned) ?? false
-    }
-
     // MARK: Frames
 
     /// A frame from the clients' tap, before it is sent to the guest.
+    /// While an upgrade drains, a pinned connection's frames go to the draining guest.
     func fromClient(_ frame: UnsafeMutableRawBufferPointer, sink: FrameSink) -> Verdict {
-        guard draining else { return logClient(frame, sink: sink) }
-        let pinned = isPinned(frame, fromClient: true)
-        let verdict = logClient(frame, sink: sink)
-        return verdict == .forward && pinned ? .forwardToDrain : verdict
+        let (verdict, slot) = logClient(frame, sink: sink)
+        guard draining, verdict == .forward, let slot, isPinned(slot) else { return verdict }
+        return .forwardToDrain
     }
 
-    private func logClient(_ frame: UnsafeMutableRawBufferPointer, sink: FrameSink) -> Verdict {
-        guard var segment = tcp(frame), segment.ipv4.destination == service else { return .forward }
+    /// Logs a client frame; returns what to do with it and the connection it belongs to.
+    private func logClient(_ frame: UnsafeMutableRawBufferPointer, sink: FrameSink) -> (Verdict, Slot?) {
+        guard var segment = tcp(frame), segment.ipv4.destination == service else { return (.forward, nil) }
         splicer.clientMAC = segment.ethernet.source
         let key = FlowKey(
             clientAddress: segment.ipv4.source.rawValue, clientPort: segment.sourcePort,
@@ -139,11 +130,11 @@ public final class SouthSide: @unchecked Sendable {
         if flags.contains(.syn) && !flags.contains(.ack) {
             if let slot = log.lookup(key), log.current(slot).clientISN == sequence {
                 // A retransmitted SYN of a connection already logged; a replay sends its own.
-                return splicer.phase(of: slot) == .idle ? .forward : .drop
+                return (splicer.phase(of: slot) == .idle ? .forward : .drop, slot)
             }
             guard let slot = log.open(key: key, clientISN: sequence, options: SYNOptions(segment.options)) else {
                 refused.add(1, ordering: .relaxed)
-                return .drop
+                return (.drop, nil)
             }
             clientFINEnd[slot.index] = nil
             serverFINEnd[slot.index] = nil
@@ -151,31 +142,30 @@ public final class SouthSide: @unchecked Sendable {
                 log.noteTimestamps(slot, fromClient: true, tsval: stamps.value, tsecr: stamps.echoReply)
             }
             tracked.add(1, ordering: .relaxed)
-            return .forward
+            return (.forward, slot)
         }
         guard let slot = log.lookup(key) else {
             untracked.add(1, ordering: .relaxed)
-            return .forward
+            return (.forward, nil)
         }
         tracked.add(1, ordering: .relaxed)
         if flags.contains(.rst) {
             let forward = splicer.fromClient(slot, &segment, sink: sink)
-            splicer.forget(slot)
-            log.close(slot)
-            return forward ? .forward : .drop
+            close(slot)
+            return (forward ? .forward : .drop, slot)
         }
         let length = segment.payloadLength
         if length > 0 {
             guard log.appendClientPayload(slot, seq: sequence, bytes: UnsafeRawBufferPointer(segment.payload)).mayForward else {
                 notLogged.add(1, ordering: .relaxed)
-                return .drop
+                return (.drop, slot)
             }
         }
         if flags.contains(.fin) {
             let finSequence = sequence &+ UInt32(truncatingIfNeeded: length)
             guard log.appendClientFIN(slot, seq: finSequence).mayForward else {
                 notLogged.add(1, ordering: .relaxed)
-                return .drop
+                return (.drop, slot)
             }
             clientFINEnd[slot.index] = finSequence &+ 1
         }
@@ -190,11 +180,8 @@ public final class SouthSide: @unchecked Sendable {
             finished = clientFINEnd[slot.index] != nil && serverFINEnd[slot.index].map { SequenceMath.isAtOrAfter(ack, $0) } == true
         }
         let forward = splicer.fromClient(slot, &segment, sink: sink)
-        if finished {
-            splicer.forget(slot)
-            log.close(slot)
-        }
-        return forward ? .forward : .drop
+        if finished { close(slot) }
+        return (forward ? .forward : .drop, slot)
     }
 
     /// A frame from the active guest, before it goes to the clients. `releasing` is set when the
@@ -205,19 +192,21 @@ public final class SouthSide: @unchecked Sendable {
         _ frame: UnsafeMutableRawBufferPointer, now: UInt64, sink: FrameSink, releasing: Bool = false,
         fromDrainingGuest: Bool = false
     ) -> Verdict {
-        if draining, isPinned(frame, fromClient: false) != fromDrainingGuest { return .drop }
-        return logGuest(frame, now: now, sink: sink, releasing: releasing)
-    }
-
-    private func logGuest(_ frame: UnsafeMutableRawBufferPointer, now: UInt64, sink: FrameSink, releasing: Bool) -> Verdict {
-        guard var segment = tcp(frame), segment.ipv4.source == service else { return .forward }
+        // While draining, each guest speaks for its own connections only (and ARP and the like
+        // come from the new one).
+        func speaksFor(pinned: Bool) -> Bool { !draining || pinned == fromDrainingGuest }
+        guard var segment = tcp(frame), segment.ipv4.source == service else {
+            return speaksFor(pinned: false) ? .forward : .drop
+        }
         let key = FlowKey(
             clientAddress: segment.ipv4.destination.rawValue, clientPort: segment.destinationPort,
             serverAddress: service.rawValue, serverPort: segment.sourcePort)
         guard let slot = log.lookup(key) else {
+            guard speaksFor(pinned: false) else { return .drop }
             untracked.add(1, ordering: .relaxed)
             return .forward
         }
+        guard speaksFor(pinned: isPinned(slot)) else { return .drop }
         tracked.add(1, ordering: .relaxed)
         let phase = splicer.phase(of: slot)
         if phase == .idle || phase == .spliced, !releasing, !segment.flags.isDisjoint(with: [.fin, .rst]) {
@@ -227,8 +216,7 @@ public final class SouthSide: @unchecked Sendable {
         let flags = segment.flags
         let sequence = segment.sequenceNumber.rawValue
         if flags.contains(.rst) {
-            splicer.forget(slot)
-            log.close(slot)
+            close(slot)
             return .forward
         }
         if flags.contains(.syn) {
@@ -257,10 +245,15 @@ public final class SouthSide: @unchecked Sendable {
         if flags.contains(.ack), serverFINEnd[slot.index] != nil, let end = clientFINEnd[slot.index],
             SequenceMath.isAtOrAfter(segment.acknowledgmentNumber.rawValue, end)
         {
-            splicer.forget(slot)
-            log.close(slot)
+            close(slot)
         }
         return .forward
+    }
+
+    /// Ends a connection: its replay state, then its record.
+    private func close(_ slot: Slot) {
+        splicer.forget(slot)
+        log.close(slot)
     }
 
     /// Clears the FIN of a segment that carries data and a FIN (no RST); false, changing
