@@ -334,8 +334,7 @@ public final class Relay: Sendable {
             let now = Monotonic.nanos()
             for index in 0..<received {
                 let port = batch.sourcePort(index)
-                let fromDraining = UInt32(port) == drainPort.load(ordering: .acquiring)
-                guard UInt32(port) == activePort.load(ordering: .acquiring) || fromDraining else {
+                guard let fromDraining = isDraining(port) else {
                     dropped.add(1, ordering: .relaxed)
                     continue
                 }
@@ -347,7 +346,7 @@ public final class Relay: Sendable {
                     continue
                 case .fence:
                     fenced.add(1, ordering: .relaxed)
-                    let (tag, _) = closeFenceTag(port: port)
+                    let tag = closeFenceTag(port: port)?.tag ?? 0
                     guard loop.fencedCloses.push(UnsafeRawBufferPointer(frame), port: port, tag: tag, time: now) else {
                         dropped.add(1, ordering: .relaxed)  // the guest sends it again
                         continue
@@ -365,6 +364,14 @@ public final class Relay: Sendable {
         }
     }
 
+    /// For a guest connected to the uplink: whether it is the one an upgrade drains (false: the
+    /// active one). nil for any other guest.
+    private func isDraining(_ port: UInt16) -> Bool? {
+        if UInt32(port) == activePort.load(ordering: .acquiring) { return false }
+        if UInt32(port) == drainPort.load(ordering: .acquiring) { return true }
+        return nil
+    }
+
     private func forwardToClients(_ frame: UnsafeMutableRawBufferPointer, at now: UInt64) throws(Errno) {
         try tap.write(UnsafeRawBufferPointer(frame))
         toClients.add(1, ordering: .relaxed)
@@ -378,10 +385,10 @@ public final class Relay: Sendable {
     /// How long a fenced close may wait for a verdict on its guest before it is let go anyway.
     static let closeFenceLimitNanos: UInt64 = 3_000_000_000
 
-    /// The watched agent's heartbeat (low 48 bits) and service restart count (high 16), or
-    /// (0, false) when no channel is watched.
-    private func closeFenceTag(port: UInt16) -> (UInt64, Bool) {
-        guard let channel = watched.withLock({ $0[port] }) else { return (0, false) }
+    /// The agent of the guest at `port`: its heartbeat (low 48 bits of `tag`), its services'
+    /// restart count (high 16), and whether they all run. nil when no channel is watched there.
+    private func closeFenceTag(port: UInt16) -> (tag: UInt64, allRunning: Bool)? {
+        guard let channel = watched.withLock({ $0[port] }) else { return nil }
         let services = channel.serviceSummary
         let tag = (channel.heartbeat & 0xFFFF_FFFF_FFFF) | UInt64(services.restarts & 0xFFFF) << 48
         return (tag, services.allRunning)
@@ -394,17 +401,16 @@ public final class Relay: Sendable {
     private func releaseCloses(_ loop: Loop) throws(Errno) {
         let now = Monotonic.nanos()
         while let entry = loop.fencedCloses.first {
-            let fromDraining = UInt32(entry.port) == drainPort.load(ordering: .acquiring)
-            guard UInt32(entry.port) == activePort.load(ordering: .acquiring) || fromDraining else {
+            guard let fromDraining = isDraining(entry.port) else {
                 suppressed.add(1, ordering: .relaxed)
                 loop.fencedCloses.pop()
                 continue
             }
-            let current = closeFenceTag(port: entry.port)
-            let noChannel = watched.withLock { $0[entry.port] == nil }
-            let beats = (current.0 & 0xFFFF_FFFF_FFFF) &- (entry.tag & 0xFFFF_FFFF_FFFF)
-            let sameRestarts = current.0 >> 48 == entry.tag >> 48
-            let healthy = noChannel || (beats >= 2 && current.1 && sameRestarts)
+            var healthy = true  // no channel to ask: nothing to wait for
+            if let current = closeFenceTag(port: entry.port) {
+                let beats = (current.tag & 0xFFFF_FFFF_FFFF) &- (entry.tag & 0xFFFF_FFFF_FFFF)
+                healthy = beats >= 2 && current.allRunning && current.tag >> 48 == entry.tag >> 48
+            }
             guard healthy || now &- entry.time > Self.closeFenceLimitNanos else { return }
             if southSide?.fromGuest(entry.frame, now: now, sink: loop, releasing: true, fromDrainingGuest: fromDraining) != .drop {
                 try forwardToClients(entry.frame, at: now)
