@@ -139,12 +139,18 @@ extension PairDaemon {
         }
     }
 
+    /// Boots a backup from the pair's current image, waits for its agent, and pauses it.
+    func bootPausedBackup() throws -> Guest {
+        let backup = try launch(role: .backup)
+        try waitUntilReady(backup)
+        try virt.domain(named: backup.domain).suspend()
+        return backup
+    }
+
     /// Boots and pauses a fresh backup, then retires the old primary (if any).
     func reprotect(retiring: String?, detectedAt: UInt64) {
         do {
-            let fresh = try launch(role: .backup)
-            try waitUntilReady(fresh)
-            try virt.domain(named: fresh.domain).suspend()
+            let fresh = try bootPausedBackup()
             if let retiring { remove(retiring) }
             let at = Monotonic.nanos()
             let protected = state.withLock { state -> Bool in

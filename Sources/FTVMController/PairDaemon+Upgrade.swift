@@ -152,9 +152,7 @@ extension PairDaemon {
         timer.mark("retire", at: Monotonic.nanos())
         update { $0.step = .reprotecting }
         do {
-            let backup = try launch(role: .backup)
-            try waitUntilReady(backup)
-            try virt.domain(named: backup.domain).suspend()
+            _ = try bootPausedBackup()
             state.withLock { $0.phase = .protected }
             timer.mark("re-protect", at: Monotonic.nanos())
         } catch {
