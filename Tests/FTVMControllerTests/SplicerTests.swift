@@ -403,9 +403,7 @@ final class SplicerTests: XCTestCase {
     func testASecondFailoverReplaysASplicedConnectionFromTheClientsView() throws {
         let slot = try playPrimary()
         let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
-        wrapper.splicer.begin(now: start, sink: sink)
-        _ = try answerSYN(isn: backupISN, windowScale: 5)
-        for offset in stride(from: 0, to: 3000, by: 1000) { _ = try regenerate(from: offset, count: 1000, isn: backupISN) }
+        try spliceIntoBackup()
         XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
         // The backup serves 500 more bytes; the client acknowledges everything.
         let more = [UInt8](repeating: 0x33, count: 500)
@@ -486,9 +484,7 @@ final class SplicerTests: XCTestCase {
         XCTAssertTrue(log.current(slot).serverFINSent)
 
         // A spliced connection: the fenced FIN is held untranslated, and translated when released.
-        wrapper.splicer.begin(now: start, sink: sink)
-        _ = try answerSYN(isn: backupISN)
-        for offset in stride(from: 0, to: 3000, by: 1000) { _ = try regenerate(from: offset, count: 1000, isn: backupISN) }
+        try spliceIntoBackup()
         XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
         let (held, frame) = try deliver(fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: [.ack, .fin])
         XCTAssertEqual(held, .fence)
@@ -504,9 +500,7 @@ final class SplicerTests: XCTestCase {
     func testARestartedDaemonTranslatesLikeTheOneThatSpliced() throws {
         let slot = try playPrimary()
         let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
-        wrapper.splicer.begin(now: start, sink: sink)
-        _ = try answerSYN(isn: backupISN, windowScale: 5)
-        for offset in stride(from: 0, to: 3000, by: 1000) { _ = try regenerate(from: offset, count: 1000, isn: backupISN) }
+        try spliceIntoBackup()
         let before = try deliver(fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: .ack, window: 2000).segment
         // The daemon restarts: a new wrapper on the same log picks the translation up.
         wrapper = SouthSide(log: log, service: server)
@@ -572,6 +566,14 @@ final class SplicerTests: XCTestCase {
     }
 
     /// The new guest answers the fake SYN.
+    /// Replays the primary's connection into the backup (ISN `backupISN`), which regenerates the
+    /// whole response: that splices it.
+    private func spliceIntoBackup() throws {
+        wrapper.splicer.begin(now: start, sink: sink)
+        _ = try answerSYN(isn: backupISN)
+        for offset in stride(from: 0, to: 3000, by: 1000) { _ = try regenerate(from: offset, count: 1000, isn: backupISN) }
+    }
+
     private func answerSYN(
         isn: UInt32, windowScale: UInt8 = 5, mss: UInt16 = 1460, window: UInt16 = 64240, tsval: UInt32 = 7, now: UInt64? = nil
     ) throws -> (verdict: SouthSide.Verdict, segment: SentSegment) {
