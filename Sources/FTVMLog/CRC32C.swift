@@ -56,3 +56,53 @@ public enum CRC32C {
         return tables
     }()
 }
+
+/// Checksums of concatenations, without the bytes. CRC32C is linear over GF(2): with the
+/// polynomial P, `checksum(a + b) = checksum(a) · x^(8·|b|) mod P  ⊕  checksum(b)`; the initial
+/// value and the final XOR cancel out of that identity. A trimmed connection keeps one running
+/// checksum of its whole server stream and takes the dropped prefix off it when a replay needs
+/// the rest (`suffix`), so trimming costs one stored word, not a second pass over the bytes.
+extension CRC32C {
+    /// `checksum(a + b)` from `checksum(a)`, `checksum(b)` and `b`'s length.
+    public static func combine(_ a: UInt32, _ b: UInt32, length: UInt64) -> UInt32 { shift(a, by: length) ^ b }
+
+    /// `checksum(b)` from `checksum(a + b)`, `checksum(a)` and `b`'s length.
+    public static func suffix(of whole: UInt32, prefix: UInt32, suffixLength: UInt64) -> UInt32 {
+        whole ^ shift(prefix, by: suffixLength)
+    }
+
+    /// `crc · x^(8·count) mod P`: what `count` more zero bytes do to the linear part of a checksum.
+    /// Square-and-multiply over the table of x^(8·2^k): at most 64 products of 32 steps each.
+    static func shift(_ crc: UInt32, by count: UInt64) -> UInt32 {
+        var result = crc
+        var remaining = count
+        var power = 0
+        while remaining > 0 {
+            if remaining & 1 == 1 { result = multiply(powersOfX[power], result) }
+            remaining >>= 1
+            power += 1
+        }
+        return result
+    }
+
+    /// The product of two polynomials mod P, in the reflected bit order the checksum uses (bit 31
+    /// is the coefficient of x^0).
+    static func multiply(_ a: UInt32, _ b: UInt32) -> UInt32 {
+        var product: UInt32 = 0
+        var multiplicand = b
+        var bit: UInt32 = 1 << 31
+        while bit != 0 {
+            if a & bit != 0 { product ^= multiplicand }
+            multiplicand = multiplicand & 1 == 1 ? (multiplicand >> 1) ^ polynomial : multiplicand >> 1
+            bit >>= 1
+        }
+        return product
+    }
+
+    /// x^(8·2^k) mod P for k in 0..<64 (x^8 is bit 23 in the reflected order).
+    static let powersOfX: [UInt32] = {
+        var powers: [UInt32] = [1 << 23]
+        for _ in 1..<64 { powers.append(multiply(powers[powers.count - 1], powers[powers.count - 1])) }
+        return powers
+    }()
+}

@@ -15,6 +15,7 @@ extension ConnectionLog {
         var slotsInUse: UInt64 = 0
         var chunksInUse: UInt64 = 0
         var bytesHeld: UInt64 = 0
+        var unprotectedNow: UInt64 = 0
 
         for slot in 0..<geometry.slots {
             let committed = marker(slot).load(ordering: .acquiring)
@@ -67,8 +68,9 @@ extension ConnectionLog {
                 index.insert(image.key, slot: slot)
                 newestSerial = max(newestSerial, image.serial)
                 slotsInUse += 1
-                chunksInUse += geometry.chunksHolding(image.clientBytes)
-                bytesHeld += image.clientBytes
+                chunksInUse += image.chainLength(geometry)
+                bytesHeld += image.bytesHeld
+                if image.protection != .protected { unprotectedNow += 1 }
                 // The last chunk's link may point at a chunk an interrupted append had taken.
                 if image.lastChunk != LogLayout.noChunk { setChunkNext(Int(image.lastChunk), LogLayout.noChunk) }
             } else {
@@ -88,6 +90,7 @@ extension ConnectionLog {
         bump(LogLayout.attachesOffset)
         word64(LogLayout.slotsInUseOffset).store(slotsInUse, ordering: .relaxed)
         word64(LogLayout.chunksInUseOffset).store(chunksInUse, ordering: .relaxed)
+        word64(LogLayout.unprotectedNowOffset).store(unprotectedNow, ordering: .relaxed)
         word64(LogLayout.bytesHeldOffset).store(bytesHeld, ordering: .releasing)
     }
 
@@ -95,7 +98,7 @@ extension ConnectionLog {
     /// unclaimed, tagged with this connection, exactly as many as the byte count needs, ending at
     /// the record's last chunk. On failure nothing stays claimed.
     private func claimChain(of image: RecordImage, slot: Int, owners: inout [UInt32]) -> Bool {
-        let needed = geometry.chunksHolding(image.clientBytes)
+        let needed = image.chainLength(geometry)
         if needed == 0 { return image.firstChunk == LogLayout.noChunk && image.lastChunk == LogLayout.noChunk }
         guard needed <= UInt64(geometry.chunks) else { return false }
         var chunk = image.firstChunk

@@ -19,13 +19,15 @@ extension ConnectionLog {
         return image.record(slot: slot.index)
     }
 
-    /// Every client byte logged for `slot`, in order from the client's ISN + 1: what a replay
-    /// injects into the backup. Empty when the connection is gone (closed, or its slot reused).
+    /// The client bytes the log holds for `slot`, in order from its replay start (the client's
+    /// ISN + 1 until a trim): what a replay injects into the backup. Empty when the connection is
+    /// gone (closed, or its slot reused) or unprotected.
     public func clientBytes(_ slot: Slot) -> [UInt8] {
         guard (0..<geometry.slots).contains(slot.index), let image = committedImage(slot.index), image.isLive,
-            image.serial == slot.serial, image.clientBytes <= UInt64(geometry.chunks) * UInt64(geometry.chunkSize)
+            image.serial == slot.serial,
+            image.chainLength(geometry) <= UInt64(geometry.chunks)
         else { return [] }
-        var bytes = [UInt8](repeating: 0, count: Int(image.clientBytes))
+        var bytes = [UInt8](repeating: 0, count: Int(image.bytesHeld))
         let complete = bytes.withUnsafeMutableBytes { destination in
             copyChain(of: image, into: destination)
         }
@@ -46,11 +48,16 @@ extension ConnectionLog {
             counters: LogCounters(
                 connectionsOpened: load(LogLayout.connectionsOpenedOffset),
                 bytesLogged: load(LogLayout.bytesLoggedOffset),
-                fullRejections: load(LogLayout.fullRejectionsOffset),
-                fullDrops: load(LogLayout.fullDropsOffset),
+                admittedUnlogged: load(LogLayout.admittedUnloggedOffset),
+                unprotectedLogFull: load(LogLayout.unprotectedFullOffset),
+                unprotectedOverBudget: load(LogLayout.unprotectedBudgetOffset),
+                trims: load(LogLayout.trimsOffset),
+                bytesTrimmed: load(LogLayout.bytesTrimmedOffset),
+                reclaimed: load(LogLayout.reclaimedOffset),
                 corruptRecords: load(LogLayout.corruptRecordsOffset),
                 rolledBackRecords: load(LogLayout.rolledBackRecordsOffset),
-                attaches: load(LogLayout.attachesOffset)))
+                attaches: load(LogLayout.attachesOffset)),
+            unprotectedNow: Int(truncatingIfNeeded: load(LogLayout.unprotectedNowOffset)))
     }
 
     // MARK: Internals
@@ -71,19 +78,24 @@ extension ConnectionLog {
         return nil
     }
 
-    /// Copies the bytes of `image`'s chain into `destination` (exactly `clientBytes` long).
-    /// False when the chain leaves the chunk range or does not end at the record's last chunk.
+    /// Copies the bytes `image`'s chain holds into `destination` (exactly `bytesHeld` long): from
+    /// the replay start, which lies inside the chain's first chunk. False when the chain leaves the
+    /// chunk range or does not end at the record's last chunk.
     func copyChain(of image: RecordImage, into destination: UnsafeMutableRawBufferPointer) -> Bool {
+        let chunks = image.chainLength(geometry)
+        guard chunks > 0 else { return image.firstChunk == LogLayout.noChunk && destination.count == 0 }
         let chunkSize = geometry.chunkSize
         var chunk = image.firstChunk
+        var within = Int(image.replayClientStart % UInt64(chunkSize))
         var copied = 0
-        while copied < destination.count {
+        for step in 0..<chunks {
             guard Int(chunk) < geometry.chunks else { return false }
-            let part = min(chunkSize, destination.count - copied)
-            (destination.baseAddress! + copied).copyMemory(from: chunkPayload(Int(chunk)), byteCount: part)
+            let part = min(chunkSize - within, destination.count - copied)
+            (destination.baseAddress! + copied).copyMemory(from: chunkPayload(Int(chunk)) + within, byteCount: part)
             copied += part
-            if copied < destination.count { chunk = chunkNext(Int(chunk)) }
+            within = 0
+            if step < chunks - 1 { chunk = chunkNext(Int(chunk)) }
         }
-        return destination.count == 0 ? image.firstChunk == LogLayout.noChunk : chunk == image.lastChunk
+        return copied == destination.count && chunk == image.lastChunk
     }
 }

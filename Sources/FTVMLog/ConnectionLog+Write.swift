@@ -15,16 +15,20 @@ extension ConnectionLog {
     /// A different ISN means the client gave the old connection up and reuses the 4-tuple, so the
     /// old record is closed first.
     ///
-    /// - Returns: nil when the log is full (no free slot, or fewer than `admissionReserve` free
-    ///   chunks), counted in `fullRejections`. The relay must then drop the SYN unforwarded; the
-    ///   client retries it.
-    public func open(key: FlowKey, clientISN: UInt32, options: SYNOptions) -> Slot? {
+    /// `httpFraming` says the server stream checksum will mask `Date:` values found by following
+    /// HTTP framing (the relay's choice for the port); replay masks its own checksum the same way.
+    ///
+    /// - Returns: nil when no slot is free (counted in `admittedUnlogged`): the relay lets the
+    ///   connection pass unlogged. With a slot but fewer than `admissionReserve` free chunks the
+    ///   connection is admitted **unprotected** (`.logFull`): its frames pass, nothing of it is
+    ///   logged, and a failover resets it cleanly.
+    public func open(key: FlowKey, clientISN: UInt32, options: SYNOptions, httpFraming: Bool = false) -> Slot? {
         if let existing = index.find(key) {
             if images[existing].clientISN == clientISN { return Slot(index: existing, serial: images[existing].serial) }
             release(existing)
         }
-        guard freeSlotCount > 0, freeChunkCount >= admissionReserve else {
-            bump(LogLayout.fullRejectionsOffset)
+        guard freeSlotCount > 0 else {
+            bump(LogLayout.admittedUnloggedOffset)
             return nil
         }
         freeSlotCount -= 1
@@ -36,6 +40,12 @@ extension ConnectionLog {
         image.key = key
         image.clientISN = clientISN
         image.clientOptions = options.encoded
+        if httpFraming { image.flags.insert(.httpFraming) }
+        if freeChunkCount < admissionReserve {
+            image.protection = .logFull
+            bump(LogLayout.unprotectedFullOffset)
+            bump(LogLayout.unprotectedNowOffset)
+        }
         images[slot] = image
         publish(slot)
         index.insert(key, slot: slot)
@@ -72,13 +82,19 @@ extension ConnectionLog {
     /// Only bytes the log does not hold yet are written, so retransmissions and overlapping
     /// segments cost nothing twice. Bytes go into the connection's last chunk and then fresh
     /// chunks, all before the record copy that covers them is published. All or nothing: a segment
-    /// whose new bytes do not all fit is not logged at all (`.full`).
+    /// is logged whole or not at all.
+    ///
+    /// A segment whose new bytes would take the connection's history since its replay start past
+    /// `connectionBudget`, or that needs more chunks than are free, makes the connection
+    /// **unprotected** instead: its chunks are freed at once, and from then on its segments pass
+    /// unlogged (`.unprotected`, which may be forwarded). The log bounds protection, never service.
     ///
     /// - Returns: what happened, and through `mayForward`, whether the relay may forward the
     ///   segment to the primary.
     public func appendClientPayload(_ slot: Slot, seq: UInt32, bytes: UnsafeRawBufferPointer) -> AppendResult {
         let index = checked(slot)
         var image = images[index]
+        guard image.protection == .protected else { return .unprotected }
         let offset = SequenceMath.distance(from: image.nextPayloadSequence, to: seq)
         guard bytes.count > 0 else { return .duplicate }
         if offset > 0 { return .gap }
@@ -90,11 +106,16 @@ extension ConnectionLog {
         // Room: the tail of the last chunk, then whole chunks.
         let chunkSize = geometry.chunkSize
         let used = Int(image.clientBytes % UInt64(chunkSize))
+        // (A partly filled last chunk is never trimmed away, so `used > 0` means there is one.)
         let room = used == 0 ? 0 : chunkSize - used
         let chunksNeeded = count > room ? (count - room + chunkSize - 1) / chunkSize : 0
-        guard chunksNeeded <= freeChunkCount else {
-            bump(LogLayout.fullDropsOffset)
-            return .full
+        if image.bytesHeld + UInt64(count) > connectionBudget {
+            unprotect(index, .overBudget)
+            return .unprotected
+        }
+        if chunksNeeded > freeChunkCount {
+            unprotect(index, .logFull)
+            return .unprotected
         }
 
         var source = bytes.baseAddress! + skip
@@ -140,6 +161,10 @@ extension ConnectionLog {
     public func appendClientFIN(_ slot: Slot, seq: UInt32) -> AppendResult {
         let index = checked(slot)
         var image = images[index]
+        guard image.protection == .protected else {
+            markClosing(slot)
+            return .unprotected
+        }
         let offset = SequenceMath.distance(from: image.nextPayloadSequence, to: seq)
         if image.flags.contains(.clientFIN) { return offset == 0 ? .duplicate : .gap }
         guard offset == 0 else { return .gap }
@@ -163,14 +188,27 @@ extension ConnectionLog {
         publish(index)
     }
 
+    /// How a server segment's payload, starting at sequence `start` with `count` bytes, continues
+    /// the stream the checksum covers: how many of its leading bytes are covered already (a
+    /// retransmission's overlap; `count` or more means nothing new), or nil when it starts after
+    /// a hole the relay did not see (it is then not checksummed, and the checksum stops growing
+    /// until the hole is filled by a retransmission).
+    public func serverStreamSkip(_ slot: Slot, start: UInt32, count: Int) -> Int? {
+        let image = images[checked(slot)]
+        guard image.flags.contains(.serverHandshake), image.protection == .protected else { return nil }
+        let covered = SequenceMath.distance(from: start, to: image.serverStreamEnd)
+        return covered >= 0 ? covered : nil
+    }
+
+    /// The running server stream checksum (what `StreamAdvance.crc` continues from).
+    public func serverStreamCRC(_ slot: Slot) -> UInt32 { images[checked(slot)].serverStreamCRC }
+
     /// Records a server segment forwarded to the client: it ends at `endSeq` (exclusive; counting
-    /// the FIN when `fin` is set) and carries `payload`.
-    ///
-    /// Raises snd_max, and extends the server stream checksum with the payload bytes that continue
-    /// it in order (a retransmission's overlap is skipped). Bytes after a hole the relay did not see
-    /// are not covered; the stream checksum then stops growing, and a replay can compare only the
-    /// prefix it covers. Call it before forwarding, so snd_max is never behind the client's view.
-    public func noteServerSent(_ slot: Slot, endSeq: UInt32, payload: UnsafeRawBufferPointer?, fin: Bool = false) {
+    /// the FIN when `fin` is set). Raises snd_max; with `stream`, extends the server stream
+    /// checksum by the bytes that continue it (the caller took them past `serverStreamSkip` and
+    /// masked them as the record's masking says). Call it before forwarding, so snd_max is never
+    /// behind the client's view.
+    public func noteServerSent(_ slot: Slot, endSeq: UInt32, fin: Bool = false, stream: StreamAdvance? = nil) {
         let index = checked(slot)
         var image = images[index]
         guard image.flags.contains(.serverHandshake) else { return }
@@ -179,16 +217,11 @@ extension ConnectionLog {
             image.serverSendMax = endSeq
             changed = true
         }
-        if let payload, payload.count > 0 {
-            let start = endSeq &- UInt32(truncatingIfNeeded: payload.count) &- (fin ? 1 : 0)
-            let covered = SequenceMath.distance(from: start, to: image.serverStreamEnd)
-            if covered >= 0, covered < payload.count {
-                let tail = UnsafeRawBufferPointer(rebasing: payload[covered...])
-                image.serverStreamCRC = CRC32C.checksum(tail, continuing: image.serverStreamCRC)
-                image.serverStreamBytes += UInt64(tail.count)
-                image.serverStreamEnd = image.serverStreamEnd &+ UInt32(truncatingIfNeeded: tail.count)
-                changed = true
-            }
+        if let stream, stream.bytes > 0, image.protection == .protected {
+            image.serverStreamCRC = stream.crc
+            image.serverStreamBytes += UInt64(stream.bytes)
+            image.serverStreamEnd = image.serverStreamEnd &+ UInt32(truncatingIfNeeded: stream.bytes)
+            changed = true
         }
         if fin, !image.flags.contains(.serverFIN) {
             image.flags.insert(.serverFIN)
@@ -198,6 +231,20 @@ extension ConnectionLog {
         guard changed else { return }
         images[index] = image
         publish(index)
+    }
+
+    /// `noteServerSent` for a payload checksummed as it is (no masking): finds the part that
+    /// continues the stream and checksums it.
+    public func noteServerSent(_ slot: Slot, endSeq: UInt32, payload: UnsafeRawBufferPointer?, fin: Bool = false) {
+        var advance: StreamAdvance?
+        if let payload, payload.count > 0 {
+            let start = endSeq &- UInt32(truncatingIfNeeded: payload.count) &- (fin ? 1 : 0)
+            if let skip = serverStreamSkip(slot, start: start, count: payload.count), skip < payload.count {
+                let tail = UnsafeRawBufferPointer(rebasing: payload[skip...])
+                advance = StreamAdvance(bytes: tail.count, crc: CRC32C.checksum(tail, continuing: serverStreamCRC(slot)))
+            }
+        }
+        noteServerSent(slot, endSeq: endSeq, fin: fin, stream: advance)
     }
 
     /// Records the RFC 7323 timestamps of a segment, from the client or from the server. Only a
@@ -248,17 +295,39 @@ extension ConnectionLog {
         images[index] = .free(sequence: old.sequence)
         publish(index)
         self.index.remove(old.key)
-        let chunks = Int(geometry.chunksHolding(old.clientBytes))
-        var chunk = old.firstChunk
+        freeChain(of: old, chunks: old.chainLength(geometry))
+        freeSlots[freeSlotCount] = UInt32(index)
+        freeSlotCount += 1
+        drop(LogLayout.slotsInUseOffset, by: 1)
+        drop(LogLayout.bytesHeldOffset, by: old.bytesHeld)
+        if old.protection != .protected { drop(LogLayout.unprotectedNowOffset, by: 1) }
+    }
+
+    /// Returns the first `chunks` chunks of `image`'s chain to the free list. The caller has
+    /// already published a record that no longer points at them.
+    func freeChain(of image: RecordImage, chunks: UInt64) {
+        var chunk = image.firstChunk
         for step in 0..<chunks {
             pushFreeChunk(Int(chunk))
             if step < chunks - 1 { chunk = chunkNext(Int(chunk)) }
         }
-        freeSlots[freeSlotCount] = UInt32(index)
-        freeSlotCount += 1
-        drop(LogLayout.slotsInUseOffset, by: 1)
-        drop(LogLayout.chunksInUseOffset, by: UInt64(chunks))
-        drop(LogLayout.bytesHeldOffset, by: old.clientBytes)
+        drop(LogLayout.chunksInUseOffset, by: chunks)
+    }
+
+    /// Lets a connection's history go: its chunks are freed and it is logged no more, so a
+    /// failover resets it instead of replaying it (invariant 8).
+    func unprotect(_ index: Int, _ reason: Protection) {
+        let old = images[index]
+        var image = old
+        image.protection = reason
+        image.firstChunk = LogLayout.noChunk
+        image.lastChunk = LogLayout.noChunk
+        images[index] = image
+        publish(index)
+        freeChain(of: old, chunks: old.chainLength(geometry))
+        drop(LogLayout.bytesHeldOffset, by: old.bytesHeld)
+        bump(reason == .overBudget ? LogLayout.unprotectedBudgetOffset : LogLayout.unprotectedFullOffset)
+        bump(LogLayout.unprotectedNowOffset)
     }
 
     /// Seals `images[index]` with the next sequence into the copy the marker does not point at,
@@ -310,30 +379,40 @@ extension ConnectionLog {
             image.sequenceDelta = translation.sequenceDelta
             image.timestampDelta = translation.timestampDelta
             image.servingWindowScale = UInt32(translation.servingWindowScale)
+            image.servingClientBase = translation.servingClientBase
+            image.servingServerBase = translation.servingServerBase
         } else {
             image.flags.remove(.translated)
             image.sequenceDelta = 0
             image.timestampDelta = 0
             image.servingWindowScale = 0
+            image.servingClientBase = 0
+            image.servingServerBase = 0
         }
         guard image != images[index] else { return }
         images[index] = image
         publish(index)
     }
 
-    /// Copies logged client bytes from `offset` (0 = the byte after the client's ISN) into
-    /// `destination`, as many as fit and exist; returns how many. `cursor` caches where the
-    /// previous read ended, so reading a connection front to back walks its chunk chain once.
+    /// Copies logged client bytes from `offset` (0 = the byte after the client's ISN; at least the
+    /// replay start) into `destination`, as many as fit and exist; returns how many. `cursor`
+    /// caches where the previous read ended, so reading a connection front to back walks its
+    /// chunk chain once.
     public func readClientBytes(
         _ slot: Slot, from offset: UInt64, into destination: UnsafeMutableRawBufferPointer,
         cursor: inout ClientByteCursor
     ) -> Int {
         let image = images[checked(slot)]
-        guard offset < image.clientBytes, destination.count > 0 else { return 0 }
+        guard image.protection == .protected, offset >= image.replayClientStart, offset < image.clientBytes,
+            destination.count > 0
+        else { return 0 }
         let chunkSize = UInt64(geometry.chunkSize)
-        let wantedChunk = offset / chunkSize
-        if cursor.slot != slot || cursor.chunkOrdinal > wantedChunk || cursor.chunk == LogLayout.noChunk {
-            cursor = ClientByteCursor(slot: slot, chunk: image.firstChunk, chunkOrdinal: 0)
+        let wantedChunk = geometry.chunkOrdinal(offset)
+        let headOrdinal = geometry.chunkOrdinal(image.replayClientStart)
+        if cursor.slot != slot || cursor.chunkOrdinal > wantedChunk || cursor.chunkOrdinal < headOrdinal
+            || cursor.chunk == LogLayout.noChunk
+        {
+            cursor = ClientByteCursor(slot: slot, chunk: image.firstChunk, chunkOrdinal: headOrdinal)
         }
         while cursor.chunkOrdinal < wantedChunk {
             cursor.chunk = chunkNext(Int(cursor.chunk))

@@ -20,11 +20,13 @@ import SystemPackage
 /// when `appendClientPayload` (or `appendClientFIN`) says `mayForward`. Each update is published
 /// before the call returns, so a byte the primary can have received is in a committed record.
 ///
-/// **Full log** (invariant 5): a new connection is *refused* when no slot is free or fewer than
-/// `admissionReserve` chunks are (`open` returns nil: the relay drops the SYN, the client's SYN
-/// retransmission tries again later); a segment of an existing connection whose bytes do not fit is
-/// *delayed* (`.full`: the relay drops it, TCP retransmits it, and it is logged once a close frees
-/// chunks). Both are counted in the header. No byte ever reaches the primary unlogged.
+/// **Bounded** (invariants 5 and 8): the log bounds protection, never service. A new connection
+/// with no free slot passes unlogged (`open` returns nil, counted); one admitted with fewer than
+/// `admissionReserve` free chunks, or whose history since its replay start would outgrow
+/// `connectionBudget` or the free chunks, becomes *unprotected*: its chunks are freed, its frames
+/// pass unlogged, and a failover resets it cleanly. Completed exchanges leave the log (`trim`),
+/// so a protected connection holds only what is in flight. No byte ever reaches the primary of a
+/// protected connection unlogged.
 public final class ConnectionLog: @unchecked Sendable {
     let region: MappedFile
     let geometry: LogGeometry
@@ -46,6 +48,12 @@ public final class ConnectionLog: @unchecked Sendable {
     public var admissionReserve: Int {
         didSet { admissionReserve = max(1, admissionReserve) }
     }
+
+    /// The most client bytes one connection may hold (from its replay start on) before it becomes
+    /// unprotected: so that one upload cannot take the log from everyone else. No limit but the
+    /// log's size unless set (the pair's configuration sets it). In-process policy, not stored in
+    /// the file.
+    public var connectionBudget: UInt64 = .max
 
     private init(region: MappedFile, geometry: LogGeometry) {
         self.region = region

@@ -5,8 +5,8 @@
 ///
 /// ```
 /// 0                      header (256 bytes): geometry, counters, gauges
-/// 256                    record table: slotCount slots × 320 bytes
-/// 256 + 320·slotCount    byte log: chunkCount chunks × (16 + chunkSize) bytes
+/// 256                    record table: slotCount slots × 448 bytes
+/// 256 + 448·slotCount    byte log: chunkCount chunks × (16 + chunkSize) bytes
 /// ```
 ///
 /// **Header.** Geometry (magic … chunk size) is written once at format and sealed by a CRC32C,
@@ -16,7 +16,7 @@
 ///
 /// ```
 /// 0    magic               UInt64  "FTVMCLOG"
-/// 8    version             UInt32
+/// 8    version             UInt32  2
 /// 12   header size         UInt32  256
 /// 16   region size         UInt64  the whole file, in bytes
 /// 24   slot count          UInt32
@@ -25,17 +25,22 @@
 /// 36   geometry checksum   UInt32  CRC32C of bytes 0..<36
 /// 64   connections opened  UInt64  also the serial of the newest connection
 /// 72   bytes logged        UInt64  client bytes ever logged
-/// 80   full rejections     UInt64  new connections refused (no slot, or chunks below reserve)
-/// 88   full drops          UInt64  client segments not logged for lack of chunk space
+/// 80   admitted unlogged   UInt64  new connections passed without a record: no slot was free
+/// 88   unprotected (full)  UInt64  connections made unprotected because the log had no room
 /// 96   corrupt records     UInt64  records freed on attach because no copy verified
 /// 104  rolled back         UInt64  records whose committed copy failed and the previous was used
 /// 112  attaches            UInt64  times a daemon re-attached this log
 /// 128  slots in use        UInt64  gauge
 /// 136  chunks in use       UInt64  gauge
 /// 144  bytes held          UInt64  gauge: client bytes in the log for live connections
+/// 152  trims               UInt64  completed prefixes dropped from connections' logs
+/// 160  bytes trimmed       UInt64  client bytes those trims freed
+/// 168  unprotected (cap)   UInt64  connections made unprotected by the per-connection budget
+/// 176  reclaimed           UInt64  records freed because their connection went idle
+/// 184  unprotected now     UInt64  gauge: live records that are unprotected
 /// ```
 ///
-/// **Record slot** (320 bytes): a commit marker, then two copies of the record (FineFRC-style
+/// **Record slot** (448 bytes): a commit marker, then two copies of the record (FineFRC-style
 /// double buffering). An update writes the copy the marker does *not* point at, seals it with a
 /// CRC32C, then release-stores its sequence number into the marker; copy `seq & 1` holds sequence
 /// `seq`. A writer killed at any instruction leaves either the old copy (the new one is torn and
@@ -43,11 +48,12 @@
 ///
 /// ```
 /// 0    commit marker       UInt64  sequence of the published copy
-/// 64   copy 0              128 bytes (even sequences)
-/// 192  copy 1              128 bytes (odd sequences)
+/// 64   copy 0              192 bytes (even sequences)
+/// 256  copy 1              192 bytes (odd sequences)
 /// ```
 ///
-/// **Record copy** (128 bytes). Sequence numbers on the wire are mod 2^32; byte counts are not.
+/// **Record copy** (192 bytes). Sequence numbers on the wire are mod 2^32; byte counts and stream
+/// offsets are not (an offset counts bytes from the side's ISN + 1).
 ///
 /// ```
 /// 0    sequence            UInt64  per slot, only grows (also across connections)
@@ -55,7 +61,11 @@
 /// 16   state               UInt32  0 free, 1 open, 2 closing
 /// 20   flags               UInt32  bit 0 server handshake seen, 1 client FIN logged,
 ///                                  2 server FIN sent, 3 client timestamps seen, 4 server timestamps seen,
-///                                  5 rolled back (an attach fell back past the committed copy)
+///                                  5 rolled back (an attach fell back past the committed copy),
+///                                  6 translated (a replay moved the server side: fields 92, 112,
+///                                  116, 144, 152), 7 HTTP framing (the server stream CRC has
+///                                  `Date:` values masked, found by following the framing),
+///                                  8 framing stopped (masking ends at the mask end, field 160)
 /// 24   client address      UInt32  IPv4, first octet most significant
 /// 28   server address      UInt32
 /// 32   client port         UInt16
@@ -70,22 +80,33 @@
 /// 64   client TSecr        UInt32
 /// 68   server TSval        UInt32  … and from the server
 /// 72   server TSecr        UInt32
-/// 76   server stream CRC   UInt32  CRC32C of the server's payload in sequence order
+/// 76   server stream CRC   UInt32  CRC32C of the server's payload in sequence order, from ISN + 1
 /// 80   server stream end   UInt32  the sequence that CRC covers up to (exclusive)
 /// 84   first chunk         UInt32  0xFFFF_FFFF when none
 /// 88   last chunk          UInt32
-/// 92   reserved            UInt32  zero
-/// 96   client bytes        UInt64  client payload bytes logged: next client seq = ISN + 1 + this
+/// 92   sequence delta      UInt32  serving guest's ISN − client-view ISN (translated)
+/// 96   client bytes        UInt64  client payload bytes ever logged: next client seq = ISN + 1 + this
 /// 104  server stream bytes UInt64  bytes the server stream CRC covers
-/// 112  reserved            UInt64  zero
-/// 120  checksum            UInt32  CRC32C of bytes 0..<120
-/// 124  reserved            UInt32  zero
+/// 112  timestamp delta     UInt32  (translated)
+/// 116  serving wscale      UInt32  (translated)
+/// 120  replay client start UInt64  client bytes trimmed from the head: a replay starts here
+/// 128  replay server start UInt64  the server stream offset of that exchange boundary
+/// 136  replay server CRC   UInt32  the server stream CRC at that offset
+/// 140  protection          UInt32  0 protected, 1 over the connection budget, 2 the log was full
+/// 144  serving client base UInt64  where the serving guest's connection began (client offset) …
+/// 152  serving server base UInt64  … and server offset (translated; 0 for the guest that answered the SYN)
+/// 160  mask end            UInt64  server stream offset where masking ended (framing stopped)
+/// 168  reserved            16 bytes, zero
+/// 184  checksum            UInt32  CRC32C of bytes 0..<184
+/// 188  reserved            UInt32  zero
 /// ```
 ///
 /// **Chunk** (16 + chunk size bytes): a connection's client bytes are a chain of chunks, filled
-/// in order; the record's byte count says how far the chain is valid, so appending never changes
-/// what a committed copy covers. The owner tag lets an attacher prove that a chunk a record
-/// points at really was handed to that connection and not to a later one.
+/// in order; chunk k of a connection holds its client bytes [k·size, (k+1)·size). A trim frees the
+/// chunks wholly before the replay start, so the chain begins with chunk ⌊start / size⌋ and the
+/// record's byte count says how far it is valid; appending never changes what a committed copy
+/// covers. The owner tag lets an attacher prove that a chunk a record points at really was handed
+/// to that connection and not to a later one.
 ///
 /// ```
 /// 0    next chunk          UInt32  0xFFFF_FFFF when none (only meaningful before the last chunk)
@@ -96,7 +117,7 @@
 public enum LogLayout {
     /// "FTVMCLOG" read as a little-endian UInt64.
     public static let magic: UInt64 = 0x474F_4C43_4D56_5446
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
     public static let headerSize = 256
 
     static let magicOffset = 0
@@ -110,20 +131,25 @@ public enum LogLayout {
 
     static let connectionsOpenedOffset = 64
     static let bytesLoggedOffset = 72
-    static let fullRejectionsOffset = 80
-    static let fullDropsOffset = 88
+    static let admittedUnloggedOffset = 80
+    static let unprotectedFullOffset = 88
     static let corruptRecordsOffset = 96
     static let rolledBackRecordsOffset = 104
     static let attachesOffset = 112
     static let slotsInUseOffset = 128
     static let chunksInUseOffset = 136
     static let bytesHeldOffset = 144
+    static let trimsOffset = 152
+    static let bytesTrimmedOffset = 160
+    static let unprotectedBudgetOffset = 168
+    static let reclaimedOffset = 176
+    static let unprotectedNowOffset = 184
 
     static let recordsOffset = 256
-    static let slotStride = 320
+    static let slotStride = 448
     static let markerField = 0
-    static let copyFields = (64, 192)
-    static let copySize = 128
+    static let copyFields = (64, 256)
+    static let copySize = 192
 
     // Within a record copy:
     static let sequenceField = 0
@@ -153,9 +179,16 @@ public enum LogLayout {
     static let serverStreamBytesField = 104
     static let timestampDeltaField = 112
     static let servingWindowScaleField = 116
-    static let checksumField = 120
+    static let replayClientStartField = 120
+    static let replayServerStartField = 128
+    static let replayServerCRCField = 136
+    static let protectionField = 140
+    static let servingClientBaseField = 144
+    static let servingServerBaseField = 152
+    static let maskEndField = 160
+    static let checksumField = 184
     /// The checksum covers every byte before it.
-    static let checksummedLength = 120
+    static let checksummedLength = 184
 
     // Within a chunk:
     static let chunkHeaderSize = 16
@@ -215,6 +248,14 @@ struct LogGeometry: Equatable, Sendable {
 
     /// Chunks a chain holding `bytes` client bytes has.
     func chunksHolding(_ bytes: UInt64) -> UInt64 { (bytes + UInt64(chunkSize) - 1) / UInt64(chunkSize) }
+
+    /// The ordinal (within its connection) of the chunk holding client byte `offset`.
+    func chunkOrdinal(_ offset: UInt64) -> UInt64 { offset / UInt64(chunkSize) }
+
+    /// Chunks on the chain of a connection that logged `bytes` client bytes and trimmed its first
+    /// `start`: from the chunk holding byte `start` through the one holding the last byte (none
+    /// when the trim left no partly filled chunk).
+    func chainLength(bytes: UInt64, start: UInt64) -> UInt64 { chunksHolding(bytes) - chunkOrdinal(start) }
 }
 
 /// Why a geometry was refused (the text says which field and which range).

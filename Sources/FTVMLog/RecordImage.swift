@@ -14,8 +14,13 @@ struct RecordImage: Equatable {
         static let rolledBack = Flags(rawValue: 1 << 5)
         /// A replay moved the server side to another guest: see `translation`.
         static let translated = Flags(rawValue: 1 << 6)
+        /// The server stream checksum masks `Date:` values found by following HTTP framing.
+        static let httpFraming = Flags(rawValue: 1 << 7)
+        /// The framing stopped being followed: masking ends at `maskEnd`.
+        static let framingStopped = Flags(rawValue: 1 << 8)
         static let all: Flags = [
             .serverHandshake, .clientFIN, .serverFIN, .clientTimestamps, .serverTimestamps, .rolledBack, .translated,
+            .httpFraming, .framingStopped,
         ]
     }
 
@@ -43,6 +48,13 @@ struct RecordImage: Equatable {
     var sequenceDelta: UInt32 = 0
     var timestampDelta: UInt32 = 0
     var servingWindowScale: UInt32 = 0
+    var replayClientStart: UInt64 = 0
+    var replayServerStart: UInt64 = 0
+    var replayServerCRC: UInt32 = 0
+    var protection: Protection = .protected
+    var servingClientBase: UInt64 = 0
+    var servingServerBase: UInt64 = 0
+    var maskEnd: UInt64 = 0
 
     /// A free record that keeps the slot's sequence going.
     static func free(sequence: UInt64) -> RecordImage {
@@ -52,6 +64,14 @@ struct RecordImage: Equatable {
     }
 
     var isLive: Bool { state != .free }
+
+    /// Chunks on this record's chain (none once it is unprotected: its history was let go).
+    func chainLength(_ geometry: LogGeometry) -> UInt64 {
+        protection == .protected ? geometry.chainLength(bytes: clientBytes, start: replayClientStart) : 0
+    }
+
+    /// Client bytes this record holds in the log.
+    var bytesHeld: UInt64 { protection == .protected ? clientBytes - replayClientStart : 0 }
 
     /// The next client sequence number the log expects.
     var nextClientSequence: UInt32 {
@@ -93,7 +113,16 @@ struct RecordImage: Equatable {
         put(serverStreamBytes, LogLayout.serverStreamBytesField)
         put(timestampDelta, LogLayout.timestampDeltaField)
         put(servingWindowScale, LogLayout.servingWindowScaleField)
-        put(UInt32(0), 124)
+        put(replayClientStart, LogLayout.replayClientStartField)
+        put(replayServerStart, LogLayout.replayServerStartField)
+        put(replayServerCRC, LogLayout.replayServerCRCField)
+        put(protection.rawValue, LogLayout.protectionField)
+        put(servingClientBase, LogLayout.servingClientBaseField)
+        put(servingServerBase, LogLayout.servingServerBaseField)
+        put(maskEnd, LogLayout.maskEndField)
+        put(UInt64(0), 168)
+        put(UInt64(0), 176)
+        put(UInt32(0), LogLayout.checksumField + 4)
         let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: copy, count: LogLayout.checksummedLength))
         put(crc, LogLayout.checksumField)
     }
@@ -106,7 +135,9 @@ struct RecordImage: Equatable {
         }
         let stored = get(LogLayout.checksumField, UInt32.self)
         let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: copy, count: LogLayout.checksummedLength))
-        guard stored == crc, let state = ConnectionState(rawValue: get(LogLayout.stateField, UInt32.self)) else {
+        guard stored == crc, let state = ConnectionState(rawValue: get(LogLayout.stateField, UInt32.self)),
+            let protection = Protection(rawValue: get(LogLayout.protectionField, UInt32.self))
+        else {
             return nil
         }
         var image = RecordImage()
@@ -139,6 +170,17 @@ struct RecordImage: Equatable {
         image.sequenceDelta = get(LogLayout.sequenceDeltaField, UInt32.self)
         image.timestampDelta = get(LogLayout.timestampDeltaField, UInt32.self)
         image.servingWindowScale = get(LogLayout.servingWindowScaleField, UInt32.self)
+        image.replayClientStart = get(LogLayout.replayClientStartField, UInt64.self)
+        image.replayServerStart = get(LogLayout.replayServerStartField, UInt64.self)
+        image.replayServerCRC = get(LogLayout.replayServerCRCField, UInt32.self)
+        image.protection = protection
+        image.servingClientBase = get(LogLayout.servingClientBaseField, UInt64.self)
+        image.servingServerBase = get(LogLayout.servingServerBaseField, UInt64.self)
+        image.maskEnd = get(LogLayout.maskEndField, UInt64.self)
+        // A start past what was logged cannot have been written by the writer.
+        guard image.replayClientStart <= image.clientBytes, image.replayServerStart <= image.serverStreamBytes else {
+            return nil
+        }
         return image
     }
 
@@ -159,13 +201,19 @@ struct RecordImage: Equatable {
                 ? TCPTimestamps(value: serverTSval, echoReply: serverTSecr) : nil,
             serverStream: StreamChecksum(
                 crc: serverStreamCRC, byteCount: serverStreamBytes, endSequence: serverStreamEnd),
-            rolledBack: flags.contains(.rolledBack), translation: translation)
+            rolledBack: flags.contains(.rolledBack), translation: translation,
+            replayStart: ReplayStart(
+                clientOffset: replayClientStart, serverOffset: replayServerStart, serverCRC: replayServerCRC),
+            protection: protection,
+            masking: flags.contains(.httpFraming)
+                ? .http(until: flags.contains(.framingStopped) ? maskEnd : nil) : .none)
     }
 
     var translation: Translation? {
         guard flags.contains(.translated) else { return nil }
         return Translation(
             sequenceDelta: sequenceDelta, timestampDelta: timestampDelta,
-            servingWindowScale: UInt8(truncatingIfNeeded: servingWindowScale))
+            servingWindowScale: UInt8(truncatingIfNeeded: servingWindowScale),
+            servingClientBase: servingClientBase, servingServerBase: servingServerBase)
     }
 }

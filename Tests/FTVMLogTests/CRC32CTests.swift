@@ -34,4 +34,26 @@ final class CRC32CTests: XCTestCase {
             XCTAssertEqual(CRC32C.checksum(Array(whole[cut...]), continuing: first), CRC32C.checksum(whole))
         }
     }
+
+    /// Combining and splitting checksums without the bytes agrees with checksumming the bytes,
+    /// for every cut of random data and lengths up to several chunk sizes (a trim takes the
+    /// dropped prefix off the running server stream checksum this way).
+    func testCombineAndSuffixAgreeWithTheBytes() {
+        var generator = SeededGenerator(state: 11)
+        for length in [0, 1, 2, 7, 8, 63, 64, 65, 1000, 4096, 70_001] {
+            let data = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            for cut in Set([0, length / 3, length / 2, length]).sorted() {
+                let a = referenceCRC32C(Array(data[..<cut]))
+                let b = referenceCRC32C(Array(data[cut...]))
+                let whole = referenceCRC32C(data)
+                let tail = UInt64(length - cut)
+                XCTAssertEqual(CRC32C.combine(a, b, length: tail), whole, "length \(length) cut \(cut)")
+                XCTAssertEqual(CRC32C.suffix(of: whole, prefix: a, suffixLength: tail), b, "length \(length) cut \(cut)")
+            }
+        }
+        // A shift by a length beyond 2^32 bytes composes like the smaller ones.
+        let crc: UInt32 = 0xDEAD_BEEF
+        XCTAssertEqual(
+            CRC32C.shift(CRC32C.shift(crc, by: 1 << 33), by: 12345), CRC32C.shift(crc, by: (1 << 33) + 12345))
+    }
 }

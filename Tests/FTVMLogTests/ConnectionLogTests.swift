@@ -151,8 +151,8 @@ final class ConnectionLogTests: LogTestCase {
         let log = try ConnectionLog.create(path: path, slots: 2, chunks: 8, chunkSize: 64)
         let a = try XCTUnwrap(log.open(key: key(1), clientISN: 1, options: options))
         let b = try XCTUnwrap(log.open(key: key(2), clientISN: 2, options: options))
-        XCTAssertNil(log.open(key: key(3), clientISN: 3, options: options))  // no slot
-        XCTAssertEqual(log.usage.counters.fullRejections, 1)
+        XCTAssertNil(log.open(key: key(3), clientISN: 3, options: options))  // no slot: passes unlogged
+        XCTAssertEqual(log.usage.counters.admittedUnlogged, 1)
         XCTAssertEqual(log.append(a, seq: 2, stream(1, 0..<200)), .logged(200))
         XCTAssertEqual(log.append(b, seq: 3, stream(2, 0..<70)), .logged(70))
         XCTAssertEqual(log.usage.chunksUsed, 6)
@@ -180,32 +180,129 @@ final class ConnectionLogTests: LogTestCase {
         XCTAssertEqual(log.records(), [])
     }
 
-    /// A full log delays segments (`.full`, counted) and refuses connections; a close makes room.
-    func testFullLog() throws {
+    /// A full log costs protection, never service: the connection whose bytes do not fit becomes
+    /// unprotected (its chunks freed, its segments forwarded unlogged), and a connection admitted
+    /// below the reserve is unprotected from its SYN on. Nothing is delayed or refused.
+    func testFullLogUnprotectsInsteadOfDelaying() throws {
         let log = try ConnectionLog.create(path: path, slots: 4, chunks: 4, chunkSize: 64)
         log.admissionReserve = 1
         let a = try XCTUnwrap(log.open(key: key(1), clientISN: 0, options: options))
         let b = try XCTUnwrap(log.open(key: key(2), clientISN: 0, options: options))
         XCTAssertEqual(log.append(a, seq: 1, stream(1, 0..<192)), .logged(192))  // 3 chunks
-        XCTAssertEqual(log.append(b, seq: 1, stream(2, 0..<100)), .full)  // needs 2, 1 free
-        XCTAssertFalse(AppendResult.full.mayForward)
         XCTAssertEqual(log.append(b, seq: 1, stream(2, 0..<64)), .logged(64))  // exactly the last chunk
-        XCTAssertEqual(log.append(b, seq: 65, stream(2, 64..<65)), .full)
-        XCTAssertEqual(log.append(a, seq: 193, stream(1, 192..<193)), .full)
-        XCTAssertEqual(log.append(a, seq: 100, stream(1, 99..<150)), .duplicate)  // retransmissions still pass
-        XCTAssertNil(log.open(key: key(3), clientISN: 0, options: options))  // below the reserve
+        XCTAssertEqual(log.append(b, seq: 65, stream(2, 64..<65)), .unprotected)  // no chunk left
+        XCTAssertTrue(AppendResult.unprotected.mayForward)
+        XCTAssertEqual(log.current(b).protection, .logFull)
+        XCTAssertEqual(log.clientBytes(b), [])  // its history is gone …
+        XCTAssertEqual(log.usage.chunksUsed, 3)  // … and its chunk with it
+        XCTAssertEqual(log.append(b, seq: 1, stream(2, 0..<10)), .unprotected)  // from now on, always
+        XCTAssertEqual(log.appendClientFIN(b, seq: 66), .unprotected)
+        XCTAssertEqual(log.current(b).state, .closing)
+        // Below the reserve a new connection is admitted unprotected.
+        XCTAssertEqual(log.append(a, seq: 193, stream(1, 192..<256)), .logged(64))  // the last free chunk
+        let c = try XCTUnwrap(log.open(key: key(3), clientISN: 0, options: options))
+        XCTAssertEqual(log.current(c).protection, .logFull)
+        XCTAssertEqual(log.append(c, seq: 1, [1, 2, 3]), .unprotected)
         var usage = log.usage
         XCTAssertEqual(usage.chunksUsed, 4)
-        XCTAssertEqual(usage.counters.fullDrops, 3)
-        XCTAssertEqual(usage.counters.fullRejections, 1)
-        XCTAssertEqual(log.clientBytes(b), stream(2, 0..<64))  // nothing of the refused segments
-
-        log.close(a)
-        XCTAssertEqual(log.append(b, seq: 65, stream(2, 64..<100)), .logged(36))  // the retransmission
-        XCTAssertNotNil(log.open(key: key(3), clientISN: 0, options: options))
+        XCTAssertEqual(usage.bytesHeld, 256)
+        XCTAssertEqual(usage.counters.unprotectedLogFull, 2)
+        XCTAssertEqual(usage.unprotectedNow, 2)
+        log.close(b)
+        log.close(c)
         usage = log.usage
-        XCTAssertEqual(usage.chunksUsed, 2)
-        XCTAssertEqual(log.clientBytes(b), stream(2, 0..<100))
+        XCTAssertEqual(usage.unprotectedNow, 0)
+        XCTAssertEqual(usage.counters.unprotectedLogFull, 2)
+        XCTAssertEqual(log.clientBytes(a), stream(1, 0..<256))
+    }
+
+    /// One connection may hold at most `connectionBudget` bytes from its replay start on.
+    func testConnectionBudget() throws {
+        let log = try ConnectionLog.create(path: path, slots: 4, chunks: 16, chunkSize: 64)
+        log.connectionBudget = 200
+        let a = try XCTUnwrap(log.open(key: key(1), clientISN: 0, options: options))
+        log.setServerHandshake(a, serverISN: 1000, options: options)
+        XCTAssertEqual(log.append(a, seq: 1, stream(1, 0..<150)), .logged(150))
+        XCTAssertEqual(log.append(a, seq: 151, stream(1, 150..<200)), .logged(50))  // exactly the budget
+        // A trim makes room: the budget counts what the connection holds, not its age.
+        log.serverSent(a, endSeq: 1011, stream(9, 0..<10))
+        log.noteClientAck(a, ack: 1011)
+        XCTAssertTrue(log.trim(a, to: ReplayStart(clientOffset: 130, serverOffset: 10, serverCRC: 0)))
+        XCTAssertEqual(log.append(a, seq: 201, stream(1, 200..<330)), .logged(130))  // holds 200 again
+        XCTAssertEqual(log.append(a, seq: 331, stream(1, 330..<331)), .unprotected)
+        XCTAssertEqual(log.current(a).protection, .overBudget)
+        XCTAssertEqual(log.usage.counters.unprotectedOverBudget, 1)
+        XCTAssertEqual(log.usage.chunksUsed, 0)
+        XCTAssertEqual(log.usage.bytesHeld, 0)
+    }
+
+    /// A trim frees the chunks wholly before the new replay start and keeps the rest readable; a
+    /// replay's server stream checksum covers only what follows the start.
+    func testTrimFreesWholeChunksAndKeepsTheRest() throws {
+        let log = try ConnectionLog.create(path: path, slots: 2, chunks: 8, chunkSize: 64)
+        let a = try XCTUnwrap(log.open(key: key(1), clientISN: 0xFFFF_FF00, options: options))
+        log.setServerHandshake(a, serverISN: 0xFFFF_FFF0, options: options)
+        XCTAssertEqual(log.append(a, seq: 0xFFFF_FF01, stream(1, 0..<300)), .logged(300))  // 5 chunks
+        let reply = stream(2, 0..<100)
+        log.serverSent(a, endSeq: 0xFFFF_FFF1 &+ 100, reply)
+        log.noteClientAck(a, ack: 0xFFFF_FFF1 &+ 60)
+        // Not past what the client acknowledged, nor behind the start, nor past what is logged.
+        let crc60 = referenceCRC32C(Array(reply[0..<60]))
+        XCTAssertFalse(log.trim(a, to: ReplayStart(clientOffset: 130, serverOffset: 61, serverCRC: 0)))
+        XCTAssertFalse(log.trim(a, to: ReplayStart(clientOffset: 301, serverOffset: 60, serverCRC: crc60)))
+        XCTAssertTrue(log.trim(a, to: ReplayStart(clientOffset: 130, serverOffset: 60, serverCRC: crc60)))
+        XCTAssertFalse(log.trim(a, to: ReplayStart(clientOffset: 129, serverOffset: 60, serverCRC: crc60)))
+        XCTAssertFalse(log.trim(a, to: ReplayStart(clientOffset: 130, serverOffset: 60, serverCRC: crc60)))  // no move
+        var record = log.current(a)
+        XCTAssertEqual(record.replayStart, ReplayStart(clientOffset: 130, serverOffset: 60, serverCRC: crc60))
+        XCTAssertEqual(record.clientBytesHeld, 170)
+        XCTAssertEqual(record.replayClientISN, 0xFFFF_FF00 &+ 130)
+        XCTAssertEqual(
+            record.replayedServerStream,
+            StreamChecksum(crc: referenceCRC32C(Array(reply[60..<100])), byteCount: 40, endSequence: 0xFFFF_FFF1 &+ 100))
+        XCTAssertEqual(log.clientBytes(a), stream(1, 130..<300))
+        XCTAssertEqual(log.usage.chunksUsed, 3)  // chunks 2, 3, 4 (bytes 128..<320)
+        XCTAssertEqual(log.usage.bytesHeld, 170)
+        XCTAssertEqual(log.usage.counters.trims, 1)
+        XCTAssertEqual(log.usage.counters.bytesTrimmed, 130)
+        var cursor = ClientByteCursor()
+        var buffer = [UInt8](repeating: 0, count: 100)
+        let read = buffer.withUnsafeMutableBytes { log.readClientBytes(a, from: 150, into: $0, cursor: &cursor) }
+        XCTAssertEqual(read, 100)
+        XCTAssertEqual(buffer, stream(1, 150..<250))
+        XCTAssertEqual(buffer.withUnsafeMutableBytes { log.readClientBytes(a, from: 129, into: $0, cursor: &cursor) }, 0)
+
+        // Trim everything: an idle keep-alive connection holds nothing but its last partial chunk.
+        log.noteClientAck(a, ack: 0xFFFF_FFF1 &+ 100)
+        XCTAssertTrue(log.trim(a, to: ReplayStart(clientOffset: 300, serverOffset: 100, serverCRC: referenceCRC32C(reply))))
+        record = log.current(a)
+        XCTAssertEqual(record.clientBytesHeld, 0)
+        XCTAssertEqual(record.replayedServerStream.byteCount, 0)
+        XCTAssertEqual(record.replayedServerStream.crc, 0)
+        XCTAssertEqual(log.usage.chunksUsed, 1)  // bytes 256..<300 share the chunk byte 300 goes into
+        XCTAssertEqual(log.clientBytes(a), [])
+        XCTAssertEqual(log.append(a, seq: 0xFFFF_FF01 &+ 300, stream(1, 300..<400)), .logged(100))
+        XCTAssertEqual(log.clientBytes(a), stream(1, 300..<400))
+        XCTAssertEqual(log.usage.chunksUsed, 3)
+        // A start inside the last chunk keeps just that chunk.
+        log.serverSent(a, endSeq: 0xFFFF_FFF1 &+ 101, [7])
+        log.noteClientAck(a, ack: 0xFFFF_FFF1 &+ 101)
+        XCTAssertTrue(
+            log.trim(a, to: ReplayStart(clientOffset: 384, serverOffset: 101, serverCRC: referenceCRC32C(reply + [7]))))
+        XCTAssertEqual(log.clientBytes(a), stream(1, 384..<400))
+        XCTAssertEqual(log.usage.chunksUsed, 1)
+        // A chunk-aligned start at the end empties the chain; the next byte starts a fresh chunk.
+        XCTAssertEqual(log.append(a, seq: 0xFFFF_FF01 &+ 400, stream(1, 400..<448)), .logged(48))
+        XCTAssertTrue(
+            log.trim(a, to: ReplayStart(clientOffset: 448, serverOffset: 101, serverCRC: referenceCRC32C(reply + [7]))))
+        XCTAssertEqual(log.usage.chunksUsed, 0)
+        XCTAssertEqual(log.current(a).clientBytesHeld, 0)
+        XCTAssertEqual(log.append(a, seq: 0xFFFF_FF01 &+ 448, stream(1, 448..<450)), .logged(2))
+        XCTAssertEqual(log.clientBytes(a), stream(1, 448..<450))
+        XCTAssertEqual(log.usage.chunksUsed, 1)
+        log.close(a)
+        XCTAssertEqual(log.usage.chunksUsed, 0)
+        XCTAssertEqual(log.usage.bytesHeld, 0)
     }
 
     func testSYNRetransmissionAndTupleReuse() throws {

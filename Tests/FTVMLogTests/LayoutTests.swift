@@ -4,38 +4,39 @@ import XCTest
 
 /// Golden bytes: what a freshly created log and a freshly opened record look like on disk.
 final class LayoutTests: LogTestCase {
-    // 4 slots, 8 chunks of 64 bytes: 256 (header) + 4 × 320 (slots) + 8 × (16 + 64) (chunks) = 2176.
+    // 4 slots, 8 chunks of 64 bytes: 256 (header) + 4 × 448 (slots) + 8 × (16 + 64) (chunks) = 2688.
     private let slotsStart = 256
-    private let chunksStart = 256 + 4 * 320
+    private let chunksStart = 256 + 4 * 448
 
     func testFreshHeaderBytes() throws {
         _ = try ConnectionLog.create(path: path, slots: 4, chunks: 8, chunkSize: 64)
         let bytes = try fileBytes()
-        XCTAssertEqual(bytes.count, 2176)
+        XCTAssertEqual(bytes.count, 2688)
         XCTAssertEqual(Array(bytes[0..<8]), Array("FTVMCLOG".utf8))  // magic
-        XCTAssertEqual(Array(bytes[8..<12]), [1, 0, 0, 0])  // version 1
+        XCTAssertEqual(Array(bytes[8..<12]), [2, 0, 0, 0])  // version 2
         XCTAssertEqual(Array(bytes[12..<16]), [0x00, 0x01, 0, 0])  // header size 256
-        XCTAssertEqual(Array(bytes[16..<24]), [0x80, 0x08, 0, 0, 0, 0, 0, 0])  // region size 2176
+        XCTAssertEqual(Array(bytes[16..<24]), [0x80, 0x0A, 0, 0, 0, 0, 0, 0])  // region size 2688
         XCTAssertEqual(Array(bytes[24..<28]), [4, 0, 0, 0])  // slot count
         XCTAssertEqual(Array(bytes[28..<32]), [8, 0, 0, 0])  // chunk count
         XCTAssertEqual(Array(bytes[32..<36]), [64, 0, 0, 0])  // chunk size
-        XCTAssertEqual(Array(bytes[36..<40]), [0x72, 0x37, 0x4A, 0x84])  // CRC32C of 0..<36 = 0x844A3772
+        XCTAssertEqual(Array(bytes[36..<40]), [0xE0, 0x33, 0x02, 0x10])  // CRC32C of 0..<36 = 0x100233E0
         XCTAssertEqual(le32(bytes, 36), referenceCRC32C(Array(bytes[0..<36])))
         XCTAssertEqual(Array(bytes[40..<64]), [UInt8](repeating: 0, count: 24))  // reserved
-        // Counters: opened, bytes logged, full rejections, full drops, corrupt, rolled back, attaches.
+        // Counters: opened, bytes logged, admitted unlogged, unprotected (full), corrupt, rolled back,
+        // attaches; gauges: slots in use, chunks in use, bytes held; counters: trims, bytes trimmed,
+        // unprotected (budget), reclaimed; gauge: unprotected now.
         for offset in stride(from: 64, to: 120, by: 8) {
             XCTAssertEqual(le64(bytes, offset), 0, "counter at \(offset)")
         }
-        // Gauges: slots in use, chunks in use, bytes held.
-        for offset in stride(from: 128, to: 152, by: 8) { XCTAssertEqual(le64(bytes, offset), 0, "gauge at \(offset)") }
-        XCTAssertEqual(Array(bytes[152..<256]), [UInt8](repeating: 0, count: 104))  // reserved
+        for offset in stride(from: 128, to: 192, by: 8) { XCTAssertEqual(le64(bytes, offset), 0, "word at \(offset)") }
+        XCTAssertEqual(Array(bytes[192..<256]), [UInt8](repeating: 0, count: 64))  // reserved
     }
 
     func testFreshSlotsAndChunks() throws {
         _ = try ConnectionLog.create(path: path, slots: 4, chunks: 8, chunkSize: 64)
         let bytes = try fileBytes()
         for slot in 0..<4 {
-            let base = slotsStart + slot * 320
+            let base = slotsStart + slot * 448
             XCTAssertEqual(le64(bytes, base), 0)  // commit marker: sequence 0, in copy 0
             XCTAssertEqual(Array(bytes[base + 8..<base + 64]), [UInt8](repeating: 0, count: 56))
             // Copy 0: a sealed free record. Everything zero but the chunk links and the checksum.
@@ -43,12 +44,11 @@ final class LayoutTests: LogTestCase {
             XCTAssertEqual(Array(bytes[copy0..<copy0 + 84]), [UInt8](repeating: 0, count: 84))
             XCTAssertEqual(le32(bytes, copy0 + 84), 0xFFFF_FFFF)  // first chunk: none
             XCTAssertEqual(le32(bytes, copy0 + 88), 0xFFFF_FFFF)  // last chunk: none
-            XCTAssertEqual(Array(bytes[copy0 + 92..<copy0 + 120]), [UInt8](repeating: 0, count: 28))
-            XCTAssertEqual(le32(bytes, copy0 + 120), 0x862D_E19B)  // CRC32C of the 120 bytes before
-            XCTAssertEqual(le32(bytes, copy0 + 120), referenceCRC32C(Array(bytes[copy0..<copy0 + 120])))
-            XCTAssertEqual(le32(bytes, copy0 + 124), 0)
+            XCTAssertEqual(Array(bytes[copy0 + 92..<copy0 + 184]), [UInt8](repeating: 0, count: 92))
+            XCTAssertEqual(le32(bytes, copy0 + 184), referenceCRC32C(Array(bytes[copy0..<copy0 + 184])))
+            XCTAssertEqual(le32(bytes, copy0 + 188), 0)
             // Copy 1: never written (all zero, so it fails its checksum).
-            XCTAssertEqual(Array(bytes[base + 192..<base + 320]), [UInt8](repeating: 0, count: 128))
+            XCTAssertEqual(Array(bytes[base + 256..<base + 448]), [UInt8](repeating: 0, count: 192))
         }
         for chunk in 0..<8 {
             let base = chunksStart + chunk * 80
@@ -73,7 +73,7 @@ final class LayoutTests: LogTestCase {
         let bytes = try fileBytes()
 
         XCTAssertEqual(le64(bytes, slotsStart), 3)  // marker: sequence 3 (open, handshake, append)
-        let copy = slotsStart + 192  // odd sequence → copy 1
+        let copy = slotsStart + 256  // odd sequence → copy 1
         XCTAssertEqual(le64(bytes, copy + 0), 3)  // sequence
         XCTAssertEqual(le64(bytes, copy + 8), 1)  // serial
         XCTAssertEqual(le32(bytes, copy + 16), 1)  // state open
@@ -96,8 +96,9 @@ final class LayoutTests: LogTestCase {
         XCTAssertEqual(le32(bytes, copy + 92), 0)
         XCTAssertEqual(le64(bytes, copy + 96), 16)  // client bytes
         XCTAssertEqual(le64(bytes, copy + 104), 0)  // server stream bytes
-        XCTAssertEqual(le64(bytes, copy + 112), 0)
-        XCTAssertEqual(le32(bytes, copy + 120), referenceCRC32C(Array(bytes[copy..<copy + 120])))
+        XCTAssertEqual(le64(bytes, copy + 112), 0)  // timestamp delta, serving window scale
+        XCTAssertEqual(Array(bytes[copy + 120..<copy + 184]), [UInt8](repeating: 0, count: 64))  // replay start …
+        XCTAssertEqual(le32(bytes, copy + 184), referenceCRC32C(Array(bytes[copy..<copy + 184])))
         // Copy 0 still holds sequence 2 (the handshake), sealed: the state before the append.
         XCTAssertEqual(le64(bytes, slotsStart + 64), 2)
         XCTAssertEqual(le64(bytes, slotsStart + 64 + 96), 0)

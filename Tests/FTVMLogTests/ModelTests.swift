@@ -10,6 +10,7 @@ final class ModelTests: LogTestCase {
     private let chunks = 16
     private let chunkSize = 64
     private let reserve = 2
+    private let budget: UInt64 = 400
     private let keyPool = 9
 
     /// What the model knows about one connection. Offsets count bytes from ISN + 1.
@@ -29,9 +30,19 @@ final class ModelTests: LogTestCase {
         var serverFIN = false
         var clientTS: TCPTimestamps?
         var serverTS: TCPTimestamps?
+        var httpFraming = false
+        var maskEnd: Int?
+        /// The replay start (client and server offsets, and the server stream's CRC there).
+        var start = 0
+        var serverStart = 0
+        var serverStartCRC: UInt32 = 0
+        var protection = Protection.protected
+        /// An unprotected connection's FIN marks it closing without being logged.
+        var closing = false
 
-        var state: ConnectionState { clientFIN || serverFIN ? .closing : .open }
-        var chunks: Int { (logged + 63) / 64 }
+        var state: ConnectionState { clientFIN || serverFIN || closing ? .closing : .open }
+        var chunks: Int { protection == .protected ? (logged + 63) / 64 - start / 64 : 0 }
+        var held: Int { protection == .protected ? logged - start : 0 }
         var serverStreamID: UInt64 { streamID ^ 0xFFFF }
 
         var record: ConnectionRecord {
@@ -46,7 +57,10 @@ final class ModelTests: LogTestCase {
                 serverStream: StreamChecksum(
                     crc: coveredCRC, byteCount: UInt64(covered),
                     endSequence: server == nil ? 0 : serverBase &+ UInt32(covered)),
-                rolledBack: false)
+                rolledBack: false,
+                replayStart: ReplayStart(
+                    clientOffset: UInt64(start), serverOffset: UInt64(serverStart), serverCRC: serverStartCRC),
+                protection: protection, masking: httpFraming ? .http(until: maskEnd.map { UInt64($0) }) : .none)
         }
     }
 
@@ -54,8 +68,11 @@ final class ModelTests: LogTestCase {
         var open: [FlowKey: Connection] = [:]
         var opened: UInt64 = 0
         var bytesLogged: UInt64 = 0
-        var rejections: UInt64 = 0
-        var drops: UInt64 = 0
+        var unlogged: UInt64 = 0
+        var unprotectedFull: UInt64 = 0
+        var unprotectedBudget: UInt64 = 0
+        var trims: UInt64 = 0
+        var bytesTrimmed: UInt64 = 0
         var attaches: UInt64 = 0
         var chunksUsed: Int { open.values.reduce(0) { $0 + $1.chunks } }
     }
@@ -71,6 +88,7 @@ final class ModelTests: LogTestCase {
         var rng = SeededGenerator(state: seed)
         var log = try ConnectionLog.create(path: path, slots: slots, chunks: chunks, chunkSize: chunkSize)
         log.admissionReserve = reserve
+        log.connectionBudget = budget
         var model = Model()
         var nextStreamID: UInt64 = seed << 32
         var seen: Set<String> = []  // outcomes reached, so the mix is known to exercise each path
@@ -98,17 +116,18 @@ final class ModelTests: LogTestCase {
                     maximumSegmentSize: Bool.random(using: &rng) ? UInt16.random(in: 536...9000, using: &rng) : nil,
                     windowScale: Bool.random(using: &rng) ? UInt8.random(in: 0...14, using: &rng) : nil,
                     sackPermitted: Bool.random(using: &rng), timestamps: Bool.random(using: &rng))
+                let framing = Bool.random(using: &rng)
                 what = "open \(flow) isn \(isn)"
-                let slot = log.open(key: flow, clientISN: isn, options: options)
+                let slot = log.open(key: flow, clientISN: isn, options: options, httpFraming: framing)
                 if let existing, existing.isn == isn {
                     XCTAssertEqual(slot, existing.slot, what)
                     break
                 }
                 if existing != nil { model.open[flow] = nil }  // the client reused the tuple
-                if model.open.count == slots || chunks - model.chunksUsed < reserve {
+                if model.open.count == slots {
                     XCTAssertNil(slot, what)
-                    seen.insert("rejected")
-                    model.rejections += 1
+                    seen.insert("unlogged")
+                    model.unlogged += 1
                     break
                 }
                 guard let slot else { return XCTFail("\(what): refused (seed \(seed), step \(step))") }
@@ -116,7 +135,14 @@ final class ModelTests: LogTestCase {
                 XCTAssertEqual(slot.serial, model.opened, what)
                 XCTAssertFalse(model.open.values.contains { $0.slot.index == slot.index }, what)
                 nextStreamID += 1
-                model.open[flow] = Connection(slot: slot, key: flow, streamID: nextStreamID, isn: isn, options: options)
+                var connection = Connection(slot: slot, key: flow, streamID: nextStreamID, isn: isn, options: options)
+                connection.httpFraming = framing
+                if chunks - model.chunksUsed < reserve {
+                    connection.protection = .logFull
+                    model.unprotectedFull += 1
+                    seen.insert("admitted unprotected")
+                }
+                model.open[flow] = connection
 
             case 14..<54:  // a client segment
                 guard var connection = randomLive() else { break }
@@ -130,7 +156,9 @@ final class ModelTests: LogTestCase {
                 }
                 let end = start + length
                 let expected: AppendResult
-                if start > connection.logged {
+                if connection.protection != .protected {
+                    expected = .unprotected
+                } else if start > connection.logged {
                     expected = .gap
                 } else if end <= connection.logged {
                     expected = .duplicate
@@ -140,9 +168,16 @@ final class ModelTests: LogTestCase {
                     let newBytes = end - connection.logged
                     let room = connection.logged % chunkSize == 0 ? 0 : chunkSize - connection.logged % chunkSize
                     let needed = newBytes > room ? (newBytes - room + chunkSize - 1) / chunkSize : 0
-                    if needed > chunks - model.chunksUsed {
-                        expected = .full
-                        model.drops += 1
+                    if UInt64(connection.held + newBytes) > budget {
+                        expected = .unprotected
+                        connection.protection = .overBudget
+                        model.unprotectedBudget += 1
+                        seen.insert("over budget")
+                    } else if needed > chunks - model.chunksUsed {
+                        expected = .unprotected
+                        connection.protection = .logFull
+                        model.unprotectedFull += 1
+                        seen.insert("log full")
                     } else {
                         expected = start == connection.logged ? .logged(newBytes) : .partial(newBytes)
                         connection.logged = end
@@ -163,8 +198,13 @@ final class ModelTests: LogTestCase {
             case 54..<58:  // the client's FIN
                 guard var connection = randomLive() else { break }
                 let result = log.appendClientFIN(connection.slot, seq: connection.isn &+ 1 &+ UInt32(connection.logged))
-                XCTAssertEqual(result, connection.clientFIN ? .duplicate : .logged(0))
-                connection.clientFIN = true
+                if connection.protection == .protected {
+                    XCTAssertEqual(result, connection.clientFIN ? .duplicate : .logged(0))
+                    connection.clientFIN = true
+                } else {
+                    XCTAssertEqual(result, .unprotected)
+                    connection.closing = true
+                }
                 model.open[connection.key] = connection
 
             case 58..<64:  // the primary's SYN/ACK
@@ -186,7 +226,7 @@ final class ModelTests: LogTestCase {
                 let end = start + length + (fin ? 1 : 0)
                 log.serverSent(connection.slot, endSeq: server.isn &+ 1 &+ UInt32(end), payload, fin: fin)
                 connection.sent = max(connection.sent, end)
-                if start <= connection.covered, start + length > connection.covered {
+                if connection.protection == .protected, start <= connection.covered, start + length > connection.covered {
                     let tail = stream(connection.serverStreamID, connection.covered..<start + length)
                     connection.coveredCRC = referenceCRC32C(tail, continuing: connection.coveredCRC)
                     connection.covered = start + length
@@ -215,7 +255,37 @@ final class ModelTests: LogTestCase {
                 }
                 model.open[connection.key] = connection
 
-            case 89..<97:  // a close
+            case 89..<93:  // a trim: sometimes valid, sometimes not
+                guard var connection = randomLive() else { break }
+                let clientOffset = max(0, connection.start + Int.random(in: -5...(connection.logged - connection.start + 5), using: &rng))
+                let serverOffset = max(0, connection.serverStart + Int.random(in: -5...(connection.covered - connection.serverStart + 5), using: &rng))
+                let crc = referenceCRC32C(stream(connection.serverStreamID, 0..<serverOffset))
+                let valid = connection.protection == .protected && connection.server != nil
+                    && (connection.start...connection.logged).contains(clientOffset)
+                    && (connection.serverStart...connection.covered).contains(serverOffset) && serverOffset <= connection.acked
+                    && (clientOffset > connection.start || serverOffset > connection.serverStart)
+                what = "trim \(connection.key) to \(clientOffset), \(serverOffset)"
+                let trimmed = log.trim(
+                    connection.slot,
+                    to: ReplayStart(clientOffset: UInt64(clientOffset), serverOffset: UInt64(serverOffset), serverCRC: crc))
+                XCTAssertEqual(trimmed, valid, what)
+                if valid {
+                    seen.insert("trimmed")
+                    model.trims += 1
+                    model.bytesTrimmed += UInt64(clientOffset - connection.start)
+                    connection.start = clientOffset
+                    connection.serverStart = serverOffset
+                    connection.serverStartCRC = crc
+                }
+                model.open[connection.key] = connection
+
+            case 93..<94:  // the relay stops following a connection's framing
+                guard var connection = randomLive() else { break }
+                log.stopFraming(connection.slot, atServerOffset: UInt64(connection.covered))
+                if connection.httpFraming, connection.maskEnd == nil { connection.maskEnd = connection.covered }
+                model.open[connection.key] = connection
+
+            case 94..<97:  // a close
                 guard let connection = randomLive() else { break }
                 log.close(connection.slot)
                 model.open[connection.key] = nil
@@ -224,14 +294,18 @@ final class ModelTests: LogTestCase {
                 what = "re-attach"
                 log = try ConnectionLog.attach(path: path)
                 log.admissionReserve = reserve
+                log.connectionBudget = budget
                 model.attaches += 1
                 if !model.open.isEmpty { seen.insert("re-attached") }
             }
             try check(log, model, "seed \(seed) step \(step): \(what)")
         }
         XCTAssertEqual(
-            seen, ["logged", "partial", "duplicate", "gap", "full", "rejected", "wrapped", "re-attached"],
-            "seed \(seed)")
+            seen,
+            [
+                "logged", "partial", "duplicate", "gap", "unprotected", "unlogged", "admitted unprotected",
+                "over budget", "log full", "trimmed", "wrapped", "re-attached",
+            ], "seed \(seed)")
     }
 
     private func check(_ log: ConnectionLog, _ model: Model, _ context: String) throws {
@@ -241,18 +315,23 @@ final class ModelTests: LogTestCase {
         if records != expected.map(\.record) { throw Stop() }
         for connection in expected {
             XCTAssertEqual(
-                log.clientBytes(connection.slot), stream(connection.streamID, 0..<connection.logged), context)
+                log.clientBytes(connection.slot),
+                connection.protection == .protected ? stream(connection.streamID, connection.start..<connection.logged) : [],
+                context)
         }
         for n in 0..<keyPool { XCTAssertEqual(log.lookup(key(n)), model.open[key(n)]?.slot, context) }
         let usage = log.usage
         XCTAssertEqual(usage.slotsUsed, model.open.count, context)
         XCTAssertEqual(usage.chunksUsed, model.chunksUsed, context)
-        XCTAssertEqual(usage.bytesHeld, UInt64(expected.reduce(0) { $0 + $1.logged }), context)
+        XCTAssertEqual(usage.bytesHeld, UInt64(expected.reduce(0) { $0 + $1.held }), context)
+        XCTAssertEqual(usage.unprotectedNow, expected.filter { $0.protection != .protected }.count, context)
         XCTAssertEqual(
             usage.counters,
             LogCounters(
-                connectionsOpened: model.opened, bytesLogged: model.bytesLogged, fullRejections: model.rejections,
-                fullDrops: model.drops, corruptRecords: 0, rolledBackRecords: 0, attaches: model.attaches), context)
+                connectionsOpened: model.opened, bytesLogged: model.bytesLogged, admittedUnlogged: model.unlogged,
+                unprotectedLogFull: model.unprotectedFull, unprotectedOverBudget: model.unprotectedBudget,
+                trims: model.trims, bytesTrimmed: model.bytesTrimmed, reclaimed: 0, corruptRecords: 0,
+                rolledBackRecords: 0, attaches: model.attaches), context)
     }
 
     private struct Stop: Error {}

@@ -9,9 +9,9 @@ import XCTest
 final class RestartTests: LogTestCase {
     private let options = SYNOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true, timestamps: true)
     // 4 slots, 16 chunks of 64 bytes.
-    private func slotOffset(_ slot: Int) -> Int { 256 + slot * 320 }
-    private func copyOffset(_ slot: Int, _ copy: Int) -> Int { slotOffset(slot) + (copy == 0 ? 64 : 192) }
-    private func chunkOffset(_ chunk: Int) -> Int { 256 + 4 * 320 + chunk * 80 }
+    private func slotOffset(_ slot: Int) -> Int { 256 + slot * 448 }
+    private func copyOffset(_ slot: Int, _ copy: Int) -> Int { slotOffset(slot) + (copy == 0 ? 64 : 256) }
+    private func chunkOffset(_ chunk: Int) -> Int { 256 + 4 * 448 + chunk * 80 }
 
     /// Three connections in various states; returns their slots.
     private func populate() throws -> [Slot] {
@@ -233,21 +233,21 @@ final class RestartTests: LogTestCase {
 
     func testUnsupportedVersionIsRefused() throws {
         _ = try populate()
-        try poke(UInt32(2), at: 8)
+        try poke(UInt32(1), at: 8)  // a log the previous layout wrote
         let error = try XCTUnwrap(try attachError())
-        XCTAssertEqual(error, .unsupportedVersion(path: path, found: 2))
+        XCTAssertEqual(error, .unsupportedVersion(path: path, found: 1))
         XCTAssertTrue(error.description.contains("ftvm down"))
     }
 
     func testSizeMismatchIsRefused() throws {
         _ = try populate()
         try poke(UInt64(4096), at: 16)  // the size field
-        XCTAssertEqual(try attachError(), .sizeMismatch(path: path, header: 4096, actual: 256 + 4 * 320 + 16 * 80))
-        try poke(UInt64(256 + 4 * 320 + 16 * 80), at: 16)
+        XCTAssertEqual(try attachError(), .sizeMismatch(path: path, header: 4096, actual: 256 + 4 * 448 + 16 * 80))
+        try poke(UInt64(256 + 4 * 448 + 16 * 80), at: 16)
         XCTAssertNil(try attachError())
         XCTAssertEqual(truncate(path, 1000), 0)  // the file shrank
         XCTAssertEqual(
-            try attachError(), .sizeMismatch(path: path, header: UInt64(256 + 4 * 320 + 16 * 80), actual: 1000))
+            try attachError(), .sizeMismatch(path: path, header: UInt64(256 + 4 * 448 + 16 * 80), actual: 1000))
         XCTAssertEqual(truncate(path, 100), 0)
         XCTAssertEqual(try attachError(), .tooSmall(path: path, size: 100))
     }
@@ -271,6 +271,6 @@ final class RestartTests: LogTestCase {
         let log = try ConnectionLog.create(path: path, slots: 2, chunks: 2, chunkSize: 64)
         XCTAssertEqual(log.records(), [])
         XCTAssertEqual(log.usage.counters.connectionsOpened, 0)
-        XCTAssertEqual(try fileBytes().count, 256 + 2 * 320 + 2 * 80)
+        XCTAssertEqual(try fileBytes().count, 256 + 2 * 448 + 2 * 80)
     }
 }
