@@ -59,6 +59,10 @@ public struct ServiceReport: Sendable, Equatable {
 /// says "new" (the heartbeat, a sequence number); readers acquire that word before the data.
 public final class Channel: @unchecked Sendable {
     private let region: MappedFile
+    /// Trim-ring resyncs seen by this process (see `popTrim()`). Kept in the host's own memory,
+    /// not in the region: a guest that scribbles on the ring's indices could as easily reset a
+    /// counter there, and hide what it did.
+    let trimResyncCounter = ManagedAtomic<UInt64>(0)
     public var path: String { region.path }
 
     /// Maps an existing region and checks its header; never trusts a region it cannot vouch for.
@@ -259,11 +263,11 @@ public final class Channel: @unchecked Sendable {
         return ChannelLayout.servicesOffset + index * ChannelLayout.serviceStride
     }
 
-    private func word64(_ offset: Int) -> UnsafeAtomic<UInt64> {
+    func word64(_ offset: Int) -> UnsafeAtomic<UInt64> {
         UnsafeAtomic(at: (region.base + offset).assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
     }
 
-    private func word32(_ offset: Int) -> UnsafeAtomic<UInt32> {
+    func word32(_ offset: Int) -> UnsafeAtomic<UInt32> {
         UnsafeAtomic(at: (region.base + offset).assumingMemoryBound(to: UInt32.AtomicRepresentation.self))
     }
 

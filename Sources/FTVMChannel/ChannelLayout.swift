@@ -4,14 +4,26 @@
 /// All words are little-endian and naturally aligned, accessed as atomics. The host formats the
 /// header before the guest boots; the agent refuses a region whose header is wrong, and so does a
 /// restarted daemon, because trusting a stale or foreign region would mean acting on garbage.
+///
+/// | Offset | Field                                                                      |
+/// |--------|----------------------------------------------------------------------------|
+/// | 0      | header: magic, version, size                                               |
+/// | 16     | heartbeat, agent state, tick, guest clock, agent pid                       |
+/// | 64     | 4 service slots of 32 bytes                                                |
+/// | 192    | host → agent command; 256 agent → host reply                               |
+/// | 320    | host clock; 336 image version                                              |
+/// | 4096   | trim ring indices (guest → host): producer, consumer, dropped (UInt64 each)|
+/// | 4160   | trim ring entries: `trimRingCapacity` × 32 bytes                           |
+///
+/// Version 2 added the trim ring; a version-1 agent and a version-2 host refuse each other.
 public enum ChannelLayout {
     /// "FTVMCHAN" read as a little-endian UInt64.
     public static let magic: UInt64 = 0x4E41_4843_4D56_5446
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
     /// The size the host creates. ivshmem needs a power of two and libvirt sizes in MiB.
     public static let regionSize = 1 << 20
-    /// The smallest region that holds every field below.
-    public static let minimumSize = 512
+    /// The smallest region that holds every field below (the trim ring ends at 36928).
+    public static let minimumSize = trimEntriesOffset + trimRingCapacity * trimEntryStride
 
     static let magicOffset = 0  // UInt64
     static let versionOffset = 8  // UInt32
@@ -42,6 +54,30 @@ public enum ChannelLayout {
     static let hostClockOffset = 320  // UInt64: host CLOCK_REALTIME (ns), written before a resume
     static let imageVersionOffset = 336  // 32 bytes, NUL padded: written by the agent
     static let imageVersionLength = 32
+
+    // The trim ring: guest services' explicit trim requests, agent → host (docs/trim-api.md).
+    // A single-producer (the agent), single-consumer (the host's relay thread) ring of fixed
+    // entries. The indices count entries ever pushed and consumed, never wrap in practice
+    // (2^64 entries), and select slot `index % trimRingCapacity`.
+    //
+    // Ordering: the agent writes an entry, then release-stores `producer`; the host
+    // acquire-loads `producer`, reads the entry, then release-stores `consumer`; the agent
+    // acquire-loads `consumer` before reusing a slot. The host trusts none of it: see
+    // `Channel.popTrim()` for what it does with indices a guest could have scribbled on.
+    static let trimProducerOffset = 4096  // UInt64: entries the agent ever pushed (agent writes)
+    static let trimConsumerOffset = 4104  // UInt64: entries the host ever consumed (host writes)
+    static let trimDroppedOffset = 4112  // UInt64: pushes refused because the ring was full (agent writes)
+    static let trimEntriesOffset = 4160  // a cache line after the indices
+    public static let trimRingCapacity = 1024
+    static let trimEntryStride = 32
+    // Within an entry (little-endian like every word here, so bytes 0..<8 are one UInt64 whose
+    // low half is the address, then the client port, then the server port):
+    static let trimClientAddressField = 0  // UInt32: client IPv4, first octet most significant
+    static let trimClientPortField = 4  // UInt16
+    static let trimServerPortField = 6  // UInt16
+    static let trimClientOffsetField = 8  // UInt64: client bytes the service has consumed
+    static let trimServerOffsetField = 16  // UInt64: server bytes the service has written
+    static let trimReservedField = 24  // UInt64: 0
 }
 
 /// What the agent says about itself.

@@ -20,7 +20,7 @@ final class ChannelTests: XCTestCase {
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         XCTAssertEqual(bytes.count, ChannelLayout.regionSize)
         XCTAssertEqual(Array(bytes[0..<8]), Array("FTVMCHAN".utf8))  // magic
-        XCTAssertEqual(Array(bytes[8..<12]), [1, 0, 0, 0])  // version 1, little-endian
+        XCTAssertEqual(Array(bytes[8..<12]), [2, 0, 0, 0])  // version 2, little-endian
         XCTAssertEqual(Array(bytes[12..<16]), [0, 0, 0x10, 0])  // size 1 MiB
         XCTAssertEqual(Array(bytes[16..<24]), [0, 0, 0, 0, 0, 0, 0, 0])  // heartbeat
     }
@@ -96,9 +96,19 @@ final class ChannelTests: XCTestCase {
 
     func testTruncatedRegionIsRefused() throws {
         _ = try Channel.open(path: path, create: true)
+        XCTAssertEqual(truncate(path, 65536), 0)
+        XCTAssertThrowsError(try Channel.open(path: path, create: false)) { error in
+            XCTAssertEqual(error as? ChannelError, .sizeMismatch(path: path, header: ChannelLayout.regionSize, actual: 65536))
+        }
+    }
+
+    /// A region cut inside the trim ring is too small for the layout, whatever its header says.
+    func testRegionWithoutRoomForTheTrimRingIsRefused() throws {
+        _ = try Channel.open(path: path, create: true)
+        XCTAssertEqual(ChannelLayout.minimumSize, 4160 + 1024 * 32)
         XCTAssertEqual(truncate(path, 4096), 0)
         XCTAssertThrowsError(try Channel.open(path: path, create: false)) { error in
-            XCTAssertEqual(error as? ChannelError, .sizeMismatch(path: path, header: ChannelLayout.regionSize, actual: 4096))
+            XCTAssertEqual(error as? ChannelError, .tooSmall(path: path, size: 4096))
         }
     }
 
