@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the ftvm guest image: Debian's cloud kernel plus an initramfs with busybox, the guest
-# agent, the demo service, busybox httpd as the unmodified third-party server, and its files.
+# agent, the demo service, two unmodified third-party servers (busybox httpd on 8080, Debian's
+# nginx on 8081) and their files.
 #
 #   images/build.sh --agent PATH --service PATH [--version STRING] [--out DIR]
 #
@@ -8,15 +9,16 @@
 #   vmlinuz      the kernel, extracted from the linux-image-*-cloud-amd64 .deb (never installed)
 #   initrd.img   zstd (or gzip) compressed cpio (newc); /init is documented in docs/image.md
 #   image.env    FTVM_IMAGE_VERSION, FTVM_KERNEL_VERSION, FTVM_BUILT_AT (+ a few extras)
-#   www/         a copy of what the guest's static server serves from /srv/www
+#   www/         a copy of what the guest's static servers serve from /srv/www
 #
-# Only Debian packages are fetched (the kernel .deb, cached under $FTVM_CACHE_DIR, default
-# /var/cache/ftvm). The image is built in a temporary directory next to OUT and swapped in with
-# one rename, so a failed or interrupted build leaves the previous image (or none) in place.
+# Only Debian packages are fetched (the kernel and nginx .debs, cached under $FTVM_CACHE_DIR,
+# default /var/cache/ftvm; never installed). The image is built in a temporary directory next to
+# OUT and swapped in with one rename, so a failed or interrupted build leaves the previous image
+# (or none) in place.
 #
 # Environment overrides: FTVM_KERNEL_PACKAGE (default: what linux-image-cloud-amd64 depends on),
-# FTVM_KERNEL_DEB (use this .deb file instead of apt), FTVM_CACHE_DIR, FTVM_INITRD_COMPRESSION
-# (zstd|gzip).
+# FTVM_KERNEL_DEB (use this .deb file instead of apt), FTVM_NGINX_DEB (likewise for nginx),
+# FTVM_CACHE_DIR, FTVM_INITRD_COMPRESSION (zstd|gzip).
 set -euo pipefail
 umask 022
 
@@ -86,6 +88,9 @@ fi
 for tool in apt-get apt-cache dpkg-deb cpio ldd python3 flock find sort; do
   command -v "$tool" >/dev/null || die "$tool is missing (Debian: apt-get install busybox-static cpio python3)"
 done
+# The splitmix64 reference generates /srv/www/splitmix-32M.bin.
+splitmix=$(realpath -m "$(dirname "${BASH_SOURCE[0]}")/../Tests/tools/splitmix.py")
+[ -r "$splitmix" ] || die "$splitmix is missing (run images/build.sh from the repository)"
 busybox=/bin/busybox
 [ -x "$busybox" ] || die "$busybox is missing: apt-get install busybox-static"
 ldd "$busybox" >/dev/null 2>&1 && die "$busybox is dynamically linked: install busybox-static, not busybox"
@@ -101,9 +106,45 @@ case "$compression" in
 esac
 
 # ---------------------------------------------------------------------------------------------
-# Kernel: download once, extract once, generate modules.dep once (all cached).
+# Debian packages (the kernel and nginx): downloaded once per version into the cache, extracted
+# once next to the .deb, never installed on the host.
 
 cache=${FTVM_CACHE_DIR:-/var/cache/ftvm}
+
+apt_updated=0
+apt_update_once() { # reason
+  [ "$apt_updated" = 0 ] || return 0
+  apt_updated=1
+  note "$1; running apt-get update"
+  apt-get update -q >/dev/null 2>&1 || true
+}
+candidate_version() { # package: prints apt's candidate version, or nothing
+  apt-cache show --no-all-versions "$1" 2>/dev/null | awk '/^Version:/ { print $2; exit }' || true
+}
+download_deb() { # package, version, cache directory: sets $downloaded to the cached .deb
+  local pkg=$1 ver=$2 dir=$3 dl got
+  downloaded="$dir/${pkg}_${ver//:/%3a}_amd64.deb"
+  [ -s "$downloaded" ] && return 0
+  note "downloading $pkg $ver"
+  dl=$(mktemp -d "$dir/.download.XXXXXX")
+  chmod 755 "$dl"
+  # apt-get download drops privileges to _apt when it can write the directory; it still works
+  # (with a warning) when it cannot.
+  chown _apt "$dl" 2>/dev/null || true
+  if ! (cd "$dl" && apt-get download -q "$pkg=$ver" >"$dl/log" 2>&1); then
+    cat "$dl/log" >&2
+    rm -rf "$dl"
+    die "apt-get download $pkg=$ver failed"
+  fi
+  got=$(find "$dl" -name '*.deb' | head -n 1)
+  [ -n "$got" ] || { rm -rf "$dl"; die "apt-get download $pkg=$ver produced no .deb"; }
+  mv "$got" "$downloaded"
+  rm -rf "$dl"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Kernel: download once, extract once, generate modules.dep once (all cached).
+
 mkdir -p "$cache/kernel"
 exec 9>"$cache/kernel/.lock"
 flock 9   # parallel builds share the cache; the first one fills it
@@ -120,34 +161,17 @@ else
     }
     kpkg=$(resolve_kpkg || true)
     if [ -z "$kpkg" ]; then
-      note "apt-cache does not know linux-image-cloud-amd64; running apt-get update"
-      apt-get update -q >/dev/null 2>&1 || true
+      apt_update_once "apt-cache does not know linux-image-cloud-amd64"
       kpkg=$(resolve_kpkg || true)
     fi
   fi
   kver_deb=""
   if [ -n "$kpkg" ]; then
-    kver_deb=$(apt-cache show --no-all-versions "$kpkg" 2>/dev/null | awk '/^Version:/ { print $2; exit }' || true)
+    kver_deb=$(candidate_version "$kpkg")
   fi
   if [ -n "$kpkg" ] && [ -n "$kver_deb" ]; then
-    deb="$cache/kernel/${kpkg}_${kver_deb//:/%3a}_amd64.deb"
-    if [ ! -s "$deb" ]; then
-      note "downloading $kpkg $kver_deb"
-      dl=$(mktemp -d "$cache/kernel/.download.XXXXXX")
-      chmod 755 "$dl"
-      # apt-get download drops privileges to _apt when it can write the directory; it still works
-      # (with a warning) when it cannot.
-      chown _apt "$dl" 2>/dev/null || true
-      if ! (cd "$dl" && apt-get download -q "$kpkg=$kver_deb" >"$dl/log" 2>&1); then
-        cat "$dl/log" >&2
-        rm -rf "$dl"
-        die "apt-get download $kpkg=$kver_deb failed"
-      fi
-      got=$(find "$dl" -name '*.deb' | head -n 1)
-      [ -n "$got" ] || { rm -rf "$dl"; die "apt-get download produced no .deb"; }
-      mv "$got" "$deb"
-      rm -rf "$dl"
-    fi
+    download_deb "$kpkg" "$kver_deb" "$cache/kernel"
+    deb=$downloaded
   else
     # No usable apt metadata (offline, no lists): fall back to the newest cached kernel.
     deb=$(ls -1 "$cache"/kernel/linux-image-*-cloud-amd64_*.deb 2>/dev/null | sort -V | tail -n 1 || true)
@@ -176,6 +200,51 @@ vmlinuz="$kdir/boot/vmlinuz-$kv"
 [ -f "$vmlinuz" ] || die "no $vmlinuz in $deb"
 moddir="$kdir/lib/modules/$kv"
 flock -u 9
+
+# ---------------------------------------------------------------------------------------------
+# nginx: Debian's binary, unmodified (our nginx.conf, written below). In bookworm the package
+# `nginx` ships /usr/sbin/nginx; nginx-light/-core/-full/-extras only add dynamic modules on top.
+# Nothing of nginx-common is needed at run time: the config names its few MIME types inline and
+# includes no other file. Download once, extract once (cached).
+
+mkdir -p "$cache/nginx"
+exec 8>"$cache/nginx/.lock"
+flock 8
+
+if [ -n "${FTVM_NGINX_DEB:-}" ]; then
+  [ -f "$FTVM_NGINX_DEB" ] || die "FTVM_NGINX_DEB=$FTVM_NGINX_DEB: no such file"
+  ndeb=$(realpath "$FTVM_NGINX_DEB")
+else
+  nver=$(candidate_version nginx)
+  if [ -z "$nver" ]; then
+    apt_update_once "apt-cache does not know nginx"
+    nver=$(candidate_version nginx)
+  fi
+  if [ -n "$nver" ]; then
+    download_deb nginx "$nver" "$cache/nginx"
+    ndeb=$downloaded
+  else
+    ndeb=$(ls -1 "$cache"/nginx/nginx_*_amd64.deb 2>/dev/null | sort -V | tail -n 1 || true)
+    [ -n "$ndeb" ] || die "cannot find the nginx package: apt-cache show nginx gave nothing (run apt-get update) and $cache/nginx holds no .deb"
+    note "apt cannot resolve nginx; using cached $(basename "$ndeb")"
+  fi
+fi
+ndir="$cache/nginx/$(basename "$ndeb" .deb)"
+if [ ! -f "$ndir/.complete" ]; then
+  note "extracting $(basename "$ndeb")"
+  rm -rf "$ndir" "$ndir.tmp"
+  mkdir -p "$ndir.tmp"
+  dpkg-deb -x "$ndeb" "$ndir.tmp"
+  [ -f "$ndir.tmp/usr/sbin/nginx" ] || die "$ndeb has no /usr/sbin/nginx"
+  touch "$ndir.tmp/.complete"
+  mv "$ndir.tmp" "$ndir"
+fi
+nginx_bin="$ndir/usr/sbin/nginx"
+nginx_version=$(dpkg-deb -f "$ndeb" Version)
+# The libraries the package depends on (libc6, libcrypt1, libpcre2-8-0, libssl3, zlib1g): what
+# to install when ldd finds one missing on this host.
+nginx_libs=$(dpkg-deb -f "$ndeb" Depends | tr ',|' '\n\n' | awk '$1 ~ /^(lib|zlib)/ { print $1 }' | sort -u | tr '\n' ' ')
+flock -u 8
 
 # ---------------------------------------------------------------------------------------------
 # Staging area, next to OUT so the final rename stays on one file system.
@@ -223,14 +292,14 @@ copy_lib() { # absolute path on the host -> same path in the image (symlinks res
   cp -L "$path" "$root$path"
   chmod 755 "$root$path"
 }
-libs_of() { # prints the absolute paths of the libraries (and interpreter) a binary needs
-  local binary=$1 output
+libs_of() { # binary [hint]: prints the absolute paths of the libraries (and interpreter) it needs
+  local binary=$1 hint=${2:-} output
   if ! output=$(ldd "$binary" 2>&1); then
     case "$output" in *"not a dynamic executable"*|*"statically linked"*) return 0 ;; esac
     die "ldd $binary failed: $output"
   fi
   if grep -q "not found" <<<"$output"; then
-    die "$binary needs libraries this host does not have:"$'\n'"$(grep 'not found' <<<"$output")"
+    die "$binary needs libraries this host does not have:"$'\n'"$(grep 'not found' <<<"$output")${hint:+$'\n'$hint}"
   fi
   awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$output"
 }
@@ -248,6 +317,12 @@ if [ ! -e "$root/lib/x86_64-linux-gnu/libgcc_s.so.1" ] && [ ! -e "$root/usr/lib/
     if [ -e "$lib" ]; then copy_lib "$lib"; break; fi
   done
 fi
+# nginx at its usual path, byte for byte as Debian ships it, with its libraries from this host
+# (copy_lib skips those the Swift binaries already brought: libc and the loader).
+cp "$nginx_bin" usr/sbin/nginx
+chmod 755 usr/sbin/nginx
+libs=$(libs_of "$nginx_bin" "install them: apt-get install $nginx_libs(the libraries nginx $nginx_version depends on; scripts/setup.sh installs them)")
+for lib in $libs; do copy_lib "$lib"; done
 if [ "$swift_runtime" = 1 ]; then
   note "warning: a binary links the Swift runtime dynamically (not built with --static-swift-stdlib); copied its libraries too"
   # Dynamic Swift binaries find their runtime through the toolchain's path; keep that path.
@@ -295,6 +370,55 @@ cat >etc/ftvm/services <<'EOF'
 # The agent reports ready once every service accepts a TCP connection on its port.
 demo 80 /bin/ftvm-demo-service --port 80 --version-file /etc/ftvm/version
 static 8080 /bin/busybox httpd -f -p 8080 -h /srv/www
+nginx 8081 /usr/sbin/nginx -c /etc/nginx/nginx.conf
+EOF
+# Our config for Debian's binary. The agent supervises nginx in the foreground (daemon off) and
+# signals its whole process group on crash/hang faults (the master and its worker together).
+mkdir -p etc/nginx
+cat >etc/nginx/nginx.conf <<'EOF'
+# Written by images/build.sh (docs/image.md): Debian's nginx, unmodified, serving /srv/www on 8081.
+daemon off;
+master_process on;
+worker_processes 1;
+user nobody nogroup;
+pid /run/nginx.pid;
+error_log stderr;
+worker_rlimit_nofile 4096;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    # Only what /srv/www holds (nginx-common's mime.types is not in the image).
+    types {
+        text/html html;
+    }
+    default_type application/octet-stream;
+    access_log off;
+    # A 404 is the client's business, not a line on the guest's console.
+    log_not_found off;
+    # "Server: nginx" without the version: answers stay byte-identical across an nginx update,
+    # so a connection replayed into a newer image regenerates the same headers.
+    server_tokens off;
+    sendfile on;
+    # Long keep-alive sessions (tests send 20,000+ requests on one connection).
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    # The compiled-in temp paths are under /var/lib/nginx, which the image lacks; nginx creates
+    # each of these (one level, owned by the worker's user) at start.
+    client_body_temp_path /tmp/nginx-client-body;
+    proxy_temp_path /tmp/nginx-proxy;
+    fastcgi_temp_path /tmp/nginx-fastcgi;
+    uwsgi_temp_path /tmp/nginx-uwsgi;
+    scgi_temp_path /tmp/nginx-scgi;
+
+    server {
+        listen 8081;
+        root /srv/www;
+        index index.html;
+    }
+}
 EOF
 cat >etc/inittab <<'EOF'
 # busybox init (PID 1) after /init has set up the system: it reaps orphans and runs the agent
@@ -411,6 +535,21 @@ python3 -c '
 import hashlib, sys
 sys.stdout.buffer.write(hashlib.shake_256(b"ftvm static blob v1").digest(4 * 1024 * 1024))
 ' >srv/www/blob.bin
+# A large file for long downloads: the first 32 MiB of the splitmix64 stream with seed 1, from the
+# project's reference (Tests/tools/splitmix.py), so `splitmix.py 33554432 1` prints its SHA-256.
+python3 -B - "$splitmix" <<'EOF' >srv/www/splitmix-32M.bin
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("splitmix", sys.argv[1])
+splitmix = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(splitmix)
+stream, out = splitmix.SplitMix64Stream(1), sys.stdout.buffer
+for _ in range(32 * 1024 * 1024 // 65536):
+    out.write(stream.read(65536))
+EOF
+# What `python3 Tests/tools/splitmix.py 33554432 1` prints (its slow reference, 2 s; this is 0.1 s).
+splitmix_sha=$(sha256sum srv/www/splitmix-32M.bin | cut -d' ' -f1)
+[ "$splitmix_sha" = 93be6d417914e825fa26a760e8971ac7cb318b819f10d7519058c546132252ce ] ||
+  die "srv/www/splitmix-32M.bin has SHA-256 $splitmix_sha, not the splitmix64 stream's (did $splitmix change?)"
 
 # Device nodes for the kernel's initial console (devtmpfs replaces /dev right after).
 if ! { mknod -m 600 dev/console c 5 1 && mknod -m 666 dev/null c 1 3; } 2>/dev/null; then
@@ -430,6 +569,7 @@ case "$compression" in
   zstd) zstd -q -T0 -12 "$stage/initrd.cpio" -o "$img/initrd.img" ;;
   gzip) gzip -n -9 <"$stage/initrd.cpio" >"$img/initrd.img" ;;
 esac
+unpacked=$(( ($(stat -c %s "$stage/initrd.cpio") + 1048575) / 1048576 ))
 rm -f "$stage/initrd.cpio"
 
 cp "$vmlinuz" "$img/vmlinuz"
@@ -442,6 +582,8 @@ FTVM_KERNEL_PACKAGE=$(basename "$deb" .deb)
 FTVM_INITRD_COMPRESSION=$compression
 FTVM_AGENT_SHA256=$(sha256sum "$agent" | cut -d' ' -f1)
 FTVM_SERVICE_SHA256=$(sha256sum "$service" | cut -d' ' -f1)
+FTVM_NGINX_PACKAGE=$(basename "$ndeb" .deb)
+FTVM_NGINX_SHA256=$(sha256sum "$nginx_bin" | cut -d' ' -f1)
 EOF
 chmod -R u+rwX,go+rX,go-w "$img"
 chmod 755 "$img"
@@ -477,4 +619,6 @@ while [ "$dir" != / ]; do
 done
 
 size=$(du -h "$out/initrd.img" | cut -f1)
-note "built $out: version $version, kernel $kv, initrd $size ($compression)"
+# The guest unpacks the initramfs into a tmpfs sized at half the RAM the kernel has free while
+# it still holds the compressed initrd: ~81 MiB in a 256 MiB guest (docs/image.md, "Memory").
+note "built $out: version $version, kernel $kv, initrd $size ($compression, $unpacked MiB unpacked)"

@@ -51,13 +51,25 @@ struct CommandHandler {
             return (0, "hanging")
         case .serviceCrash, .serviceHang:
             guard let pid = supervisor.pid(ofSlot: Int(argument)) else { return (-1, "no service in slot \(argument)") }
-            let signal = command == .serviceCrash ? SIGKILL : SIGSTOP
-            return kill(pid, signal) == 0 ? (0, "signalled pid \(pid)") : (-1, "kill: \(Errno(rawValue: errno))")
+            return Self.signalService(pid, command == .serviceCrash ? SIGKILL : SIGSTOP)
         case .agentExit:
             return (0, "exiting")
         case .resync:
             return resync()
         }
+    }
+
+    /// Sends `signal` to a service and every process it started. The spawner makes each service
+    /// the leader of its own process group, so one `kill(-pgid)` reaches a multi-process server
+    /// whole (nginx: the master and its worker). Signalling the leader alone falls short both
+    /// ways: after SIGKILL the orphaned worker keeps the listening socket and goes on serving, so
+    /// the restarted service fails with EADDRINUSE; after SIGSTOP the worker still answers the
+    /// probe, so the hang is never reported. A service that moved itself into another process
+    /// group is signalled alone: the agent signals no group the service does not lead. A
+    /// single-process service gets the signal exactly as before.
+    private static func signalService(_ pid: pid_t, _ signal: Int32) -> (Int32, String) {
+        if getpgid(pid) == pid, kill(-pid, signal) == 0 { return (0, "signalled process group \(pid)") }
+        return kill(pid, signal) == 0 ? (0, "signalled pid \(pid)") : (-1, "kill: \(Errno(rawValue: errno))")
     }
 
     /// Adopts the host's wall clock (a paused guest's clock lags) and announces the guest's
