@@ -30,6 +30,8 @@ let package = Package(
             swiftSettings: strict),
         // Ethernet/ARP/IPv4/TCP parsing and rewriting: pure, no syscalls.
         .target(name: "FTVMWire", swiftSettings: strict),
+        // HTTP/1.x message framing over byte streams (exchange boundaries, what a replay may mask): pure.
+        .target(name: "FTVMHTTP", swiftSettings: strict),
         // The FT-TCP connection log in host shared memory.
         .target(
             name: "FTVMLog",
@@ -52,7 +54,7 @@ let package = Package(
         .target(
             name: "FTVMController",
             dependencies: [
-                "FTVMSystem", "FTVMChannel", "FTVMVirt", "FTVMWire", "FTVMLog",
+                "FTVMSystem", "FTVMChannel", "FTVMVirt", "FTVMWire", "FTVMLog", "FTVMHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -70,8 +72,10 @@ let package = Package(
 
         // Guest side (built with --static-swift-stdlib by guest-agent/build.sh; no Foundation).
         .target(name: "FTVMDemoKit", path: "guest-agent/Sources/FTVMDemoKit", swiftSettings: strict),
+        // What a guest service links to tell ftvm that a connection may be trimmed (the explicit trim).
+        .target(name: "FTVMTrim", dependencies: ["FTVMChannel"], path: "guest-agent/Sources/FTVMTrim", swiftSettings: strict),
         .executableTarget(
-            name: "ftvm-demo-service", dependencies: ["FTVMDemoKit"],
+            name: "ftvm-demo-service", dependencies: ["FTVMDemoKit", "FTVMTrim"],
             path: "guest-agent/Sources/ftvm-demo-service", swiftSettings: strict),
         .executableTarget(
             name: "ftvm-agent",
@@ -80,10 +84,12 @@ let package = Package(
 
         .testTarget(name: "FTVMChannelTests", dependencies: ["FTVMChannel"]),
         .testTarget(name: "FTVMWireTests", dependencies: ["FTVMWire"]),
+        .testTarget(name: "FTVMHTTPTests", dependencies: ["FTVMHTTP"]),
         .testTarget(name: "FTVMLogTests", dependencies: ["FTVMLog", "FTVMWire"]),
         .testTarget(name: "FTVMVirtTests", dependencies: ["FTVMVirt", "FTVMWire"], resources: [.copy("Golden")]),
         .testTarget(name: "FTVMDemoKitTests", dependencies: ["FTVMDemoKit"]),
-        .testTarget(name: "FTVMControllerTests", dependencies: ["FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel"]),
+        .testTarget(
+            name: "FTVMControllerTests", dependencies: ["FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP"]),
         .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit"]),
     ]
 )
