@@ -368,7 +368,7 @@ echo "$version" >etc/ftvm/version
 cat >etc/ftvm/services <<'EOF'
 # Services the guest agent supervises: NAME PORT COMMAND ARGS...
 # The agent reports ready once every service accepts a TCP connection on its port.
-demo 80 /bin/ftvm-demo-service --port 80 --version-file /etc/ftvm/version
+demo 80 /bin/ftvm-demo-service --port 80 --command-port 7070 --version-file /etc/ftvm/version
 static 8080 /bin/busybox httpd -f -p 8080 -h /srv/www
 nginx 8081 /usr/sbin/nginx -c /etc/nginx/nginx.conf
 EOF

@@ -96,8 +96,8 @@ make_channel() {
   truncate -s 1M "$shm"
   if [ "$raw_channel" = 0 ]; then
     # The header FTVMChannel's Channel(formatting:) writes (Sources/FTVMChannel/ChannelLayout.swift):
-    # magic "FTVMCHAN" (UInt64 LE at 0), layout version 1 (UInt32 at 8), region size (UInt32 at 12).
-    printf 'FTVMCHAN\001\000\000\000\000\000\020\000' | dd of="$shm" conv=notrunc status=none
+    # magic "FTVMCHAN" (UInt64 LE at 0), layout version 2 (UInt32 at 8), region size (UInt32 at 12).
+    printf 'FTVMCHAN\002\000\000\000\000\000\020\000' | dd of="$shm" conv=notrunc status=none
   fi
 }
 

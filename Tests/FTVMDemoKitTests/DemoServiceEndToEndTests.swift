@@ -14,28 +14,35 @@ import Glibc
 final class DemoServiceEndToEndTests: XCTestCase {
     private var service: Process?
     private var port: UInt16 = 0
+    /// The line protocol's port (`--command-port 0`).
+    private var commandPort: UInt16 = 0
     private var versionFile: URL?
+    /// Stands in for the agent: the datagram socket the service's trim requests go to.
+    private var trimReceiver: TrimReceiver?
 
     override func setUpWithError() throws {
         let binary = try Self.serviceBinary()
         let version = FileManager.default.temporaryDirectory.appendingPathComponent("ftvm-demo-version-\(getpid())")
         try " 2.5.0-test \n".write(to: version, atomically: true, encoding: .utf8)
         versionFile = version
+        let receiver = try TrimReceiver(path: "/tmp/ftvm-trim-test-\(getpid()).sock")
+        trimReceiver = receiver
 
         let process = Process()
         process.executableURL = binary
-        process.arguments = ["--port", "0", "--address", "127.0.0.1", "--version-file", version.path]
+        process.arguments = [
+            "--port", "0", "--address", "127.0.0.1", "--version-file", version.path, "--command-port", "0",
+            "--trim-socket", receiver.path,
+        ]
         let stderr = Pipe()
         process.standardError = stderr
         try process.run()
         service = process
 
-        let line = try Self.readLine(from: stderr.fileHandleForReading.fileDescriptor, timeoutMilliseconds: 10_000)
-        let prefix = "ftvm-demo-service: listening on :"
-        guard line.hasPrefix(prefix), let port = UInt16(line.dropFirst(prefix.count)) else {
-            throw TestError("unexpected start line \(line.debugDescription)")
-        }
-        self.port = port
+        let fd = stderr.fileHandleForReading.fileDescriptor
+        port = try Self.port(in: try Self.readLine(from: fd, timeoutMilliseconds: 10_000), after: "ftvm-demo-service: listening on :")
+        commandPort = try Self.port(
+            in: try Self.readLine(from: fd, timeoutMilliseconds: 10_000), after: "ftvm-demo-service: command protocol listening on :")
     }
 
     override func tearDown() {
@@ -44,8 +51,76 @@ final class DemoServiceEndToEndTests: XCTestCase {
             service.waitUntilExit()
         }
         service = nil
+        trimReceiver = nil
         if let versionFile { try? FileManager.default.removeItem(at: versionFile) }
     }
+
+    private static func port(in line: String, after prefix: String) throws -> UInt16 {
+        guard line.hasPrefix(prefix), let port = UInt16(line.dropFirst(prefix.count)) else {
+            throw TestError("unexpected start line \(line.debugDescription)")
+        }
+        return port
+    }
+
+    // MARK: - The command port and its trim requests
+
+    func testCommandPortAnswersInOrderAndTrimsAfterEachReply() throws {
+        let receiver = try XCTUnwrap(trimReceiver)
+        let connection = try TestConnection(port: commandPort)
+        let steps: [(command: String, reply: [UInt8])] = [
+            ("PING\n", ascii("PONG\n")),
+            ("ECHO three little words\r\n", ascii("three little words\n")),
+            ("BYTES 300000 5\n", ascii("DATA 300000\n") + referenceSplitMix(seed: 5, count: 300_000)),
+            ("VERSION\n", ascii("2.5.0-test\n")),
+            ("HELLO\n", ascii("ERR unknown command\n")),
+        ]
+        // All pipelined in one write; answered one at a time, in order.
+        try connection.send(steps.flatMap { ascii($0.command) })
+        var client = 0
+        var server = 0
+        var expected: [String] = []
+        for step in steps {
+            XCTAssertEqual(try connection.readExactly(step.reply.count), step.reply, step.command)
+            client += step.command.utf8.count
+            server += step.reply.count
+            expected.append("ftvm-trim 1 127.0.0.1 \(connection.localPort) \(commandPort) \(client) \(server)\n")
+        }
+        let received = try (0..<steps.count).map { _ in try receiver.receive(timeoutMilliseconds: 5000) }
+        XCTAssertEqual(received, expected)
+        XCTAssertNil(try receiver.receiveIfAny(timeoutMilliseconds: 200), "one trim per reply")
+
+        // A second connection counts from its own first byte.
+        let second = try TestConnection(port: commandPort)
+        try second.send(ascii("PING\n"))
+        XCTAssertEqual(try second.readExactly(5), ascii("PONG\n"))
+        XCTAssertEqual(try receiver.receive(timeoutMilliseconds: 5000), "ftvm-trim 1 127.0.0.1 \(second.localPort) \(commandPort) 5 5\n")
+    }
+
+    func testCommandPortRefusesLongLinesAndCloses() throws {
+        let receiver = try XCTUnwrap(trimReceiver)
+        let connection = try TestConnection(port: commandPort)
+        try connection.send(ascii("PING\n" + String(repeating: "x", count: 5000) + "\nPING\n"))
+        XCTAssertEqual(try connection.readToEnd(), ascii("PONG\nERR line too long\n"))
+        XCTAssertEqual(try receiver.receive(timeoutMilliseconds: 5000), "ftvm-trim 1 127.0.0.1 \(connection.localPort) \(commandPort) 5 5\n")
+        XCTAssertNil(try receiver.receiveIfAny(timeoutMilliseconds: 200), "no trim for a refused line")
+    }
+
+    /// Trimming is an optimisation: with no agent listening, the service answers as before.
+    func testCommandPortWorksWithoutTheAgent() throws {
+        trimReceiver = nil  // closes and unlinks the socket
+        let connection = try TestConnection(port: commandPort)
+        for _ in 0..<50 {
+            try connection.send(ascii("PING\nBYTES 3 1\n"))
+            XCTAssertEqual(try connection.readExactly(5 + 7 + 3), ascii("PONG\nDATA 3\n") + referenceSplitMix(seed: 1, count: 3))
+        }
+        XCTAssertTrue(try XCTUnwrap(service).isRunning)
+        // HTTP is untouched by the command port.
+        let http = try TestConnection(port: port)
+        try http.send(ascii("GET /health HTTP/1.1\r\n\r\n"))
+        XCTAssertEqual(try http.readResponse().text, "ok\n")
+    }
+
+    // MARK: - HTTP
 
     func testBytesStreamMatchesIndependentDigest() throws {
         let length = 4 * 1024 * 1024 + 5
@@ -96,6 +171,52 @@ final class DemoServiceEndToEndTests: XCTestCase {
         }
         try connection.send(chunked + ascii("0\r\n\r\n"))
         XCTAssertEqual(try connection.readResponse().text, expected)
+    }
+
+    func testChunkedStreamMatchesIndependentDigest() throws {
+        let length = 4 * 1024 * 1024 + 5
+        let connection = try TestConnection(port: port)
+        try connection.send(ascii("GET /chunked/\(length)?seed=1&chunk=10000&trailer=1 HTTP/1.1\r\nHost: test\r\n\r\n"))
+        let response = try connection.readResponse()
+        XCTAssertEqual(response.status, 200)
+        XCTAssertEqual(response.headers["transfer-encoding"], "chunked")
+        XCTAssertEqual(response.headers["trailer"], "X-Length")
+        XCTAssertNil(response.headers["content-length"])
+        XCTAssertEqual(response.trailers, ["x-length": "\(length)"])
+        XCTAssertEqual(response.chunkSizes.count, length / 10000 + 2)
+        XCTAssertEqual(response.chunkSizes.first, "2710")
+        XCTAssertEqual(response.body.count, length)
+        // The same digest as /bytes/N?seed=1: the same payload, another framing.
+        XCTAssertEqual(SHA256.hex(SHA256.hash(response.body)), "6b26d728221e70aa0fc791596b2b3331b62725962dc5752978291845f988fbd4")
+
+        // Default chunk size, no trailer; and the connection is still in step afterwards.
+        try connection.send(ascii("GET /chunked/10000?seed=2 HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n"))
+        let plain = try connection.readResponse()
+        XCTAssertEqual(plain.chunkSizes, ["1000", "1000", "710", "0"])
+        XCTAssertEqual(plain.trailers, [:])
+        XCTAssertEqual(plain.body, referenceSplitMix(seed: 2, count: 10000))
+        XCTAssertEqual(try connection.readResponse().text, "ok\n")
+    }
+
+    func testHeadAndNoContent() throws {
+        let connection = try TestConnection(port: port)
+        try connection.send(ascii(
+            "HEAD /bytes/1000000 HTTP/1.1\r\n\r\nHEAD /chunked/10?trailer=1 HTTP/1.1\r\n\r\nHEAD /random/5 HTTP/1.1\r\n\r\n"
+                + "HEAD /version HTTP/1.1\r\n\r\nGET /nocontent HTTP/1.1\r\n\r\nHEAD /nocontent HTTP/1.1\r\n\r\n"
+                + "GET /health HTTP/1.1\r\n\r\n"))
+        let bytes = try connection.readResponse(toHead: true)
+        XCTAssertEqual(bytes.headers["content-length"], "1000000")
+        let chunked = try connection.readResponse(toHead: true)
+        XCTAssertEqual(chunked.headers["transfer-encoding"], "chunked")
+        XCTAssertEqual(try connection.readResponse(toHead: true).headers["content-length"], "5")
+        XCTAssertEqual(try connection.readResponse(toHead: true).headers["content-length"], "11")
+        for _ in 0..<2 {
+            let noContent = try connection.readResponse()
+            XCTAssertEqual(noContent.status, 204)
+            XCTAssertEqual(noContent.headers, [:])
+        }
+        // Had any HEAD leaked a body, this would not parse as the health answer.
+        XCTAssertEqual(try connection.readResponse().text, "ok\n")
     }
 
     func testKeepAliveSequentialAndPipelined() throws {
@@ -211,7 +332,56 @@ struct TestResponse {
     /// Lowercased names.
     var headers: [String: String]
     var body: [UInt8]
+    /// For a chunked body: the size lines as sent, and the trailer fields (lowercased names).
+    var chunkSizes: [String] = []
+    var trailers: [String: String] = [:]
     var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// A Unix datagram socket bound at `path`, standing in for the agent's trim socket. Closes and
+/// unlinks it on release.
+final class TrimReceiver {
+    let path: String
+    let fd: Int32
+
+    init(path: String) throws {
+        self.path = path
+        unlink(path)
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw TestError("socket: \(errno)") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard result == 0 else {
+            close(fd)
+            throw TestError("bind \(path): \(errno)")
+        }
+    }
+
+    deinit {
+        close(fd)
+        unlink(path)
+    }
+
+    /// The next datagram as text, or nil when none arrives in time.
+    func receiveIfAny(timeoutMilliseconds: Int32) throws -> String? {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&entry, 1, timeoutMilliseconds) == 1 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+        guard count >= 0 else { throw TestError("recv: \(errno)") }
+        return String(decoding: buffer[0..<count], as: UTF8.self)
+    }
+
+    func receive(timeoutMilliseconds: Int32) throws -> String {
+        guard let datagram = try receiveIfAny(timeoutMilliseconds: timeoutMilliseconds) else {
+            throw TestError("no trim request within \(timeoutMilliseconds) ms")
+        }
+        return datagram
+    }
 }
 
 /// A blocking client socket with 20 s timeouts, so a broken server fails the test instead of
@@ -261,6 +431,35 @@ final class TestConnection {
         return count > 0
     }
 
+    /// The connection's local (client) port, as the service sees it as the peer's.
+    var localPort: UInt16 {
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return UInt16(bigEndian: address.sin_port)
+    }
+
+    func readExactly(_ count: Int) throws -> [UInt8] {
+        while buffer.count < count {
+            guard try fill() else { throw TestError("connection closed after \(buffer.count) of \(count) bytes") }
+        }
+        defer { buffer.removeFirst(count) }
+        return Array(buffer[0..<count])
+    }
+
+    /// One CRLF-terminated line, without the CRLF.
+    private func readCRLFLine() throws -> String {
+        while true {
+            if let end = buffer.indices.dropLast().first(where: { buffer[$0] == 13 && buffer[$0 + 1] == 10 }) {
+                defer { buffer.removeFirst(end + 2) }
+                return String(decoding: buffer[0..<end], as: UTF8.self)
+            }
+            guard try fill() else { throw TestError("connection closed inside a line") }
+        }
+    }
+
     func readSome() throws -> [UInt8] {
         if buffer.isEmpty { _ = try fill() }
         defer { buffer = [] }
@@ -273,7 +472,9 @@ final class TestConnection {
         return buffer
     }
 
-    func readResponse() throws -> TestResponse {
+    /// Reads one response: a Content-Length or chunked body, or none for a 204 or when the
+    /// request was HEAD (`toHead`).
+    func readResponse(toHead: Bool = false) throws -> TestResponse {
         let terminator = ascii("\r\n\r\n")
         var headEnd: Int?
         while true {
@@ -294,6 +495,26 @@ final class TestConnection {
         for line in lines {
             guard let colon = line.firstIndex(of: ":") else { throw TestError("bad header \(line)") }
             headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        if toHead || status == 204 {
+            return TestResponse(status: status, headers: headers, body: [])
+        }
+        if headers["transfer-encoding"] == "chunked" {
+            // RFC 9112 §7.1, the plain way: size line, data, CRLF; a 0 size; trailers; CRLF.
+            var response = TestResponse(status: status, headers: headers, body: [])
+            while true {
+                let sizeLine = try readCRLFLine()
+                response.chunkSizes.append(sizeLine)
+                guard let size = Int(sizeLine, radix: 16) else { throw TestError("bad chunk size \(sizeLine)") }
+                if size == 0 { break }
+                response.body += try readExactly(size)
+                guard try readExactly(2) == [13, 10] else { throw TestError("chunk data not followed by CRLF") }
+            }
+            while case let line = try readCRLFLine(), !line.isEmpty {
+                guard let colon = line.firstIndex(of: ":") else { throw TestError("bad trailer \(line)") }
+                response.trailers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+            return response
         }
         guard let length = headers["content-length"].flatMap(Int.init) else { throw TestError("no Content-Length in \(head)") }
         while buffer.count < length {

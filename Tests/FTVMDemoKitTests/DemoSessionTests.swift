@@ -112,10 +112,13 @@ final class DemoSessionTests: XCTestCase {
             response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: POST\r\n"))
         XCTAssertEqual(
             serve("POST /bytes/1 HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"),
-            response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET\r\n"))
+            response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET, HEAD\r\n"))
         XCTAssertEqual(
             serve("DELETE /health HTTP/1.1\r\n\r\n"),
-            response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET, POST\r\n"))
+            response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET, HEAD, POST\r\n"))
+        XCTAssertEqual(
+            serve("POST /nope HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"), response("404 Not Found", "not found\n"),
+            "a POST to no endpoint at all is 404, not 405")
     }
 
     func testBadBytesArgumentsAre400AndKeepTheConnection() {
@@ -211,7 +214,7 @@ final class DemoSessionTests: XCTestCase {
         let expected = ascii(octets + "13\r\n\r\n") + bytes("956eeb2f2632d7bd03f166b233")
             + ascii(response("400 Bad Request", "N must be a decimal unsigned 64-bit integer\n"))
             + ascii(octets + "5\r\n\r\n") + referenceSplitMix(seed: 43, count: 5)
-            + ascii(response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET\r\n"))
+            + ascii(response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET, HEAD\r\n"))
         XCTAssertEqual(output, expected)
     }
 
@@ -253,10 +256,13 @@ final class DemoSessionTests: XCTestCase {
         for endpoint in ["bytes", "random"] {
             XCTAssertEqual(
                 serve("POST /\(endpoint)/1 HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"),
-                response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET\r\n"), endpoint)
+                response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET, HEAD\r\n"), endpoint)
+            XCTAssertEqual(
+                serve("PUT /\(endpoint)/1 HTTP/1.1\r\n\r\n"),
+                response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET, HEAD, POST\r\n"), endpoint)
             XCTAssertEqual(
                 serve("HEAD /\(endpoint)/1 HTTP/1.1\r\n\r\n"),
-                response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET, POST\r\n"), endpoint)
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1\r\n\r\n", endpoint)
             let badN = response("400 Bad Request", "N must be a decimal unsigned 64-bit integer\n")
             for count in ["abc", "", "-1", "1.5", "18446744073709551616", "1/2", "+1"] {
                 XCTAssertEqual(
@@ -287,6 +293,18 @@ final class DemoServiceOptionsTests: XCTestCase {
         XCTAssertEqual(options.port, 80)
         XCTAssertEqual(options.address, [0, 0, 0, 0])
         XCTAssertEqual(options.versionFile, "/etc/ftvm/version")
+        XCTAssertNil(options.commandPort)
+        XCTAssertNil(options.trimSocket)
+    }
+
+    func testCommandPortAndTrimSocket() throws {
+        let options = try DemoServiceOptions.parse(["--command-port", "7000", "--trim-socket", "/tmp/t.sock", "--port", "8080"])
+        XCTAssertEqual(options.commandPort, 7000)
+        XCTAssertEqual(options.trimSocket, "/tmp/t.sock")
+        XCTAssertEqual(options.port, 8080)
+        XCTAssertEqual(try DemoServiceOptions.parse(["--port", "0", "--command-port", "0"]).commandPort, 0, "both may pick a free port")
+        XCTAssertTrue(DemoServiceOptions.usage.contains("--command-port PORT"))
+        XCTAssertTrue(DemoServiceOptions.usage.contains("/chunked/N"))
     }
 
     func testAllOptions() throws {
@@ -301,6 +319,8 @@ final class DemoServiceOptionsTests: XCTestCase {
             ["--port"], ["--port", "65536"], ["--port", "-1"], ["--port", "8o"], ["--port", ""],
             ["--address", "1.2.3"], ["--address", "256.0.0.1"], ["--address", "1.2.3.4.5"], ["--address", "::1"],
             ["--version-file", ""], ["--verbose"], ["80"],
+            ["--command-port"], ["--command-port", "65536"], ["--command-port", "x"], ["--command-port", "80"],
+            ["--port", "7000", "--command-port", "7000"], ["--trim-socket"], ["--trim-socket", ""],
         ]
         for arguments in invalid {
             XCTAssertThrowsError(try DemoServiceOptions.parse(arguments), "\(arguments)") { error in

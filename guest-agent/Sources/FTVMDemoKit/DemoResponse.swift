@@ -9,6 +9,7 @@ public struct HTTPStatus: Sendable, Equatable {
 
     public static let `continue` = HTTPStatus(code: 100, reason: "Continue")
     public static let ok = HTTPStatus(code: 200, reason: "OK")
+    public static let noContent = HTTPStatus(code: 204, reason: "No Content")
     public static let badRequest = HTTPStatus(code: 400, reason: "Bad Request")
     public static let notFound = HTTPStatus(code: 404, reason: "Not Found")
     public static let methodNotAllowed = HTTPStatus(code: 405, reason: "Method Not Allowed")
@@ -22,25 +23,34 @@ public struct HTTPStatus: Sendable, Equatable {
 ///
 /// Serialisation is deliberately bare: no Date, no Server, no header whose value could differ
 /// between two runs. The backup VM regenerates every response from the replayed request and
-/// the two must match byte for byte; `GET /random/N` is the deliberate exception (its body
-/// differs, its head does not).
+/// the two must match byte for byte (docs/replay.md says why a `Date:` would cost more than it
+/// is worth: ftvm masks one of equal length, but a service that needs no mask is the simple
+/// case); `GET /random/N` is the deliberate exception (its body differs, its head does not).
 public struct DemoResponse: Sendable, Equatable {
     public enum Body: Sendable, Equatable {
         case bytes([UInt8])
         /// Generated while sending; never materialised (it may be many GB).
         case splitMix(SplitMix64Stream)
+        /// Generated while sending, framed with `Transfer-Encoding: chunked`.
+        case chunked(ChunkedSplitMix64Stream)
+        /// No content at all (204): the head carries neither Content-Type nor Content-Length
+        /// (RFC 9110 §8.6 forbids the latter in a 204).
+        case none
 
+        /// The payload's length (before any transfer coding).
         public var count: UInt64 {
             switch self {
             case .bytes(let bytes): UInt64(bytes.count)
             case .splitMix(let stream): stream.remaining
+            case .chunked(let stream): stream.length
+            case .none: 0
             }
         }
     }
 
     public var status: HTTPStatus
     public var contentType: String
-    /// Extra fields such as `Allow`, written between Content-Length and Connection.
+    /// Extra fields such as `Allow`, written between the framing fields and Connection.
     public var headers: [HTTPHeader]
     public var body: Body
 
@@ -55,15 +65,27 @@ public struct DemoResponse: Sendable, Equatable {
         DemoResponse(status: status, contentType: "text/plain", headers: headers, body: .bytes(Array(text.utf8)))
     }
 
-    /// Status line and header section, through the empty line.
+    public static let noContent = DemoResponse(status: .noContent, contentType: "", body: .none)
+
+    /// Status line and header section, through the empty line. The same for GET and HEAD: a
+    /// response to HEAD announces the body it leaves out (RFC 9110 §9.3.2).
     ///
     /// - Parameters:
     ///   - keepAlive: whether the connection stays open afterwards.
     ///   - requestVersion: an HTTP/1.0 client needs `Connection: keep-alive` spelled out.
     public func serializedHead(keepAlive: Bool, requestVersion: HTTPVersion) -> [UInt8] {
         var text = "HTTP/1.1 \(status.code) \(status.reason)\r\n"
-        text += "Content-Type: \(contentType)\r\n"
-        text += "Content-Length: \(body.count)\r\n"
+        switch body {
+        case .bytes, .splitMix:
+            text += "Content-Type: \(contentType)\r\n"
+            text += "Content-Length: \(body.count)\r\n"
+        case .chunked(let stream):
+            text += "Content-Type: \(contentType)\r\n"
+            text += "Transfer-Encoding: chunked\r\n"
+            if stream.trailer { text += "Trailer: X-Length\r\n" }
+        case .none:
+            break
+        }
         for header in headers {
             text += "\(header.name): \(header.value)\r\n"
         }

@@ -8,13 +8,20 @@ public enum DemoRoute: Sendable, Equatable {
 
 /// Maps request heads to routes: the demo service's endpoints.
 ///
-/// | Endpoint              | Answer                                                        |
-/// |-----------------------|---------------------------------------------------------------|
-/// | `GET /bytes/N?seed=S` | N bytes of splitmix64 output seeded with S (0)                |
-/// | `GET /random/N`       | N bytes of splitmix64 output seeded per request by the kernel |
-/// | `POST /sha256`        | hex SHA-256 of the body, then `\n`                            |
-/// | `GET /version`        | the version file, trimmed, then `\n`                          |
-/// | `GET /health`         | `ok\n`                                                        |
+/// | Endpoint                                 | Answer                                                            |
+/// |------------------------------------------|-------------------------------------------------------------------|
+/// | `GET /bytes/N?seed=S`                    | N bytes of splitmix64 output seeded with S (0)                    |
+/// | `GET /chunked/N?seed=S&chunk=K&trailer=1`| the same N bytes, `Transfer-Encoding: chunked` in chunks of K     |
+/// |                                          | (4096); `trailer=1` adds the trailer field `X-Length: N`          |
+/// | `GET /random/N`                          | N bytes of splitmix64 output seeded per request by the kernel     |
+/// | `POST /sha256`                           | hex SHA-256 of the body, then `\n`                                |
+/// | `GET /version`                           | the version file, trimmed, then `\n`                              |
+/// | `GET /health`                            | `ok\n`                                                            |
+/// | `GET /nocontent`                         | `204 No Content`: no body, no Content-Type, no Content-Length     |
+///
+/// `HEAD` works on every `GET` endpoint: the same head, no body (`DemoSession` leaves it out),
+/// and for `/random/N` no seed is drawn. An HTTP/1.0 client cannot read chunked (RFC 9112 §7),
+/// so it gets `/chunked/N` with a Content-Length instead: the same payload bytes.
 ///
 /// Every answer but `/random/N` is a function of the request (and the version file), so a
 /// backup replaying the request regenerates it byte for byte. `/random/N` exists to break that
@@ -25,7 +32,7 @@ public struct DemoRouter {
     public var readVersion: () -> [UInt8]?
 
     /// Draws the seed of one `GET /random/N` answer. Called once per such request (and not for
-    /// one rejected with 400 or 405); tests inject a deterministic source.
+    /// one rejected with 400 or 405, nor for HEAD); tests inject a deterministic source.
     public var randomSeed: () -> UInt64
 
     public init(readVersion: @escaping () -> [UInt8]?, randomSeed: @escaping () -> UInt64 = DemoRouter.kernelRandomSeed) {
@@ -41,62 +48,104 @@ public struct DemoRouter {
         return generator.next()
     }
 
+    public static let defaultChunkSize: UInt64 = 4096
+
     public func route(_ head: HTTPRequestHead) -> DemoRoute {
-        guard head.method == "GET" || head.method == "POST" else {
-            return .respond(.text(.methodNotAllowed, "method not allowed\n", headers: [allow("GET, POST")]))
+        guard ["GET", "HEAD", "POST"].contains(head.method) else {
+            return .respond(.text(.methodNotAllowed, "method not allowed\n", headers: [allow("GET, HEAD, POST")]))
         }
         let (path, query) = Self.split(target: head.target)
-        let isGet = head.method == "GET"
+        // HEAD is GET without the body, so every GET endpoint takes it.
+        let isGet = head.method != "POST"
 
         if path == "/sha256" {
             return isGet ? .respond(methodNotAllowed(allowing: "POST")) : .sha256
         }
+        guard isGet else { return .respond(Self.isGetEndpoint(path) ? methodNotAllowed(allowing: "GET, HEAD") : Self.notFound) }
         if path == "/health" {
-            return isGet ? .respond(.text(.ok, "ok\n")) : .respond(methodNotAllowed(allowing: "GET"))
+            return .respond(.text(.ok, "ok\n"))
+        }
+        if path == "/nocontent" {
+            return .respond(.noContent)
         }
         if path == "/version" {
-            guard isGet else { return .respond(methodNotAllowed(allowing: "GET")) }
             guard let contents = readVersion() else {
                 return .respond(.text(.internalServerError, "version file unreadable\n"))
             }
             return .respond(.text(.ok, String(decoding: Self.trimmingWhitespace(contents), as: UTF8.self) + "\n"))
         }
         if path.hasPrefix("/bytes/") {
-            guard isGet else { return .respond(methodNotAllowed(allowing: "GET")) }
             return .respond(bytes(count: path.dropFirst("/bytes/".count), query: query))
         }
-        if path.hasPrefix("/random/") {
-            guard isGet else { return .respond(methodNotAllowed(allowing: "GET")) }
-            return .respond(random(count: path.dropFirst("/random/".count)))
+        if path.hasPrefix("/chunked/") {
+            return .respond(chunked(count: path.dropFirst("/chunked/".count), query: query, version: head.version))
         }
-        return .respond(.text(.notFound, "not found\n"))
+        if path.hasPrefix("/random/") {
+            return .respond(random(count: path.dropFirst("/random/".count), drawSeed: head.method == "GET"))
+        }
+        return .respond(Self.notFound)
+    }
+
+    private static let notFound = DemoResponse.text(.notFound, "not found\n")
+
+    /// Whether `path` names a GET endpoint, for the 405 a POST to it gets (a POST elsewhere is 404).
+    private static func isGetEndpoint(_ path: Substring) -> Bool {
+        ["/health", "/nocontent", "/version"].contains(path) || ["/bytes/", "/chunked/", "/random/"].contains { path.hasPrefix($0) }
     }
 
     private func bytes(count text: Substring, query: Substring) -> DemoResponse {
         guard let count = HTTPRequestParser.parseDecimal(text) else { return Self.badCount }
-        var seed: UInt64 = 0
-        for parameter in query.split(separator: "&") where parameter.hasPrefix("seed=") {
-            guard let value = HTTPRequestParser.parseDecimal(parameter.dropFirst("seed=".count)) else {
-                return .text(.badRequest, "seed must be a decimal unsigned 64-bit integer\n")
+        guard let seed = Self.seed(in: query) else { return Self.badSeed }
+        return Self.octetStream(.splitMix(SplitMix64Stream(seed: seed, length: count)))
+    }
+
+    /// `/bytes/N`'s payload in chunks of K. HTTP/1.0 gets it with a Content-Length (see the table).
+    private func chunked(count text: Substring, query: Substring, version: HTTPVersion) -> DemoResponse {
+        guard let count = HTTPRequestParser.parseDecimal(text) else { return Self.badCount }
+        guard let seed = Self.seed(in: query) else { return Self.badSeed }
+        var chunkSize = Self.defaultChunkSize
+        if let value = Self.parameter("chunk", in: query) {
+            guard let parsed = HTTPRequestParser.parseDecimal(value), parsed > 0 else {
+                return .text(.badRequest, "chunk must be a decimal unsigned 64-bit integer above 0\n")
             }
-            seed = value
+            chunkSize = parsed
         }
-        return Self.octetStream(SplitMix64Stream(seed: seed, length: count))
+        var trailer = false
+        if let value = Self.parameter("trailer", in: query) {
+            guard value == "0" || value == "1" else { return .text(.badRequest, "trailer must be 0 or 1\n") }
+            trailer = value == "1"
+        }
+        guard version != .http1_0 else { return Self.octetStream(.splitMix(SplitMix64Stream(seed: seed, length: count))) }
+        return Self.octetStream(.chunked(ChunkedSplitMix64Stream(seed: seed, length: count, chunkSize: chunkSize, trailer: trailer)))
     }
 
     /// A splitmix64 stream rather than getrandom(2) bytes: `DemoSession` regenerates unsent
     /// output on every `peek` and commits only what the socket took, so the body must be a
     /// function of (seed, offset). Raw kernel bytes would need the unsent rest buffered per
-    /// connection, up to N. The query is ignored; there is no seed to choose.
-    private func random(count text: Substring) -> DemoResponse {
+    /// connection, up to N. The query is ignored; there is no seed to choose. A HEAD sends no
+    /// body, so it draws no seed (the stream it describes is never generated).
+    private func random(count text: Substring, drawSeed: Bool) -> DemoResponse {
         guard let count = HTTPRequestParser.parseDecimal(text) else { return Self.badCount }
-        return Self.octetStream(SplitMix64Stream(seed: randomSeed(), length: count))
+        return Self.octetStream(.splitMix(SplitMix64Stream(seed: drawSeed ? randomSeed() : 0, length: count)))
     }
 
+    /// The `seed` parameter (0 when absent), or nil when it is not a decimal UInt64.
+    private static func seed(in query: Substring) -> UInt64? {
+        guard let value = parameter("seed", in: query) else { return 0 }
+        return HTTPRequestParser.parseDecimal(value)
+    }
+
+    /// The value of the last `name=` parameter of `query`; other parameters are ignored.
+    private static func parameter(_ name: String, in query: Substring) -> Substring? {
+        let prefix = name + "="
+        return query.split(separator: "&").last { $0.hasPrefix(prefix) }?.dropFirst(prefix.count)
+    }
+
+    private static let badSeed = DemoResponse.text(.badRequest, "seed must be a decimal unsigned 64-bit integer\n")
     private static let badCount = DemoResponse.text(.badRequest, "N must be a decimal unsigned 64-bit integer\n")
 
-    private static func octetStream(_ stream: SplitMix64Stream) -> DemoResponse {
-        DemoResponse(status: .ok, contentType: "application/octet-stream", body: .splitMix(stream))
+    private static func octetStream(_ body: DemoResponse.Body) -> DemoResponse {
+        DemoResponse(status: .ok, contentType: "application/octet-stream", body: body)
     }
 
     private func allow(_ methods: String) -> HTTPHeader {

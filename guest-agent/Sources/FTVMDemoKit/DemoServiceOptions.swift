@@ -4,14 +4,26 @@ public struct DemoServiceOptions: Sendable, Equatable {
     /// IPv4 address to bind, network byte order (the four dotted-quad numbers in order).
     public var address: [UInt8] = [0, 0, 0, 0]
     public var versionFile = "/etc/ftvm/version"
+    /// The line protocol's port (`CommandSession`); nil: no command listener.
+    public var commandPort: UInt16?
+    /// Where the command port's trim requests go; nil: the agent's socket, /run/ftvm/trim.sock.
+    public var trimSocket: String?
 
     public init() {}
 
     public static let usage = """
         usage: ftvm-demo-service [--port PORT] [--address IPV4] [--version-file PATH]
-          --port PORT          TCP port, 0 picks a free one (default 80)
+                                 [--command-port PORT] [--trim-socket PATH]
+          --port PORT          HTTP port, 0 picks a free one (default 80)
           --address IPV4       address to listen on (default 0.0.0.0)
-          --version-file PATH  file served by GET /version (default /etc/ftvm/version)
+          --version-file PATH  file served by GET /version and VERSION (default /etc/ftvm/version)
+          --command-port PORT  also serve the line protocol (PING, ECHO, BYTES, VERSION) on PORT,
+                               0 picks a free one (default: none); after each reply it asks ftvm
+                               to trim the connection (docs/trim-api.md)
+          --trim-socket PATH   where trim requests go (default /run/ftvm/trim.sock, the agent's)
+
+        HTTP: GET|HEAD /bytes/N?seed=S, /chunked/N?seed=S&chunk=K&trailer=1, /random/N, /version,
+        /health, /nocontent; POST /sha256.
         """
 
     public enum ParseError: Error, Sendable, Equatable {
@@ -26,7 +38,7 @@ public struct DemoServiceOptions: Sendable, Equatable {
         var rest = arguments[...]
         while let flag = rest.popFirst() {
             if flag == "-h" || flag == "--help" { throw .helpRequested }
-            guard ["--port", "--address", "--version-file"].contains(flag) else {
+            guard ["--port", "--address", "--version-file", "--command-port", "--trim-socket"].contains(flag) else {
                 throw .invalid("unknown argument '\(flag)'")
             }
             guard let value = rest.popFirst() else { throw .invalid("\(flag) needs a value") }
@@ -36,6 +48,14 @@ public struct DemoServiceOptions: Sendable, Equatable {
                     throw .invalid("invalid port '\(value)'")
                 }
                 options.port = UInt16(port)
+            case "--command-port":
+                guard let port = HTTPRequestParser.parseDecimal(value), port <= UInt64(UInt16.max) else {
+                    throw .invalid("invalid command port '\(value)'")
+                }
+                options.commandPort = UInt16(port)
+            case "--trim-socket":
+                guard !value.isEmpty else { throw .invalid("--trim-socket needs a path") }
+                options.trimSocket = value
             case "--address":
                 guard let address = parseIPv4(value) else { throw .invalid("invalid IPv4 address '\(value)'") }
                 options.address = address
@@ -43,6 +63,9 @@ public struct DemoServiceOptions: Sendable, Equatable {
                 guard !value.isEmpty else { throw .invalid("--version-file needs a path") }
                 options.versionFile = value
             }
+        }
+        if let commandPort = options.commandPort, commandPort != 0, commandPort == options.port {
+            throw .invalid("--command-port must differ from --port")
         }
         return options
     }

@@ -15,15 +15,10 @@ public struct DemoSession {
         var handler: Handler
     }
 
-    private enum Segment {
-        case bytes([UInt8], sent: Int)
-        case splitMix(SplitMix64Stream)
-    }
-
     private var parser: HTTPRequestParser
     private let router: DemoRouter
     private var exchange: Exchange?
-    private var output: [Segment] = []
+    private var output = OutputQueue()
 
     /// The last response is queued (an error, or the client asked to close): once the output is
     /// drained, the caller closes the connection and ignores further input.
@@ -70,7 +65,7 @@ public struct DemoSession {
             }
             exchange = Exchange(head: head, handler: handler)
             if head.expectsContinue {
-                output.append(.bytes(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), sent: 0))
+                output.append(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
             }
         case .body(let range):
             guard var current = exchange, case .sha256(var hasher) = current.handler else { return }
@@ -84,16 +79,23 @@ public struct DemoSession {
             case .respond(let response): response
             case .sha256(let hasher): .text(.ok, SHA256.hex(hasher.finalize()) + "\n")
             }
-            queue(response, keepAlive: current.head.keepAlive, requestVersion: current.head.version)
+            queue(
+                response, keepAlive: current.head.keepAlive, requestVersion: current.head.version,
+                withBody: current.head.method != "HEAD")
         }
     }
 
-    private mutating func queue(_ response: DemoResponse, keepAlive: Bool, requestVersion: HTTPVersion) {
-        output.append(.bytes(response.serializedHead(keepAlive: keepAlive, requestVersion: requestVersion), sent: 0))
-        switch response.body {
-        case .bytes(let bytes) where !bytes.isEmpty: output.append(.bytes(bytes, sent: 0))
-        case .splitMix(let stream) where stream.remaining > 0: output.append(.splitMix(stream))
-        case .bytes, .splitMix: break
+    /// Queues the head and, unless the request was HEAD (RFC 9110 §9.3.2: the same head, no
+    /// content, whatever the status), the body.
+    private mutating func queue(_ response: DemoResponse, keepAlive: Bool, requestVersion: HTTPVersion, withBody: Bool = true) {
+        output.append(response.serializedHead(keepAlive: keepAlive, requestVersion: requestVersion))
+        if withBody {
+            switch response.body {
+            case .bytes(let bytes): output.append(bytes)
+            case .splitMix(let stream): output.append(stream)
+            case .chunked(let stream): output.append(stream)
+            case .none: break
+            }
         }
         if !keepAlive { isClosing = true }
     }
@@ -101,43 +103,10 @@ public struct DemoSession {
     /// Copies pending output into `buffer` without consuming it; returns how many bytes.
     /// Call `advanceOutput(by:)` with what the socket actually took.
     public func peekOutput(into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        var filled = 0
-        for segment in output where filled < buffer.count {
-            let space = UnsafeMutableRawBufferPointer(rebasing: buffer[filled...])
-            switch segment {
-            case .bytes(let bytes, let sent):
-                let count = min(bytes.count - sent, space.count)
-                bytes.withUnsafeBytes { space.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[sent..<sent + count])) }
-                filled += count
-            case .splitMix(let stream):
-                filled += stream.peek(into: space)
-            }
-        }
-        return filled
+        output.peek(into: buffer)
     }
 
     public mutating func advanceOutput(by count: Int) {
-        var left = count
-        while left > 0, let segment = output.first {
-            switch segment {
-            case .bytes(let bytes, let sent):
-                let step = min(bytes.count - sent, left)
-                left -= step
-                if sent + step == bytes.count {
-                    output.removeFirst()
-                } else {
-                    output[0] = .bytes(bytes, sent: sent + step)
-                }
-            case .splitMix(var stream):
-                let step = Int(min(UInt64(left), stream.remaining))
-                stream.advance(by: step)
-                left -= step
-                if stream.remaining == 0 {
-                    output.removeFirst()
-                } else {
-                    output[0] = .splitMix(stream)
-                }
-            }
-        }
+        output.advance(by: count)
     }
 }

@@ -34,6 +34,7 @@ enum Agent {
         supervisor.startAll()
 
         var commands = CommandHandler(channel: channel, supervisor: supervisor)
+        let trims = TrimInbox(channel: channel)
         var next = timespec()
         clock_gettime(CLOCK_MONOTONIC, &next)
         while true {
@@ -48,6 +49,7 @@ enum Agent {
                 Console.say("ready version=\(channel.imageVersion)")
             }
             commands.poll()
+            trims.drain(nowMillis: now)
             advance(&next, byMillis: tickMillis)
             // An absolute deadline: a late tick does not push every later tick back.
             while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nil) == EINTR {}

@@ -22,6 +22,9 @@ struct Probe {
 
     var inFlight: Bool { fd >= 0 }
 
+    /// No probe before `time` (a restarted service is checked for its listener first).
+    mutating func postpone(until time: Int) { nextAt = time }
+
     mutating func start(port: UInt16, now: Int) {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         startedAt = now

@@ -99,6 +99,13 @@ final class Supervisor {
     /// Runs the services' liveness probes (only for services that are up and listening) and
     /// reports a service hung, or answering again, the tick it is decided.
     func probe(nowMillis now: Int) {
+        // A service restarted after a crash is probed again once it listens (the ready check
+        // that first sets `listening` only runs while the agent starts).
+        for index in services.indices where services[index].pid != nil && !services[index].listening {
+            guard now >= services[index].probe.nextAt else { continue }
+            services[index].listening = Self.accepts(port: services[index].definition.port)
+            services[index].probe.postpone(until: now + Probe.intervalMillis)
+        }
         for index in services.indices where services[index].pid != nil && services[index].listening {
             if !services[index].probe.inFlight {
                 guard now >= services[index].probe.nextAt else { continue }

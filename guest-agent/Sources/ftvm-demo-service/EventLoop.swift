@@ -1,10 +1,46 @@
 import FTVMDemoKit
+import FTVMTrim
 import Glibc
+
+/// What the event loop needs of a protocol: bytes in, bytes out, no sockets. `DemoSession`
+/// (HTTP) and `CommandSession` (the line protocol) both fit.
+protocol ServiceSession {
+    var hasOutput: Bool { get }
+    var acceptsInput: Bool { get }
+    var isClosing: Bool { get }
+    mutating func receive(_ input: UnsafeRawBufferPointer) -> Int
+    func peekOutput(into buffer: UnsafeMutableRawBufferPointer) -> Int
+    /// Commits what the socket took; returns the exchange boundary it completed, if the
+    /// protocol reports boundaries itself (HTTP does not: the relay finds its own).
+    mutating func commitOutput(_ count: Int) -> CommandSession.Boundary?
+}
+
+extension DemoSession: ServiceSession {
+    mutating func commitOutput(_ count: Int) -> CommandSession.Boundary? {
+        advanceOutput(by: count)
+        return nil
+    }
+}
+
+extension CommandSession: ServiceSession {
+    mutating func commitOutput(_ count: Int) -> CommandSession.Boundary? {
+        advanceOutput(by: count)
+    }
+}
+
+/// A listening socket and what its connections speak.
+struct Listener {
+    enum Kind { case http, command }
+
+    let socket: FileDescriptor
+    let port: UInt16
+    let kind: Kind
+}
 
 /// One client connection: its socket, its protocol state, and input it could not take yet.
 final class Connection {
     let socket: FileDescriptor
-    var session: DemoSession
+    var session: any ServiceSession
     /// Bytes read but refused by the session while a response was pending (pipelining).
     /// At most one read's worth: nothing more is read until this is empty.
     var inbox: [UInt8] = []
@@ -15,35 +51,45 @@ final class Connection {
     var interest = Int16(POLLIN)
     /// Work is left over after this connection's turn: poll without waiting.
     var busy = false
+    /// The connection as ftvm names it in a trim request (command connections only): the
+    /// client's address and port, and the service's port; offsets come from the session.
+    let trimIdentity: TrimRequest?
 
-    init(socket: FileDescriptor, router: DemoRouter) {
+    init(socket: FileDescriptor, session: any ServiceSession, trimIdentity: TrimRequest?) {
         self.socket = socket
-        session = DemoSession(router: router)
+        self.session = session
+        self.trimIdentity = trimIdentity
     }
 }
 
-/// The whole service on one thread: a poll(2) loop over the listener and every connection.
+/// The whole service on one thread: a poll(2) loop over the listeners (HTTP, and the command
+/// port when asked for) and every connection.
 ///
 /// A thread per connection would not fit 1000 clients in a 256 MiB, 1-vCPU guest. Here a
-/// connection costs a `DemoSession` plus at most one read of unconsumed input; response bodies
-/// are generated into the one shared `chunk` at send time, and only what the socket accepted
-/// is committed, so a slow reader costs no buffer at all.
+/// connection costs its session (`DemoSession` or `CommandSession`) plus at most one read of
+/// unconsumed input; response bodies are generated into the one shared `chunk` at send time,
+/// and only what the socket accepted is committed, so a slow reader costs no buffer at all.
 final class EventLoop {
     static let chunkSize = 64 * 1024
     /// Chunks moved per connection per turn, so one fast client cannot starve the rest.
     static let roundsPerTurn = 16
     static let lingerMilliseconds: Int64 = 2000
 
-    private let listener: FileDescriptor
+    private let listeners: [Listener]
     private let router: DemoRouter
+    private let readVersion: () -> [UInt8]?
+    /// Sends the command connections' trim requests; nil when there is no command listener.
+    private let trims: TrimNotifier?
     private var connections: [Int32: Connection] = [:]
     /// Set when accept hits the descriptor limit; cleared when a connection closes.
     private var acceptPaused = false
     private let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
 
-    init(listener: FileDescriptor, router: DemoRouter) {
-        self.listener = listener
+    init(listeners: [Listener], router: DemoRouter, readVersion: @escaping () -> [UInt8]?, trims: TrimNotifier?) {
+        self.listeners = listeners
         self.router = router
+        self.readVersion = readVersion
+        self.trims = trims
     }
 
     deinit {
@@ -55,7 +101,9 @@ final class EventLoop {
         while true {
             polled.removeAll(keepingCapacity: true)
             if !acceptPaused {
-                polled.append(pollfd(fd: listener.raw, events: Int16(POLLIN), revents: 0))
+                for listener in listeners {
+                    polled.append(pollfd(fd: listener.socket.raw, events: Int16(POLLIN), revents: 0))
+                }
             }
             var timeout: Int64 = -1
             let now = monotonicMilliseconds()
@@ -73,8 +121,8 @@ final class EventLoop {
 
             let after = monotonicMilliseconds()
             for entry in polled {
-                if entry.fd == listener.raw {
-                    if entry.revents != 0 { acceptConnections() }
+                if let listener = listeners.first(where: { $0.socket.raw == entry.fd }) {
+                    if entry.revents != 0 { acceptConnections(on: listener) }
                     continue
                 }
                 guard let connection = connections[entry.fd] else { continue }
@@ -88,23 +136,38 @@ final class EventLoop {
         }
     }
 
-    private func acceptConnections() {
+    private func acceptConnections(on listener: Listener) {
         for _ in 0..<64 {
             do throws(SystemError) {
                 // accept4 is hidden behind _GNU_SOURCE in the Glibc module; accepted sockets do
                 // not inherit O_NONBLOCK on Linux, so set it. This process never execs, so no
                 // FD_CLOEXEC.
-                let raw = try systemCall("accept") { accept(listener.raw, nil, nil) }
+                var peer = sockaddr_in()
+                var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+                let raw = try systemCall("accept") {
+                    withUnsafeMutablePointer(to: &peer) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener.socket.raw, $0, &length) }
+                    }
+                }
                 let socket = FileDescriptor(raw)
                 _ = try systemCall("fcntl(O_NONBLOCK)") { fcntl(raw, F_SETFL, O_NONBLOCK) }
                 // Output leaves in whole chunks, so Nagle only ever delays a response's tail.
                 var on: Int32 = 1
                 _ = setsockopt(raw, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
-                connections[raw] = Connection(socket: socket, router: router)
+                switch listener.kind {
+                case .http:
+                    connections[raw] = Connection(socket: socket, session: DemoSession(router: router), trimIdentity: nil)
+                case .command:
+                    let identity = TrimRequest(
+                        clientAddress: UInt32(bigEndian: peer.sin_addr.s_addr), clientPort: UInt16(bigEndian: peer.sin_port),
+                        serverPort: listener.port, clientOffset: 0, serverOffset: 0)
+                    connections[raw] = Connection(
+                        socket: socket, session: CommandSession(readVersion: readVersion), trimIdentity: identity)
+                }
             } catch {
                 switch error.code {
                 case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                    // Out of descriptors or memory: stop polling the listener (it would stay
+                    // Out of descriptors or memory: stop polling the listeners (they would stay
                     // readable and spin) until a connection closes; the backlog holds the rest.
                     acceptPaused = true
                     return
@@ -169,10 +232,13 @@ final class EventLoop {
     private enum SendResult { case sent, blocked, failed }
 
     /// Generates up to one chunk of output and sends it; commits only what the kernel took.
+    /// When that completes a command reply, tells ftvm the connection may be trimmed there:
+    /// only now is the whole reply in the socket, so only now is a new connection at that
+    /// point equivalent (docs/trim-api.md).
     private func sendChunk(_ connection: Connection) -> SendResult {
         let count = connection.session.peekOutput(into: chunk)
         var sent = 0
-        defer { connection.session.advanceOutput(by: sent) }
+        var result = SendResult.sent
         while sent < count {
             do {
                 sent += try systemCall("send") {
@@ -180,10 +246,16 @@ final class EventLoop {
                 }
             } catch {
                 // EPIPE / ECONNRESET: the client vanished.
-                return error.isWouldBlock ? .blocked : .failed
+                result = error.isWouldBlock ? .blocked : .failed
+                break
             }
         }
-        return .sent
+        if let boundary = connection.session.commitOutput(sent), let trims, var request = connection.trimIdentity {
+            request.clientOffset = boundary.clientOffset
+            request.serverOffset = boundary.serverOffset
+            trims.notify(request)
+        }
+        return result
     }
 
     private enum ReceiveResult {

@@ -1,4 +1,5 @@
 import FTVMDemoKit
+import FTVMTrim
 import Glibc
 
 /// Reads the version file for `GET /version`. A blocking read on the event-loop thread is fine:
@@ -46,10 +47,20 @@ signal(SIGPIPE, SIG_IGN)
 raiseDescriptorLimit()
 
 do {
-    let (listener, port) = try EventLoop.listen(address: options.address, port: options.port)
     let versionFile = options.versionFile
-    let loop = EventLoop(listener: listener, router: DemoRouter(readVersion: { readVersionFile(versionFile) }))
+    let readVersion = { readVersionFile(versionFile) }
+    let (http, port) = try EventLoop.listen(address: options.address, port: options.port)
+    var listeners = [Listener(socket: http, port: port, kind: .http)]
+    var trims: TrimNotifier?
+    if let commandPort = options.commandPort {
+        let (socket, port) = try EventLoop.listen(address: options.address, port: commandPort)
+        listeners.append(Listener(socket: socket, port: port, kind: .command))
+        trims = options.trimSocket.map { TrimNotifier(path: $0) } ?? TrimNotifier()
+    }
+    let loop = EventLoop(listeners: listeners, router: DemoRouter(readVersion: readVersion), readVersion: readVersion, trims: trims)
+    // The HTTP line comes first, always: scripts and tests wait for it.
     log("listening on :\(port)")
+    if let command = listeners.dropFirst().first { log("command protocol listening on :\(command.port)") }
     try loop.run()
 } catch {
     log("\(error)")
