@@ -23,7 +23,8 @@ struct Connections: ParsableCommand {
         for connection in connections {
             let acked = connection.serverBytesAcked.map(String.init) ?? "-"
             let sent = connection.serverBytesSent.map(String.init) ?? "-"
-            print("  \(connection.client) -> \(connection.server)  \(connection.state)  client bytes \(connection.clientBytesLogged)\(connection.clientFIN ? "+FIN" : "")  server bytes acked \(acked) / sent \(sent)\(connection.serverFIN ? "+FIN" : "")\(connection.replayedSequenceDelta == nil ? "" : "  replayed")")
+            let start = "replay from \(connection.replayStartClientOffset)/\(connection.replayStartServerOffset)"
+            print("  \(connection.client) -> \(connection.server)  \(connection.state)  \(connection.protection)  client bytes \(connection.clientBytesLogged)\(connection.clientFIN ? "+FIN" : "") (\(connection.clientBytesHeld) held, \(start))  server bytes acked \(acked) / sent \(sent)\(connection.serverFIN ? "+FIN" : "")  \(connection.framing)\(connection.replayedSequenceDelta == nil ? "" : "  replayed")")
         }
     }
 }

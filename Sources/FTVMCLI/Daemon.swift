@@ -14,9 +14,12 @@ struct Daemon: ParsableCommand {
 
     @OptionGroup var health: HealthOptions
 
+    @OptionGroup var logOptions: LogOptions
+
     func run() throws {
         var config = try pair.config(image: image)
         try health.apply(to: &config)
+        try logOptions.apply(to: &config)
         var logger = Logger(label: "ftvm.daemon")
         logger[metadataKey: "pair"] = "\(config.name)"
         do {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import FTVMController
 
 /// `ftvm`: the command line. Each subcommand is a thin layer over FTVMController.
@@ -48,6 +49,54 @@ struct HealthOptions: ParsableArguments {
     }
 
     var arguments: [String] { ["--tick-ms", "\(tickMs)", "--missed-ticks", "\(missedTicks)", "--fence", fence] }
+}
+
+/// How the connection log is sized and bounded; `up` hands these to the daemon it starts.
+struct LogOptions: ParsableArguments {
+    @Option(name: .long, help: "The connection log's size in MiB (host shared memory, allocated at start).")
+    var logMib: Int = 128
+
+    @Option(name: .long, help: "MiB one connection may hold in the log before it becomes unprotected.")
+    var connectionBudgetMib: Int = 32
+
+    @Option(name: .long, help: "Seconds a client may stay silent before its connection's record is reclaimed.")
+    var idleReclaimS: Int = 600
+
+    @Option(name: .long, help: "Comma-separated HTTP/1.x ports whose exchanges are trimmed from the log ('none': no port).")
+    var httpPorts: String = "80,8080,8081"
+
+    func apply(to config: inout PairConfig) throws {
+        guard (1...16384).contains(logMib) else { throw ValidationError("--log-mib must be 1-16384, not \(logMib)") }
+        guard (1...logMib).contains(connectionBudgetMib) else {
+            throw ValidationError("--connection-budget-mib must be 1-\(logMib) (the log's size), not \(connectionBudgetMib)")
+        }
+        guard (1...86400 * 7).contains(idleReclaimS) else {
+            throw ValidationError("--idle-reclaim-s must be 1-604800, not \(idleReclaimS)")
+        }
+        config.setLogSize(mebibytes: logMib)
+        config.connectionBudgetBytes = UInt64(connectionBudgetMib) << 20
+        config.logPolicy.idleReclaimNanos = UInt64(idleReclaimS) * 1_000_000_000
+        config.logPolicy.httpPorts = try Self.ports(httpPorts)
+    }
+
+    static func ports(_ text: String) throws -> Set<UInt16> {
+        if text == "none" { return [] }
+        var ports: Set<UInt16> = []
+        for field in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let port = UInt16(field.trimmingCharacters(in: .whitespaces)), port > 0 else {
+                throw ValidationError("--http-ports: '\(field)' is not a port 1-65535 (use e.g. 80,8080, or 'none')")
+            }
+            ports.insert(port)
+        }
+        return ports
+    }
+
+    var arguments: [String] {
+        [
+            "--log-mib", "\(logMib)", "--connection-budget-mib", "\(connectionBudgetMib)", "--idle-reclaim-s",
+            "\(idleReclaimS)", "--http-ports", httpPorts,
+        ]
+    }
 }
 
 /// A user-facing failure: printed as is, exit status 1.

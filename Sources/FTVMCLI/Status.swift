@@ -43,7 +43,14 @@ enum StatusPrinter {
         }
         Swift.print("relay: \(status.relay.framesToGuest) frames to guest, \(status.relay.framesToClients) to clients, \(status.relay.framesDropped) dropped, \(status.relay.framesHeld) held during takeovers; closes fenced \(status.relay.closesFenced), suppressed \(status.relay.closesSuppressed)")
         if let log = status.log {
-            Swift.print("connection log: \(log.openConnections)/\(log.slotCount) open, \(log.chunksUsed)/\(log.chunkCount) chunks (\(log.bytesHeld) bytes held); \(log.connectionsLogged) connections and \(log.bytesLogged) bytes logged; full: \(log.fullRejections) refused, \(log.fullDrops) held back")
+            let protected = log.openConnections - log.unprotectedConnections
+            Swift.print("connection log: \(log.openConnections)/\(log.slotCount) open (\(protected) protected, \(log.unprotectedConnections) unprotected), \(bytes(log.bytesHeld)) of \(bytes(log.capacityBytes)) held (\(log.chunksUsed)/\(log.chunkCount) chunks; budget \(bytes(log.connectionBudgetBytes)) a connection)")
+            Swift.print("  \(log.connectionsLogged) connections and \(bytes(log.bytesLogged)) logged; \(log.wrapper.exchanges) HTTP exchanges, \(log.trims) trims freed \(bytes(log.bytesTrimmed)); explicit trims \(log.wrapper.explicitTrimsUsed) of \(log.wrapper.explicitTrims)")
+            Swift.print("  not protected: \(log.unprotectedOverBudget) over budget, \(log.unprotectedLogFull) log full, \(log.admittedUnlogged) admitted unlogged (no slot); \(log.reclaimed) idle records reclaimed (bound \(Int(log.idleReclaimSeconds)) s)")
+            if !log.wrapper.framingStopped.isEmpty {
+                let reasons = log.wrapper.framingStopped.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                Swift.print("  whole-history fallbacks (HTTP framing not followed): \(reasons.joined(separator: ", "))")
+            }
         }
         Swift.print("health: tick \(status.health.tickMillis) ms, fail after \(status.health.missedTicks) missed; fence \(status.fence); recoveries \(status.recoveries)")
         if let recovery = status.lastRecovery {
@@ -62,8 +69,20 @@ enum StatusPrinter {
             if let error = recovery.error { Swift.print("  error: \(error)") }
         }
         if let upgrade = status.upgrade {
-            Swift.print("last upgrade (\(upgrade.startedAt)): \(upgrade.fromVersion) -> \(upgrade.toVersion), \(upgrade.step.rawValue); \(upgrade.drained) drained, \(upgrade.replayed) replayed, \(upgrade.reset) reset")
+            Swift.print("last upgrade (\(upgrade.startedAt)): \(upgrade.fromVersion) -> \(upgrade.toVersion), \(upgrade.step.rawValue); \(upgrade.drained) drained, \(upgrade.movedAtBoundary) moved between exchanges, \(upgrade.replayed) replayed, \(upgrade.reset) reset")
             for error in upgrade.errors { Swift.print("  error: \(error)") }
         }
+    }
+
+    /// A byte count for people: B, KiB, MiB or GiB.
+    static func bytes(_ count: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(count)
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
     }
 }

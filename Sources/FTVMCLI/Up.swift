@@ -15,12 +15,15 @@ struct Up: ParsableCommand {
 
     @OptionGroup var health: HealthOptions
 
+    @OptionGroup var logOptions: LogOptions
+
     @Option(name: .long, help: "Seconds to wait for the pair to become protected.")
     var timeout: Double = 300
 
     func run() throws {
         var config = try pair.config(image: image)
         try health.apply(to: &config)
+        try logOptions.apply(to: &config)
         // Check what a user can fix before anything is made, so a failure leaves nothing behind.
         let guestImage: GuestImage
         do {
@@ -43,7 +46,8 @@ struct Up: ParsableCommand {
         try FileManager.default.createDirectory(atPath: PairConfig.logDirectory, withIntermediateDirectories: true)
         try? FileManager.default.removeItem(atPath: config.failureFilePath)
         let pid = try DetachedProcess.spawn(
-            [DetachedProcess.currentExecutable(), "daemon", "--name", config.name, "--image", guestImage.directory] + health.arguments,
+            [DetachedProcess.currentExecutable(), "daemon", "--name", config.name, "--image", guestImage.directory] + health.arguments
+                + logOptions.arguments,
             logPath: config.daemonLogPath)
         print("ftvm: daemon started (pid \(pid), log \(config.daemonLogPath))")
 

@@ -82,7 +82,7 @@ struct Upgrade: ParsableCommand {
     private func printSummary(_ record: UpgradeRecord) {
         let total = record.totalMillis.map { "\($0) ms" } ?? "?"
         print("upgrade \(record.fromVersion) -> \(record.toVersion): \(record.step.rawValue) in \(total)")
-        print("  connections: \(record.connectionsAtSwitch) open at the switch, \(record.drained) drained, \(record.replayed) replayed, \(record.reset) reset")
+        print("  connections: \(record.connectionsAtSwitch) open at the switch, \(record.drained) drained, \(record.movedAtBoundary) moved between exchanges, \(record.replayed) replayed, \(record.reset) reset")
         if let failure = record.oldPrimaryFailure {
             print("  the old primary failed during the drain (\(failure)): its connections were moved at once")
         }

@@ -8,10 +8,22 @@ public struct ConnectionStatus: Codable, Sendable, Equatable {
     public var state: String
     public var clientISN: UInt32
     public var serverISN: UInt32?
-    /// Client → server bytes in the log (what a replay injects).
+    /// Client → server bytes logged since the SYN.
     public var clientBytesLogged: UInt64
-    /// CRC32C of those bytes, so a test can check the log holds exactly what the client sent.
+    /// Of those, the ones the log still holds (from the replay start: what a replay injects).
+    public var clientBytesHeld: UInt64
+    /// CRC32C of the held bytes, so a test can check the log holds exactly what the client sent.
     public var clientBytesCRC32C: UInt32
+    /// Whether a failover can carry the connection: "protected", or why not.
+    public var protection: String
+    public var isProtected: Bool
+    /// Where a replay would open the connection (stream offsets of the latest exchange boundary
+    /// the client acknowledged; 0 and 0 until a trim).
+    public var replayStartClientOffset: UInt64
+    public var replayStartServerOffset: UInt64
+    /// How the server stream is compared at a replay: "http" (Date values masked by framing),
+    /// "http until N" (the framing stopped being followed at offset N), or "bytes".
+    public var framing: String
     public var clientFIN: Bool
     /// Server → client stream offsets: what the client acknowledged, and what the guest sent.
     public var serverBytesAcked: UInt32?
@@ -31,7 +43,18 @@ public struct ConnectionStatus: Codable, Sendable, Equatable {
         clientISN = record.clientISN
         serverISN = record.serverISN
         clientBytesLogged = record.clientBytesLogged
+        clientBytesHeld = record.clientBytesHeld
         clientBytesCRC32C = CRC32C.checksum(clientBytes)
+        protection = record.protection.description
+        isProtected = record.protection == .protected
+        replayStartClientOffset = record.replayStart.clientOffset
+        replayStartServerOffset = record.replayStart.serverOffset
+        framing =
+            switch record.masking {
+            case .none: "bytes"
+            case .http(until: nil): "http"
+            case .http(until: let end?): "http until \(end)"
+            }
         clientFIN = record.clientFINLogged
         if let isn = record.serverISN {
             // Stream offsets; a FIN takes one sequence number past the last byte.
@@ -47,31 +70,52 @@ public struct ConnectionStatus: Codable, Sendable, Equatable {
 /// The connection log's occupancy and the south-side wrapper's counters, for `ftvm status`.
 public struct LogStatus: Codable, Sendable, Equatable {
     public var openConnections: Int
+    /// Of the open connections, those a failover would reset (their history outgrew the log).
+    public var unprotectedConnections: Int
     public var slotCount: Int
     public var chunksUsed: Int
     public var chunkCount: Int
     public var chunkSize: Int
+    /// Client bytes held for live connections, and what the log can hold.
     public var bytesHeld: UInt64
+    public var capacityBytes: UInt64
+    /// The most one connection may hold before it becomes unprotected.
+    public var connectionBudgetBytes: UInt64
     public var connectionsLogged: UInt64
     public var bytesLogged: UInt64
-    /// New connections refused because the log was full (their SYNs were dropped; clients retry).
-    public var fullRejections: UInt64
-    /// Segments held back because their bytes did not fit (TCP retransmits them).
-    public var fullDrops: UInt64
+    /// New connections served without a record because no slot was free.
+    public var admittedUnlogged: UInt64
+    /// Connections made unprotected, by cause (since the log was created).
+    public var unprotectedOverBudget: UInt64
+    public var unprotectedLogFull: UInt64
+    /// Completed exchanges dropped from connections' logs, and the client bytes that freed.
+    public var trims: UInt64
+    public var bytesTrimmed: UInt64
+    /// Records reclaimed because their client stayed silent past the idle bound.
+    public var reclaimed: UInt64
+    public var idleReclaimSeconds: Double
     public var corruptRecords: UInt64
     public var wrapper: SouthSide.Counters
 
-    init(_ usage: LogUsage, wrapper: SouthSide.Counters) {
+    init(_ usage: LogUsage, connectionBudget: UInt64, idleReclaimNanos: UInt64, wrapper: SouthSide.Counters) {
         openConnections = usage.slotsUsed
+        unprotectedConnections = usage.unprotectedNow
         slotCount = usage.slotCount
         chunksUsed = usage.chunksUsed
         chunkCount = usage.chunkCount
         chunkSize = usage.chunkSize
         bytesHeld = usage.bytesHeld
+        capacityBytes = UInt64(usage.chunkCount) * UInt64(usage.chunkSize)
+        connectionBudgetBytes = connectionBudget
         connectionsLogged = usage.counters.connectionsOpened
         bytesLogged = usage.counters.bytesLogged
-        fullRejections = usage.counters.fullRejections
-        fullDrops = usage.counters.fullDrops
+        admittedUnlogged = usage.counters.admittedUnlogged
+        unprotectedOverBudget = usage.counters.unprotectedOverBudget
+        unprotectedLogFull = usage.counters.unprotectedLogFull
+        trims = usage.counters.trims
+        bytesTrimmed = usage.counters.bytesTrimmed
+        reclaimed = usage.counters.reclaimed
+        idleReclaimSeconds = Double(idleReclaimNanos) / 1e9
         corruptRecords = usage.counters.corruptRecords
         self.wrapper = wrapper
     }

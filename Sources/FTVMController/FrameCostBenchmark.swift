@@ -44,7 +44,7 @@ public enum FrameCostBenchmark {
 
         let clientISN: UInt32 = 1000
         let serverISN: UInt32 = 5000
-        _ = wrapper.fromClient(try frame(fromClient: true, seq: clientISN, ack: 0, flags: [.syn], bytes: 0), sink: sink)
+        _ = wrapper.fromClient(try frame(fromClient: true, seq: clientISN, ack: 0, flags: [.syn], bytes: 0), now: 0, sink: sink)
         _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN, ack: clientISN + 1, flags: [.syn, .ack], bytes: 0), now: 0, sink: sink)
 
         var results: [Result] = []
@@ -63,14 +63,14 @@ public enum FrameCostBenchmark {
             _ = FrameClass.classify(try frame(fromClient: true, seq: clientISN + 1 + UInt32(index) * 1448, ack: serverISN + 1, flags: [.ack], bytes: 1448))
         }
         try measure("build + log client data (1448 B)") { index in
-            _ = wrapper.fromClient(try frame(fromClient: true, seq: clientISN + 1 + UInt32(index) * 1448, ack: serverISN + 1, flags: [.ack], bytes: 1448), sink: sink)
+            _ = wrapper.fromClient(try frame(fromClient: true, seq: clientISN + 1 + UInt32(index) * 1448, ack: serverISN + 1, flags: [.ack], bytes: 1448), now: 0, sink: sink)
         }
         let clientEnd = clientISN + 1 + UInt32(frames) * 1448
         try measure("build + track server data (1448 B)") { index in
             _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1 + UInt32(index) * 1448, ack: clientEnd, flags: [.ack], bytes: 1448), now: 0, sink: sink)
         }
         try measure("build + track client ACK") { index in
-            _ = wrapper.fromClient(try frame(fromClient: true, seq: clientEnd, ack: serverISN + 1 + UInt32(index) * 1448, flags: [.ack], bytes: 0), sink: sink)
+            _ = wrapper.fromClient(try frame(fromClient: true, seq: clientEnd, ack: serverISN + 1 + UInt32(index) * 1448, flags: [.ack], bytes: 0), now: 0, sink: sink)
         }
         return results
     }

@@ -8,8 +8,10 @@ public struct PairConfig: Sendable, Codable, Equatable {
 
     public var name: String
     public var imageDirectory: String
-    /// Guest memory. The demo image's initramfs unpacks into RAM, so keep room for it.
-    public var memoryMiB: Int = 256
+    /// Guest memory. The demo image's initramfs (74 MiB unpacked with nginx and its 32 MiB file)
+    /// unpacks into a tmpfs of half the RAM free at that moment: 256 MiB left 10 MiB free, 384
+    /// leaves 73 (docs/image.md).
+    public var memoryMiB: Int = 384
     public var vcpus: Int = 1
     /// The service address inside the client namespace, and the client side of the uplink.
     public var serviceAddress = "10.77.0.2"
@@ -62,10 +64,20 @@ public struct PairConfig: Sendable, Codable, Equatable {
 
     /// The FT-TCP connection log (host only; survives a daemon restart).
     public var logPath: String { "/dev/shm/\(domainPrefix)log" }
-    /// Log geometry: connection records and 2 KiB chunks of client bytes (64 MiB by default).
+    /// Log geometry: connection records and 2 KiB chunks of client bytes (128 MiB by default).
     public var logSlots = 4096
-    public var logChunks = 32768
+    public var logChunks = 65536
     public var logChunkSize = 2048
+    /// What one connection may hold in the log (from its latest exchange boundary on) before it
+    /// becomes unprotected: a quarter of the default log, so one upload cannot take it all.
+    public var connectionBudgetBytes: UInt64 = 32 << 20
+    /// How the relay bounds the log: HTTP ports (trimmed by framing) and the idle bound.
+    public var logPolicy = SouthSide.Policy()
+
+    /// Sets the log's size in MiB (whole 2 KiB chunks).
+    public mutating func setLogSize(mebibytes: Int) {
+        logChunks = mebibytes * (1 << 20) / logChunkSize
+    }
 
     public func domainName(generation: Int) -> String { "\(domainPrefix)\(generation)" }
     public func channelPath(generation: Int) -> String { "/dev/shm/\(domainName(generation: generation))-chan" }

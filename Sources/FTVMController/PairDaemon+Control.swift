@@ -103,7 +103,12 @@ extension PairDaemon {
             namespace: config.namespace, serviceAddress: config.serviceAddress,
             servicePorts: guests.first?.services.map(\.port) ?? [], accelerator: accelerator.rawValue,
             daemonPID: getpid(), health: config.health, fence: config.fence.rawValue, guests: guests,
-            relay: relay.counters, log: relay.southSide.map { LogStatus($0.log.usage, wrapper: $0.counters) },
+            relay: relay.counters,
+            log: relay.southSide.map {
+                LogStatus(
+                    $0.log.usage, connectionBudget: $0.log.connectionBudget,
+                    idleReclaimNanos: $0.policy.idleReclaimNanos, wrapper: $0.counters)
+            },
             recoveries: snapshot.2, lastRecovery: snapshot.3, imageDirectory: snapshot.4.directory,
             imageVersion: snapshot.4.version, upgrade: snapshot.5)
     }

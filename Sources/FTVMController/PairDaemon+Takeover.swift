@@ -86,7 +86,7 @@ extension PairDaemon {
         var report: ReplayReport?
         for _ in 0..<30_000 {
             report = relay.replayReport
-            if let report, report.startedNanos > start, report.pending == 0 { break }
+            if let report, report.startedNanos > start, report.enlisted, report.pending == 0 { break }
             usleep(1000)
         }
         // A spliced connection's first new byte follows at once when the client is waiting for

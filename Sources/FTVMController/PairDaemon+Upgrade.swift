@@ -23,6 +23,9 @@ public struct UpgradeRecord: Sendable, Codable, Equatable {
     /// Pinned connections that finished on the old guest, and those moved by replay (spliced) or
     /// reset when the drain ended.
     public var drained = 0
+    /// Pinned connections that sat between two exchanges (an idle keep-alive, say) and moved to
+    /// the new guest at that boundary during the drain: its version answers their next request.
+    public var movedAtBoundary = 0
     public var replayed = 0
     public var reset = 0
     public var replay: ReplaySummary?
@@ -44,7 +47,9 @@ extension PairDaemon {
     ///    timeout removes it and leaves the old primary serving, untouched.
     /// 2. Pin every open connection to the old primary and send everything else (new
     ///    connections) to the new guest.
-    /// 3. Wait until the pinned connections end, or `drainTimeout` passes.
+    /// 3. Wait until the pinned connections end, or `drainTimeout` passes. A pinned connection
+    ///    that sits between two exchanges moves to the new guest at once (replay at that
+    ///    boundary: nothing to re-inject), so only exchanges in progress hold the drain.
     /// 4. Cut the old primary off, fence it, and move the pinned connections still open by
     ///    replay into the new guest.
     /// 5. Retire the old primary and the old backup, then boot and pause a fresh backup from the
@@ -97,6 +102,7 @@ extension PairDaemon {
 
         // 2. New connections go to the new guest; open ones stay where they are.
         relay.watch(fresh.channel, port: fresh.guestPort)
+        let movedBefore = relay.counters.movedAtBoundary
         let pinned = relay.beginDrain(to: fresh.guestPort)
         timer.mark("switch", at: Monotonic.nanos())
         update { $0.connectionsAtSwitch = pinned; $0.connectionsLeft = pinned }
@@ -108,10 +114,12 @@ extension PairDaemon {
         var left = pinned
         var detector = HeartbeatDetector(policy: config.health)
         detector.reset(atMillis: Int(Monotonic.nanos() / 1_000_000))
+        var moved = 0
         while left > 0, Monotonic.nanos() < deadline {
             usleep(20_000)
             left = relay.connectionsDraining
-            update { $0.connectionsLeft = left }
+            moved = Int(relay.counters.movedAtBoundary - movedBefore)
+            update { $0.connectionsLeft = left; $0.movedAtBoundary = moved }
             let now = Int(Monotonic.nanos() / 1_000_000)
             let stalled = detector.observe(old.channel.heartbeat, atMillis: now).map { FailureCause.heartbeatStalled(millis: $0) }
             if let cause = Self.cause(from: old.channel) ?? stalled ?? domainStateCause(old.domain) {
@@ -121,7 +129,8 @@ extension PairDaemon {
             }
         }
         timer.mark("drain", at: Monotonic.nanos())
-        update { $0.drained = pinned - left; $0.step = .moving }
+        moved = Int(relay.counters.movedAtBoundary - movedBefore)
+        update { $0.drained = pinned - left - moved; $0.movedAtBoundary = moved; $0.step = .moving }
 
         // 4. Move the rest: cut the old guest off, fence it, replay what it still served.
         relay.endDrain()
@@ -167,7 +176,8 @@ extension PairDaemon {
         }
         logger.notice(
             "upgrade done", metadata: ["version": "\(image.version)", "primary": "\(fresh.domain)", "ms": "\(total)",
-                                       "drained": "\(pinned - left)", "replayed": "\(summary?.spliced ?? 0)",
+                                       "drained": "\(pinned - left - moved)", "moved at a boundary": "\(moved)",
+                                       "replayed": "\(summary?.spliced ?? 0)",
                                        "phases": "\(timer.phases.map { "\($0.name)=\($0.millis)ms" })"])
     }
 

@@ -95,9 +95,10 @@ public final class PairDaemon: Sendable {
             let port = inherited.first?.daemonPort ?? 0
             let log = try Self.openLog(config: config, fresh: inherited.isEmpty, logger: logger)
             guard let service = IPv4Address(config.serviceAddress) else { throw ConfigError.badAddress(config.serviceAddress) }
+            log.connectionBudget = config.connectionBudgetBytes
             relay = Relay(
                 tap: network.tap, socket: try UDPSocket(loopbackPort: port),
-                southSide: SouthSide(log: log, service: service), logger: logger)
+                southSide: SouthSide(log: log, service: service, policy: config.logPolicy, logger: logger), logger: logger)
         } catch {
             control.close()
             throw error
@@ -231,6 +232,12 @@ public final class PairDaemon: Sendable {
             generation: generation, domain: domain, role: role, guestPort: guestPort, channel: channel, metadata: metadata)
         state.withLock { $0.guests.append(guest) }
         try virt.define(spec).start()
+        // A teardown that began meanwhile (`down` while a backup boots) may have listed the
+        // pair's domains before this one existed: remove it here, or it would outlive the pair.
+        if state.withLock({ $0.phase == .stopping }) {
+            remove(domain)
+            throw PairError.stopping
+        }
         logger.info("guest started", metadata: ["domain": "\(domain)", "role": "\(role)", "port": "\(guestPort)"])
         return guest
     }

@@ -26,6 +26,8 @@ public final class Relay: Sendable {
         /// was fenced meanwhile.
         public var closesFenced: UInt64
         public var closesSuppressed: UInt64
+        /// Connections an upgrade moved to the new guest at an exchange boundary, mid-drain.
+        public var movedAtBoundary: UInt64
     }
 
     public let socket: UDPSocket
@@ -56,6 +58,7 @@ public final class Relay: Sendable {
     private let held = Atomic<UInt64>(0)
     private let fenced = Atomic<UInt64>(0)
     private let suppressed = Atomic<UInt64>(0)
+    private let movedAtBoundary = Atomic<UInt64>(0)
     /// When (Monotonic nanos) the connected guest's first frame reached the clients; 0 = not yet.
     private let firstFrameNanos = Atomic<UInt64>(0)
     /// The guests' channels by port: the close fence releases a FIN or RST only once the agent
@@ -140,7 +143,8 @@ public final class Relay: Sendable {
         Counters(
             framesToGuest: toGuest.load(ordering: .relaxed), framesToClients: toClients.load(ordering: .relaxed),
             framesDropped: dropped.load(ordering: .relaxed), framesHeld: held.load(ordering: .relaxed),
-            closesFenced: fenced.load(ordering: .relaxed), closesSuppressed: suppressed.load(ordering: .relaxed))
+            closesFenced: fenced.load(ordering: .relaxed), closesSuppressed: suppressed.load(ordering: .relaxed),
+            movedAtBoundary: movedAtBoundary.load(ordering: .relaxed))
     }
 
     public func start() {
@@ -215,22 +219,49 @@ public final class Relay: Sendable {
                 if drainRequests.load(ordering: .acquiring) != drainsHandled.load(ordering: .relaxed) {
                     startDrain()
                 }
-                if southSide?.draining == true, Monotonic.nanos() &- loop.lastDrainCount > 50_000_000 {
+                if let southSide, southSide.draining, Monotonic.nanos() &- loop.lastDrainCount > 50_000_000 {
                     loop.lastDrainCount = Monotonic.nanos()
-                    draining.store(southSide?.pinnedOpen() ?? 0, ordering: .relaxed)
+                    // A pinned connection between two exchanges moves to the new guest at once.
+                    let moved = southSide.moveIdlePinned(now: loop.lastDrainCount, sink: loop)
+                    movedAtBoundary.add(UInt64(moved), ordering: .relaxed)
+                    draining.store(southSide.pinnedOpen(), ordering: .relaxed)
                 }
                 if ready > 0 {
                     if fds[0].revents != 0 { try drainTap(loop) }
                     if fds[1].revents != 0 { try drainGuests(loop) }
                 }
                 if !loop.fencedCloses.isEmpty { try releaseCloses(loop) }
-                southSide?.splicer.tick(now: Monotonic.nanos(), sink: loop)
+                let now = Monotonic.nanos()
+                if let southSide {
+                    takeExplicitTrims(southSide)
+                    southSide.sweep(now: now)
+                    southSide.splicer.tick(now: now, sink: loop)
+                }
                 loop.flush()
             } catch {
                 logger.error("relay I/O failed", metadata: ["error": "\(error)"])
                 usleep(10_000)
             }
         }
+    }
+
+    /// Hands the south side the explicit trims the serving guests posted in their channels (the
+    /// active guest's, and while an upgrade drains, the draining guest's for its own connections).
+    private func takeExplicitTrims(_ southSide: SouthSide) {
+        let ports = (activePort.load(ordering: .acquiring), drainPort.load(ordering: .acquiring))
+        guard ports.0 != 0 || ports.1 != 0 else { return }
+        let (active, drained) = watched.withLock { channels in
+            (channels[UInt16(truncatingIfNeeded: ports.0)], ports.1 == 0 ? nil : channels[UInt16(truncatingIfNeeded: ports.1)])
+        }
+        func take(from channel: Channel?, draining: Bool) {
+            guard let channel else { return }
+            for _ in 0..<1024 {
+                guard let request = channel.popTrim() else { return }
+                southSide.explicitTrim(request, fromDrainingGuest: draining)
+            }
+        }
+        take(from: active, draining: false)
+        take(from: drained, draining: true)
     }
 
     /// Pins the open connections to the active guest and connects the new one (relay thread).
@@ -255,7 +286,7 @@ public final class Relay: Sendable {
         }
         holding.store(false, ordering: .sequentiallyConsistent)
         while let entry = loop.heldFrames.first {
-            if southSide?.fromClient(entry.frame, sink: loop) != .drop {
+            if southSide?.fromClient(entry.frame, now: Monotonic.nanos(), sink: loop) != .drop {
                 loop.toGuest { slot in
                     slot.copyMemory(from: UnsafeRawBufferPointer(entry.frame))
                     return entry.frame.count
@@ -271,6 +302,7 @@ public final class Relay: Sendable {
     private func drainTap(_ loop: Loop) throws(Errno) {
         let batch = loop.fromClients
         for _ in 0..<8 {
+            let now = Monotonic.nanos()
             batch.reset()
             loop.toDraining.reset()
             var more = true
@@ -292,7 +324,7 @@ public final class Relay: Sendable {
                     dropped.add(1, ordering: .relaxed)
                     continue
                 }
-                switch southSide?.fromClient(frame, sink: loop) ?? .forward {
+                switch southSide?.fromClient(frame, now: now, sink: loop) ?? .forward {
                 case .forward:
                     batch.commitSlot(length: count)
                 case .forwardToDrain where drainPort.load(ordering: .acquiring) != 0:

@@ -1,31 +1,64 @@
+import FTVMChannel
+import FTVMHTTP
 import FTVMLog
+import FTVMSystem
 import FTVMWire
 import Logging
 import Synchronization
 
 /// FT-TCP's south-side wrapper, moved from the guest kernel to the host relay: it sees every
 /// frame between the clients and the active guest, logs each client connection to the protected
-/// service, and decides whether the frame may pass.
+/// service, keeps each connection's log bounded, and decides whether the frame may pass.
 ///
-/// Output commit (DESIGN.md invariant 1): a client byte is written to the log *before* the frame
-/// carrying it is forwarded to the guest; a segment whose bytes cannot be logged (a gap ahead of
-/// what is logged, or a full log) is dropped, and the client's TCP retransmits it. SYN, SYN/ACK,
-/// ACK, timestamps and FIN are recorded as they pass; a connection's record is freed after its
-/// final ACK, or at once on a RST.
+/// Output commit (DESIGN.md invariant 1): a client byte of a protected connection is written to
+/// the log *before* the frame carrying it is forwarded to the guest; a segment whose bytes cannot
+/// be logged in order (a gap ahead of what is logged) is dropped, and the client's TCP retransmits
+/// it. SYN, SYN/ACK, ACK, timestamps and FIN are recorded as they pass; a connection's record is
+/// freed after its final ACK, at once on a RST, or after its client stayed silent for the idle
+/// bound (`Policy.idleReclaimNanos`: a client that vanished without a FIN or RST the relay saw).
+///
+/// Bounded (invariant 8): the log bounds protection, never service. A connection the log cannot
+/// hold becomes unprotected and passes unlogged; one that finds no free slot passes untracked.
+/// For HTTP ports the wrapper follows HTTP/1.x framing in both directions (`HTTPExchangeTracker`)
+/// and trims each exchange from the log once its request is logged and its response acknowledged
+/// by the client; other protocols name their boundaries through the guest agent (`explicitTrim`).
 ///
 /// Runs on the relay thread only (the log has one writer); it allocates nothing per frame.
 public final class SouthSide: @unchecked Sendable {
+    /// What the wrapper is told by the pair's configuration.
+    public struct Policy: Sendable, Codable, Equatable {
+        /// Server ports whose connections are HTTP/1.x: framing is followed, exchanges trimmed and
+        /// `Date:` values masked. Other ports are logged whole (up to the budget) unless the
+        /// service trims them explicitly.
+        public var httpPorts: Set<UInt16> = [80, 8080, 8081]
+        /// A connection whose client sent nothing for this long has its record reclaimed.
+        public var idleReclaimNanos: UInt64 = 600_000_000_000
+
+        public init() {}
+    }
+
     public struct Counters: Sendable, Codable, Equatable {
         /// Segments of logged connections.
         public var tracked: UInt64
-        /// TCP segments to or from the service with no record (connections older than the log).
+        /// TCP segments to or from the service with no record (connections older than the log,
+        /// or admitted when no slot was free).
         public var untracked: UInt64
-        /// Client segments dropped because their bytes could not be logged (gap or full log).
+        /// Client segments dropped because their bytes could not be logged in order (a gap).
         public var notLogged: UInt64
-        /// SYNs dropped because the log had no room for another connection.
-        public var refused: UInt64
+        /// New connections admitted without a record because no slot was free.
+        public var admittedUnlogged: UInt64
         /// Frames the wire layer found truncated or illegal (forwarded untouched: not ours to judge).
         public var malformed: UInt64
+        /// HTTP exchanges seen complete (request logged, final response framed).
+        public var exchanges: UInt64
+        /// HTTP connections whose framing the wrapper stopped following (they fall back to
+        /// replaying their whole history since the last trim), and why.
+        public var framingStopped: [String: UInt64]
+        /// Explicit trims from guests: received, used (became trim candidates), and not usable
+        /// (unknown connection, or a server offset that is not a checkpoint).
+        public var explicitTrims: UInt64
+        public var explicitTrimsUsed: UInt64
+        public var explicitTrimsMissed: UInt64
     }
 
     enum Verdict {
@@ -37,48 +70,112 @@ public final class SouthSide: @unchecked Sendable {
         case fence
     }
 
+    /// The relay's own view of one logged connection (per record slot, pre-allocated).
+    struct Flow {
+        /// The connection this entry describes (a slot's serial; 0: none).
+        var serial: UInt64 = 0
+        /// Where each side's FIN ends (its sequence + 1), to free the record after the last ACK.
+        var clientFINEnd: UInt32?
+        var serverFINEnd: UInt32?
+        /// Stays with the guest an upgrade drains.
+        var pinned = false
+        /// When the client last sent a frame (Monotonic nanos).
+        var lastClientFrame: UInt64 = 0
+        var framing = Framing.none
+        var trims = TrimCandidates()
+    }
+
+    /// Whether a connection's HTTP framing is followed, and from which stream offsets the
+    /// tracker counts (a tracker rebuilt after a daemon restart starts at the replay start).
+    enum Framing {
+        case none
+        case following(clientBase: UInt64, serverBase: UInt64)
+        case stopped
+    }
+
     let log: ConnectionLog
     let service: IPv4Address
+    let policy: Policy
     /// Replays connections into a guest that took over, and translates them afterwards.
     let splicer: Splicer
+    private let logger: Logger
     // Written by the relay thread, read by status: relaxed atomics, no lock on the packet path.
     private let tracked = Atomic<UInt64>(0)
     private let untracked = Atomic<UInt64>(0)
     private let notLogged = Atomic<UInt64>(0)
-    private let refused = Atomic<UInt64>(0)
+    private let admittedUnlogged = Atomic<UInt64>(0)
     private let malformed = Atomic<UInt64>(0)
+    private let exchanges = Atomic<UInt64>(0)
+    private let explicitTrims = Atomic<UInt64>(0)
+    private let explicitTrimsUsed = Atomic<UInt64>(0)
+    private let explicitTrimsMissed = Atomic<UInt64>(0)
+    /// Why followed connections stopped being followed, counted (rare: a lock is fine).
+    private let stops = Mutex<[String: UInt64]>([:])
 
     var counters: Counters {
         Counters(
             tracked: tracked.load(ordering: .relaxed), untracked: untracked.load(ordering: .relaxed),
-            notLogged: notLogged.load(ordering: .relaxed), refused: refused.load(ordering: .relaxed),
-            malformed: malformed.load(ordering: .relaxed))
+            notLogged: notLogged.load(ordering: .relaxed), admittedUnlogged: admittedUnlogged.load(ordering: .relaxed),
+            malformed: malformed.load(ordering: .relaxed), exchanges: exchanges.load(ordering: .relaxed),
+            framingStopped: stops.withLock { $0 }, explicitTrims: explicitTrims.load(ordering: .relaxed),
+            explicitTrimsUsed: explicitTrimsUsed.load(ordering: .relaxed),
+            explicitTrimsMissed: explicitTrimsMissed.load(ordering: .relaxed))
     }
-    /// Per record slot: where each side's FIN ends (its sequence + 1), to free the record after
-    /// the last ACK. Pre-allocated to the log's slot count.
-    private var clientFINEnd: [UInt32?]
-    private var serverFINEnd: [UInt32?]
-    private let maskScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+
+    private var flows: [Flow]
+    /// Per slot, the HTTP tracker of a connection whose framing is followed. Kept apart from
+    /// `flows` so the tracker's callbacks may update the flow while the tracker runs.
+    private let trackers: UnsafeMutableBufferPointer<HTTPExchangeTracker>
+    private let maskScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 17, alignment: 16)
+    private var lastSweep: UInt64 = 0
 
     init(
         log: ConnectionLog, service: IPv4Address, serviceMAC: MACAddress = MACAddress(0x52, 0x54, 0, 0x77, 0, 2),
-        logger: Logger = Logger(label: "ftvm.splicer")
+        policy: Policy = Policy(), logger: Logger = Logger(label: "ftvm.splicer")
     ) {
         self.log = log
         self.service = service
+        self.policy = policy
+        self.logger = logger
         splicer = Splicer(log: log, service: service, serviceMAC: serviceMAC, logger: logger)
         let slots = log.usage.slotCount
-        clientFINEnd = Array(repeating: nil, count: slots)
-        serverFINEnd = Array(repeating: nil, count: slots)
-        pinnedSerial = Array(repeating: 0, count: slots)
+        flows = Array(repeating: Flow(), count: slots)
+        trackers = .allocate(capacity: slots)
+        trackers.initialize(repeating: HTTPExchangeTracker())
+        adoptLoggedConnections(now: Monotonic.nanos())
     }
 
-    deinit { maskScratch.deallocate() }
+    deinit {
+        maskScratch.deallocate()
+        trackers.deallocate()
+    }
+
+    /// A restarted daemon finds connections in the log: each gets a fresh flow, and an HTTP one
+    /// whose server stream sits at its replay start gets its tracker back (fed the logged client
+    /// bytes since then). One caught in mid-response cannot: its framing stops there, so masking
+    /// ends at what the checksum covers and the connection replays its history since the last trim.
+    private func adoptLoggedConnections(now: UInt64) {
+        log.forEachLive { slot in
+            let record = log.current(slot)
+            flows[slot.index] = Flow(serial: slot.serial, lastClientFrame: now)
+            guard case .http(until: nil) = record.masking else { return }
+            guard record.protection == .protected, record.serverStream.byteCount == record.replayStart.serverOffset,
+                record.serverStream.endSequence == record.serverSendMax
+            else {
+                log.stopFraming(slot, atServerOffset: record.serverStream.byteCount)
+                flows[slot.index].framing = .stopped
+                stops.withLock { $0["daemon restarted mid-response", default: 0] += 1 }
+                return
+            }
+            flows[slot.index].framing = .following(
+                clientBase: record.replayStart.clientOffset, serverBase: record.replayStart.serverOffset)
+            trackers[slot.index] = HTTPExchangeTracker()
+            log.clientBytes(slot).withUnsafeBytes { feedRequests(slot, $0) }
+        }
+    }
 
     // MARK: Draining (an upgrade)
 
-    /// Per slot: the serial of a connection pinned to the guest being drained (0: none).
-    private var pinnedSerial: [UInt64]
     /// While set, pinned connections stay with the draining guest and the rest go to the new one.
     private(set) var draining = false
 
@@ -86,7 +183,7 @@ public final class SouthSide: @unchecked Sendable {
     func pinAll() -> Int {
         var count = 0
         log.forEachLive { slot in
-            pinnedSerial[slot.index] = slot.serial
+            flows[slot.index].pinned = true
             count += 1
         }
         draining = true
@@ -96,30 +193,55 @@ public final class SouthSide: @unchecked Sendable {
     /// Pinned connections still open.
     func pinnedOpen() -> Int {
         var count = 0
-        log.forEachLive { slot in if pinnedSerial[slot.index] == slot.serial { count += 1 } }
+        log.forEachLive { slot in if isPinned(slot) { count += 1 } }
         return count
     }
 
-    func isPinned(_ slot: Slot) -> Bool { pinnedSerial[slot.index] == slot.serial }
+    func isPinned(_ slot: Slot) -> Bool { flows[slot.index].serial == slot.serial && flows[slot.index].pinned }
 
     /// Ends the drain: every connection belongs to the active guest again.
     func unpinAll() {
-        for index in pinnedSerial.indices { pinnedSerial[index] = 0 }
+        for index in flows.indices { flows[index].pinned = false }
         draining = false
+    }
+
+    /// Moves every pinned connection that sits between two exchanges to the new guest now, by
+    /// replay at that boundary: there is nothing to re-inject and nothing to regenerate, so the
+    /// new version answers its next request. Returns how many moved.
+    func moveIdlePinned(now: UInt64, sink: FrameSink) -> Int {
+        var moved = 0
+        log.forEachLive { slot in
+            guard isPinned(slot), isBetweenExchanges(slot) else { return }
+            flows[slot.index].pinned = false
+            splicer.add(slot, now: now, sink: sink)
+            moved += 1
+        }
+        return moved
+    }
+
+    /// The connection's log is trimmed to its end: no request is partly or wholly unanswered, no
+    /// response partly unacknowledged, no FIN either way. A new connection there is equivalent.
+    func isBetweenExchanges(_ slot: Slot) -> Bool {
+        let record = log.current(slot)
+        return record.protection == .protected && record.serverISN != nil && !record.clientFINLogged
+            && !record.serverFINSent && record.replayStart.clientOffset == record.clientBytesLogged
+            && record.replayStart.serverOffset == record.serverStream.byteCount
+            && record.serverStream.endSequence == record.serverSendMax && splicer.phase(of: slot) != .handshaking
+            && splicer.phase(of: slot) != .catchingUp
     }
 
     // MARK: Frames
 
     /// A frame from the clients' tap, before it is sent to the guest.
     /// While an upgrade drains, a pinned connection's frames go to the draining guest.
-    func fromClient(_ frame: UnsafeMutableRawBufferPointer, sink: FrameSink) -> Verdict {
-        let (verdict, slot) = logClient(frame, sink: sink)
+    func fromClient(_ frame: UnsafeMutableRawBufferPointer, now: UInt64, sink: FrameSink) -> Verdict {
+        let (verdict, slot) = logClient(frame, now: now, sink: sink)
         guard draining, verdict == .forward, let slot, isPinned(slot) else { return verdict }
         return .forwardToDrain
     }
 
     /// Logs a client frame; returns what to do with it and the connection it belongs to.
-    private func logClient(_ frame: UnsafeMutableRawBufferPointer, sink: FrameSink) -> (Verdict, Slot?) {
+    private func logClient(_ frame: UnsafeMutableRawBufferPointer, now: UInt64, sink: FrameSink) -> (Verdict, Slot?) {
         guard var segment = tcp(frame), segment.ipv4.destination == service else { return (.forward, nil) }
         splicer.clientMAC = segment.ethernet.source
         let key = FlowKey(
@@ -130,14 +252,22 @@ public final class SouthSide: @unchecked Sendable {
         if flags.contains(.syn) && !flags.contains(.ack) {
             if let slot = log.lookup(key), log.current(slot).clientISN == sequence {
                 // A retransmitted SYN of a connection already logged; a replay sends its own.
+                flows[slot.index].lastClientFrame = now
                 return (splicer.phase(of: slot) == .idle ? .forward : .drop, slot)
             }
-            guard let slot = log.open(key: key, clientISN: sequence, options: SYNOptions(segment.options)) else {
-                refused.add(1, ordering: .relaxed)
-                return (.drop, nil)
+            let http = policy.httpPorts.contains(segment.destinationPort)
+            guard
+                let slot = log.open(
+                    key: key, clientISN: sequence, options: SYNOptions(segment.options), httpFraming: http)
+            else {
+                // No slot: the connection is served, unlogged (a failover cannot carry it).
+                admittedUnlogged.add(1, ordering: .relaxed)
+                return (.forward, nil)
             }
-            clientFINEnd[slot.index] = nil
-            serverFINEnd[slot.index] = nil
+            flows[slot.index] = Flow(
+                serial: slot.serial, lastClientFrame: now,
+                framing: http ? .following(clientBase: 0, serverBase: 0) : .none)
+            if http { trackers[slot.index] = HTTPExchangeTracker() }
             if let stamps = segment.options.timestamps {
                 log.noteTimestamps(slot, fromClient: true, tsval: stamps.value, tsecr: stamps.echoReply)
             }
@@ -149,6 +279,7 @@ public final class SouthSide: @unchecked Sendable {
             return (.forward, nil)
         }
         tracked.add(1, ordering: .relaxed)
+        flows[slot.index].lastClientFrame = now
         if flags.contains(.rst) {
             let forward = splicer.fromClient(slot, &segment, sink: sink)
             close(slot)
@@ -156,9 +287,19 @@ public final class SouthSide: @unchecked Sendable {
         }
         let length = segment.payloadLength
         if length > 0 {
-            guard log.appendClientPayload(slot, seq: sequence, bytes: UnsafeRawBufferPointer(segment.payload)).mayForward else {
+            let payload = UnsafeRawBufferPointer(segment.payload)
+            let result = log.appendClientPayload(slot, seq: sequence, bytes: payload)
+            guard result.mayForward else {
                 notLogged.add(1, ordering: .relaxed)
                 return (.drop, slot)
+            }
+            switch result {
+            case .logged(let count), .partial(let count):
+                feedRequests(slot, UnsafeRawBufferPointer(rebasing: payload[(length - count)...]))
+            case .unprotected:
+                stopFollowing(slot, because: nil)
+            case .duplicate, .gap:
+                break
             }
         }
         if flags.contains(.fin) {
@@ -167,7 +308,7 @@ public final class SouthSide: @unchecked Sendable {
                 notLogged.add(1, ordering: .relaxed)
                 return (.drop, slot)
             }
-            clientFINEnd[slot.index] = finSequence &+ 1
+            flows[slot.index].clientFINEnd = finSequence &+ 1
         }
         if let stamps = segment.options.timestamps {
             log.noteTimestamps(slot, fromClient: true, tsval: stamps.value, tsecr: stamps.echoReply)
@@ -176,8 +317,11 @@ public final class SouthSide: @unchecked Sendable {
         if flags.contains(.ack) {
             let ack = segment.acknowledgmentNumber.rawValue
             log.noteClientAck(slot, ack: ack)
+            trimWhatIsDue(slot)
             // Server closed first and this is the client's last word: the exchange is complete.
-            finished = clientFINEnd[slot.index] != nil && serverFINEnd[slot.index].map { SequenceMath.isAtOrAfter(ack, $0) } == true
+            finished =
+                flows[slot.index].clientFINEnd != nil
+                && flows[slot.index].serverFINEnd.map { SequenceMath.isAtOrAfter(ack, $0) } == true
         }
         let forward = splicer.fromClient(slot, &segment, sink: sink)
         if finished { close(slot) }
@@ -233,16 +377,18 @@ public final class SouthSide: @unchecked Sendable {
         let fin = flags.contains(.fin)
         if length > 0 || fin {
             let end = sequence &+ UInt32(truncatingIfNeeded: length) &+ (fin ? 1 : 0)
-            // Checksummed with any `Date:` value masked, as the replay compares it (HTTPDateMask).
-            let payload = length > 0 ? HTTPDateMask.masked(UnsafeRawBufferPointer(segment.payload), scratch: maskScratch) : nil
-            log.noteServerSent(slot, endSeq: end, payload: payload, fin: fin)
-            if fin { serverFINEnd[slot.index] = end }
+            var advance: StreamAdvance?
+            if length > 0, let skip = log.serverStreamSkip(slot, start: sequence, count: length), skip < length {
+                advance = checksum(slot, UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(segment.payload)[skip...]))
+            }
+            log.noteServerSent(slot, endSeq: end, fin: fin, stream: advance)
+            if fin { flows[slot.index].serverFINEnd = end }
         }
         if let stamps = segment.options.timestamps {
             log.noteTimestamps(slot, fromClient: false, tsval: stamps.value, tsecr: stamps.echoReply)
         }
         // Client closed first and the server acknowledges its FIN after sending its own.
-        if flags.contains(.ack), serverFINEnd[slot.index] != nil, let end = clientFINEnd[slot.index],
+        if flags.contains(.ack), flows[slot.index].serverFINEnd != nil, let end = flows[slot.index].clientFINEnd,
             SequenceMath.isAtOrAfter(segment.acknowledgmentNumber.rawValue, end)
         {
             close(slot)
@@ -250,10 +396,143 @@ public final class SouthSide: @unchecked Sendable {
         return .forward
     }
 
+    // MARK: Bounding the log
+
+    /// Feeds newly logged client bytes to the connection's HTTP tracker, if it has one.
+    private func feedRequests(_ slot: Slot, _ bytes: UnsafeRawBufferPointer) {
+        guard case .following(let clientBase, let serverBase) = flows[slot.index].framing else { return }
+        trackers[slot.index].feedRequests(bytes) { exchange in
+            completed(slot, exchange, clientBase: clientBase, serverBase: serverBase)
+        }
+        if let stop = trackers[slot.index].stop { stopFollowing(slot, because: stop) }
+        trimWhatIsDue(slot)
+    }
+
+    /// Extends the server stream checksum over `bytes` (the part of a server segment that
+    /// continues it): through the HTTP tracker for a followed connection (masking `Date:` values,
+    /// and taking a checkpoint at each response's end), else as they are, with a checkpoint at
+    /// the segment's end (and at a pending explicit trim inside it).
+    private func checksum(_ slot: Slot, _ bytes: UnsafeRawBufferPointer) -> StreamAdvance {
+        let index = slot.index
+        let start = log.position(slot).serverChecked
+        var crc = log.serverStreamCRC(slot)
+        // (No TCP segment outgrows the scratch; should one, its bytes are checksummed unmasked.)
+        if case .following = flows[index].framing, bytes.count > maskScratch.count { stopFollowing(slot, because: nil) }
+        switch flows[index].framing {
+        case .following(let clientBase, let serverBase):
+            var done = 0
+            trackers[index].feedResponses(
+                bytes, masked: maskScratch,
+                responseEnd: { position in
+                    crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: maskScratch[done..<position]), continuing: crc)
+                    done = position
+                    flows[index].trims.checkpoint(start + UInt64(position), crc: crc)
+                },
+                exchange: { exchange in completed(slot, exchange, clientBase: clientBase, serverBase: serverBase) })
+            crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: maskScratch[done..<bytes.count]), continuing: crc)
+            if let stop = trackers[index].stop { stopFollowing(slot, because: stop) }
+        case .none:
+            if let split = flows[index].trims.split(from: start, count: bytes.count) {
+                crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[..<split]), continuing: crc)
+                flows[index].trims.resolvePending(crc: crc)
+                crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[split...]), continuing: crc)
+            } else {
+                crc = CRC32C.checksum(bytes, continuing: crc)
+            }
+            flows[index].trims.checkpoint(start + UInt64(bytes.count), crc: crc)
+        case .stopped:
+            crc = CRC32C.checksum(bytes, continuing: crc)
+        }
+        return StreamAdvance(bytes: bytes.count, crc: crc)
+    }
+
+    /// The tracker found an exchange complete: offer its end as a trim boundary.
+    private func completed(_ slot: Slot, _ exchange: HTTPExchange, clientBase: UInt64, serverBase: UInt64) {
+        exchanges.add(1, ordering: .relaxed)
+        flows[slot.index].trims.propose(
+            client: clientBase + exchange.requestEnd, server: serverBase + exchange.responseEnd)
+    }
+
+    /// The connection's HTTP framing is no longer followed (`reason` nil: it became unprotected,
+    /// or a segment did not fit the masking buffer). Masking ends where the tracker's response
+    /// framing ended; boundaries found before still count.
+    private func stopFollowing(_ slot: Slot, because reason: HTTPStop?) {
+        guard case .following(_, let serverBase) = flows[slot.index].framing else { return }
+        flows[slot.index].framing = .stopped
+        let end = serverBase + (trackers[slot.index].responseFramingEnd ?? trackers[slot.index].responseBytes)
+        log.stopFraming(slot, atServerOffset: end)
+        if let reason {
+            stops.withLock { $0[reason.description, default: 0] += 1 }
+            logger.info(
+                "connection falls back to whole-history replay",
+                metadata: ["connection": "\(log.current(slot).key)", "reason": "\(reason)"])
+        }
+    }
+
+    /// Trims the log to the furthest boundary the client has now acknowledged.
+    private func trimWhatIsDue(_ slot: Slot) {
+        // (Not while a replay works from the current start; the boundaries wait for the splice.)
+        guard !flows[slot.index].trims.isEmpty, splicer.phase(of: slot) == .idle || splicer.phase(of: slot) == .spliced
+        else { return }
+        let position = log.position(slot)
+        guard position.isProtected,
+            let boundary = flows[slot.index].trims.due(
+                serverAcked: position.serverAcked, clientLogged: position.clientLogged)
+        else { return }
+        log.trim(slot, to: boundary)
+    }
+
+    /// A guest says a connection is complete up to (client offset, server offset) in its own
+    /// view of the connection (bytes it read and wrote since it accepted it), and that a new
+    /// connection at that point is equivalent (FTVMTrim; docs/trim-api.md). Only the guest that
+    /// serves the connection may say so.
+    func explicitTrim(_ request: TrimRequest, fromDrainingGuest: Bool) {
+        explicitTrims.add(1, ordering: .relaxed)
+        let key = FlowKey(
+            clientAddress: request.clientAddress, clientPort: request.clientPort, serverAddress: service.rawValue,
+            serverPort: request.serverPort)
+        guard let slot = log.lookup(key), !draining || isPinned(slot) == fromDrainingGuest,
+            splicer.phase(of: slot) == .idle || splicer.phase(of: slot) == .spliced
+        else {
+            explicitTrimsMissed.add(1, ordering: .relaxed)
+            return
+        }
+        let translation = log.current(slot).translation
+        let client = (translation?.servingClientBase ?? 0) + request.clientOffset
+        let server = (translation?.servingServerBase ?? 0) + request.serverOffset
+        let position = log.position(slot)
+        if server > position.serverChecked {
+            flows[slot.index].trims.expect(client: client, server: server)
+        } else if !flows[slot.index].trims.propose(client: client, server: server) {
+            explicitTrimsMissed.add(1, ordering: .relaxed)
+            return
+        }
+        explicitTrimsUsed.add(1, ordering: .relaxed)
+        trimWhatIsDue(slot)
+    }
+
+    /// Reclaims the records of connections whose client has been silent past the idle bound.
+    /// Cheap enough to call every loop turn; it scans once a second.
+    func sweep(now: UInt64) {
+        guard now &- lastSweep >= 1_000_000_000 else { return }
+        lastSweep = now
+        log.forEachLive { slot in
+            let phase = splicer.phase(of: slot)
+            guard phase == .idle || phase == .spliced, flows[slot.index].serial == slot.serial,
+                now &- flows[slot.index].lastClientFrame > policy.idleReclaimNanos
+            else { return }
+            logger.info("idle connection reclaimed", metadata: ["connection": "\(log.current(slot).key)"])
+            splicer.forget(slot)
+            log.reclaim(slot)
+            flows[slot.index] = Flow()
+        }
+    }
+
     /// Ends a connection: its replay state, then its record.
     private func close(_ slot: Slot) {
         splicer.forget(slot)
         log.close(slot)
+        flows[slot.index] = Flow()
     }
 
     /// Clears the FIN of a segment that carries data and a FIN (no RST); false, changing

@@ -46,9 +46,9 @@ final class SouthSideTests: XCTestCase {
     }
 
     private func handshake() throws {
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN, ack: 0, flags: [.syn]), sink: sink), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN, ack: 0, flags: [.syn]), now: 0, sink: sink), .forward)
         _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN, ack: clientISN &+ 1, flags: [.syn, .ack]), now: 0, sink: sink, releasing: true)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack]), sink: sink), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack]), now: 0, sink: sink), .forward)
     }
 
     func testHandshakeIsRecordedWithBothSidesOptions() throws {
@@ -65,12 +65,12 @@ final class SouthSideTests: XCTestCase {
         let second = Array("Host: x\r\n\r\n".utf8)
         let secondSeq = clientISN &+ 1 &+ UInt32(first.count)
         // The second segment arrives first: it cannot be logged in order, so it must not pass.
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: secondSeq, ack: serverISN + 1, flags: [.ack, .psh], payload: second), sink: sink), .drop)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: secondSeq, ack: serverISN + 1, flags: [.ack, .psh], payload: second), now: 0, sink: sink), .drop)
         XCTAssertEqual(wrapper.counters.notLogged, 1)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: first), sink: sink), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: first), now: 0, sink: sink), .forward)
         // A retransmission of logged bytes passes and logs nothing twice.
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: first), sink: sink), .forward)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: secondSeq, ack: serverISN + 1, flags: [.ack, .psh], payload: second), sink: sink), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: first), now: 0, sink: sink), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: secondSeq, ack: serverISN + 1, flags: [.ack, .psh], payload: second), now: 0, sink: sink), .forward)
         let slot = try XCTUnwrap(log.records().first?.slot)
         XCTAssertEqual(log.clientBytes(slot), first + second, "exactly the client's stream, in order, once")
     }
@@ -79,7 +79,7 @@ final class SouthSideTests: XCTestCase {
         try handshake()
         let response = [UInt8](repeating: 0x41, count: 1000)
         _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 1, flags: [.ack, .psh], payload: response), now: 0, sink: sink, releasing: true)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1 + 600, flags: [.ack]), sink: sink), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1 + 600, flags: [.ack]), now: 0, sink: sink), .forward)
         let record = try XCTUnwrap(log.records().first)
         XCTAssertEqual(record.serverSendMax, serverISN + 1 + 1000)
         XCTAssertEqual(record.serverAckedByClient, serverISN + 1 + 600)
@@ -91,29 +91,32 @@ final class SouthSideTests: XCTestCase {
     func testRecordIsFreedAfterTheLastAckOfAServerClose() throws {
         try handshake()
         _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 1, flags: [.ack, .fin]), now: 0, sink: sink, releasing: true)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 2, flags: [.ack, .fin]), sink: sink), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 2, flags: [.ack, .fin]), now: 0, sink: sink), .forward)
         XCTAssertEqual(log.records().count, 0, "both FINs seen and the server's acknowledged")
     }
 
     func testRecordIsFreedWhenTheServerAcknowledgesTheClientsClose() throws {
         try handshake()
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .fin]), sink: sink), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .fin]), now: 0, sink: sink), .forward)
         _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 2, flags: [.ack, .fin]), now: 0, sink: sink, releasing: true)
         XCTAssertEqual(log.records().count, 0)
     }
 
     func testResetFreesTheRecordAtOnce() throws {
         try handshake()
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: 0, flags: [.rst]), sink: sink), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: 0, flags: [.rst]), now: 0, sink: sink), .forward)
         XCTAssertEqual(log.records().count, 0)
     }
 
-    func testAFullLogRefusesNewConnections() throws {
+    /// No free slot costs the connection its protection, never its service: it passes untracked.
+    func testAFullLogAdmitsNewConnectionsUnlogged() throws {
         for port in 0..<8 {
-            XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 1, ack: 0, flags: [.syn], port: 41000 + UInt16(port)), sink: sink), .forward)
+            XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 1, ack: 0, flags: [.syn], port: 41000 + UInt16(port)), now: 0, sink: sink), .forward)
         }
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 1, ack: 0, flags: [.syn], port: 42000), sink: sink), .drop)
-        XCTAssertEqual(wrapper.counters.refused, 1)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 1, ack: 0, flags: [.syn], port: 42000), now: 0, sink: sink), .forward)
+        XCTAssertEqual(wrapper.counters.admittedUnlogged, 1)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 2, ack: 1, flags: [.ack], payload: [1, 2], port: 42000), now: 0, sink: sink), .forward)
+        XCTAssertEqual(log.usage.slotsUsed, 8)
     }
 
     func testTheCloseFenceHoldsFINAndRSTButDataWithAFINCanGoWithoutIt() throws {
@@ -139,11 +142,11 @@ final class SouthSideTests: XCTestCase {
             source: client, destination: IPv4Address(10, 77, 0, 9), sourcePort: 1, destinationPort: 2,
             sequenceNumber: SequenceNumber(5), acknowledgmentNumber: SequenceNumber(0), flags: [.syn], window: 100)
         let length = try FrameBuilder.tcp(spec, into: buffer)
-        XCTAssertEqual(wrapper.fromClient(UnsafeMutableRawBufferPointer(rebasing: buffer[..<length]), sink: sink), .forward)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 9, ack: 9, flags: [.ack], payload: [1, 2, 3]), sink: sink), .forward)
+        XCTAssertEqual(wrapper.fromClient(UnsafeMutableRawBufferPointer(rebasing: buffer[..<length]), now: 0, sink: sink), .forward)
+        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 9, ack: 9, flags: [.ack], payload: [1, 2, 3]), now: 0, sink: sink), .forward)
         XCTAssertEqual(log.records().count, 0)
         XCTAssertEqual(wrapper.counters.untracked, 1)
         var garbage = [UInt8](repeating: 0x45, count: 30)
-        garbage.withUnsafeMutableBytes { XCTAssertEqual(wrapper.fromClient($0, sink: sink), .forward) }
+        garbage.withUnsafeMutableBytes { XCTAssertEqual(wrapper.fromClient($0, now: 0, sink: sink), .forward) }
     }
 }
