@@ -38,8 +38,15 @@ final class ConnectionLogTests: PairTestCase {
         let connections = try Harness.connections(pair)
         let record = try XCTUnwrap(connections.first { ($0["client"] as? String)?.hasSuffix(":\(port)") == true }, "\(connections)")
         XCTAssertEqual(record["state"] as? String, "open")
-        XCTAssertEqual(record["clientBytesLogged"] as? Int, report["sent"] as? Int, "every byte the client sent is in the log")
-        XCTAssertEqual(record["clientBytesCRC32C"] as? Int, report["crc32c"] as? Int, "and they are the same bytes")
+        XCTAssertEqual(record["clientBytesLogged"] as? Int, report["sent"] as? Int, "every byte the client sent was logged")
+        // The three answered exchanges left the log; the unfinished request is all it holds.
+        XCTAssertEqual(record["clientBytesHeld"] as? Int, report["unfinished"] as? Int, "\(record)")
+        XCTAssertEqual(record["clientBytesCRC32C"] as? Int, report["unfinished_crc32c"] as? Int, "the same bytes")
+        XCTAssertEqual(
+            record["replayStartClientOffset"] as? Int, (report["sent"] as? Int ?? 0) - (report["unfinished"] as? Int ?? 0))
+        XCTAssertEqual(record["replayStartServerOffset"] as? Int, report["received"] as? Int, "\(record)")
+        XCTAssertEqual(record["isProtected"] as? Bool, true)
+        XCTAssertEqual(record["framing"] as? String, "http")
         XCTAssertEqual(record["serverBytesAcked"] as? Int, report["received"] as? Int, "the client acknowledged what it read")
         XCTAssertEqual(record["serverBytesSent"] as? Int, report["received"] as? Int)
 
@@ -88,7 +95,9 @@ final class ConnectionLogTests: PairTestCase {
         XCTAssertGreaterThanOrEqual(log["connectionsLogged"] as? Int ?? 0, 12)
         let uploaded = (0..<4).reduce(0) { $0 + 700_000 + $1 * 333_333 }
         XCTAssertGreaterThan(log["bytesLogged"] as? Int ?? 0, uploaded, "every uploaded byte went through the log")
-        XCTAssertEqual(log["fullDrops"] as? Int, 0)
+        // Each upload is well inside the 32 MiB budget and the log: all of them were protected.
+        XCTAssertEqual(log["unprotectedOverBudget"] as? Int, 0, "\(log)")
+        XCTAssertEqual(log["unprotectedLogFull"] as? Int, 0, "\(log)")
     }
 }
 

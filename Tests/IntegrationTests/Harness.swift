@@ -132,6 +132,38 @@ enum Harness {
             triggerOutput: (object["triggers"] as? [[String: Any]] ?? []).compactMap { $0["output"] as? String }.joined())
     }
 
+    /// Runs Tests/tools/exchanges.py (SUBCOMMAND, options…) in the pair's client namespace and
+    /// returns its JSON report (its "ok", figures and failures).
+    static func exchanges(pair: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws
+        -> [String: Any]
+    {
+        let script = repository.appendingPathComponent("Tests/tools/exchanges.py").path
+        let output = try run(["ip", "netns", "exec", "ftvm-\(pair)", "python3", script] + arguments)
+        let json = output.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        var report = try XCTUnwrap(
+            try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+            "exchanges.py printed no report:\n\(output.combined)", file: file, line: line)
+        report["log"] = String(output.stderr.suffix(3000))
+        return report
+    }
+
+    /// The pair's last recovery once it is recorded with its replay (a takeover records it when
+    /// the replay is done, which can be after the clients saw their connections carry on).
+    static func recovery(_ pair: String, after previous: [String: Any]?, file: StaticString = #filePath, line: UInt = #line)
+        throws -> [String: Any]
+    {
+        for _ in 0..<300 {
+            if let recovery = try status(pair)["lastRecovery"] as? [String: Any], recovery["replay"] != nil,
+                recovery["startedAt"] as? String != previous?["startedAt"] as? String
+            {
+                return recovery
+            }
+            usleep(100_000)
+        }
+        XCTFail("no new recovery with a replay after 30 s", file: file, line: line)
+        return [:]
+    }
+
     /// Waits (up to 60 s) until the pair is protected: a paused backup is ready.
     static func waitUntilProtected(_ pair: String, file: StaticString = #filePath, line: UInt = #line) throws {
         for _ in 0..<300 {
@@ -193,6 +225,32 @@ class SharedPairTestCase: XCTestCase {
 
     override func setUpWithError() throws {
         try Harness.requireIntegration()
+    }
+}
+
+/// A report computed on a thread of its own (a client that runs beside another), for the test
+/// thread to wait for.
+final class BackgroundReport: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Result<[String: Any], Error>?
+
+    init(_ body: @escaping @Sendable () throws -> [String: Any]) {
+        let thread = Thread { [self] in
+            let result = Result { try body() }
+            lock.withLock { value = result }
+        }
+        thread.start()
+    }
+
+    /// The report, once it is there (at most `seconds`); throws what the body threw.
+    func wait(seconds: Double, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let value = lock.withLock({ value }) { return try value.get() }
+            usleep(100_000)
+        }
+        XCTFail("no report within \(seconds) s", file: file, line: line)
+        return [:]
     }
 }
 

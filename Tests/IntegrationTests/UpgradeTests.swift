@@ -31,8 +31,8 @@ final class UpgradeTests: PairTestCase {
         let atSwitch = record["connectionsAtSwitch"] as? Int ?? 0
         XCTAssertGreaterThan(atSwitch, 0, "the upgrade landed while connections were open: \(record)")
         XCTAssertEqual(
-            (record["drained"] as? Int ?? 0) + (record["replayed"] as? Int ?? 0), atSwitch,
-            "every open connection drained or was replayed: \(record)")
+            (record["drained"] as? Int ?? 0) + (record["movedAtBoundary"] as? Int ?? 0) + (record["replayed"] as? Int ?? 0),
+            atSwitch, "every open connection drained, moved between exchanges or was replayed: \(record)")
         let guests = try XCTUnwrap(status["guests"] as? [[String: Any]])
         XCTAssertEqual(guests.compactMap { $0["role"] as? String }.sorted(), ["backup", "primary"], "\(guests)")
         XCTAssertEqual(Set(guests.compactMap { $0["imageVersion"] as? String }), ["2.0.0"], "\(guests)")
@@ -53,6 +53,25 @@ final class UpgradeTests: PairTestCase {
         XCTAssertTrue(failover.ok, failover.summary)
         XCTAssertEqual(failover.lostOrCorrupted, 0, failover.summary)
         XCTAssertEqual(try version(), "2.0.0")
+    }
+
+    /// A keep-alive session that asked the old `/version` sits between two exchanges when the
+    /// upgrade starts: it moves to the new guest at that boundary (not reset, and without waiting
+    /// for the drain), and its next `/version`, on the same connection, answers 2.0.0.
+    func testAKeepAliveSessionMovesToTheNewVersionBetweenExchanges() throws {
+        try Harness.ftvm(["up", "--name", pair])
+        let upgrade = "\(Harness.ftvm) upgrade --name \(pair) --image \(Self.newImage) --drain-timeout 60"
+        let session = try Harness.exchanges(
+            pair: pair,
+            ["session", "--requests", "6", "--mix", "bytes,chunked", "--version-before", "1.0.0", "--version-after", "2.0.0",
+             "--trigger", "3:\(upgrade)", "--timeout", "300"])
+        XCTAssertEqual(session["ok"] as? Bool, true, "\(session)")
+        let record = try XCTUnwrap(try Harness.status(pair)["upgrade"] as? [String: Any])
+        XCTAssertEqual(record["step"] as? String, "done", "\(record)")
+        XCTAssertGreaterThanOrEqual(record["movedAtBoundary"] as? Int ?? 0, 1, "\(record)")
+        XCTAssertEqual(record["reset"] as? Int, 0, "\(record)")
+        let drain = (record["phases"] as? [[String: Any]] ?? []).first { $0["name"] as? String == "drain" }
+        XCTAssertLessThan(drain?["millis"] as? Double ?? .infinity, 30_000, "the session did not hold the drain: \(record)")
     }
 
     /// The old primary's service crashes while it drains: its connections move to the new guest

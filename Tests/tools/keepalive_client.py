@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """A keep-alive HTTP client for the integration tests, independent of the Swift code.
 
-Sends a fixed series of requests on ONE TCP connection, reads each response fully, then prints
-one JSON line: its local port, the bytes it sent, their CRC32C, and the bytes it received. It
-keeps the connection open until a line arrives on stdin (so the test can inspect the log while
-the connection is live), then closes it.
+Sends a fixed series of requests on ONE TCP connection, reads each response fully, then sends
+the first part of one more request (its head is not finished, so the server cannot answer it),
+and prints one JSON line: its local port, the bytes it sent, the bytes it received, and the
+length and CRC32C of that unfinished request (what the relay's log must still hold once the
+completed exchanges left it). It keeps the connection open until a line arrives on stdin (so the
+test can inspect the log while the connection is live), then closes it.
 
 usage: keepalive_client.py HOST [PORT]
 """
@@ -61,8 +63,11 @@ def main() -> None:
         sent += request
         response, leftover = read_response(sock, leftover)
         received += len(response)
-    print(json.dumps({"port": sock.getsockname()[1], "sent": len(sent), "crc32c": crc32c(sent),
-                      "received": received}), flush=True)
+    unfinished = f"GET /bytes/10 HTTP/1.1\r\nHost: {host}\r\nX-Unfinished: yes\r\n".encode()
+    sock.sendall(unfinished)
+    sent += unfinished
+    print(json.dumps({"port": sock.getsockname()[1], "sent": len(sent), "received": received,
+                      "unfinished": len(unfinished), "unfinished_crc32c": crc32c(unfinished)}), flush=True)
     sys.stdin.readline()
     sock.close()
 
