@@ -73,7 +73,9 @@ let package = Package(
         // Guest side (built with --static-swift-stdlib by guest-agent/build.sh; no Foundation).
         .target(name: "FTVMDemoKit", path: "guest-agent/Sources/FTVMDemoKit", swiftSettings: strict),
         // What a guest service links to tell ftvm that a connection may be trimmed (the explicit trim).
-        .target(name: "FTVMTrim", dependencies: ["FTVMChannel"], path: "guest-agent/Sources/FTVMTrim", swiftSettings: strict),
+        .target(
+            name: "FTVMTrim", dependencies: ["FTVMChannel"], path: "guest-agent/Sources/FTVMTrim", swiftSettings: strict
+        ),
         .executableTarget(
             name: "ftvm-demo-service", dependencies: ["FTVMDemoKit", "FTVMTrim"],
             path: "guest-agent/Sources/ftvm-demo-service", swiftSettings: strict),
@@ -89,7 +91,8 @@ let package = Package(
         .testTarget(name: "FTVMVirtTests", dependencies: ["FTVMVirt", "FTVMWire"], resources: [.copy("Golden")]),
         .testTarget(name: "FTVMDemoKitTests", dependencies: ["FTVMDemoKit"]),
         .testTarget(
-            name: "FTVMControllerTests", dependencies: ["FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP"]),
+            name: "FTVMControllerTests",
+            dependencies: ["FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP"]),
         .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit"]),
     ]
 )

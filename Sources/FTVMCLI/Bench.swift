@@ -23,7 +23,9 @@ struct Bench: ParsableCommand {
             for _ in 0..<repeats {
                 for result in try FrameCostBenchmark.run(frames: count) {
                     if best[result.name] == nil { order.append(result.name) }
-                    if best[result.name].map({ result.nanosPerFrame < $0.nanosPerFrame }) ?? true { best[result.name] = result }
+                    if best[result.name].map({ result.nanosPerFrame < $0.nanosPerFrame }) ?? true {
+                        best[result.name] = result
+                    }
                 }
             }
             let baseline = best[order[0]]?.nanosPerFrame ?? 0
@@ -31,7 +33,9 @@ struct Bench: ParsableCommand {
             for name in order {
                 let value = best[name]?.nanosPerFrame ?? 0
                 let net = name == order[0] ? "" : String(format: "   (net of building: %.0f ns)", value - baseline)
-                print(name.padding(toLength: 38, withPad: " ", startingAt: 0) + String(format: "%8.0f ns/frame", value) + net)
+                print(
+                    name.padding(toLength: 38, withPad: " ", startingAt: 0) + String(format: "%8.0f ns/frame", value)
+                        + net)
             }
         }
     }

@@ -24,7 +24,9 @@ struct Connections: ParsableCommand {
             let acked = connection.serverBytesAcked.map(String.init) ?? "-"
             let sent = connection.serverBytesSent.map(String.init) ?? "-"
             let start = "replay from \(connection.replayStartClientOffset)/\(connection.replayStartServerOffset)"
-            print("  \(connection.client) -> \(connection.server)  \(connection.state)  \(connection.protection)  client bytes \(connection.clientBytesLogged)\(connection.clientFIN ? "+FIN" : "") (\(connection.clientBytesHeld) held, \(start))  server bytes acked \(acked) / sent \(sent)\(connection.serverFIN ? "+FIN" : "")  \(connection.framing)\(connection.replayedSequenceDelta == nil ? "" : "  replayed")")
+            print(
+                "  \(connection.client) -> \(connection.server)  \(connection.state)  \(connection.protection)  client bytes \(connection.clientBytesLogged)\(connection.clientFIN ? "+FIN" : "") (\(connection.clientBytesHeld) held, \(start))  server bytes acked \(acked) / sent \(sent)\(connection.serverFIN ? "+FIN" : "")  \(connection.framing)\(connection.replayedSequenceDelta == nil ? "" : "  replayed")"
+            )
         }
     }
 }

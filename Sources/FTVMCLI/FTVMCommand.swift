@@ -1,13 +1,16 @@
 import ArgumentParser
-import Foundation
 import FTVMController
+import Foundation
 
 /// `ftvm`: the command line. Each subcommand is a thin layer over FTVMController.
 public struct FTVMCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "ftvm",
         abstract: "Keep a network service in a VM alive across crashes and upgrades, without its clients noticing.",
-        subcommands: [Up.self, Status.self, Connections.self, Inject.self, Failover.self, Upgrade.self, Down.self, Daemon.self, Bench.self])
+        subcommands: [
+            Up.self, Status.self, Connections.self, Inject.self, Failover.self, Upgrade.self, Down.self, Daemon.self,
+            Bench.self,
+        ])
 
     public init() {}
 }
@@ -39,9 +42,12 @@ struct HealthOptions: ParsableArguments {
 
     func apply(to config: inout PairConfig) throws {
         guard (10...10_000).contains(tickMs) else { throw ValidationError("--tick-ms must be 10-10000, not \(tickMs)") }
-        guard (2...1000).contains(missedTicks) else { throw ValidationError("--missed-ticks must be 2-1000, not \(missedTicks)") }
+        guard (2...1000).contains(missedTicks) else {
+            throw ValidationError("--missed-ticks must be 2-1000, not \(missedTicks)")
+        }
         guard let policy = FencePolicy(rawValue: fence) else {
-            throw ValidationError("--fence must be \(FencePolicy.allCases.map(\.rawValue).joined(separator: " or ")), not '\(fence)'")
+            throw ValidationError(
+                "--fence must be \(FencePolicy.allCases.map(\.rawValue).joined(separator: " or ")), not '\(fence)'")
         }
         config.health.tickMillis = tickMs
         config.health.missedTicks = missedTicks
@@ -62,13 +68,15 @@ struct LogOptions: ParsableArguments {
     @Option(name: .long, help: "Seconds a client may stay silent before its connection's record is reclaimed.")
     var idleReclaimS: Int = 600
 
-    @Option(name: .long, help: "Comma-separated HTTP/1.x ports whose exchanges are trimmed from the log ('none': no port).")
+    @Option(
+        name: .long, help: "Comma-separated HTTP/1.x ports whose exchanges are trimmed from the log ('none': no port).")
     var httpPorts: String = "80,8080,8081"
 
     func apply(to config: inout PairConfig) throws {
         guard (1...16384).contains(logMib) else { throw ValidationError("--log-mib must be 1-16384, not \(logMib)") }
         guard (1...logMib).contains(connectionBudgetMib) else {
-            throw ValidationError("--connection-budget-mib must be 1-\(logMib) (the log's size), not \(connectionBudgetMib)")
+            throw ValidationError(
+                "--connection-budget-mib must be 1-\(logMib) (the log's size), not \(connectionBudgetMib)")
         }
         guard (1...86400 * 7).contains(idleReclaimS) else {
             throw ValidationError("--idle-reclaim-s must be 1-604800, not \(idleReclaimS)")

@@ -32,44 +32,68 @@ struct Status: ParsableCommand {
 /// The human-readable status.
 enum StatusPrinter {
     static func print(_ status: PairStatus) {
-        Swift.print("pair \(status.name): \(status.protected ? "protected" : "\(status.phase), NOT protected") (accel \(status.accelerator), daemon pid \(status.daemonPID))")
-        Swift.print("service \(status.serviceAddress) ports \(status.servicePorts.map(String.init).joined(separator: ",")) in netns \(status.namespace)")
+        Swift.print(
+            "pair \(status.name): \(status.protected ? "protected" : "\(status.phase), NOT protected") (accel \(status.accelerator), daemon pid \(status.daemonPID))"
+        )
+        Swift.print(
+            "service \(status.serviceAddress) ports \(status.servicePorts.map(String.init).joined(separator: ",")) in netns \(status.namespace)"
+        )
         for guest in status.guests {
             let services = guest.services.map { "\($0.name):\($0.state)" }.joined(separator: " ")
-            Swift.print("  \(guest.domain)  \(guest.role.padding(toLength: 8, withPad: " ", startingAt: 0)) \(guest.state.padding(toLength: 8, withPad: " ", startingAt: 0)) heartbeat \(guest.heartbeat)  agent \(guest.agent)  image \(guest.imageVersion)  \(services)")
+            Swift.print(
+                "  \(guest.domain)  \(guest.role.padding(toLength: 8, withPad: " ", startingAt: 0)) \(guest.state.padding(toLength: 8, withPad: " ", startingAt: 0)) heartbeat \(guest.heartbeat)  agent \(guest.agent)  image \(guest.imageVersion)  \(services)"
+            )
         }
         if let version = status.imageVersion, let directory = status.imageDirectory {
             Swift.print("image \(version) (\(directory))")
         }
-        Swift.print("relay: \(status.relay.framesToGuest) frames to guest, \(status.relay.framesToClients) to clients, \(status.relay.framesDropped) dropped, \(status.relay.framesHeld) held during takeovers; closes fenced \(status.relay.closesFenced), suppressed \(status.relay.closesSuppressed)")
+        Swift.print(
+            "relay: \(status.relay.framesToGuest) frames to guest, \(status.relay.framesToClients) to clients, \(status.relay.framesDropped) dropped, \(status.relay.framesHeld) held during takeovers; closes fenced \(status.relay.closesFenced), suppressed \(status.relay.closesSuppressed)"
+        )
         if let log = status.log {
             let protected = log.openConnections - log.unprotectedConnections
-            Swift.print("connection log: \(log.openConnections)/\(log.slotCount) open (\(protected) protected, \(log.unprotectedConnections) unprotected), \(bytes(log.bytesHeld)) of \(bytes(log.capacityBytes)) held (\(log.chunksUsed)/\(log.chunkCount) chunks; budget \(bytes(log.connectionBudgetBytes)) a connection)")
-            Swift.print("  \(log.connectionsLogged) connections and \(bytes(log.bytesLogged)) logged; \(log.wrapper.exchanges) HTTP exchanges, \(log.trims) trims freed \(bytes(log.bytesTrimmed)); explicit trims \(log.wrapper.explicitTrimsUsed) of \(log.wrapper.explicitTrims)")
-            Swift.print("  not protected: \(log.unprotectedOverBudget) over budget, \(log.unprotectedLogFull) log full, \(log.admittedUnlogged) admitted unlogged (no slot); \(log.reclaimed) idle records reclaimed (bound \(Int(log.idleReclaimSeconds)) s)")
+            Swift.print(
+                "connection log: \(log.openConnections)/\(log.slotCount) open (\(protected) protected, \(log.unprotectedConnections) unprotected), \(bytes(log.bytesHeld)) of \(bytes(log.capacityBytes)) held (\(log.chunksUsed)/\(log.chunkCount) chunks; budget \(bytes(log.connectionBudgetBytes)) a connection)"
+            )
+            Swift.print(
+                "  \(log.connectionsLogged) connections and \(bytes(log.bytesLogged)) logged; \(log.wrapper.exchanges) HTTP exchanges, \(log.trims) trims freed \(bytes(log.bytesTrimmed)); explicit trims \(log.wrapper.explicitTrimsUsed) of \(log.wrapper.explicitTrims)"
+            )
+            Swift.print(
+                "  not protected: \(log.unprotectedOverBudget) over budget, \(log.unprotectedLogFull) log full, \(log.admittedUnlogged) admitted unlogged (no slot); \(log.reclaimed) idle records reclaimed (bound \(Int(log.idleReclaimSeconds)) s)"
+            )
             if !log.wrapper.framingStopped.isEmpty {
                 let reasons = log.wrapper.framingStopped.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
                 Swift.print("  whole-history fallbacks (HTTP framing not followed): \(reasons.joined(separator: ", "))")
             }
         }
-        Swift.print("health: tick \(status.health.tickMillis) ms, fail after \(status.health.missedTicks) missed; fence \(status.fence); recoveries \(status.recoveries)")
+        Swift.print(
+            "health: tick \(status.health.tickMillis) ms, fail after \(status.health.missedTicks) missed; fence \(status.fence); recoveries \(status.recoveries)"
+        )
         if let recovery = status.lastRecovery {
-            Swift.print("last recovery (\(recovery.startedAt)): \(recovery.cause); \(recovery.failedDomain) -> \(recovery.newPrimary)")
+            Swift.print(
+                "last recovery (\(recovery.startedAt)): \(recovery.cause); \(recovery.failedDomain) -> \(recovery.newPrimary)"
+            )
             if let fault = recovery.injectedFault, let detect = recovery.detectMillis {
                 Swift.print("  injected \(fault), detected after \(detect) ms")
             }
             let phases = recovery.phases.map { "\($0.name) \($0.millis) ms" }.joined(separator: ", ")
-            Swift.print("  phases: \(phases.isEmpty ? "none" : phases)\(recovery.reprotected ? "" : " (re-protection pending)")")
+            Swift.print(
+                "  phases: \(phases.isEmpty ? "none" : phases)\(recovery.reprotected ? "" : " (re-protection pending)")"
+            )
             if let replay = recovery.replay {
                 let spliced = replay.lastSplicedMillis.map { ", last spliced after \($0) ms" } ?? ""
                 let firstByte = replay.firstByteMillis.map { ", first new byte after \($0) ms" } ?? ""
-                Swift.print("  replay: \(replay.connections) connections, \(replay.spliced) spliced, \(replay.reset) reset\(spliced)\(firstByte)")
+                Swift.print(
+                    "  replay: \(replay.connections) connections, \(replay.spliced) spliced, \(replay.reset) reset\(spliced)\(firstByte)"
+                )
                 for reason in replay.resets { Swift.print("    reset \(reason)") }
             }
             if let error = recovery.error { Swift.print("  error: \(error)") }
         }
         if let upgrade = status.upgrade {
-            Swift.print("last upgrade (\(upgrade.startedAt)): \(upgrade.fromVersion) -> \(upgrade.toVersion), \(upgrade.step.rawValue); \(upgrade.drained) drained, \(upgrade.movedAtBoundary) moved between exchanges, \(upgrade.replayed) replayed, \(upgrade.reset) reset")
+            Swift.print(
+                "last upgrade (\(upgrade.startedAt)): \(upgrade.fromVersion) -> \(upgrade.toVersion), \(upgrade.step.rawValue); \(upgrade.drained) drained, \(upgrade.movedAtBoundary) moved between exchanges, \(upgrade.replayed) replayed, \(upgrade.reset) reset"
+            )
             for error in upgrade.errors { Swift.print("  error: \(error)") }
         }
     }

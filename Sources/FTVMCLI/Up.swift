@@ -46,7 +46,8 @@ struct Up: ParsableCommand {
         try FileManager.default.createDirectory(atPath: PairConfig.logDirectory, withIntermediateDirectories: true)
         try? FileManager.default.removeItem(atPath: config.failureFilePath)
         let pid = try DetachedProcess.spawn(
-            [DetachedProcess.currentExecutable(), "daemon", "--name", config.name, "--image", guestImage.directory] + health.arguments
+            [DetachedProcess.currentExecutable(), "daemon", "--name", config.name, "--image", guestImage.directory]
+                + health.arguments
                 + logOptions.arguments,
             logPath: config.daemonLogPath)
         print("ftvm: daemon started (pid \(pid), log \(config.daemonLogPath))")
@@ -55,7 +56,8 @@ struct Up: ParsableCommand {
         var lastPhase = ""
         while Date().timeIntervalSince(started) < timeout {
             guard DetachedProcess.isRunning(pid) else {
-                let reason = (try? String(contentsOfFile: config.failureFilePath, encoding: .utf8))
+                let reason =
+                    (try? String(contentsOfFile: config.failureFilePath, encoding: .utf8))
                     ?? "the daemon exited; see \(config.daemonLogPath)"
                 throw CommandFailure("ftvm up failed: \(reason)")
             }
@@ -73,6 +75,7 @@ struct Up: ParsableCommand {
             usleep(250_000)
         }
         _ = try? ControlClient.send(ControlRequest(.down), to: config)
-        throw CommandFailure("ftvm up: the pair was not protected within \(Int(timeout)) s and was removed; see \(config.daemonLogPath)")
+        throw CommandFailure(
+            "ftvm up: the pair was not protected within \(Int(timeout)) s and was removed; see \(config.daemonLogPath)")
     }
 }

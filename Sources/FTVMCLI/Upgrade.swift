@@ -17,15 +17,21 @@ struct Upgrade: ParsableCommand {
 
     @OptionGroup var pair: PairOptions
 
-    @Option(name: .long, help: "Seconds open connections may take to finish on the old primary before they are moved by replay.")
+    @Option(
+        name: .long,
+        help: "Seconds open connections may take to finish on the old primary before they are moved by replay.")
     var drainTimeout: Double = 30
 
     @Option(name: .long, help: "Seconds the new guest may take to report ready.")
     var readyTimeout: Double = 60
 
     func validate() throws {
-        guard drainTimeout >= 0, drainTimeout <= 86_400 else { throw ValidationError("--drain-timeout must be 0-86400 seconds") }
-        guard readyTimeout >= 1, readyTimeout <= 3600 else { throw ValidationError("--ready-timeout must be 1-3600 seconds") }
+        guard drainTimeout >= 0, drainTimeout <= 86_400 else {
+            throw ValidationError("--drain-timeout must be 0-86400 seconds")
+        }
+        guard readyTimeout >= 1, readyTimeout <= 3600 else {
+            throw ValidationError("--ready-timeout must be 1-3600 seconds")
+        }
     }
 
     func run() throws {
@@ -36,7 +42,8 @@ struct Upgrade: ParsableCommand {
             throw CommandFailure("\(error)")
         }
         let started = try send(
-            ControlRequest(.upgrade, image: directory, drainTimeoutSeconds: drainTimeout, readyTimeoutSeconds: readyTimeout),
+            ControlRequest(
+                .upgrade, image: directory, drainTimeoutSeconds: drainTimeout, readyTimeoutSeconds: readyTimeout),
             pair: pair)
         print("ftvm: \(started.message ?? "upgrade started")")
         let record = try follow()
@@ -70,7 +77,8 @@ struct Upgrade: ParsableCommand {
     static func describe(_ step: UpgradeRecord.Step, _ record: UpgradeRecord) -> String {
         switch step {
         case .booting: "booting a guest from \(record.image) (\(record.toVersion))"
-        case .draining: "new connections go to \(record.newPrimary ?? "the new guest"); draining the old primary (at most \(record.drainTimeoutSeconds) s)"
+        case .draining:
+            "new connections go to \(record.newPrimary ?? "the new guest"); draining the old primary (at most \(record.drainTimeoutSeconds) s)"
         case .moving: "moving the connections still open by replay"
         case .retiring: "retiring the old primary and backup"
         case .reprotecting: "booting a fresh backup from the new image"
@@ -82,7 +90,9 @@ struct Upgrade: ParsableCommand {
     private func printSummary(_ record: UpgradeRecord) {
         let total = record.totalMillis.map { "\($0) ms" } ?? "?"
         print("upgrade \(record.fromVersion) -> \(record.toVersion): \(record.step.rawValue) in \(total)")
-        print("  connections: \(record.connectionsAtSwitch) open at the switch, \(record.drained) drained, \(record.movedAtBoundary) moved between exchanges, \(record.replayed) replayed, \(record.reset) reset")
+        print(
+            "  connections: \(record.connectionsAtSwitch) open at the switch, \(record.drained) drained, \(record.movedAtBoundary) moved between exchanges, \(record.replayed) replayed, \(record.reset) reset"
+        )
         if let failure = record.oldPrimaryFailure {
             print("  the old primary failed during the drain (\(failure)): its connections were moved at once")
         }

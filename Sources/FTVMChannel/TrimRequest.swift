@@ -18,7 +18,9 @@ public struct TrimRequest: Hashable, Sendable {
     /// Bytes the service has written to the connection since accept, through the end of the reply.
     public var serverOffset: UInt64
 
-    public init(clientAddress: UInt32, clientPort: UInt16, serverPort: UInt16, clientOffset: UInt64, serverOffset: UInt64) {
+    public init(
+        clientAddress: UInt32, clientPort: UInt16, serverPort: UInt16, clientOffset: UInt64, serverOffset: UInt64
+    ) {
         self.clientAddress = clientAddress
         self.clientPort = clientPort
         self.serverPort = serverPort

@@ -68,6 +68,7 @@ extension Channel {
 
     /// The byte offset of the slot that ring index `index` uses.
     private static func trimEntry(_ index: UInt64) -> Int {
-        ChannelLayout.trimEntriesOffset + Int(index % UInt64(ChannelLayout.trimRingCapacity)) * ChannelLayout.trimEntryStride
+        ChannelLayout.trimEntriesOffset + Int(index % UInt64(ChannelLayout.trimRingCapacity))
+            * ChannelLayout.trimEntryStride
     }
 }

@@ -19,7 +19,8 @@ public final class ClientNetwork: Sendable {
             tap = try TapDevice(name: config.tapName, namespacePath: config.namespacePath, persistent: true)
             let inside = ["ip", "-n", config.namespace]
             try HostCommand.run(inside + ["link", "set", "lo", "up"])
-            try HostCommand.run(inside + ["addr", "replace", "\(config.uplinkAddress)/\(config.prefixLength)", "dev", config.tapName])
+            try HostCommand.run(
+                inside + ["addr", "replace", "\(config.uplinkAddress)/\(config.prefixLength)", "dev", config.tapName])
             try HostCommand.run(inside + ["link", "set", config.tapName, "mtu", "\(config.mtu)", "up"])
         } catch {
             if created { _ = try? HostCommand.run(["ip", "netns", "del", config.namespace]) }

@@ -46,7 +46,9 @@ public struct ControlResponse: Codable, Sendable {
     public var status: PairStatus?
     public var connections: [ConnectionStatus]?
 
-    public init(error: String? = nil, message: String? = nil, status: PairStatus? = nil, connections: [ConnectionStatus]? = nil) {
+    public init(
+        error: String? = nil, message: String? = nil, status: PairStatus? = nil, connections: [ConnectionStatus]? = nil
+    ) {
         self.error = error
         self.message = message
         self.status = status
@@ -123,7 +125,9 @@ public enum ControlError: Error, CustomStringConvertible {
 
 /// The CLI's side of the control socket.
 public enum ControlClient {
-    public static func send(_ request: ControlRequest, to config: PairConfig, timeoutSeconds: Int = 600) throws -> ControlResponse {
+    public static func send(
+        _ request: ControlRequest, to config: PairConfig, timeoutSeconds: Int = 600
+    ) throws -> ControlResponse {
         let path = config.controlSocketPath
         let stream: UnixStream
         do {
@@ -170,7 +174,8 @@ final class ControlServer: Sendable {
                 if let request = try? JSONDecoder().decode(ControlRequest.self, from: Data(line)) {
                     response = handle(request)
                 } else {
-                    response = ControlResponse(error: "malformed control request: \(String(decoding: line.prefix(200), as: UTF8.self))")
+                    response = ControlResponse(
+                        error: "malformed control request: \(String(decoding: line.prefix(200), as: UTF8.self))")
                 }
                 if let data = try? JSONEncoder().encode(response) {
                     try? stream.write(Array(data) + [UInt8(ascii: "\n")])

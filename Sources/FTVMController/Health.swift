@@ -146,8 +146,9 @@ struct PhaseTimer {
     }
 
     mutating func mark(_ name: String, at now: UInt64) {
-        phases.append(RecoveryRecord.Phase(
-            name: name, millis: Self.millis(now &- last), sinceDetectionMillis: Self.millis(now &- start)))
+        phases.append(
+            RecoveryRecord.Phase(
+                name: name, millis: Self.millis(now &- last), sinceDetectionMillis: Self.millis(now &- start)))
         last = now
     }
 

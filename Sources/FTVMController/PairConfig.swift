@@ -33,7 +33,9 @@ public struct PairConfig: Sendable, Codable, Equatable {
     /// Where libvirtd is; FTVM_LIBVIRT_URI overrides (tests point it at a dead socket).
     public var libvirtURI = ProcessInfo.processInfo.environment["FTVM_LIBVIRT_URI"] ?? "qemu:///system"
 
-    public init(name: String = PairConfig.defaultName, imageDirectory: String = PairConfig.defaultImageDirectory) throws(ConfigError) {
+    public init(
+        name: String = PairConfig.defaultName, imageDirectory: String = PairConfig.defaultImageDirectory
+    ) throws(ConfigError) {
         try Self.validate(name: name)
         self.name = name
         self.imageDirectory = imageDirectory
@@ -41,8 +43,10 @@ public struct PairConfig: Sendable, Codable, Equatable {
 
     /// Names become interface names (IFNAMSIZ is 16 with the NUL) and file names.
     public static func validate(name: String) throws(ConfigError) {
-        let allowed = name.utf8.allSatisfy { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0)
-            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") }
+        let allowed = name.utf8.allSatisfy {
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-")
+        }
         guard !name.isEmpty, name.utf8.count <= 10, allowed, name.first?.isLetter == true else {
             throw .badName(name)
         }
@@ -82,7 +86,9 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public func domainName(generation: Int) -> String { "\(domainPrefix)\(generation)" }
     public func channelPath(generation: Int) -> String { "/dev/shm/\(domainName(generation: generation))-chan" }
     public func channelName(generation: Int) -> String { "\(domainName(generation: generation))-chan" }
-    public func consoleLogPath(generation: Int) -> String { "\(Self.logDirectory)/\(domainName(generation: generation)).console" }
+    public func consoleLogPath(generation: Int) -> String {
+        "\(Self.logDirectory)/\(domainName(generation: generation)).console"
+    }
 
     /// The guest's kernel command line: console on the serial port, no reboot on panic (the
     /// pvpanic event is the signal; the domain is preserved), and the address for /init.

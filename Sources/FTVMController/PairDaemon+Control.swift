@@ -15,7 +15,10 @@ extension PairDaemon {
             return ControlResponse(status: status)
         case .inject:
             guard let name = request.fault, let fault = Fault(rawValue: name) else {
-                return ControlResponse(error: "unknown fault '\(request.fault ?? "")': use one of \(Fault.allCases.map(\.rawValue).joined(separator: ", "))")
+                return ControlResponse(
+                    error:
+                        "unknown fault '\(request.fault ?? "")': use one of \(Fault.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             return inject(fault, service: request.service)
         case .failover:
@@ -32,9 +35,10 @@ extension PairDaemon {
                 readyTimeout: max(1, request.readyTimeoutSeconds ?? config.bootTimeoutSeconds))
         case .connections:
             guard let log = relay.southSide?.log else { return ControlResponse(connections: []) }
-            return ControlResponse(connections: log.records().map {
-                ConnectionStatus($0, clientBytes: log.clientBytes($0.slot))
-            })
+            return ControlResponse(
+                connections: log.records().map {
+                    ConnectionStatus($0, clientBytes: log.clientBytes($0.slot))
+                })
         }
     }
 
@@ -43,14 +47,18 @@ extension PairDaemon {
         let (phase, primary) = state.withLock { ($0.phase, $0.primary) }
         // During an upgrade the primary is the guest being drained: faults go there.
         guard phase == .protected || phase == .unprotected || phase == .upgrading, let primary else {
-            return ControlResponse(error: "the pair is \(phase.rawValue); inject when it is protected (see `ftvm status`)")
+            return ControlResponse(
+                error: "the pair is \(phase.rawValue); inject when it is protected (see `ftvm status`)")
         }
         var slot: UInt32 = 0
         if fault == .serviceCrash || fault == .serviceHang {
             let services = primary.channel.services
             let wanted = service ?? services.first?.name ?? ""
             guard let index = services.firstIndex(where: { $0.name == wanted }) else {
-                return ControlResponse(error: "no service '\(wanted)' in \(primary.domain): it runs \(services.map(\.name).joined(separator: ", "))")
+                return ControlResponse(
+                    error:
+                        "no service '\(wanted)' in \(primary.domain): it runs \(services.map(\.name).joined(separator: ", "))"
+                )
             }
             slot = UInt32(index)
         }

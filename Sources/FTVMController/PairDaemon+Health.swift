@@ -47,7 +47,9 @@ extension PairDaemon {
                 // state, the stalled counter), so the takeover happens once a backup is ready.
                 if reportedUnprotected != primary.domain {
                     reportedUnprotected = primary.domain
-                    logger.error("primary failed while no backup is ready", metadata: ["domain": "\(primary.domain)", "cause": "\(cause)"])
+                    logger.error(
+                        "primary failed while no backup is ready",
+                        metadata: ["domain": "\(primary.domain)", "cause": "\(cause)"])
                 }
                 continue
             }

@@ -14,7 +14,9 @@ extension PairDaemon {
     func takeOver(cause: FailureCause, detectedAt: UInt64) {
         let claimed = state.withLock { state -> (Guest, Guest?, Injection?)? in
             // One takeover at a time: the health loop and `ftvm failover` may race here.
-            guard state.phase == .protected || state.phase == .unprotected, let primary = state.primary else { return nil }
+            guard state.phase == .protected || state.phase == .unprotected, let primary = state.primary else {
+                return nil
+            }
             if state.backup != nil { state.phase = .failingOver }
             return (primary, state.backup, state.lastInjection)
         }
@@ -28,7 +30,8 @@ extension PairDaemon {
         }
         guard let backup else {
             record.error = "no backup was ready: the primary stays as it is until one is"
-            logger.error("primary failed while unprotected", metadata: ["domain": "\(primary.domain)", "cause": "\(cause)"])
+            logger.error(
+                "primary failed while unprotected", metadata: ["domain": "\(primary.domain)", "cause": "\(cause)"])
             finish(record)
             return
         }
@@ -71,8 +74,11 @@ extension PairDaemon {
         state.withLock { $0.phase = .unprotected }
         finish(record)
         logger.notice(
-            "takeover done", metadata: ["cause": "\(cause)", "new-primary": "\(backup.domain)",
-                                        "phases": "\(record.phases.map { "\($0.name)=\($0.millis)ms" })"])
+            "takeover done",
+            metadata: [
+                "cause": "\(cause)", "new-primary": "\(backup.domain)",
+                "phases": "\(record.phases.map { "\($0.name)=\($0.millis)ms" })",
+            ])
 
         let thread = Thread { [self] in reprotect(retiring: primary.domain, detectedAt: detectedAt) }
         thread.name = "ftvm-reprotect"
@@ -102,16 +108,22 @@ extension PairDaemon {
         let summary = ReplaySummary(report, since: start)
         for connection in report.connectionTimings {
             logger.info(
-                "connection replayed", metadata: ["connection": "\(connection.connection)",
-                                                  "spliced-ms": "\(connection.splicedMillis)",
-                                                  "regenerated": "\(connection.regeneratedBytes)",
-                                                  "injected": "\(connection.injectedBytes)"])
+                "connection replayed",
+                metadata: [
+                    "connection": "\(connection.connection)",
+                    "spliced-ms": "\(connection.splicedMillis)",
+                    "regenerated": "\(connection.regeneratedBytes)",
+                    "injected": "\(connection.injectedBytes)",
+                ])
         }
         logger.notice(
-            "replay done", metadata: ["connections": "\(report.connections)", "spliced": "\(report.spliced)",
-                                      "reset": "\(report.reset)", "pending": "\(report.pending)",
-                                      "last-spliced-ms": "\(summary.lastSplicedMillis.map { "\($0)" } ?? "-")",
-                                      "first-byte-ms": "\(summary.firstByteMillis.map { "\($0)" } ?? "-")"])
+            "replay done",
+            metadata: [
+                "connections": "\(report.connections)", "spliced": "\(report.spliced)",
+                "reset": "\(report.reset)", "pending": "\(report.pending)",
+                "last-spliced-ms": "\(summary.lastSplicedMillis.map { "\($0)" } ?? "-")",
+                "first-byte-ms": "\(summary.firstByteMillis.map { "\($0)" } ?? "-")",
+            ])
         for reason in report.resets { logger.warning("replay reset", metadata: ["why": "\(reason)"]) }
         return summary
     }

@@ -65,7 +65,8 @@ extension PairDaemon {
         }
         guard let primary = claimed else {
             let phase = state.withLock { $0.phase }
-            return ControlResponse(error: "the pair is \(phase.rawValue); upgrade when it is protected (see `ftvm status`)")
+            return ControlResponse(
+                error: "the pair is \(phase.rawValue); upgrade when it is protected (see `ftvm status`)")
         }
         let thread = Thread { [self] in
             runUpgrade(from: primary, to: image, drainTimeout: drainTimeout, readyTimeout: readyTimeout)
@@ -90,7 +91,8 @@ extension PairDaemon {
             state.withLock { state in
                 state.phase = .protected
                 state.upgrade?.step = .failed
-                state.upgrade?.errors.append("the new guest did not become ready, so nothing changed (the old primary serves): \(error)")
+                state.upgrade?.errors.append(
+                    "the new guest did not become ready, so nothing changed (the old primary serves): \(error)")
                 state.upgrade?.totalMillis = PhaseTimer.millis(Monotonic.nanos() &- start)
             }
             logger.error("upgrade aborted: the new guest did not become ready", metadata: ["error": "\(error)"])
@@ -98,15 +100,23 @@ extension PairDaemon {
         }
         guard let fresh else { return }
         timer.mark("boot", at: Monotonic.nanos())
-        update { $0.newPrimary = fresh.domain; $0.step = .draining }
+        update {
+            $0.newPrimary = fresh.domain
+            $0.step = .draining
+        }
 
         // 2. New connections go to the new guest; open ones stay where they are.
         relay.watch(fresh.channel, port: fresh.guestPort)
         let movedBefore = relay.counters.movedAtBoundary
         let pinned = relay.beginDrain(to: fresh.guestPort)
         timer.mark("switch", at: Monotonic.nanos())
-        update { $0.connectionsAtSwitch = pinned; $0.connectionsLeft = pinned }
-        logger.notice("upgrade: new connections go to the new guest", metadata: ["draining": "\(pinned)", "domain": "\(fresh.domain)"])
+        update {
+            $0.connectionsAtSwitch = pinned
+            $0.connectionsLeft = pinned
+        }
+        logger.notice(
+            "upgrade: new connections go to the new guest",
+            metadata: ["draining": "\(pinned)", "domain": "\(fresh.domain)"])
 
         // 3. Drain, watching the old primary as the health loop would: if it fails, what it
         // still serves moves now (the close fence holds its FINs meanwhile).
@@ -119,18 +129,29 @@ extension PairDaemon {
             usleep(20_000)
             left = relay.connectionsDraining
             moved = Int(relay.counters.movedAtBoundary - movedBefore)
-            update { $0.connectionsLeft = left; $0.movedAtBoundary = moved }
+            update {
+                $0.connectionsLeft = left
+                $0.movedAtBoundary = moved
+            }
             let now = Int(Monotonic.nanos() / 1_000_000)
-            let stalled = detector.observe(old.channel.heartbeat, atMillis: now).map { FailureCause.heartbeatStalled(millis: $0) }
+            let stalled = detector.observe(old.channel.heartbeat, atMillis: now).map {
+                FailureCause.heartbeatStalled(millis: $0)
+            }
             if let cause = Self.cause(from: old.channel) ?? stalled ?? domainStateCause(old.domain) {
                 update { $0.oldPrimaryFailure = "\(cause)" }
-                logger.warning("upgrade: the old primary failed during the drain; moving its connections now", metadata: ["cause": "\(cause)"])
+                logger.warning(
+                    "upgrade: the old primary failed during the drain; moving its connections now",
+                    metadata: ["cause": "\(cause)"])
                 break
             }
         }
         timer.mark("drain", at: Monotonic.nanos())
         moved = Int(relay.counters.movedAtBoundary - movedBefore)
-        update { $0.drained = pinned - left - moved; $0.movedAtBoundary = moved; $0.step = .moving }
+        update {
+            $0.drained = pinned - left - moved
+            $0.movedAtBoundary = moved
+            $0.step = .moving
+        }
 
         // 4. Move the rest: cut the old guest off, fence it, replay what it still served.
         relay.endDrain()
@@ -175,10 +196,13 @@ extension PairDaemon {
             record.step = .done
         }
         logger.notice(
-            "upgrade done", metadata: ["version": "\(image.version)", "primary": "\(fresh.domain)", "ms": "\(total)",
-                                       "drained": "\(pinned - left - moved)", "moved at a boundary": "\(moved)",
-                                       "replayed": "\(summary?.spliced ?? 0)",
-                                       "phases": "\(timer.phases.map { "\($0.name)=\($0.millis)ms" })"])
+            "upgrade done",
+            metadata: [
+                "version": "\(image.version)", "primary": "\(fresh.domain)", "ms": "\(total)",
+                "drained": "\(pinned - left - moved)", "moved at a boundary": "\(moved)",
+                "replayed": "\(summary?.spliced ?? 0)",
+                "phases": "\(timer.phases.map { "\($0.name)=\($0.millis)ms" })",
+            ])
     }
 
     private func update(_ change: (inout UpgradeRecord) -> Void) {

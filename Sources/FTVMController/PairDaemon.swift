@@ -94,11 +94,14 @@ public final class PairDaemon: Sendable {
             // The guests' QEMUs send to the daemon port in their definitions: keep it.
             let port = inherited.first?.daemonPort ?? 0
             let log = try Self.openLog(config: config, fresh: inherited.isEmpty, logger: logger)
-            guard let service = IPv4Address(config.serviceAddress) else { throw ConfigError.badAddress(config.serviceAddress) }
+            guard let service = IPv4Address(config.serviceAddress) else {
+                throw ConfigError.badAddress(config.serviceAddress)
+            }
             log.connectionBudget = config.connectionBudgetBytes
             relay = Relay(
                 tap: network.tap, socket: try UDPSocket(loopbackPort: port),
-                southSide: SouthSide(log: log, service: service, policy: config.logPolicy, logger: logger), logger: logger)
+                southSide: SouthSide(log: log, service: service, policy: config.logPolicy, logger: logger),
+                logger: logger)
         } catch {
             control.close()
             throw error
@@ -145,7 +148,8 @@ public final class PairDaemon: Sendable {
     private static func openLog(config: PairConfig, fresh: Bool, logger: Logger) throws -> ConnectionLog {
         if !fresh, FileManager.default.fileExists(atPath: config.logPath) {
             let log = try ConnectionLog.attach(path: config.logPath)
-            logger.notice("connection log re-attached", metadata: ["open": "\(log.usage.slotsUsed)", "path": "\(config.logPath)"])
+            logger.notice(
+                "connection log re-attached", metadata: ["open": "\(log.usage.slotsUsed)", "path": "\(config.logPath)"])
             return log
         }
         try? FileManager.default.removeItem(atPath: config.logPath)
@@ -174,14 +178,17 @@ public final class PairDaemon: Sendable {
                 continue
             }
             let channel = try Channel.open(path: metadata.sharedMemoryPath, create: false)
-            guests.append(Guest(
-                generation: metadata.generation, domain: domain, role: metadata.role,
-                guestPort: metadata.guestPort, channel: channel, metadata: metadata))
+            guests.append(
+                Guest(
+                    generation: metadata.generation, domain: domain, role: metadata.role,
+                    guestPort: metadata.guestPort, channel: channel, metadata: metadata))
         }
         guard let primary = guests.first(where: { $0.role == .primary }),
             case .running = try virt.domain(named: primary.domain).state()
         else {
-            throw PairError.cannotAdopt("no running primary among \(inherited.map { "generation \($0.generation) (\($0.role))" }); remove the pair with `ftvm down --name \(config.name)` and start again")
+            throw PairError.cannotAdopt(
+                "no running primary among \(inherited.map { "generation \($0.generation) (\($0.role))" }); remove the pair with `ftvm down --name \(config.name)` and start again"
+            )
         }
         relay.watch(primary.channel, port: primary.guestPort)
         relay.connect(guestPort: primary.guestPort)
@@ -196,7 +203,9 @@ public final class PairDaemon: Sendable {
             state.phase = backupPaused ? .protected : .unprotected
         }
         leftovers.forEach { remove($0) }
-        logger.notice("adopted the running pair", metadata: ["primary": "\(primary.domain)", "backup": "\(backup?.domain ?? "none")"])
+        logger.notice(
+            "adopted the running pair",
+            metadata: ["primary": "\(primary.domain)", "backup": "\(backup?.domain ?? "none")"])
         if !backupPaused {
             if let backup { remove(backup.domain) }
             let thread = Thread { [self] in reprotect(retiring: nil, detectedAt: Monotonic.nanos()) }
@@ -224,12 +233,15 @@ public final class PairDaemon: Sendable {
         guard let mac = MACAddress(config.macAddress) else { throw ConfigError.badMAC(config.macAddress) }
         let spec = DomainSpec(
             name: domain, virtType: accelerator, memoryMiB: config.memoryMiB, vcpus: config.vcpus,
-            boot: KernelBoot(kernelPath: image.kernelPath, initrdPath: image.initrdPath, commandLine: config.kernelCommandLine),
+            boot: KernelBoot(
+                kernelPath: image.kernelPath, initrdPath: image.initrdPath, commandLine: config.kernelCommandLine),
             mac: mac, network: UDPNetwork(daemonPort: relay.socket.port, guestPort: guestPort),
-            sharedMemory: SharedMemoryDevice(name: config.channelName(generation: generation), sizeMiB: ChannelLayout.regionSize >> 20),
+            sharedMemory: SharedMemoryDevice(
+                name: config.channelName(generation: generation), sizeMiB: ChannelLayout.regionSize >> 20),
             consoleLogPath: config.consoleLogPath(generation: generation), metadata: metadata)
         let guest = Guest(
-            generation: generation, domain: domain, role: role, guestPort: guestPort, channel: channel, metadata: metadata)
+            generation: generation, domain: domain, role: role, guestPort: guestPort, channel: channel,
+            metadata: metadata)
         state.withLock { $0.guests.append(guest) }
         try virt.define(spec).start()
         // A teardown that began meanwhile (`down` while a backup boots) may have listed the

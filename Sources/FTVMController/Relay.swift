@@ -204,8 +204,10 @@ public final class Relay: Sendable {
         let loop = Loop(relay: self)
         loop.replaysHandled = replayRequests.load(ordering: .acquiring)
         defer { finished.withLock { $0 = true } }
-        var fds = [pollfd(fd: tap.fd, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)]
+        var fds = [
+            pollfd(fd: tap.fd, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0),
+        ]
         while !stopping.load(ordering: .acquiring) {
             // Short naps while something waits on a clock (a replay, a fenced close).
             let busy = !loop.fencedCloses.isEmpty || (southSide?.splicer.pendingCount ?? 0) > 0
@@ -251,7 +253,10 @@ public final class Relay: Sendable {
         let ports = (activePort.load(ordering: .acquiring), drainPort.load(ordering: .acquiring))
         guard ports.0 != 0 || ports.1 != 0 else { return }
         let (active, drained) = watched.withLock { channels in
-            (channels[UInt16(truncatingIfNeeded: ports.0)], ports.1 == 0 ? nil : channels[UInt16(truncatingIfNeeded: ports.1)])
+            (
+                channels[UInt16(truncatingIfNeeded: ports.0)],
+                ports.1 == 0 ? nil : channels[UInt16(truncatingIfNeeded: ports.1)]
+            )
         }
         func take(from channel: Channel?, draining: Bool) {
             guard let channel else { return }
@@ -386,7 +391,8 @@ public final class Relay: Sendable {
                     // Data that came with a FIN need not wait: it goes on now without the FIN
                     // (the held copy brings the FIN later; the client drops the repeated bytes).
                     if southSide?.withoutFIN(frame) == true,
-                        southSide?.fromGuest(frame, now: now, sink: loop, releasing: true, fromDrainingGuest: fromDraining) != .drop
+                        southSide?.fromGuest(
+                            frame, now: now, sink: loop, releasing: true, fromDrainingGuest: fromDraining) != .drop
                     {
                         try forwardToClients(frame, at: now)
                     }
@@ -444,7 +450,9 @@ public final class Relay: Sendable {
                 healthy = beats >= 2 && current.allRunning && current.tag >> 48 == entry.tag >> 48
             }
             guard healthy || now &- entry.time > Self.closeFenceLimitNanos else { return }
-            if southSide?.fromGuest(entry.frame, now: now, sink: loop, releasing: true, fromDrainingGuest: fromDraining) != .drop {
+            if southSide?.fromGuest(entry.frame, now: now, sink: loop, releasing: true, fromDrainingGuest: fromDraining)
+                != .drop
+            {
                 try forwardToClients(entry.frame, at: now)
             }
             loop.fencedCloses.pop()

@@ -379,7 +379,8 @@ public final class SouthSide: @unchecked Sendable {
             let end = sequence &+ UInt32(truncatingIfNeeded: length) &+ (fin ? 1 : 0)
             var advance: StreamAdvance?
             if length > 0, let skip = log.serverStreamSkip(slot, start: sequence, count: length), skip < length {
-                advance = checksum(slot, UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(segment.payload)[skip...]))
+                advance = checksum(
+                    slot, UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(segment.payload)[skip...]))
             }
             log.noteServerSent(slot, endSeq: end, fin: fin, stream: advance)
             if fin { flows[slot.index].serverFINEnd = end }
@@ -424,7 +425,8 @@ public final class SouthSide: @unchecked Sendable {
             trackers[index].feedResponses(
                 bytes, masked: maskScratch,
                 responseEnd: { position in
-                    crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: maskScratch[done..<position]), continuing: crc)
+                    crc = CRC32C.checksum(
+                        UnsafeRawBufferPointer(rebasing: maskScratch[done..<position]), continuing: crc)
                     done = position
                     flows[index].trims.checkpoint(start + UInt64(position), crc: crc)
                 },

@@ -215,7 +215,8 @@ final class Splicer: @unchecked Sendable {
             resetConnection(slot, reason: "its log record was rolled back after a daemon crash", sink: sink)
             return
         }
-        let wasPending = splices[slot.index].serial == slot.serial
+        let wasPending =
+            splices[slot.index].serial == slot.serial
             && (splices[slot.index].phase == .handshaking || splices[slot.index].phase == .catchingUp)
         if wasPending, splices[slot.index].phase == .handshaking, splices[slot.index].synSent {
             handshakesInFlight -= 1
@@ -268,7 +269,8 @@ final class Splicer: @unchecked Sendable {
             segment.shiftSACKBlocks(by: delta)
             if splice.timestamps, let stamps = segment.options.timestamps {
                 segment.setTimestamps(
-                    TCPTimestamps(value: stamps.value, echoReply: stamps.echoReply &- splice.translation.timestampDelta))
+                    TCPTimestamps(value: stamps.value, echoReply: stamps.echoReply &- splice.translation.timestampDelta)
+                )
             }
             return true
         }
@@ -325,10 +327,13 @@ final class Splicer: @unchecked Sendable {
             guard splice.phase == .handshaking || splice.phase == .catchingUp else { continue }
             let slot = Slot(index: index, serial: splice.serial)
             if now &- splice.startedAt > deadlineNanos {
-                resetConnection(slot, reason: "replay did not complete within \(deadlineNanos / 1_000_000_000) s", sink: sink)
+                resetConnection(
+                    slot, reason: "replay did not complete within \(deadlineNanos / 1_000_000_000) s", sink: sink)
                 continue
             }
-            guard now &- splice.lastProgress > 200_000_000, splice.phase == .catchingUp || splice.synSent else { continue }
+            guard now &- splice.lastProgress > 200_000_000, splice.phase == .catchingUp || splice.synSent else {
+                continue
+            }
             splices[index].lastProgress = now
             if splice.phase == .handshaking {
                 sendSYN(log.current(slot), sink: sink)
@@ -431,8 +436,11 @@ final class Splicer: @unchecked Sendable {
             let upTo = SequenceMath.isAfter(end, target) ? target : end
             let count = SequenceMath.distance(from: splice.regenerated, to: upTo)
             if skip >= 0, count > 0 {
-                let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(segment.payload)[skip..<(skip + count)])
-                let offset = record.replayStart.serverOffset + UInt64(splice.regenerated &- (record.serverSequence(atOffset: record.replayStart.serverOffset)))
+                let bytes = UnsafeRawBufferPointer(
+                    rebasing: UnsafeRawBufferPointer(segment.payload)[skip..<(skip + count)])
+                let offset =
+                    record.replayStart.serverOffset
+                    + UInt64(splice.regenerated &- (record.serverSequence(atOffset: record.replayStart.serverOffset)))
                 splices[slot.index] = splice
                 splice.regeneratedCRC = CRC32C.checksum(
                     masked(slot, bytes, atServerOffset: offset), continuing: splice.regeneratedCRC)
@@ -466,7 +474,8 @@ final class Splicer: @unchecked Sendable {
             guard splice.regeneratedCRC == splice.expectedCRC else {
                 resetConnection(
                     slot,
-                    reason: "regenerated output differs from the \(record.replayedServerStream.byteCount) bytes the client received",
+                    reason:
+                        "regenerated output differs from the \(record.replayedServerStream.byteCount) bytes the client received",
                     sink: sink)
                 return false
             }
@@ -515,7 +524,9 @@ final class Splicer: @unchecked Sendable {
         let record = log.current(slot)
         let windowEnd = splice.guestAcked(record) + max(splice.guestWindow, UInt64(splice.segmentSize))
         while splice.injected < record.clientBytesLogged, splice.injected < windowEnd {
-            let count = Int(min(UInt64(splice.segmentSize), record.clientBytesLogged - splice.injected, windowEnd - splice.injected))
+            let count = Int(
+                min(UInt64(splice.segmentSize), record.clientBytesLogged - splice.injected, windowEnd - splice.injected)
+            )
             splices[slot.index] = splice
             sendToGuest(slot, record, flags: [.ack, .psh], payloadOffset: (splice.injected, count), sink: sink)
             splice = splices[slot.index]
@@ -553,7 +564,8 @@ final class Splicer: @unchecked Sendable {
         if options.timestamps {
             tcpOptions.timestamps = TCPTimestamps(value: record.clientTimestamps?.value ?? 1, echoReply: 0)
         }
-        let spec = asClient(record, sequence: record.replayClientISN, acknowledging: 0, flags: .syn, options: tcpOptions)
+        let spec = asClient(
+            record, sequence: record.replayClientISN, acknowledging: 0, flags: .syn, options: tcpOptions)
         sink.toGuest { frame in (try? FrameBuilder.tcp(spec, into: frame)) ?? 0 }
     }
 
@@ -603,7 +615,9 @@ final class Splicer: @unchecked Sendable {
     /// segment repeats some), so it pairs the regenerated responses with their requests.
     private func feedTracker(_ slot: Slot, _ bytes: UnsafeRawBufferPointer, atClientOffset offset: UInt64) {
         let splice = splices[slot.index]
-        guard splice.masks, offset + UInt64(bytes.count) > splice.fedToTracker, offset <= splice.fedToTracker else { return }
+        guard splice.masks, offset + UInt64(bytes.count) > splice.fedToTracker, offset <= splice.fedToTracker else {
+            return
+        }
         let new = UnsafeRawBufferPointer(rebasing: bytes[Int(splice.fedToTracker - offset)...])
         trackers[slot.index].feedRequests(new) { _ in }
         splices[slot.index].fedToTracker += UInt64(new.count)
@@ -612,14 +626,18 @@ final class Splicer: @unchecked Sendable {
     /// `bytes` (regenerated, in order, starting at server stream offset `offset`) as the
     /// checksum sees them: with the `Date:` values the replay's tracker finds masked, up to where
     /// the live side stopped masking (the log's `masking`); as they are otherwise.
-    private func masked(_ slot: Slot, _ bytes: UnsafeRawBufferPointer, atServerOffset offset: UInt64) -> UnsafeRawBufferPointer {
+    private func masked(
+        _ slot: Slot, _ bytes: UnsafeRawBufferPointer, atServerOffset offset: UInt64
+    ) -> UnsafeRawBufferPointer {
         let splice = splices[slot.index]
         guard splice.masks, bytes.count <= maskScratch.count else { return bytes }
-        let framed = splice.maskUntil.map { until in until <= offset ? 0 : Int(min(UInt64(bytes.count), until - offset)) }
+        let framed =
+            splice.maskUntil.map { until in until <= offset ? 0 : Int(min(UInt64(bytes.count), until - offset)) }
             ?? bytes.count
         guard framed > 0 else { return bytes }
         trackers[slot.index].feedResponses(
-            UnsafeRawBufferPointer(rebasing: bytes[..<framed]), masked: maskScratch, responseEnd: { _ in }, exchange: { _ in })
+            UnsafeRawBufferPointer(rebasing: bytes[..<framed]), masked: maskScratch, responseEnd: { _ in },
+            exchange: { _ in })
         if framed < bytes.count {
             UnsafeMutableRawBufferPointer(rebasing: maskScratch[framed..<bytes.count]).copyMemory(
                 from: UnsafeRawBufferPointer(rebasing: bytes[framed...]))
@@ -671,7 +689,10 @@ final class Splicer: @unchecked Sendable {
     /// One connection of the replay is no longer pending.
     private func settle(_ index: Int) {
         pendingCount -= 1
-        if let position = active.firstIndex(of: index) { active.swapAt(position, active.count - 1); active.removeLast() }
+        if let position = active.firstIndex(of: index) {
+            active.swapAt(position, active.count - 1)
+            active.removeLast()
+        }
     }
 
 }

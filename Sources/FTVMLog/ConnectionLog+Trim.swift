@@ -66,11 +66,7 @@ extension ConnectionLog {
     /// Frees the record of a connection that went idle for good (its client vanished, or a FIN or
     /// RST never passed the relay); counted in `reclaimed`.
     public func reclaim(_ slot: Slot) {
-        guard (0..<geometry.slots).contains(slot.index), images[slot.index].isLive,
-            images[slot.index].serial == slot.serial
-        else { return }
-        release(slot.index)
-        bump(LogLayout.reclaimedOffset)
+        if close(slot) { bump(LogLayout.reclaimedOffset) }
     }
 }
 
@@ -106,7 +102,9 @@ extension ConnectionLog {
         var acked: UInt64 = 0
         if image.flags.contains(.serverHandshake) {
             let beyond = SequenceMath.distance(from: image.serverStreamEnd, to: image.ackedByClient)
-            acked = beyond >= 0 ? image.serverStreamBytes + UInt64(beyond)
+            acked =
+                beyond >= 0
+                ? image.serverStreamBytes + UInt64(beyond)
                 : image.serverStreamBytes - min(image.serverStreamBytes, UInt64(-beyond))
         }
         return StreamPosition(

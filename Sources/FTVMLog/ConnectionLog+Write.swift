@@ -241,7 +241,8 @@ extension ConnectionLog {
             let start = endSeq &- UInt32(truncatingIfNeeded: payload.count) &- (fin ? 1 : 0)
             if let skip = serverStreamSkip(slot, start: start, count: payload.count), skip < payload.count {
                 let tail = UnsafeRawBufferPointer(rebasing: payload[skip...])
-                advance = StreamAdvance(bytes: tail.count, crc: CRC32C.checksum(tail, continuing: serverStreamCRC(slot)))
+                advance = StreamAdvance(
+                    bytes: tail.count, crc: CRC32C.checksum(tail, continuing: serverStreamCRC(slot)))
             }
         }
         noteServerSent(slot, endSeq: endSeq, fin: fin, stream: advance)
@@ -279,11 +280,14 @@ extension ConnectionLog {
 
     /// Ends a connection: publishes its slot as free, then returns its chunks and the slot to the
     /// free lists. Closing a slot that is no longer this connection's does nothing.
-    public func close(_ slot: Slot) {
+    /// - Returns: whether it was this connection's (and is now closed).
+    @discardableResult
+    public func close(_ slot: Slot) -> Bool {
         guard (0..<geometry.slots).contains(slot.index), images[slot.index].isLive,
             images[slot.index].serial == slot.serial
-        else { return }
+        else { return false }
         release(slot.index)
+        return true
     }
 
     // MARK: Internals

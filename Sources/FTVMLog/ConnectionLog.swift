@@ -86,7 +86,9 @@ public final class ConnectionLog: @unchecked Sendable {
     ///   - slots: connection records (the most connections logged at once).
     ///   - chunks: chunks in the byte log.
     ///   - chunkSize: client payload bytes per chunk (a multiple of 16; 2048 suits MTU-sized segments).
-    public static func create(path: String, slots: Int, chunks: Int, chunkSize: Int = 2048)
+    public static func create(
+        path: String, slots: Int, chunks: Int, chunkSize: Int = 2048
+    )
         throws(LogError) -> ConnectionLog
     {
         let geometry: LogGeometry

@@ -12,7 +12,9 @@ public final class MappedFile: @unchecked Sendable {
 
     /// Maps `path`. With `createSize`, the file is created (mode `mode`) when missing and grown
     /// to `createSize` when smaller; without it, the file must exist and is mapped whole.
-    public init(path: String, createSize: Int? = nil, mode: FilePermissions = [.ownerReadWrite, .groupReadWrite])
+    public init(
+        path: String, createSize: Int? = nil, mode: FilePermissions = [.ownerReadWrite, .groupReadWrite]
+    )
         throws(Errno)
     {
         var options: FileDescriptor.OpenOptions = [.closeOnExec]
@@ -39,7 +41,9 @@ public final class MappedFile: @unchecked Sendable {
         self.path = path
     }
 
-    private static func open(_ path: String, options: FileDescriptor.OpenOptions, mode: FilePermissions)
+    private static func open(
+        _ path: String, options: FileDescriptor.OpenOptions, mode: FilePermissions
+    )
         throws(Errno) -> FileDescriptor
     {
         do {

@@ -33,7 +33,7 @@ public final class TapDevice: Sendable {
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
         do {
             return try Syscall.retrying { Glibc.read(fd, buffer.baseAddress, buffer.count) }
-        } catch where error.isWouldBlock {
+        } catch  where error.isWouldBlock {
             return nil
         }
     }
@@ -42,7 +42,7 @@ public final class TapDevice: Sendable {
     public func write(_ frame: UnsafeRawBufferPointer) throws(Errno) {
         do {
             try Syscall.retrying { Glibc.write(fd, frame.baseAddress, frame.count) }
-        } catch where error.isWouldBlock {
+        } catch  where error.isWouldBlock {
         }
     }
 

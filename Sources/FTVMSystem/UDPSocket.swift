@@ -115,11 +115,12 @@ extension UDPSocket {
         batch.reset()
         do {
             let received = try Syscall.negativeErrno {
-                ftvm_recv_batch(fd, batch.storage, Int32(batch.stride), Int32(batch.capacity), batch.lengths, batch.ports)
+                ftvm_recv_batch(
+                    fd, batch.storage, Int32(batch.stride), Int32(batch.capacity), batch.lengths, batch.ports)
             }
             batch.setReceived(Int(received))
             return Int(received)
-        } catch where error.isWouldBlock {
+        } catch  where error.isWouldBlock {
             return 0
         }
     }
@@ -137,7 +138,7 @@ extension UDPSocket {
                         Int32(batch.count - start), port)
                 }
                 offset += max(1, Int(sent))
-            } catch where error.isWouldBlock || error == .connectionRefused {
+            } catch  where error.isWouldBlock || error == .connectionRefused {
                 return
             }
         }

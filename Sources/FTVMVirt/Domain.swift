@@ -89,7 +89,8 @@ public final class Domain: @unchecked Sendable {
     /// and NVRAM file libvirt keeps for it. A running domain keeps running as a transient one, so
     /// destroy it first. Leaves `/dev/shm/<shmem>` and the console log in place.
     public func undefine() throws(VirtError) {
-        let flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE.rawValue | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA.rawValue
+        let flags =
+            VIR_DOMAIN_UNDEFINE_MANAGED_SAVE.rawValue | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA.rawValue
             | VIR_DOMAIN_UNDEFINE_NVRAM.rawValue | VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA.rawValue
         if virDomainUndefineFlags(handle, UInt32(flags)) == 0 { return }
         let failure = LibvirtFailure.last()
@@ -146,18 +147,24 @@ public final class Domain: @unchecked Sendable {
         let live = VIR_DOMAIN_AFFECT_LIVE.rawValue
         let active = try isActive()
         var flags = active ? config | live : config
-        if virDomainSetMetadata(handle, type, xml, GuestMetadata.namespacePrefix, GuestMetadata.namespaceURI,
-                                UInt32(flags)) == 0 {
+        if virDomainSetMetadata(
+            handle, type, xml, GuestMetadata.namespacePrefix, GuestMetadata.namespaceURI,
+            UInt32(flags)) == 0
+        {
             return
         }
         let failure = LibvirtFailure.last()
         // The domain started or stopped between the check and the call: retry once the other way.
         guard failure.has(VIR_ERR_OPERATION_INVALID) else {
-            throw VirtError.fromLibvirt(failure, operation: "set metadata of", domain: name, connection: connection.handle)
+            throw VirtError.fromLibvirt(
+                failure, operation: "set metadata of", domain: name, connection: connection.handle)
         }
         flags = active ? config : config | live
-        guard virDomainSetMetadata(handle, type, xml, GuestMetadata.namespacePrefix, GuestMetadata.namespaceURI,
-                                   UInt32(flags)) == 0 else {
+        guard
+            virDomainSetMetadata(
+                handle, type, xml, GuestMetadata.namespacePrefix, GuestMetadata.namespaceURI,
+                UInt32(flags)) == 0
+        else {
             throw self.failure("set metadata of")
         }
     }

@@ -43,21 +43,27 @@ public enum DomainState: Sendable, Hashable, CustomStringConvertible {
         }
         switch self {
         case .running(let reason):
-            return named("running", reason, [
-                "unknown", "booted", "migrated", "restored", "from snapshot", "unpaused", "migration canceled",
-                "save canceled", "event wakeup", "crashed", "post-copy", "post-copy failed",
-            ])
+            return named(
+                "running", reason,
+                [
+                    "unknown", "booted", "migrated", "restored", "from snapshot", "unpaused", "migration canceled",
+                    "save canceled", "event wakeup", "crashed", "post-copy", "post-copy failed",
+                ])
         case .paused(let reason):
-            return named("paused", reason, [
-                "unknown", "user", "migrating", "saving", "dumping", "I/O error", "watchdog", "from snapshot",
-                "shutting down", "creating snapshot", "crashed", "starting up", "post-copy", "post-copy failed",
-                "api error",
-            ])
+            return named(
+                "paused", reason,
+                [
+                    "unknown", "user", "migrating", "saving", "dumping", "I/O error", "watchdog", "from snapshot",
+                    "shutting down", "creating snapshot", "crashed", "starting up", "post-copy", "post-copy failed",
+                    "api error",
+                ])
         case .shutoff(let reason):
-            return named("shut off", reason, [
-                "unknown", "shutdown", "destroyed", "crashed", "migrated", "saved", "failed", "from snapshot",
-                "daemon",
-            ])
+            return named(
+                "shut off", reason,
+                [
+                    "unknown", "shutdown", "destroyed", "crashed", "migrated", "saved", "failed", "from snapshot",
+                    "daemon",
+                ])
         case .crashed(let reason):
             return named("crashed", reason, ["unknown", "panicked"])
         case .pmSuspended(let reason):

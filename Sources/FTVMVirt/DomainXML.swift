@@ -115,7 +115,9 @@ public enum DomainXML {
             return node
         }
         func requiredAttribute(_ node: XMLNode, _ name: String, of path: String) throws(VirtError) -> String {
-            guard let value = node.attribute(name) else { throw VirtError.malformedXML("\(path) has no '\(name)' attribute") }
+            guard let value = node.attribute(name) else {
+                throw VirtError.malformedXML("\(path) has no '\(name)' attribute")
+            }
             return value
         }
         func port(_ node: XMLNode, of path: String) throws(VirtError) -> UInt16 {
@@ -131,7 +133,8 @@ public enum DomainXML {
             throw VirtError.malformedXML("domain type '\(typeText)' is neither kvm nor qemu")
         }
         guard let metadata = try guestMetadata(in: document, domain: domain) else {
-            throw VirtError.malformedXML("domain has no ftvm metadata (<ftvm:guest xmlns:ftvm='\(GuestMetadata.namespaceURI)'>)")
+            throw VirtError.malformedXML(
+                "domain has no ftvm metadata (<ftvm:guest xmlns:ftvm='\(GuestMetadata.namespaceURI)'>)")
         }
 
         let memory = try required("memory")
@@ -152,9 +155,12 @@ public enum DomainXML {
         let interfacePath = "devices/interface[@type='udp']"
         let macNode = try required(interfacePath + "/mac")
         let macText = try requiredAttribute(macNode, "address", of: "<mac>")
-        guard let mac = MACAddress(macText) else { throw VirtError.malformedXML("<mac address='\(macText)'> is not a MAC address") }
+        guard let mac = MACAddress(macText) else {
+            throw VirtError.malformedXML("<mac address='\(macText)'> is not a MAC address")
+        }
         let daemonPort = try port(try required(interfacePath + "/source"), of: "<interface type='udp'><source>")
-        let guestPort = try port(try required(interfacePath + "/source/local"), of: "<interface type='udp'><source><local>")
+        let guestPort = try port(
+            try required(interfacePath + "/source/local"), of: "<interface type='udp'><source><local>")
 
         let shmem = try required("devices/shmem")
         let shmemName = try requiredAttribute(shmem, "name", of: "<shmem>")
@@ -194,8 +200,10 @@ public enum DomainXML {
         return try guestMetadata(in: document, domain: domain)
     }
 
-    private static func guestMetadata(in document: LibXMLDocument, domain: XMLNode) throws(VirtError) -> GuestMetadata? {
-        let path = "metadata/*[local-name()='\(GuestMetadata.elementName)' and namespace-uri()='\(GuestMetadata.namespaceURI)']"
+    private static func guestMetadata(in document: LibXMLDocument, domain: XMLNode) throws(VirtError) -> GuestMetadata?
+    {
+        let path =
+            "metadata/*[local-name()='\(GuestMetadata.elementName)' and namespace-uri()='\(GuestMetadata.namespaceURI)']"
         return try document.first(path, relativeTo: domain).map(GuestMetadata.init(element:))
     }
 
@@ -208,7 +216,9 @@ public enum DomainXML {
             "GB": 1_000_000_000, "G": 1 << 30, "GiB": 1 << 30,
             "TB": 1_000_000_000_000, "T": 1 << 40, "TiB": 1 << 40,
         ]
-        guard let multiplier = multipliers[unit] else { throw VirtError.malformedXML("\(what) has unknown unit '\(unit)'") }
+        guard let multiplier = multipliers[unit] else {
+            throw VirtError.malformedXML("\(what) has unknown unit '\(unit)'")
+        }
         guard let value = Int(text.filter { !$0.isWhitespace }), value >= 0 else {
             throw VirtError.malformedXML("\(what) value '\(text)' is not a non-negative integer")
         }
@@ -229,13 +239,19 @@ public enum DomainXML {
             throw VirtError.invalidSpec("uuid '\(uuid)' is not of the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx")
         }
         guard spec.memoryMiB >= 16 else { throw VirtError.invalidSpec("memory \(spec.memoryMiB) MiB is below 16 MiB") }
-        guard (1...255).contains(spec.vcpus) else { throw VirtError.invalidSpec("vcpus \(spec.vcpus) is outside 1-255") }
+        guard (1...255).contains(spec.vcpus) else {
+            throw VirtError.invalidSpec("vcpus \(spec.vcpus) is outside 1-255")
+        }
         let size = spec.sharedMemory.sizeMiB
         guard size > 0, size & (size - 1) == 0 else {
             throw VirtError.invalidSpec("shmem size \(size) MiB is not a power of two (ivshmem requires one)")
         }
-        guard spec.network.daemonPort != 0, spec.network.guestPort != 0, spec.network.daemonPort != spec.network.guestPort else {
-            throw VirtError.invalidSpec("UDP ports must be nonzero and distinct (daemon \(spec.network.daemonPort), guest \(spec.network.guestPort))")
+        guard spec.network.daemonPort != 0, spec.network.guestPort != 0,
+            spec.network.daemonPort != spec.network.guestPort
+        else {
+            throw VirtError.invalidSpec(
+                "UDP ports must be nonzero and distinct (daemon \(spec.network.daemonPort), guest \(spec.network.guestPort))"
+            )
         }
         guard !spec.mac.isMulticast else { throw VirtError.invalidSpec("MAC \(spec.mac) is a multicast address") }
         try validatePath(spec.consoleLogPath, what: "console log path")
@@ -252,7 +268,8 @@ public enum DomainXML {
                     + "(daemon \(spec.network.daemonPort), guest \(spec.network.guestPort))")
         }
         guard m.sharedMemoryPath == spec.sharedMemory.path else {
-            throw VirtError.invalidSpec("metadata shm path '\(m.sharedMemoryPath)' differs from the shmem device's '\(spec.sharedMemory.path)'")
+            throw VirtError.invalidSpec(
+                "metadata shm path '\(m.sharedMemoryPath)' differs from the shmem device's '\(spec.sharedMemory.path)'")
         }
         try m.validate()
     }

@@ -132,7 +132,8 @@ extension GuestMetadata {
         let roleText = try field(Field.role)
         guard let role = Role(rawValue: roleText) else {
             throw VirtError.malformedXML(
-                "ftvm metadata <role> is '\(roleText)'; expected one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
+                "ftvm metadata <role> is '\(roleText)'; expected one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
         }
         let pairName = try field(Field.pair)
         let generationText = try field(Field.generation)

@@ -50,7 +50,9 @@ final class LibXMLDocument {
 
     /// Pretty-printed (two-space indent), without the `<?xml …?>` declaration, as libvirt prints.
     func serialized() throws(VirtError) -> String {
-        guard let buffer = xmlBufferCreate() else { throw VirtError.malformedXML("libxml2 could not allocate a buffer") }
+        guard let buffer = xmlBufferCreate() else {
+            throw VirtError.malformedXML("libxml2 could not allocate a buffer")
+        }
         defer { xmlBufferFree(buffer) }
         let options = Int32(XML_SAVE_FORMAT.rawValue | XML_SAVE_NO_DECL.rawValue)
         guard let context = xmlSaveToBuffer(buffer, "UTF-8", options) else {
@@ -166,10 +168,12 @@ enum XMLText {
     static func validate(_ text: String, what: String) throws(VirtError) {
         for scalar in text.unicodeScalars {
             let v = scalar.value
-            let allowed = v == 0x9 || v == 0xA || v == 0xD || (v >= 0x20 && v <= 0xD7FF)
+            let allowed =
+                v == 0x9 || v == 0xA || v == 0xD || (v >= 0x20 && v <= 0xD7FF)
                 || (v >= 0xE000 && v <= 0xFFFD) || v >= 0x10000
             if !allowed {
-                throw VirtError.invalidSpec("\(what) contains character U+\(String(v, radix: 16, uppercase: true)), which XML cannot carry")
+                throw VirtError.invalidSpec(
+                    "\(what) contains character U+\(String(v, radix: 16, uppercase: true)), which XML cannot carry")
             }
         }
     }

@@ -58,7 +58,8 @@ public final class LibvirtConnection: @unchecked Sendable {
                 let failure = LibvirtFailure.last()
                 Unmanaged<CloseHandlerBox>.fromOpaque(opaque).release()
                 virConnectClose(handle)
-                throw VirtError.libvirt(operation: "register close callback", code: failure.code, detail: failure.message)
+                throw VirtError.libvirt(
+                    operation: "register close callback", code: failure.code, detail: failure.message)
             }
             closeHandler = box
         } else {
@@ -151,8 +152,9 @@ public final class LibvirtConnection: @unchecked Sendable {
         for domain in try allDomains() {
             do {
                 summaries.append(
-                    DomainSummary(name: domain.name, uuid: domain.uuid, state: try domain.state(),
-                                  isPersistent: domain.isPersistent))
+                    DomainSummary(
+                        name: domain.name, uuid: domain.uuid, state: try domain.state(),
+                        isPersistent: domain.isPersistent))
             } catch .domainNotFound {
                 continue  // undefined while we were listing
             }
@@ -254,7 +256,12 @@ public final class EventSubscription: Sendable {
 
     /// Stops delivery. Safe to call more than once; a callback already running may still finish.
     public func cancel() {
-        guard let id = callbackID.withLock({ id -> Int32? in defer { id = nil }; return id }) else { return }
+        guard
+            let id = callbackID.withLock({ id -> Int32? in
+                defer { id = nil }
+                return id
+            })
+        else { return }
         if virConnectDomainEventDeregisterAny(connection.handle, id) < 0 {
             let failure = LibvirtFailure.last()
             connection.logger.warning(
@@ -279,15 +286,16 @@ final class CloseHandlerBox: Sendable {
 }
 
 /// `virConnectDomainEventCallback` for VIR_DOMAIN_EVENT_ID_LIFECYCLE.
-private let lifecycleTrampoline: @convention(c) (
-    OpaquePointer?, OpaquePointer?, Int32, Int32, UnsafeMutableRawPointer?
-) -> Int32 = { _, domain, event, detail, opaque in
-    guard let domain, let opaque else { return 0 }
-    let box = Unmanaged<LifecycleHandlerBox>.fromOpaque(opaque).takeUnretainedValue()
-    let name = virDomainGetName(domain).map { String(cString: $0) } ?? "?"
-    box.handler(name, LifecycleEvent(event: event, detail: detail))
-    return 0
-}
+private let lifecycleTrampoline:
+    @convention(c) (
+        OpaquePointer?, OpaquePointer?, Int32, Int32, UnsafeMutableRawPointer?
+    ) -> Int32 = { _, domain, event, detail, opaque in
+        guard let domain, let opaque else { return 0 }
+        let box = Unmanaged<LifecycleHandlerBox>.fromOpaque(opaque).takeUnretainedValue()
+        let name = virDomainGetName(domain).map { String(cString: $0) } ?? "?"
+        box.handler(name, LifecycleEvent(event: event, detail: detail))
+        return 0
+    }
 
 private let releaseLifecycleBox: @convention(c) (UnsafeMutableRawPointer?) -> Void = { opaque in
     guard let opaque else { return }

@@ -16,7 +16,8 @@ enum LibvirtRuntime {
             return .failure(.eventLoopUnavailable("virInitialize failed: \(LibvirtFailure.last().message)"))
         }
         guard virEventRegisterDefaultImpl() == 0 else {
-            return .failure(.eventLoopUnavailable("virEventRegisterDefaultImpl failed: \(LibvirtFailure.last().message)"))
+            return .failure(
+                .eventLoopUnavailable("virEventRegisterDefaultImpl failed: \(LibvirtFailure.last().message)"))
         }
         var thread = pthread_t()
         let created = pthread_create(&thread, nil, { _ in LibvirtRuntime.runEventLoop() }, nil)

@@ -39,9 +39,9 @@ public enum InternetChecksum {
             // what a native load of those two bytes would give. (Not written as a load through
             // `withUnsafeBytes(of: &pair)`: Swift 6.3.1 at -O dropped that branch entirely.)
             #if _endian(little)
-                tail += UInt64(bytes[index])
+            tail += UInt64(bytes[index])
             #else
-                tail += UInt64(bytes[index]) << 8
+            tail += UInt64(bytes[index]) << 8
             #endif
         }
         let (partial, overflow) = accumulator.addingReportingOverflow(tail)

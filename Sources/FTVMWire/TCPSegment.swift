@@ -30,7 +30,9 @@ public struct FourTuple: Hashable, Sendable, CustomStringConvertible {
     public var destinationAddress: IPv4Address
     public var destinationPort: UInt16
 
-    public init(sourceAddress: IPv4Address, sourcePort: UInt16, destinationAddress: IPv4Address, destinationPort: UInt16) {
+    public init(
+        sourceAddress: IPv4Address, sourcePort: UInt16, destinationAddress: IPv4Address, destinationPort: UInt16
+    ) {
         self.sourceAddress = sourceAddress
         self.sourcePort = sourcePort
         self.destinationAddress = destinationAddress

@@ -1,7 +1,8 @@
-@testable import FTVMChannel
 import FTVMSystem
 import Foundation
 import XCTest
+
+@testable import FTVMChannel
 
 final class ChannelTests: XCTestCase {
     private var path = ""
@@ -49,10 +50,12 @@ final class ChannelTests: XCTestCase {
         guest.serviceExited(0, status: -9)
         guest.serviceStarted(0, pid: 101, isRestart: true)
         guest.serviceStarted(1, pid: 102, isRestart: false)
-        XCTAssertEqual(host.services, [
-            ServiceReport(name: "demo", port: 80, state: .running, pid: 101, restarts: 1, lastExit: -9),
-            ServiceReport(name: "static", port: 8080, state: .running, pid: 102, restarts: 0, lastExit: 0),
-        ])
+        XCTAssertEqual(
+            host.services,
+            [
+                ServiceReport(name: "demo", port: 80, state: .running, pid: 101, restarts: 1, lastExit: -9),
+                ServiceReport(name: "static", port: 8080, state: .running, pid: 102, restarts: 0, lastExit: 0),
+            ])
     }
 
     func testCommandMailboxRoundTrip() throws {
@@ -62,7 +65,9 @@ final class ChannelTests: XCTestCase {
         XCTAssertNil(guest.pendingCommand(after: handled))
         let sequence = host.post(.serviceCrash, argument: 1, text: "crash it")
         let command = try XCTUnwrap(guest.pendingCommand(after: handled))
-        XCTAssertEqual(command, PostedCommand(sequence: sequence, command: .serviceCrash, rawCode: 4, argument: 1, text: "crash it"))
+        XCTAssertEqual(
+            command,
+            PostedCommand(sequence: sequence, command: .serviceCrash, rawCode: 4, argument: 1, text: "crash it"))
         handled = command.sequence
         XCTAssertNil(guest.pendingCommand(after: handled), "a command is delivered once")
         guest.reply(to: sequence, status: 0, text: "signalled")
@@ -98,7 +103,8 @@ final class ChannelTests: XCTestCase {
         _ = try Channel.open(path: path, create: true)
         XCTAssertEqual(truncate(path, 65536), 0)
         XCTAssertThrowsError(try Channel.open(path: path, create: false)) { error in
-            XCTAssertEqual(error as? ChannelError, .sizeMismatch(path: path, header: ChannelLayout.regionSize, actual: 65536))
+            XCTAssertEqual(
+                error as? ChannelError, .sizeMismatch(path: path, header: ChannelLayout.regionSize, actual: 65536))
         }
     }
 

@@ -8,7 +8,8 @@ final class TrimRequestTests: XCTestCase {
 
     private func parse(_ text: String) -> TrimRequest? { parse(Array(text.utf8)) }
 
-    private let golden = TrimRequest(clientAddress: 0x0A00_0007, clientPort: 40312, serverPort: 7000, clientOffset: 1234, serverOffset: 56789)
+    private let golden = TrimRequest(
+        clientAddress: 0x0A00_0007, clientPort: 40312, serverPort: 7000, clientOffset: 1234, serverOffset: 56789)
     private let goldenText = "ftvm-trim 1 10.0.0.7 40312 7000 1234 56789\n"
 
     func testGoldenDatagram() {
@@ -20,20 +21,31 @@ final class TrimRequestTests: XCTestCase {
         let requests = [
             golden,
             TrimRequest(clientAddress: 0, clientPort: 1, serverPort: 1, clientOffset: 0, serverOffset: 0),
-            TrimRequest(clientAddress: .max, clientPort: .max, serverPort: .max, clientOffset: .max, serverOffset: .max),
-            TrimRequest(clientAddress: 0xC0A8_0A01, clientPort: 80, serverPort: 65535, clientOffset: 10, serverOffset: 1 << 32),
-            TrimRequest(clientAddress: 0x7F00_0001, clientPort: 9, serverPort: 8, clientOffset: 100, serverOffset: 1_000_000_007),
+            TrimRequest(
+                clientAddress: .max, clientPort: .max, serverPort: .max, clientOffset: .max, serverOffset: .max),
+            TrimRequest(
+                clientAddress: 0xC0A8_0A01, clientPort: 80, serverPort: 65535, clientOffset: 10, serverOffset: 1 << 32),
+            TrimRequest(
+                clientAddress: 0x7F00_0001, clientPort: 9, serverPort: 8, clientOffset: 100, serverOffset: 1_000_000_007
+            ),
         ]
         for request in requests {
             XCTAssertEqual(parse(request.datagram), request, String(decoding: request.datagram, as: UTF8.self))
         }
-        let longest = TrimRequest(clientAddress: .max, clientPort: .max, serverPort: .max, clientOffset: .max, serverOffset: .max)
+        let longest = TrimRequest(
+            clientAddress: .max, clientPort: .max, serverPort: .max, clientOffset: .max, serverOffset: .max)
         XCTAssertEqual(longest.datagram.count, TrimRequest.maximumDatagramLength)
-        XCTAssertEqual(String(decoding: longest.datagram, as: UTF8.self), "ftvm-trim 1 255.255.255.255 65535 65535 18446744073709551615 18446744073709551615\n")
+        XCTAssertEqual(
+            String(decoding: longest.datagram, as: UTF8.self),
+            "ftvm-trim 1 255.255.255.255 65535 65535 18446744073709551615 18446744073709551615\n")
     }
 
     func testEveryTruncationIsRefused() {
-        for datagram in [Array(goldenText.utf8), TrimRequest(clientAddress: .max, clientPort: .max, serverPort: .max, clientOffset: .max, serverOffset: .max).datagram] {
+        for datagram in [
+            Array(goldenText.utf8),
+            TrimRequest(clientAddress: .max, clientPort: .max, serverPort: .max, clientOffset: .max, serverOffset: .max)
+                .datagram,
+        ] {
             for length in 0..<datagram.count {
                 XCTAssertNil(parse(Array(datagram.prefix(length))), "first \(length) bytes")
                 XCTAssertNil(parse(Array(datagram.suffix(length))), "last \(length) bytes")
@@ -110,10 +122,13 @@ final class TrimRequestTests: XCTestCase {
         var accepted = 0
         for _ in 0..<50_000 {
             let base = TrimRequest(
-                clientAddress: .random(in: 0...UInt32.max, using: &generator), clientPort: .random(in: 1...UInt16.max, using: &generator),
+                clientAddress: .random(in: 0...UInt32.max, using: &generator),
+                clientPort: .random(in: 1...UInt16.max, using: &generator),
                 serverPort: .random(in: 1...UInt16.max, using: &generator),
-                clientOffset: UInt64.random(in: 0...UInt64.max, using: &generator) >> UInt64.random(in: 0...63, using: &generator),
-                serverOffset: UInt64.random(in: 0...UInt64.max, using: &generator) >> UInt64.random(in: 0...63, using: &generator))
+                clientOffset: UInt64.random(in: 0...UInt64.max, using: &generator)
+                    >> UInt64.random(in: 0...63, using: &generator),
+                serverOffset: UInt64.random(in: 0...UInt64.max, using: &generator)
+                    >> UInt64.random(in: 0...63, using: &generator))
             var bytes = base.datagram
             XCTAssertEqual(parse(bytes), base)
             for _ in 0..<Int.random(in: 1...3, using: &generator) {

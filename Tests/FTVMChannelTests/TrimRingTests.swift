@@ -1,6 +1,7 @@
-@testable import FTVMChannel
 import Foundation
 import XCTest
+
+@testable import FTVMChannel
 
 final class TrimRingTests: XCTestCase {
     private var path = ""
@@ -21,7 +22,8 @@ final class TrimRingTests: XCTestCase {
 
     private func request(_ n: UInt64) -> TrimRequest {
         TrimRequest(
-            clientAddress: 0x0A00_0000 | UInt32(truncatingIfNeeded: n & 0xFFFF), clientPort: UInt16(truncatingIfNeeded: 1024 &+ n),
+            clientAddress: 0x0A00_0000 | UInt32(truncatingIfNeeded: n & 0xFFFF),
+            clientPort: UInt16(truncatingIfNeeded: 1024 &+ n),
             serverPort: 7000, clientOffset: n &* 3, serverOffset: n &* 1000 &+ 1)
     }
 
@@ -52,7 +54,8 @@ final class TrimRingTests: XCTestCase {
         bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         XCTAssertEqual(Array(bytes[4104..<4112]), [1, 0, 0, 0, 0, 0, 0, 0])  // consumer: 1
         XCTAssertEqual(ChannelLayout.trimRingCapacity, 1024)
-        XCTAssertEqual(ChannelLayout.trimEntriesOffset + ChannelLayout.trimRingCapacity * ChannelLayout.trimEntryStride, 36928)
+        XCTAssertEqual(
+            ChannelLayout.trimEntriesOffset + ChannelLayout.trimRingCapacity * ChannelLayout.trimEntryStride, 36928)
         XCTAssertLessThanOrEqual(ChannelLayout.minimumSize, ChannelLayout.regionSize)
     }
 
@@ -161,7 +164,10 @@ final class TrimRingTests: XCTestCase {
         try handle.close()
         try patchProducer(3)
         for _ in 0..<3 {
-            XCTAssertEqual(host.popTrim(), TrimRequest(clientAddress: .max, clientPort: .max, serverPort: .max, clientOffset: .max, serverOffset: .max))
+            XCTAssertEqual(
+                host.popTrim(),
+                TrimRequest(
+                    clientAddress: .max, clientPort: .max, serverPort: .max, clientOffset: .max, serverOffset: .max))
         }
         XCTAssertNil(host.popTrim())
     }
@@ -174,7 +180,11 @@ final class TrimRingTests: XCTestCase {
         let producer = Thread {
             var n: UInt64 = 0
             while n < total {
-                if guest.pushTrim(TrimRequest(clientAddress: UInt32(truncatingIfNeeded: n), clientPort: 1, serverPort: 2, clientOffset: n, serverOffset: ~n)) {
+                if guest.pushTrim(
+                    TrimRequest(
+                        clientAddress: UInt32(truncatingIfNeeded: n), clientPort: 1, serverPort: 2, clientOffset: n,
+                        serverOffset: ~n))
+                {
                     n += 1
                 }
             }
@@ -185,7 +195,11 @@ final class TrimRingTests: XCTestCase {
         let deadline = Date().addingTimeInterval(60)
         while expected < total, Date() < deadline {
             guard let popped = host.popTrim() else { continue }
-            if popped != TrimRequest(clientAddress: UInt32(truncatingIfNeeded: expected), clientPort: 1, serverPort: 2, clientOffset: expected, serverOffset: ~expected) {
+            if popped
+                != TrimRequest(
+                    clientAddress: UInt32(truncatingIfNeeded: expected), clientPort: 1, serverPort: 2,
+                    clientOffset: expected, serverOffset: ~expected)
+            {
                 mismatches += 1
             }
             expected += 1

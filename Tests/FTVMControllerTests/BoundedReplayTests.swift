@@ -1,9 +1,10 @@
-@testable import FTVMController
 import FTVMChannel
 import FTVMLog
 import FTVMWire
 import Foundation
 import XCTest
+
+@testable import FTVMController
 
 /// The bounded log, frame by frame: completed HTTP exchanges leave the log once the client has
 /// acknowledged them, a replay opens the backup's connection at the first incomplete exchange,
@@ -105,7 +106,8 @@ final class BoundedReplayTests: XCTestCase {
         XCTAssertEqual(record.replayStart.serverOffset, UInt64(answers[0].count + answers[1].count))
         XCTAssertEqual(log.clientBytes(slot), asks[2], "the third request is all that is left")
         XCTAssertEqual(
-            record.replayedServerStream.crc, CRC32C.checksum(masked(answers[2])), "the checksum covers what follows the start")
+            record.replayedServerStream.crc, CRC32C.checksum(masked(answers[2])),
+            "the checksum covers what follows the start")
         try clientAcks()
         record = log.current(slot)
         XCTAssertEqual(record.clientBytesHeld, 0)
@@ -140,7 +142,8 @@ final class BoundedReplayTests: XCTestCase {
         wrapper.splicer.begin(now: 1, sink: sink)
         let syn = try XCTUnwrap(try sink.takeGuest().first)
         XCTAssertEqual(syn.flags, .syn)
-        XCTAssertEqual(syn.seq, clientISN &+ UInt32(before), "the client's sequence at the incomplete exchange, minus one")
+        XCTAssertEqual(
+            syn.seq, clientISN &+ UInt32(before), "the client's sequence at the incomplete exchange, minus one")
         try guestSends(seq: backupISN, ack: syn.seq &+ 1, flags: [.syn, .ack])
         let opening = try sink.takeGuest()
         XCTAssertEqual(opening.map(\.payload).joined().map { $0 }, ask, "only the incomplete exchange's request")
@@ -148,7 +151,9 @@ final class BoundedReplayTests: XCTestCase {
         // The backup answers a second later: another Date. Its first 400 bytes are the client's already.
         let regenerated = response(body, second: 21)
         XCTAssertEqual(
-            try guestSends(seq: backupISN &+ 1, ack: clientNext, flags: [.ack, .psh], payload: Array(regenerated[..<400])).verdict,
+            try guestSends(
+                seq: backupISN &+ 1, ack: clientNext, flags: [.ack, .psh], payload: Array(regenerated[..<400])
+            ).verdict,
             .drop)
         XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
         let rest = try guestSends(
@@ -246,16 +251,20 @@ final class BoundedReplayTests: XCTestCase {
         let slot = try open(serverPort: 7070)
         try clientSends(Array("PING\n".utf8), serverPort: 7070)
         try serverSends(Array("PONG\n".utf8), serverPort: 7070)
-        let trim = TrimRequest(clientAddress: client.rawValue, clientPort: port, serverPort: 7070, clientOffset: 5, serverOffset: 5)
+        let trim = TrimRequest(
+            clientAddress: client.rawValue, clientPort: port, serverPort: 7070, clientOffset: 5, serverOffset: 5)
         wrapper.explicitTrim(trim, fromDrainingGuest: false)
         XCTAssertEqual(log.current(slot).replayStart.clientOffset, 0, "not before the client acknowledged the reply")
         try clientSends(Array("ECHO hi\n".utf8), serverPort: 7070)  // (it acknowledges PONG)
-        XCTAssertEqual(log.current(slot).replayStart, ReplayStart(clientOffset: 5, serverOffset: 5, serverCRC: CRC32C.checksum(Array("PONG\n".utf8))))
+        XCTAssertEqual(
+            log.current(slot).replayStart,
+            ReplayStart(clientOffset: 5, serverOffset: 5, serverCRC: CRC32C.checksum(Array("PONG\n".utf8))))
         XCTAssertEqual(log.clientBytes(slot), Array("ECHO hi\n".utf8))
         // A server offset inside a segment is no checkpoint: nothing can be trimmed there.
         try serverSends(Array("hi\nX".utf8), serverPort: 7070)
         wrapper.explicitTrim(
-            TrimRequest(clientAddress: client.rawValue, clientPort: port, serverPort: 7070, clientOffset: 13, serverOffset: 8),
+            TrimRequest(
+                clientAddress: client.rawValue, clientPort: port, serverPort: 7070, clientOffset: 13, serverOffset: 8),
             fromDrainingGuest: false)
         XCTAssertEqual(wrapper.counters.explicitTrimsMissed, 1)
         XCTAssertEqual(wrapper.counters.explicitTrimsUsed, 1)
@@ -299,7 +308,8 @@ final class BoundedReplayTests: XCTestCase {
     private func masked(_ bytes: [UInt8]) -> [UInt8] {
         var text = String(decoding: bytes, as: UTF8.self)
         if let range = text.range(of: #"(?<=Date: )[^\r]*"#, options: .regularExpression) {
-            text.replaceSubrange(range, with: String(repeating: "-", count: text.distance(from: range.lowerBound, to: range.upperBound)))
+            text.replaceSubrange(
+                range, with: String(repeating: "-", count: text.distance(from: range.lowerBound, to: range.upperBound)))
         }
         return Array(text.utf8)
     }
@@ -311,19 +321,29 @@ final class BoundedReplayTests: XCTestCase {
         try deliver(fromClient: true, seq: clientISN, ack: 0, flags: [.syn], serverPort: serverPort, now: now)
         try deliver(fromClient: false, seq: primaryISN, ack: clientNext, flags: [.syn, .ack], serverPort: serverPort)
         try deliver(fromClient: true, seq: clientNext, ack: serverNext, flags: [.ack], serverPort: serverPort, now: now)
-        return try XCTUnwrap(log.lookup(FlowKey(clientAddress: client.rawValue, clientPort: port, serverAddress: server.rawValue, serverPort: serverPort)))
+        return try XCTUnwrap(
+            log.lookup(
+                FlowKey(
+                    clientAddress: client.rawValue, clientPort: port, serverAddress: server.rawValue,
+                    serverPort: serverPort)))
     }
 
     @discardableResult
-    private func clientSends(_ bytes: [UInt8], serverPort: UInt16 = 80, now: UInt64 = 0) throws
+    private func clientSends(
+        _ bytes: [UInt8], serverPort: UInt16 = 80, now: UInt64 = 0
+    ) throws
         -> (verdict: SouthSide.Verdict, segment: SentSegment)
     {
         defer { clientNext &+= UInt32(bytes.count) }
-        return try deliver(fromClient: true, seq: clientNext, ack: serverNext, flags: [.ack, .psh], payload: bytes, serverPort: serverPort, now: now)
+        return try deliver(
+            fromClient: true, seq: clientNext, ack: serverNext, flags: [.ack, .psh], payload: bytes,
+            serverPort: serverPort, now: now)
     }
 
     private func serverSends(_ bytes: [UInt8], serverPort: UInt16 = 80) throws {
-        try deliver(fromClient: false, seq: serverNext, ack: clientNext, flags: [.ack, .psh], payload: bytes, serverPort: serverPort)
+        try deliver(
+            fromClient: false, seq: serverNext, ack: clientNext, flags: [.ack, .psh], payload: bytes,
+            serverPort: serverPort)
         serverNext &+= UInt32(bytes.count)
     }
 
@@ -332,7 +352,9 @@ final class BoundedReplayTests: XCTestCase {
     }
 
     @discardableResult
-    private func guestSends(seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8] = []) throws
+    private func guestSends(
+        seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8] = []
+    ) throws
         -> (verdict: SouthSide.Verdict, segment: SentSegment)
     {
         try deliver(fromClient: false, seq: seq, ack: ack, flags: flags, payload: payload, serverPort: 80)
@@ -341,15 +363,19 @@ final class BoundedReplayTests: XCTestCase {
     /// Builds one frame and hands it to the wrapper; returns the verdict and the frame as it left.
     @discardableResult
     private func deliver(
-        fromClient: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8] = [], serverPort: UInt16, now: UInt64 = 0
+        fromClient: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8] = [], serverPort: UInt16,
+        now: UInt64 = 0
     ) throws -> (verdict: SouthSide.Verdict, segment: SentSegment) {
         let spec = TCPFrameSpec(
             sourceMAC: fromClient ? clientMAC : serviceMAC, destinationMAC: fromClient ? serviceMAC : clientMAC,
             source: fromClient ? client : server, destination: fromClient ? server : client,
             sourcePort: fromClient ? port : serverPort, destinationPort: fromClient ? serverPort : port,
             sequenceNumber: SequenceNumber(seq), acknowledgmentNumber: SequenceNumber(ack), flags: flags, window: 65535,
-            options: flags.contains(.syn) ? TCPOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true) : TCPOptions())
-        let length = try payload.withUnsafeBytes { bytes throws(WireError) in try FrameBuilder.tcp(spec, payload: bytes, into: buffer) }
+            options: flags.contains(.syn)
+                ? TCPOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true) : TCPOptions())
+        let length = try payload.withUnsafeBytes { bytes throws(WireError) in
+            try FrameBuilder.tcp(spec, payload: bytes, into: buffer)
+        }
         let frame = UnsafeMutableRawBufferPointer(rebasing: buffer[..<length])
         let verdict =
             fromClient

@@ -1,7 +1,8 @@
-@testable import FTVMController
 import FTVMChannel
 import Foundation
 import XCTest
+
+@testable import FTVMController
 
 /// The failure detector with a fake clock: no waiting, exact boundaries.
 final class HeartbeatDetectorTests: XCTestCase {
@@ -18,7 +19,9 @@ final class HeartbeatDetectorTests: XCTestCase {
     func testMovingCounterNeverFails() {
         var detector = detector()
         for step in 0..<10_000 {
-            XCTAssertNil(detector.observe(UInt64(step / 3), atMillis: 2000 + step * 20), "a counter that moves every 60 ms is alive")
+            XCTAssertNil(
+                detector.observe(UInt64(step / 3), atMillis: 2000 + step * 20),
+                "a counter that moves every 60 ms is alive")
         }
     }
 
@@ -72,7 +75,8 @@ final class FailureCauseTests: XCTestCase {
         XCTAssertEqual(PairDaemon.cause(from: channel), .serviceHung(name: "demo"))
         channel.serviceExited(0, status: -9)
         XCTAssertEqual(PairDaemon.cause(from: channel), .serviceFailed(name: "demo", exit: -9))
-        XCTAssertEqual(FailureCause.serviceFailed(name: "demo", exit: -9).description, "service demo killed by signal 9")
+        XCTAssertEqual(
+            FailureCause.serviceFailed(name: "demo", exit: -9).description, "service demo killed by signal 9")
         channel.agentState = .failed
         XCTAssertEqual(PairDaemon.cause(from: channel), .agentFailed)
     }
@@ -105,9 +109,14 @@ final class ConfigTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("images/build.sh"))
         }
         for file in ["vmlinuz", "initrd.img"] {
-            XCTAssertTrue(FileManager.default.createFile(atPath: "\(directory)/\(file)", contents: Data([1]), attributes: [.posixPermissions: 0o644]))
+            XCTAssertTrue(
+                FileManager.default.createFile(
+                    atPath: "\(directory)/\(file)", contents: Data([1]), attributes: [.posixPermissions: 0o644]))
         }
-        XCTAssertTrue(FileManager.default.createFile(atPath: "\(directory)/image.env", contents: Data("FTVM_IMAGE_VERSION=\"3.1\"\n".utf8), attributes: [.posixPermissions: 0o600]))
+        XCTAssertTrue(
+            FileManager.default.createFile(
+                atPath: "\(directory)/image.env", contents: Data("FTVM_IMAGE_VERSION=\"3.1\"\n".utf8),
+                attributes: [.posixPermissions: 0o600]))
         XCTAssertThrowsError(try GuestImage(directory: directory)) { error in
             XCTAssertEqual(error as? ConfigError, .unreadableImage(path: "\(directory)/image.env"))
         }

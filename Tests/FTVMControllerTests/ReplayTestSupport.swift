@@ -1,6 +1,7 @@
-@testable import FTVMController
 import FTVMWire
 import XCTest
+
+@testable import FTVMController
 
 /// A frame sink that keeps every frame, in order, for the test to parse.
 final class RecordingSink: FrameSink {

@@ -1,8 +1,9 @@
-@testable import FTVMController
 import FTVMLog
 import FTVMWire
 import Foundation
 import XCTest
+
+@testable import FTVMController
 
 /// The south-side wrapper on frames built by hand: what it logs, what it lets through, and when
 /// it frees a record. Output commit is the point: no client byte passes unless it is logged.
@@ -32,7 +33,9 @@ final class SouthSideTests: XCTestCase {
 
     deinit { buffer.deallocate() }
 
-    private func frame(fromClient: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8] = [], port: UInt16 = 40000)
+    private func frame(
+        fromClient: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8] = [], port: UInt16 = 40000
+    )
         throws -> UnsafeMutableRawBufferPointer
     {
         let spec = TCPFrameSpec(
@@ -40,15 +43,26 @@ final class SouthSideTests: XCTestCase {
             source: fromClient ? client : server, destination: fromClient ? server : client,
             sourcePort: fromClient ? port : 80, destinationPort: fromClient ? 80 : port,
             sequenceNumber: SequenceNumber(seq), acknowledgmentNumber: SequenceNumber(ack), flags: flags, window: 65535,
-            options: flags.contains(.syn) ? TCPOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true, timestamps: nil) : TCPOptions())
-        let length = try payload.withUnsafeBytes { bytes throws(WireError) in try FrameBuilder.tcp(spec, payload: bytes, into: buffer) }
+            options: flags.contains(.syn)
+                ? TCPOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true, timestamps: nil)
+                : TCPOptions())
+        let length = try payload.withUnsafeBytes { bytes throws(WireError) in
+            try FrameBuilder.tcp(spec, payload: bytes, into: buffer)
+        }
         return UnsafeMutableRawBufferPointer(rebasing: buffer[..<length])
     }
 
     private func handshake() throws {
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN, ack: 0, flags: [.syn]), now: 0, sink: sink), .forward)
-        _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN, ack: clientISN &+ 1, flags: [.syn, .ack]), now: 0, sink: sink, releasing: true)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack]), now: 0, sink: sink), .forward)
+        XCTAssertEqual(
+            wrapper.fromClient(try frame(fromClient: true, seq: clientISN, ack: 0, flags: [.syn]), now: 0, sink: sink),
+            .forward)
+        _ = wrapper.fromGuest(
+            try frame(fromClient: false, seq: serverISN, ack: clientISN &+ 1, flags: [.syn, .ack]), now: 0, sink: sink,
+            releasing: true)
+        XCTAssertEqual(
+            wrapper.fromClient(
+                try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack]), now: 0, sink: sink),
+            .forward)
     }
 
     func testHandshakeIsRecordedWithBothSidesOptions() throws {
@@ -56,7 +70,9 @@ final class SouthSideTests: XCTestCase {
         let record = try XCTUnwrap(log.records().first)
         XCTAssertEqual(record.clientISN, clientISN)
         XCTAssertEqual(record.serverISN, serverISN)
-        XCTAssertEqual(record.clientOptions, SYNOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true, timestamps: false))
+        XCTAssertEqual(
+            record.clientOptions,
+            SYNOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true, timestamps: false))
     }
 
     func testClientBytesAreLoggedBeforeTheyPassAndGapsAreHeldBack() throws {
@@ -65,12 +81,26 @@ final class SouthSideTests: XCTestCase {
         let second = Array("Host: x\r\n\r\n".utf8)
         let secondSeq = clientISN &+ 1 &+ UInt32(first.count)
         // The second segment arrives first: it cannot be logged in order, so it must not pass.
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: secondSeq, ack: serverISN + 1, flags: [.ack, .psh], payload: second), now: 0, sink: sink), .drop)
+        XCTAssertEqual(
+            wrapper.fromClient(
+                try frame(fromClient: true, seq: secondSeq, ack: serverISN + 1, flags: [.ack, .psh], payload: second),
+                now: 0, sink: sink), .drop)
         XCTAssertEqual(wrapper.counters.notLogged, 1)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: first), now: 0, sink: sink), .forward)
+        XCTAssertEqual(
+            wrapper.fromClient(
+                try frame(
+                    fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: first),
+                now: 0, sink: sink), .forward)
         // A retransmission of logged bytes passes and logs nothing twice.
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: first), now: 0, sink: sink), .forward)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: secondSeq, ack: serverISN + 1, flags: [.ack, .psh], payload: second), now: 0, sink: sink), .forward)
+        XCTAssertEqual(
+            wrapper.fromClient(
+                try frame(
+                    fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: first),
+                now: 0, sink: sink), .forward)
+        XCTAssertEqual(
+            wrapper.fromClient(
+                try frame(fromClient: true, seq: secondSeq, ack: serverISN + 1, flags: [.ack, .psh], payload: second),
+                now: 0, sink: sink), .forward)
         let slot = try XCTUnwrap(log.records().first?.slot)
         XCTAssertEqual(log.clientBytes(slot), first + second, "exactly the client's stream, in order, once")
     }
@@ -78,8 +108,14 @@ final class SouthSideTests: XCTestCase {
     func testServerProgressAndClientAcks() throws {
         try handshake()
         let response = [UInt8](repeating: 0x41, count: 1000)
-        _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 1, flags: [.ack, .psh], payload: response), now: 0, sink: sink, releasing: true)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1 + 600, flags: [.ack]), now: 0, sink: sink), .forward)
+        _ = wrapper.fromGuest(
+            try frame(
+                fromClient: false, seq: serverISN + 1, ack: clientISN &+ 1, flags: [.ack, .psh], payload: response),
+            now: 0, sink: sink, releasing: true)
+        XCTAssertEqual(
+            wrapper.fromClient(
+                try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1 + 600, flags: [.ack]), now: 0,
+                sink: sink), .forward)
         let record = try XCTUnwrap(log.records().first)
         XCTAssertEqual(record.serverSendMax, serverISN + 1 + 1000)
         XCTAssertEqual(record.serverAckedByClient, serverISN + 1 + 600)
@@ -90,38 +126,59 @@ final class SouthSideTests: XCTestCase {
 
     func testRecordIsFreedAfterTheLastAckOfAServerClose() throws {
         try handshake()
-        _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 1, flags: [.ack, .fin]), now: 0, sink: sink, releasing: true)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 2, flags: [.ack, .fin]), now: 0, sink: sink), .forward)
+        _ = wrapper.fromGuest(
+            try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 1, flags: [.ack, .fin]), now: 0,
+            sink: sink, releasing: true)
+        XCTAssertEqual(
+            wrapper.fromClient(
+                try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 2, flags: [.ack, .fin]), now: 0,
+                sink: sink), .forward)
         XCTAssertEqual(log.records().count, 0, "both FINs seen and the server's acknowledged")
     }
 
     func testRecordIsFreedWhenTheServerAcknowledgesTheClientsClose() throws {
         try handshake()
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .fin]), now: 0, sink: sink), .forward)
-        _ = wrapper.fromGuest(try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 2, flags: [.ack, .fin]), now: 0, sink: sink, releasing: true)
+        XCTAssertEqual(
+            wrapper.fromClient(
+                try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .fin]), now: 0,
+                sink: sink), .forward)
+        _ = wrapper.fromGuest(
+            try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 2, flags: [.ack, .fin]), now: 0,
+            sink: sink, releasing: true)
         XCTAssertEqual(log.records().count, 0)
     }
 
     func testResetFreesTheRecordAtOnce() throws {
         try handshake()
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: clientISN &+ 1, ack: 0, flags: [.rst]), now: 0, sink: sink), .forward)
+        XCTAssertEqual(
+            wrapper.fromClient(
+                try frame(fromClient: true, seq: clientISN &+ 1, ack: 0, flags: [.rst]), now: 0, sink: sink), .forward)
         XCTAssertEqual(log.records().count, 0)
     }
 
     /// No free slot costs the connection its protection, never its service: it passes untracked.
     func testAFullLogAdmitsNewConnectionsUnlogged() throws {
         for port in 0..<8 {
-            XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 1, ack: 0, flags: [.syn], port: 41000 + UInt16(port)), now: 0, sink: sink), .forward)
+            XCTAssertEqual(
+                wrapper.fromClient(
+                    try frame(fromClient: true, seq: 1, ack: 0, flags: [.syn], port: 41000 + UInt16(port)), now: 0,
+                    sink: sink), .forward)
         }
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 1, ack: 0, flags: [.syn], port: 42000), now: 0, sink: sink), .forward)
+        XCTAssertEqual(
+            wrapper.fromClient(
+                try frame(fromClient: true, seq: 1, ack: 0, flags: [.syn], port: 42000), now: 0, sink: sink), .forward)
         XCTAssertEqual(wrapper.counters.admittedUnlogged, 1)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 2, ack: 1, flags: [.ack], payload: [1, 2], port: 42000), now: 0, sink: sink), .forward)
+        XCTAssertEqual(
+            wrapper.fromClient(
+                try frame(fromClient: true, seq: 2, ack: 1, flags: [.ack], payload: [1, 2], port: 42000), now: 0,
+                sink: sink), .forward)
         XCTAssertEqual(log.usage.slotsUsed, 8)
     }
 
     func testTheCloseFenceHoldsFINAndRSTButDataWithAFINCanGoWithoutIt() throws {
         try handshake()
-        let fin = try frame(fromClient: false, seq: serverISN + 1, ack: clientISN &+ 1, flags: [.ack, .fin], payload: [7, 7, 7])
+        let fin = try frame(
+            fromClient: false, seq: serverISN + 1, ack: clientISN &+ 1, flags: [.ack, .fin], payload: [7, 7, 7])
         XCTAssertEqual(wrapper.fromGuest(fin, now: 0, sink: sink), .fence)
         XCTAssertTrue(wrapper.withoutFIN(fin))
         guard case .ipv4TCP(let stripped) = FrameClass.classify(fin) else { return XCTFail("not TCP") }
@@ -130,7 +187,8 @@ final class SouthSideTests: XCTestCase {
         XCTAssertEqual(wrapper.fromGuest(fin, now: 0, sink: sink), .forward, "without its FIN the data passes")
         XCTAssertEqual(log.records().first?.serverSendMax, serverISN + 4)
         XCTAssertEqual(log.records().first?.serverFINSent, false)
-        let reset = try frame(fromClient: false, seq: serverISN + 4, ack: clientISN &+ 1, flags: [.rst, .ack], payload: [1])
+        let reset = try frame(
+            fromClient: false, seq: serverISN + 4, ack: clientISN &+ 1, flags: [.rst, .ack], payload: [1])
         XCTAssertFalse(wrapper.withoutFIN(reset), "a RST is never split")
         XCTAssertEqual(wrapper.fromGuest(reset, now: 0, sink: sink), .fence)
     }
@@ -142,8 +200,13 @@ final class SouthSideTests: XCTestCase {
             source: client, destination: IPv4Address(10, 77, 0, 9), sourcePort: 1, destinationPort: 2,
             sequenceNumber: SequenceNumber(5), acknowledgmentNumber: SequenceNumber(0), flags: [.syn], window: 100)
         let length = try FrameBuilder.tcp(spec, into: buffer)
-        XCTAssertEqual(wrapper.fromClient(UnsafeMutableRawBufferPointer(rebasing: buffer[..<length]), now: 0, sink: sink), .forward)
-        XCTAssertEqual(wrapper.fromClient(try frame(fromClient: true, seq: 9, ack: 9, flags: [.ack], payload: [1, 2, 3]), now: 0, sink: sink), .forward)
+        XCTAssertEqual(
+            wrapper.fromClient(UnsafeMutableRawBufferPointer(rebasing: buffer[..<length]), now: 0, sink: sink), .forward
+        )
+        XCTAssertEqual(
+            wrapper.fromClient(
+                try frame(fromClient: true, seq: 9, ack: 9, flags: [.ack], payload: [1, 2, 3]), now: 0, sink: sink),
+            .forward)
         XCTAssertEqual(log.records().count, 0)
         XCTAssertEqual(wrapper.counters.untracked, 1)
         var garbage = [UInt8](repeating: 0x45, count: 30)

@@ -1,8 +1,9 @@
-@testable import FTVMController
 import FTVMLog
 import FTVMWire
 import Foundation
 import XCTest
+
+@testable import FTVMController
 
 /// A failover played by hand, without guests: a client talks to a "primary" through the south
 /// side, then the splicer moves the connection onto a "backup" whose segments the test writes,
@@ -76,7 +77,9 @@ final class SplicerTests: XCTestCase {
                 timestamps: TCPTimestamps(value: clientTSval, echoReply: 0)))
         XCTAssertEqual(syn.sourceMAC, clientMAC)
         XCTAssertEqual(syn.destinationMAC, serviceMAC)
-        XCTAssertEqual(syn.tuple, FourTuple(sourceAddress: client, sourcePort: 40000, destinationAddress: server, destinationPort: 80))
+        XCTAssertEqual(
+            syn.tuple,
+            FourTuple(sourceAddress: client, sourcePort: 40000, destinationAddress: server, destinationPort: 80))
         XCTAssertTrue(syn.checksumValid)
         XCTAssertEqual(wrapper.splicer.phase(of: slot), .handshaking)
         XCTAssertEqual(wrapper.splicer.latestReport.connections, 1)
@@ -105,7 +108,9 @@ final class SplicerTests: XCTestCase {
 
         // The client's retransmission meanwhile: its bytes reach the backup by injection only.
         XCTAssertEqual(
-            try deliver(fromClient: true, seq: clientISN &+ 1, ack: primaryISN &+ 1, flags: [.ack, .psh], payload: request).verdict,
+            try deliver(
+                fromClient: true, seq: clientISN &+ 1, ack: primaryISN &+ 1, flags: [.ack, .psh], payload: request
+            ).verdict,
             .drop)
 
         // 3. The regenerated response: dropped, acknowledged for the client up to what it acked.
@@ -142,7 +147,8 @@ final class SplicerTests: XCTestCase {
         // 5. New bytes from the backup pass, translated into the client's view.
         let more = [UInt8](repeating: 0x5A, count: 500)
         let (verdict, forwarded) = try deliver(
-            fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: [.ack, .psh], payload: more, window: 2000,
+            fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: [.ack, .psh], payload: more,
+            window: 2000,
             now: start + 1_000_000)
         XCTAssertEqual(verdict, .forward)
         XCTAssertEqual(forwarded.seq, primaryISN &+ 3001, "seq − (B − P)")
@@ -158,7 +164,9 @@ final class SplicerTests: XCTestCase {
         XCTAssertEqual(wrapper.splicer.latestReport.firstByteNanos, start + 1_000_000)
 
         // 6. The client lacks the bytes it never acknowledged: its ACK and SACK move to the backup.
-        let sack = try SACKBlocks([SACKBlock(left: SequenceNumber(primaryISN &+ 3001), right: SequenceNumber(primaryISN &+ 3501))])
+        let sack = try SACKBlocks([
+            SACKBlock(left: SequenceNumber(primaryISN &+ 3001), right: SequenceNumber(primaryISN &+ 3501))
+        ])
         let (clientVerdict, toBackup) = try deliver(
             fromClient: true, seq: requestEnd, ack: primaryISN &+ 2001, flags: .ack, sack: sack)
         XCTAssertEqual(clientVerdict, .forward)
@@ -167,7 +175,8 @@ final class SplicerTests: XCTestCase {
             Array(toBackup.options.sackBlocks),
             [SACKBlock(left: SequenceNumber(backupISN &+ 3001), right: SequenceNumber(backupISN &+ 3501))])
         XCTAssertEqual(
-            toBackup.options.timestamps, TCPTimestamps(value: clientClock, echoReply: serverClock), "TSecr in the backup's clock")
+            toBackup.options.timestamps, TCPTimestamps(value: clientClock, echoReply: serverClock),
+            "TSecr in the backup's clock")
         XCTAssertTrue(toBackup.checksumValid)
         XCTAssertEqual(log.current(slot).serverAckedByClient, primaryISN &+ 2001, "the log keeps the client's view")
 
@@ -189,7 +198,8 @@ final class SplicerTests: XCTestCase {
         wrapper.splicer.begin(now: start, sink: sink)
         _ = try answerSYN(isn: backupISN)
         var regenerated = original
-        regenerated.replaceSubrange(0..<head.utf8.count, with: head.replacingOccurrences(of: "10:00:00", with: "10:00:07").utf8)
+        regenerated.replaceSubrange(
+            0..<head.utf8.count, with: head.replacingOccurrences(of: "10:00:00", with: "10:00:07").utf8)
         XCTAssertNotEqual(regenerated, original)
         for offset in stride(from: 0, to: 3000, by: 1000) {
             XCTAssertEqual(try regenerate(from: offset, count: 1000, isn: backupISN, bytes: regenerated).verdict, .drop)
@@ -201,7 +211,9 @@ final class SplicerTests: XCTestCase {
     func testAClientsCloseIsInjectedAfterItsBytes() throws {
         let slot = try playPrimary()
         let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
-        XCTAssertEqual(try deliver(fromClient: true, seq: requestEnd, ack: primaryISN &+ 2001, flags: [.ack, .fin]).verdict, .forward)
+        XCTAssertEqual(
+            try deliver(fromClient: true, seq: requestEnd, ack: primaryISN &+ 2001, flags: [.ack, .fin]).verdict,
+            .forward)
         XCTAssertEqual(log.current(slot).nextClientSequence, requestEnd &+ 1)
         wrapper.splicer.begin(now: start, sink: sink)
         _ = try sink.takeGuest()
@@ -210,7 +222,9 @@ final class SplicerTests: XCTestCase {
         XCTAssertEqual(opening.map(\.flags), [.ack, [.ack, .psh], [.ack, .fin]])
         XCTAssertEqual(opening.last?.seq, requestEnd, "the FIN right after the logged bytes")
         XCTAssertEqual(opening.last?.payload, [])
-        for offset in stride(from: 0, to: 3000, by: 1000) { _ = try regenerate(from: offset, count: 1000, isn: backupISN) }
+        for offset in stride(from: 0, to: 3000, by: 1000) {
+            _ = try regenerate(from: offset, count: 1000, isn: backupISN)
+        }
         XCTAssertEqual(wrapper.splicer.phase(of: slot), .catchingUp, "the backup has not acknowledged the FIN yet")
         let verdict = try deliver(fromClient: false, seq: backupISN &+ 3001, ack: requestEnd &+ 1, flags: .ack).verdict
         XCTAssertEqual(verdict, .drop, "nothing in it the client lacks")
@@ -224,7 +238,9 @@ final class SplicerTests: XCTestCase {
         _ = try sink.takeGuest()
         // A pipelined request while the backup has not answered the fake SYN yet.
         let second = Array("GET /more HTTP/1.1\r\nHost: service.test\r\n\r\n".utf8)
-        let verdict = try deliver(fromClient: true, seq: requestEnd, ack: primaryISN &+ 2001, flags: [.ack, .psh], payload: second).verdict
+        let verdict = try deliver(
+            fromClient: true, seq: requestEnd, ack: primaryISN &+ 2001, flags: [.ack, .psh], payload: second
+        ).verdict
         XCTAssertEqual(verdict, .drop, "the backup has no connection to take it yet")
         XCTAssertEqual(log.clientBytes(slot), request + second, "logged all the same")
         _ = try answerSYN(isn: backupISN)
@@ -288,7 +304,8 @@ final class SplicerTests: XCTestCase {
         XCTAssertEqual(try regenerate(from: 2000, count: 1000, isn: backupISN, bytes: divergent).verdict, .drop)
         let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
         try assertReset(
-            slot, reason: "regenerated output differs from the 3000 bytes the client received", clientAcked: primaryISN &+ 2001,
+            slot, reason: "regenerated output differs from the 3000 bytes the client received",
+            clientAcked: primaryISN &+ 2001,
             guestRSTs: [requestEnd, requestEnd])
         // What the backup sends afterwards belongs to no logged connection any more.
         XCTAssertEqual(try regenerate(from: 0, count: 1000, isn: backupISN).verdict, .forward)
@@ -306,7 +323,8 @@ final class SplicerTests: XCTestCase {
         XCTAssertEqual(try regenerate(from: 1000, count: 1000, isn: backupISN, flags: [.ack, .fin]).verdict, .drop)
         let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
         try assertReset(
-            slot, reason: "the new guest closed before regenerating what the client had", clientAcked: primaryISN &+ 2001,
+            slot, reason: "the new guest closed before regenerating what the client had",
+            clientAcked: primaryISN &+ 2001,
             guestRSTs: [requestEnd, requestEnd])
     }
 
@@ -381,7 +399,8 @@ final class SplicerTests: XCTestCase {
         wrapper.splicer.tick(now: start + 460_000_000, sink: sink)
         XCTAssertEqual(try sink.takeGuest().map(\.flags), [.syn])
         wrapper.splicer.tick(now: start + 1_000_000_001, sink: sink)
-        try assertReset(slot, reason: "replay did not complete within 1 s", clientAcked: primaryISN &+ 2001, guestRSTs: [])
+        try assertReset(
+            slot, reason: "replay did not complete within 1 s", clientAcked: primaryISN &+ 2001, guestRSTs: [])
         wrapper.splicer.tick(now: start + 2_000_000_000, sink: sink)
         XCTAssertEqual(sink.guest.count + sink.clients.count, 0, "nothing pending any more")
     }
@@ -393,7 +412,8 @@ final class SplicerTests: XCTestCase {
         _ = try sink.takeGuest()
         wrapper.splicer.tick(now: start + 300_000_000, sink: sink)
         let resent = try sink.takeGuest()
-        XCTAssertEqual(resent.filter { !$0.payload.isEmpty }.map(\.payload), [request], "from what the backup acknowledged")
+        XCTAssertEqual(
+            resent.filter { !$0.payload.isEmpty }.map(\.payload), [request], "from what the backup acknowledged")
         XCTAssertTrue(resent.allSatisfy { $0.ack == backupISN &+ 1 })
         XCTAssertEqual(wrapper.splicer.phase(of: slot), .catchingUp)
     }
@@ -408,10 +428,12 @@ final class SplicerTests: XCTestCase {
         // The backup serves 500 more bytes; the client acknowledges everything.
         let more = [UInt8](repeating: 0x33, count: 500)
         XCTAssertEqual(
-            try deliver(fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: [.ack, .psh], payload: more).verdict,
+            try deliver(fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: [.ack, .psh], payload: more)
+                .verdict,
             .forward)
         let lastBackupTSval = try XCTUnwrap(log.current(slot).serverTimestamps).value
-        XCTAssertEqual(try deliver(fromClient: true, seq: requestEnd, ack: primaryISN &+ 3501, flags: .ack).verdict, .forward)
+        XCTAssertEqual(
+            try deliver(fromClient: true, seq: requestEnd, ack: primaryISN &+ 3501, flags: .ack).verdict, .forward)
         _ = sink.takeAll()
 
         // The backup fails too: a third guest (another ISN, its clock at 3) takes the connection over.
@@ -452,7 +474,8 @@ final class SplicerTests: XCTestCase {
         let answered = try playPrimary()
         // Another client's SYN reached the primary, which failed before answering it.
         let syn = TCPOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true)
-        XCTAssertEqual(try deliver(fromClient: true, seq: 77, ack: 0, flags: .syn, options: syn, port: 40001).verdict, .forward)
+        XCTAssertEqual(
+            try deliver(fromClient: true, seq: 77, ack: 0, flags: .syn, options: syn, port: 40001).verdict, .forward)
         let unanswered = try XCTUnwrap(log.lookup(key(port: 40001)))
         wrapper.splicer.begin(now: start, sink: sink)
         let syns = try sink.takeGuest()
@@ -462,9 +485,11 @@ final class SplicerTests: XCTestCase {
         XCTAssertEqual(wrapper.splicer.phase(of: unanswered), .idle)
         XCTAssertNil(log.current(unanswered).translation)
         // The client's retransmitted SYN reaches the new guest, whose SYN/ACK is its own.
-        XCTAssertEqual(try deliver(fromClient: true, seq: 77, ack: 0, flags: .syn, options: syn, port: 40001).verdict, .forward)
         XCTAssertEqual(
-            try deliver(fromClient: false, seq: 999, ack: 78, flags: [.syn, .ack], options: syn, port: 40001).verdict, .forward)
+            try deliver(fromClient: true, seq: 77, ack: 0, flags: .syn, options: syn, port: 40001).verdict, .forward)
+        XCTAssertEqual(
+            try deliver(fromClient: false, seq: 999, ack: 78, flags: [.syn, .ack], options: syn, port: 40001).verdict,
+            .forward)
         XCTAssertEqual(log.current(unanswered).serverISN, 999)
         XCTAssertEqual(sink.guest.count + sink.clients.count, 0)
     }
@@ -475,21 +500,26 @@ final class SplicerTests: XCTestCase {
         let slot = try playPrimary()
         let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
         for flags: TCPFlags in [[.ack, .fin], .rst] {
-            XCTAssertEqual(try deliver(fromClient: false, seq: primaryISN &+ 3001, ack: requestEnd, flags: flags).verdict, .fence)
+            XCTAssertEqual(
+                try deliver(fromClient: false, seq: primaryISN &+ 3001, ack: requestEnd, flags: flags).verdict, .fence)
         }
         XCTAssertFalse(log.current(slot).serverFINSent, "a fenced FIN is not logged")
         XCTAssertEqual(
-            try deliver(fromClient: false, seq: primaryISN &+ 3001, ack: requestEnd, flags: [.ack, .fin], releasing: true).verdict,
+            try deliver(
+                fromClient: false, seq: primaryISN &+ 3001, ack: requestEnd, flags: [.ack, .fin], releasing: true
+            ).verdict,
             .forward)
         XCTAssertTrue(log.current(slot).serverFINSent)
 
         // A spliced connection: the fenced FIN is held untranslated, and translated when released.
         try spliceIntoBackup()
         XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
-        let (held, frame) = try deliver(fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: [.ack, .fin])
+        let (held, frame) = try deliver(
+            fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: [.ack, .fin])
         XCTAssertEqual(held, .fence)
         XCTAssertEqual(frame.seq, backupISN &+ 3001, "untouched until released")
-        let (released, sent) = try deliver(fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: [.ack, .fin], releasing: true)
+        let (released, sent) = try deliver(
+            fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: [.ack, .fin], releasing: true)
         XCTAssertEqual(released, .forward)
         XCTAssertEqual(sent.seq, primaryISN &+ 3001)
         XCTAssertTrue(sent.checksumValid)
@@ -501,11 +531,13 @@ final class SplicerTests: XCTestCase {
         let slot = try playPrimary()
         let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
         try spliceIntoBackup()
-        let before = try deliver(fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: .ack, window: 2000).segment
+        let before = try deliver(fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: .ack, window: 2000)
+            .segment
         // The daemon restarts: a new wrapper on the same log picks the translation up.
         wrapper = SouthSide(log: log, service: server)
         XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
-        let after = try deliver(fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: .ack, window: 2000).segment
+        let after = try deliver(fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: .ack, window: 2000)
+            .segment
         XCTAssertEqual(after.seq, before.seq)
         XCTAssertEqual(after.window, before.window, "the backup's window scale survives the restart")
         XCTAssertEqual(after.options.timestamps?.value, before.options.timestamps.map { $0.value &+ 1 })
@@ -523,37 +555,47 @@ final class SplicerTests: XCTestCase {
     /// client, the primary's ACK of it (unless `silent`: nothing after its SYN/ACK), `response`
     /// in 1000-byte segments, the first `acked` bytes of it acknowledged.
     @discardableResult
-    private func playPrimary(request: [UInt8]? = nil, response: [UInt8]? = nil, acked: Int? = nil, silent: Bool = false)
+    private func playPrimary(
+        request: [UInt8]? = nil, response: [UInt8]? = nil, acked: Int? = nil, silent: Bool = false
+    )
         throws -> Slot
     {
         let request = request ?? self.request
         let response = response ?? self.response
         let acked = acked ?? self.acked
         let options = TCPOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true)
-        XCTAssertEqual(try deliver(fromClient: true, seq: clientISN, ack: 0, flags: .syn, options: options).verdict, .forward)
         XCTAssertEqual(
-            try deliver(fromClient: false, seq: primaryISN, ack: clientISN &+ 1, flags: [.syn, .ack], options: options).verdict,
+            try deliver(fromClient: true, seq: clientISN, ack: 0, flags: .syn, options: options).verdict, .forward)
+        XCTAssertEqual(
+            try deliver(fromClient: false, seq: primaryISN, ack: clientISN &+ 1, flags: [.syn, .ack], options: options)
+                .verdict,
             .forward)
-        XCTAssertEqual(try deliver(fromClient: true, seq: clientISN &+ 1, ack: primaryISN &+ 1, flags: .ack).verdict, .forward)
+        XCTAssertEqual(
+            try deliver(fromClient: true, seq: clientISN &+ 1, ack: primaryISN &+ 1, flags: .ack).verdict, .forward)
         for offset in stride(from: 0, to: request.count, by: 1448) {
             let part = Array(request[offset..<min(offset + 1448, request.count)])
             let seq = clientISN &+ 1 &+ UInt32(offset)
-            let verdict = try deliver(fromClient: true, seq: seq, ack: primaryISN &+ 1, flags: [.ack, .psh], payload: part).verdict
+            let verdict = try deliver(
+                fromClient: true, seq: seq, ack: primaryISN &+ 1, flags: [.ack, .psh], payload: part
+            ).verdict
             XCTAssertEqual(verdict, .forward)
         }
         let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
         if !silent {
-            XCTAssertEqual(try deliver(fromClient: false, seq: primaryISN &+ 1, ack: requestEnd, flags: .ack).verdict, .forward)
+            XCTAssertEqual(
+                try deliver(fromClient: false, seq: primaryISN &+ 1, ack: requestEnd, flags: .ack).verdict, .forward)
         }
         for offset in stride(from: 0, to: response.count, by: 1000) {
             let part = Array(response[offset..<min(offset + 1000, response.count)])
             let seq = primaryISN &+ 1 &+ UInt32(offset)
-            let verdict = try deliver(fromClient: false, seq: seq, ack: requestEnd, flags: [.ack, .psh], payload: part).verdict
+            let verdict = try deliver(fromClient: false, seq: seq, ack: requestEnd, flags: [.ack, .psh], payload: part)
+                .verdict
             XCTAssertEqual(verdict, .forward)
         }
         if acked > 0 {
             XCTAssertEqual(
-                try deliver(fromClient: true, seq: requestEnd, ack: primaryISN &+ 1 &+ UInt32(acked), flags: .ack).verdict, .forward)
+                try deliver(fromClient: true, seq: requestEnd, ack: primaryISN &+ 1 &+ UInt32(acked), flags: .ack)
+                    .verdict, .forward)
         }
         let slot = try XCTUnwrap(log.lookup(key(port: 40000)))
         let record = log.current(slot)
@@ -571,26 +613,33 @@ final class SplicerTests: XCTestCase {
     private func spliceIntoBackup() throws {
         wrapper.splicer.begin(now: start, sink: sink)
         _ = try answerSYN(isn: backupISN)
-        for offset in stride(from: 0, to: 3000, by: 1000) { _ = try regenerate(from: offset, count: 1000, isn: backupISN) }
+        for offset in stride(from: 0, to: 3000, by: 1000) {
+            _ = try regenerate(from: offset, count: 1000, isn: backupISN)
+        }
     }
 
     private func answerSYN(
-        isn: UInt32, windowScale: UInt8 = 5, mss: UInt16 = 1460, window: UInt16 = 64240, tsval: UInt32 = 7, now: UInt64? = nil
+        isn: UInt32, windowScale: UInt8 = 5, mss: UInt16 = 1460, window: UInt16 = 64240, tsval: UInt32 = 7,
+        now: UInt64? = nil
     ) throws -> (verdict: SouthSide.Verdict, segment: SentSegment) {
         let options = TCPOptions(maximumSegmentSize: mss, windowScale: windowScale, sackPermitted: true)
         return try deliver(
-            fromClient: false, seq: isn, ack: clientISN &+ 1, flags: [.syn, .ack], options: options, window: window, tsval: tsval,
+            fromClient: false, seq: isn, ack: clientISN &+ 1, flags: [.syn, .ack], options: options, window: window,
+            tsval: tsval,
             now: now ?? start, releasing: true)
     }
 
     /// The new guest sends `count` bytes of `bytes` (by default the primary's response) from
     /// `offset`, as it regenerates them, having received the whole request.
-    private func regenerate(from offset: Int, count: Int, isn: UInt32, bytes: [UInt8]? = nil, flags: TCPFlags = [.ack, .psh])
+    private func regenerate(
+        from offset: Int, count: Int, isn: UInt32, bytes: [UInt8]? = nil, flags: TCPFlags = [.ack, .psh]
+    )
         throws -> (verdict: SouthSide.Verdict, segment: SentSegment)
     {
         let payload = Array((bytes ?? response)[offset..<(offset + count)])
         return try deliver(
-            fromClient: false, seq: isn &+ 1 &+ UInt32(offset), ack: clientISN &+ 1 &+ UInt32(request.count), flags: flags,
+            fromClient: false, seq: isn &+ 1 &+ UInt32(offset), ack: clientISN &+ 1 &+ UInt32(request.count),
+            flags: flags,
             payload: payload, window: 2000)
     }
 
@@ -598,8 +647,10 @@ final class SplicerTests: XCTestCase {
     /// (rewritten in place when translated). Every segment carries timestamps: the client's
     /// clock, or the serving guest's (`tsval` restarts it, as a new guest's SYN/ACK does).
     private func deliver(
-        fromClient: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8] = [], options: TCPOptions = TCPOptions(),
-        sack: SACKBlocks = SACKBlocks(), window: UInt16 = 500, tsval: UInt32? = nil, now: UInt64? = nil, releasing: Bool = false,
+        fromClient: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8] = [],
+        options: TCPOptions = TCPOptions(),
+        sack: SACKBlocks = SACKBlocks(), window: UInt16 = 500, tsval: UInt32? = nil, now: UInt64? = nil,
+        releasing: Bool = false,
         port: UInt16 = 40000
     ) throws -> (verdict: SouthSide.Verdict, segment: SentSegment) {
         var options = options
@@ -615,9 +666,12 @@ final class SplicerTests: XCTestCase {
             sourceMAC: fromClient ? clientMAC : serviceMAC, destinationMAC: fromClient ? serviceMAC : clientMAC,
             source: fromClient ? client : server, destination: fromClient ? server : client,
             sourcePort: fromClient ? port : 80, destinationPort: fromClient ? 80 : port,
-            sequenceNumber: SequenceNumber(seq), acknowledgmentNumber: SequenceNumber(ack), flags: flags, window: window,
+            sequenceNumber: SequenceNumber(seq), acknowledgmentNumber: SequenceNumber(ack), flags: flags,
+            window: window,
             options: options)
-        let length = try payload.withUnsafeBytes { bytes throws(WireError) in try FrameBuilder.tcp(spec, payload: bytes, into: buffer) }
+        let length = try payload.withUnsafeBytes { bytes throws(WireError) in
+            try FrameBuilder.tcp(spec, payload: bytes, into: buffer)
+        }
         let frame = UnsafeMutableRawBufferPointer(rebasing: buffer[..<length])
         let verdict =
             fromClient
@@ -630,14 +684,17 @@ final class SplicerTests: XCTestCase {
     }
 
     /// `tsval` is after `previous` in RFC 7323's modular order: the client's PAWS check (§5) passes.
-    private func assertNewer(_ tsval: UInt32, than previous: UInt32, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertGreaterThan(Int32(bitPattern: tsval &- previous), 0, "TSval \(tsval) after \(previous)", file: file, line: line)
+    private func assertNewer(_ tsval: UInt32, than previous: UInt32, file: StaticString = #filePath, line: UInt = #line)
+    {
+        XCTAssertGreaterThan(
+            Int32(bitPattern: tsval &- previous), 0, "TSval \(tsval) after \(previous)", file: file, line: line)
     }
 
     /// The replay reset `slot`: one RST to the client at the sequence it acknowledged, RSTs to
     /// the guest at `guestRSTs` (where its rcv_nxt may be), the record closed, the reason reported.
     private func assertReset(
-        _ slot: Slot, reason: String, clientAcked: UInt32, guestRSTs: [UInt32], file: StaticString = #filePath, line: UInt = #line
+        _ slot: Slot, reason: String, clientAcked: UInt32, guestRSTs: [UInt32], file: StaticString = #filePath,
+        line: UInt = #line
     ) throws {
         XCTAssertNil(log.lookup(key(port: 40000)), "the record is closed", file: file, line: line)
         XCTAssertNil(log.record(slot), file: file, line: line)
@@ -649,7 +706,8 @@ final class SplicerTests: XCTestCase {
         XCTAssertEqual(rst.seq, clientAcked, "what the client acknowledged", file: file, line: line)
         XCTAssertEqual(rst.ack, clientISN &+ 1 &+ UInt32(request.count), file: file, line: line)
         XCTAssertEqual(
-            rst.tuple, FourTuple(sourceAddress: server, sourcePort: 80, destinationAddress: client, destinationPort: 40000),
+            rst.tuple,
+            FourTuple(sourceAddress: server, sourcePort: 80, destinationAddress: client, destinationPort: 40000),
             file: file, line: line)
         XCTAssertEqual(rst.destinationMAC, clientMAC, file: file, line: line)
         XCTAssertTrue(rst.checksumValid, file: file, line: line)
@@ -658,7 +716,8 @@ final class SplicerTests: XCTestCase {
         for segment in toGuest {
             XCTAssertEqual(segment.flags, .rst, file: file, line: line)
             XCTAssertEqual(
-                segment.tuple, FourTuple(sourceAddress: client, sourcePort: 40000, destinationAddress: server, destinationPort: 80),
+                segment.tuple,
+                FourTuple(sourceAddress: client, sourcePort: 40000, destinationAddress: server, destinationPort: 80),
                 file: file, line: line)
             XCTAssertTrue(segment.checksumValid, file: file, line: line)
         }
@@ -668,6 +727,7 @@ final class SplicerTests: XCTestCase {
         XCTAssertEqual(report.pending, 0, file: file, line: line)
         XCTAssertEqual(report.resets.count, 1, file: file, line: line)
         XCTAssertTrue(report.resets.first?.contains(reason) == true, "\(report.resets)", file: file, line: line)
-        XCTAssertTrue(report.resets.first?.contains("10.77.0.1:40000") == true, "names the connection", file: file, line: line)
+        XCTAssertTrue(
+            report.resets.first?.contains("10.77.0.1:40000") == true, "names the connection", file: file, line: line)
     }
 }

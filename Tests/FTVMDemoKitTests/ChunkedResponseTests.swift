@@ -24,7 +24,9 @@ func decodeChunked(_ bytes: [UInt8]) -> (payload: [UInt8], sizes: [String], trai
         guard let sizeLine = line(), let size = Int(sizeLine, radix: 16) else { return nil }
         sizes.append(sizeLine)
         if size == 0 { break }
-        guard index + size + 2 <= bytes.count, bytes[index + size] == 13, bytes[index + size + 1] == 10 else { return nil }
+        guard index + size + 2 <= bytes.count, bytes[index + size] == 13, bytes[index + size + 1] == 10 else {
+            return nil
+        }
         payload += bytes[index..<index + size]
         index += size + 2
     }
@@ -44,18 +46,21 @@ func serveBytes(_ request: String) -> [UInt8] {
 
 /// Splits a response into head text (through the empty line) and what follows.
 func splitHead(_ bytes: [UInt8]) -> (head: String, rest: [UInt8])? {
-    guard let end = bytes.indices.dropLast(3).first(where: { bytes[$0..<$0 + 4].elementsEqual([13, 10, 13, 10]) }) else { return nil }
+    guard let end = bytes.indices.dropLast(3).first(where: { bytes[$0..<$0 + 4].elementsEqual([13, 10, 13, 10]) })
+    else { return nil }
     return (String(decoding: bytes[..<(end + 4)], as: UTF8.self), Array(bytes[(end + 4)...]))
 }
 
 final class ChunkedResponseTests: XCTestCase {
-    private let chunkedHead = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n"
+    private let chunkedHead =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n"
 
     /// Field by field: sizes in lower-case hex, each chunk's CRLF, the last chunk, the trailer.
     func testGolden() {
         let output = serveBytes("GET /chunked/13?seed=42&chunk=5&trailer=1 HTTP/1.1\r\n\r\n")
         let body = bytes("956eeb2f2632d7bd03f166b233")  // /bytes/13?seed=42
-        let expected = ascii(chunkedHead + "Trailer: X-Length\r\n\r\n")
+        let expected =
+            ascii(chunkedHead + "Trailer: X-Length\r\n\r\n")
             + ascii("5\r\n") + body[0..<5] + ascii("\r\n")
             + ascii("5\r\n") + body[5..<10] + ascii("\r\n")
             + ascii("3\r\n") + body[10..<13] + ascii("\r\n")
@@ -89,7 +94,8 @@ final class ChunkedResponseTests: XCTestCase {
             }
         }
         // chunk=255: 39 chunks of ff and one of 0x37 (10000 = 39 * 255 + 55).
-        let decoded = try XCTUnwrap(decodeChunked(splitHead(serveBytes("GET /chunked/10000?chunk=255 HTTP/1.1\r\n\r\n"))!.rest))
+        let decoded = try XCTUnwrap(
+            decodeChunked(splitHead(serveBytes("GET /chunked/10000?chunk=255 HTTP/1.1\r\n\r\n"))!.rest))
         XCTAssertEqual(decoded.sizes, Array(repeating: "ff", count: 39) + ["37", "0"])
     }
 
@@ -122,7 +128,9 @@ final class ChunkedResponseTests: XCTestCase {
         let output = driver.run(ascii("GET /chunked/13?seed=42&chunk=5&trailer=1 HTTP/1.0\r\n\r\n"))
         XCTAssertEqual(
             output,
-            ascii("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 13\r\nConnection: close\r\n\r\n")
+            ascii(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 13\r\nConnection: close\r\n\r\n"
+            )
                 + bytes("956eeb2f2632d7bd03f166b233"))
     }
 
@@ -207,7 +215,8 @@ final class HeadAndNoContentTests: XCTestCase {
     /// HEAD gets exactly GET's head and nothing else, on every GET endpoint.
     func testHeadIsGetsHeadWithoutBody() throws {
         for target in [
-            "/bytes/100?seed=1", "/chunked/100?chunk=7&trailer=1", "/version", "/health", "/nocontent", "/nope", "/bytes/x",
+            "/bytes/100?seed=1", "/chunked/100?chunk=7&trailer=1", "/version", "/health", "/nocontent", "/nope",
+            "/bytes/x",
             "/chunked/1?chunk=0",
         ] {
             let get = try XCTUnwrap(splitHead(serveBytes("GET \(target) HTTP/1.1\r\n\r\n")), target)
@@ -237,7 +246,9 @@ final class HeadAndNoContentTests: XCTestCase {
     /// Pipelined HEADs leave nothing behind that the next response could be mistaken for.
     func testPipelinedHeadsAndGets() {
         XCTAssertEqual(
-            serve("HEAD /health HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\nHEAD /health HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            serve(
+                "HEAD /health HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\nHEAD /health HTTP/1.1\r\nConnection: close\r\n\r\n"
+            ),
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\n" + response("200 OK", "ok\n")
                 + "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\n")
     }
@@ -251,7 +262,9 @@ final class HeadAndNoContentTests: XCTestCase {
 
     func testNoContent() {
         XCTAssertEqual(serve("GET /nocontent HTTP/1.1\r\n\r\n"), "HTTP/1.1 204 No Content\r\n\r\n")
-        XCTAssertEqual(serve("GET /nocontent?x=1 HTTP/1.1\r\nConnection: close\r\n\r\n"), "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        XCTAssertEqual(
+            serve("GET /nocontent?x=1 HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
         XCTAssertEqual(serve("GET /nocontent HTTP/1.0\r\n\r\n"), "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
         XCTAssertEqual(
             serve("GET /nocontent HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n"),

@@ -142,7 +142,8 @@ final class CommandSessionTests: XCTestCase {
         XCTAssertTrue(session.acceptsInput)
         XCTAssertEqual(input[15...].withUnsafeBytes { session.receive($0) }, 5)
         XCTAssertNil(session.advanceOutput(by: 0), "nothing committed, no boundary")
-        XCTAssertEqual(session.advanceOutput(by: 5), CommandSession.Boundary(clientOffset: 20, serverOffset: UInt64(written + 5)))
+        XCTAssertEqual(
+            session.advanceOutput(by: 5), CommandSession.Boundary(clientOffset: 20, serverOffset: UInt64(written + 5)))
         XCTAssertNil(session.advanceOutput(by: 5), "a boundary is reported once")
     }
 
@@ -172,11 +173,14 @@ final class CommandSessionTests: XCTestCase {
         for ending in ["\n", "\r\n"] {
             var driver = CommandDriver()
             driver.piece = 1000
-            XCTAssertEqual(driver.run(ascii("ECHO \(text)\(ending)PING\n")), ascii(text + "\nPONG\n"), ending.debugDescription)
+            XCTAssertEqual(
+                driver.run(ascii("ECHO \(text)\(ending)PING\n")), ascii(text + "\nPONG\n"), ending.debugDescription)
             XCTAssertEqual(driver.boundaries.count, 2)
         }
         var driver = CommandDriver()
-        XCTAssertEqual(driver.run(ascii(String(repeating: "y", count: CommandSession.lineLimit) + "\n")), ascii("ERR unknown command\n"))
+        XCTAssertEqual(
+            driver.run(ascii(String(repeating: "y", count: CommandSession.lineLimit) + "\n")),
+            ascii("ERR unknown command\n"))
     }
 
     func testLongerLineIsRefusedAndCloses() {
@@ -198,7 +202,8 @@ final class CommandSessionTests: XCTestCase {
                 XCTAssertTrue(driver.session.isClosing, "case \(index) piece \(piece)")
                 XCTAssertFalse(driver.session.acceptsInput)
                 XCTAssertEqual(driver.boundaries.count, input.hasPrefix("PING") ? 1 : 0, "no trim for a refused line")
-                XCTAssertLessThanOrEqual(driver.session.bytesConsumed, UInt64((input.hasPrefix("PING") ? 5 : 0) + limit + 3))
+                XCTAssertLessThanOrEqual(
+                    driver.session.bytesConsumed, UInt64((input.hasPrefix("PING") ? 5 : 0) + limit + 3))
             }
         }
         // A line of limit + 1 bytes without an LF is refused when the byte after it arrives.
@@ -215,7 +220,9 @@ final class CommandSessionTests: XCTestCase {
         var generator = SystemRandomNumberGenerator()
         let alphabet = Array("PINGECHOBYTESVRS 0123456789\r\n\n\n".utf8) + [0, 0xFF]
         for _ in 0..<300 {
-            let input = (0..<Int.random(in: 0...400, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }
+            let input = (0..<Int.random(in: 0...400, using: &generator)).map { _ in
+                alphabet.randomElement(using: &generator)!
+            }
             var driver = CommandDriver()
             driver.piece = Int.random(in: 1...50, using: &generator)
             driver.accept = Int.random(in: 1...50, using: &generator)

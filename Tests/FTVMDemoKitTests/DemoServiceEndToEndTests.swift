@@ -40,9 +40,11 @@ final class DemoServiceEndToEndTests: XCTestCase {
         service = process
 
         let fd = stderr.fileHandleForReading.fileDescriptor
-        port = try Self.port(in: try Self.readLine(from: fd, timeoutMilliseconds: 10_000), after: "ftvm-demo-service: listening on :")
+        port = try Self.port(
+            in: try Self.readLine(from: fd, timeoutMilliseconds: 10_000), after: "ftvm-demo-service: listening on :")
         commandPort = try Self.port(
-            in: try Self.readLine(from: fd, timeoutMilliseconds: 10_000), after: "ftvm-demo-service: command protocol listening on :")
+            in: try Self.readLine(from: fd, timeoutMilliseconds: 10_000),
+            after: "ftvm-demo-service: command protocol listening on :")
     }
 
     override func tearDown() {
@@ -93,7 +95,9 @@ final class DemoServiceEndToEndTests: XCTestCase {
         let second = try TestConnection(port: commandPort)
         try second.send(ascii("PING\n"))
         XCTAssertEqual(try second.readExactly(5), ascii("PONG\n"))
-        XCTAssertEqual(try receiver.receive(timeoutMilliseconds: 5000), "ftvm-trim 1 127.0.0.1 \(second.localPort) \(commandPort) 5 5\n")
+        XCTAssertEqual(
+            try receiver.receive(timeoutMilliseconds: 5000),
+            "ftvm-trim 1 127.0.0.1 \(second.localPort) \(commandPort) 5 5\n")
     }
 
     func testCommandPortRefusesLongLinesAndCloses() throws {
@@ -101,7 +105,9 @@ final class DemoServiceEndToEndTests: XCTestCase {
         let connection = try TestConnection(port: commandPort)
         try connection.send(ascii("PING\n" + String(repeating: "x", count: 5000) + "\nPING\n"))
         XCTAssertEqual(try connection.readToEnd(), ascii("PONG\nERR line too long\n"))
-        XCTAssertEqual(try receiver.receive(timeoutMilliseconds: 5000), "ftvm-trim 1 127.0.0.1 \(connection.localPort) \(commandPort) 5 5\n")
+        XCTAssertEqual(
+            try receiver.receive(timeoutMilliseconds: 5000),
+            "ftvm-trim 1 127.0.0.1 \(connection.localPort) \(commandPort) 5 5\n")
         XCTAssertNil(try receiver.receiveIfAny(timeoutMilliseconds: 200), "no trim for a refused line")
     }
 
@@ -111,7 +117,8 @@ final class DemoServiceEndToEndTests: XCTestCase {
         let connection = try TestConnection(port: commandPort)
         for _ in 0..<50 {
             try connection.send(ascii("PING\nBYTES 3 1\n"))
-            XCTAssertEqual(try connection.readExactly(5 + 7 + 3), ascii("PONG\nDATA 3\n") + referenceSplitMix(seed: 1, count: 3))
+            XCTAssertEqual(
+                try connection.readExactly(5 + 7 + 3), ascii("PONG\nDATA 3\n") + referenceSplitMix(seed: 1, count: 3))
         }
         XCTAssertTrue(try XCTUnwrap(service).isRunning)
         // HTTP is untouched by the command port.
@@ -131,7 +138,8 @@ final class DemoServiceEndToEndTests: XCTestCase {
         XCTAssertEqual(response.headers["content-length"], "\(length)")
         XCTAssertEqual(response.headers["content-type"], "application/octet-stream")
         XCTAssertEqual(response.body.count, length)
-        XCTAssertEqual(SHA256.hex(SHA256.hash(response.body)), "6b26d728221e70aa0fc791596b2b3331b62725962dc5752978291845f988fbd4")
+        XCTAssertEqual(
+            SHA256.hex(SHA256.hash(response.body)), "6b26d728221e70aa0fc791596b2b3331b62725962dc5752978291845f988fbd4")
         XCTAssertEqual(Array(response.body.prefix(1000)), referenceSplitMix(seed: 1, count: 1000))
     }
 
@@ -187,7 +195,8 @@ final class DemoServiceEndToEndTests: XCTestCase {
         XCTAssertEqual(response.chunkSizes.first, "2710")
         XCTAssertEqual(response.body.count, length)
         // The same digest as /bytes/N?seed=1: the same payload, another framing.
-        XCTAssertEqual(SHA256.hex(SHA256.hash(response.body)), "6b26d728221e70aa0fc791596b2b3331b62725962dc5752978291845f988fbd4")
+        XCTAssertEqual(
+            SHA256.hex(SHA256.hash(response.body)), "6b26d728221e70aa0fc791596b2b3331b62725962dc5752978291845f988fbd4")
 
         // Default chunk size, no trailer; and the connection is still in step afterwards.
         try connection.send(ascii("GET /chunked/10000?seed=2 HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n"))
@@ -200,10 +209,11 @@ final class DemoServiceEndToEndTests: XCTestCase {
 
     func testHeadAndNoContent() throws {
         let connection = try TestConnection(port: port)
-        try connection.send(ascii(
-            "HEAD /bytes/1000000 HTTP/1.1\r\n\r\nHEAD /chunked/10?trailer=1 HTTP/1.1\r\n\r\nHEAD /random/5 HTTP/1.1\r\n\r\n"
-                + "HEAD /version HTTP/1.1\r\n\r\nGET /nocontent HTTP/1.1\r\n\r\nHEAD /nocontent HTTP/1.1\r\n\r\n"
-                + "GET /health HTTP/1.1\r\n\r\n"))
+        try connection.send(
+            ascii(
+                "HEAD /bytes/1000000 HTTP/1.1\r\n\r\nHEAD /chunked/10?trailer=1 HTTP/1.1\r\n\r\nHEAD /random/5 HTTP/1.1\r\n\r\n"
+                    + "HEAD /version HTTP/1.1\r\n\r\nGET /nocontent HTTP/1.1\r\n\r\nHEAD /nocontent HTTP/1.1\r\n\r\n"
+                    + "GET /health HTTP/1.1\r\n\r\n"))
         let bytes = try connection.readResponse(toHead: true)
         XCTAssertEqual(bytes.headers["content-length"], "1000000")
         let chunked = try connection.readResponse(toHead: true)
@@ -229,9 +239,10 @@ final class DemoServiceEndToEndTests: XCTestCase {
         XCTAssertEqual(try connection.readResponse().body, bytes("956eeb2f2632d7bd03f166b233"))
 
         // Three requests in one write; the last asks to close.
-        try connection.send(ascii(
-            "GET /nope HTTP/1.1\r\n\r\nGET /bytes/100000?seed=3 HTTP/1.1\r\n\r\n"
-                + "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"))
+        try connection.send(
+            ascii(
+                "GET /nope HTTP/1.1\r\n\r\nGET /bytes/100000?seed=3 HTTP/1.1\r\n\r\n"
+                    + "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"))
         let notFound = try connection.readResponse()
         XCTAssertEqual(notFound.status, 404)
         XCTAssertEqual(try connection.readResponse().body, referenceSplitMix(seed: 3, count: 100_000))
@@ -353,7 +364,9 @@ final class TrimReceiver {
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard result == 0 else {
             close(fd)
@@ -401,7 +414,9 @@ final class TestConnection {
         address.sin_port = port.bigEndian
         address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard result == 0 else {
             close(fd)
@@ -416,7 +431,9 @@ final class TestConnection {
     func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
-            let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            let sent = bytes.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+            }
             guard sent > 0 else { throw TestError("send: \(errno)") }
             offset += sent
         }
@@ -494,7 +511,8 @@ final class TestConnection {
         var headers: [String: String] = [:]
         for line in lines {
             guard let colon = line.firstIndex(of: ":") else { throw TestError("bad header \(line)") }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
+                in: .whitespaces)
         }
         if toHead || status == 204 {
             return TestResponse(status: status, headers: headers, body: [])
@@ -512,11 +530,14 @@ final class TestConnection {
             }
             while case let line = try readCRLFLine(), !line.isEmpty {
                 guard let colon = line.firstIndex(of: ":") else { throw TestError("bad trailer \(line)") }
-                response.trailers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                response.trailers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
+                    in: .whitespaces)
             }
             return response
         }
-        guard let length = headers["content-length"].flatMap(Int.init) else { throw TestError("no Content-Length in \(head)") }
+        guard let length = headers["content-length"].flatMap(Int.init) else {
+            throw TestError("no Content-Length in \(head)")
+        }
         while buffer.count < length {
             guard try fill() else { throw TestError("connection closed inside a body") }
         }

@@ -65,7 +65,9 @@ final class DemoSessionTests: XCTestCase {
         var reference = SessionDriver()
         let expected = reference.run(request)
         let bytesHead = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 70001\r\n\r\n"
-        let tail = response("200 OK", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n") + response("200 OK", "ok\n")
+        let tail =
+            response("200 OK", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n")
+            + response("200 OK", "ok\n")
         XCTAssertEqual(expected.count, bytesHead.utf8.count + 70001 + tail.utf8.count)
         XCTAssertEqual(Array(expected.suffix(tail.utf8.count)), ascii(tail))
         for (piece, chunk, accept) in [(1, 4096, 4096), (7, 100, 33), (1000, 65536, 1), (5, 9, 8)] {
@@ -97,7 +99,9 @@ final class DemoSessionTests: XCTestCase {
 
     func testHealthAndVersion() {
         XCTAssertEqual(serve("GET /health HTTP/1.1\r\n\r\n"), response("200 OK", "ok\n"))
-        XCTAssertEqual(serve("GET /version HTTP/1.1\r\n\r\n", version: Array(" \t1.2.3\r\n\n".utf8)), response("200 OK", "1.2.3\n"))
+        XCTAssertEqual(
+            serve("GET /version HTTP/1.1\r\n\r\n", version: Array(" \t1.2.3\r\n\n".utf8)), response("200 OK", "1.2.3\n")
+        )
         XCTAssertEqual(serve("GET /version HTTP/1.1\r\n\r\n", version: []), response("200 OK", "\n"))
         XCTAssertEqual(
             serve("GET /version HTTP/1.1\r\n\r\n", version: nil),
@@ -123,8 +127,11 @@ final class DemoSessionTests: XCTestCase {
 
     func testBadBytesArgumentsAre400AndKeepTheConnection() {
         let badN = response("400 Bad Request", "N must be a decimal unsigned 64-bit integer\n")
-        for target in ["/bytes/abc", "/bytes/", "/bytes/-1", "/bytes/1.5", "/bytes/18446744073709551616", "/bytes/1/2"] {
-            XCTAssertEqual(serve("GET \(target) HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n"), badN + response("200 OK", "ok\n"), target)
+        for target in ["/bytes/abc", "/bytes/", "/bytes/-1", "/bytes/1.5", "/bytes/18446744073709551616", "/bytes/1/2"]
+        {
+            XCTAssertEqual(
+                serve("GET \(target) HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n"), badN + response("200 OK", "ok\n"),
+                target)
         }
         XCTAssertEqual(
             serve("GET /bytes/1?seed=x HTTP/1.1\r\n\r\n"),
@@ -143,8 +150,10 @@ final class DemoSessionTests: XCTestCase {
 
     func testKeepAliveAndConnectionClose() {
         var driver = SessionDriver()
-        let output = driver.run(ascii(
-            "GET /health HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\nConnection: close\r\n\r\nGET /health HTTP/1.1\r\n\r\n"))
+        let output = driver.run(
+            ascii(
+                "GET /health HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\nConnection: close\r\n\r\nGET /health HTTP/1.1\r\n\r\n"
+            ))
         XCTAssertEqual(
             String(decoding: output, as: UTF8.self),
             response("200 OK", "ok\n") + response("200 OK", "ok\n", extra: "Connection: close\r\n"))
@@ -153,7 +162,8 @@ final class DemoSessionTests: XCTestCase {
     }
 
     func testHTTP10ClosesUnlessKeepAliveRequested() {
-        XCTAssertEqual(serve("GET /health HTTP/1.0\r\n\r\n"), response("200 OK", "ok\n", extra: "Connection: close\r\n"))
+        XCTAssertEqual(
+            serve("GET /health HTTP/1.0\r\n\r\n"), response("200 OK", "ok\n", extra: "Connection: close\r\n"))
         XCTAssertEqual(
             serve("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /health HTTP/1.0\r\n\r\n"),
             response("200 OK", "ok\n", extra: "Connection: keep-alive\r\n")
@@ -164,16 +174,22 @@ final class DemoSessionTests: XCTestCase {
         XCTAssertEqual(
             serve("GET /health HTTP/1.1\r\n\r\nNONSENSE\r\n\r\nGET /health HTTP/1.1\r\n\r\n"),
             response("200 OK", "ok\n")
-                + response("400 Bad Request", "bad request: request line must have three parts\n", extra: "Connection: close\r\n"))
+                + response(
+                    "400 Bad Request", "bad request: request line must have three parts\n",
+                    extra: "Connection: close\r\n"))
         XCTAssertEqual(
             serve("GET / HTTP/1.1\r\nX: " + String(repeating: "x", count: 17_000) + "\r\n\r\n"),
-            response("431 Request Header Fields Too Large", "request header section too large\n", extra: "Connection: close\r\n"))
+            response(
+                "431 Request Header Fields Too Large", "request header section too large\n",
+                extra: "Connection: close\r\n"))
         XCTAssertEqual(
             serve("GET / HTTP/3.0\r\n\r\n"),
             response("505 HTTP Version Not Supported", "only HTTP/1.x is supported\n", extra: "Connection: close\r\n"))
         XCTAssertEqual(
             serve("POST /sha256 HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
-            response("501 Not Implemented", "only Transfer-Encoding: chunked is supported\n", extra: "Connection: close\r\n"))
+            response(
+                "501 Not Implemented", "only Transfer-Encoding: chunked is supported\n", extra: "Connection: close\r\n")
+        )
     }
 
     func testRandomBodiesDifferBetweenRequestsAndConnections() {
@@ -187,14 +203,17 @@ final class DemoSessionTests: XCTestCase {
         let second = Array(output[(head.count + 1000)...])
         XCTAssertEqual(Array(first.prefix(head.count)), head)
         XCTAssertEqual(Array(second.prefix(head.count)), head)
-        XCTAssertTrue(first.dropFirst(head.count) != second.dropFirst(head.count), "pipelined requests got the same body")
+        XCTAssertTrue(
+            first.dropFirst(head.count) != second.dropFirst(head.count), "pipelined requests got the same body")
         // The same request on a fresh connection, as a backup replaying it would see.
         var replay = SessionDriver()
         let again = replay.run(request)
         XCTAssertEqual(Array(again.prefix(head.count)), head)
         XCTAssertEqual(again.count, head.count + 1000)
         let replayed = again.dropFirst(head.count)
-        XCTAssertTrue(replayed != first.dropFirst(head.count) && replayed != second.dropFirst(head.count), "replay repeated a body")
+        XCTAssertTrue(
+            replayed != first.dropFirst(head.count) && replayed != second.dropFirst(head.count),
+            "replay repeated a body")
     }
 
     func testRandomDrawsOneSeedPerRequestAndStreamsIt() {
@@ -205,13 +224,15 @@ final class DemoSessionTests: XCTestCase {
             draws.append(next)
             return next
         })
-        let output = driver.run(ascii(
-            "GET /random/13 HTTP/1.1\r\n\r\nGET /random/x HTTP/1.1\r\n\r\nGET /random/5?seed=1 HTTP/1.1\r\n\r\n"
-                + "POST /random/5 HTTP/1.1\r\n\r\n"))
+        let output = driver.run(
+            ascii(
+                "GET /random/13 HTTP/1.1\r\n\r\nGET /random/x HTTP/1.1\r\n\r\nGET /random/5?seed=1 HTTP/1.1\r\n\r\n"
+                    + "POST /random/5 HTTP/1.1\r\n\r\n"))
         XCTAssertEqual(draws, [42, 43], "one draw per answered request, none for 400 or 405")
         let octets = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: "
         // Seed 42 is /bytes/13?seed=42's golden body; the query of /random is ignored.
-        let expected = ascii(octets + "13\r\n\r\n") + bytes("956eeb2f2632d7bd03f166b233")
+        let expected =
+            ascii(octets + "13\r\n\r\n") + bytes("956eeb2f2632d7bd03f166b233")
             + ascii(response("400 Bad Request", "N must be a decimal unsigned 64-bit integer\n"))
             + ascii(octets + "5\r\n\r\n") + referenceSplitMix(seed: 43, count: 5)
             + ascii(response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET, HEAD\r\n"))
@@ -259,7 +280,8 @@ final class DemoSessionTests: XCTestCase {
                 response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET, HEAD\r\n"), endpoint)
             XCTAssertEqual(
                 serve("PUT /\(endpoint)/1 HTTP/1.1\r\n\r\n"),
-                response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET, HEAD, POST\r\n"), endpoint)
+                response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET, HEAD, POST\r\n"),
+                endpoint)
             XCTAssertEqual(
                 serve("HEAD /\(endpoint)/1 HTTP/1.1\r\n\r\n"),
                 "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1\r\n\r\n", endpoint)
@@ -298,11 +320,15 @@ final class DemoServiceOptionsTests: XCTestCase {
     }
 
     func testCommandPortAndTrimSocket() throws {
-        let options = try DemoServiceOptions.parse(["--command-port", "7000", "--trim-socket", "/tmp/t.sock", "--port", "8080"])
+        let options = try DemoServiceOptions.parse([
+            "--command-port", "7000", "--trim-socket", "/tmp/t.sock", "--port", "8080",
+        ])
         XCTAssertEqual(options.commandPort, 7000)
         XCTAssertEqual(options.trimSocket, "/tmp/t.sock")
         XCTAssertEqual(options.port, 8080)
-        XCTAssertEqual(try DemoServiceOptions.parse(["--port", "0", "--command-port", "0"]).commandPort, 0, "both may pick a free port")
+        XCTAssertEqual(
+            try DemoServiceOptions.parse(["--port", "0", "--command-port", "0"]).commandPort, 0,
+            "both may pick a free port")
         XCTAssertTrue(DemoServiceOptions.usage.contains("--command-port PORT"))
         XCTAssertTrue(DemoServiceOptions.usage.contains("/chunked/N"))
     }

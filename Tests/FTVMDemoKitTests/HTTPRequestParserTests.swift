@@ -80,17 +80,20 @@ final class HTTPRequestParserTests: XCTestCase {
     var pipelineEvents: [Parsed] {
         [
             .head(HTTPRequestHead(method: "GET", target: "/health", version: .http1_1)), .end,
-            .head(HTTPRequestHead(
-                method: "POST", target: "/sha256", version: .http1_1,
-                headers: [HTTPHeader(name: "Content-Length", value: "5")])),
+            .head(
+                HTTPRequestHead(
+                    method: "POST", target: "/sha256", version: .http1_1,
+                    headers: [HTTPHeader(name: "Content-Length", value: "5")])),
             .body(ascii("hello")), .end,
-            .head(HTTPRequestHead(
-                method: "POST", target: "/sha256", version: .http1_1,
-                headers: [HTTPHeader(name: "transfer-encoding", value: "Chunked")])),
+            .head(
+                HTTPRequestHead(
+                    method: "POST", target: "/sha256", version: .http1_1,
+                    headers: [HTTPHeader(name: "transfer-encoding", value: "Chunked")])),
             .body(ascii("abc0123456789")), .end,
-            .head(HTTPRequestHead(
-                method: "GET", target: "/version", version: .http1_0,
-                headers: [HTTPHeader(name: "Connection", value: "keep-alive")])),
+            .head(
+                HTTPRequestHead(
+                    method: "GET", target: "/version", version: .http1_0,
+                    headers: [HTTPHeader(name: "Connection", value: "keep-alive")])),
             .end,
         ]
     }
@@ -122,7 +125,9 @@ final class HTTPRequestParserTests: XCTestCase {
         var offset = 0
         var events: [HTTPRequestEvent] = []
         while events.last != .end {
-            let (event, consumed) = try input.withUnsafeBytes { try parser.parse(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+            let (event, consumed) = try input.withUnsafeBytes {
+                try parser.parse(UnsafeRawBufferPointer(rebasing: $0[offset...]))
+            }
             offset += consumed
             events.append(try XCTUnwrap(event))
         }
@@ -211,7 +216,9 @@ final class HTTPRequestParserTests: XCTestCase {
         assertError("GET / HTTP/2.0\r\n\r\n", .unsupportedVersion)
         assertError("GET / HTTP/0.9\r\n\r\n", .unsupportedVersion)
         assertError("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", .unsupportedTransferEncoding)
-        assertError("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", .unsupportedTransferEncoding)
+        assertError(
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            .unsupportedTransferEncoding)
     }
 
     func testHeadLimitIsExact() {
@@ -231,7 +238,8 @@ final class HTTPRequestParserTests: XCTestCase {
     }
 
     func testOversizedTrailersAreRejected() {
-        let text = ascii("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: " + String(repeating: "t", count: 20_000))
+        let text = ascii(
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: " + String(repeating: "t", count: 20_000))
         XCTAssertEqual(parse(text).error, .headTooLarge)
     }
 
@@ -248,7 +256,8 @@ final class HTTPRequestParserTests: XCTestCase {
     // MARK: - Head semantics
 
     func head(_ version: HTTPVersion, _ headers: [(String, String)]) -> HTTPRequestHead {
-        HTTPRequestHead(method: "GET", target: "/", version: version, headers: headers.map { HTTPHeader(name: $0, value: $1) })
+        HTTPRequestHead(
+            method: "GET", target: "/", version: version, headers: headers.map { HTTPHeader(name: $0, value: $1) })
     }
 
     func testKeepAliveRules() {

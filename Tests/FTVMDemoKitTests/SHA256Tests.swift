@@ -24,7 +24,8 @@ final class SHA256Tests: XCTestCase {
         var hasher = SHA256()
         let thousand = [UInt8](repeating: UInt8(ascii: "a"), count: 1000)
         for _ in 0..<1000 { hasher.update(thousand) }
-        XCTAssertEqual(SHA256.hex(hasher.finalize()), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        XCTAssertEqual(
+            SHA256.hex(hasher.finalize()), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
     /// Lengths around the 55/56/64-byte points where padding needs a second block.
@@ -78,6 +79,7 @@ final class SHA256Tests: XCTestCase {
             let count = buffer.withUnsafeMutableBytes { stream.read(into: $0) }
             hasher.update(buffer[0..<count])
         }
-        XCTAssertEqual(SHA256.hex(hasher.finalize()), "45b46a3aabe3e31002da47ea764e810d0acf9fda4e7e7b005a380cb1054b0719")
+        XCTAssertEqual(
+            SHA256.hex(hasher.finalize()), "45b46a3aabe3e31002da47ea764e810d0acf9fda4e7e7b005a380cb1054b0719")
     }
 }

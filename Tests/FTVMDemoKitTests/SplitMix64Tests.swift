@@ -39,7 +39,8 @@ final class SplitMix64Tests: XCTestCase {
         let reference = readAll(SplitMix64Stream(seed: 99, length: length), chunk: 4096)
         XCTAssertEqual(reference.count, Int(length))
         for chunk in [1, 3, 7, 8, 9, 64, 1000, 65536] {
-            XCTAssertEqual(readAll(SplitMix64Stream(seed: 99, length: length), chunk: chunk), reference, "chunk \(chunk)")
+            XCTAssertEqual(
+                readAll(SplitMix64Stream(seed: 99, length: length), chunk: chunk), reference, "chunk \(chunk)")
         }
     }
 
@@ -63,7 +64,8 @@ final class SplitMix64Tests: XCTestCase {
     func testStreamStartingAtOffsetMatchesSuffix() {
         let whole = readAll(SplitMix64Stream(seed: 8, length: 100))
         for offset in [1, 7, 8, 13, 99, 100] {
-            XCTAssertEqual(readAll(SplitMix64Stream(seed: 8, length: 100, offset: UInt64(offset))), Array(whole[offset...]))
+            XCTAssertEqual(
+                readAll(SplitMix64Stream(seed: 8, length: 100, offset: UInt64(offset))), Array(whole[offset...]))
         }
     }
 
@@ -89,5 +91,7 @@ func readAll(_ stream: SplitMix64Stream, chunk: Int = 4096) -> [UInt8] {
 /// Hex string to bytes, for golden vectors.
 func bytes(_ hex: String) -> [UInt8] {
     let digits = Array(hex.utf8)
-    return stride(from: 0, to: digits.count, by: 2).map { UInt8(String(decoding: digits[$0..<$0 + 2], as: UTF8.self), radix: 16)! }
+    return stride(from: 0, to: digits.count, by: 2).map {
+        UInt8(String(decoding: digits[$0..<$0 + 2], as: UTF8.self), radix: 16)!
+    }
 }

@@ -48,7 +48,8 @@ final class CRC32CTests: XCTestCase {
                 let whole = referenceCRC32C(data)
                 let tail = UInt64(length - cut)
                 XCTAssertEqual(CRC32C.combine(a, b, length: tail), whole, "length \(length) cut \(cut)")
-                XCTAssertEqual(CRC32C.suffix(of: whole, prefix: a, suffixLength: tail), b, "length \(length) cut \(cut)")
+                XCTAssertEqual(
+                    CRC32C.suffix(of: whole, prefix: a, suffixLength: tail), b, "length \(length) cut \(cut)")
             }
         }
         // A shift by a length beyond 2^32 bytes composes like the smaller ones.

@@ -259,7 +259,8 @@ final class ConnectionLogTests: LogTestCase {
         XCTAssertEqual(record.replayClientISN, 0xFFFF_FF00 &+ 130)
         XCTAssertEqual(
             record.replayedServerStream,
-            StreamChecksum(crc: referenceCRC32C(Array(reply[60..<100])), byteCount: 40, endSequence: 0xFFFF_FFF1 &+ 100))
+            StreamChecksum(crc: referenceCRC32C(Array(reply[60..<100])), byteCount: 40, endSequence: 0xFFFF_FFF1 &+ 100)
+        )
         XCTAssertEqual(log.clientBytes(a), stream(1, 130..<300))
         XCTAssertEqual(log.usage.chunksUsed, 3)  // chunks 2, 3, 4 (bytes 128..<320)
         XCTAssertEqual(log.usage.bytesHeld, 170)
@@ -270,11 +271,13 @@ final class ConnectionLogTests: LogTestCase {
         let read = buffer.withUnsafeMutableBytes { log.readClientBytes(a, from: 150, into: $0, cursor: &cursor) }
         XCTAssertEqual(read, 100)
         XCTAssertEqual(buffer, stream(1, 150..<250))
-        XCTAssertEqual(buffer.withUnsafeMutableBytes { log.readClientBytes(a, from: 129, into: $0, cursor: &cursor) }, 0)
+        XCTAssertEqual(
+            buffer.withUnsafeMutableBytes { log.readClientBytes(a, from: 129, into: $0, cursor: &cursor) }, 0)
 
         // Trim everything: an idle keep-alive connection holds nothing but its last partial chunk.
         log.noteClientAck(a, ack: 0xFFFF_FFF1 &+ 100)
-        XCTAssertTrue(log.trim(a, to: ReplayStart(clientOffset: 300, serverOffset: 100, serverCRC: referenceCRC32C(reply))))
+        XCTAssertTrue(
+            log.trim(a, to: ReplayStart(clientOffset: 300, serverOffset: 100, serverCRC: referenceCRC32C(reply))))
         record = log.current(a)
         XCTAssertEqual(record.clientBytesHeld, 0)
         XCTAssertEqual(record.replayedServerStream.byteCount, 0)

@@ -226,7 +226,8 @@ final class ModelTests: LogTestCase {
                 let end = start + length + (fin ? 1 : 0)
                 log.serverSent(connection.slot, endSeq: server.isn &+ 1 &+ UInt32(end), payload, fin: fin)
                 connection.sent = max(connection.sent, end)
-                if connection.protection == .protected, start <= connection.covered, start + length > connection.covered {
+                if connection.protection == .protected, start <= connection.covered, start + length > connection.covered
+                {
                     let tail = stream(connection.serverStreamID, connection.covered..<start + length)
                     connection.coveredCRC = referenceCRC32C(tail, continuing: connection.coveredCRC)
                     connection.covered = start + length
@@ -257,17 +258,24 @@ final class ModelTests: LogTestCase {
 
             case 89..<93:  // a trim: sometimes valid, sometimes not
                 guard var connection = randomLive() else { break }
-                let clientOffset = max(0, connection.start + Int.random(in: -5...(connection.logged - connection.start + 5), using: &rng))
-                let serverOffset = max(0, connection.serverStart + Int.random(in: -5...(connection.covered - connection.serverStart + 5), using: &rng))
+                let clientOffset = max(
+                    0, connection.start + Int.random(in: -5...(connection.logged - connection.start + 5), using: &rng))
+                let serverOffset = max(
+                    0,
+                    connection.serverStart
+                        + Int.random(in: -5...(connection.covered - connection.serverStart + 5), using: &rng))
                 let crc = referenceCRC32C(stream(connection.serverStreamID, 0..<serverOffset))
-                let valid = connection.protection == .protected && connection.server != nil
+                let valid =
+                    connection.protection == .protected && connection.server != nil
                     && (connection.start...connection.logged).contains(clientOffset)
-                    && (connection.serverStart...connection.covered).contains(serverOffset) && serverOffset <= connection.acked
+                    && (connection.serverStart...connection.covered).contains(serverOffset)
+                    && serverOffset <= connection.acked
                     && (clientOffset > connection.start || serverOffset > connection.serverStart)
                 what = "trim \(connection.key) to \(clientOffset), \(serverOffset)"
                 let trimmed = log.trim(
                     connection.slot,
-                    to: ReplayStart(clientOffset: UInt64(clientOffset), serverOffset: UInt64(serverOffset), serverCRC: crc))
+                    to: ReplayStart(
+                        clientOffset: UInt64(clientOffset), serverOffset: UInt64(serverOffset), serverCRC: crc))
                 XCTAssertEqual(trimmed, valid, what)
                 if valid {
                     seen.insert("trimmed")
@@ -316,7 +324,8 @@ final class ModelTests: LogTestCase {
         for connection in expected {
             XCTAssertEqual(
                 log.clientBytes(connection.slot),
-                connection.protection == .protected ? stream(connection.streamID, connection.start..<connection.logged) : [],
+                connection.protection == .protected
+                    ? stream(connection.streamID, connection.start..<connection.logged) : [],
                 context)
         }
         for n in 0..<keyPool { XCTAssertEqual(log.lookup(key(n)), model.open[key(n)]?.slot, context) }

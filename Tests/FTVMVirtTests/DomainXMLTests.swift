@@ -1,5 +1,5 @@
-import FTVMWire
 import FTVMVirt
+import FTVMWire
 import Foundation
 import XCTest
 

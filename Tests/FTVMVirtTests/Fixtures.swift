@@ -1,5 +1,5 @@
-import FTVMWire
 import FTVMVirt
+import FTVMWire
 
 /// Specs shared by the tests. Values are fixed so rendered XML is byte-for-byte stable.
 enum Fixtures {

@@ -32,7 +32,9 @@ final class LibvirtConnectionErrorTests: XCTestCase {
             path.utf8CString.withUnsafeBytes { raw.copyMemory(from: $0) }
         }
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         XCTAssertEqual(bound, 0, "bind \(path): errno \(errno)")
         close(fd)  // bound but never listening: connect(2) gets ECONNREFUSED

@@ -1,5 +1,5 @@
-import FTVMWire
 import FTVMVirt
+import FTVMWire
 import Foundation
 import Synchronization
 import XCTest
@@ -128,7 +128,8 @@ final class LibvirtDomainIntegrationTests: XCTestCase {
     /// (`echo c > /proc/sysrq-trigger`): set FTVM_TEST_PANIC_KERNEL and FTVM_TEST_PANIC_INITRD.
     func testGuestPanicIsReportedAndPreserved() throws {
         let environment = ProcessInfo.processInfo.environment
-        guard let kernel = environment["FTVM_TEST_PANIC_KERNEL"], let initrd = environment["FTVM_TEST_PANIC_INITRD"] else {
+        guard let kernel = environment["FTVM_TEST_PANIC_KERNEL"], let initrd = environment["FTVM_TEST_PANIC_INITRD"]
+        else {
             throw XCTSkip("set FTVM_TEST_PANIC_KERNEL and FTVM_TEST_PANIC_INITRD to run")
         }
         let connection = try XCTUnwrap(connection)
@@ -140,7 +141,8 @@ final class LibvirtDomainIntegrationTests: XCTestCase {
 
         var spec = spec()
         spec.memoryMiB = 256
-        spec.boot = KernelBoot(kernelPath: kernel, initrdPath: initrd, commandLine: "console=ttyS0 panic=0 rdinit=/init")
+        spec.boot = KernelBoot(
+            kernelPath: kernel, initrdPath: initrd, commandLine: "console=ttyS0 panic=0 rdinit=/init")
         let domain = try connection.define(spec)
         try domain.start()
         try recorder.wait(for: .crashed(.panicked), timeout: 120)
@@ -152,11 +154,15 @@ final class LibvirtDomainIntegrationTests: XCTestCase {
     /// A domain that is not ftvm's has no metadata rather than an error.
     func testDomainWithoutMetadata() throws {
         let connection = try XCTUnwrap(connection)
-        let xml = "<domain type='qemu'><name>\(domainName)</name><memory unit='MiB'>32</memory><os><type>hvm</type></os></domain>"
+        let xml =
+            "<domain type='qemu'><name>\(domainName)</name><memory unit='MiB'>32</memory><os><type>hvm</type></os></domain>"
         let domain = try connection.define(xml: xml)
         XCTAssertNil(try domain.guestMetadata())
-        XCTAssertThrowsError(try connection.define(xml: "<domain type='qemu'><name>\(domainName)</name></domain>")) { error in
-            guard case VirtError.domainXMLRejected = error else { return XCTFail("expected domainXMLRejected, got \(error)") }
+        XCTAssertThrowsError(try connection.define(xml: "<domain type='qemu'><name>\(domainName)</name></domain>")) {
+            error in
+            guard case VirtError.domainXMLRejected = error else {
+                return XCTFail("expected domainXMLRejected, got \(error)")
+            }
         }
     }
 }
@@ -168,7 +174,9 @@ final class EventRecorder: Sendable {
     func record(_ event: LifecycleEvent) { events.withLock { $0.append(event) } }
 
     /// Waits until `event` has been seen (TCG start-up can take seconds on a loaded machine).
-    func wait(for event: LifecycleEvent, timeout: TimeInterval = 30, file: StaticString = #filePath, line: UInt = #line) throws {
+    func wait(
+        for event: LifecycleEvent, timeout: TimeInterval = 30, file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if events.withLock({ $0.contains(event) }) { return }

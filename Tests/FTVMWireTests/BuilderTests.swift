@@ -12,11 +12,13 @@ final class BuilderTests: XCTestCase {
             if Bool.random(using: &rng) { options.windowScale = UInt8.random(in: 0...14, using: &rng) }
             options.sackPermitted = Bool.random(using: &rng)
             if Bool.random(using: &rng) {
-                options.timestamps = TCPTimestamps(value: interesting32(using: &rng), echoReply: interesting32(using: &rng))
+                options.timestamps = TCPTimestamps(
+                    value: interesting32(using: &rng), echoReply: interesting32(using: &rng))
             }
             for _ in 0..<Int.random(in: 0...4, using: &rng) {
                 let left = SequenceNumber(interesting32(using: &rng))
-                try options.sackBlocks.append(SACKBlock(left: left, right: left &+ UInt32.random(in: 1...5000, using: &rng)))
+                try options.sackBlocks.append(
+                    SACKBlock(left: left, right: left &+ UInt32.random(in: 1...5000, using: &rng)))
             }
             let spec = TCPFrameSpec(
                 sourceMAC: MACAddress(rawValue: rng.next()), destinationMAC: MACAddress(rawValue: rng.next()),
@@ -30,7 +32,8 @@ final class BuilderTests: XCTestCase {
                 window: UInt16.random(in: 0...UInt16.max, using: &rng), options: options,
                 identification: UInt16.random(in: 0...UInt16.max, using: &rng),
                 urgentPointer: UInt16.random(in: 0...UInt16.max, using: &rng))
-            let payload = (0..<Int.random(in: 0...1400, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let payload = (0..<Int.random(in: 0...1400, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng)
+            }
 
             let length: Int
             do {
@@ -107,12 +110,15 @@ final class BuilderTests: XCTestCase {
         }
 
         var tooMany = SACKBlocks()
-        for index in 0..<4 { try tooMany.append(SACKBlock(left: SequenceNumber(UInt32(index)), right: SequenceNumber(9))) }
+        for index in 0..<4 {
+            try tooMany.append(SACKBlock(left: SequenceNumber(UInt32(index)), right: SequenceNumber(9)))
+        }
         XCTAssertThrowsError(try tooMany.append(SACKBlock(left: SequenceNumber(0), right: SequenceNumber(1))))
         XCTAssertEqual(tooMany.count, 4)
 
-        var options = TCPOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true,
-                                 timestamps: TCPTimestamps(value: 1, echoReply: 2))
+        var options = TCPOptions(
+            maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true,
+            timestamps: TCPTimestamps(value: 1, echoReply: 2))
         options.sackBlocks = try SACKBlocks([SACKBlock(left: SequenceNumber(1), right: SequenceNumber(2))])
         XCTAssertEqual(options.encodedLength, 32)  // 4 + 12 + 4 + (4 + 8)
         try options.sackBlocks.append(SACKBlock(left: SequenceNumber(3), right: SequenceNumber(4)))
@@ -129,7 +135,8 @@ final class BuilderTests: XCTestCase {
         XCTAssertEqual(options.encodedLength, 48)
         var withOptions = spec
         withOptions.options = options
-        XCTAssertThrowsError(try buffer.withUnsafeMutableBytes { try FrameBuilder.tcp(withOptions, into: $0) }) { error in
+        XCTAssertThrowsError(try buffer.withUnsafeMutableBytes { try FrameBuilder.tcp(withOptions, into: $0) }) {
+            error in
             XCTAssertEqual(error as? WireError, .tcpOptionsTooLong(length: 48))
         }
 

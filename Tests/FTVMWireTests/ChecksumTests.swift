@@ -21,7 +21,8 @@ final class ChecksumTests: XCTestCase {
                 for length in 0...300 {
                     let slice = Array(storage[start..<(start + length)])
                     let buffer = UnsafeRawBufferPointer(rebasing: whole[start..<(start + length)])
-                    XCTAssertEqual(InternetChecksum.checksum(buffer), Reference.checksum(slice), "start \(start) length \(length)")
+                    XCTAssertEqual(
+                        InternetChecksum.checksum(buffer), Reference.checksum(slice), "start \(start) length \(length)")
                 }
             }
         }
@@ -61,8 +62,11 @@ final class ChecksumTests: XCTestCase {
                     segment: UnsafeRawBufferPointer(rebasing: frame[34..<74])),
                 0x8F52)
             // Degenerate inputs do not trap.
-            XCTAssertEqual(InternetChecksum.ipv4Header(UnsafeRawBufferPointer(rebasing: frame[0..<3])), Reference.checksum(Array(Golden.syn[0..<3])))
-            _ = InternetChecksum.tcp(source: .any, destination: .any, segment: UnsafeRawBufferPointer(rebasing: frame[0..<5]))
+            XCTAssertEqual(
+                InternetChecksum.ipv4Header(UnsafeRawBufferPointer(rebasing: frame[0..<3])),
+                Reference.checksum(Array(Golden.syn[0..<3])))
+            _ = InternetChecksum.tcp(
+                source: .any, destination: .any, segment: UnsafeRawBufferPointer(rebasing: frame[0..<5]))
         }
     }
 }
@@ -118,7 +122,8 @@ final class SequenceNumberTests: XCTestCase {
         var rng = SplitMix64(seed: 7)
         for _ in 0..<100_000 {
             let a = interesting32(using: &rng)
-            let b = Bool.random(using: &rng) ? interesting32(using: &rng) : a &+ UInt32.random(in: 0...3, using: &rng) &- 1
+            let b =
+                Bool.random(using: &rng) ? interesting32(using: &rng) : a &+ UInt32.random(in: 0...3, using: &rng) &- 1
             let forward = UInt64(b &- a)  // how far b is ahead of a
             let expected = forward != 0 && forward < 0x8000_0000
             XCTAssertEqual(SequenceNumber(a).precedes(SequenceNumber(b)), expected, "\(a) \(b)")

@@ -9,7 +9,9 @@ final class FuzzishTests: XCTestCase {
         Golden.syn, Golden.dataWithPadding, Golden.serverData, Golden.ackWithTwoSACKBlocks, Golden.oddTimestamps,
         Golden.ipOptionsFin, Golden.arpRequest, Golden.gratuitousARP, Golden.arpReply,
     ]
-    static let interestingBytes: [UInt8] = [0, 1, 2, 3, 4, 5, 6, 8, 10, 0x0F, 0x40, 0x45, 0x4F, 0x50, 0x7F, 0x80, 0xF0, 0xFF]
+    static let interestingBytes: [UInt8] = [
+        0, 1, 2, 3, 4, 5, 6, 8, 10, 0x0F, 0x40, 0x45, 0x4F, 0x50, 0x7F, 0x80, 0xF0, 0xFF,
+    ]
 
     func testMutatedAndRandomFramesNeverTrap() {
         var rng = SplitMix64(seed: 0xF022_0001)
@@ -26,7 +28,10 @@ final class FuzzishTests: XCTestCase {
             case 2:
                 // Random bytes behind a plausible Ethernet + IPv4 start, so parsing gets deep.
                 frame = (0..<Int.random(in: 0...120, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-                if frame.count > 14 { frame[12] = 0x08; frame[13] = Bool.random(using: &rng) ? 0x00 : 0x06 }
+                if frame.count > 14 {
+                    frame[12] = 0x08
+                    frame[13] = Bool.random(using: &rng) ? 0x00 : 0x06
+                }
                 if frame.count > 15, Bool.random(using: &rng) { frame[14] = 0x45 }
             default:
                 frame = (0..<Int.random(in: 0...80, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }

@@ -1,3 +1,5 @@
+// swift-format-ignore-file
+// (The golden frames are aligned byte columns with a comment per field: not reformatted.)
 // Golden frames, written out field by field.
 //
 // The bytes — and above all the checksums — come from the Python script at the end of this file

@@ -63,7 +63,10 @@ struct RandomTCPFrame {
                 option = [kind, UInt8(length)] + (2..<length).map { _ in byte() }
             }
             guard options.count + nops + option.count <= 40 else {
-                if candidate == "sack" { sackBlocks = []; sackAt = nil }
+                if candidate == "sack" {
+                    sackBlocks = []
+                    sackAt = nil
+                }
                 continue
             }
             options += [UInt8](repeating: 1, count: nops) + option
@@ -116,6 +119,8 @@ func interesting32(using rng: inout SplitMix64) -> UInt32 {
 
 extension Array where Element == UInt8 {
     mutating func append32(_ value: UInt32) {
-        append(contentsOf: [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)])
+        append(contentsOf: [
+            UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF),
+        ])
     }
 }

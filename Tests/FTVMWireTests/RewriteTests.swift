@@ -37,7 +37,8 @@ final class RewriteTests: XCTestCase {
                     case 1: segment.setAcknowledgmentNumber(SequenceNumber(value))
                     case 2: segment.shiftSACKBlocks(by: value)
                     case 3:
-                        let set = segment.setTimestamps(TCPTimestamps(value: value, echoReply: interesting32(using: &rng)))
+                        let set = segment.setTimestamps(
+                            TCPTimestamps(value: value, echoReply: interesting32(using: &rng)))
                         XCTAssertEqual(set, random.timestamps != nil)
                     case 4: segment.setWindow(UInt16(truncatingIfNeeded: value))
                     case 5: segment.clearFlags(TCPFlags(rawValue: UInt8(truncatingIfNeeded: value)))

@@ -85,7 +85,8 @@ private func naiveTCPVerifies(_ segment: TCPSegmentView) -> Bool {
     var pseudo = (source >> 16) + (source & 0xFFFF) + (destination >> 16) + (destination & 0xFFFF)
     pseudo += 6 + UInt32(segment.ipv4.payloadLength)
     while pseudo > 0xFFFF { pseudo = (pseudo & 0xFFFF) + (pseudo >> 16) }
-    let bytes = UnsafeRawBufferPointer(rebasing: segment.frame[segment.offset..<(segment.offset + segment.ipv4.payloadLength)])
+    let bytes = UnsafeRawBufferPointer(
+        rebasing: segment.frame[segment.offset..<(segment.offset + segment.ipv4.payloadLength)])
     return naiveSum(bytes, start: pseudo) == 0xFFFF
 }
 
@@ -99,7 +100,9 @@ private func checkIPv4(_ ip: IPv4View, _ frame: UnsafeMutableRawBufferPointer) {
     _ = (ip.computeHeaderChecksum(), ip.fragmentOffset, ip.dontFragment, ip.moreFragments, ip.identification)
 }
 
-private func checkSegment(_ segment: inout TCPSegmentView, _ frame: UnsafeMutableRawBufferPointer, _ input: inout FuzzInput) {
+private func checkSegment(
+    _ segment: inout TCPSegmentView, _ frame: UnsafeMutableRawBufferPointer, _ input: inout FuzzInput
+) {
     require(segment.headerLength >= 20 && segment.headerLength <= 60)
     require(segment.payloadOffset + segment.payloadLength <= frame.count && segment.payloadLength >= 0)
     require(segment.payload.count == segment.payloadLength)
@@ -179,15 +182,21 @@ private func buildAndParse(_ input: inout FuzzInput) {
     out.withUnsafeMutableBytes { buffer in
         let frame = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length!])
         guard case .ipv4TCP(let segment) = FrameClass.classify(frame) else { fail("built frame does not parse") }
-        require(segment.isChecksumValid, "built TCP checksum \(segment.checksum) computed \(segment.computeChecksum()) len \(length!)")
+        require(
+            segment.isChecksumValid,
+            "built TCP checksum \(segment.checksum) computed \(segment.computeChecksum()) len \(length!)")
         require(segment.ipv4.isHeaderChecksumValid, "built IPv4 checksum")
         require(naiveTCPVerifies(segment), "built TCP checksum, naive \(Array(frame))")
-        require(segment.fourTuple == FourTuple(
-            sourceAddress: spec.source, sourcePort: spec.sourcePort, destinationAddress: spec.destination,
-            destinationPort: spec.destinationPort))
+        require(
+            segment.fourTuple
+                == FourTuple(
+                    sourceAddress: spec.source, sourcePort: spec.sourcePort, destinationAddress: spec.destination,
+                    destinationPort: spec.destinationPort))
         require(segment.ethernet.source == spec.sourceMAC && segment.ethernet.destination == spec.destinationMAC)
-        require(segment.sequenceNumber == spec.sequenceNumber && segment.acknowledgmentNumber == spec.acknowledgmentNumber)
-        require(segment.flags == spec.flags && segment.window == spec.window && segment.urgentPointer == spec.urgentPointer)
+        require(
+            segment.sequenceNumber == spec.sequenceNumber && segment.acknowledgmentNumber == spec.acknowledgmentNumber)
+        require(
+            segment.flags == spec.flags && segment.window == spec.window && segment.urgentPointer == spec.urgentPointer)
         require(segment.options == spec.options, "options round trip")
         require(segment.ipv4.identification == spec.identification && segment.ipv4.timeToLive == 64)
         require(Array(segment.payload) == payload)

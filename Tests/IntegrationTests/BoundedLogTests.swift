@@ -25,14 +25,17 @@ final class BoundedLogTests: PairTestCase {
         let uploader = BackgroundReport {
             try Harness.exchanges(pair: pair, ["upload", "--size", "\(size)", "--timeout", "240"])
         }
-        let session = try Harness.exchanges(pair: pair, ["session", "--requests", "300", "--mix", "bytes,chunked,head"])
+        let session = try Harness.exchanges(
+            pair: pair, ["session", "--requests", "300", "--mix", "bytes,chunked,head"])
         XCTAssertEqual(session["ok"] as? Bool, true, "\(session)")
         let upload = try uploader.wait(seconds: 240)
         XCTAssertEqual(upload["ok"] as? Bool, true, "\(upload)")
         let log = try logStatus()
         XCTAssertGreaterThanOrEqual(log["unprotectedOverBudget"] as? Int ?? 0, 1, "\(log)")
         XCTAssertLessThanOrEqual(log["bytesHeld"] as? Int ?? .max, 4 << 20, "\(log)")
-        print("bounded: \(size)-byte upload through an \(logMiB) MiB log at \(upload["mb_per_s"] ?? 0) MB/s, unprotected; \(session["answers"] ?? 0) answers beside it")
+        print(
+            "bounded: \(size)-byte upload through an \(logMiB) MiB log at \(upload["mb_per_s"] ?? 0) MB/s, unprotected; \(session["answers"] ?? 0) answers beside it"
+        )
     }
 
     /// An unprotected upload in flight at a failover is reset cleanly (a RST, never a splice of a
@@ -41,9 +44,11 @@ final class BoundedLogTests: PairTestCase {
         let pair = self.pair
         let before = try Harness.status(pair)["lastRecovery"] as? [String: Any]
         let uploader = BackgroundReport {
-            try Harness.exchanges(pair: pair, ["upload", "--size", "\(32 << 20)", "--rate", "\(2 << 20)", "--timeout", "120"])
+            try Harness.exchanges(
+                pair: pair, ["upload", "--size", "\(32 << 20)", "--rate", "\(2 << 20)", "--timeout", "120"])
         }
-        let unprotected = "until \(Harness.ftvm) status --name \(pair) --json | python3 -c "
+        let unprotected =
+            "until \(Harness.ftvm) status --name \(pair) --json | python3 -c "
             + "\"import json,sys; sys.exit(json.load(sys.stdin)['log']['unprotectedConnections'] < 1)\"; do sleep 0.2; done; "
             + "\(Harness.ftvm) inject kernel-panic --name \(pair)"
         let session = try Harness.exchanges(
@@ -77,8 +82,10 @@ final class BoundedLogTests: PairTestCase {
         let reclaimedBefore = try logStatus()["reclaimed"] as? Int ?? 0
         let vanished = try Harness.exchanges(
             pair: pair,
-            ["upload", "--size", "\(1 << 20)", "--abort-after", "\(256 << 10)", "--source", address,
-             "--before-kill", "ip addr del \(address)/32 dev ftvm-\(pair)"])
+            [
+                "upload", "--size", "\(1 << 20)", "--abort-after", "\(256 << 10)", "--source", address,
+                "--before-kill", "ip addr del \(address)/32 dev ftvm-\(pair)",
+            ])
         let port = try XCTUnwrap(vanished["local_port"] as? Int, "\(vanished)")
         XCTAssertTrue(try connections().contains { ($0["client"] as? String) == "\(address):\(port)" }, "held at first")
         try waitUntilGone(port: port, seconds: 20)
@@ -95,10 +102,14 @@ final class BoundedLogTests: PairTestCase {
 
     private func waitUntilGone(port: Int, seconds: Int, file: StaticString = #filePath, line: UInt = #line) throws {
         for _ in 0..<(seconds * 5) {
-            if try !connections().contains(where: { ($0["client"] as? String)?.hasSuffix(":\(port)") == true }) { return }
+            if try !connections().contains(where: { ($0["client"] as? String)?.hasSuffix(":\(port)") == true }) {
+                return
+            }
             usleep(200_000)
         }
-        XCTFail("the record of the connection from port \(port) is still there: \(try connections())", file: file, line: line)
+        XCTFail(
+            "the record of the connection from port \(port) is still there: \(try connections())", file: file,
+            line: line)
     }
 }
 
@@ -118,9 +129,11 @@ final class ExchangeReplayTests: SharedPairTestCase {
         let before = try Harness.status(Self.pair)["lastRecovery"] as? [String: Any]
         let session = try Harness.exchanges(
             pair: Self.pair,
-            ["session", "--requests", "20000", "--mix", "bytes,chunked,head", "--size", "512", "--timeout", "600",
-             "--sample-every", "2500", "--sample", "\(Harness.ftvm) connections --name \(Self.pair) --json",
-             "--trigger", "19990:\(Harness.ftvm) inject kernel-panic --name \(Self.pair)"])
+            [
+                "session", "--requests", "20000", "--mix", "bytes,chunked,head", "--size", "512", "--timeout", "600",
+                "--sample-every", "2500", "--sample", "\(Harness.ftvm) connections --name \(Self.pair) --json",
+                "--trigger", "19990:\(Harness.ftvm) inject kernel-panic --name \(Self.pair)",
+            ])
         XCTAssertEqual(session["ok"] as? Bool, true, "\(session)")
         XCTAssertEqual(session["answers"] as? Int, 20000)
         XCTAssertGreaterThanOrEqual(session["held_samples"] as? Int ?? 0, 8, "\(session)")
@@ -149,13 +162,19 @@ final class ExchangeReplayTests: SharedPairTestCase {
         let wrk = BackgroundReport {
             try Harness.exchanges(
                 pair: Self.pair,
-                ["wrk", "--url", "http://\(Harness.serviceAddress):8081/index.html", "--connections", "16", "--seconds", "12"])
+                [
+                    "wrk", "--url", "http://\(Harness.serviceAddress):8081/index.html", "--connections", "16",
+                    "--seconds", "12",
+                ])
         }
         usleep(2_000_000)
         let session = try Harness.exchanges(
             pair: Self.pair,
-            ["session", "--requests", "600", "--pipeline", "8", "--mix", "bytes,chunked,head,chunked", "--size", "20000",
-             "--trigger", "200:\(inject)"])
+            [
+                "session", "--requests", "600", "--pipeline", "8", "--mix", "bytes,chunked,head,chunked", "--size",
+                "20000",
+                "--trigger", "200:\(inject)",
+            ])
         XCTAssertEqual(session["ok"] as? Bool, true, "\(fault): \(session)", file: file, line: line)
         let nginx = try wrk.wait(seconds: 90, file: file, line: line)
         XCTAssertEqual(
@@ -167,8 +186,9 @@ final class ExchangeReplayTests: SharedPairTestCase {
         XCTAssertEqual(recovery["injectedFault"] as? String, fault, "\(recovery)", file: file, line: line)
         let replay = try XCTUnwrap(recovery["replay"] as? [String: Any], file: file, line: line)
         XCTAssertEqual(replay["resets"] as? [String], [], "no connection reset: \(replay)", file: file, line: line)
-        print("exchanges: \(fault): \(session["answers"] ?? 0) pipelined answers, nginx \(nginx["requests"] ?? 0) requests, "
-            + "max latency \(nginx["latency_max_ms"] ?? 0) ms, \(replay["spliced"] ?? 0) spliced, 0 reset")
+        print(
+            "exchanges: \(fault): \(session["answers"] ?? 0) pipelined answers, nginx \(nginx["requests"] ?? 0) requests, "
+                + "max latency \(nginx["latency_max_ms"] ?? 0) ms, \(replay["spliced"] ?? 0) spliced, 0 reset")
         try Harness.waitUntilProtected(Self.pair, file: file, line: line)
     }
 

@@ -31,23 +31,28 @@ final class ConnectionLogTests: PairTestCase {
         try client.run()
         defer { if client.isRunning { client.terminate() } }
         let line = output.fileHandleForReading.availableLine()
-        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "client said: \(line)")
+        let report = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "client said: \(line)")
         let port = try XCTUnwrap(report["port"] as? Int)
 
         usleep(300_000)  // the client's last ACK reaches the relay
         let connections = try Harness.connections(pair)
-        let record = try XCTUnwrap(connections.first { ($0["client"] as? String)?.hasSuffix(":\(port)") == true }, "\(connections)")
+        let record = try XCTUnwrap(
+            connections.first { ($0["client"] as? String)?.hasSuffix(":\(port)") == true }, "\(connections)")
         XCTAssertEqual(record["state"] as? String, "open")
-        XCTAssertEqual(record["clientBytesLogged"] as? Int, report["sent"] as? Int, "every byte the client sent was logged")
+        XCTAssertEqual(
+            record["clientBytesLogged"] as? Int, report["sent"] as? Int, "every byte the client sent was logged")
         // The three answered exchanges left the log; the unfinished request is all it holds.
         XCTAssertEqual(record["clientBytesHeld"] as? Int, report["unfinished"] as? Int, "\(record)")
         XCTAssertEqual(record["clientBytesCRC32C"] as? Int, report["unfinished_crc32c"] as? Int, "the same bytes")
         XCTAssertEqual(
-            record["replayStartClientOffset"] as? Int, (report["sent"] as? Int ?? 0) - (report["unfinished"] as? Int ?? 0))
+            record["replayStartClientOffset"] as? Int,
+            (report["sent"] as? Int ?? 0) - (report["unfinished"] as? Int ?? 0))
         XCTAssertEqual(record["replayStartServerOffset"] as? Int, report["received"] as? Int, "\(record)")
         XCTAssertEqual(record["isProtected"] as? Bool, true)
         XCTAssertEqual(record["framing"] as? String, "http")
-        XCTAssertEqual(record["serverBytesAcked"] as? Int, report["received"] as? Int, "the client acknowledged what it read")
+        XCTAssertEqual(
+            record["serverBytesAcked"] as? Int, report["received"] as? Int, "the client acknowledged what it read")
         XCTAssertEqual(record["serverBytesSent"] as? Int, report["received"] as? Int)
 
         input.fileHandleForWriting.write(Data("close\n".utf8))
@@ -72,11 +77,13 @@ final class ConnectionLogTests: PairTestCase {
         var script = "set -e\n"
         let downloads = (0..<8).map { (size: 1_000_000 + $0 * 900_001, seed: UInt64(100 + $0)) }
         for (index, download) in downloads.enumerated() {
-            script += "ip netns exec \(namespace) curl -sS --fail --max-time 120 -o \(directory)/d\(index) 'http://\(address)/bytes/\(download.size)?seed=\(download.seed)' &\n"
+            script +=
+                "ip netns exec \(namespace) curl -sS --fail --max-time 120 -o \(directory)/d\(index) 'http://\(address)/bytes/\(download.size)?seed=\(download.seed)' &\n"
         }
         for index in 0..<4 {
             script += "head -c \(700_000 + index * 333_333) /dev/urandom > \(directory)/u\(index)\n"
-            script += "ip netns exec \(namespace) curl -sS --fail --max-time 120 --data-binary @\(directory)/u\(index) -o \(directory)/u\(index).digest http://\(address)/sha256 &\n"
+            script +=
+                "ip netns exec \(namespace) curl -sS --fail --max-time 120 --data-binary @\(directory)/u\(index) -o \(directory)/u\(index).digest http://\(address)/sha256 &\n"
         }
         script += "wait\n"
         let run = try Harness.run(["bash", "-c", script])
@@ -89,7 +96,9 @@ final class ConnectionLogTests: PairTestCase {
         }
         for index in 0..<4 {
             let digest = try String(contentsOfFile: "\(directory)/u\(index).digest", encoding: .utf8)
-            XCTAssertEqual(digest.trimmingCharacters(in: .whitespacesAndNewlines), try Harness.sha256(file: "\(directory)/u\(index)"), "upload \(index)")
+            XCTAssertEqual(
+                digest.trimmingCharacters(in: .whitespacesAndNewlines),
+                try Harness.sha256(file: "\(directory)/u\(index)"), "upload \(index)")
         }
         let log = try XCTUnwrap(try Harness.status(pair)["log"] as? [String: Any])
         XCTAssertGreaterThanOrEqual(log["connectionsLogged"] as? Int ?? 0, 12)

@@ -77,11 +77,17 @@ final class FailoverTests: SharedPairTestCase {
             "--retry-all-errors", "http://\(address)/bytes/500000?seed=\(seed)",
         ])
         XCTAssertEqual(fetched.status, 0, fetched.stderr, file: file, line: line)
-        let got = try Harness.run(["bash", "-c", "ip netns exec \(namespace) curl -sS --fail --max-time 30 'http://\(address)/bytes/500000?seed=\(seed)' | sha256sum"])
-        XCTAssertEqual(String(got.stdout.prefix(64)), try Harness.referenceStreamSHA256(count: 500_000, seed: seed), file: file, line: line)
+        let got = try Harness.run([
+            "bash", "-c",
+            "ip netns exec \(namespace) curl -sS --fail --max-time 30 'http://\(address)/bytes/500000?seed=\(seed)' | sha256sum",
+        ])
+        XCTAssertEqual(
+            String(got.stdout.prefix(64)), try Harness.referenceStreamSHA256(count: 500_000, seed: seed), file: file,
+            line: line)
 
         let recovery = try XCTUnwrap(status["lastRecovery"] as? [String: Any], file: file, line: line)
-        XCTAssertTrue((recovery["cause"] as? String ?? "").contains(cause), "cause: \(recovery)", file: file, line: line)
+        XCTAssertTrue(
+            (recovery["cause"] as? String ?? "").contains(cause), "cause: \(recovery)", file: file, line: line)
         XCTAssertEqual(recovery["failedDomain"] as? String, oldPrimary, file: file, line: line)
         XCTAssertEqual(recovery["newPrimary"] as? String, oldBackup, file: file, line: line)
         XCTAssertNil(recovery["error"], "\(recovery)", file: file, line: line)
@@ -95,7 +101,9 @@ final class FailoverTests: SharedPairTestCase {
         XCTAssertNil(domains[oldPrimary], "the failed primary is retired: \(domains)", file: file, line: line)
         XCTAssertEqual(domains[oldBackup], "running", "\(domains)", file: file, line: line)
         let newGuests = try XCTUnwrap(after["guests"] as? [[String: Any]])
-        XCTAssertEqual(newGuests.first { $0["role"] as? String == "primary" }?["domain"] as? String, oldBackup, file: file, line: line)
+        XCTAssertEqual(
+            newGuests.first { $0["role"] as? String == "primary" }?["domain"] as? String, oldBackup, file: file,
+            line: line)
         let newBackup = try XCTUnwrap(newGuests.first { $0["role"] as? String == "backup" }?["domain"] as? String)
         XCTAssertEqual(domains[newBackup], "paused", "\(domains)", file: file, line: line)
         let finalRecovery = try XCTUnwrap(after["lastRecovery"] as? [String: Any])

@@ -62,7 +62,9 @@ enum Harness {
     @discardableResult
     static func ftvm(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> Output {
         let output = try run([ftvm] + arguments)
-        XCTAssertEqual(output.status, 0, "ftvm \(arguments.joined(separator: " ")) failed:\n\(output.combined)", file: file, line: line)
+        XCTAssertEqual(
+            output.status, 0, "ftvm \(arguments.joined(separator: " ")) failed:\n\(output.combined)", file: file,
+            line: line)
         return output
     }
 
@@ -93,7 +95,8 @@ enum Harness {
     /// SHA-256 of the splitmix64 stream, computed by the independent Python reference.
     static func referenceStreamSHA256(count: Int, seed: UInt64) throws -> String {
         let script = repository.appendingPathComponent("Tests/tools/splitmix.py").path
-        return try run(["python3", script, "\(count)", "\(seed)"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        return try run(["python3", script, "\(count)", "\(seed)"]).stdout.trimmingCharacters(
+            in: .whitespacesAndNewlines)
     }
 
     static func sha256(file: String) throws -> String {
@@ -114,11 +117,15 @@ enum Harness {
     static let serviceAddress = "10.77.0.2"
 
     /// Runs Tests/tools/workload.py (SUBCOMMAND, options…) in the pair's client namespace.
-    static func workload(pair: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> WorkloadReport {
+    static func workload(
+        pair: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line
+    ) throws -> WorkloadReport {
         let script = repository.appendingPathComponent("Tests/tools/workload.py").path
         let output = try run(
-            ["ip", "netns", "exec", "ftvm-\(pair)", "python3", script, arguments[0], "--host", serviceAddress,
-             "--timeout", "240"] + arguments.dropFirst())
+            [
+                "ip", "netns", "exec", "ftvm-\(pair)", "python3", script, arguments[0], "--host", serviceAddress,
+                "--timeout", "240",
+            ] + arguments.dropFirst())
         let json = output.stdout.split(separator: "\n").last.map(String.init) ?? ""
         let object = try XCTUnwrap(
             try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
@@ -129,12 +136,15 @@ enum Harness {
             ok: object["ok"] as? Bool ?? false, triggersFired: totals["triggers_fired"] as? Int ?? 0,
             bytesOK: totals["bytes_ok"] as? Int ?? 0, lostOrCorrupted: totals["lost_or_corrupted"] as? Int ?? -1,
             summary: "failures: \(failures)\n\(output.stderr.suffix(3000))",
-            triggerOutput: (object["triggers"] as? [[String: Any]] ?? []).compactMap { $0["output"] as? String }.joined())
+            triggerOutput: (object["triggers"] as? [[String: Any]] ?? []).compactMap { $0["output"] as? String }
+                .joined())
     }
 
     /// Runs Tests/tools/exchanges.py (SUBCOMMAND, options…) in the pair's client namespace and
     /// returns its JSON report (its "ok", figures and failures).
-    static func exchanges(pair: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws
+    static func exchanges(
+        pair: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line
+    ) throws
         -> [String: Any]
     {
         let script = repository.appendingPathComponent("Tests/tools/exchanges.py").path
@@ -149,7 +159,9 @@ enum Harness {
 
     /// The pair's last recovery once it is recorded with its replay (a takeover records it when
     /// the replay is done, which can be after the clients saw their connections carry on).
-    static func recovery(_ pair: String, after previous: [String: Any]?, file: StaticString = #filePath, line: UInt = #line)
+    static func recovery(
+        _ pair: String, after previous: [String: Any]?, file: StaticString = #filePath, line: UInt = #line
+    )
         throws -> [String: Any]
     {
         for _ in 0..<300 {
@@ -180,7 +192,9 @@ enum Harness {
         found += ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [])
             .filter { $0.hasPrefix("ftvm-\(name)-") }.map { "shm \($0)" }
         if FileManager.default.fileExists(atPath: "/run/netns/ftvm-\(name)") { found.append("netns ftvm-\(name)") }
-        if FileManager.default.fileExists(atPath: "/sys/class/net/ftvm-\(name)") { found.append("host tap ftvm-\(name)") }
+        if FileManager.default.fileExists(atPath: "/sys/class/net/ftvm-\(name)") {
+            found.append("host tap ftvm-\(name)")
+        }
         return found
     }
 }

@@ -23,12 +23,15 @@ final class ReplayTests: SharedPairTestCase {
     /// One long download, two failovers: the second waits until the pair is protected again.
     func testTwoFailoversDuringOneDownload() throws {
         let inject = "\(Harness.ftvm) inject %@ --name \(Self.pair)"
-        let second = "until \(Harness.ftvm) status --name \(Self.pair) | grep -q ': protected'; do sleep 0.2; done; "
+        let second =
+            "until \(Harness.ftvm) status --name \(Self.pair) | grep -q ': protected'; do sleep 0.2; done; "
             + String(format: inject, "service-crash")
         let report = try Harness.workload(
             pair: Self.pair,
-            ["downloads", "--count", "1", "--sizes", "256M:256M", "--pace-until-trigger", "4M",
-             "--trigger", "0.05:" + String(format: inject, "kernel-panic"), "--trigger", "0.3:" + second])
+            [
+                "downloads", "--count", "1", "--sizes", "256M:256M", "--pace-until-trigger", "4M",
+                "--trigger", "0.05:" + String(format: inject, "kernel-panic"), "--trigger", "0.3:" + second,
+            ])
         XCTAssertEqual(report.triggersFired, 2, report.summary)
         XCTAssertTrue(report.ok, report.summary)
         XCTAssertEqual(report.lostOrCorrupted, 0, report.summary)
@@ -36,7 +39,9 @@ final class ReplayTests: SharedPairTestCase {
         XCTAssertTrue((recovery["cause"] as? String ?? "").contains("service demo killed"), "\(recovery)")
         let replay = try XCTUnwrap(recovery["replay"] as? [String: Any])
         XCTAssertEqual(replay["spliced"] as? Int, 1, "\(replay)")
-        print("replay: 2 faults injected into one download, \(report.bytesOK) bytes verified, \(report.lostOrCorrupted) lost or corrupted")
+        print(
+            "replay: 2 faults injected into one download, \(report.bytesOK) bytes verified, \(report.lostOrCorrupted) lost or corrupted"
+        )
     }
 
     /// Connections opened around a failover — before, during and after the takeover — all
@@ -48,7 +53,8 @@ final class ReplayTests: SharedPairTestCase {
         // A new connection every 10 ms for 2 s, and a UDP datagram every millisecond (the
         // takeover's hold lasts a few milliseconds: fence, switch, resume); the fault lands
         // after 0.5 s.
-        let datagrams = "import socket, time\n"
+        let datagrams =
+            "import socket, time\n"
             + "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
             + "for _ in range(2500):\n    s.sendto(b'x', ('\(Harness.serviceAddress)', 9)); time.sleep(0.001)\n"
         let script = """
@@ -73,7 +79,8 @@ final class ReplayTests: SharedPairTestCase {
         let lines = digests.split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.count, 200, "every client finished: \(digests)")
         XCTAssertEqual(lines.filter { $0 != want }.count, 0, "every download byte-exact")
-        XCTAssertGreaterThan(try relayCounter("framesHeld"), heldBefore, "frames that arrived during the takeover were held")
+        XCTAssertGreaterThan(
+            try relayCounter("framesHeld"), heldBefore, "frames that arrived during the takeover were held")
         XCTAssertTrue((try lastRecovery()["cause"] as? String ?? "").contains("kernel panic"))
     }
 
@@ -90,28 +97,35 @@ final class ReplayTests: SharedPairTestCase {
         let blob = try Harness.sha256(file: Harness.defaultImage + "/www/blob.bin")
         let report = try Harness.workload(
             pair: Self.pair,
-            ["mix", "--count", "16", "--sizes", "1M:64M", "--seed", "\(Int.random(in: 1...1_000_000))",
-             "--pace-until-trigger", "2M", "--upload-size", "16M", "--keepalive-requests", "8",
-             "--static-path", "/blob.bin", "--static-sha256", blob, "--random-size", "64M",
-             "--trigger", String(format: "%.3f:", fraction) + "\(Harness.ftvm) inject \(fault) --name \(Self.pair)"],
+            [
+                "mix", "--count", "16", "--sizes", "1M:64M", "--seed", "\(Int.random(in: 1...1_000_000))",
+                "--pace-until-trigger", "2M", "--upload-size", "16M", "--keepalive-requests", "8",
+                "--static-path", "/blob.bin", "--static-sha256", blob, "--random-size", "64M",
+                "--trigger", String(format: "%.3f:", fraction) + "\(Harness.ftvm) inject \(fault) --name \(Self.pair)",
+            ],
             file: file, line: line)
         XCTAssertEqual(report.triggersFired, 1, report.summary, file: file, line: line)
         XCTAssertTrue(report.ok, "\(fault) at \(fraction): \(report.summary)", file: file, line: line)
         XCTAssertEqual(report.lostOrCorrupted, 0, report.summary, file: file, line: line)
 
         let recovery = try lastRecovery()
-        XCTAssertNotEqual(recovery["startedAt"] as? String, before?["startedAt"] as? String, "no new recovery", file: file, line: line)
+        XCTAssertNotEqual(
+            recovery["startedAt"] as? String, before?["startedAt"] as? String, "no new recovery", file: file, line: line
+        )
         XCTAssertEqual(recovery["injectedFault"] as? String, fault, file: file, line: line)
         let replay = try XCTUnwrap(recovery["replay"] as? [String: Any], "\(recovery)", file: file, line: line)
         // 16 downloads, the upload, keep-alive, static and random connections, less any that
         // had finished before the fault.
         XCTAssertGreaterThan(replay["spliced"] as? Int ?? 0, 0, "\(replay)", file: file, line: line)
         let resets = replay["resets"] as? [String] ?? []
-        XCTAssertTrue(resets.allSatisfy { $0.contains("regenerated output differs") }, "\(resets)", file: file, line: line)
+        XCTAssertTrue(
+            resets.allSatisfy { $0.contains("regenerated output differs") }, "\(resets)", file: file, line: line)
         let phases = (recovery["phases"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
         XCTAssertTrue(phases.contains("replay"), "\(phases)", file: file, line: line)
-        print("replay: \(fault) at \(String(format: "%.3f", fraction)): \(replay["spliced"] ?? 0) spliced, "
-            + "\(replay["reset"] ?? 0) reset, \(report.bytesOK) bytes verified, \(report.lostOrCorrupted) lost or corrupted")
+        print(
+            "replay: \(fault) at \(String(format: "%.3f", fraction)): \(replay["spliced"] ?? 0) spliced, "
+                + "\(replay["reset"] ?? 0) reset, \(report.bytesOK) bytes verified, \(report.lostOrCorrupted) lost or corrupted"
+        )
     }
 
     private func lastRecovery() throws -> [String: Any] {

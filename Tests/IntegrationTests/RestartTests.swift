@@ -44,9 +44,12 @@ final class RestartTests: PairTestCase {
         XCTAssertNotEqual(after["daemonPID"] as? Int, pid, "a new daemon")
         XCTAssertEqual(after["protected"] as? Bool, true)
         let adopted = try XCTUnwrap(after["guests"] as? [[String: Any]])
-        XCTAssertEqual(adopted.map { $0["domain"] as? String }, guests.map { $0["domain"] as? String }, "the same guests, adopted")
+        XCTAssertEqual(
+            adopted.map { $0["domain"] as? String }, guests.map { $0["domain"] as? String }, "the same guests, adopted")
         let reattached = try Harness.connections(pair)
-        XCTAssertEqual(reattached.map { $0["client"] as? String }, logged.map { $0["client"] as? String }, "the log was re-attached, not recreated")
+        XCTAssertEqual(
+            reattached.map { $0["client"] as? String }, logged.map { $0["client"] as? String },
+            "the log was re-attached, not recreated")
         XCTAssertEqual(reattached.first?["clientISN"] as? Int, logged.first?["clientISN"] as? Int)
 
         download.waitUntilExit()

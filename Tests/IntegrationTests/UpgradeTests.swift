@@ -14,14 +14,20 @@ final class UpgradeTests: PairTestCase {
         let upgrade = "\(Harness.ftvm) upgrade --name \(pair) --image \(Self.newImage) --drain-timeout 3"
         let report = try Harness.workload(
             pair: pair,
-            ["mix", "--skip", "random", "--count", "16", "--sizes", "1M:64M", "--seed", "\(Int.random(in: 1...1_000_000))",
-             "--pace-until-trigger", "2M", "--upload-size", "16M", "--keepalive-requests", "8", "--keepalive-kinds", "bytes,sha256",
-             "--trigger", "0.05:" + upgrade])
+            [
+                "mix", "--skip", "random", "--count", "16", "--sizes", "1M:64M", "--seed",
+                "\(Int.random(in: 1...1_000_000))",
+                "--pace-until-trigger", "2M", "--upload-size", "16M", "--keepalive-requests", "8", "--keepalive-kinds",
+                "bytes,sha256",
+                "--trigger", "0.05:" + upgrade,
+            ])
         XCTAssertEqual(report.triggersFired, 1, report.summary)
         XCTAssertTrue(report.ok, report.summary)
         XCTAssertEqual(report.lostOrCorrupted, 0, report.summary)
-        XCTAssertTrue(report.triggerOutput.contains("upgrade 1.0.0 -> 2.0.0: done"), "the CLI's summary: \(report.triggerOutput)")
-        XCTAssertTrue(report.triggerOutput.contains("connections left to drain"), "the CLI's progress: \(report.triggerOutput)")
+        XCTAssertTrue(
+            report.triggerOutput.contains("upgrade 1.0.0 -> 2.0.0: done"), "the CLI's summary: \(report.triggerOutput)")
+        XCTAssertTrue(
+            report.triggerOutput.contains("connections left to drain"), "the CLI's progress: \(report.triggerOutput)")
 
         XCTAssertEqual(try version(), "2.0.0")
         let status = try Harness.status(pair)
@@ -31,7 +37,8 @@ final class UpgradeTests: PairTestCase {
         let atSwitch = record["connectionsAtSwitch"] as? Int ?? 0
         XCTAssertGreaterThan(atSwitch, 0, "the upgrade landed while connections were open: \(record)")
         XCTAssertEqual(
-            (record["drained"] as? Int ?? 0) + (record["movedAtBoundary"] as? Int ?? 0) + (record["replayed"] as? Int ?? 0),
+            (record["drained"] as? Int ?? 0) + (record["movedAtBoundary"] as? Int ?? 0)
+                + (record["replayed"] as? Int ?? 0),
             atSwitch, "every open connection drained, moved between exchanges or was replayed: \(record)")
         let guests = try XCTUnwrap(status["guests"] as? [[String: Any]])
         XCTAssertEqual(guests.compactMap { $0["role"] as? String }.sorted(), ["backup", "primary"], "\(guests)")
@@ -48,8 +55,10 @@ final class UpgradeTests: PairTestCase {
         try Harness.waitUntilProtected(pair)
         let failover = try Harness.workload(
             pair: pair,
-            ["downloads", "--count", "2", "--sizes", "32M:32M", "--pace-until-trigger", "4M",
-             "--trigger", "0.2:\(Harness.ftvm) inject kernel-panic --name \(pair)"])
+            [
+                "downloads", "--count", "2", "--sizes", "32M:32M", "--pace-until-trigger", "4M",
+                "--trigger", "0.2:\(Harness.ftvm) inject kernel-panic --name \(pair)",
+            ])
         XCTAssertTrue(failover.ok, failover.summary)
         XCTAssertEqual(failover.lostOrCorrupted, 0, failover.summary)
         XCTAssertEqual(try version(), "2.0.0")
@@ -63,15 +72,19 @@ final class UpgradeTests: PairTestCase {
         let upgrade = "\(Harness.ftvm) upgrade --name \(pair) --image \(Self.newImage) --drain-timeout 60"
         let session = try Harness.exchanges(
             pair: pair,
-            ["session", "--requests", "6", "--mix", "bytes,chunked", "--version-before", "1.0.0", "--version-after", "2.0.0",
-             "--trigger", "3:\(upgrade)", "--timeout", "300"])
+            [
+                "session", "--requests", "6", "--mix", "bytes,chunked", "--version-before", "1.0.0", "--version-after",
+                "2.0.0",
+                "--trigger", "3:\(upgrade)", "--timeout", "300",
+            ])
         XCTAssertEqual(session["ok"] as? Bool, true, "\(session)")
         let record = try XCTUnwrap(try Harness.status(pair)["upgrade"] as? [String: Any])
         XCTAssertEqual(record["step"] as? String, "done", "\(record)")
         XCTAssertGreaterThanOrEqual(record["movedAtBoundary"] as? Int ?? 0, 1, "\(record)")
         XCTAssertEqual(record["reset"] as? Int, 0, "\(record)")
         let drain = (record["phases"] as? [[String: Any]] ?? []).first { $0["name"] as? String == "drain" }
-        XCTAssertLessThan(drain?["millis"] as? Double ?? .infinity, 30_000, "the session did not hold the drain: \(record)")
+        XCTAssertLessThan(
+            drain?["millis"] as? Double ?? .infinity, 30_000, "the session did not hold the drain: \(record)")
     }
 
     /// The old primary's service crashes while it drains: its connections move to the new guest
@@ -79,14 +92,19 @@ final class UpgradeTests: PairTestCase {
     func testAFailureOfTheOldPrimaryDuringTheDrainMovesItsConnectionsAtOnce() throws {
         try Harness.ftvm(["up", "--name", pair])
         let upgrade = "\(Harness.ftvm) upgrade --name \(pair) --image \(Self.newImage) --drain-timeout 120"
-        let draining = "import json, sys; u = json.load(sys.stdin).get('upgrade') or {}; sys.exit(u.get('step') != 'draining')"
-        let crash = "until \(Harness.ftvm) status --name \(pair) --json | python3 -c \"\(draining)\"; do sleep 0.2; done; "
+        let draining =
+            "import json, sys; u = json.load(sys.stdin).get('upgrade') or {}; sys.exit(u.get('step') != 'draining')"
+        let crash =
+            "until \(Harness.ftvm) status --name \(pair) --json | python3 -c \"\(draining)\"; do sleep 0.2; done; "
             + "\(Harness.ftvm) inject service-crash --name \(pair)"
         let report = try Harness.workload(
             pair: pair,
-            ["mix", "--only", "downloads,keepalive", "--count", "8", "--sizes", "16M:32M", "--pace-until-trigger", "2M",
-             "--keepalive-requests", "6", "--keepalive-kinds", "bytes,sha256",
-             "--trigger", "0.02:" + upgrade, "--trigger", "0.03:" + crash])
+            [
+                "mix", "--only", "downloads,keepalive", "--count", "8", "--sizes", "16M:32M", "--pace-until-trigger",
+                "2M",
+                "--keepalive-requests", "6", "--keepalive-kinds", "bytes,sha256",
+                "--trigger", "0.02:" + upgrade, "--trigger", "0.03:" + crash,
+            ])
         XCTAssertEqual(report.triggersFired, 2, report.summary)
         XCTAssertTrue(report.ok, report.summary)
         XCTAssertEqual(report.lostOrCorrupted, 0, report.summary)
@@ -94,13 +112,16 @@ final class UpgradeTests: PairTestCase {
         XCTAssertEqual(record["step"] as? String, "done", "\(record)")
         XCTAssertTrue((record["oldPrimaryFailure"] as? String ?? "").contains("service demo"), "\(record)")
         XCTAssertGreaterThan(record["replayed"] as? Int ?? 0, 0, "\(record)")
-        XCTAssertLessThan(record["totalMillis"] as? Double ?? .infinity, 120_000, "did not wait out the drain: \(record)")
+        XCTAssertLessThan(
+            record["totalMillis"] as? Double ?? .infinity, 120_000, "did not wait out the drain: \(record)")
         XCTAssertEqual(try version(), "2.0.0")
     }
 
     func testABrokenImageLeavesTheOldPrimaryServing() throws {
         try Harness.ftvm(["up", "--name", pair])
-        let before = try XCTUnwrap(try Harness.status(pair)["guests"] as? [[String: Any]]).compactMap { $0["domain"] as? String }
+        let before = try XCTUnwrap(try Harness.status(pair)["guests"] as? [[String: Any]]).compactMap {
+            $0["domain"] as? String
+        }
         // A kernel with an initrd of zeros: it boots, finds no init, panics; no agent ever.
         let broken = "/var/lib/ftvm/images/test-broken-\(getpid())"
         try FileManager.default.createDirectory(atPath: broken, withIntermediateDirectories: true)
@@ -113,7 +134,9 @@ final class UpgradeTests: PairTestCase {
         }
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: broken)
 
-        let output = try Harness.run([Harness.ftvm, "upgrade", "--name", pair, "--image", broken, "--ready-timeout", "15"])
+        let output = try Harness.run([
+            Harness.ftvm, "upgrade", "--name", pair, "--image", broken, "--ready-timeout", "15",
+        ])
         XCTAssertNotEqual(output.status, 0, output.combined)
         XCTAssertTrue(output.combined.contains("did not become ready"), output.combined)
         XCTAssertTrue(output.combined.contains("old primary serves"), output.combined)
@@ -123,7 +146,9 @@ final class UpgradeTests: PairTestCase {
         XCTAssertEqual(status["phase"] as? String, "protected")
         let after = try XCTUnwrap(status["guests"] as? [[String: Any]]).compactMap { $0["domain"] as? String }
         XCTAssertEqual(after, before, "the pair's guests are untouched")
-        XCTAssertEqual(try Harness.virshDomains().keys.filter { $0.hasPrefix("ftvm-\(pair)-") }.count, 2, "the broken guest is gone")
+        XCTAssertEqual(
+            try Harness.virshDomains().keys.filter { $0.hasPrefix("ftvm-\(pair)-") }.count, 2,
+            "the broken guest is gone")
 
         let missing = try Harness.run([Harness.ftvm, "upgrade", "--name", pair, "--image", "/nonexistent/image"])
         XCTAssertNotEqual(missing.status, 0)
@@ -131,7 +156,9 @@ final class UpgradeTests: PairTestCase {
     }
 
     private func version() throws -> String {
-        try Harness.run(["ip", "netns", "exec", "ftvm-\(pair)", "curl", "-sS", "--max-time", "10", "http://10.77.0.2/version"])
-            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try Harness.run([
+            "ip", "netns", "exec", "ftvm-\(pair)", "curl", "-sS", "--max-time", "10", "http://10.77.0.2/version",
+        ])
+        .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

@@ -128,7 +128,8 @@ public struct CommandSession {
             reply(Array(DemoRouter.trimmingWhitespace(contents)) + [UInt8(ascii: "\n")])
         } else if command.elementsEqual("BYTES".utf8) || command.starts(with: "BYTES ".utf8) {
             let arguments = command.dropFirst(6).split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
-            guard arguments.count == 2, let count = Self.decimal(arguments[0]), let seed = Self.decimal(arguments[1]) else {
+            guard arguments.count == 2, let count = Self.decimal(arguments[0]), let seed = Self.decimal(arguments[1])
+            else {
                 return reply(Array("ERR usage: BYTES N SEED\n".utf8))
             }
             reply(Array("DATA \(count)\n".utf8), then: SplitMix64Stream(seed: seed, length: count))

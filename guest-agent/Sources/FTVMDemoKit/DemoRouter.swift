@@ -35,7 +35,8 @@ public struct DemoRouter {
     /// one rejected with 400 or 405, nor for HEAD); tests inject a deterministic source.
     public var randomSeed: () -> UInt64
 
-    public init(readVersion: @escaping () -> [UInt8]?, randomSeed: @escaping () -> UInt64 = DemoRouter.kernelRandomSeed) {
+    public init(readVersion: @escaping () -> [UInt8]?, randomSeed: @escaping () -> UInt64 = DemoRouter.kernelRandomSeed)
+    {
         self.readVersion = readVersion
         self.randomSeed = randomSeed
     }
@@ -61,7 +62,9 @@ public struct DemoRouter {
         if path == "/sha256" {
             return isGet ? .respond(methodNotAllowed(allowing: "POST")) : .sha256
         }
-        guard isGet else { return .respond(Self.isGetEndpoint(path) ? methodNotAllowed(allowing: "GET, HEAD") : Self.notFound) }
+        guard isGet else {
+            return .respond(Self.isGetEndpoint(path) ? methodNotAllowed(allowing: "GET, HEAD") : Self.notFound)
+        }
         if path == "/health" {
             return .respond(.text(.ok, "ok\n"))
         }
@@ -90,7 +93,8 @@ public struct DemoRouter {
 
     /// Whether `path` names a GET endpoint, for the 405 a POST to it gets (a POST elsewhere is 404).
     private static func isGetEndpoint(_ path: Substring) -> Bool {
-        ["/health", "/nocontent", "/version"].contains(path) || ["/bytes/", "/chunked/", "/random/"].contains { path.hasPrefix($0) }
+        ["/health", "/nocontent", "/version"].contains(path)
+            || ["/bytes/", "/chunked/", "/random/"].contains { path.hasPrefix($0) }
     }
 
     private func bytes(count text: Substring, query: Substring) -> DemoResponse {
@@ -115,8 +119,11 @@ public struct DemoRouter {
             guard value == "0" || value == "1" else { return .text(.badRequest, "trailer must be 0 or 1\n") }
             trailer = value == "1"
         }
-        guard version != .http1_0 else { return Self.octetStream(.splitMix(SplitMix64Stream(seed: seed, length: count))) }
-        return Self.octetStream(.chunked(ChunkedSplitMix64Stream(seed: seed, length: count, chunkSize: chunkSize, trailer: trailer)))
+        guard version != .http1_0 else {
+            return Self.octetStream(.splitMix(SplitMix64Stream(seed: seed, length: count)))
+        }
+        return Self.octetStream(
+            .chunked(ChunkedSplitMix64Stream(seed: seed, length: count, chunkSize: chunkSize, trailer: trailer)))
     }
 
     /// A splitmix64 stream rather than getrandom(2) bytes: `DemoSession` regenerates unsent
@@ -164,7 +171,8 @@ public struct DemoRouter {
 
     static func trimmingWhitespace(_ bytes: [UInt8]) -> ArraySlice<UInt8> {
         let isSpace: (UInt8) -> Bool = { [0x20, 0x09, 0x0A, 0x0D, 0x0B, 0x0C].contains($0) }
-        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) }) else {
+        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) })
+        else {
             return []
         }
         return bytes[first...last]

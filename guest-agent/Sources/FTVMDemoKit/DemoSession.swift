@@ -59,10 +59,11 @@ public struct DemoSession {
     private mutating func handle(_ event: HTTPRequestEvent, in input: UnsafeRawBufferPointer) {
         switch event {
         case .head(let head):
-            let handler: Handler = switch router.route(head) {
-            case .respond(let response): .respond(response)
-            case .sha256: .sha256(SHA256())
-            }
+            let handler: Handler =
+                switch router.route(head) {
+                case .respond(let response): .respond(response)
+                case .sha256: .sha256(SHA256())
+                }
             exchange = Exchange(head: head, handler: handler)
             if head.expectsContinue {
                 output.append(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
@@ -75,10 +76,11 @@ public struct DemoSession {
         case .end:
             guard let current = exchange else { return }
             exchange = nil
-            let response: DemoResponse = switch current.handler {
-            case .respond(let response): response
-            case .sha256(let hasher): .text(.ok, SHA256.hex(hasher.finalize()) + "\n")
-            }
+            let response: DemoResponse =
+                switch current.handler {
+                case .respond(let response): response
+                case .sha256(let hasher): .text(.ok, SHA256.hex(hasher.finalize()) + "\n")
+                }
             queue(
                 response, keepAlive: current.head.keepAlive, requestVersion: current.head.version,
                 withBody: current.head.method != "HEAD")
@@ -87,7 +89,9 @@ public struct DemoSession {
 
     /// Queues the head and, unless the request was HEAD (RFC 9110 §9.3.2: the same head, no
     /// content, whatever the status), the body.
-    private mutating func queue(_ response: DemoResponse, keepAlive: Bool, requestVersion: HTTPVersion, withBody: Bool = true) {
+    private mutating func queue(
+        _ response: DemoResponse, keepAlive: Bool, requestVersion: HTTPVersion, withBody: Bool = true
+    ) {
         output.append(response.serializedHead(keepAlive: keepAlive, requestVersion: requestVersion))
         if withBody {
             switch response.body {

@@ -57,7 +57,9 @@ public struct HTTPRequestParser: Sendable {
     /// A `nil` event means all of `input` was consumed and more is needed. `.end` may be
     /// returned with nothing consumed, so keep calling until the event is `nil`. After an error
     /// every call throws it again.
-    public mutating func parse(_ input: UnsafeRawBufferPointer) throws(HTTPParseError) -> (event: HTTPRequestEvent?, consumed: Int) {
+    public mutating func parse(
+        _ input: UnsafeRawBufferPointer
+    ) throws(HTTPParseError) -> (event: HTTPRequestEvent?, consumed: Int) {
         do {
             return try step(input)
         } catch {
@@ -66,7 +68,9 @@ public struct HTTPRequestParser: Sendable {
         }
     }
 
-    private mutating func step(_ input: UnsafeRawBufferPointer) throws(HTTPParseError) -> (event: HTTPRequestEvent?, consumed: Int) {
+    private mutating func step(
+        _ input: UnsafeRawBufferPointer
+    ) throws(HTTPParseError) -> (event: HTTPRequestEvent?, consumed: Int) {
         var index = 0
         while true {
             switch state {
@@ -134,7 +138,9 @@ public struct HTTPRequestParser: Sendable {
             case .chunkData(let remaining):
                 guard index < input.count else { return (nil, index) }
                 let take = Int(min(UInt64(input.count - index), remaining))
-                state = remaining == UInt64(take) ? .chunkDataEnd(sawCR: false) : .chunkData(remaining: remaining - UInt64(take))
+                state =
+                    remaining == UInt64(take)
+                    ? .chunkDataEnd(sawCR: false) : .chunkData(remaining: remaining - UInt64(take))
                 return (.body(index..<index + take), index + take)
 
             case .chunkDataEnd(let sawCR):
@@ -201,7 +207,9 @@ public struct HTTPRequestParser: Sendable {
             guard let first = line.first, first != UInt8(ascii: " "), first != UInt8(ascii: "\t") else {
                 throw .malformed("obsolete line folding or empty field line")
             }
-            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { throw .malformed("field line without colon") }
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else {
+                throw .malformed("field line without colon")
+            }
             let name = line[line.startIndex..<colon]
             guard !name.isEmpty, name.allSatisfy(isTokenByte) else { throw .malformed("invalid field name") }
             let value = line[(colon + 1)...]
@@ -209,9 +217,10 @@ public struct HTTPRequestParser: Sendable {
             guard value.allSatisfy({ $0 >= 0x20 && $0 != 0x7F || $0 == UInt8(ascii: "\t") }) else {
                 throw .malformed("control character in field value")
             }
-            headers.append(HTTPHeader(
-                name: String(decoding: name, as: UTF8.self),
-                value: String(decoding: value, as: UTF8.self).trimmingOWS()))
+            headers.append(
+                HTTPHeader(
+                    name: String(decoding: name, as: UTF8.self),
+                    value: String(decoding: value, as: UTF8.self).trimmingOWS()))
         }
 
         let head = HTTPRequestHead(

@@ -33,7 +33,9 @@ struct OutputQueue {
             switch segment {
             case .bytes(let bytes, let sent):
                 let count = min(bytes.count - sent, space.count)
-                bytes.withUnsafeBytes { space.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[sent..<sent + count])) }
+                bytes.withUnsafeBytes {
+                    space.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[sent..<sent + count]))
+                }
                 filled += count
             case .splitMix(let stream):
                 filled += stream.peek(into: space)

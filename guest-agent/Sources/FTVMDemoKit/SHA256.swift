@@ -90,7 +90,8 @@ public struct SHA256: Sendable {
             for t in 0..<16 {
                 // Byte-wise big-endian read: the block may sit at any alignment.
                 let base = 4 * t
-                w[t] = UInt32(block[base]) << 24 | UInt32(block[base + 1]) << 16
+                w[t] =
+                    UInt32(block[base]) << 24 | UInt32(block[base + 1]) << 16
                     | UInt32(block[base + 2]) << 8 | UInt32(block[base + 3])
             }
             for t in 16..<64 {

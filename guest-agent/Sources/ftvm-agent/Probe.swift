@@ -26,7 +26,8 @@ struct Probe {
     mutating func postpone(until time: Int) { nextAt = time }
 
     mutating func start(port: UInt16, now: Int) {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        fd = socket(
+            AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         startedAt = now
         sent = false
         guard fd >= 0 else { return }

@@ -66,7 +66,8 @@ final class Supervisor {
         for index in services.indices where !services[index].listening {
             guard services[index].pid != nil, Self.accepts(port: services[index].definition.port) else { return false }
             services[index].listening = true
-            Console.say("service \(services[index].definition.name) is listening on :\(services[index].definition.port)")
+            Console.say(
+                "service \(services[index].definition.name) is listening on :\(services[index].definition.port)")
         }
         return true
     }
@@ -89,7 +90,8 @@ final class Supervisor {
             services[index].reportedHung = false
             let delay = min(5000, 500 * services[index].starts)
             services[index].restartAt = nowMillis + delay
-            Console.say("service \(services[index].definition.name) (pid \(pid)) exited with \(code); restart in \(delay) ms")
+            Console.say(
+                "service \(services[index].definition.name) (pid \(pid)) exited with \(code); restart in \(delay) ms")
         }
         for index in services.indices {
             if let due = services[index].restartAt, due <= nowMillis { start(index) }

@@ -30,7 +30,8 @@ final class TrimInbox {
     private var retryAt = 0
     private var lastComplaint = ""
     /// One more byte than the longest valid datagram, so a longer one is seen as too long.
-    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TrimRequest.maximumDatagramLength + 1, alignment: 8)
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(
+        byteCount: TrimRequest.maximumDatagramLength + 1, alignment: 8)
 
     private var pushed: UInt64 = 0
     private var malformed: UInt64 = 0
@@ -127,7 +128,8 @@ final class TrimInbox {
             Console.say("trim socket ready at \(path)")
         } catch {
             retryAt = now + Self.retryIntervalMillis
-            let complaint = "cannot open the trim socket \(path): \(error); services' trim requests are lost until it opens"
+            let complaint =
+                "cannot open the trim socket \(path): \(error); services' trim requests are lost until it opens"
             if complaint != lastComplaint {
                 Console.say(complaint)
                 lastComplaint = complaint
@@ -136,7 +138,9 @@ final class TrimInbox {
     }
 
     private func raiseQueueLength() {
-        guard let current = (try? SmallFile.read(Self.queueLengthKnob)).flatMap({ Int($0.trimmed) }), current < Self.queueLength else {
+        guard let current = (try? SmallFile.read(Self.queueLengthKnob)).flatMap({ Int($0.trimmed) }),
+            current < Self.queueLength
+        else {
             return
         }
         try? SmallFile.write(Self.queueLengthKnob, "\(Self.queueLength)")

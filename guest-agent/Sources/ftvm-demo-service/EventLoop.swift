@@ -146,7 +146,9 @@ final class EventLoop {
                 var length = socklen_t(MemoryLayout<sockaddr_in>.size)
                 let raw = try systemCall("accept") {
                     withUnsafeMutablePointer(to: &peer) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener.socket.raw, $0, &length) }
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            accept(listener.socket.raw, $0, &length)
+                        }
                     }
                 }
                 let socket = FileDescriptor(raw)
@@ -156,10 +158,12 @@ final class EventLoop {
                 _ = setsockopt(raw, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
                 switch listener.kind {
                 case .http:
-                    connections[raw] = Connection(socket: socket, session: DemoSession(router: router), trimIdentity: nil)
+                    connections[raw] = Connection(
+                        socket: socket, session: DemoSession(router: router), trimIdentity: nil)
                 case .command:
                     let identity = TrimRequest(
-                        clientAddress: UInt32(bigEndian: peer.sin_addr.s_addr), clientPort: UInt16(bigEndian: peer.sin_port),
+                        clientAddress: UInt32(bigEndian: peer.sin_addr.s_addr),
+                        clientPort: UInt16(bigEndian: peer.sin_port),
                         serverPort: listener.port, clientOffset: 0, serverOffset: 0)
                     connections[raw] = Connection(
                         socket: socket, session: CommandSession(readVersion: readVersion), trimIdentity: identity)
@@ -305,7 +309,9 @@ extension EventLoop {
         withUnsafeMutableBytes(of: &local.sin_addr) { $0.copyBytes(from: address.prefix(4)) }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = try systemCall("bind") {
-            withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket.raw, $0, length) } }
+            withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket.raw, $0, length) }
+            }
         }
         _ = try systemCall("listen") { Glibc.listen(socket.raw, 4096) }
         _ = try systemCall("getsockname") {

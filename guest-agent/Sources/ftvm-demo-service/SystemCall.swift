@@ -41,7 +41,10 @@ func log(_ message: String) {
     line.withUnsafeBytes { bytes in
         var offset = 0
         while offset < bytes.count {
-            guard let written = try? systemCall("write", { write(STDERR_FILENO, bytes.baseAddress! + offset, bytes.count - offset) }) else { return }
+            guard
+                let written = try? systemCall(
+                    "write", { write(STDERR_FILENO, bytes.baseAddress! + offset, bytes.count - offset) })
+            else { return }
             offset += written
         }
     }

@@ -23,7 +23,9 @@ func readVersionFile(_ path: String) -> [UInt8]? {
 /// Lets 1000+ connections through the default soft limit of 1024 descriptors.
 func raiseDescriptorLimit() {
     var limit = rlimit()
-    guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else {
+        return
+    }
     limit.rlim_cur = min(limit.rlim_max, 65536)
     _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
 }
@@ -57,7 +59,8 @@ do {
         listeners.append(Listener(socket: socket, port: port, kind: .command))
         trims = options.trimSocket.map { TrimNotifier(path: $0) } ?? TrimNotifier()
     }
-    let loop = EventLoop(listeners: listeners, router: DemoRouter(readVersion: readVersion), readVersion: readVersion, trims: trims)
+    let loop = EventLoop(
+        listeners: listeners, router: DemoRouter(readVersion: readVersion), readVersion: readVersion, trims: trims)
     // The HTTP line comes first, always: scripts and tests wait for it.
     log("listening on :\(port)")
     if let command = listeners.dropFirst().first { log("command protocol listening on :\(command.port)") }
