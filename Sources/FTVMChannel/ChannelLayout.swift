@@ -138,4 +138,6 @@ public enum AgentCommand: UInt32, Sendable, CaseIterable {
     /// After a resume: set the wall clock from the host's clock field and announce the guest's
     /// addresses with gratuitous ARP.
     case resync = 7
+    /// Take the guest's NIC down: everything runs on, but no frame leaves or arrives.
+    case networkDown = 8
 }

@@ -12,6 +12,10 @@ public struct HealthPolicy: Sendable, Codable, Equatable {
     public var missedTicks: Int = 5
     /// After a resume the guest's timers catch up; give the agent this long before judging it.
     public var graceMillis: Int = 1000
+    /// A client segment that needs an answer (data, SYN, FIN) went to the primary and the
+    /// primary has sent no frame at all for this long: its data path is dead even if its agent
+    /// beats (seen: a virtio-net TX queue that stopped under TCG, docs/failover.md).
+    public var dataPathStallMillis: Int = 3000
 
     public init() {}
 
@@ -37,6 +41,9 @@ public struct HeartbeatDetector: Sendable {
         graceUntil = now + policy.graceMillis
     }
 
+    /// Until when (ms) a fresh primary is not judged.
+    public var graceEndsMillis: Int { graceUntil }
+
     /// Feeds one sample; returns how long (ms) the counter has been still when that is a failure.
     public mutating func observe(_ value: UInt64, atMillis now: Int) -> Int? {
         if value != lastValue {
@@ -53,6 +60,7 @@ public struct HeartbeatDetector: Sendable {
 /// Why the primary was given up (or handed over on purpose).
 public enum FailureCause: Sendable, Equatable, CustomStringConvertible {
     case heartbeatStalled(millis: Int)
+    case dataPathStalled(millis: Int)
     case kernelPanic
     case qemuDied(reason: String)
     case serviceFailed(name: String, exit: Int32)
@@ -63,6 +71,8 @@ public enum FailureCause: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .heartbeatStalled(let millis): "heartbeat stalled for \(millis) ms (kernel hang or agent gone)"
+        case .dataPathStalled(let millis):
+            "the primary sent no frame for \(millis) ms while client segments waited for an answer (its network is stuck)"
         case .kernelPanic: "guest kernel panic (pvpanic)"
         case .qemuDied(let reason): "QEMU process gone (\(reason))"
         case .serviceFailed(let name, let exit):

@@ -67,6 +67,7 @@ extension PairDaemon {
         switch fault {
         case .kernelPanic: primary.channel.post(.kernelPanic)
         case .kernelHang: primary.channel.post(.kernelHang)
+        case .networkStall: primary.channel.post(.networkDown)
         case .serviceCrash: primary.channel.post(.serviceCrash, argument: slot)
         case .serviceHang: primary.channel.post(.serviceHang, argument: slot)
         case .agentKill: primary.channel.post(.agentExit)

@@ -35,6 +35,11 @@ extension PairDaemon {
             if cause == nil, let still = detector.observe(primary.channel.heartbeat, atMillis: now) {
                 cause = .heartbeatStalled(millis: still)
             }
+            if cause == nil, let waiting = relay.southSide?.unansweredMillis(now: Monotonic.nanos()),
+                waiting >= config.health.dataPathStallMillis, now >= detector.graceEndsMillis
+            {
+                cause = .dataPathStalled(millis: waiting)
+            }
             // Events can be missed (a libvirtd restart); the domain's state cannot.
             if cause == nil, now - lastStateCheck >= 500 {
                 lastStateCheck = now

@@ -178,6 +178,8 @@ extension PairDaemon {
                 return true
             }
             if protected { logger.notice("pair protected again", metadata: ["backup": "\(fresh.domain)"]) }
+        } catch PairError.stopping {
+            logger.info("re-protection stopped: the pair is being taken down")
         } catch {
             logger.error("re-protection failed; the pair runs unprotected", metadata: ["error": "\(error)"])
             state.withLock { $0.lastRecovery?.error = "re-protection failed: \(error)" }

@@ -78,6 +78,7 @@ public final class Relay: Sendable {
     /// this returns no frame from the previous guest reaches a client.
     public func connect(guestPort port: UInt16?) {
         firstFrameNanos.store(0, ordering: .relaxed)
+        southSide?.forgetAwaitedAnswers()
         activePort.store(UInt32(port ?? 0), ordering: .sequentiallyConsistent)
     }
 

@@ -109,6 +109,12 @@ public final class SouthSide: @unchecked Sendable {
     private let explicitTrims = Atomic<UInt64>(0)
     private let explicitTrimsUsed = Atomic<UInt64>(0)
     private let explicitTrimsMissed = Atomic<UInt64>(0)
+    /// Since when (Monotonic nanos) a client segment that needs an answer went to the active guest
+    /// with no frame from it since; 0: none waits. The health loop's data-path check.
+    private let awaitingAnswerSince = Atomic<UInt64>(0)
+    /// Set by `logClient` for the frame in hand: a valid TCP segment to the service that the
+    /// guest must answer (data, SYN or FIN).
+    private var expectsAnswer = false
     /// Why followed connections stopped being followed, counted (rare: a lock is fine).
     private let stops = Mutex<[String: UInt64]>([:])
 
@@ -235,10 +241,33 @@ public final class SouthSide: @unchecked Sendable {
     /// A frame from the clients' tap, before it is sent to the guest.
     /// While an upgrade drains, a pinned connection's frames go to the draining guest.
     func fromClient(_ frame: UnsafeMutableRawBufferPointer, now: UInt64, sink: FrameSink) -> Verdict {
+        expectsAnswer = false
         let (verdict, slot) = logClient(frame, now: now, sink: sink)
-        guard draining, verdict == .forward, let slot, isPinned(slot) else { return verdict }
-        return .forwardToDrain
+        if draining, verdict == .forward, let slot, isPinned(slot) { return .forwardToDrain }
+        if verdict == .forward, expectsAnswer { noteAwaitingAnswer(frame, now: now) }
+        return verdict
     }
+
+    /// The active guest is now expected to send something; the first such segment since its
+    /// last frame starts the clock (its checksum is checked first: a corrupt segment is dropped
+    /// by the guest unanswered, and must not look like a dead data path).
+    private func noteAwaitingAnswer(_ frame: UnsafeMutableRawBufferPointer, now: UInt64) {
+        guard awaitingAnswerSince.load(ordering: .relaxed) == 0,
+            case .ipv4TCP(let segment) = FrameClass.classify(frame),
+            segment.isChecksumValid
+        else { return }
+        awaitingAnswerSince.store(max(now, 1), ordering: .relaxed)
+    }
+
+    /// How long a client segment has waited for any frame from the active guest (nil: none waits).
+    func unansweredMillis(now: UInt64) -> Int? {
+        let since = awaitingAnswerSince.load(ordering: .relaxed)
+        guard since != 0, now > since else { return nil }
+        return Int((now - since) / 1_000_000)
+    }
+
+    /// A new guest is connected to the uplink: nothing waits for it yet.
+    func forgetAwaitedAnswers() { awaitingAnswerSince.store(0, ordering: .relaxed) }
 
     /// Logs a client frame; returns what to do with it and the connection it belongs to.
     private func logClient(_ frame: UnsafeMutableRawBufferPointer, now: UInt64, sink: FrameSink) -> (Verdict, Slot?) {
@@ -249,6 +278,7 @@ public final class SouthSide: @unchecked Sendable {
             serverAddress: service.rawValue, serverPort: segment.destinationPort)
         let flags = segment.flags
         let sequence = segment.sequenceNumber.rawValue
+        expectsAnswer = !flags.contains(.rst) && (segment.payloadLength > 0 || !flags.isDisjoint(with: [.syn, .fin]))
         if flags.contains(.syn) && !flags.contains(.ack) {
             if let slot = log.lookup(key), log.current(slot).clientISN == sequence {
                 // A retransmitted SYN of a connection already logged; a replay sends its own.
@@ -336,6 +366,10 @@ public final class SouthSide: @unchecked Sendable {
         _ frame: UnsafeMutableRawBufferPointer, now: UInt64, sink: FrameSink, releasing: Bool = false,
         fromDrainingGuest: Bool = false
     ) -> Verdict {
+        // Any frame from the active guest shows its data path lives.
+        if !fromDrainingGuest, awaitingAnswerSince.load(ordering: .relaxed) != 0 {
+            awaitingAnswerSince.store(0, ordering: .relaxed)
+        }
         // While draining, each guest speaks for its own connections only (and ARP and the like
         // come from the new one).
         func speaksFor(pinned: Bool) -> Bool { !draining || pinned == fromDrainingGuest }

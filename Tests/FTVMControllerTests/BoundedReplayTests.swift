@@ -302,6 +302,37 @@ final class BoundedReplayTests: XCTestCase {
         XCTAssertEqual(wrapper.splicer.latestReport.connections, 1)
     }
 
+    // MARK: The data path's liveness
+
+    /// A client segment that needs an answer starts a clock that any frame from the guest stops:
+    /// the health loop fails a primary whose network is stuck while its agent still beats. Pure
+    /// ACKs need no answer, and a corrupt segment (the guest drops it silently) starts nothing.
+    func testUnansweredClientSegmentsShowAStuckDataPath() throws {
+        _ = try open(now: 1_000_000_000)
+        XCTAssertNil(wrapper.unansweredMillis(now: 2_000_000_000), "the handshake was answered")
+        try clientAcks()
+        XCTAssertNil(wrapper.unansweredMillis(now: 2_000_000_000), "a pure ACK needs no answer")
+        try clientSends(request("/a"), now: 3_000_000_000)
+        XCTAssertEqual(wrapper.unansweredMillis(now: 3_500_000_000), 500)
+        try clientSends(request("/b"), now: 3_400_000_000)
+        XCTAssertEqual(wrapper.unansweredMillis(now: 3_500_000_000), 500, "the oldest unanswered segment counts")
+        try serverSends(response("a", second: 1))
+        XCTAssertNil(wrapper.unansweredMillis(now: 4_000_000_000), "the guest answered")
+        // A segment with a broken checksum starts no clock.
+        let spec = TCPFrameSpec(
+            sourceMAC: clientMAC, destinationMAC: serviceMAC, source: client, destination: server, sourcePort: port,
+            destinationPort: 80, sequenceNumber: SequenceNumber(clientNext),
+            acknowledgmentNumber: SequenceNumber(serverNext),
+            flags: [.ack, .psh], window: 65535)
+        let length = try [UInt8](repeating: 1, count: 10).withUnsafeBytes { bytes throws(WireError) in
+            try FrameBuilder.tcp(spec, payload: bytes, into: buffer)
+        }
+        buffer[length - 1] ^= 0xFF
+        _ = wrapper.fromClient(
+            UnsafeMutableRawBufferPointer(rebasing: buffer[..<length]), now: 5_000_000_000, sink: sink)
+        XCTAssertNil(wrapper.unansweredMillis(now: 6_000_000_000))
+    }
+
     // MARK: Plumbing
 
     /// `bytes` as the log checksums them: `Date:` values masked.

@@ -147,12 +147,61 @@ final class ExchangeReplayTests: SharedPairTestCase {
         for timing in timings { XCTAssertLessThan(timing["injectedBytes"] as? Int ?? .max, 1024, "\(timing)") }
     }
 
+    /// The explicit trim with a real guest: the demo's command port (a line protocol the relay
+    /// cannot frame) trims through the agent after every reply; 2,000 commands leave the log
+    /// holding almost nothing, and the connection carries on across a kernel panic.
+    func testTheCommandPortTrimsThroughTheAgentAndSurvivesAFault() throws {
+        let before = try Harness.status(Self.pair)["lastRecovery"] as? [String: Any]
+        let script = """
+            import json, socket, subprocess, sys
+            sys.path.insert(0, "\(Harness.repository.appendingPathComponent("Tests/tools").path)")
+            from splitmix import SplitMix64Stream
+            s = socket.create_connection(("\(Harness.serviceAddress)", 7070), timeout=30)
+            f = s.makefile("rb")
+            port = s.getsockname()[1]
+            def held():
+                out = subprocess.run(["\(Harness.ftvm)", "connections", "--name", "\(Self.pair)", "--json"],
+                                     capture_output=True, text=True).stdout
+                return [c["clientBytesHeld"] for c in json.loads(out) if c["client"].endswith(f":{port}")]
+            for i in range(2000):
+                s.sendall(b"ECHO line %d\\n" % i)
+                assert f.readline() == b"line %d\\n" % i, i
+            import time; time.sleep(0.3)
+            during = held()
+            subprocess.run(["\(Harness.ftvm)", "inject", "kernel-panic", "--name", "\(Self.pair)"], check=True)
+            s.sendall(b"BYTES 100000 7\\n")
+            assert f.readline() == b"DATA 100000\\n"
+            data = f.read(100000)
+            s.sendall(b"PING\\n")
+            pong = f.readline()
+            right = data == SplitMix64Stream(7).read(100000)
+            print(json.dumps({"held": during, "bytes": len(data), "right": right, "pong": pong.decode().strip()}))
+            """
+        let output = try Harness.run(["ip", "netns", "exec", "ftvm-\(Self.pair)", "python3", "-c", script])
+        XCTAssertEqual(output.status, 0, output.combined)
+        let report = try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: Data((output.stdout.split(separator: "\n").last ?? "").utf8))
+                as? [String: Any], output.combined)
+        let held = try XCTUnwrap(report["held"] as? [Int], "\(report)")
+        XCTAssertEqual(held.count, 1, "\(report)")
+        XCTAssertLessThan(held.first ?? .max, 1024, "2,000 commands, almost nothing held: \(report)")
+        XCTAssertEqual(report["bytes"] as? Int, 100_000)
+        XCTAssertEqual(report["right"] as? Bool, true, "the BYTES answer after the fault is the splitmix64 stream")
+        XCTAssertEqual(report["pong"] as? String, "PONG")
+        let log = try XCTUnwrap(try Harness.status(Self.pair)["log"] as? [String: Any])
+        XCTAssertGreaterThan((log["wrapper"] as? [String: Any])?["explicitTrimsUsed"] as? Int ?? 0, 0, "\(log)")
+        let replay = try XCTUnwrap(try Harness.recovery(Self.pair, after: before)["replay"] as? [String: Any])
+        XCTAssertEqual(replay["resets"] as? [String], [], "\(replay)")
+        try Harness.waitUntilProtected(Self.pair)
+    }
+
     func testKernelPanic() throws { try survive("kernel-panic") }
     func testKernelHang() throws { try survive("kernel-hang") }
     func testServiceCrash() throws { try survive("service-crash") }
     func testServiceHang() throws { try survive("service-hang") }
     func testQEMUKill() throws { try survive("qemu-kill") }
     func testAgentKill() throws { try survive("agent-kill") }
+    func testNetworkStall() throws { try survive("network-stall") }
 
     /// Pipelined, chunked (with trailers) and HEAD exchanges on the demo service, and wrk on
     /// nginx, with `fault` landing in the middle: every answer right, no socket error, no reset.

@@ -56,6 +56,12 @@ struct CommandHandler {
             return (0, "exiting")
         case .resync:
             return resync()
+        case .networkDown:
+            Console.say("injecting a network stall (eth0 down)")
+            switch Spawner.spawn(["/bin/busybox", "ip", "link", "set", "eth0", "down"]) {
+            case .success: return (0, "taking eth0 down")
+            case .failure(let error): return (-1, error.description)
+            }
         }
     }
 
