@@ -259,25 +259,11 @@ struct MessageFramer {
                 targetSeen = true
             }
         case .requestVersion:
-            if matchIndex < Self.versionPrefix.utf8CodeUnitCount {
-                guard byte == Self.versionPrefix.byte(matchIndex) else { return .failed(badStartLine) }
-                matchIndex += 1
-            } else if matchIndex == Self.versionPrefix.utf8CodeUnitCount {
-                guard let digit = ASCII.digit(byte) else { return .failed(badStartLine) }
-                minorVersion = digit
-                matchIndex += 1
-            } else {
-                return endStartLine(byte)
-            }
+            guard let complete = matchVersion(byte) else { return .failed(badStartLine) }
+            if complete { return endStartLine(byte) }
         case .responseVersion:
-            if matchIndex < Self.versionPrefix.utf8CodeUnitCount {
-                guard byte == Self.versionPrefix.byte(matchIndex) else { return .failed(badStartLine) }
-                matchIndex += 1
-            } else if matchIndex == Self.versionPrefix.utf8CodeUnitCount {
-                guard let digit = ASCII.digit(byte) else { return .failed(badStartLine) }
-                minorVersion = digit
-                matchIndex += 1
-            } else {
+            guard let complete = matchVersion(byte) else { return .failed(badStartLine) }
+            if complete {
                 guard byte == ASCII.space else { return .failed(badStartLine) }
                 matchIndex = 0
                 status = 0
@@ -387,6 +373,23 @@ struct MessageFramer {
     }
 
     // MARK: Start line
+
+    /// One byte of `HTTP/1.x` (either start line's version): nil when it does not fit, false
+    /// while the version is still coming, true once it is complete (and `byte` follows it).
+    private mutating func matchVersion(_ byte: UInt8) -> Bool? {
+        if matchIndex < Self.versionPrefix.utf8CodeUnitCount {
+            guard byte == Self.versionPrefix.byte(matchIndex) else { return nil }
+            matchIndex += 1
+            return false
+        }
+        if matchIndex == Self.versionPrefix.utf8CodeUnitCount {
+            guard let digit = ASCII.digit(byte) else { return nil }
+            minorVersion = digit
+            matchIndex += 1
+            return false
+        }
+        return true
+    }
 
     private mutating func matchMethod(_ byte: UInt8) {
         // Methods are case-sensitive (RFC 9110 §9.1).
