@@ -8,7 +8,8 @@
 #       Tests/Fuzz/WireFuzz.swift, compiled with Sources/FTVMWire/*.swift; seeds are the golden
 #       frames in Tests/Fuzz/seeds/.
 # http: FTVMHTTP (HTTP/1.x framing, exchange boundaries, Date masking, split invariance). The
-#       entry point is Tests/Fuzz/HTTPFuzz.swift, compiled with Sources/FTVMHTTP/*.swift; seeds
+#       entry point is Tests/Fuzz/HTTPFuzz.swift, compiled with Sources/FTVMHTTP/*.swift and the shared
+#       end-of-run checks Tests/FTVMHTTPTests/TrackerInvariants.swift; seeds
 #       are the conversations in Tests/Fuzz/http-seeds/ (layout described in HTTPFuzz.swift), with
 #       the libFuzzer dictionary http.dict beside them.
 #
@@ -73,6 +74,6 @@ if [[ "$which" == wire || "$which" == all ]]; then
 fi
 if [[ "$which" == http || "$which" == all ]]; then
     fuzz http HTTPFuzz "$out/http-corpus" "$out/http-" 4096 Tests/Fuzz/http-seeds \
-        Sources/FTVMHTTP/*.swift Tests/Fuzz/HTTPFuzz.swift || status=$?
+        Sources/FTVMHTTP/*.swift Tests/FTVMHTTPTests/TrackerInvariants.swift Tests/Fuzz/HTTPFuzz.swift || status=$?
 fi
 exit "$status"

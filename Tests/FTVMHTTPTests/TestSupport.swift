@@ -106,22 +106,8 @@ func drive(
         check(tracker.lastExchange == exchanges.last, "lastExchange")
         check(tracker.completedExchanges == UInt64(exchanges.count), "completedExchanges")
     }
-    for (earlier, later) in zip(exchanges, exchanges.dropFirst()) {
-        check(
-            earlier.requestEnd < later.requestEnd && earlier.responseEnd < later.responseEnd, "exchanges not increasing"
-        )
-    }
-    for exchange in exchanges {
-        check(
-            exchange.requestEnd <= tracker.requestBytes && exchange.responseEnd <= tracker.responseBytes, "beyond fed")
-        check(responseEnds.contains(exchange.responseEnd), "exchange \(exchange) without responseEnd")
-    }
-    if let end = tracker.responseFramingEnd {
-        check(end <= tracker.responseBytes, "framing end \(end) beyond fed")
-        for offset in Int(end)..<masked.count { check(masked[offset] == server[offset], "masked past the framing end") }
-    }
-    check(tracker.stop != nil || tracker.responseFramingEnd == nil, "framing end without stop")
-    check(!tracker.isAtBoundary || tracker.stop == nil, "boundary after stop")
+    checkTrackerEnd(
+        tracker, exchanges: exchanges, responseEnds: responseEnds, masked: masked, responses: server, check: check)
     if let failure { throw PropertyFailure(description: failure) }
     return Outcome(
         exchanges: exchanges, responseEnds: responseEnds, masked: masked, stop: tracker.stop,

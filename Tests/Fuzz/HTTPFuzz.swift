@@ -168,30 +168,9 @@ private func run(_ requests: [UInt8], _ responses: [UInt8], _ steps: [Step], inP
         }
         require(tracker.lastExchange == exchanges.last && tracker.completedExchanges == UInt64(exchanges.count))
     }
-    for (earlier, later) in zip(exchanges, exchanges.dropFirst()) {
-        require(
-            earlier.requestEnd < later.requestEnd && earlier.responseEnd < later.responseEnd, "exchanges not increasing"
-        )
-    }
-    for exchange in exchanges {
-        require(
-            exchange.requestEnd <= tracker.requestBytes && exchange.responseEnd <= tracker.responseBytes, "beyond fed")
-        require(responseEnds.contains(exchange.responseEnd), "exchange without responseEnd")
-    }
-    if let end = tracker.responseFramingEnd {
-        require(end <= tracker.responseBytes, "framing end beyond fed")
-        for offset in Int(end)..<masked.count {
-            require(masked[offset] == responses[offset], "masked past the framing end")
-        }
-        for position in responseEnds { require(position <= end, "response end past the framing end") }
-    }
-    require(tracker.stop != nil || tracker.responseFramingEnd == nil, "framing end without stop")
-    require(!tracker.isAtBoundary || tracker.stop == nil, "boundary after stop")
-    if tracker.isAtBoundary {
-        let here = HTTPExchange(requestEnd: tracker.requestBytes, responseEnd: tracker.responseBytes)
-        let start = HTTPExchange(requestEnd: 0, responseEnd: 0)
-        require((exchanges.last ?? start) == here, "at a boundary, but not at the last exchange")
-    }
+    checkTrackerEnd(
+        tracker, exchanges: exchanges, responseEnds: responseEnds, masked: masked, responses: responses,
+        check: { condition, message in require(condition, message()) })
     outcome.exchanges = exchanges
     outcome.responseEnds = responseEnds
     outcome.masked = masked
