@@ -12,6 +12,12 @@ struct Daemon: ParsableCommand {
     @Option(name: .long, help: "The guest image directory.")
     var image: String = PairConfig.defaultImageDirectory
 
+    @Option(name: .long, help: "Protect this operator's libvirt domain instead of booting --image (`ftvm protect`).")
+    var protect: String?
+
+    @Option(name: .long, help: "With --protect: the guest's address on its network, ADDR/PREFIX.")
+    var address: String?
+
     @OptionGroup var health: HealthOptions
 
     @OptionGroup var logOptions: LogOptions
@@ -23,8 +29,14 @@ struct Daemon: ParsableCommand {
         var logger = Logger(label: "ftvm.daemon")
         logger[metadataKey: "pair"] = "\(config.name)"
         do {
-            let image = try GuestImage(directory: image)
-            let daemon = try PairDaemon(config: config, image: image, logger: logger)
+            let source: GuestSource
+            if let protect {
+                try ProtectTarget.apply(address: address ?? "", to: &config)
+                source = .domain(try ProtectTarget.template(of: protect, config: config))
+            } else {
+                source = .image(try GuestImage(directory: image))
+            }
+            let daemon = try PairDaemon(config: config, source: source, logger: logger)
             // A signal takes the pair down cleanly, as `ftvm down` would.
             let signals = [SIGTERM, SIGINT].map { number in
                 signal(number, SIG_IGN)

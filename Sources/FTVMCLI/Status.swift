@@ -35,8 +35,9 @@ enum StatusPrinter {
         Swift.print(
             "pair \(status.name): \(status.protected ? "protected" : "\(status.phase), NOT protected") (accel \(status.accelerator), daemon pid \(status.daemonPID))"
         )
+        if let why = status.degradedReason { Swift.print("  why: \(why)") }
         Swift.print(
-            "service \(status.serviceAddress) ports \(status.servicePorts.map(String.init).joined(separator: ",")) in netns \(status.namespace)"
+            "service \(status.serviceAddress) ports \(status.servicePorts.map(String.init).joined(separator: ",")) (clients: \(status.clients ?? "netns \(status.namespace)"))"
         )
         for guest in status.guests {
             let services = guest.services.map { "\($0.name):\($0.state)" }.joined(separator: " ")
@@ -88,7 +89,13 @@ enum StatusPrinter {
                 )
                 for reason in replay.resets { Swift.print("    reset \(reason)") }
             }
+            for note in recovery.notes ?? [] { Swift.print("  note: \(note)") }
             if let error = recovery.error { Swift.print("  error: \(error)") }
+        }
+        if let handled = status.handled, handled != HandledActions() {
+            Swift.print(
+                "changed outside ftvm: backup paused again \(handled.backupsRepaused)x, replaced \(handled.backupsReplaced)x; takeovers by a fresh guest \(handled.freshPrimaries), finished by a restarted daemon \(handled.finishedByRestart)"
+            )
         }
         if let upgrade = status.upgrade {
             Swift.print(

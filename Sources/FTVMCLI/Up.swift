@@ -42,13 +42,24 @@ struct Up: ParsableCommand {
             return
         }
 
+        let status = try DaemonLauncher.start(
+            config: config,
+            daemonArguments: ["--image", guestImage.directory] + health.arguments + logOptions.arguments,
+            timeout: timeout)
+        print("clients: ip netns exec \(status.namespace) curl http://\(status.serviceAddress)/health")
+    }
+}
+
+/// Starts `ftvm daemon` detached for a pair and follows it until the pair is protected.
+enum DaemonLauncher {
+    /// Returns the protected pair's status; on failure or timeout the pair is removed and the
+    /// daemon's reason thrown.
+    static func start(config: PairConfig, daemonArguments: [String], timeout: Double) throws -> PairStatus {
         try FileManager.default.createDirectory(atPath: config.runDirectory, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: PairConfig.logDirectory, withIntermediateDirectories: true)
         try? FileManager.default.removeItem(atPath: config.failureFilePath)
         let pid = try DetachedProcess.spawn(
-            [DetachedProcess.currentExecutable(), "daemon", "--name", config.name, "--image", guestImage.directory]
-                + health.arguments
-                + logOptions.arguments,
+            [DetachedProcess.currentExecutable(), "daemon", "--name", config.name] + daemonArguments,
             logPath: config.daemonLogPath)
         print("ftvm: daemon started (pid \(pid), log \(config.daemonLogPath))")
 
@@ -59,7 +70,7 @@ struct Up: ParsableCommand {
                 let reason =
                     (try? String(contentsOfFile: config.failureFilePath, encoding: .utf8))
                     ?? "the daemon exited; see \(config.daemonLogPath)"
-                throw CommandFailure("ftvm up failed: \(reason)")
+                throw CommandFailure("ftvm: the pair did not come up: \(reason)")
             }
             if let status = try? ControlClient.send(ControlRequest(.status), to: config, timeoutSeconds: 10).status {
                 if status.phase != lastPhase {
@@ -68,14 +79,13 @@ struct Up: ParsableCommand {
                 }
                 if status.protected {
                     StatusPrinter.print(status)
-                    print("clients: ip netns exec \(status.namespace) curl http://\(status.serviceAddress)/health")
-                    return
+                    return status
                 }
             }
             usleep(250_000)
         }
         _ = try? ControlClient.send(ControlRequest(.down), to: config)
         throw CommandFailure(
-            "ftvm up: the pair was not protected within \(Int(timeout)) s and was removed; see \(config.daemonLogPath)")
+            "ftvm: the pair was not protected within \(Int(timeout)) s and was removed; see \(config.daemonLogPath)")
     }
 }

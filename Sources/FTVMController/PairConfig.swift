@@ -66,6 +66,16 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public var daemonLogPath: String { "\(Self.logDirectory)/\(name)-daemon.log" }
     public var domainPrefix: String { "ftvm-\(name)-" }
 
+    /// A protected operator domain's files: its definition as it was when protected (what
+    /// `unprotect` compares against) and the guests' disk overlays.
+    public static let pairsDirectory = "/var/lib/ftvm/pairs"
+    public var pairDirectory: String { "\(Self.pairsDirectory)/\(name)" }
+    public var operatorDefinitionPath: String { "\(pairDirectory)/operator.xml" }
+    func overlayPrefix(generation: Int) -> String { "\(domainName(generation: generation))-" }
+    func overlayPath(generation: Int, target: String) -> String {
+        "\(pairDirectory)/\(overlayPrefix(generation: generation))\(target).qcow2"
+    }
+
     /// The FT-TCP connection log (host only; survives a daemon restart).
     public var logPath: String { "/dev/shm/\(domainPrefix)log" }
     /// Log geometry: connection records and 2 KiB chunks of client bytes (128 MiB by default).
@@ -112,6 +122,7 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
     case unreadableImage(path: String)
     case badMAC(String)
     case badAddress(String)
+    case noBridge(String)
 
     public var description: String {
         switch self {
@@ -123,6 +134,8 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
             "\(path) is not readable by others; libvirt's QEMU runs as libvirt-qemu and must read it: chmod a+r it and a+x its directories"
         case .badAddress(let text):
             "'\(text)' is not an IPv4 address like 10.77.0.2"
+        case .noBridge(let name):
+            "there is no host bridge '\(name)' (see `ip -d link show type bridge`)"
         case .badMAC(let text):
             "'\(text)' is not a unicast MAC address like 52:54:00:77:00:02"
         }
