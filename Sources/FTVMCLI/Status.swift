@@ -3,7 +3,13 @@ import FTVMController
 import Foundation
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the pair: guests, roles, heartbeats, protection.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show the pair: guests, roles, heartbeats, protection.",
+        discussion: "Exit status: 0 the daemon answered, 3 no daemon runs for the pair, 1 any other failure.")
+
+    /// "Program is not running", as LSB init scripts report it: lets a script (the Pacemaker
+    /// agent, contrib/ocf/ftvm) tell a pair that is down from a daemon that does not answer.
+    static let notRunningExitCode: Int32 = 3
 
     @OptionGroup var pair: PairOptions
 
@@ -15,6 +21,10 @@ struct Status: ParsableCommand {
         let response: ControlResponse
         do {
             response = try ControlClient.send(ControlRequest(.status), to: config, timeoutSeconds: 30)
+        } catch let error as ControlError {
+            guard case .notRunning = error else { throw CommandFailure("\(error)") }
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            throw ExitCode(Self.notRunningExitCode)
         } catch {
             throw CommandFailure("\(error)")
         }

@@ -20,6 +20,13 @@ struct Up: ParsableCommand {
     @Option(name: .long, help: "Seconds to wait for the pair to become protected.")
     var timeout: Double = 300
 
+    @Flag(
+        name: .long,
+        help:
+            "Only check the name, options, image and libvirt, make nothing, and exit (0 valid, 64 bad name or option, 1 image or libvirt)."
+    )
+    var check = false
+
     func run() throws {
         var config = try pair.config(image: image)
         try health.apply(to: &config)
@@ -35,6 +42,12 @@ struct Up: ParsableCommand {
             _ = try LibvirtConnection(uri: config.libvirtURI)
         } catch {
             throw CommandFailure("\(error)")
+        }
+        if check {
+            print(
+                "ftvm: pair '\(config.name)' can be brought up: image \(guestImage.directory) is complete, libvirt answers at \(config.libvirtURI)"
+            )
+            return
         }
         if let status = try? ControlClient.send(ControlRequest(.status), to: config).status {
             print("pair '\(config.name)' is already up (daemon pid \(status.daemonPID))")
