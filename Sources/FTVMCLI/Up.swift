@@ -17,6 +17,8 @@ struct Up: ParsableCommand {
 
     @OptionGroup var logOptions: LogOptions
 
+    @OptionGroup var metricsOptions: MetricsOptions
+
     @Option(name: .long, help: "Seconds to wait for the pair to become protected.")
     var timeout: Double = 300
 
@@ -24,6 +26,7 @@ struct Up: ParsableCommand {
         var config = try pair.config(image: image)
         try health.apply(to: &config)
         try logOptions.apply(to: &config)
+        try metricsOptions.apply(to: &config)
         // Check what a user can fix before anything is made, so a failure leaves nothing behind.
         let guestImage: GuestImage
         do {
@@ -41,6 +44,14 @@ struct Up: ParsableCommand {
             StatusPrinter.print(status)
             return
         }
+        if case .at = config.metrics {
+            // The daemon binds it again; failing here leaves nothing made (released at once).
+            do {
+                _ = try config.metrics.bind()
+            } catch {
+                throw CommandFailure("ftvm up: \(error)")
+            }
+        }
 
         try FileManager.default.createDirectory(atPath: config.runDirectory, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: PairConfig.logDirectory, withIntermediateDirectories: true)
@@ -48,7 +59,8 @@ struct Up: ParsableCommand {
         let pid = try DetachedProcess.spawn(
             [DetachedProcess.currentExecutable(), "daemon", "--name", config.name, "--image", guestImage.directory]
                 + health.arguments
-                + logOptions.arguments,
+                + logOptions.arguments
+                + metricsOptions.arguments,
             logPath: config.daemonLogPath)
         print("ftvm: daemon started (pid \(pid), log \(config.daemonLogPath))")
 

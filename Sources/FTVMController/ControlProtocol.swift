@@ -100,6 +100,8 @@ public struct PairStatus: Codable, Sendable {
     public var imageDirectory: String?
     public var imageVersion: String?
     public var upgrade: UpgradeRecord?
+    /// Where Prometheus scrapes the daemon (`http://ADDRESS/metrics`); nil: metrics are off.
+    public var metricsAddress: String?
 }
 
 /// Failures talking to a daemon.
@@ -129,9 +131,9 @@ public enum ControlClient {
         _ request: ControlRequest, to config: PairConfig, timeoutSeconds: Int = 600
     ) throws -> ControlResponse {
         let path = config.controlSocketPath
-        let stream: UnixStream
+        let stream: StreamSocket
         do {
-            stream = try UnixStream.connect(to: path)
+            stream = try StreamSocket.connect(to: path)
         } catch let error where error == .noSuchFileOrDirectory || error == .connectionRefused {
             throw ControlError.notRunning(name: config.name)
         } catch {

@@ -119,7 +119,7 @@ extension PairDaemon {
                     idleReclaimNanos: $0.policy.idleReclaimNanos, wrapper: $0.counters)
             },
             recoveries: snapshot.2, lastRecovery: snapshot.3, imageDirectory: snapshot.4.directory,
-            imageVersion: snapshot.4.version, upgrade: snapshot.5)
+            imageVersion: snapshot.4.version, upgrade: snapshot.5, metricsAddress: metricsServer?.address.description)
     }
 }
 

@@ -21,12 +21,14 @@ extension PairDaemon {
             return (primary, state.backup, state.lastInjection)
         }
         guard let (primary, backup, injection) = claimed else { return }
+        metrics.recordFailure(cause)
         var record = RecoveryRecord(
             cause: cause.description, failedDomain: primary.domain, newPrimary: backup?.domain ?? "",
             startedAt: ISO8601DateFormatter().string(from: Date()))
         if let injection, injection.domain == primary.domain {
             record.injectedFault = injection.fault.rawValue
             record.detectMillis = PhaseTimer.millis(detectedAt &- injection.atNanos)
+            metrics.recordDetection(fault: injection.fault.rawValue, millis: record.detectMillis ?? 0)
         }
         guard let backup else {
             record.error = "no backup was ready: the primary stays as it is until one is"
@@ -68,6 +70,7 @@ extension PairDaemon {
         }
         record.replay = awaitReplay(startedAfter: detectedAt, timer: &timer)
         record.phases = timer.phases
+        metrics.record(phases: record.phases)
 
         setRole(.primary, of: backup.domain)
         setRole(.retired, of: primary.domain)
@@ -168,12 +171,13 @@ extension PairDaemon {
             let protected = state.withLock { state -> Bool in
                 guard state.phase == .unprotected else { return false }
                 state.phase = .protected
-                if var record = state.lastRecovery {
+                if var record = state.lastRecovery, !record.reprotected {
                     record.reprotected = true
                     var timer = PhaseTimer(start: detectedAt, resumingAfter: record.phases)
                     timer.mark("re-protected", at: at)
                     record.phases = timer.phases
                     state.lastRecovery = record
+                    metrics.record(phases: record.phases.suffix(1))
                 }
                 return true
             }
