@@ -168,19 +168,18 @@ extension PairDaemon {
             let fresh = try bootPausedBackup()
             if let retiring { remove(retiring) }
             let at = Monotonic.nanos()
-            let protected = state.withLock { state -> Bool in
-                guard state.phase == .unprotected else { return false }
+            let (protected, phase) = state.withLock { state -> (Bool, RecoveryRecord.Phase?) in
+                guard state.phase == .unprotected else { return (false, nil) }
                 state.phase = .protected
-                if var record = state.lastRecovery, !record.reprotected {
-                    record.reprotected = true
-                    var timer = PhaseTimer(start: detectedAt, resumingAfter: record.phases)
-                    timer.mark("re-protected", at: at)
-                    record.phases = timer.phases
-                    state.lastRecovery = record
-                    metrics.record(phases: record.phases.suffix(1))
-                }
-                return true
+                guard var record = state.lastRecovery, !record.reprotected else { return (true, nil) }
+                record.reprotected = true
+                var timer = PhaseTimer(start: detectedAt, resumingAfter: record.phases)
+                timer.mark("re-protected", at: at)
+                record.phases = timer.phases
+                state.lastRecovery = record
+                return (true, record.phases.last)
             }
+            if let phase { metrics.record(phases: [phase]) }
             if protected { logger.notice("pair protected again", metadata: ["backup": "\(fresh.domain)"]) }
         } catch PairError.stopping {
             logger.info("re-protection stopped: the pair is being taken down")
