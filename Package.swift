@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries and the one small shim for what Swift cannot import (ioctls, setns).
@@ -57,6 +59,8 @@ let package = Package(
                 "FTVMSystem", "FTVMChannel", "FTVMVirt", "FTVMWire", "FTVMLog", "FTVMHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict),
         // CLI commands, in a library so they can be tested.
@@ -90,9 +94,13 @@ let package = Package(
         .testTarget(name: "FTVMLogTests", dependencies: ["FTVMLog", "FTVMWire"]),
         .testTarget(name: "FTVMVirtTests", dependencies: ["FTVMVirt", "FTVMWire"], resources: [.copy("Golden")]),
         .testTarget(name: "FTVMDemoKitTests", dependencies: ["FTVMDemoKit"]),
+        // A strict reader of the Prometheus text format, for the tests that check the daemon's metrics.
+        .target(name: "PrometheusText", path: "Tests/PrometheusText"),
         .testTarget(
             name: "FTVMControllerTests",
-            dependencies: ["FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit"]),
+            dependencies: [
+                "FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP", "FTVMSystem", "PrometheusText",
+            ]),
+        .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit", "PrometheusText"]),
     ]
 )

@@ -22,10 +22,13 @@ struct Daemon: ParsableCommand {
 
     @OptionGroup var logOptions: LogOptions
 
+    @OptionGroup var metricsOptions: MetricsOptions
+
     func run() throws {
         var config = try pair.config(image: image)
         try health.apply(to: &config)
         try logOptions.apply(to: &config)
+        try metricsOptions.apply(to: &config)
         var logger = Logger(label: "ftvm.daemon")
         logger[metadataKey: "pair"] = "\(config.name)"
         do {

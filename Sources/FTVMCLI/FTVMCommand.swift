@@ -108,6 +108,28 @@ struct LogOptions: ParsableArguments {
     }
 }
 
+/// Where the daemon serves Prometheus metrics; `up` hands it to the daemon it starts.
+struct MetricsOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at http://HOST:PORT/metrics ('none': no metrics).",
+            discussion:
+                "Default: 127.0.0.1 on the first free port of 9477-9486 (one per pair on the host). An address given here must be free, or nothing starts."
+        ))
+    var metrics: String?
+
+    func apply(to config: inout PairConfig) throws {
+        guard let metrics else { return }
+        guard let setting = MetricsSetting(parsing: metrics) else {
+            throw ValidationError("--metrics must be HOST:PORT (IPv4, port 1-65535) or 'none', not '\(metrics)'")
+        }
+        config.metrics = setting
+    }
+
+    var arguments: [String] { metrics.map { ["--metrics", $0] } ?? [] }
+}
+
 /// A user-facing failure: printed as is, exit status 1.
 struct CommandFailure: Error, CustomStringConvertible {
     var description: String

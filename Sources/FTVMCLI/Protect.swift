@@ -29,6 +29,8 @@ struct Protect: ParsableCommand {
 
     @OptionGroup var logOptions: LogOptions
 
+    @OptionGroup var metricsOptions: MetricsOptions
+
     @Option(name: .long, help: "Seconds to wait for the pair to become protected.")
     var timeout: Double = 600
 
@@ -36,6 +38,7 @@ struct Protect: ParsableCommand {
         var config = try ProtectTarget.config(name: name, domain: domain)
         try health.apply(to: &config)
         try logOptions.apply(to: &config)
+        try metricsOptions.apply(to: &config)
         try ProtectTarget.apply(address: address, to: &config)
         if let status = try? ControlClient.send(ControlRequest(.status), to: config).status {
             print("pair '\(config.name)' is already up (daemon pid \(status.daemonPID))")
@@ -55,7 +58,7 @@ struct Protect: ParsableCommand {
             let status = try DaemonLauncher.start(
                 config: config,
                 daemonArguments: ["--protect", domain, "--address", address] + health.arguments
-                    + logOptions.arguments,
+                    + logOptions.arguments + metricsOptions.arguments,
                 timeout: timeout)
             print("clients reach \(status.serviceAddress) on \(status.clients ?? "?"), as before")
         } catch {

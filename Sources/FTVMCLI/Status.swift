@@ -55,6 +55,7 @@ enum StatusPrinter {
                 "  \(guest.domain)  \(guest.role.padding(toLength: 8, withPad: " ", startingAt: 0)) \(guest.state.padding(toLength: 8, withPad: " ", startingAt: 0)) heartbeat \(guest.heartbeat)  agent \(guest.agent)  image \(guest.imageVersion)  \(services)"
             )
         }
+        Swift.print("metrics: \(status.metricsAddress.map { "http://\($0)/metrics" } ?? "off")")
         if let version = status.imageVersion, let directory = status.imageDirectory {
             Swift.print("image \(version) (\(directory))")
         }

@@ -17,6 +17,8 @@ struct Up: ParsableCommand {
 
     @OptionGroup var logOptions: LogOptions
 
+    @OptionGroup var metricsOptions: MetricsOptions
+
     @Option(name: .long, help: "Seconds to wait for the pair to become protected.")
     var timeout: Double = 300
 
@@ -31,6 +33,7 @@ struct Up: ParsableCommand {
         var config = try pair.config(image: image)
         try health.apply(to: &config)
         try logOptions.apply(to: &config)
+        try metricsOptions.apply(to: &config)
         // Check what a user can fix before anything is made, so a failure leaves nothing behind.
         let guestImage: GuestImage
         do {
@@ -54,10 +57,19 @@ struct Up: ParsableCommand {
             StatusPrinter.print(status)
             return
         }
+        if case .at = config.metrics {
+            // The daemon binds it again; failing here leaves nothing made (released at once).
+            do {
+                _ = try config.metrics.bind()
+            } catch {
+                throw CommandFailure("ftvm up: \(error)")
+            }
+        }
 
         let status = try DaemonLauncher.start(
             config: config,
-            daemonArguments: ["--image", guestImage.directory] + health.arguments + logOptions.arguments,
+            daemonArguments: ["--image", guestImage.directory] + health.arguments + logOptions.arguments
+                + metricsOptions.arguments,
             timeout: timeout)
         print("clients: ip netns exec \(status.namespace) curl http://\(status.serviceAddress)/health")
     }

@@ -107,6 +107,8 @@ public struct PairStatus: Codable, Sendable {
     public var degradedReason: String?
     /// What the daemon did about changes made to its guests outside ftvm.
     public var handled: HandledActions?
+    /// Where Prometheus scrapes the daemon (`http://ADDRESS/metrics`); nil: metrics are off.
+    public var metricsAddress: String?
 }
 
 /// Guests changed outside ftvm (by hand with virsh, or by libvirt) and what the daemon did.
@@ -150,9 +152,9 @@ public enum ControlClient {
         _ request: ControlRequest, to config: PairConfig, timeoutSeconds: Int = 600
     ) throws -> ControlResponse {
         let path = config.controlSocketPath
-        let stream: UnixStream
+        let stream: StreamSocket
         do {
-            stream = try UnixStream.connect(to: path)
+            stream = try StreamSocket.connect(to: path)
         } catch let error where error == .noSuchFileOrDirectory || error == .connectionRefused {
             throw ControlError.notRunning(name: config.name)
         } catch {

@@ -30,6 +30,8 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public var health = HealthPolicy()
     /// What happens to a failed primary once the backup runs.
     public var fence = FencePolicy.pause
+    /// Where the daemon serves Prometheus metrics (docs/metrics.md).
+    public var metrics = MetricsSetting.automatic
     /// Where libvirtd is; FTVM_LIBVIRT_URI overrides (tests point it at a dead socket).
     public var libvirtURI = ProcessInfo.processInfo.environment["FTVM_LIBVIRT_URI"] ?? "qemu:///system"
 

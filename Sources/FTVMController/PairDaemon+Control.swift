@@ -130,7 +130,8 @@ extension PairDaemon {
             },
             recoveries: snapshot.2, lastRecovery: snapshot.3, imageDirectory: snapshot.4.directory,
             imageVersion: snapshot.4.version, upgrade: snapshot.5,
-            degradedReason: snapshot.0 == .unprotected ? snapshot.6 : nil, handled: snapshot.7)
+            degradedReason: snapshot.0 == .unprotected ? snapshot.6 : nil, handled: snapshot.7,
+            metricsAddress: metricsServer?.address.description)
     }
 }
 

@@ -21,13 +21,16 @@ extension PairDaemon {
         while !done.withLock({ $0 }) {
             usleep(loopMicros)
             let now = Int(Monotonic.nanos() / 1_000_000)
-            let (phase, primary, backup, events, failoverRequested) = state.withLock { state in
+            let (phase, guests, events, failoverRequested) = state.withLock { state in
                 defer {
                     state.events.removeAll()
                     state.failoverRequested = false
                 }
-                return (state.phase, state.primary, state.backup, state.events, state.failoverRequested)
+                return (state.phase, state.guests, state.events, state.failoverRequested)
             }
+            let primary = guests.first { $0.role == .primary }
+            let backup = guests.first { $0.role == .backup }
+            heartbeats.observe(guests.map { ($0.domain, $0.channel.heartbeat) }, now: Monotonic.nanos())
             guard phase == .protected || phase == .unprotected, let primary else { continue }
             // Takeovers run on this thread only, so a planned one never races the checks below.
             if failoverRequested, phase == .protected {

@@ -22,6 +22,7 @@ extension PairDaemon {
             return (state.primary, state.backup, state.lastInjection)
         }
         guard let (primary, backup, injection) = claimed else { return }
+        metrics.recordFailure(cause)
         var record = RecoveryRecord(
             cause: cause.description, failedDomain: primary?.domain ?? "(none)", newPrimary: backup?.domain ?? "",
             startedAt: ISO8601DateFormatter().string(from: Date()))
@@ -29,6 +30,7 @@ extension PairDaemon {
         if let injection, injection.domain == primary?.domain {
             record.injectedFault = injection.fault.rawValue
             record.detectMillis = PhaseTimer.millis(detectedAt &- injection.atNanos)
+            metrics.recordDetection(fault: injection.fault.rawValue, millis: record.detectMillis ?? 0)
         }
 
         var timer = PhaseTimer(start: detectedAt)
@@ -61,6 +63,7 @@ extension PairDaemon {
         }
         record.replay = awaitReplay(startedAfter: detectedAt, timer: &timer)
         record.phases = timer.phases
+        metrics.record(phases: record.phases)
 
         setRole(.primary, of: successor.domain)
         state.withLock {
@@ -197,19 +200,19 @@ extension PairDaemon {
             let fresh = try bootPausedBackup()
             if let retiring { remove(retiring) }
             let at = Monotonic.nanos()
-            let protected = state.withLock { state -> Bool in
-                guard state.phase == .unprotected else { return false }
+            let (protected, phase) = state.withLock { state -> (Bool, RecoveryRecord.Phase?) in
+                guard state.phase == .unprotected else { return (false, nil) }
                 state.phase = .protected
                 state.degradedReason = nil
-                if let detectedAt, var record = state.lastRecovery {
-                    record.reprotected = true
-                    var timer = PhaseTimer(start: detectedAt, resumingAfter: record.phases)
-                    timer.mark("re-protected", at: at)
-                    record.phases = timer.phases
-                    state.lastRecovery = record
-                }
-                return true
+                guard let detectedAt, var record = state.lastRecovery, !record.reprotected else { return (true, nil) }
+                record.reprotected = true
+                var timer = PhaseTimer(start: detectedAt, resumingAfter: record.phases)
+                timer.mark("re-protected", at: at)
+                record.phases = timer.phases
+                state.lastRecovery = record
+                return (true, record.phases.last)
             }
+            if let phase { metrics.record(phases: [phase]) }
             if protected { logger.notice("pair protected again", metadata: ["backup": "\(fresh.domain)"]) }
         } catch PairError.stopping {
             logger.info("re-protection stopped: the pair is being taken down")

@@ -77,6 +77,9 @@ public final class PairDaemon: Sendable {
     let relay: Relay
     let state: Mutex<State>
     let done = Mutex<Bool>(false)
+    let metrics: PairMetrics
+    let heartbeats = HeartbeatClock()
+    let metricsServer: MetricsServer?
     private let control: ControlServer
     private let subscription = Mutex<EventSubscription?>(nil)
     /// Guests a previous daemon of this pair left running (it crashed or was killed): this
@@ -87,6 +90,9 @@ public final class PairDaemon: Sendable {
     public init(config: PairConfig, source: GuestSource, logger: Logger) throws {
         state = Mutex(State(source: source))
         self.logger = logger
+        metrics = PairMetrics(pair: config.name)
+        // First, so that an address the operator chose and cannot have leaves nothing made.
+        metricsServer = try config.metrics.bind().map(MetricsServer.init)
         try FileManager.default.createDirectory(atPath: config.runDirectory, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: PairConfig.logDirectory, withIntermediateDirectories: true)
         virt = try LibvirtConnection(uri: config.libvirtURI, logger: logger)
@@ -140,6 +146,12 @@ public final class PairDaemon: Sendable {
         }
         subscription.withLock { $0 = events }
         control.start { [self] request in handle(request) }
+        if let metricsServer {
+            metricsServer.start { [self] in metrics.exposition(of: metricsSample()) }
+            logger.notice(
+                "serving metrics",
+                metadata: ["url": "http://\(metricsServer.address)/metrics", "setting": "\(config.metrics)"])
+        }
         do {
             if inherited.isEmpty {
                 try bringUp()
@@ -408,6 +420,7 @@ public final class PairDaemon: Sendable {
         relay.connect(guestPort: nil)
         relay.stop()
         PairCleanup.removeAll(config: config, virt: virt, logger: logger)
+        metricsServer?.close()
         control.close()
         done.withLock { $0 = true }
     }
