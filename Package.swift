@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C libraries and the one small shim for what Swift cannot import (ioctls, setns).
@@ -57,13 +58,22 @@ let package = Package(
                 "FTVMSystem", "FTVMChannel", "FTVMVirt", "FTVMWire", "FTVMLog", "FTVMHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict),
+        // Running under systemd: sd_notify readiness and journald's native protocol (no libsystemd).
+        .target(
+            name: "FTVMSystemd",
+            dependencies: [
+                "FTVMSystem", .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict),
         // CLI commands, in a library so they can be tested.
         .target(
             name: "FTVMCLI",
             dependencies: [
-                "FTVMController",
+                "FTVMController", "FTVMSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -93,6 +103,8 @@ let package = Package(
         .testTarget(
             name: "FTVMControllerTests",
             dependencies: ["FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit"]),
+        .testTarget(name: "FTVMSystemdTests", dependencies: ["FTVMSystemd", "FTVMSystem"]),
+        .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit", "FTVMSystemd"]),
     ]
 )

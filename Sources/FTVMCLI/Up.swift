@@ -1,54 +1,33 @@
 import ArgumentParser
 import FTVMController
 import FTVMSystem
-import FTVMVirt
 import Foundation
 
 struct Up: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start the daemon, boot a primary and a paused backup, and return once the primary serves.")
 
-    @OptionGroup var pair: PairOptions
-
-    @Option(name: .long, help: "The guest image directory (built by images/build.sh).")
-    var image: String = PairConfig.defaultImageDirectory
-
-    @OptionGroup var health: HealthOptions
-
-    @OptionGroup var logOptions: LogOptions
+    @OptionGroup var settings: SettingsOptions
 
     @Option(name: .long, help: "Seconds to wait for the pair to become protected.")
     var timeout: Double = 300
 
     func run() throws {
-        var config = try pair.config(image: image)
-        try health.apply(to: &config)
-        try logOptions.apply(to: &config)
-        // Check what a user can fix before anything is made, so a failure leaves nothing behind.
-        let guestImage: GuestImage
-        do {
-            guestImage = try GuestImage(directory: image)
-        } catch {
-            throw CommandFailure(error.description)
-        }
-        do {
-            _ = try LibvirtConnection(uri: config.libvirtURI)
-        } catch {
-            throw CommandFailure("\(error)")
-        }
+        // Every setting is checked before anything is made, so a mistake leaves nothing behind.
+        let config = try settings.resolve().config
         if let status = try? ControlClient.send(ControlRequest(.status), to: config).status {
             print("pair '\(config.name)' is already up (daemon pid \(status.daemonPID))")
             StatusPrinter.print(status)
             return
         }
-
-        try FileManager.default.createDirectory(atPath: config.runDirectory, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: PairConfig.logDirectory, withIntermediateDirectories: true)
-        try? FileManager.default.removeItem(atPath: config.failureFilePath)
+        do {
+            _ = try PairHost.prepare(config)
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        // The daemon reads the same file and options, so it resolves the same settings.
         let pid = try DetachedProcess.spawn(
-            [DetachedProcess.currentExecutable(), "daemon", "--name", config.name, "--image", guestImage.directory]
-                + health.arguments
-                + logOptions.arguments,
+            [DetachedProcess.currentExecutable(), "daemon", "--name", config.name] + settings.arguments,
             logPath: config.daemonLogPath)
         print("ftvm: daemon started (pid \(pid), log \(config.daemonLogPath))")
 

@@ -72,19 +72,20 @@ public final class PairDaemon: Sendable {
     let relay: Relay
     let state: Mutex<State>
     let done = Mutex<Bool>(false)
+    /// The pair's phase now (what `ftvm status` reports); the systemd notifier follows it.
+    public var phase: Phase { state.withLock { $0.phase } }
     private let control: ControlServer
     private let subscription = Mutex<EventSubscription?>(nil)
     /// Guests a previous daemon of this pair left running (it crashed or was killed): this
     /// daemon adopts them instead of booting new ones (invariant 6, restartable).
     private let inherited: [GuestMetadata]
 
-    /// Sets up everything that does not involve a guest. On failure it removes what it made.
+    /// Sets up everything that does not involve a guest (`PairHost.prepare` has made the
+    /// directories). On failure it removes what it made.
     public init(config: PairConfig, image: GuestImage, logger: Logger) throws {
         self.config = config
         state = Mutex(State(image: image))
         self.logger = logger
-        try FileManager.default.createDirectory(atPath: config.runDirectory, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: PairConfig.logDirectory, withIntermediateDirectories: true)
         virt = try LibvirtConnection(uri: config.libvirtURI, logger: logger)
         accelerator = try Accelerator.fromEnvironment()
         inherited = try Self.inheritedGuests(config: config, virt: virt)
