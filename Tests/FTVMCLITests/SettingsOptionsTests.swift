@@ -89,3 +89,19 @@ final class SettingsOptionsTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: config.logPath))
     }
 }
+
+/// The systemd unit's command line is one `ftvm daemon` accepts.
+final class UnitCommandLineTests: XCTestCase {
+    func testExecStartParses() throws {
+        let unit = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("contrib/systemd/ftvm@.service")
+        let text = try String(contentsOf: unit, encoding: .utf8)
+        let line = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("ExecStart=") })
+        let words = line.dropFirst("ExecStart=".count).replacingOccurrences(of: "%i", with: "hcfg2")
+            .split(separator: " ").map(String.init)
+        XCTAssertEqual(words[1], "daemon")
+        let daemon = try Daemon.parse(Array(words.dropFirst(2)))
+        XCTAssertEqual(daemon.settings.name, "hcfg2")
+        XCTAssertEqual(daemon.configIfPresent, "/etc/ftvm/hcfg2.yaml")
+    }
+}
