@@ -105,6 +105,6 @@ let package = Package(
             dependencies: ["FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP"]),
         .testTarget(name: "FTVMSystemdTests", dependencies: ["FTVMSystemd", "FTVMSystem"]),
         .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit", "FTVMSystemd"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit", "FTVMSystem"]),
     ]
 )

@@ -340,11 +340,9 @@ extension SettingValue {
         }
     }
 
+    /// The value as an error quotes it.
     var shown: String {
-        switch self {
-        case .integer(let value): "\(value)"
-        case .text(let text): "'\(text)'"
-        case .ports(let ports): ports.isEmpty ? "none" : ports.map(String.init).joined(separator: ",")
-        }
+        if case .text(let text) = self { return "'\(text)'" }
+        return argument
     }
 }
