@@ -15,14 +15,14 @@ public struct FTVMCommand: ParsableCommand {
     public init() {}
 }
 
-/// Options every pair command shares.
+/// The option every command on a running pair shares (`up` and `daemon` take `SettingsOptions`).
 struct PairOptions: ParsableArguments {
     @Option(name: .long, help: "The pair's name (1-10 of a-z, 0-9, '-').")
     var name: String = PairConfig.defaultName
 
-    func config(image: String = PairConfig.defaultImageDirectory) throws -> PairConfig {
+    func config() throws -> PairConfig {
         do {
-            return try PairConfig(name: name, imageDirectory: image)
+            return try PairConfig(name: name)
         } catch {
             throw ValidationError(error.description)
         }
