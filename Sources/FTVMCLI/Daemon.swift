@@ -44,6 +44,10 @@ struct Daemon: ParsableCommand {
             }
             try daemon.run()
             logger.info("daemon exiting")
+        } catch PairError.stopping {
+            // SIGTERM while the pair was still coming up: it is down, as asked; not a failure
+            // (systemd would mark the unit failed).
+            logger.info("daemon exiting: stopped during bring-up")
         } catch {
             let message = "\(error)"
             PairHost.recordFailure(message, config: config)

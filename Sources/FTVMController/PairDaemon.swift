@@ -122,9 +122,12 @@ public final class PairDaemon: Sendable {
         do {
             if inherited.isEmpty { try bringUp() } else { try adopt() }
         } catch {
-            logger.error("bring-up failed", metadata: ["error": "\(error)"])
+            // A teardown (SIGTERM, `down`) during bring-up fails it in whatever step it was in,
+            // a guest it destroyed seen as "stopped while booting" among them: that is a stop.
+            let stopping = state.withLock { $0.phase == .stopping }
+            if !stopping { logger.error("bring-up failed", metadata: ["error": "\(error)"]) }
             tearDown()
-            throw error
+            throw stopping ? PairError.stopping : error
         }
         monitor()
         control.waitUntilIdle()
@@ -331,13 +334,18 @@ public final class PairDaemon: Sendable {
     public func stop() { tearDown() }
 
     /// Removes everything the pair made: domains, channel files, namespace (and with it the tap).
-    /// Idempotent; `run()` returns once it is done.
+    /// Idempotent, and a second caller returns only once the first has finished: a SIGTERM
+    /// during bring-up makes the bring-up fail and call it too, and `run()` (and with it the
+    /// process) must not return while the signal's teardown is still removing guests.
     func tearDown() {
         let first = state.withLock { state -> Bool in
             defer { state.phase = .stopping }
             return state.phase != .stopping
         }
-        guard first else { return }
+        guard first else {
+            while !done.withLock({ $0 }) { usleep(10_000) }
+            return
+        }
         subscription.withLock { $0?.cancel() }
         relay.connect(guestPort: nil)
         relay.stop()

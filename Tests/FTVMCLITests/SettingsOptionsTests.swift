@@ -73,18 +73,21 @@ final class SettingsOptionsTests: XCTestCase {
         XCTAssertEqual(try daemon.settings.resolve().config.mtu, 1500)
     }
 
-    /// A typo in the file stops `up` before it makes anything: no run directory, no namespace.
+    /// A typo in the file stops `up` before it makes anything: no run directory (or nothing new
+    /// in one an earlier pair hcfg2 left), no namespace, no log.
     func testUpWithABadFileMakesNothing() throws {
         let config = try PairConfig(name: "hcfg2")
-        guard !FileManager.default.fileExists(atPath: config.runDirectory) else {
-            throw XCTSkip("\(config.runDirectory) exists (a pair hcfg2 is up?); cannot tell what up made")
+        guard !FileManager.default.fileExists(atPath: config.namespacePath) else {
+            throw XCTSkip("\(config.namespacePath) exists (a pair hcfg2 is up?); cannot tell what up made")
         }
+        let runFiles = { try? FileManager.default.contentsOfDirectory(atPath: config.runDirectory).sorted() }
+        let before = runFiles()
         let path = try file("name: hcfg2\nhealth:\n  tick-ms: 100\n  misssed-ticks: 3\n")
         XCTAssertThrowsError(try Up.parse(["--config", path]).run()) {
             XCTAssertEqual(
                 "\($0)", "\(path):4:3: unknown key 'health.misssed-ticks'; did you mean 'health.missed-ticks'?")
         }
-        XCTAssertFalse(FileManager.default.fileExists(atPath: config.runDirectory))
+        XCTAssertEqual(runFiles(), before)
         XCTAssertFalse(FileManager.default.fileExists(atPath: config.namespacePath))
         XCTAssertFalse(FileManager.default.fileExists(atPath: config.logPath))
     }

@@ -5,7 +5,8 @@ import XCTest
 /// `ftvm daemon --config FILE` run as systemd runs it (ftvm@.service): in the foreground, with
 /// only the unit's capabilities (setpriv) and `$NOTIFY_SOCKET` naming a socket this test binds
 /// in systemd's place. READY=1 must come only once `ftvm status` says protected; a daemon
-/// killed with SIGKILL and started again adopts the pair; SIGTERM takes the pair down.
+/// killed with SIGKILL and started again adopts the pair; SIGTERM takes the pair down; a
+/// second daemon for a served pair refuses to start.
 final class SystemdDaemonTests: PairTestCase {
     override var pair: String { "hcfg" }
 
@@ -103,6 +104,15 @@ final class SystemdDaemonTests: PairTestCase {
         let domains = try Harness.virshDomains()
         XCTAssertEqual(domains["ftvm-hcfg-1"], "running")
         XCTAssertEqual(domains["ftvm-hcfg-2"], "paused")
+
+        // A second daemon for the pair (`ftvm up` beside the unit, say) refuses to start and
+        // leaves the first one's control socket alone.
+        let intruder = try Harness.run([Harness.ftvm, "daemon", "--config", config])
+        XCTAssertEqual(intruder.status, 1)
+        XCTAssertTrue(
+            intruder.stderr.contains("pair 'hcfg' already has a daemon (pid \(first.processIdentifier))"),
+            intruder.stderr)
+        XCTAssertEqual(phase(), "protected")
 
         // What systemd's Restart=on-failure does after a crash: the same command again.
         kill(first.processIdentifier, SIGKILL)
