@@ -5,7 +5,7 @@ import Foundation
 /// its command-line option (if it has one), the kind of value it takes and the range it must
 /// be in. A config file and the command line both produce `PairSettings`, and one `resolve()`
 /// checks them and builds the `PairConfig`, so a value is judged the same wherever it came from.
-public enum SettingKey: String, CaseIterable, Sendable, Codable {
+public enum SettingKey: String, CaseIterable, Sendable {
     case name
     /// The guest image directory (`images/build.sh`).
     case image
@@ -81,7 +81,7 @@ public enum SettingKey: String, CaseIterable, Sendable, Codable {
 }
 
 /// Where a setting's value came from, so that an error points at it.
-public enum SettingOrigin: Sendable, Equatable, Codable {
+public enum SettingOrigin: Sendable, Equatable {
     case option(String)
     case file(path: String, line: Int, column: Int)
     /// The built-in default (only cross-checks between settings can find fault with one).
@@ -89,7 +89,7 @@ public enum SettingOrigin: Sendable, Equatable, Codable {
 }
 
 /// A value as given, before it is checked.
-public enum SettingValue: Sendable, Equatable, Codable {
+public enum SettingValue: Sendable, Equatable {
     case integer(Int)
     case text(String)
     case ports([Int])
