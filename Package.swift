@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C libraries and the one small shim for what Swift cannot import (ioctls, setns).
@@ -61,13 +62,22 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict),
+        // Running under systemd: sd_notify readiness and journald's native protocol (no libsystemd).
+        .target(
+            name: "FTVMSystemd",
+            dependencies: [
+                "FTVMSystem", .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict),
         // CLI commands, in a library so they can be tested.
         .target(
             name: "FTVMCLI",
             dependencies: [
-                "FTVMController",
+                "FTVMController", "FTVMSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -101,6 +111,8 @@ let package = Package(
             dependencies: [
                 "FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP", "FTVMSystem", "PrometheusText",
             ]),
-        .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit", "PrometheusText"]),
+        .testTarget(name: "FTVMSystemdTests", dependencies: ["FTVMSystemd", "FTVMSystem"]),
+        .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit", "FTVMSystem", "PrometheusText"]),
     ]
 )

@@ -16,30 +16,32 @@ struct Protect: ParsableCommand {
             run the ftvm agent (docs/protect.md). `ftvm unprotect DOMAIN` gives the domain back.
             """)
 
-    @Argument(help: "The libvirt domain (virsh list --all).")
-    var domain: String
+    @Argument(help: "The libvirt domain (virsh list --all); or `domain:` in the --config file.")
+    var domain: String?
 
-    @Option(name: .long, help: "The pair's name (1-10 of a-z, 0-9, '-'); default: the domain's name.")
-    var name: String?
+    @OptionGroup var settings: SettingsOptions
 
-    @Option(name: .long, help: "The guest's address on its network, ADDR/PREFIX (e.g. 192.168.122.50/24).")
-    var address: String
-
-    @OptionGroup var health: HealthOptions
-
-    @OptionGroup var logOptions: LogOptions
-
-    @OptionGroup var metricsOptions: MetricsOptions
+    @Option(
+        name: .long,
+        help:
+            "The guest's address on its network, ADDR/PREFIX (e.g. 192.168.122.50/24); or network.service-address and prefix-length in the config file."
+    )
+    var address: String?
 
     @Option(name: .long, help: "Seconds to wait for the pair to become protected.")
     var timeout: Double = 600
 
     func run() throws {
-        var config = try ProtectTarget.config(name: name, domain: domain)
-        try health.apply(to: &config)
-        try logOptions.apply(to: &config)
-        try metricsOptions.apply(to: &config)
-        try ProtectTarget.apply(address: address, to: &config)
+        let resolved = try settings.resolve(defaultName: domain)
+        guard let domain = domain ?? resolved.domain else {
+            throw ValidationError(
+                "name the domain to protect: `ftvm protect DOMAIN`, or `domain:` in the --config file")
+        }
+        if let named = resolved.domain, named != domain {
+            throw ValidationError("the config file protects domain \(named), not \(domain): make them agree")
+        }
+        var config = resolved.config
+        try ProtectTarget.apply(address: address, given: resolved.serviceAddressGiven, to: &config)
         if let status = try? ControlClient.send(ControlRequest(.status), to: config).status {
             print("pair '\(config.name)' is already up (daemon pid \(status.daemonPID))")
             StatusPrinter.print(status)
@@ -54,12 +56,11 @@ struct Protect: ParsableCommand {
         if !FileManager.default.fileExists(atPath: config.operatorDefinitionPath) {
             try template.xml.write(toFile: config.operatorDefinitionPath, atomically: true, encoding: .utf8)
         }
+        let address = "\(config.serviceAddress)/\(config.prefixLength)"
         do {
             let status = try DaemonLauncher.start(
-                config: config,
-                daemonArguments: ["--protect", domain, "--address", address] + health.arguments
-                    + logOptions.arguments + metricsOptions.arguments,
-                timeout: timeout)
+                config: config, image: false,
+                daemonArguments: ["--protect", domain, "--address", address] + settings.arguments, timeout: timeout)
             print("clients reach \(status.serviceAddress) on \(status.clients ?? "?"), as before")
         } catch {
             try? FileManager.default.removeItem(atPath: config.pairDirectory)
@@ -87,7 +88,7 @@ struct Unprotect: ParsableCommand {
                 "no pair protects domain \(domain) (nothing under \(PairConfig.pairsDirectory)); see `ftvm status --name NAME`"
             )
         }
-        let config = try ProtectTarget.config(name: pairName, domain: domain)
+        let config = try ProtectTarget.config(name: pairName)
         let saved = try? String(contentsOfFile: config.operatorDefinitionPath, encoding: .utf8)
         let virt: LibvirtConnection
         do {
@@ -122,16 +123,24 @@ struct Unprotect: ParsableCommand {
 
 /// What `protect` and the daemon it starts share: names, the address, and the template.
 enum ProtectTarget {
-    static func config(name: String?, domain: String) throws -> PairConfig {
+    static func config(name: String) throws -> PairConfig {
         do {
-            return try PairConfig(name: name ?? domain)
+            return try PairConfig(name: name)
         } catch {
-            guard name == nil else { throw ValidationError(error.description) }
-            throw ValidationError("domain name '\(domain)' cannot name a pair: give one with --name (\(error))")
+            throw ValidationError(error.description)
         }
     }
 
-    static func apply(address: String, to config: inout PairConfig) throws {
+    /// The guest's address: `--address`, else the config file's service address (`given`).
+    static func apply(address: String?, given: Bool, to config: inout PairConfig) throws {
+        guard let address else {
+            guard given else {
+                throw ValidationError(
+                    "give the guest's address on its network: --address ADDR/PREFIX, or network.service-address in the config file"
+                )
+            }
+            return
+        }
         let parts = address.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, IPv4Address(String(parts[0])) != nil, let prefix = Int(parts[1]),
             (8...30).contains(prefix)

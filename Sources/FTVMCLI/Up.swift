@@ -8,16 +8,7 @@ struct Up: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start the daemon, boot a primary and a paused backup, and return once the primary serves.")
 
-    @OptionGroup var pair: PairOptions
-
-    @Option(name: .long, help: "The guest image directory (built by images/build.sh).")
-    var image: String = PairConfig.defaultImageDirectory
-
-    @OptionGroup var health: HealthOptions
-
-    @OptionGroup var logOptions: LogOptions
-
-    @OptionGroup var metricsOptions: MetricsOptions
+    @OptionGroup var settings: SettingsOptions
 
     @Option(name: .long, help: "Seconds to wait for the pair to become protected.")
     var timeout: Double = 300
@@ -30,25 +21,22 @@ struct Up: ParsableCommand {
     var check = false
 
     func run() throws {
-        var config = try pair.config(image: image)
-        try health.apply(to: &config)
-        try logOptions.apply(to: &config)
-        try metricsOptions.apply(to: &config)
-        // Check what a user can fix before anything is made, so a failure leaves nothing behind.
-        let guestImage: GuestImage
-        do {
-            guestImage = try GuestImage(directory: image)
-        } catch {
-            throw CommandFailure(error.description)
-        }
-        do {
-            _ = try LibvirtConnection(uri: config.libvirtURI)
-        } catch {
-            throw CommandFailure("\(error)")
+        // Every setting is checked before anything is made, so a mistake leaves nothing behind.
+        let resolved = try settings.resolve()
+        let config = resolved.config
+        if let domain = resolved.domain {
+            throw CommandFailure("the config names domain \(domain): use `ftvm protect --config FILE` for it")
         }
         if check {
+            let image: GuestImage
+            do {
+                image = try GuestImage(directory: config.imageDirectory)
+                _ = try LibvirtConnection(uri: config.libvirtURI)
+            } catch {
+                throw CommandFailure("\(error)")
+            }
             print(
-                "ftvm: pair '\(config.name)' can be brought up: image \(guestImage.directory) is complete, libvirt answers at \(config.libvirtURI)"
+                "ftvm: pair '\(config.name)' can be brought up: image \(image.directory) is complete, libvirt answers at \(config.libvirtURI)"
             )
             return
         }
@@ -57,32 +45,31 @@ struct Up: ParsableCommand {
             StatusPrinter.print(status)
             return
         }
-        if case .at = config.metrics {
-            // The daemon binds it again; failing here leaves nothing made (released at once).
-            do {
-                _ = try config.metrics.bind()
-            } catch {
-                throw CommandFailure("ftvm up: \(error)")
-            }
-        }
-
-        let status = try DaemonLauncher.start(
-            config: config,
-            daemonArguments: ["--image", guestImage.directory] + health.arguments + logOptions.arguments
-                + metricsOptions.arguments,
-            timeout: timeout)
+        let status = try DaemonLauncher.start(config: config, daemonArguments: settings.arguments, timeout: timeout)
         print("clients: ip netns exec \(status.namespace) curl http://\(status.serviceAddress)/health")
     }
 }
 
 /// Starts `ftvm daemon` detached for a pair and follows it until the pair is protected.
 enum DaemonLauncher {
-    /// Returns the protected pair's status; on failure or timeout the pair is removed and the
-    /// daemon's reason thrown.
-    static func start(config: PairConfig, daemonArguments: [String], timeout: Double) throws -> PairStatus {
-        try FileManager.default.createDirectory(atPath: config.runDirectory, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: PairConfig.logDirectory, withIntermediateDirectories: true)
-        try? FileManager.default.removeItem(atPath: config.failureFilePath)
+    /// Checks the host (`PairHost.prepare`) and a chosen metrics address, starts the daemon,
+    /// and returns the protected pair's status; on failure or timeout the pair is removed and
+    /// the daemon's reason thrown.
+    static func start(
+        config: PairConfig, image: Bool = true, daemonArguments: [String], timeout: Double
+    ) throws
+        -> PairStatus
+    {
+        do {
+            try PairHost.prepare(config, image: image)
+            if case .at = config.metrics {
+                // The daemon binds it again; failing here leaves nothing made (released at once).
+                _ = try config.metrics.bind()
+            }
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        // The daemon reads the same file and options, so it resolves the same settings.
         let pid = try DetachedProcess.spawn(
             [DetachedProcess.currentExecutable(), "daemon", "--name", config.name] + daemonArguments,
             logPath: config.daemonLogPath)

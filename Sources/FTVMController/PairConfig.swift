@@ -125,6 +125,14 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
     case badMAC(String)
     case badAddress(String)
     case noBridge(String)
+    /// A setting (from a file or an option) that is the wrong type or out of range.
+    case invalidSetting(key: SettingKey, origin: SettingOrigin, reason: String)
+    /// A config file's key that is not in the schema (`suggestion`: the nearest valid one).
+    case unknownKey(path: String, line: Int, column: Int, key: String, suggestion: String?, valid: [String])
+    /// A config file that is not well-formed YAML, or not a mapping at its top.
+    case badFile(path: String, line: Int, column: Int, problem: String)
+    /// A config file that cannot be read at all.
+    case unreadableFile(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -140,6 +148,19 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
             "there is no host bridge '\(name)' (see `ip -d link show type bridge`)"
         case .badMAC(let text):
             "'\(text)' is not a unicast MAC address like 52:54:00:77:00:02"
+        case .invalidSetting(_, .option(let option), let reason):
+            "\(option): \(reason)"
+        case .invalidSetting(let key, .file(let path, let line, let column), let reason):
+            "\(path):\(line):\(column): \(key.rawValue): \(reason)"
+        case .invalidSetting(let key, .builtIn, let reason):
+            "\([key.option, key.rawValue].compactMap { $0 }.joined(separator: " / ")) (default): \(reason)"
+        case .unknownKey(let path, let line, let column, let key, let suggestion, let valid):
+            "\(path):\(line):\(column): unknown key '\(key)'"
+                + (suggestion.map { "; did you mean '\($0)'?" } ?? "; valid keys here: \(valid.joined(separator: ", "))")
+        case .badFile(let path, let line, let column, let problem):
+            "\(path):\(line):\(column): \(problem)"
+        case .unreadableFile(let path, let reason):
+            "cannot read config file \(path): \(reason)"
         }
     }
 }

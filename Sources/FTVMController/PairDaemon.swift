@@ -80,21 +80,22 @@ public final class PairDaemon: Sendable {
     let metrics: PairMetrics
     let heartbeats = HeartbeatClock()
     let metricsServer: MetricsServer?
+    /// The pair's phase now (what `ftvm status` reports); the systemd notifier follows it.
+    public var phase: Phase { state.withLock { $0.phase } }
     private let control: ControlServer
     private let subscription = Mutex<EventSubscription?>(nil)
     /// Guests a previous daemon of this pair left running (it crashed or was killed): this
     /// daemon adopts them instead of booting new ones (invariant 6, restartable).
     private let inherited: [GuestMetadata]
 
-    /// Sets up everything that does not involve a guest. On failure it removes what it made.
+    /// Sets up everything that does not involve a guest (`PairHost.prepare` has made the
+    /// directories). On failure it removes what it made.
     public init(config: PairConfig, source: GuestSource, logger: Logger) throws {
         state = Mutex(State(source: source))
         self.logger = logger
         metrics = PairMetrics(pair: config.name)
         // First, so that an address the operator chose and cannot have leaves nothing made.
         metricsServer = try config.metrics.bind().map(MetricsServer.init)
-        try FileManager.default.createDirectory(atPath: config.runDirectory, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: PairConfig.logDirectory, withIntermediateDirectories: true)
         virt = try LibvirtConnection(uri: config.libvirtURI, logger: logger)
         // An operator's domain brings its own identity and network: the relay takes the NIC's
         // MAC, and its uplink goes where the NIC was, at that bridge's MTU.
@@ -161,9 +162,12 @@ public final class PairDaemon: Sendable {
                     notes: ["found unfinished by a restarted daemon (pid \(getpid()))"])
             }
         } catch {
-            logger.error("bring-up failed", metadata: ["error": "\(error)"])
+            // A teardown (SIGTERM, `down`) during bring-up fails it in whatever step it was in,
+            // a guest it destroyed seen as "stopped while booting" among them: that is a stop.
+            let stopping = state.withLock { $0.phase == .stopping }
+            if !stopping { logger.error("bring-up failed", metadata: ["error": "\(error)"]) }
             tearDown()
-            throw error
+            throw stopping ? PairError.stopping : error
         }
         monitor()
         control.waitUntilIdle()
@@ -409,13 +413,18 @@ public final class PairDaemon: Sendable {
     public func stop() { tearDown() }
 
     /// Removes everything the pair made: domains, channel files, namespace (and with it the tap).
-    /// Idempotent; `run()` returns once it is done.
+    /// Idempotent, and a second caller returns only once the first has finished: a SIGTERM
+    /// during bring-up makes the bring-up fail and call it too, and `run()` (and with it the
+    /// process) must not return while the signal's teardown is still removing guests.
     func tearDown() {
         let first = state.withLock { state -> Bool in
             defer { state.phase = .stopping }
             return state.phase != .stopping
         }
-        guard first else { return }
+        guard first else {
+            while !done.withLock({ $0 }) { usleep(10_000) }
+            return
+        }
         subscription.withLock { $0?.cancel() }
         relay.connect(guestPort: nil)
         relay.stop()

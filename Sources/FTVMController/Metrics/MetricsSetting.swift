@@ -15,10 +15,15 @@ public enum MetricsSetting: Sendable, Codable, Equatable, CustomStringConvertibl
     public static let automaticHost: UInt32 = 0x7F00_0001
     public static let automaticPorts: ClosedRange<UInt16> = 9477...9486
 
-    /// Reads what an operator wrote: `none`, or an IPv4 `HOST:PORT` (port 1-65535); nil otherwise.
+    /// Reads what an operator wrote: `none`, `auto` (the default), or an IPv4 `HOST:PORT` (port
+    /// 1-65535); nil otherwise.
     public init?(parsing text: String) {
         if text == "none" {
             self = .off
+            return
+        }
+        if text == "auto" {
+            self = .automatic
             return
         }
         guard let endpoint = IPv4Endpoint(text), endpoint.port != 0 else { return nil }
