@@ -190,7 +190,7 @@ got=$(sha256sum "$work/download.bin" | cut -d' ' -f1)
 rm -f "$work/download.bin"
 [ "$got" = "$expected" ] || die "splitmix-64M.bin has SHA-256 $got, expected $expected"
 grep -q "pmtu:1500" "$work/ss.txt" || die "the client's connection does not run at path MTU 1500: $(cat "$work/ss.txt")"
-say "64 MiB download from nginx at MTU 1500: SHA-256 right, $(python3 -c "print(f'{64 / ($t1 - $t0):.1f}')") MiB/s ($(grep -o 'mss:[0-9]*' "$work/ss.txt" | head -n 1))"
+say "64 MiB download from nginx at MTU 1500: SHA-256 right, $(python3 -c "print(f'{64 / ($t1 - $t0):.1f}')") MiB/s ($(grep -o 'advmss:[0-9]*' "$work/ss.txt" | head -n 1))"
 
 # service-crash: the agent kills the unit's cgroup, reports the exit, restarts the unit.
 t0=$(date +%s.%N)
