@@ -93,9 +93,13 @@ let package = Package(
         .executableTarget(
             name: "ftvm-demo-service", dependencies: ["FTVMDemoKit", "FTVMTrim"],
             path: "guest-agent/Sources/ftvm-demo-service", swiftSettings: strict),
+        // The agent's pure parts (services file, cgroup files, ARP announcement): testable on the host.
+        .target(name: "FTVMAgentKit", path: "guest-agent/Sources/FTVMAgentKit", swiftSettings: strict),
         .executableTarget(
             name: "ftvm-agent",
-            dependencies: ["FTVMChannel", "FTVMSystem", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: [
+                "FTVMAgentKit", "FTVMChannel", "FTVMSystem", .product(name: "SystemPackage", package: "swift-system"),
+            ],
             path: "guest-agent/Sources/ftvm-agent", swiftSettings: strict),
 
         .testTarget(name: "FTVMChannelTests", dependencies: ["FTVMChannel"]),
@@ -113,6 +117,10 @@ let package = Package(
             ]),
         .testTarget(name: "FTVMSystemdTests", dependencies: ["FTVMSystemd", "FTVMSystem"]),
         .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit", "FTVMSystem", "PrometheusText"]),
+        .testTarget(name: "FTVMAgentKitTests", dependencies: ["FTVMAgentKit", "FTVMWire"]),
+        // Fixtures/: an operator's domain and network XML, read by path (images/test-disk.sh too).
+        .testTarget(
+            name: "IntegrationTests", dependencies: ["FTVMDemoKit", "FTVMSystem", "PrometheusText"],
+            exclude: ["Fixtures"]),
     ]
 )

@@ -537,15 +537,7 @@ sys.stdout.buffer.write(hashlib.shake_256(b"ftvm static blob v1").digest(4 * 102
 ' >srv/www/blob.bin
 # A large file for long downloads: the first 32 MiB of the splitmix64 stream with seed 1, from the
 # project's reference (Tests/tools/splitmix.py), so `splitmix.py 33554432 1` prints its SHA-256.
-python3 -B - "$splitmix" <<'EOF' >srv/www/splitmix-32M.bin
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("splitmix", sys.argv[1])
-splitmix = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(splitmix)
-stream, out = splitmix.SplitMix64Stream(1), sys.stdout.buffer
-for _ in range(32 * 1024 * 1024 // 65536):
-    out.write(stream.read(65536))
-EOF
+python3 -B "$splitmix" --write 33554432 1 >srv/www/splitmix-32M.bin
 # What `python3 Tests/tools/splitmix.py 33554432 1` prints (its slow reference, 2 s; this is 0.1 s).
 splitmix_sha=$(sha256sum srv/www/splitmix-32M.bin | cut -d' ' -f1)
 [ "$splitmix_sha" = 93be6d417914e825fa26a760e8971ac7cb318b819f10d7519058c546132252ce ] ||

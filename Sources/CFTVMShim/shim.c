@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>
+#include <linux/if_packet.h>
 #include <linux/if_tun.h>
 #include <sched.h>
 #include <spawn.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <arpa/inet.h>
+#include <net/ethernet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -128,4 +130,46 @@ int ftvm_send_batch(int fd, const void *buffers, int stride, const int *lengths,
     }
     int sent = sendmmsg(fd, messages, (unsigned)count, MSG_DONTWAIT);
     return sent < 0 ? -errno : sent;
+}
+
+int ftvm_link_set_down(const char *ifname) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+    int result = 0;
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) {
+        result = -errno;
+    } else {
+        ifr.ifr_flags &= ~IFF_UP;
+        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) result = -errno;
+    }
+    close(fd);
+    return result;
+}
+
+int ftvm_send_frame(const char *ifname, const void *frame, int length) {
+    if (length < ETH_HLEN) return -EINVAL;
+    /* Protocol 0: a send-only socket that receives nothing. */
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+    if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    struct sockaddr_ll to;
+    memset(&to, 0, sizeof to);
+    to.sll_family = AF_PACKET;
+    to.sll_ifindex = ifr.ifr_ifindex;
+    to.sll_halen = ETH_ALEN;
+    memcpy(to.sll_addr, frame, ETH_ALEN);
+    ssize_t sent = sendto(fd, frame, (size_t)length, 0, (struct sockaddr *)&to, sizeof to);
+    int result = sent == length ? 0 : (sent < 0 ? -errno : -EIO);
+    close(fd);
+    return result;
 }

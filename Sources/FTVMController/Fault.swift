@@ -12,7 +12,8 @@ public enum Fault: String, Sendable, Codable, CaseIterable {
     case qemuKill = "qemu-kill"
     /// The agent exits: heartbeats stop while the kernel and services go on.
     case agentKill = "agent-kill"
-    /// The guest's NIC goes down (`ip link set eth0 down`): kernel, agent and services carry on
-    /// and answer their local probes, but nothing reaches the network (a stuck data path).
+    /// The guest's NICs go down (each one with an IPv4 address, as `ip link set DEV down`):
+    /// kernel, agent and services carry on and answer their local probes, but nothing reaches
+    /// the network (a stuck data path).
     case networkStall = "network-stall"
 }

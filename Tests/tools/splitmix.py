@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Independent reference for the demo service's /bytes/N?seed=S stream: prints its SHA-256.
+"""Independent reference for the demo service's /bytes/N?seed=S stream: prints its SHA-256
+(or, with --write, the bytes themselves, for the image builds).
 
 Written from the definition in the issue (splitmix64, 8 little-endian bytes per output,
 truncated to N), sharing no code with the Swift implementation it checks.
@@ -84,7 +85,20 @@ class SplitMix64Stream:
         return b"".join(parts)
 
 
+def write_stream(n: int, seed: int, out) -> None:
+    """Writes the first n bytes of the stream to the binary file `out` (image builds)."""
+    stream = SplitMix64Stream(seed)
+    while n > 0:
+        block = stream.read(min(n, 1 << 20))
+        out.write(block)
+        n -= len(block)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: splitmix.py N SEED")
-    print(stream_sha256(int(sys.argv[1]), int(sys.argv[2])))
+    if len(sys.argv) == 4 and sys.argv[1] == "--write":
+        write_stream(int(sys.argv[2]), int(sys.argv[3]), sys.stdout.buffer)
+    elif len(sys.argv) == 3:
+        print(stream_sha256(int(sys.argv[1]), int(sys.argv[2])))
+    else:
+        sys.exit("usage: splitmix.py N SEED (prints the SHA-256 of the first N bytes)\n"
+                 "       splitmix.py --write N SEED (writes those N bytes to stdout)")

@@ -39,4 +39,13 @@ int ftvm_recv_batch(int fd, void *buffers, int stride, int count, int *lengths, 
 /// `buffers + i * stride`, all to 127.0.0.1:`port` (host order). The number sent, or -errno.
 int ftvm_send_batch(int fd, const void *buffers, int stride, const int *lengths, int count, unsigned short port);
 
+/// Clears IFF_UP on interface `ifname` (SIOCSIFFLAGS), as `ip link set IFNAME down` does.
+/// Needs CAP_NET_ADMIN. 0 or -errno.
+int ftvm_link_set_down(const char *ifname);
+
+/// Sends one whole Ethernet frame (`length` bytes, destination MAC first) out of `ifname`
+/// through an AF_PACKET socket, bypassing the kernel's protocol stack (the agent's gratuitous
+/// ARP). Needs CAP_NET_RAW. 0 or -errno.
+int ftvm_send_frame(const char *ifname, const void *frame, int length);
+
 #endif

@@ -1,4 +1,5 @@
 import CFTVMShim
+import FTVMAgentKit
 import FTVMChannel
 import FTVMSystem
 import Glibc
@@ -7,12 +8,23 @@ import Glibc
 /// starve the heartbeat: a missed beat must mean the kernel is in trouble, not that it is busy.
 enum Agent {
     static let tickMillis: UInt32 = 20
-    static let servicesFile = "/etc/ftvm/services"
+    /// The services file when no `--config` is given (the initramfs image's /init passes none).
+    static let defaultServicesFile = "/etc/ftvm/services"
     static let versionFile = "/etc/ftvm/version"
 
     static func main() {
         signal(SIGPIPE, SIG_IGN)
-        Console.say("starting (pid \(getpid()))")
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let servicesFile: String
+        if arguments.isEmpty {
+            servicesFile = defaultServicesFile
+        } else if arguments.count == 2, arguments[0] == "--config" {
+            servicesFile = arguments[1]
+        } else {
+            Console.say("usage: ftvm-agent [--config SERVICES-FILE] (default \(defaultServicesFile))")
+            exit(2)
+        }
+        Console.say("starting (pid \(getpid()), services from \(servicesFile))")
         let channel = ChannelDevice.attach()
         channel.agentPID = UInt32(getpid())
         channel.tickMillis = tickMillis

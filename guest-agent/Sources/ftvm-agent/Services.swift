@@ -1,50 +1,42 @@
+import FTVMAgentKit
 import FTVMChannel
 import FTVMSystem
 import Glibc
-
-/// One line of `/etc/ftvm/services`: `NAME PORT COMMAND ARGS...`.
-struct ServiceDefinition: Equatable {
-    var name: String
-    var port: UInt16
-    var arguments: [String]
-
-    /// Parses the services file; `#` starts a comment. Bad lines are errors, never skipped: an
-    /// image that silently runs fewer services than it lists would be "ready" while broken.
-    static func parse(_ text: String) throws(ServiceFileError) -> [ServiceDefinition] {
-        var services: [ServiceDefinition] = []
-        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.prefix { $0 != "#" }
-            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-            if fields.isEmpty { continue }
-            guard fields.count >= 3, let port = UInt16(fields[1]), port > 0, fields[2].hasPrefix("/") else {
-                throw ServiceFileError(line: number + 1, text: String(rawLine))
-            }
-            services.append(ServiceDefinition(name: fields[0], port: port, arguments: Array(fields[2...])))
-        }
-        return services
-    }
-}
-
-struct ServiceFileError: Error, CustomStringConvertible {
-    var line: Int
-    var text: String
-    var description: String {
-        "services file line \(line) is not `NAME PORT /ABSOLUTE/COMMAND ARGS...`: \(text)"
-    }
-}
+import SystemPackage
 
 /// Starts the services, notices their death the tick it happens, restarts them with back-off,
 /// and mirrors all of it into the channel for the host.
+///
+/// A command service is the agent's child: `waitpid` reports its exit. A systemd unit is
+/// systemd's child: the agent asks systemd to start it and watches its cgroup instead (see
+/// `SystemdUnit`); it restarts a unit that died the same way, with the same back-off, so both
+/// kinds behave alike for the host. A unit's own `Restart=` may restart it first; the agent's
+/// start request then finds it running and changes nothing.
 final class Supervisor {
     private struct Running {
         var definition: ServiceDefinition
+        /// The command's pid, or the unit's main pid; nil while the service is down.
         var pid: pid_t?
         var starts = 0
         var restartAt: Int?
         var listening = false
         var probe = Probe()
         var reportedHung = false
+        /// When the agent last asked systemd to start the unit and has not seen it up yet.
+        var unitRequestedAt: Int?
+        /// A running `systemctl is-active` for the unit, and when the next one may start.
+        var activeCheck: pid_t?
+        var activeCheckAt = 0
+        /// The agent killed the unit (service-crash): its exit is a SIGKILL, not unknown.
+        var unitKilled = false
     }
+
+    /// A unit's exit status is its main process's, which only systemd (its parent) sees.
+    static let unknownUnitExit: Int32 = 255
+    /// A unit not up this long after a start request is asked again.
+    static let unitStartTimeoutMillis = 10_000
+    /// How often a unit that listens but is not yet `active` is asked again.
+    static let activeCheckIntervalMillis = 200
 
     private var services: [Running]
     private let channel: Channel
@@ -72,30 +64,130 @@ final class Supervisor {
         return true
     }
 
-    func pid(ofSlot index: Int) -> pid_t? {
-        services.indices.contains(index) ? services[index].pid : nil
+    /// Sends the service in `slot` the fault's signal: SIGKILL (crash) or SIGSTOP (hang).
+    ///
+    /// A command service gets it through its process group. The spawner makes each command the
+    /// leader of its own group, so one `kill(-pgid)` reaches a multi-process server whole (nginx:
+    /// the master and its worker). Signalling the leader alone falls short both ways: after
+    /// SIGKILL the orphaned worker keeps the listening socket and goes on serving, so the
+    /// restarted service fails with EADDRINUSE; after SIGSTOP the worker still answers the probe,
+    /// so the hang is never reported. A service that moved itself into another process group is
+    /// signalled alone: the agent signals no group the service does not lead.
+    ///
+    /// A unit gets it through its cgroup, which holds every process of the unit whatever their
+    /// groups: `cgroup.kill` for a crash (the kernel kills them all at once), SIGSTOP to each
+    /// listed process for a hang.
+    func inject(_ signal: Int32, slot index: Int) -> (Int32, String) {
+        guard services.indices.contains(index), let pid = services[index].pid else {
+            return (-1, "no running service in slot \(index)")
+        }
+        switch services[index].definition.launch {
+        case .command:
+            if getpgid(pid) == pid, kill(-pid, signal) == 0 { return (0, "signalled process group \(pid)") }
+            return kill(pid, signal) == 0 ? (0, "signalled pid \(pid)") : (-1, "kill: \(Errno(rawValue: errno))")
+        case .unit(let unit):
+            if signal == SIGKILL {
+                do {
+                    try SystemdUnit.killAll(unit)
+                } catch {
+                    return (-1, "cannot kill \(unit) through \(SystemdUnit.directory(unit))/cgroup.kill: \(error)")
+                }
+                services[index].unitKilled = true
+                return (0, "killed every process of \(unit)")
+            }
+            let signalled = SystemdUnit.processes(unit).filter { kill($0, signal) == 0 }
+            return signalled.isEmpty
+                ? (-1, "no process of \(unit) could be signalled")
+                : (0, "signalled \(signalled.count) processes of \(unit)")
+        }
     }
 
-    /// Reaps every exited child (services and helpers alike) and schedules service restarts.
+    /// Reaps every exited child (command services and helpers alike), notices units that
+    /// stopped or started, and schedules service restarts.
     func reap(nowMillis: Int) {
         while true {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
             if pid <= 0 { break }
-            guard let index = services.firstIndex(where: { $0.pid == pid }) else { continue }
             let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : -(status & 0x7f)
-            channel.serviceExited(index, status: code)
-            services[index].pid = nil
-            services[index].listening = false
-            services[index].reportedHung = false
-            let delay = min(5000, 500 * services[index].starts)
-            services[index].restartAt = nowMillis + delay
-            Console.say(
-                "service \(services[index].definition.name) (pid \(pid)) exited with \(code); restart in \(delay) ms")
+            if let index = services.firstIndex(where: { $0.activeCheck == pid }) {
+                activeCheckDone(index, isActive: code == 0, nowMillis: nowMillis)
+                continue
+            }
+            guard let index = services.firstIndex(where: { $0.pid == pid }),
+                case .command = services[index].definition.launch
+            else { continue }
+            exited(index, pid: pid, status: code, nowMillis: nowMillis)
+        }
+        for index in services.indices {
+            if case .unit(let unit) = services[index].definition.launch {
+                watch(index, unit: unit, nowMillis: nowMillis)
+            }
         }
         for index in services.indices {
             if let due = services[index].restartAt, due <= nowMillis { start(index) }
         }
+    }
+
+    /// One tick's look at a unit: `cgroup.events` while it is up; while it comes up, whether it
+    /// listens and then whether systemd calls it `active`.
+    ///
+    /// A unit is up only once both hold. While systemd activates a unit its cgroup is not a
+    /// reliable sign of life (measured with nginx: it holds only the `ExecStartPre=` check, or
+    /// is empty or removed and made again between `ExecStartPre=` and `ExecStart=`, while the
+    /// port may already answer), but once the unit is `active` an empty cgroup is its end:
+    /// systemd's default `KillMode=control-group` empties it when the main process dies.
+    private func watch(_ index: Int, unit: String, nowMillis: Int) {
+        if let pid = services[index].pid {
+            if !SystemdUnit.isPopulated(unit) {
+                let status = services[index].unitKilled ? -SIGKILL : Self.unknownUnitExit
+                exited(index, pid: pid, status: status, nowMillis: nowMillis)
+                // A unit that failed too often in a row refuses to start (StartLimitBurst);
+                // the agent's back-off decides when to try again, not systemd's rate limit.
+                _ = Spawner.spawn([SystemdUnit.systemctl, "reset-failed", unit])
+            } else if kill(pid, 0) != 0, let main = SystemdUnit.mainPID(unit) {
+                services[index].pid = main  // the unit replaced its main process (e.g. a reload)
+            }
+        } else if services[index].restartAt == nil, services[index].activeCheck == nil,
+            nowMillis >= services[index].activeCheckAt, SystemdUnit.isPopulated(unit),
+            Self.accepts(port: services[index].definition.port)
+        {
+            if case .success(let helper) = Spawner.spawn([SystemdUnit.systemctl, "is-active", "--quiet", unit]) {
+                services[index].activeCheck = helper
+            }
+        } else if let asked = services[index].unitRequestedAt, nowMillis - asked > Self.unitStartTimeoutMillis {
+            Console.say("\(unit) is not up \(nowMillis - asked) ms after the start request; asking again")
+            start(index)
+        }
+    }
+
+    /// `systemctl is-active` answered: the unit is up now, or is asked about again shortly.
+    private func activeCheckDone(_ index: Int, isActive: Bool, nowMillis: Int) {
+        services[index].activeCheck = nil
+        guard case .unit(let unit) = services[index].definition.launch, services[index].pid == nil else { return }
+        guard isActive, let main = SystemdUnit.mainPID(unit) else {
+            services[index].activeCheckAt = nowMillis + Self.activeCheckIntervalMillis
+            return
+        }
+        services[index].pid = main
+        services[index].unitRequestedAt = nil
+        services[index].unitKilled = false
+        channel.serviceStarted(index, pid: UInt32(main), isRestart: services[index].starts > 0)
+        services[index].starts += 1
+        Console.say("service \(services[index].definition.name) runs as \(unit), main pid \(main)")
+    }
+
+    private func exited(_ index: Int, pid: pid_t, status code: Int32, nowMillis: Int) {
+        channel.serviceExited(index, status: code)
+        services[index].pid = nil
+        services[index].listening = false
+        services[index].reportedHung = false
+        // A probe of the dead instance (in flight, or its failures) says nothing of the next one.
+        services[index].probe = Probe()
+        let delay = min(5000, 500 * services[index].starts)
+        services[index].restartAt = nowMillis + delay
+        Console.say(
+            "service \(services[index].definition.name) (pid \(pid)) exited with \(code); restart in \(delay) ms")
     }
 
     /// Runs the services' liveness probes (only for services that are up and listening) and
@@ -132,19 +224,36 @@ final class Supervisor {
         }
     }
 
+    /// Starts a command, or asks systemd to start a unit (`--no-block`: the tick must not wait
+    /// for systemd; `watch` sees the unit come up). Starting a unit that already runs, as at
+    /// boot when systemd started it first, changes nothing.
     private func start(_ index: Int) {
         services[index].restartAt = nil
-        switch Spawner.spawn(services[index].definition.arguments) {
-        case .success(let pid):
-            services[index].pid = pid
-            channel.serviceStarted(index, pid: UInt32(pid), isRestart: services[index].starts > 0)
-            services[index].starts += 1
-            Console.say("started service \(services[index].definition.name) as pid \(pid)")
-        case .failure(let error):
-            channel.serviceExited(index, status: 127)
-            services[index].restartAt = Uptime.millis + 5000
-            Console.say(error.description)
+        switch services[index].definition.launch {
+        case .command(let arguments):
+            switch Spawner.spawn(arguments) {
+            case .success(let pid):
+                services[index].pid = pid
+                channel.serviceStarted(index, pid: UInt32(pid), isRestart: services[index].starts > 0)
+                services[index].starts += 1
+                Console.say("started service \(services[index].definition.name) as pid \(pid)")
+            case .failure(let error):
+                failedToStart(index, error)
+            }
+        case .unit(let unit):
+            switch Spawner.spawn([SystemdUnit.systemctl, "start", "--no-block", unit]) {
+            case .success:
+                services[index].unitRequestedAt = Uptime.millis
+            case .failure(let error):
+                failedToStart(index, error)
+            }
         }
+    }
+
+    private func failedToStart(_ index: Int, _ error: Spawner.SpawnError) {
+        channel.serviceExited(index, status: 127)
+        services[index].restartAt = Uptime.millis + 5000
+        Console.say(error.description)
     }
 
     private static func accepts(port: UInt16) -> Bool {
