@@ -25,4 +25,15 @@ build_image() { # version, out
 }
 build_image 1.0.0 /var/lib/ftvm/images/default
 build_image 2.0.0 /var/lib/ftvm/images/v2
+
+# The Debian disk guest an operator would have, for `ftvm protect` (ProtectTests, docs/protect.md):
+# rebuilt when the agent or the build script changes (a stamp of both beside it).
+disk=/var/lib/ftvm/images/disk/disk.qcow2
+stamp="$(sha256sum < "$bin/ftvm-agent" | cut -c1-64) $(sha256sum < images/build-disk.sh | cut -c1-64)"
+if [ ! -f "$disk" ] || [ "$(cat "$disk.stamp" 2>/dev/null)" != "$stamp" ]; then
+  echo "prepare: building the disk guest in $disk" >&2
+  mkdir -p "$(dirname "$disk")"
+  bash images/build-disk.sh --out "$disk" --ip 10.78.0.2/24 --agent "$bin/ftvm-agent" >&2
+  echo "$stamp" > "$disk.stamp"
+fi
 echo "prepare: ready" >&2
