@@ -93,6 +93,7 @@ let package = Package(
         .testTarget(
             name: "FTVMControllerTests",
             dependencies: ["FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP"]),
+        .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController"], exclude: ["Golden"]),
         .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit"]),
     ]
 )

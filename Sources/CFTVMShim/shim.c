@@ -129,3 +129,11 @@ int ftvm_send_batch(int fd, const void *buffers, int stride, const int *lengths,
     int sent = sendmmsg(fd, messages, (unsigned)count, MSG_DONTWAIT);
     return sent < 0 ? -errno : sent;
 }
+
+int ftvm_terminal_size(int fd, unsigned short *rows, unsigned short *columns) {
+    struct winsize size;
+    if (ioctl(fd, TIOCGWINSZ, &size) < 0) return -errno;
+    *rows = size.ws_row;
+    *columns = size.ws_col;
+    return 0;
+}

@@ -95,11 +95,14 @@ extension PairDaemon {
         let snapshot = state.withLock { state in
             (state.phase, state.guests, state.recoveries, state.lastRecovery, state.image, state.upgrade)
         }
+        let now = Monotonic.nanos()
         let guests = snapshot.1.map { guest in
             GuestStatus(
                 domain: guest.domain, role: guest.role.rawValue, generation: guest.generation,
                 state: (try? virt.domain(named: guest.domain).state())?.word ?? "undefined",
-                heartbeat: guest.channel.heartbeat, agent: guest.channel.agentState.description,
+                heartbeat: guest.channel.heartbeat,
+                heartbeatAgeMillis: heartbeatAges.ageMillis(of: guest.domain, atNanos: now),
+                agent: guest.channel.agentState.description,
                 imageVersion: guest.channel.imageVersion,
                 services: guest.channel.services.map {
                     ServiceStatus(

@@ -18,10 +18,11 @@ extension PairDaemon {
         while !done.withLock({ $0 }) {
             usleep(loopMicros)
             let now = Int(Monotonic.nanos() / 1_000_000)
-            let (phase, primary, events) = state.withLock { state in
+            let (phase, primary, events, guests) = state.withLock { state in
                 defer { state.events.removeAll() }
-                return (state.phase, state.primary, state.events)
+                return (state.phase, state.primary, state.events, state.guests)
             }
+            heartbeatAges.observe(guests.map { ($0.domain, $0.channel.heartbeat) }, atNanos: Monotonic.nanos())
             guard phase == .protected || phase == .unprotected, let primary else { continue }
             if primary.domain != watched {
                 watched = primary.domain

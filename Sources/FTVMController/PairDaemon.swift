@@ -72,6 +72,8 @@ public final class PairDaemon: Sendable {
     let relay: Relay
     let state: Mutex<State>
     let done = Mutex<Bool>(false)
+    /// Each guest's heartbeat age, sampled by the health loop for `ftvm status` and `ftvm watch`.
+    let heartbeatAges = HeartbeatAges()
     private let control: ControlServer
     private let subscription = Mutex<EventSubscription?>(nil)
     /// Guests a previous daemon of this pair left running (it crashed or was killed): this

@@ -39,4 +39,8 @@ int ftvm_recv_batch(int fd, void *buffers, int stride, int count, int *lengths, 
 /// `buffers + i * stride`, all to 127.0.0.1:`port` (host order). The number sent, or -errno.
 int ftvm_send_batch(int fd, const void *buffers, int stride, const int *lengths, int count, unsigned short port);
 
+/// ioctl(fd, TIOCGWINSZ): the terminal's size in `rows` and `columns`. 0 or -errno (ENOTTY
+/// when `fd` is not a terminal). ioctl is variadic and not importable into Swift.
+int ftvm_terminal_size(int fd, unsigned short *rows, unsigned short *columns);
+
 #endif
