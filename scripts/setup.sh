@@ -3,10 +3,12 @@
 # libvirtd when they are not running. Safe to run again: it only does what is missing.
 set -euo pipefail
 
+# tmux, man-db and groff-base: the tests of `ftvm watch` (a real terminal) and of the man pages.
 # The last line: the libraries Debian's nginx links, which images/build.sh copies from this host
 # into the guest image (nginx itself is only downloaded, never installed).
 packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu
   libvirt-clients libvirt-dev libxml2-dev busybox-static cpio iproute2 curl wrk python3 python3-matplotlib
+  tmux man-db groff-base
   libcrypt1 libpcre2-8-0 libssl3 zlib1g)
 
 missing=()
