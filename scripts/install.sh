@@ -48,9 +48,10 @@ swift build -c release --product ftvm >&2
 # The plugin runs `ftvm --experimental-dump-help` on a release build and writes mdoc pages:
 # ftvm.1 and one per subcommand (ftvm.up.1, ...). The date is the last commit's, so a rebuild
 # of the same commit makes the same pages.
+pages=.build/plugins/GenerateManual/outputs/ftvm
+rm -rf "$pages" # no page left over from a subcommand that is gone
 swift package --allow-writing-to-package-directory generate-manual --multi-page \
   --date "$(git log -1 --format=%cs 2>/dev/null || date +%F)" --authors "the ftvm authors" >&2
-pages=.build/plugins/GenerateManual/outputs/ftvm
 binary=.build/release/ftvm
 staging=$(mktemp -d /tmp/ftvm-install.XXXXXX)
 trap 'rm -rf "$staging"' EXIT
