@@ -16,6 +16,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C libraries and the one small shim for what Swift cannot import (ioctls, setns).
@@ -57,13 +60,24 @@ let package = Package(
                 "FTVMSystem", "FTVMChannel", "FTVMVirt", "FTVMWire", "FTVMLog", "FTVMHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict),
+        // Running under systemd: sd_notify readiness and journald's native protocol (no libsystemd).
+        .target(
+            name: "FTVMSystemd",
+            dependencies: [
+                "FTVMSystem", .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict),
         // CLI commands, in a library so they can be tested.
         .target(
             name: "FTVMCLI",
             dependencies: [
-                "FTVMController",
+                "FTVMController", "FTVMSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -90,10 +104,15 @@ let package = Package(
         .testTarget(name: "FTVMLogTests", dependencies: ["FTVMLog", "FTVMWire"]),
         .testTarget(name: "FTVMVirtTests", dependencies: ["FTVMVirt", "FTVMWire"], resources: [.copy("Golden")]),
         .testTarget(name: "FTVMDemoKitTests", dependencies: ["FTVMDemoKit"]),
+        // A strict reader of the Prometheus text format, for the tests that check the daemon's metrics.
+        .target(name: "PrometheusText", path: "Tests/PrometheusText"),
         .testTarget(
             name: "FTVMControllerTests",
-            dependencies: ["FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP"]),
+            dependencies: [
+                "FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP", "FTVMSystem", "PrometheusText",
+            ]),
+        .testTarget(name: "FTVMSystemdTests", dependencies: ["FTVMSystemd", "FTVMSystem"]),
         .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController"], exclude: ["Golden"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["FTVMDemoKit", "FTVMSystem", "PrometheusText"]),
     ]
 )

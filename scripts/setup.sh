@@ -3,11 +3,17 @@
 # libvirtd when they are not running. Safe to run again: it only does what is missing.
 set -euo pipefail
 
-# tmux, man-db and groff-base: the tests of `ftvm watch` (a real terminal) and of the man pages.
-# The last line: the libraries Debian's nginx links, which images/build.sh copies from this host
-# into the guest image (nginx itself is only downloaded, never installed).
+# The third line: ocf-tester and the OCF shell functions the Pacemaker agent (contrib/ocf/ftvm)
+# uses, xmllint for its meta-data, and promtool (Debian's prometheus), which the metrics tests
+# run on a scrape (docs/metrics.md); systemd-analyze (systemd), which checks
+# contrib/systemd/ftvm@.service, and setpriv (util-linux), with which a test runs the daemon
+# under the unit's capability set. The fourth: tmux, man-db and groff-base, for the tests of
+# `ftvm watch` (a real terminal) and of the man pages. The last line: the libraries Debian's
+# nginx links, which images/build.sh copies from this host into the guest image (nginx itself
+# is only downloaded, never installed).
 packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu
   libvirt-clients libvirt-dev libxml2-dev busybox-static cpio iproute2 curl wrk python3 python3-matplotlib
+  resource-agents libxml2-utils prometheus systemd util-linux
   tmux man-db groff-base
   libcrypt1 libpcre2-8-0 libssl3 zlib1g)
 

@@ -8,104 +8,153 @@ public struct FTVMCommand: ParsableCommand {
         commandName: "ftvm",
         abstract: "Keep a network service in a VM alive across crashes and upgrades, without its clients noticing.",
         subcommands: [
-            Up.self, Status.self, Watch.self, Connections.self, Inject.self, Failover.self, Upgrade.self, Down.self,
-            Daemon.self,
-            Bench.self,
+            Up.self, Protect.self, Unprotect.self, Status.self, Watch.self, Connections.self, Inject.self,
+            Failover.self,
+            Upgrade.self, Down.self, Daemon.self, Bench.self,
         ])
 
     public init() {}
 }
 
-/// Options every pair command shares.
+/// The option every command on a running pair shares (`up` and `daemon` take `SettingsOptions`).
 struct PairOptions: ParsableArguments {
     @Option(name: .long, help: "The pair's name (1-10 of a-z, 0-9, '-').")
     var name: String = PairConfig.defaultName
 
-    func config(image: String = PairConfig.defaultImageDirectory) throws -> PairConfig {
+    func config() throws -> PairConfig {
         do {
-            return try PairConfig(name: name, imageDirectory: image)
+            return try PairConfig(name: name)
         } catch {
             throw ValidationError(error.description)
         }
     }
 }
 
-/// How the daemon watches and fences; `up` hands these to the daemon it starts.
-struct HealthOptions: ParsableArguments {
-    @Option(name: .long, help: "Heartbeat sampling period in milliseconds.")
-    var tickMs: Int = HealthPolicy().tickMillis
+/// The settings `up` and `daemon` take: a config file, and options that override it (an option
+/// given on the command line wins; the file fills in the rest; built-in defaults last). All of
+/// them are checked by `PairSettings.resolve()`, whichever place they came from.
+struct SettingsOptions: ParsableArguments {
+    @Option(name: .long, help: "The pair's name (1-10 of a-z, 0-9, '-'; default \(PairConfig.defaultName)).")
+    var name: String?
 
-    @Option(name: .long, help: "Consecutive ticks without a heartbeat before the primary is failed.")
-    var missedTicks: Int = HealthPolicy().missedTicks
-
-    @Option(name: .long, help: "What to do with a failed primary: pause (keep it until re-protected) or destroy.")
-    var fence: String = FencePolicy.pause.rawValue
-
-    func apply(to config: inout PairConfig) throws {
-        guard (10...10_000).contains(tickMs) else { throw ValidationError("--tick-ms must be 10-10000, not \(tickMs)") }
-        guard (2...1000).contains(missedTicks) else {
-            throw ValidationError("--missed-ticks must be 2-1000, not \(missedTicks)")
-        }
-        guard let policy = FencePolicy(rawValue: fence) else {
-            throw ValidationError(
-                "--fence must be \(FencePolicy.allCases.map(\.rawValue).joined(separator: " or ")), not '\(fence)'")
-        }
-        config.health.tickMillis = tickMs
-        config.health.missedTicks = missedTicks
-        config.fence = policy
-    }
-
-    var arguments: [String] { ["--tick-ms", "\(tickMs)", "--missed-ticks", "\(missedTicks)", "--fence", fence] }
-}
-
-/// How the connection log is sized and bounded; `up` hands these to the daemon it starts.
-struct LogOptions: ParsableArguments {
-    @Option(name: .long, help: "The connection log's size in MiB (host shared memory, allocated at start).")
-    var logMib: Int = 128
-
-    @Option(name: .long, help: "MiB one connection may hold in the log before it becomes unprotected.")
-    var connectionBudgetMib: Int = 32
-
-    @Option(name: .long, help: "Seconds a client may stay silent before its connection's record is reclaimed.")
-    var idleReclaimS: Int = 600
+    @Option(name: .long, help: "The guest image directory (default \(PairConfig.defaultImageDirectory)).")
+    var image: String?
 
     @Option(
-        name: .long, help: "Comma-separated HTTP/1.x ports whose exchanges are trimmed from the log ('none': no port).")
-    var httpPorts: String = "80,8080,8081"
+        name: .long,
+        help: ArgumentHelp(
+            "The pair's YAML config file (see contrib/ftvm-example.yaml); options given here override it.",
+            valueName: "file"))
+    var config: String?
 
-    func apply(to config: inout PairConfig) throws {
-        guard (1...16384).contains(logMib) else { throw ValidationError("--log-mib must be 1-16384, not \(logMib)") }
-        guard (1...logMib).contains(connectionBudgetMib) else {
-            throw ValidationError(
-                "--connection-budget-mib must be 1-\(logMib) (the log's size), not \(connectionBudgetMib)")
+    @OptionGroup var health: HealthOptions
+
+    @OptionGroup var logOptions: LogOptions
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at http://HOST:PORT/metrics ('none': no metrics; 'auto': the default).",
+            discussion:
+                "Default: 127.0.0.1 on the first free port of 9477-9486 (one per pair on the host). An address given here must be free, or nothing starts."
+        ))
+    var metrics: String?
+
+    /// The options that were given, as settings.
+    var given: PairSettings {
+        var settings = PairSettings()
+        func set(_ key: SettingKey, _ value: SettingValue?) {
+            if let value, let option = key.option { settings.set(key, value, from: .option(option)) }
         }
-        guard (1...86400 * 7).contains(idleReclaimS) else {
-            throw ValidationError("--idle-reclaim-s must be 1-604800, not \(idleReclaimS)")
-        }
-        config.setLogSize(mebibytes: logMib)
-        config.connectionBudgetBytes = UInt64(connectionBudgetMib) << 20
-        config.logPolicy.idleReclaimNanos = UInt64(idleReclaimS) * 1_000_000_000
-        config.logPolicy.httpPorts = try Self.ports(httpPorts)
+        set(.name, name.map(SettingValue.text))
+        set(.image, image.map(SettingValue.text))
+        set(.tickMillis, health.tickMs.map(SettingValue.integer))
+        set(.missedTicks, health.missedTicks.map(SettingValue.integer))
+        set(.fence, health.fence.map(SettingValue.text))
+        set(.logMiB, logOptions.logMib.map(SettingValue.integer))
+        set(.connectionBudgetMiB, logOptions.connectionBudgetMib.map(SettingValue.integer))
+        set(.idleReclaimSeconds, logOptions.idleReclaimS.map(SettingValue.integer))
+        set(.httpPorts, logOptions.httpPorts.map { PairSettings.ports(parsing: $0) })
+        set(.metrics, metrics.map(SettingValue.text))
+        return settings
     }
 
-    static func ports(_ text: String) throws -> Set<UInt16> {
-        if text == "none" { return [] }
-        var ports: Set<UInt16> = []
-        for field in text.split(separator: ",", omittingEmptySubsequences: false) {
-            guard let port = UInt16(field.trimmingCharacters(in: .whitespaces)), port > 0 else {
-                throw ValidationError("--http-ports: '\(field)' is not a port 1-65535 (use e.g. 80,8080, or 'none')")
+    /// The file's settings (`--config`, or `optionalFile` when it exists) with the options laid
+    /// over them, checked. `defaultName` names the pair when neither does (`protect`: the domain).
+    func resolve(optionalFile: String? = nil, defaultName: String? = nil) throws -> ResolvedSettings {
+        do {
+            var file = PairSettings()
+            if let config {
+                file = try PairConfigFile.load(path: config)
+            } else if let optionalFile, FileManager.default.fileExists(atPath: optionalFile) {
+                file = try PairConfigFile.load(path: optionalFile)
             }
-            ports.insert(port)
+            var settings = try file.overridden(by: given)
+            if let defaultName, settings.entries[.name] == nil {
+                settings.set(.name, .text(defaultName), from: .option("the domain's name"))
+            }
+            return try settings.resolve()
+        } catch {
+            throw CommandFailure(error.description)
         }
-        return ports
     }
 
+    /// The given options but the name as arguments again (for the daemon `up` starts, which is
+    /// given the resolved name), `--config` made absolute.
     var arguments: [String] {
-        [
-            "--log-mib", "\(logMib)", "--connection-budget-mib", "\(connectionBudgetMib)", "--idle-reclaim-s",
-            "\(idleReclaimS)", "--http-ports", httpPorts,
-        ]
+        var arguments: [String] = []
+        if let config { arguments += ["--config", URL(fileURLWithPath: config).standardizedFileURL.path] }
+        for (key, entry) in given.entries.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where key != .name {
+            guard let option = key.option else { continue }
+            arguments += [option, entry.value.argument]
+        }
+        return arguments
     }
+}
+
+/// How the daemon watches and fences (health.* in a config file).
+struct HealthOptions: ParsableArguments {
+    @Option(name: .long, help: "Heartbeat sampling period in milliseconds (default \(HealthPolicy().tickMillis)).")
+    var tickMs: Int?
+
+    @Option(
+        name: .long,
+        help:
+            "Consecutive ticks without a heartbeat before the primary is failed (default \(HealthPolicy().missedTicks))."
+    )
+    var missedTicks: Int?
+
+    @Option(
+        name: .long,
+        help: "What to do with a failed primary: pause (keep it until re-protected; the default) or destroy.")
+    var fence: String?
+}
+
+/// How the connection log is sized and bounded (log.* and ports.http in a config file).
+struct LogOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help:
+            "The connection log's size in MiB (host shared memory, allocated at start; default \(PairSettings.defaultLogMiB))."
+    )
+    var logMib: Int?
+
+    @Option(name: .long, help: "MiB one connection may hold in the log before it becomes unprotected (default 32).")
+    var connectionBudgetMib: Int?
+
+    @Option(
+        name: .long,
+        help:
+            "Seconds a client may stay silent before its connection's record is reclaimed (default \(SouthSide.Policy().idleReclaimNanos / 1_000_000_000))."
+    )
+    var idleReclaimS: Int?
+
+    @Option(
+        name: .long,
+        help:
+            "Comma-separated HTTP/1.x ports whose exchanges are trimmed from the log ('none': no port; default \(SouthSide.Policy().httpPorts.sorted().map(String.init).joined(separator: ",")))."
+    )
+    var httpPorts: String?
 }
 
 /// A user-facing failure: printed as is, exit status 1.

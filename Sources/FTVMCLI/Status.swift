@@ -3,7 +3,13 @@ import FTVMController
 import Foundation
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the pair: guests, roles, heartbeats, protection.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show the pair: guests, roles, heartbeats, protection.",
+        discussion: "Exit status: 0 the daemon answered, 3 no daemon runs for the pair, 1 any other failure.")
+
+    /// "Program is not running", as LSB init scripts report it: lets a script (the Pacemaker
+    /// agent, contrib/ocf/ftvm) tell a pair that is down from a daemon that does not answer.
+    static let notRunningExitCode: Int32 = 3
 
     @OptionGroup var pair: PairOptions
 
@@ -15,6 +21,10 @@ struct Status: ParsableCommand {
         let response: ControlResponse
         do {
             response = try ControlClient.send(ControlRequest(.status), to: config, timeoutSeconds: 30)
+        } catch let error as ControlError {
+            guard case .notRunning = error else { throw CommandFailure("\(error)") }
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            throw ExitCode(Self.notRunningExitCode)
         } catch {
             throw CommandFailure("\(error)")
         }
@@ -35,8 +45,9 @@ enum StatusPrinter {
         Swift.print(
             "pair \(status.name): \(status.protected ? "protected" : "\(status.phase), NOT protected") (accel \(status.accelerator), daemon pid \(status.daemonPID))"
         )
+        if let why = status.degradedReason { Swift.print("  why: \(why)") }
         Swift.print(
-            "service \(status.serviceAddress) ports \(status.servicePorts.map(String.init).joined(separator: ",")) in netns \(status.namespace)"
+            "service \(status.serviceAddress) ports \(status.servicePorts.map(String.init).joined(separator: ",")) (clients: \(status.clients ?? "netns \(status.namespace)"))"
         )
         for guest in status.guests {
             let services = guest.services.map { "\($0.name):\($0.state)" }.joined(separator: " ")
@@ -44,6 +55,7 @@ enum StatusPrinter {
                 "  \(guest.domain)  \(guest.role.padding(toLength: 8, withPad: " ", startingAt: 0)) \(guest.state.padding(toLength: 8, withPad: " ", startingAt: 0)) heartbeat \(guest.heartbeat)\(guest.heartbeatAgeMillis.map { " (\(WatchView.age($0)) ago)" } ?? "")  agent \(guest.agent)  image \(guest.imageVersion)  \(services)"
             )
         }
+        Swift.print("metrics: \(status.metricsAddress.map { "http://\($0)/metrics" } ?? "off")")
         if let version = status.imageVersion, let directory = status.imageDirectory {
             Swift.print("image \(version) (\(directory))")
         }
@@ -88,7 +100,13 @@ enum StatusPrinter {
                 )
                 for reason in replay.resets { Swift.print("    reset \(reason)") }
             }
+            for note in recovery.notes ?? [] { Swift.print("  note: \(note)") }
             if let error = recovery.error { Swift.print("  error: \(error)") }
+        }
+        if let handled = status.handled, handled != HandledActions() {
+            Swift.print(
+                "changed outside ftvm: backup paused again \(handled.backupsRepaused)x, replaced \(handled.backupsReplaced)x; takeovers by a fresh guest \(handled.freshPrimaries), finished by a restarted daemon \(handled.finishedByRestart)"
+            )
         }
         if let upgrade = status.upgrade {
             Swift.print(

@@ -2,17 +2,36 @@ import FTVMSystem
 import Foundation
 import Logging
 
-/// The clients' side: a network namespace the daemon creates, holding the uplink tap whose
-/// other end is the relay. Nothing is ever put on the host's own interfaces. The tap is
+/// The clients' side: the uplink tap whose other end is the relay. Either in a network namespace
+/// the daemon creates for the pair's clients (ftvm's own images), or, for a protected operator
+/// domain, plugged into the bridge its NIC was on, with no address: the clients are wherever
+/// that network reaches. Nothing is ever put on the host's own interfaces. The tap is
 /// persistent: a restarted daemon attaches to the same device, and clients' connections keep
-/// their route meanwhile; deleting the namespace deletes it.
+/// their route meanwhile.
 public final class ClientNetwork: Sendable {
     public let tap: TapDevice
-    public let namespace: String
+    /// Where the clients are, as `ftvm status` says it: `netns NAME` or `bridge NAME`.
+    public let location: String
+    /// The clients' namespace, when the pair has its own.
+    public var namespace: String? { location.hasPrefix("netns ") ? String(location.dropFirst(6)) : nil }
 
-    /// Creates the namespace (if missing) and the tap inside it, and gives the tap the uplink
-    /// address. On failure nothing it made is left behind.
-    public init(config: PairConfig, logger: Logger) throws {
+    /// Creates the namespace (if missing) and the tap inside it with the uplink address, or the
+    /// tap on `bridge`. On failure nothing it made is left behind.
+    public init(config: PairConfig, bridge: String?, logger: Logger) throws {
+        if let bridge {
+            tap = try TapDevice(name: config.tapName, namespacePath: nil, persistent: true)
+            do {
+                try HostCommand.run(["ip", "link", "set", config.tapName, "master", bridge])
+                try HostCommand.run(["ip", "link", "set", config.tapName, "mtu", "\(config.mtu)", "up"])
+            } catch {
+                _ = try? HostCommand.run(["ip", "link", "del", config.tapName])
+                throw error
+            }
+            location = "bridge \(bridge)"
+            logger.info(
+                "uplink on the operator's bridge", metadata: ["bridge": "\(bridge)", "tap": "\(config.tapName)"])
+            return
+        }
         let created = !FileManager.default.fileExists(atPath: config.namespacePath)
         if created { try HostCommand.run(["ip", "netns", "add", config.namespace]) }
         do {
@@ -26,14 +45,29 @@ public final class ClientNetwork: Sendable {
             if created { _ = try? HostCommand.run(["ip", "netns", "del", config.namespace]) }
             throw error
         }
-        namespace = config.namespace
-        logger.info("client namespace ready", metadata: ["netns": "\(namespace)", "tap": "\(config.tapName)"])
+        location = "netns \(config.namespace)"
+        logger.info("client namespace ready", metadata: ["netns": "\(config.namespace)", "tap": "\(config.tapName)"])
     }
 
-    /// Deletes the namespace (the tap goes with its fd and its namespace).
+    /// The MTU of a host bridge: the relay's uplink takes it, as the operator's NIC would have.
+    public static func mtu(ofBridge bridge: String) throws -> Int {
+        let path = "/sys/class/net/\(bridge)/mtu"
+        guard FileManager.default.fileExists(atPath: "/sys/class/net/\(bridge)/bridge"),
+            let text = try? String(contentsOfFile: path, encoding: .utf8),
+            let mtu = Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        else {
+            throw ConfigError.noBridge(bridge)
+        }
+        return mtu
+    }
+
+    /// Deletes the namespace (the tap goes with its fd and its namespace) and a bridged tap.
     public static func remove(config: PairConfig) {
         if FileManager.default.fileExists(atPath: config.namespacePath) {
             _ = try? HostCommand.run(["ip", "netns", "del", config.namespace])
+        }
+        if FileManager.default.fileExists(atPath: "/sys/class/net/\(config.tapName)") {
+            _ = try? HostCommand.run(["ip", "link", "del", config.tapName])
         }
     }
 }

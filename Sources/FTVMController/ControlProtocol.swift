@@ -86,7 +86,10 @@ public struct PairStatus: Codable, Sendable {
     public var phase: String
     /// True when a primary serves and a paused backup is ready to take over.
     public var protected: Bool
+    /// The clients' network namespace ("" when the pair protects an operator's domain).
     public var namespace: String
+    /// Where the clients are: "netns NAME", or "bridge NAME" (a protected domain's network).
+    public var clients: String?
     public var serviceAddress: String
     public var servicePorts: [UInt32]
     public var accelerator: String
@@ -102,6 +105,26 @@ public struct PairStatus: Codable, Sendable {
     public var imageDirectory: String?
     public var imageVersion: String?
     public var upgrade: UpgradeRecord?
+    /// Why the pair is unprotected, while it is (nil otherwise).
+    public var degradedReason: String?
+    /// What the daemon did about changes made to its guests outside ftvm.
+    public var handled: HandledActions?
+    /// Where Prometheus scrapes the daemon (`http://ADDRESS/metrics`); nil: metrics are off.
+    public var metricsAddress: String?
+}
+
+/// Guests changed outside ftvm (by hand with virsh, or by libvirt) and what the daemon did.
+public struct HandledActions: Codable, Sendable, Equatable {
+    /// The backup was found running and paused again.
+    public var backupsRepaused = 0
+    /// The backup was found destroyed, shut off, crashed or undefined, and replaced.
+    public var backupsReplaced = 0
+    /// Takeovers whose backup could not run, served by a freshly booted guest instead.
+    public var freshPrimaries = 0
+    /// Recoveries a restarted daemon found half done (or not started) and finished.
+    public var finishedByRestart = 0
+
+    public init() {}
 }
 
 /// Failures talking to a daemon.
@@ -131,9 +154,9 @@ public enum ControlClient {
         _ request: ControlRequest, to config: PairConfig, timeoutSeconds: Int = 600
     ) throws -> ControlResponse {
         let path = config.controlSocketPath
-        let stream: UnixStream
+        let stream: StreamSocket
         do {
-            stream = try UnixStream.connect(to: path)
+            stream = try StreamSocket.connect(to: path)
         } catch let error where error == .noSuchFileOrDirectory || error == .connectionRefused {
             throw ControlError.notRunning(name: config.name)
         } catch {

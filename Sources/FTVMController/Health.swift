@@ -66,6 +66,9 @@ public enum FailureCause: Sendable, Equatable, CustomStringConvertible {
     case serviceFailed(name: String, exit: Int32)
     case serviceHung(name: String)
     case agentFailed
+    /// The primary's vCPUs were stopped by someone else (`virsh suspend`, or QEMU itself on an
+    /// I/O error): it serves nobody, so the backup takes over.
+    case pausedOutside(how: String)
     case manual
 
     public var description: String {
@@ -79,6 +82,7 @@ public enum FailureCause: Sendable, Equatable, CustomStringConvertible {
             exit < 0 ? "service \(name) killed by signal \(-exit)" : "service \(name) exited with status \(exit)"
         case .serviceHung(let name): "service \(name) stopped answering its health probe"
         case .agentFailed: "the guest agent reports failure"
+        case .pausedOutside(let how): "the primary was paused outside ftvm (\(how))"
         case .manual: "planned failover (ftvm failover)"
         }
     }
@@ -107,6 +111,9 @@ public struct RecoveryRecord: Sendable, Codable, Equatable {
     public var replay: ReplaySummary?
     public var reprotected = false
     public var error: String?
+    /// What made this recovery unusual without making it fail: a restarted daemon finished it, or
+    /// the backup could not run and a fresh guest was booted instead.
+    public var notes: [String]?
 }
 
 /// A replay's outcome as `ftvm status` shows it: counts, reasons, and times from the detection.

@@ -30,6 +30,8 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public var health = HealthPolicy()
     /// What happens to a failed primary once the backup runs.
     public var fence = FencePolicy.pause
+    /// Where the daemon serves Prometheus metrics (docs/metrics.md).
+    public var metrics = MetricsSetting.automatic
     /// Where libvirtd is; FTVM_LIBVIRT_URI overrides (tests point it at a dead socket).
     public var libvirtURI = ProcessInfo.processInfo.environment["FTVM_LIBVIRT_URI"] ?? "qemu:///system"
 
@@ -65,6 +67,16 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public static let logDirectory = "/var/log/ftvm"
     public var daemonLogPath: String { "\(Self.logDirectory)/\(name)-daemon.log" }
     public var domainPrefix: String { "ftvm-\(name)-" }
+
+    /// A protected operator domain's files: its definition as it was when protected (what
+    /// `unprotect` compares against) and the guests' disk overlays.
+    public static let pairsDirectory = "/var/lib/ftvm/pairs"
+    public var pairDirectory: String { "\(Self.pairsDirectory)/\(name)" }
+    public var operatorDefinitionPath: String { "\(pairDirectory)/operator.xml" }
+    func overlayPrefix(generation: Int) -> String { "\(domainName(generation: generation))-" }
+    func overlayPath(generation: Int, target: String) -> String {
+        "\(pairDirectory)/\(overlayPrefix(generation: generation))\(target).qcow2"
+    }
 
     /// The FT-TCP connection log (host only; survives a daemon restart).
     public var logPath: String { "/dev/shm/\(domainPrefix)log" }
@@ -112,6 +124,15 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
     case unreadableImage(path: String)
     case badMAC(String)
     case badAddress(String)
+    case noBridge(String)
+    /// A setting (from a file or an option) that is the wrong type or out of range.
+    case invalidSetting(key: SettingKey, origin: SettingOrigin, reason: String)
+    /// A config file's key that is not in the schema (`suggestion`: the nearest valid one).
+    case unknownKey(path: String, line: Int, column: Int, key: String, suggestion: String?, valid: [String])
+    /// A config file that is not well-formed YAML, or not a mapping at its top.
+    case badFile(path: String, line: Int, column: Int, problem: String)
+    /// A config file that cannot be read at all.
+    case unreadableFile(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -123,8 +144,23 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
             "\(path) is not readable by others; libvirt's QEMU runs as libvirt-qemu and must read it: chmod a+r it and a+x its directories"
         case .badAddress(let text):
             "'\(text)' is not an IPv4 address like 10.77.0.2"
+        case .noBridge(let name):
+            "there is no host bridge '\(name)' (see `ip -d link show type bridge`)"
         case .badMAC(let text):
             "'\(text)' is not a unicast MAC address like 52:54:00:77:00:02"
+        case .invalidSetting(_, .option(let option), let reason):
+            "\(option): \(reason)"
+        case .invalidSetting(let key, .file(let path, let line, let column), let reason):
+            "\(path):\(line):\(column): \(key.rawValue): \(reason)"
+        case .invalidSetting(let key, .builtIn, let reason):
+            "\([key.option, key.rawValue].compactMap { $0 }.joined(separator: " / ")) (default): \(reason)"
+        case .unknownKey(let path, let line, let column, let key, let suggestion, let valid):
+            "\(path):\(line):\(column): unknown key '\(key)'"
+                + (suggestion.map { "; did you mean '\($0)'?" } ?? "; valid keys here: \(valid.joined(separator: ", "))")
+        case .badFile(let path, let line, let column, let problem):
+            "\(path):\(line):\(column): \(problem)"
+        case .unreadableFile(let path, let reason):
+            "cannot read config file \(path): \(reason)"
         }
     }
 }

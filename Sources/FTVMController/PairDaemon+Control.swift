@@ -83,25 +83,35 @@ extension PairDaemon {
 
     /// A planned switch to the backup, timed like any recovery.
     private func failover() -> ControlResponse {
-        let ready = state.withLock { $0.phase == .protected && $0.backup != nil }
-        guard ready else {
+        let before = state.withLock { state -> Int? in
+            guard state.phase == .protected, state.backup != nil else { return nil }
+            state.failoverRequested = true
+            return state.recoveries
+        }
+        guard let before else {
             return ControlResponse(error: "the pair is not protected (no paused backup): nothing to fail over to")
         }
-        takeOver(cause: .manual, detectedAt: Monotonic.nanos())
+        // The health loop runs it (one thread for every takeover); answer once it is recorded.
+        for _ in 0..<1200 where state.withLock({ $0.recoveries == before && $0.phase != .stopping }) {
+            usleep(50_000)
+        }
         return ControlResponse(status: status())
     }
 
     func status() -> PairStatus {
         let snapshot = state.withLock { state in
-            (state.phase, state.guests, state.recoveries, state.lastRecovery, state.image, state.upgrade)
+            (
+                state.phase, state.guests, state.recoveries, state.lastRecovery, state.source, state.upgrade,
+                state.degradedReason, state.handled
+            )
         }
-        let now = Monotonic.nanos()
+        let ages = heartbeats.ages(now: Monotonic.nanos())
         let guests = snapshot.1.map { guest in
             GuestStatus(
                 domain: guest.domain, role: guest.role.rawValue, generation: guest.generation,
                 state: (try? virt.domain(named: guest.domain).state())?.word ?? "undefined",
                 heartbeat: guest.channel.heartbeat,
-                heartbeatAgeMillis: heartbeatAges.ageMillis(of: guest.domain, atNanos: now),
+                heartbeatAgeMillis: ages[guest.domain].map(PhaseTimer.millis),
                 agent: guest.channel.agentState.description,
                 imageVersion: guest.channel.imageVersion,
                 services: guest.channel.services.map {
@@ -112,7 +122,7 @@ extension PairDaemon {
         }
         return PairStatus(
             name: config.name, phase: snapshot.0.rawValue, protected: snapshot.0 == .protected,
-            namespace: config.namespace, serviceAddress: config.serviceAddress,
+            namespace: network.namespace ?? "", clients: network.location, serviceAddress: config.serviceAddress,
             servicePorts: guests.first?.services.map(\.port) ?? [], accelerator: accelerator.rawValue,
             daemonPID: getpid(), health: config.health, fence: config.fence.rawValue, guests: guests,
             relay: relay.counters,
@@ -122,7 +132,9 @@ extension PairDaemon {
                     idleReclaimNanos: $0.policy.idleReclaimNanos, wrapper: $0.counters)
             },
             recoveries: snapshot.2, lastRecovery: snapshot.3, imageDirectory: snapshot.4.directory,
-            imageVersion: snapshot.4.version, upgrade: snapshot.5)
+            imageVersion: snapshot.4.version, upgrade: snapshot.5,
+            degradedReason: snapshot.0 == .unprotected ? snapshot.6 : nil, handled: snapshot.7,
+            metricsAddress: metricsServer?.address.description)
     }
 }
 

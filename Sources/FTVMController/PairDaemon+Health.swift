@@ -14,22 +14,47 @@ extension PairDaemon {
         var lastStateCheck = 0
         var reportedUnprotected = ""
         var qemu: ProcessWatch?
+        // When the primary was seen paused by a SUSPENDED event: a panicking guest is paused
+        // first and reported CRASHED just after, so a pause is judged a little later.
+        var pausedSeenAt: Int?
         let loopMicros = useconds_t(max(5, min(20, config.health.tickMillis / 5)) * 1000)
         while !done.withLock({ $0 }) {
             usleep(loopMicros)
             let now = Int(Monotonic.nanos() / 1_000_000)
-            let (phase, primary, events, guests) = state.withLock { state in
-                defer { state.events.removeAll() }
-                return (state.phase, state.primary, state.events, state.guests)
+            let (phase, guests, events, failoverRequested) = state.withLock { state in
+                defer {
+                    state.events.removeAll()
+                    state.failoverRequested = false
+                }
+                return (state.phase, state.guests, state.events, state.failoverRequested)
             }
-            heartbeatAges.observe(guests.map { ($0.domain, $0.channel.heartbeat) }, atNanos: Monotonic.nanos())
+            let primary = guests.first { $0.role == .primary }
+            let backup = guests.first { $0.role == .backup }
+            heartbeats.observe(guests.map { ($0.domain, $0.channel.heartbeat) }, now: Monotonic.nanos())
             guard phase == .protected || phase == .unprotected, let primary else { continue }
+            // Takeovers run on this thread only, so a planned one never races the checks below.
+            if failoverRequested, phase == .protected {
+                takeOver(cause: .manual, detectedAt: Monotonic.nanos())
+                continue
+            }
+            // Events can be missed (a libvirtd restart); the domains' states cannot.
+            let checkStates = now - lastStateCheck >= 500
+            if checkStates { lastStateCheck = now }
+            if phase == .protected, let backup, checkStates || events.contains(where: { $0.domain == backup.domain }) {
+                reconcile(backup: backup)
+            }
             if primary.domain != watched {
                 watched = primary.domain
+                pausedSeenAt = nil
                 detector.reset(atMillis: now)
                 qemu = (try? virt.domain(named: primary.domain).qemuProcessID()).flatMap { try? ProcessWatch(pid: $0) }
             }
             var cause = Self.cause(from: events, for: primary.domain) ?? Self.cause(from: primary.channel)
+            if cause == nil, Self.paused(in: events, for: primary.domain) { pausedSeenAt = pausedSeenAt ?? now }
+            if cause == nil, let seen = pausedSeenAt, now - seen >= 100 {
+                pausedSeenAt = nil
+                cause = domainStateCause(primary.domain)
+            }
             if cause == nil, let qemu, qemu.hasExited {
                 cause = .qemuDied(reason: "process \(qemu.pid) exited")
             }
@@ -41,9 +66,7 @@ extension PairDaemon {
             {
                 cause = .dataPathStalled(millis: waiting)
             }
-            // Events can be missed (a libvirtd restart); the domain's state cannot.
-            if cause == nil, now - lastStateCheck >= 500 {
-                lastStateCheck = now
+            if cause == nil, checkStates {
                 cause = domainStateCause(primary.domain)
             }
             guard let cause else { continue }
@@ -77,6 +100,15 @@ extension PairDaemon {
         return nil
     }
 
+    /// Whether `domain` was paused. Only someone else pauses a primary (ftvm fences it only
+    /// after a takeover claimed the pair, and this loop drops the events of that time), but a
+    /// guest that panics is paused too, just before it is reported crashed.
+    static func paused(in events: [(domain: String, event: LifecycleEvent)], for domain: String) -> Bool {
+        events.contains { name, event in
+            if name == domain, case .suspended = event { true } else { false }
+        }
+    }
+
     /// A failure the primary's agent reported, if any.
     static func cause(from channel: Channel) -> FailureCause? {
         if channel.agentState == .failed { return .agentFailed }
@@ -95,6 +127,11 @@ extension PairDaemon {
         switch current {
         case .crashed: return .kernelPanic
         case .shutoff: return .qemuDied(reason: "\(current)")
+        case .paused(let reason):
+            // VIR_DOMAIN_PAUSED_USER is 1 and _CRASHED 9; the others are QEMU's own (I/O
+            // error, watchdog, …).
+            if reason == 9 { return .kernelPanic }
+            return .pausedOutside(how: reason == 1 ? "virsh suspend" : "libvirt paused reason \(reason)")
         default: return nil
         }
     }

@@ -6,83 +6,117 @@ import Glibc
 
 extension PairDaemon {
     /// Hands the service from the failed (or retiring) primary to the paused backup, timing
-    /// each phase, then starts re-protection in the background.
+    /// each phase, then starts re-protection in the background. A backup that cannot run (it
+    /// vanished, or libvirt cannot resume it) is replaced at once by a guest booted fresh, into
+    /// which the open connections are replayed just the same: a takeover never ends with a dead
+    /// primary serving nobody.
     ///
     /// Order matters (DESIGN.md invariants 2 and 3): the relay stops listening to the primary
     /// before anything else, so no FIN or RST from a dying service reaches a client; the primary
     /// is paused or destroyed before the backup runs; only then is the backup connected.
-    func takeOver(cause: FailureCause, detectedAt: UInt64) {
-        let claimed = state.withLock { state -> (Guest, Guest?, Injection?)? in
-            // One takeover at a time: the health loop and `ftvm failover` may race here.
-            guard state.phase == .protected || state.phase == .unprotected, let primary = state.primary else {
-                return nil
-            }
-            if state.backup != nil { state.phase = .failingOver }
-            return (primary, state.backup, state.lastInjection)
+    func takeOver(cause: FailureCause, detectedAt: UInt64, notes: [String] = []) {
+        let claimed = state.withLock { state -> (Guest?, Guest?, Injection?)? in
+            // One takeover at a time (they all run on the health loop; adoption runs before it).
+            guard state.phase == .protected || state.phase == .unprotected else { return nil }
+            state.phase = .failingOver
+            return (state.primary, state.backup, state.lastInjection)
         }
         guard let (primary, backup, injection) = claimed else { return }
+        metrics.recordFailure(cause)
         var record = RecoveryRecord(
-            cause: cause.description, failedDomain: primary.domain, newPrimary: backup?.domain ?? "",
+            cause: cause.description, failedDomain: primary?.domain ?? "(none)", newPrimary: backup?.domain ?? "",
             startedAt: ISO8601DateFormatter().string(from: Date()))
-        if let injection, injection.domain == primary.domain {
+        record.notes = notes.isEmpty ? nil : notes
+        if let injection, injection.domain == primary?.domain {
             record.injectedFault = injection.fault.rawValue
             record.detectMillis = PhaseTimer.millis(detectedAt &- injection.atNanos)
-        }
-        guard let backup else {
-            record.error = "no backup was ready: the primary stays as it is until one is"
-            logger.error(
-                "primary failed while unprotected", metadata: ["domain": "\(primary.domain)", "cause": "\(cause)"])
-            finish(record)
-            return
+            metrics.recordDetection(fault: injection.fault.rawValue, millis: record.detectMillis ?? 0)
         }
 
         var timer = PhaseTimer(start: detectedAt)
         relay.suspect()
-        if case .qemuDied = cause {
-            // Nothing left to stop, and libvirt is busy cleaning up after the dead QEMU (a
-            // state query would wait over a second for it).
-        } else {
-            fence(primary.domain)
+        if let primary {
+            if case .qemuDied = cause {
+                // Nothing left to stop, and libvirt is busy cleaning up after the dead QEMU (a
+                // state query would wait over a second for it).
+            } else {
+                fence(primary.domain)
+            }
+            setRole(.retired, of: primary.domain)
         }
         timer.mark("fence", at: Monotonic.nanos())
 
-        relay.connect(guestPort: backup.guestPort)
-        timer.mark("switch", at: Monotonic.nanos())
-
-        backup.channel.hostClockNanos = Monotonic.wallNanos()
-        do {
-            try virt.domain(named: backup.domain).resume()
-        } catch {
-            record.error = "cannot resume backup \(backup.domain): \(error)"
-            logger.error("takeover failed", metadata: ["error": "\(error)"])
+        guard let successor = runSuccessor(backup, record: &record, timer: &timer) else {
+            state.withLock { $0.phase = .unprotected }
+            finish(record)
+            startReprotection(retiring: primary?.domain, detectedAt: nil)
+            return
         }
-        timer.mark("resume", at: Monotonic.nanos())
-        backup.channel.post(.resync)
-        relay.watch(backup.channel, port: backup.guestPort)
+        successor.channel.post(.resync)
+        relay.watch(successor.channel, port: successor.guestPort)
         relay.beginReplay()
 
         if let firstFrame = relay.waitForFirstFrame(timeoutMillis: 5000) {
             timer.mark("first-packet", at: firstFrame)
         } else {
-            record.error = record.error ?? "the backup sent nothing within 5 s of its resume"
+            record.error = record.error ?? "\(successor.domain) sent nothing within 5 s of taking over"
         }
         record.replay = awaitReplay(startedAfter: detectedAt, timer: &timer)
         record.phases = timer.phases
+        metrics.record(phases: record.phases)
 
-        setRole(.primary, of: backup.domain)
-        setRole(.retired, of: primary.domain)
-        state.withLock { $0.phase = .unprotected }
+        setRole(.primary, of: successor.domain)
+        state.withLock {
+            $0.phase = .unprotected
+            $0.degradedReason = "the backup took over; booting a new backup"
+        }
         finish(record)
         logger.notice(
             "takeover done",
             metadata: [
-                "cause": "\(cause)", "new-primary": "\(backup.domain)",
+                "cause": "\(cause)", "new-primary": "\(successor.domain)",
                 "phases": "\(record.phases.map { "\($0.name)=\($0.millis)ms" })",
             ])
+        startReprotection(retiring: primary?.domain, detectedAt: detectedAt)
+    }
 
-        let thread = Thread { [self] in reprotect(retiring: primary.domain, detectedAt: detectedAt) }
-        thread.name = "ftvm-reprotect"
-        thread.start()
+    /// Connects and runs the guest that takes over: the paused backup, or, when there is none or
+    /// it cannot run, a guest booted fresh from the pair's image (phase "boot"). Nil when neither
+    /// could be had (recorded in `record.error`).
+    private func runSuccessor(_ backup: Guest?, record: inout RecoveryRecord, timer: inout PhaseTimer) -> Guest? {
+        if let backup {
+            relay.connect(guestPort: backup.guestPort)
+            timer.mark("switch", at: Monotonic.nanos())
+            backup.channel.hostClockNanos = Monotonic.wallNanos()
+            do {
+                let domain = try virt.domain(named: backup.domain)
+                switch try domain.state() {
+                case .running: break  // a daemon killed just after resuming it left it so
+                default: try domain.resume()
+                }
+                timer.mark("resume", at: Monotonic.nanos())
+                return backup
+            } catch {
+                relay.connect(guestPort: nil)
+                record.notes = (record.notes ?? []) + ["backup \(backup.domain) could not run (\(error))"]
+                logger.error("the backup cannot run; booting a fresh guest", metadata: ["error": "\(error)"])
+                remove(backup.domain)
+            }
+        }
+        do {
+            let fresh = try launch(role: .primary)
+            try waitUntilReady(fresh)
+            relay.connect(guestPort: fresh.guestPort)
+            timer.mark("boot", at: Monotonic.nanos())
+            record.newPrimary = fresh.domain
+            record.notes = (record.notes ?? []) + ["served by \(fresh.domain), booted fresh"]
+            state.withLock { $0.handled.freshPrimaries += 1 }
+            return fresh
+        } catch {
+            record.error = "no guest could take over: \(error)"
+            logger.error("takeover failed: no guest could take over", metadata: ["error": "\(error)"])
+            return nil
+        }
     }
 
     /// Waits for the replay the relay started to settle (every connection spliced or reset, or
@@ -159,24 +193,26 @@ extension PairDaemon {
         return backup
     }
 
-    /// Boots and pauses a fresh backup, then retires the old primary (if any).
-    func reprotect(retiring: String?, detectedAt: UInt64) {
+    /// Boots and pauses a fresh backup, then retires the old primary (if any). `detectedAt` names
+    /// the recovery this re-protection completes (its "re-protected" phase), if one does.
+    func reprotect(retiring: String?, detectedAt: UInt64?) {
         do {
             let fresh = try bootPausedBackup()
             if let retiring { remove(retiring) }
             let at = Monotonic.nanos()
-            let protected = state.withLock { state -> Bool in
-                guard state.phase == .unprotected else { return false }
+            let (protected, phase) = state.withLock { state -> (Bool, RecoveryRecord.Phase?) in
+                guard state.phase == .unprotected else { return (false, nil) }
                 state.phase = .protected
-                if var record = state.lastRecovery {
-                    record.reprotected = true
-                    var timer = PhaseTimer(start: detectedAt, resumingAfter: record.phases)
-                    timer.mark("re-protected", at: at)
-                    record.phases = timer.phases
-                    state.lastRecovery = record
-                }
-                return true
+                state.degradedReason = nil
+                guard let detectedAt, var record = state.lastRecovery, !record.reprotected else { return (true, nil) }
+                record.reprotected = true
+                var timer = PhaseTimer(start: detectedAt, resumingAfter: record.phases)
+                timer.mark("re-protected", at: at)
+                record.phases = timer.phases
+                state.lastRecovery = record
+                return (true, record.phases.last)
             }
+            if let phase { metrics.record(phases: [phase]) }
             if protected { logger.notice("pair protected again", metadata: ["backup": "\(fresh.domain)"]) }
         } catch PairError.stopping {
             logger.info("re-protection stopped: the pair is being taken down")

@@ -55,11 +55,17 @@ extension PairDaemon {
     /// 5. Retire the old primary and the old backup, then boot and pause a fresh backup from the
     ///    new image.
     func upgrade(to image: GuestImage, drainTimeout: Double, readyTimeout: Double) -> ControlResponse {
+        if case .domain(let template) = state.withLock({ $0.source }) {
+            return ControlResponse(
+                error:
+                    "pair '\(config.name)' protects the libvirt domain \(template.name): an upgrade boots ftvm's own images, not an operator's domain (not supported yet)"
+            )
+        }
         let claimed = state.withLock { state -> PairDaemon.Guest? in
             guard state.phase == .protected, let primary = state.primary else { return nil }
             state.phase = .upgrading
             state.upgrade = UpgradeRecord(
-                image: image.directory, fromVersion: state.image.version, toVersion: image.version, step: .booting,
+                image: image.directory, fromVersion: state.source.version, toVersion: image.version, step: .booting,
                 startedAt: ISO8601DateFormatter().string(from: Date()), drainTimeoutSeconds: drainTimeout)
             return primary
         }
@@ -176,7 +182,7 @@ extension PairDaemon {
         remove(old.domain)
         if let oldBackup { remove(oldBackup.domain) }
         state.withLock { state in
-            state.image = image
+            state.source = .image(image)
             state.phase = .unprotected
         }
         timer.mark("retire", at: Monotonic.nanos())

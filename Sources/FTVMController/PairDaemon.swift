@@ -56,9 +56,14 @@ public final class PairDaemon: Sendable {
         var lastRecovery: RecoveryRecord?
         var lastInjection: Injection?
         var events: [(domain: String, event: LifecycleEvent)] = []
-        /// The image new guests boot from (an upgrade changes it).
-        var image: GuestImage
+        /// What new guests are made from (an upgrade changes the image).
+        var source: GuestSource
         var upgrade: UpgradeRecord?
+        /// `ftvm failover` asked for a planned takeover; the health loop runs it.
+        var failoverRequested = false
+        /// Why the pair is unprotected, while it is.
+        var degradedReason: String?
+        var handled = HandledActions()
 
         var primary: Guest? { guests.first { $0.role == .primary } }
         var backup: Guest? { guests.first { $0.role == .backup } }
@@ -72,37 +77,59 @@ public final class PairDaemon: Sendable {
     let relay: Relay
     let state: Mutex<State>
     let done = Mutex<Bool>(false)
-    /// Each guest's heartbeat age, sampled by the health loop for `ftvm status` and `ftvm watch`.
-    let heartbeatAges = HeartbeatAges()
+    let metrics: PairMetrics
+    let heartbeats = HeartbeatClock()
+    let metricsServer: MetricsServer?
+    /// The pair's phase now (what `ftvm status` reports); the systemd notifier follows it.
+    public var phase: Phase { state.withLock { $0.phase } }
     private let control: ControlServer
     private let subscription = Mutex<EventSubscription?>(nil)
     /// Guests a previous daemon of this pair left running (it crashed or was killed): this
     /// daemon adopts them instead of booting new ones (invariant 6, restartable).
     private let inherited: [GuestMetadata]
 
-    /// Sets up everything that does not involve a guest. On failure it removes what it made.
-    public init(config: PairConfig, image: GuestImage, logger: Logger) throws {
-        self.config = config
-        state = Mutex(State(image: image))
+    /// Sets up everything that does not involve a guest (`PairHost.prepare` has made the
+    /// directories). On failure it removes what it made.
+    public init(config: PairConfig, source: GuestSource, logger: Logger) throws {
+        state = Mutex(State(source: source))
         self.logger = logger
-        try FileManager.default.createDirectory(atPath: config.runDirectory, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: PairConfig.logDirectory, withIntermediateDirectories: true)
+        metrics = PairMetrics(pair: config.name)
+        // First, so that an address the operator chose and cannot have leaves nothing made.
+        metricsServer = try config.metrics.bind().map(MetricsServer.init)
         virt = try LibvirtConnection(uri: config.libvirtURI, logger: logger)
+        // An operator's domain brings its own identity and network: the relay takes the NIC's
+        // MAC, and its uplink goes where the NIC was, at that bridge's MTU.
+        var config = config
+        var bridge: String?
+        if case .domain(let template) = source {
+            let name: String
+            switch template.uplink {
+            case .network(let network): name = try virt.bridge(ofNetwork: network)
+            case .bridge(let host): name = host
+            }
+            config.macAddress = template.mac.description
+            config.mtu = try ClientNetwork.mtu(ofBridge: name)
+            bridge = name
+        }
+        self.config = config
         accelerator = try Accelerator.fromEnvironment()
         inherited = try Self.inheritedGuests(config: config, virt: virt)
         control = try ControlServer(path: config.controlSocketPath)
         do {
-            network = try ClientNetwork(config: config, logger: logger)
+            network = try ClientNetwork(config: config, bridge: bridge, logger: logger)
             // The guests' QEMUs send to the daemon port in their definitions: keep it.
             let port = inherited.first?.daemonPort ?? 0
             let log = try Self.openLog(config: config, fresh: inherited.isEmpty, logger: logger)
             guard let service = IPv4Address(config.serviceAddress) else {
                 throw ConfigError.badAddress(config.serviceAddress)
             }
+            // The splicer's frames to the guest carry its MAC (an operator's domain has its own).
+            guard let serviceMAC = MACAddress(config.macAddress) else { throw ConfigError.badMAC(config.macAddress) }
             log.connectionBudget = config.connectionBudgetBytes
             relay = Relay(
                 tap: network.tap, socket: try UDPSocket(loopbackPort: port),
-                southSide: SouthSide(log: log, service: service, policy: config.logPolicy, logger: logger),
+                southSide: SouthSide(
+                    log: log, service: service, serviceMAC: serviceMAC, policy: config.logPolicy, logger: logger),
                 logger: logger)
         } catch {
             control.close()
@@ -120,12 +147,27 @@ public final class PairDaemon: Sendable {
         }
         subscription.withLock { $0 = events }
         control.start { [self] request in handle(request) }
+        if let metricsServer {
+            metricsServer.start { [self] in metrics.exposition(of: metricsSample()) }
+            logger.notice(
+                "serving metrics",
+                metadata: ["url": "http://\(metricsServer.address)/metrics", "setting": "\(config.metrics)"])
+        }
         do {
-            if inherited.isEmpty { try bringUp() } else { try adopt() }
+            if inherited.isEmpty {
+                try bringUp()
+            } else if let cause = try adopt() {
+                takeOver(
+                    cause: cause, detectedAt: Monotonic.nanos(),
+                    notes: ["found unfinished by a restarted daemon (pid \(getpid()))"])
+            }
         } catch {
-            logger.error("bring-up failed", metadata: ["error": "\(error)"])
+            // A teardown (SIGTERM, `down`) during bring-up fails it in whatever step it was in,
+            // a guest it destroyed seen as "stopped while booting" among them: that is a stop.
+            let stopping = state.withLock { $0.phase == .stopping }
+            if !stopping { logger.error("bring-up failed", metadata: ["error": "\(error)"]) }
             tearDown()
-            throw error
+            throw stopping ? PairError.stopping : error
         }
         monitor()
         control.waitUntilIdle()
@@ -168,60 +210,79 @@ public final class PairDaemon: Sendable {
             .sorted { $0.generation < $1.generation }
     }
 
-    /// Takes over a pair whose previous daemon died: re-attaches the channels, reconnects the
-    /// primary to the uplink (same ports), and re-protects if no paused backup is there.
-    private func adopt() throws {
+    /// Takes over a pair whose previous daemon died, at whatever point it died: re-attaches the
+    /// channels and finishes the job libvirt's view shows half done.
+    /// - A running primary keeps serving (same ports); without a paused backup beside it, a new
+    ///   one is booted (a re-protection the dead daemon did not finish).
+    /// - No running primary (it failed, and the daemon died before or during the takeover): the
+    ///   backup (paused, or running if the dead daemon had resumed it) takes over, or a fresh
+    ///   guest if none can, and the open connections are replayed from the log that survived in
+    ///   shared memory. Returns that takeover's cause; the caller runs it.
+    /// Guests that can serve no role any more (retired, an interrupted upgrade's new guest, older
+    /// primaries) are removed.
+    private func adopt() throws -> FailureCause? {
         var guests: [Guest] = []
-        var leftovers: [String] = []
-        for metadata in inherited {
-            let domain = config.domainName(generation: metadata.generation)
-            guard metadata.role == .primary || metadata.role == .backup else {
-                leftovers.append(domain)
-                continue
-            }
+        for metadata in inherited where metadata.role != .retired && metadata.role != .upgrade {
             let channel = try Channel.open(path: metadata.sharedMemoryPath, create: false)
             guests.append(
                 Guest(
-                    generation: metadata.generation, domain: domain, role: metadata.role,
-                    guestPort: metadata.guestPort, channel: channel, metadata: metadata))
+                    generation: metadata.generation, domain: config.domainName(generation: metadata.generation),
+                    role: metadata.role, guestPort: metadata.guestPort, channel: channel, metadata: metadata))
         }
-        guard let primary = guests.first(where: { $0.role == .primary }),
-            case .running = try virt.domain(named: primary.domain).state()
-        else {
-            throw PairError.cannotAdopt(
-                "no running primary among \(inherited.map { "generation \($0.generation) (\($0.role))" }); remove the pair with `ftvm down --name \(config.name)` and start again"
-            )
+        let states = Dictionary(
+            uniqueKeysWithValues: guests.map { ($0.domain, try? virt.domain(named: $0.domain).state()) })
+        func running(_ guest: Guest) -> Bool { if case .running = states[guest.domain] ?? nil { true } else { false } }
+        // The newest running primary serves; a newest failed one is what a takeover starts from.
+        let primaries = guests.filter { $0.role == .primary }.sorted { $0.generation > $1.generation }
+        let serving = primaries.first(where: running)
+        let failed = serving == nil ? primaries.first : nil
+        // A paused backup, or one the dead daemon had already resumed when no primary runs.
+        let backup = guests.filter { $0.role == .backup }.sorted { $0.generation > $1.generation }.first {
+            states[$0.domain] == .pausedByUser || (serving == nil && running($0))
         }
-        relay.watch(primary.channel, port: primary.guestPort)
-        relay.connect(guestPort: primary.guestPort)
-        let backup = guests.first { $0.role == .backup }
-        let backupPaused = try backup.map { try virt.domain(named: $0.domain).state() } == .pausedByUser
+        let kept = [serving ?? failed, backup].compactMap { $0 }
+        let leftovers = inherited.map { config.domainName(generation: $0.generation) }.filter { domain in
+            !kept.contains { $0.domain == domain }
+        }
         // After an upgrade the primary runs a newer image than the one `up` named: keep using it.
-        let image = try? GuestImage(directory: primary.metadata.imageDirectory)
+        let image = (serving ?? failed ?? backup).flatMap { guest -> GuestImage? in
+            guard case .image = state.withLock({ $0.source }) else { return nil }
+            return try? GuestImage(directory: guest.metadata.imageDirectory)
+        }
+        let port = serving?.guestPort
         state.withLock { state in
-            state.guests = guests
-            if let image { state.image = image }
+            state.guests = kept
+            if let image { state.source = .image(image) }
             state.nextGeneration = (inherited.map(\.generation).max() ?? 0) + 1
-            state.phase = backupPaused ? .protected : .unprotected
+            state.phase = serving != nil && backup != nil ? .protected : .unprotected
+            state.degradedReason = "a restarted daemon found the pair unprotected; recovering it"
         }
         leftovers.forEach { remove($0) }
-        logger.notice(
-            "adopted the running pair",
-            metadata: ["primary": "\(primary.domain)", "backup": "\(backup?.domain ?? "none")"])
-        if !backupPaused {
-            if let backup { remove(backup.domain) }
-            let thread = Thread { [self] in reprotect(retiring: nil, detectedAt: Monotonic.nanos()) }
-            thread.name = "ftvm-reprotect"
-            thread.start()
+        if let serving, let port {
+            relay.watch(serving.channel, port: port)
+            relay.connect(guestPort: port)
+            logger.notice(
+                "adopted the running pair",
+                metadata: ["primary": "\(serving.domain)", "backup": "\(backup?.domain ?? "none")"])
+            if backup == nil { startReprotection(retiring: nil, detectedAt: nil) }
+            return nil
         }
+        state.withLock { $0.handled.finishedByRestart += 1 }
+        let cause = failed.flatMap { domainStateCause($0.domain) } ?? .qemuDied(reason: "no primary domain left")
+        logger.warning(
+            "adopted a pair whose primary is not running: taking over",
+            metadata: [
+                "failed": "\(failed?.domain ?? "none")", "backup": "\(backup?.domain ?? "none")", "cause": "\(cause)",
+            ])
+        return cause
     }
 
-    /// Defines and starts a guest with a freshly formatted channel.
-    /// Defines and starts a guest from `image` (by default the pair's current one).
+    /// Defines and starts a guest with a freshly formatted channel, from `image` (by default
+    /// what the pair's guests are made from).
     func launch(role: GuestMetadata.Role, image: GuestImage? = nil) throws -> Guest {
-        let (generation, image) = state.withLock { state in
+        let (generation, source) = state.withLock { state in
             defer { state.nextGeneration += 1 }
-            return (state.nextGeneration, image ?? state.image)
+            return (state.nextGeneration, image.map(GuestSource.image) ?? state.source)
         }
         let domain = config.domainName(generation: generation)
         let channelPath = config.channelPath(generation: generation)
@@ -229,23 +290,40 @@ public final class PairDaemon: Sendable {
         try Self.giveToQEMU(channelPath)
         let guestPort = try UDPSocket.freePort()
         let metadata = GuestMetadata(
-            role: role, pairName: config.name, generation: generation, imageDirectory: image.directory,
-            imageVersion: image.version, daemonPort: relay.socket.port, guestPort: guestPort,
+            role: role, pairName: config.name, generation: generation, imageDirectory: source.directory,
+            imageVersion: source.version, daemonPort: relay.socket.port, guestPort: guestPort,
             sharedMemoryPath: channelPath)
-        guard let mac = MACAddress(config.macAddress) else { throw ConfigError.badMAC(config.macAddress) }
-        let spec = DomainSpec(
-            name: domain, virtType: accelerator, memoryMiB: config.memoryMiB, vcpus: config.vcpus,
-            boot: KernelBoot(
-                kernelPath: image.kernelPath, initrdPath: image.initrdPath, commandLine: config.kernelCommandLine),
-            mac: mac, network: UDPNetwork(daemonPort: relay.socket.port, guestPort: guestPort),
-            sharedMemory: SharedMemoryDevice(
-                name: config.channelName(generation: generation), sizeMiB: ChannelLayout.regionSize >> 20),
-            consoleLogPath: config.consoleLogPath(generation: generation), metadata: metadata)
+        let network = UDPNetwork(daemonPort: relay.socket.port, guestPort: guestPort)
+        let sharedMemory = SharedMemoryDevice(
+            name: config.channelName(generation: generation), sizeMiB: ChannelLayout.regionSize >> 20)
+        let definition: String
+        switch source {
+        case .image(let image):
+            guard let mac = MACAddress(config.macAddress) else { throw ConfigError.badMAC(config.macAddress) }
+            definition = try DomainXML.render(
+                DomainSpec(
+                    name: domain, virtType: accelerator, memoryMiB: config.memoryMiB, vcpus: config.vcpus,
+                    boot: KernelBoot(
+                        kernelPath: image.kernelPath, initrdPath: image.initrdPath,
+                        commandLine: config.kernelCommandLine),
+                    mac: mac, network: network, sharedMemory: sharedMemory,
+                    consoleLogPath: config.consoleLogPath(generation: generation), metadata: metadata))
+        case .domain(let template):
+            definition = try template.guestXML(
+                name: domain, virtType: accelerator, network: network, sharedMemory: sharedMemory,
+                consoleLogPath: config.consoleLogPath(generation: generation), metadata: metadata,
+                overlays: try Overlays.create(for: template, generation: generation, config: config))
+        }
         let guest = Guest(
             generation: generation, domain: domain, role: role, guestPort: guestPort, channel: channel,
             metadata: metadata)
         state.withLock { $0.guests.append(guest) }
-        try virt.define(spec).start()
+        do {
+            try virt.define(xml: definition).start()
+        } catch {
+            remove(domain)
+            throw error
+        }
         // A teardown that began meanwhile (`down` while a backup boots) may have listed the
         // pair's domains before this one existed: remove it here, or it would outlive the pair.
         if state.withLock({ $0.phase == .stopping }) {
@@ -322,7 +400,10 @@ public final class PairDaemon: Sendable {
         } catch {
             logger.error("cannot remove guest", metadata: ["domain": "\(domain)", "error": "\(error)"])
         }
-        if let guest { try? FileManager.default.removeItem(atPath: guest.channel.path) }
+        if let guest {
+            try? FileManager.default.removeItem(atPath: guest.channel.path)
+            Overlays.remove(generation: guest.generation, config: config)
+        }
         logger.info("guest removed", metadata: ["domain": "\(domain)"])
     }
 
@@ -332,17 +413,23 @@ public final class PairDaemon: Sendable {
     public func stop() { tearDown() }
 
     /// Removes everything the pair made: domains, channel files, namespace (and with it the tap).
-    /// Idempotent; `run()` returns once it is done.
+    /// Idempotent, and a second caller returns only once the first has finished: a SIGTERM
+    /// during bring-up makes the bring-up fail and call it too, and `run()` (and with it the
+    /// process) must not return while the signal's teardown is still removing guests.
     func tearDown() {
         let first = state.withLock { state -> Bool in
             defer { state.phase = .stopping }
             return state.phase != .stopping
         }
-        guard first else { return }
+        guard first else {
+            while !done.withLock({ $0 }) { usleep(10_000) }
+            return
+        }
         subscription.withLock { $0?.cancel() }
         relay.connect(guestPort: nil)
         relay.stop()
         PairCleanup.removeAll(config: config, virt: virt, logger: logger)
+        metricsServer?.close()
         control.close()
         done.withLock { $0 = true }
     }
@@ -353,7 +440,6 @@ public enum PairError: Error, CustomStringConvertible {
     case agentFailed(domain: String, console: String)
     case guestStopped(domain: String, state: String, console: String)
     case bootTimeout(domain: String, seconds: Double, console: String)
-    case cannotAdopt(String)
     case stopping
 
     public var description: String {
@@ -364,8 +450,6 @@ public enum PairError: Error, CustomStringConvertible {
             "guest \(domain) stopped while booting (state \(state))\n\(console)"
         case .bootTimeout(let domain, let seconds, let console):
             "guest \(domain) did not report ready within \(Int(seconds)) s\n\(console)"
-        case .cannotAdopt(let why):
-            "cannot adopt the pair a previous daemon left: \(why)"
         case .stopping:
             "the pair is being taken down"
         }
@@ -390,6 +474,7 @@ public enum PairCleanup {
             try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
         }
         ClientNetwork.remove(config: config)
+        Overlays.removeAll(config: config)
         for file in [config.controlSocketPath, config.pidFilePath] {
             try? FileManager.default.removeItem(atPath: file)
         }

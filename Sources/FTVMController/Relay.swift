@@ -17,17 +17,20 @@ import SystemPackage
 /// buffers and does not allocate per frame.
 public final class Relay: Sendable {
     public struct Counters: Sendable, Codable, Equatable {
-        public var framesToGuest: UInt64
-        public var framesToClients: UInt64
-        public var framesDropped: UInt64
+        public var framesToGuest: UInt64 = 0
+        public var framesToClients: UInt64 = 0
+        /// The Ethernet bytes of those frames.
+        public var bytesToGuest: UInt64 = 0
+        public var bytesToClients: UInt64 = 0
+        public var framesDropped: UInt64 = 0
         /// Client frames held while a takeover ran, then delivered to the new guest.
-        public var framesHeld: UInt64
+        public var framesHeld: UInt64 = 0
         /// Guest FINs and RSTs held by the close fence, and those dropped because their guest
         /// was fenced meanwhile.
-        public var closesFenced: UInt64
-        public var closesSuppressed: UInt64
+        public var closesFenced: UInt64 = 0
+        public var closesSuppressed: UInt64 = 0
         /// Connections an upgrade moved to the new guest at an exchange boundary, mid-drain.
-        public var movedAtBoundary: UInt64
+        public var movedAtBoundary: UInt64 = 0
     }
 
     public let socket: UDPSocket
@@ -54,6 +57,8 @@ public final class Relay: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let toGuest = Atomic<UInt64>(0)
     private let toClients = Atomic<UInt64>(0)
+    private let bytesToGuest = Atomic<UInt64>(0)
+    private let bytesToClients = Atomic<UInt64>(0)
     private let dropped = Atomic<UInt64>(0)
     private let held = Atomic<UInt64>(0)
     private let fenced = Atomic<UInt64>(0)
@@ -143,6 +148,8 @@ public final class Relay: Sendable {
     public var counters: Counters {
         Counters(
             framesToGuest: toGuest.load(ordering: .relaxed), framesToClients: toClients.load(ordering: .relaxed),
+            bytesToGuest: bytesToGuest.load(ordering: .relaxed),
+            bytesToClients: bytesToClients.load(ordering: .relaxed),
             framesDropped: dropped.load(ordering: .relaxed), framesHeld: held.load(ordering: .relaxed),
             closesFenced: fenced.load(ordering: .relaxed), closesSuppressed: suppressed.load(ordering: .relaxed),
             movedAtBoundary: movedAtBoundary.load(ordering: .relaxed))
@@ -188,14 +195,14 @@ public final class Relay: Sendable {
             let length = build(scratch)
             guard length > 0 else { return }
             try? relay.tap.write(UnsafeRawBufferPointer(rebasing: scratch[..<length]))
-            relay.toClients.add(1, ordering: .relaxed)
+            relay.countToClients(bytes: length)
         }
 
         func flush() {
             let port = relay.activePort.load(ordering: .acquiring)
             if port != 0, outbox.count > 0 {
                 try? relay.socket.send(outbox, toPort: UInt16(port))
-                relay.toGuest.add(UInt64(outbox.count), ordering: .relaxed)
+                relay.countToGuest(outbox)
             }
             outbox.reset()
         }
@@ -349,7 +356,7 @@ public final class Relay: Sendable {
             let port = activePort.load(ordering: .acquiring)
             if port != 0, batch.count > 0 {
                 try socket.send(batch, toPort: UInt16(port))
-                toGuest.add(UInt64(batch.count), ordering: .relaxed)
+                countToGuest(batch)
             }
             if !more { return }
         }
@@ -359,7 +366,7 @@ public final class Relay: Sendable {
         let port = drainPort.load(ordering: .acquiring)
         if port != 0, batch.count > 0 {
             try socket.send(batch, toPort: UInt16(port))
-            toGuest.add(UInt64(batch.count), ordering: .relaxed)
+            countToGuest(batch)
         }
         batch.reset()
     }
@@ -413,10 +420,21 @@ public final class Relay: Sendable {
 
     private func forwardToClients(_ frame: UnsafeMutableRawBufferPointer, at now: UInt64) throws(Errno) {
         try tap.write(UnsafeRawBufferPointer(frame))
-        toClients.add(1, ordering: .relaxed)
+        countToClients(bytes: frame.count)
         if firstFrameNanos.load(ordering: .relaxed) == 0 {
             _ = firstFrameNanos.compareExchange(expected: 0, desired: now, ordering: .releasing)
         }
+    }
+
+    /// The packet path's counters: relaxed atomic adds, one pair per batch or frame written.
+    private func countToGuest(_ batch: FrameBatch) {
+        toGuest.add(UInt64(batch.count), ordering: .relaxed)
+        bytesToGuest.add(UInt64(batch.byteCount), ordering: .relaxed)
+    }
+
+    private func countToClients(bytes: Int) {
+        toClients.add(1, ordering: .relaxed)
+        bytesToClients.add(UInt64(bytes), ordering: .relaxed)
     }
 
     // MARK: Close fence

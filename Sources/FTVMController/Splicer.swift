@@ -108,6 +108,8 @@ final class Splicer: @unchecked Sendable {
     private var active: [Int]
     private(set) var pendingCount = 0
     private let report = Mutex(ReplayReport())
+    /// Every replay's outcomes added up since the daemon started (the metrics' counters).
+    private let totals = Mutex(ReplayTotals())
     private let maskScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 17, alignment: 16)
     /// Per slot, the tracker that finds `Date:` values in a replayed connection's regenerated
     /// stream, as the live one did in the stream the client received.
@@ -145,6 +147,9 @@ final class Splicer: @unchecked Sendable {
 
     /// The latest replay's progress and outcome (any thread).
     var latestReport: ReplayReport { report.withLock { $0 } }
+
+    /// The outcomes of every replay so far (any thread).
+    var replayTotals: ReplayTotals { totals.withLock { $0 } }
 
     func phase(of slot: Slot) -> Phase {
         let splice = splices[slot.index]
@@ -205,14 +210,18 @@ final class Splicer: @unchecked Sendable {
             return
         }
         report.withLock { $0.connections += 1 }
+        totals.withLock { $0.replayed += 1 }
         if record.protection != .protected {
             splices[slot.index] = Splice(serial: slot.serial)
-            resetConnection(slot, reason: "it was \(record.protection): the log no longer held its history", sink: sink)
+            resetConnection(
+                slot, .unprotected, reason: "it was \(record.protection): the log no longer held its history",
+                sink: sink)
             return
         }
         if record.rolledBack {
             splices[slot.index] = Splice(serial: slot.serial)
-            resetConnection(slot, reason: "its log record was rolled back after a daemon crash", sink: sink)
+            resetConnection(
+                slot, .rolledBack, reason: "its log record was rolled back after a daemon crash", sink: sink)
             return
         }
         let wasPending =
@@ -309,6 +318,7 @@ final class Splicer: @unchecked Sendable {
             endHandshake(slot.index)
             settle(slot.index)
             report.withLock { $0.closedDuringReplay += 1 }
+            totals.withLock { $0.clientClosed += 1 }
         }
         splices[slot.index] = Splice()
     }
@@ -328,7 +338,8 @@ final class Splicer: @unchecked Sendable {
             let slot = Slot(index: index, serial: splice.serial)
             if now &- splice.startedAt > deadlineNanos {
                 resetConnection(
-                    slot, reason: "replay did not complete within \(deadlineNanos / 1_000_000_000) s", sink: sink)
+                    slot, .deadline, reason: "replay did not complete within \(deadlineNanos / 1_000_000_000) s",
+                    sink: sink)
                 continue
             }
             guard now &- splice.lastProgress > 200_000_000, splice.phase == .catchingUp || splice.synSent else {
@@ -356,7 +367,7 @@ final class Splicer: @unchecked Sendable {
         guard record.serverISN != nil else { return }
         let flags = segment.flags
         if flags.contains(.rst) {
-            resetConnection(slot, reason: "the new guest refused the replayed SYN", sink: sink)
+            resetConnection(slot, .synRefused, reason: "the new guest refused the replayed SYN", sink: sink)
             return
         }
         guard flags.contains(.syn), flags.contains(.ack),
@@ -410,7 +421,7 @@ final class Splicer: @unchecked Sendable {
     private func catchUp(_ slot: Slot, _ segment: inout TCPSegmentView, now: UInt64, sink: FrameSink) -> GuestVerdict {
         let flags = segment.flags
         if flags.contains(.rst) {
-            resetConnection(slot, reason: "the new guest reset the connection during replay", sink: sink)
+            resetConnection(slot, .guestReset, reason: "the new guest reset the connection during replay", sink: sink)
             return .consumed
         }
         var splice = splices[slot.index]
@@ -450,7 +461,8 @@ final class Splicer: @unchecked Sendable {
         }
         splices[slot.index] = splice
         if flags.contains(.fin), !splice.verified, SequenceMath.isAfter(target, end) {
-            resetConnection(slot, reason: "the new guest closed before regenerating what the client had", sink: sink)
+            resetConnection(
+                slot, .guestClosed, reason: "the new guest closed before regenerating what the client had", sink: sink)
             return .consumed
         }
         pump(slot, sink: sink)
@@ -473,7 +485,7 @@ final class Splicer: @unchecked Sendable {
             guard splice.regenerated == record.serverStream.endSequence else { return false }
             guard splice.regeneratedCRC == splice.expectedCRC else {
                 resetConnection(
-                    slot,
+                    slot, .outputDiffers,
                     reason:
                         "regenerated output differs from the \(record.replayedServerStream.byteCount) bytes the client received",
                     sink: sink)
@@ -487,6 +499,7 @@ final class Splicer: @unchecked Sendable {
         splices[slot.index] = splice
         log.setTranslation(slot, splice.translation)
         settle(slot.index)
+        totals.withLock { $0.spliced += 1 }
         report.withLock { report in
             report.spliced += 1
             report.pending = pendingCount
@@ -647,7 +660,7 @@ final class Splicer: @unchecked Sendable {
 
     /// Resets a connection the replay cannot carry on: a RST to the client (at the sequence it
     /// expects next) and to the new guest, then the record is closed and the reason logged.
-    private func resetConnection(_ slot: Slot, reason: String, sink: FrameSink) {
+    private func resetConnection(_ slot: Slot, _ kind: ReplayResetReason, reason: String, sink: FrameSink) {
         let record = log.current(slot)
         let splice = splices[slot.index]
         let toClient = TCPFrameSpec(
@@ -671,6 +684,7 @@ final class Splicer: @unchecked Sendable {
         }
         splices[slot.index] = Splice()
         log.close(slot)
+        totals.withLock { $0.resets[kind, default: 0] += 1 }
         report.withLock { report in
             report.reset += 1
             report.pending = pendingCount
@@ -728,4 +742,30 @@ public struct ReplayReport: Sendable, Codable, Equatable {
     public var startedNanos: UInt64 = 0
     public var lastSplicedNanos: UInt64 = 0
     public var firstByteNanos: UInt64 = 0
+}
+
+/// Why a replay reset a connection: the `reason` label of `ftvm_replay_resets_total`.
+public enum ReplayResetReason: String, Sendable, CaseIterable {
+    /// The connection was unprotected: the log no longer held its history.
+    case unprotected
+    /// Its log record was rolled back after a daemon crash.
+    case rolledBack = "rolled_back"
+    /// It did not splice within the replay's deadline.
+    case deadline
+    /// The new guest refused the replayed SYN.
+    case synRefused = "syn_refused"
+    /// The new guest reset it during the replay.
+    case guestReset = "guest_reset"
+    /// The new guest closed it before regenerating what the client had.
+    case guestClosed = "guest_closed"
+    /// The regenerated output differed from what the client had received.
+    case outputDiffers = "output_differs"
+}
+
+/// Every replay's outcomes added up (takeovers and upgrades alike).
+public struct ReplayTotals: Sendable, Equatable {
+    public var replayed: UInt64 = 0
+    public var spliced: UInt64 = 0
+    public var clientClosed: UInt64 = 0
+    public var resets: [ReplayResetReason: UInt64] = [:]
 }

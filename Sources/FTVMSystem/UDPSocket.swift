@@ -85,6 +85,9 @@ public final class FrameBatch: @unchecked Sendable {
     /// The source port of frame `index` (received batches).
     public func sourcePort(_ index: Int) -> UInt16 { ports[index] }
 
+    /// The bytes of the frames in the batch.
+    public var byteCount: Int { (0..<count).reduce(0) { $0 + Int(lengths[$1]) } }
+
     /// The free slot after the last frame, for filling by hand (a tap read).
     public var nextSlot: UnsafeMutableRawBufferPointer {
         UnsafeMutableRawBufferPointer(start: storage + count * stride, count: stride)

@@ -25,11 +25,14 @@ final class LibXMLDocument {
     }
 
     /// Parses `text`. Network access and entity expansion stay off (no XXE); errors are collected
-    /// rather than printed to stderr.
-    init(parsing text: String) throws(VirtError) {
+    /// rather than printed to stderr. `droppingBlanks` drops whitespace-only text, so that a
+    /// document edited and serialized again is indented afresh; it would also turn a
+    /// whitespace-only field into an empty one, so fields that may hold one keep it off.
+    init(parsing text: String, droppingBlanks: Bool = false) throws(VirtError) {
         _ = Self.initialized
-        // Not XML_PARSE_NOBLANKS: it would turn a whitespace-only field into an empty one.
-        let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
+        let options = Int32(
+            XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue
+                | (droppingBlanks ? XML_PARSE_NOBLANKS.rawValue : 0))
         let bytes = Array(text.utf8)
         let parsed = bytes.withUnsafeBufferPointer { buffer in
             buffer.withMemoryRebound(to: CChar.self) {
@@ -150,6 +153,23 @@ struct XMLNode {
             throw VirtError.malformedXML("libxml2 could not set attribute \(name)")
         }
         return self
+    }
+
+    /// The first child element named `name`, appended when there is none.
+    func childOrNew(_ name: String) throws(VirtError) -> XMLNode {
+        if let existing = child(name) { return existing }
+        return try append(name)
+    }
+
+    /// Takes this element out of its document and frees it; the node must not be used afterwards.
+    func remove() {
+        xmlUnlinkNode(pointer)
+        xmlFreeNode(pointer)
+    }
+
+    /// Removes the attribute if present.
+    func unset(_ name: String) {
+        xmlUnsetProp(pointer, name)
     }
 
     /// Declares `prefix` → `uri` on this element and puts the element itself in that namespace.

@@ -162,6 +162,27 @@ public final class LibvirtConnection: @unchecked Sendable {
         return summaries
     }
 
+    // MARK: - Networks
+
+    /// The host bridge of the active libvirt network `name` (where its guests' taps are plugged).
+    ///
+    /// - Throws: ``VirtError/networkUnusable(_:_:)`` when there is no such network, it is not
+    ///   active, or it has no bridge (a macvtap or hostdev network).
+    public func bridge(ofNetwork name: String) throws(VirtError) -> String {
+        guard let network = virNetworkLookupByName(handle, name) else {
+            throw VirtError.networkUnusable(name, "no such libvirt network (see `virsh net-list --all`)")
+        }
+        defer { virNetworkFree(network) }
+        guard virNetworkIsActive(network) == 1 else {
+            throw VirtError.networkUnusable(name, "it is not active: start it with `virsh net-start \(name)`")
+        }
+        guard let bridge = virNetworkGetBridgeName(network) else {
+            throw VirtError.networkUnusable(name, "it has no bridge ftvm could plug the relay's uplink into")
+        }
+        defer { free(bridge) }
+        return String(cString: bridge)
+    }
+
     // MARK: - Events
 
     /// Delivers every domain lifecycle event on this connection to `handler` as

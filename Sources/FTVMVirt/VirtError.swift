@@ -26,6 +26,10 @@ public enum VirtError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidAccelerator(String)
     /// libvirt's event loop could not be set up, so no lifecycle events or keepalives.
     case eventLoopUnavailable(String)
+    /// A libvirt network ftvm cannot plug a pair's uplink into, and why.
+    case networkUnusable(String, String)
+    /// An operator's domain that ftvm cannot make a pair from, with every reason found.
+    case cannotProtect(domain: String, reasons: [String])
 
     public var description: String {
         switch self {
@@ -53,6 +57,11 @@ public enum VirtError: Error, Sendable, Equatable, CustomStringConvertible {
             return "malformed domain XML: \(reason)"
         case let .invalidAccelerator(value):
             return "invalid accelerator '\(value)' in FTVM_ACCEL: use kvm, qemu (TCG) or auto"
+        case let .networkUnusable(network, why):
+            return "cannot use libvirt network '\(network)': \(why)"
+        case let .cannotProtect(domain, reasons):
+            return "ftvm cannot protect domain '\(domain)' (nothing was changed):\n"
+                + reasons.map { "  - \($0)" }.joined(separator: "\n")
         case let .eventLoopUnavailable(reason):
             return "cannot start libvirt's event loop: \(reason); lifecycle events and keepalives "
                 + "will not work"

@@ -176,6 +176,42 @@ enum Harness {
         return [:]
     }
 
+    /// A curl download of the splitmix stream from the demo service, rate-limited so it is
+    /// certainly in flight while a test does something to the pair; `check` waits for it and
+    /// compares its bytes with the independent reference.
+    final class Download {
+        let size: Int
+        let seed: UInt64
+        let file = NSTemporaryDirectory() + "ftvm-download-\(UUID().uuidString)"
+        let process = Process()
+
+        init(pair: String, size: Int, seed: UInt64, rate: String = "3M") throws {
+            self.size = size
+            self.seed = seed
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [
+                "ip", "netns", "exec", "ftvm-\(pair)", "curl", "-sS", "--fail", "--max-time", "180", "--limit-rate",
+                rate, "-o", file, "http://\(Harness.serviceAddress)/bytes/\(size)?seed=\(seed)",
+            ]
+            try process.run()
+        }
+
+        deinit {
+            if process.isRunning { process.terminate() }
+            try? FileManager.default.removeItem(atPath: file)
+        }
+
+        var bytesWritten: Int { (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0 }
+
+        func check(file: StaticString = #filePath, line: UInt = #line) throws {
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, 0, "curl exit status", file: file, line: line)
+            XCTAssertEqual(
+                try Harness.sha256(file: self.file), try Harness.referenceStreamSHA256(count: size, seed: seed),
+                "the download is byte-exact", file: file, line: line)
+        }
+    }
+
     /// Waits (up to 60 s) until the pair is protected: a paused backup is ready.
     static func waitUntilProtected(_ pair: String, file: StaticString = #filePath, line: UInt = #line) throws {
         for _ in 0..<300 {

@@ -12,32 +12,18 @@ final class RestartTests: PairTestCase {
         try Harness.ftvm(["up", "--name", pair])
         let before = try Harness.status(pair)
         let pid = try XCTUnwrap(before["daemonPID"] as? Int)
-        let namespace = try XCTUnwrap(before["namespace"] as? String)
-        let address = try XCTUnwrap(before["serviceAddress"] as? String)
         let guests = try XCTUnwrap(before["guests"] as? [[String: Any]])
 
         // A download slowed down so it is certainly in flight while the daemon is dead.
-        let size = 24_000_000
-        let seed: UInt64 = 99
-        let file = NSTemporaryDirectory() + "ftvm-restart-\(UUID().uuidString)"
-        defer { try? FileManager.default.removeItem(atPath: file) }
-        let download = Process()
-        download.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        download.arguments = [
-            "ip", "netns", "exec", namespace, "curl", "-sS", "--fail", "--max-time", "120", "--limit-rate", "3M",
-            "-o", file, "http://\(address)/bytes/\(size)?seed=\(seed)",
-        ]
-        try download.run()
-        defer { if download.isRunning { download.terminate() } }
+        let download = try Harness.Download(pair: pair, size: 24_000_000, seed: 99)
         sleep(2)
         let logged = try Harness.connections(pair)
         XCTAssertEqual(logged.count, 1, "the download is in the connection log: \(logged)")
 
         XCTAssertEqual(kill(Int32(pid), SIGKILL), 0)
         usleep(500_000)
-        XCTAssertTrue(download.isRunning, "the download must still be in flight when the daemon dies")
-        let written = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
-        XCTAssertLessThan(written, size, "the download had not finished")
+        XCTAssertTrue(download.process.isRunning, "the download must still be in flight when the daemon dies")
+        XCTAssertLessThan(download.bytesWritten, download.size, "the download had not finished")
 
         try Harness.ftvm(["up", "--name", pair])
         let after = try Harness.status(pair)
@@ -52,8 +38,6 @@ final class RestartTests: PairTestCase {
             "the log was re-attached, not recreated")
         XCTAssertEqual(reattached.first?["clientISN"] as? Int, logged.first?["clientISN"] as? Int)
 
-        download.waitUntilExit()
-        XCTAssertEqual(download.terminationStatus, 0, "curl exit status")
-        XCTAssertEqual(try Harness.sha256(file: file), try Harness.referenceStreamSHA256(count: size, seed: seed))
+        try download.check()
     }
 }

@@ -2,16 +2,11 @@ import CFTVMShim
 import Glibc
 import SystemPackage
 
-/// A connected AF_UNIX stream (the control socket). Blocking; owns its fd.
-public final class UnixStream: Sendable {
-    public let fd: Int32
-
-    init(fd: Int32) { self.fd = fd }
-
+extension StreamSocket {
     /// Connects to the socket at `path`.
-    public static func connect(to path: String) throws(Errno) -> UnixStream {
+    public static func connect(to path: String) throws(Errno) -> StreamSocket {
         let fd = try Syscall.retrying { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-        let stream = UnixStream(fd: fd)
+        let stream = StreamSocket(fd: fd)
         var address = try UnixListener.address(path)
         try Syscall.retrying {
             withUnsafePointer(to: &address) {
@@ -22,38 +17,6 @@ public final class UnixStream: Sendable {
         }
         return stream
     }
-
-    /// Gives up on a read or write that waits longer than `seconds`.
-    public func setTimeout(seconds: Int) {
-        var value = timeval(tv_sec: seconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    public func write(_ bytes: [UInt8]) throws(Errno) {
-        var offset = 0
-        while offset < bytes.count {
-            let written = try Syscall.retrying {
-                bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            }
-            offset += written
-        }
-    }
-
-    /// Reads up to and excluding the next newline; nil at end of stream before any byte.
-    public func readLine(limit: Int = 1 << 20) throws(Errno) -> [UInt8]? {
-        var line: [UInt8] = []
-        var byte: UInt8 = 0
-        while line.count < limit {
-            let count = try Syscall.retrying { Glibc.read(fd, &byte, 1) }
-            if count == 0 { return line.isEmpty ? nil : line }
-            if byte == UInt8(ascii: "\n") { return line }
-            line.append(byte)
-        }
-        throw Errno.messageTooLong
-    }
-
-    deinit { close(fd) }
 }
 
 /// A listening AF_UNIX socket at a path (mode 0600: the control socket is root's).
@@ -84,9 +47,9 @@ public final class UnixListener: Sendable {
         self.path = path
     }
 
-    public func accept() throws(Errno) -> UnixStream {
+    public func accept() throws(Errno) -> StreamSocket {
         let client = try Syscall.negativeErrno { ftvm_accept_cloexec(fd) }
-        return UnixStream(fd: client)
+        return StreamSocket(fd: client)
     }
 
     /// Stops accepting: a blocked `accept` returns with an error.

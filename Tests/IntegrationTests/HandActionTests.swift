@@ -1,0 +1,167 @@
+import Foundation
+import XCTest
+
+/// libvirt is the source of truth: what an operator does to the pair's guests with `virsh`, and
+/// a daemon killed in the middle of a recovery, are followed by the daemon, and its status says
+/// so at once (docs/failover.md, "Changes made outside ftvm").
+final class HandActionTests: SharedPairTestCase {
+    override class var pair: String { "ithand" }
+    private var pair: String { Self.pair }
+
+    private func virsh(_ arguments: String...) throws {
+        let output = try Harness.run(["virsh", "-c", "qemu:///system"] + arguments)
+        XCTAssertEqual(output.status, 0, "virsh \(arguments.joined(separator: " ")): \(output.combined)")
+    }
+
+    private func guest(_ role: String, in status: [String: Any]) throws -> String {
+        let guests = try XCTUnwrap(status["guests"] as? [[String: Any]])
+        return try XCTUnwrap(guests.first { $0["role"] as? String == role }?["domain"] as? String, "no \(role)")
+    }
+
+    private func handled(_ key: String) throws -> Int {
+        (try Harness.status(pair)["handled"] as? [String: Any])?[key] as? Int ?? 0
+    }
+
+    /// Polls the status until `condition` holds (at most `seconds`); returns the time it took.
+    @discardableResult
+    private func waitFor(
+        _ what: String, seconds: Double, file: StaticString = #filePath, line: UInt = #line,
+        _ condition: ([String: Any]) throws -> Bool
+    ) throws -> Double {
+        let start = Date()
+        while Date().timeIntervalSince(start) < seconds {
+            if try condition(Harness.status(pair)) { return Date().timeIntervalSince(start) }
+            usleep(50_000)
+        }
+        XCTFail("\(what) not seen within \(seconds) s: \(try Harness.status(pair))", file: file, line: line)
+        return seconds
+    }
+
+    /// A backup removed by hand (destroy, or undefine) makes the pair unprotected at once, with
+    /// the reason, and a fresh backup is booted and paused.
+    private func checkBackupReplaced(after action: (String) throws -> Void) throws {
+        try Harness.waitUntilProtected(pair)
+        let replacedBefore = try handled("backupsReplaced")
+        let backup = try guest("backup", in: try Harness.status(pair))
+        try action(backup)
+        // The daemon changes its phase as soon as it sees the event; `ftvm status` may then wait for
+        // libvirt while it destroys the lost guest's QEMU (about 1.5 s under TCG).
+        let seen = try waitFor("unprotected", seconds: 4) { $0["protected"] as? Bool == false }
+        XCTAssertLessThan(seen, 3, "status says unprotected at once")
+        let status = try Harness.status(pair)
+        XCTAssertTrue((status["degradedReason"] as? String ?? "").contains(backup), "the reason names it: \(status)")
+        try Harness.waitUntilProtected(pair)
+        let fresh = try guest("backup", in: try Harness.status(pair))
+        XCTAssertNotEqual(fresh, backup, "a new backup")
+        XCTAssertEqual(try Harness.virshDomains()[fresh], "paused")
+        XCTAssertNil(try Harness.virshDomains()[backup], "the lost backup is gone from libvirt")
+        XCTAssertEqual(try handled("backupsReplaced"), replacedBefore + 1)
+    }
+
+    func testABackupDestroyedByHandIsReplaced() throws {
+        try checkBackupReplaced { try virsh("destroy", $0) }
+    }
+
+    func testBBackupUndefinedByHandIsReplaced() throws {
+        try checkBackupReplaced { try virsh("undefine", $0) }
+    }
+
+    /// A backup resumed by hand is paused again at once. (Its frames never reach a client while it
+    /// runs: the relay forwards only the connected guest's port, by construction.)
+    func testCBackupResumedByHandIsPausedAgain() throws {
+        try Harness.waitUntilProtected(pair)
+        let backup = try guest("backup", in: try Harness.status(pair))
+        let repausedBefore = try handled("backupsRepaused")
+        try virsh("resume", backup)
+        try waitFor("the backup paused again", seconds: 2) { _ in try Harness.virshDomains()[backup] == "paused" }
+        let after = try Harness.status(pair)
+        XCTAssertEqual(after["protected"] as? Bool, true)
+        XCTAssertEqual(try guest("backup", in: after), backup, "the same backup, kept")
+        XCTAssertEqual((after["handled"] as? [String: Any])?["backupsRepaused"] as? Int, repausedBefore + 1)
+    }
+
+    /// A primary paused by hand serves nobody: the backup takes over, and a download in flight
+    /// carries on byte-exact on the same connection.
+    func testDPrimarySuspendedByHandFailsOver() throws {
+        try Harness.waitUntilProtected(pair)
+        let before = try Harness.status(pair)
+        let primary = try guest("primary", in: before)
+        let download = try Harness.Download(pair: pair, size: 16_000_000, seed: 7)
+        sleep(2)
+        try virsh("suspend", primary)
+        try download.check()
+        let recovery = try Harness.recovery(pair, after: before["lastRecovery"] as? [String: Any])
+        XCTAssertTrue((recovery["cause"] as? String ?? "").contains("paused outside ftvm"), "\(recovery)")
+        XCTAssertEqual(recovery["failedDomain"] as? String, primary)
+        XCTAssertEqual((recovery["replay"] as? [String: Any])?["spliced"] as? Int, 1, "\(recovery)")
+    }
+
+    private func killDaemon() throws -> Int32 {
+        let pid = Int32(try XCTUnwrap(try Harness.status(pair)["daemonPID"] as? Int))
+        XCTAssertEqual(kill(pid, SIGKILL), 0)
+        while kill(pid, 0) == 0 { usleep(10_000) }
+        return pid
+    }
+
+    /// The daemon is SIGKILLed 150 ms after a kernel panic it was handling; the next `ftvm up`
+    /// finishes the recovery: the open download is replayed into the backup from the log that
+    /// survived in shared memory.
+    func testEDaemonKilledDuringATakeoverIsFinishedByTheNextDaemon() throws {
+        try Harness.waitUntilProtected(pair)
+        let download = try Harness.Download(pair: pair, size: 24_000_000, seed: 11)
+        sleep(2)
+        try Harness.ftvm(["inject", "kernel-panic", "--name", pair])
+        usleep(150_000)
+        let killed = try killDaemon()
+        XCTAssertTrue(download.process.isRunning, "the download is in flight while no daemon runs")
+        try Harness.ftvm(["up", "--name", pair])
+        XCTAssertNotEqual(try Harness.status(pair)["daemonPID"] as? Int, Int(killed))
+        try download.check()
+        try Harness.waitUntilProtected(pair)
+        let running = try Harness.virshDomains().filter { $0.key.hasPrefix("ftvm-\(pair)-") && $0.value == "running" }
+        XCTAssertEqual(running.count, 1, "one guest of the pair runs: \(running)")
+    }
+
+    /// The same, made certain: the primary is destroyed by hand while no daemon runs, beside the
+    /// paused backup. The next daemon fails over to the backup and replays the download.
+    func testEaDaemonDeadWhenThePrimaryDiesTheNextDaemonFailsOver() throws {
+        try Harness.waitUntilProtected(pair)
+        let primary = try guest("primary", in: try Harness.status(pair))
+        let download = try Harness.Download(pair: pair, size: 24_000_000, seed: 13)
+        sleep(2)
+        _ = try killDaemon()
+        try virsh("destroy", primary)
+        try Harness.ftvm(["up", "--name", pair])
+        try download.check()
+        let after = try Harness.status(pair)
+        let recovery = try XCTUnwrap(after["lastRecovery"] as? [String: Any])
+        XCTAssertEqual(recovery["failedDomain"] as? String, primary, "\(recovery)")
+        XCTAssertTrue(
+            (recovery["notes"] as? [String] ?? []).contains { $0.contains("restarted daemon") }, "\(recovery)")
+        XCTAssertEqual((recovery["replay"] as? [String: Any])?["spliced"] as? Int, 1, "\(recovery)")
+        XCTAssertNil(try Harness.virshDomains()[primary], "the dead primary was removed")
+    }
+
+    /// With the daemon dead, the backup destroyed and the primary paused by hand, nothing can take
+    /// over: the next daemon boots a fresh guest and replays the open download into it.
+    func testFNoUsableBackupMeansAFreshGuestAndTheDownloadCarriesOn() throws {
+        try Harness.waitUntilProtected(pair)
+        let status = try Harness.status(pair)
+        let (primary, backup) = (try guest("primary", in: status), try guest("backup", in: status))
+        let download = try Harness.Download(pair: pair, size: 24_000_000, seed: 12, rate: "1M")
+        sleep(2)
+        _ = try killDaemon()
+        try virsh("destroy", backup)
+        try virsh("suspend", primary)
+        try Harness.ftvm(["up", "--name", pair])
+        try download.check()
+        let after = try Harness.status(pair)
+        let recovery = try XCTUnwrap(after["lastRecovery"] as? [String: Any])
+        XCTAssertEqual(recovery["failedDomain"] as? String, primary, "\(recovery)")
+        XCTAssertTrue(
+            (recovery["notes"] as? [String] ?? []).contains { $0.contains("booted fresh") }, "\(recovery)")
+        XCTAssertEqual((recovery["replay"] as? [String: Any])?["spliced"] as? Int, 1, "\(recovery)")
+        XCTAssertEqual((after["handled"] as? [String: Any])?["freshPrimaries"] as? Int, 1)
+        try Harness.waitUntilProtected(pair)
+    }
+}
