@@ -80,13 +80,15 @@ put 0644 "$staging/ftvm.bash" "$prefix/share/bash-completion/completions/ftvm"
 put 0644 "$staging/_ftvm" "$prefix/share/zsh/site-functions/_ftvm"
 put 0644 "$staging/ftvm.fish" "$prefix/share/fish/vendor_completions.d/ftvm.fish"
 for page in "$pages"/*.1; do put 0644 "$page" "$prefix/share/man/man1/$(basename "$page")"; done
+# The unit and the agent name the binary at its default place: point them at this prefix's.
+at_prefix() { sed "s|/usr/local/bin/ftvm|$prefix/bin/ftvm|g" "$1" >"$staging/$(basename "$1")"; echo "$staging/$(basename "$1")"; }
 if [ -f contrib/systemd/ftvm@.service ]; then
-  put 0644 contrib/systemd/ftvm@.service /etc/systemd/system/ftvm@.service
+  put 0644 "$(at_prefix contrib/systemd/ftvm@.service)" /etc/systemd/system/ftvm@.service
 else
   echo "install: no contrib/systemd/ftvm@.service in this checkout: no systemd unit installed"
 fi
 if [ -f contrib/ocf/ftvm ]; then
-  put 0755 contrib/ocf/ftvm /usr/lib/ocf/resource.d/ftvm/ftvm
+  put 0755 "$(at_prefix contrib/ocf/ftvm)" /usr/lib/ocf/resource.d/ftvm/ftvm
 else
   echo "install: no contrib/ocf/ftvm in this checkout: no Pacemaker resource agent installed"
 fi

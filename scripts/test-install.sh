@@ -70,5 +70,17 @@ check "man ftvm.watch documents --count" \
 bash scripts/install.sh --destdir "$dest" --prefix /usr/local --uninstall >/dev/null
 check "--uninstall leaves the destdir empty" test -z "$(ls -A "$dest")"
 
+# Another prefix: the unit and the agent run that prefix's binary.
+bash scripts/install.sh --destdir "$dest" --prefix /opt/ftvm >/dev/null
+if [ -f contrib/systemd/ftvm@.service ]; then
+  check "the unit runs the prefix's binary" grep -q '^ExecStart=/opt/ftvm/bin/ftvm daemon' "$dest/etc/systemd/system/ftvm@.service"
+fi
+if [ -f contrib/ocf/ftvm ]; then
+  check "the agent's default binary is the prefix's" \
+    grep -q '^OCF_RESKEY_binary_default="/opt/ftvm/bin/ftvm"' "$dest/usr/lib/ocf/resource.d/ftvm/ftvm"
+fi
+bash scripts/install.sh --destdir "$dest" --prefix /opt/ftvm --uninstall >/dev/null
+check "--uninstall of /opt/ftvm leaves the destdir empty" test -z "$(ls -A "$dest")"
+
 echo "install: $passed passed, $failed failed"
 [ "$failed" = 0 ]
