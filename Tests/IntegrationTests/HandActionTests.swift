@@ -118,7 +118,7 @@ final class HandActionTests: SharedPairTestCase {
         XCTAssertNotEqual(try Harness.status(pair)["daemonPID"] as? Int, Int(killed))
         try download.check()
         try Harness.waitUntilProtected(pair)
-        let running = try Harness.virshDomains().filter { $0.key.hasPrefix("ftvm-\(pair)-") && $0.value == "running" }
+        let running = try Harness.pairDomains(pair).filter { $0.value == "running" }
         XCTAssertEqual(running.count, 1, "one guest of the pair runs: \(running)")
     }
 

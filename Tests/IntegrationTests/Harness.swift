@@ -92,6 +92,11 @@ enum Harness {
         return domains
     }
 
+    /// The pair's own domains (ftvm-NAME-*) and their states: other pairs may run on the host.
+    static func pairDomains(_ pair: String) throws -> [String: String] {
+        try virshDomains().filter { $0.key.hasPrefix("ftvm-\(pair)-") }
+    }
+
     /// SHA-256 of the splitmix64 stream, computed by the independent Python reference.
     static func referenceStreamSHA256(count: Int, seed: UInt64) throws -> String {
         let script = repository.appendingPathComponent("Tests/tools/splitmix.py").path

@@ -101,7 +101,7 @@ final class SystemdDaemonTests: PairTestCase {
         XCTAssertEqual(status["protected"] as? Bool, true)
         let logStatus = try XCTUnwrap(status["log"] as? [String: Any])
         XCTAssertEqual(logStatus["capacityBytes"] as? Int, 64 << 20, "the file's log.size-mib: \(logStatus)")
-        let domains = try Harness.virshDomains()
+        let domains = try Harness.pairDomains(pair)
         XCTAssertEqual(domains["ftvm-hcfg-1"], "running")
         XCTAssertEqual(domains["ftvm-hcfg-2"], "paused")
 
@@ -119,7 +119,7 @@ final class SystemdDaemonTests: PairTestCase {
         first.waitUntilExit()
         let second = try startDaemon(config: config, notifySocket: address, log: log)
         _ = try waitForReady(socket, daemon: second, log: log, seconds: 60)
-        XCTAssertEqual(try Harness.virshDomains(), domains, "the restarted daemon adopts the guests, boots none")
+        XCTAssertEqual(try Harness.pairDomains(pair), domains, "the restarted daemon adopts the guests, boots none")
         XCTAssertTrue(Self.tail(log).contains("adopted the running pair"), Self.tail(log))
         let pid = try XCTUnwrap(try Harness.status(pair)["daemonPID"] as? Int)
         XCTAssertEqual(pid, Int(second.processIdentifier))

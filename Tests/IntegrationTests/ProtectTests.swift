@@ -1,0 +1,186 @@
+import Foundation
+import XCTest
+
+/// `ftvm protect` of an operator's own domain: the Debian disk guest of images/build-disk.sh,
+/// defined with `virsh define` from Fixtures/operator-domain.xml (written as an operator would,
+/// nothing of ftvm's in it) on an isolated libvirt network with no host address. A client in a
+/// namespace joined to that network by a veth downloads through the relay at MTU 1500.
+final class ProtectTests: XCTestCase {
+    private let domain = "itprot"
+    private let network = "itprot-net"
+    private let bridge = "itprot0"
+    private let client = "itprot-cl"
+    private let clientVeth = ("itprot-v0", "itprot-v1")
+    private let mac = "52:54:00:7d:15:42"
+    /// The address images/build-disk.sh gave the guest (prepare.sh builds it so).
+    private let guestAddress = "10.78.0.2"
+    private let clientAddress = "10.78.0.254"
+    private let work = NSTemporaryDirectory() + "ftvm-protect-\(UUID().uuidString)"
+
+    private var disk: String {
+        ProcessInfo.processInfo.environment["FTVM_DISK_IMAGE"] ?? "/var/lib/ftvm/images/disk/disk.qcow2"
+    }
+
+    private func virsh(_ arguments: String...) throws -> Harness.Output {
+        try Harness.run(["virsh", "-c", "qemu:///system"] + arguments)
+    }
+
+    private func must(_ arguments: [String]) throws {
+        let output = try Harness.run(arguments)
+        XCTAssertEqual(output.status, 0, "\(arguments.joined(separator: " ")): \(output.combined)")
+    }
+
+    private func fixture(_ name: String, _ values: [String: String]) throws -> String {
+        var text = try String(
+            contentsOf: Harness.repository.appendingPathComponent("Tests/IntegrationTests/Fixtures/\(name)"),
+            encoding: .utf8)
+        for (key, value) in values { text = text.replacingOccurrences(of: "@\(key)@", with: value) }
+        let path = "\(work)/\(name)"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    override func setUpWithError() throws {
+        try Harness.requireIntegration()
+        guard FileManager.default.fileExists(atPath: disk) else {
+            throw XCTSkip("no disk guest at \(disk): scripts/prepare.sh builds it (images/build-disk.sh)")
+        }
+        cleanUp()
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let base = String(disk.dropLast(".qcow2".count))
+        let networkXML = try fixture("operator-network.xml", ["NAME": network, "BRIDGE": bridge])
+        let domainXML = try fixture(
+            "operator-domain.xml",
+            [
+                "NAME": domain, "DISK": disk, "KERNEL": "\(base).vmlinuz", "INITRD": "\(base).initrd",
+                "NETWORK": network, "MAC": mac, "CONSOLE": "\(work)/console.log",
+            ])
+        try must(["virsh", "-c", "qemu:///system", "net-define", networkXML])
+        try must(["virsh", "-c", "qemu:///system", "net-start", network])
+        try must(["virsh", "-c", "qemu:///system", "define", domainXML])
+        // The client: a namespace on the bridge through a veth; the host side has no address.
+        try must(["ip", "netns", "add", client])
+        try must(["ip", "link", "add", clientVeth.0, "type", "veth", "peer", "name", clientVeth.1])
+        try must(["ip", "link", "set", clientVeth.1, "netns", client])
+        try must(["ip", "link", "set", clientVeth.0, "master", bridge, "up"])
+        try must(["ip", "-n", client, "addr", "add", "\(clientAddress)/24", "dev", clientVeth.1])
+        try must(["ip", "-n", client, "link", "set", clientVeth.1, "up"])
+        try must(["ip", "-n", client, "link", "set", "lo", "up"])
+    }
+
+    override func tearDownWithError() throws {
+        guard ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" else { return }
+        cleanUp()
+        XCTAssertEqual(try Harness.leftovers(of: domain), [], "the pair left things behind")
+    }
+
+    private func cleanUp() {
+        _ = try? Harness.run([Harness.ftvm, "down", "--name", domain])
+        _ = try? virsh("destroy", domain)
+        _ = try? virsh("undefine", domain)
+        _ = try? virsh("net-destroy", network)
+        _ = try? virsh("net-undefine", network)
+        _ = try? Harness.run(["ip", "netns", "del", client])
+        _ = try? Harness.run(["ip", "link", "del", clientVeth.0])
+        try? FileManager.default.removeItem(atPath: work)
+    }
+
+    private func curl(_ arguments: [String]) throws -> Harness.Output {
+        try Harness.run(["ip", "netns", "exec", client, "curl", "-sS", "--fail"] + arguments)
+    }
+
+    /// What cannot be protected is refused with the reason, and nothing is made.
+    func testRefusalsChangeNothing() throws {
+        let before = try virsh("dumpxml", "--inactive", domain).stdout
+        let missing = try Harness.run([Harness.ftvm, "protect", domain])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.combined.contains("--address"), missing.combined)
+        let bad = try Harness.run([
+            Harness.ftvm, "protect", "no-such-domain", "--name", "itprotx", "--address", "10.78.0.2/24",
+        ])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.combined.contains("no libvirt domain named 'no-such-domain'"), bad.combined)
+        // A second NIC: refused, with the reason, and the definition untouched.
+        let twoNICs = before.replacingOccurrences(
+            of: "</devices>",
+            with: "<interface type='network'><source network='\(network)'/><model type='virtio'/></interface></devices>"
+        )
+        try twoNICs.write(toFile: "\(work)/two.xml", atomically: true, encoding: .utf8)
+        try must(["virsh", "-c", "qemu:///system", "define", "\(work)/two.xml"])
+        let refused = try Harness.run([Harness.ftvm, "protect", domain, "--address", "\(guestAddress)/24"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.combined.contains("2 network interfaces"), refused.combined)
+        XCTAssertTrue(refused.combined.contains("nothing was changed"), refused.combined)
+        XCTAssertEqual(try Harness.leftovers(of: domain), [])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/var/lib/ftvm/pairs/\(domain)"))
+    }
+
+    /// The whole path: protect → a download across a kernel panic, byte-exact on the same
+    /// connection → the backup destroyed by hand, replaced → unprotect gives the domain back.
+    func testProtectPanicReprotectUnprotect() throws {
+        let before = try virsh("dumpxml", "--inactive", domain).stdout
+        let started = Date()
+        try Harness.ftvm(["protect", domain, "--address", "\(guestAddress)/24"])
+        let protectSeconds = Date().timeIntervalSince(started)
+        let domains = try Harness.virshDomains()
+        XCTAssertEqual(domains["ftvm-\(domain)-1"], "running")
+        XCTAssertEqual(domains["ftvm-\(domain)-2"], "paused")
+        XCTAssertEqual(domains[domain], "shut off", "the operator's own domain does not run meanwhile")
+        let status = try Harness.status(domain)
+        XCTAssertEqual(status["clients"] as? String, "bridge \(bridge)")
+
+        // 64 MiB at the client's MTU 1500, rate-limited so the panic lands mid-download.
+        let file = "\(work)/download.bin"
+        let download = Process()
+        download.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        download.arguments = [
+            "ip", "netns", "exec", client, "curl", "-sS", "--fail", "--max-time", "180", "--limit-rate", "6M", "-o",
+            file, "http://\(guestAddress)/splitmix-64M.bin",
+        ]
+        try download.run()
+        defer { if download.isRunning { download.terminate() } }
+        sleep(3)
+        try Harness.ftvm(["inject", "kernel-panic", "--name", domain])
+        download.waitUntilExit()
+        XCTAssertEqual(download.terminationStatus, 0, "curl")
+        XCTAssertEqual(
+            try Harness.sha256(file: file), try Harness.referenceStreamSHA256(count: 64 << 20, seed: 1),
+            "the download is byte-exact across the panic")
+        let recovery = try Harness.recovery(domain, after: nil)
+        XCTAssertTrue((recovery["cause"] as? String ?? "").contains("kernel panic"), "\(recovery)")
+        XCTAssertEqual((recovery["replay"] as? [String: Any])?["spliced"] as? Int, 1, "\(recovery)")
+        try Harness.waitUntilProtected(domain)
+
+        // The backup destroyed by hand: unprotected at once, then protected again.
+        let backup = try XCTUnwrap(
+            (try Harness.status(domain)["guests"] as? [[String: Any]])?.first { $0["role"] as? String == "backup" }?[
+                "domain"] as? String)
+        _ = try virsh("destroy", backup)
+        var sawUnprotected = false
+        for _ in 0..<80 where !sawUnprotected {
+            sawUnprotected = try Harness.status(domain)["protected"] as? Bool == false
+            usleep(50_000)
+        }
+        XCTAssertTrue(sawUnprotected, "status says unprotected")
+        let reprotectStart = Date()
+        for _ in 0..<600 where try Harness.status(domain)["protected"] as? Bool != true { usleep(200_000) }
+        XCTAssertEqual(try Harness.status(domain)["protected"] as? Bool, true, "protected again")
+        print(
+            String(
+                format: "protect-figures: protect %.1f s, re-protect after a destroyed backup %.1f s",
+                protectSeconds, Date().timeIntervalSince(reprotectStart)))
+
+        // Unprotect: the definition as it was, the domain running and serving.
+        let unprotect = try Harness.ftvm(["unprotect", domain])
+        XCTAssertTrue(unprotect.stdout.contains("exactly as it was"), unprotect.combined)
+        XCTAssertEqual(try virsh("dumpxml", "--inactive", domain).stdout, before, "the operator's XML is back")
+        XCTAssertEqual(try Harness.virshDomains()[domain], "running")
+        var served = false
+        for _ in 0..<60 where !served {
+            served = try curl(["-m", "2", "-o", "/dev/null", "http://\(guestAddress)/"]).status == 0
+            if !served { sleep(1) }
+        }
+        XCTAssertTrue(served, "the domain serves again on its own")
+        XCTAssertEqual(try Harness.leftovers(of: domain), [])
+    }
+}
