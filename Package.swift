@@ -116,7 +116,7 @@ let package = Package(
                 "FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP", "FTVMSystem", "PrometheusText",
             ]),
         .testTarget(name: "FTVMSystemdTests", dependencies: ["FTVMSystemd", "FTVMSystem"]),
-        .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController"]),
+        .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController"], exclude: ["Golden"]),
         .testTarget(name: "FTVMAgentKitTests", dependencies: ["FTVMAgentKit", "FTVMWire"]),
         // Fixtures/: an operator's domain and network XML, read by path (images/test-disk.sh too).
         .testTarget(

@@ -9,13 +9,15 @@ set -euo pipefail
 # contrib/systemd/ftvm@.service, and setpriv (util-linux), with which a test runs the daemon
 # under the unit's capability set. The fourth line: what images/build-disk.sh needs (mmdebstrap
 # for the Debian root, e2fsprogs for mkfs.ext4 -d and debugfs, dpkg-deb for the agent's .deb,
-# the archive key; qemu-utils above has qemu-img). The last line: the libraries Debian's nginx
-# links, which images/build.sh copies from this host into the guest image (nginx itself is only
-# downloaded, never installed).
+# the archive key; qemu-utils above has qemu-img). The fifth: tmux, man-db and groff-base, for
+# the tests of `ftvm watch` (a real terminal) and of the man pages. The last line: the libraries
+# Debian's nginx links, which images/build.sh copies from this host into the guest image (nginx
+# itself is only downloaded, never installed).
 packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu
   libvirt-clients libvirt-dev libxml2-dev busybox-static cpio iproute2 curl wrk python3 python3-matplotlib
   resource-agents libxml2-utils prometheus systemd util-linux
   mmdebstrap e2fsprogs dpkg debian-archive-keyring
+  tmux man-db groff-base
   libcrypt1 libpcre2-8-0 libssl3 zlib1g)
 
 missing=()

@@ -15,6 +15,11 @@ if [ $# -eq 0 ]; then
   swift test -c release -Xswiftc -enable-testing --disable-swift-testing \
     --filter "FTVMWireTests|FTVMLogTests|FTVMChannelTests|FTVMControllerTests|FTVMDemoKitTests" 2>&1 | tee -a "$log" || status=$?
 fi
+if [ $# -eq 0 ]; then
+  # Outside `swift test`: install.sh runs SwiftPM, which would wait for swift test's build lock.
+  echo "test: scripts/install.sh into a scratch --destdir, completions, man pages, uninstall" >&2
+  bash scripts/test-install.sh 2>&1 | tee -a "$log" || status=$?
+fi
 # Each run's last line: "Executed N tests, with [K tests skipped and] F failures (...)".
 passed=0 failed=0 skipped=0
 while read -r summary; do
@@ -24,5 +29,8 @@ while read -r summary; do
   s=$(number "tests? skipped")
   passed=$((passed + total - f - s)) failed=$((failed + f)) skipped=$((skipped + s))
 done < <(grep -E "Test Suite '(All|Selected) tests' (passed|failed)" -A 1 "$log" | grep -E "Executed [0-9]+ tests?, with" || true)
+if summary=$(grep -E '^install: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1); then
+  passed=$((passed + $(cut -d' ' -f2 <<<"$summary"))) failed=$((failed + $(cut -d' ' -f4 <<<"$summary")))
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 exit "$status"

@@ -173,3 +173,11 @@ int ftvm_send_frame(const char *ifname, const void *frame, int length) {
     close(fd);
     return result;
 }
+
+int ftvm_terminal_size(int fd, unsigned short *rows, unsigned short *columns) {
+    struct winsize size;
+    if (ioctl(fd, TIOCGWINSZ, &size) < 0) return -errno;
+    *rows = size.ws_row;
+    *columns = size.ws_col;
+    return 0;
+}

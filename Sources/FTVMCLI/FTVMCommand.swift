@@ -8,7 +8,8 @@ public struct FTVMCommand: ParsableCommand {
         commandName: "ftvm",
         abstract: "Keep a network service in a VM alive across crashes and upgrades, without its clients noticing.",
         subcommands: [
-            Up.self, Protect.self, Unprotect.self, Status.self, Connections.self, Inject.self, Failover.self,
+            Up.self, Protect.self, Unprotect.self, Status.self, Watch.self, Connections.self, Inject.self,
+            Failover.self,
             Upgrade.self, Down.self, Daemon.self, Bench.self,
         ])
 

@@ -64,6 +64,8 @@ public struct GuestStatus: Codable, Sendable, Equatable {
     /// libvirt's view: running, paused, shutoff, crashed, …
     public var state: String
     public var heartbeat: UInt64
+    /// Milliseconds since the daemon saw the heartbeat change (nil: not sampled yet).
+    public var heartbeatAgeMillis: Double?
     public var agent: String
     public var imageVersion: String
     public var services: [ServiceStatus]

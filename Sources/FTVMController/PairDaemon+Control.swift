@@ -105,11 +105,14 @@ extension PairDaemon {
                 state.degradedReason, state.handled
             )
         }
+        let ages = heartbeats.ages(now: Monotonic.nanos())
         let guests = snapshot.1.map { guest in
             GuestStatus(
                 domain: guest.domain, role: guest.role.rawValue, generation: guest.generation,
                 state: (try? virt.domain(named: guest.domain).state())?.word ?? "undefined",
-                heartbeat: guest.channel.heartbeat, agent: guest.channel.agentState.description,
+                heartbeat: guest.channel.heartbeat,
+                heartbeatAgeMillis: ages[guest.domain].map(PhaseTimer.millis),
+                agent: guest.channel.agentState.description,
                 imageVersion: guest.channel.imageVersion,
                 services: guest.channel.services.map {
                     ServiceStatus(

@@ -48,4 +48,8 @@ int ftvm_link_set_down(const char *ifname);
 /// ARP). Needs CAP_NET_RAW. 0 or -errno.
 int ftvm_send_frame(const char *ifname, const void *frame, int length);
 
+/// ioctl(fd, TIOCGWINSZ): the terminal's size in `rows` and `columns`. 0 or -errno (ENOTTY
+/// when `fd` is not a terminal). ioctl is variadic and not importable into Swift.
+int ftvm_terminal_size(int fd, unsigned short *rows, unsigned short *columns);
+
 #endif
