@@ -122,46 +122,48 @@ final class HandActionTests: SharedPairTestCase {
         XCTAssertEqual(running.count, 1, "one guest of the pair runs: \(running)")
     }
 
-    /// The same, made certain: the primary is destroyed by hand while no daemon runs, beside the
-    /// paused backup. The next daemon fails over to the backup and replays the download.
-    func testEaDaemonDeadWhenThePrimaryDiesTheNextDaemonFailsOver() throws {
+    /// A download runs; the daemon is SIGKILLed; `byHand` changes the guests while no daemon
+    /// runs; `ftvm up` starts the next one. The download must finish byte-exact, and the recovery
+    /// the new daemon ran must name the old primary, carry a note containing `note` and have
+    /// spliced the download, and the pair be protected again. Returns the status then.
+    private func recoverWithoutADaemon(
+        seed: UInt64, rate: String, note: String, byHand: (_ primary: String, _ backup: String) throws -> Void
+    ) throws -> [String: Any] {
         try Harness.waitUntilProtected(pair)
-        let primary = try guest("primary", in: try Harness.status(pair))
-        let download = try Harness.Download(pair: pair, size: 24_000_000, seed: 13)
+        let status = try Harness.status(pair)
+        let (primary, backup) = (try guest("primary", in: status), try guest("backup", in: status))
+        let download = try Harness.Download(pair: pair, size: 24_000_000, seed: seed, rate: rate)
         sleep(2)
         _ = try killDaemon()
-        try virsh("destroy", primary)
+        try byHand(primary, backup)
         try Harness.ftvm(["up", "--name", pair])
         try download.check()
+        // Re-protection retires the dead primary once the new backup is ready.
+        try Harness.waitUntilProtected(pair)
         let after = try Harness.status(pair)
         let recovery = try XCTUnwrap(after["lastRecovery"] as? [String: Any])
         XCTAssertEqual(recovery["failedDomain"] as? String, primary, "\(recovery)")
-        XCTAssertTrue(
-            (recovery["notes"] as? [String] ?? []).contains { $0.contains("restarted daemon") }, "\(recovery)")
+        XCTAssertTrue((recovery["notes"] as? [String] ?? []).contains { $0.contains(note) }, "\(recovery)")
         XCTAssertEqual((recovery["replay"] as? [String: Any])?["spliced"] as? Int, 1, "\(recovery)")
         XCTAssertNil(try Harness.virshDomains()[primary], "the dead primary was removed")
+        return after
+    }
+
+    /// The same, made certain: the primary is destroyed by hand while no daemon runs, beside the
+    /// paused backup. The next daemon fails over to the backup and replays the download.
+    func testEaDaemonDeadWhenThePrimaryDiesTheNextDaemonFailsOver() throws {
+        _ = try recoverWithoutADaemon(seed: 13, rate: "3M", note: "restarted daemon") { primary, _ in
+            try virsh("destroy", primary)
+        }
     }
 
     /// With the daemon dead, the backup destroyed and the primary paused by hand, nothing can take
     /// over: the next daemon boots a fresh guest and replays the open download into it.
     func testFNoUsableBackupMeansAFreshGuestAndTheDownloadCarriesOn() throws {
-        try Harness.waitUntilProtected(pair)
-        let status = try Harness.status(pair)
-        let (primary, backup) = (try guest("primary", in: status), try guest("backup", in: status))
-        let download = try Harness.Download(pair: pair, size: 24_000_000, seed: 12, rate: "1M")
-        sleep(2)
-        _ = try killDaemon()
-        try virsh("destroy", backup)
-        try virsh("suspend", primary)
-        try Harness.ftvm(["up", "--name", pair])
-        try download.check()
-        let after = try Harness.status(pair)
-        let recovery = try XCTUnwrap(after["lastRecovery"] as? [String: Any])
-        XCTAssertEqual(recovery["failedDomain"] as? String, primary, "\(recovery)")
-        XCTAssertTrue(
-            (recovery["notes"] as? [String] ?? []).contains { $0.contains("booted fresh") }, "\(recovery)")
-        XCTAssertEqual((recovery["replay"] as? [String: Any])?["spliced"] as? Int, 1, "\(recovery)")
+        let after = try recoverWithoutADaemon(seed: 12, rate: "1M", note: "booted fresh") { primary, backup in
+            try virsh("destroy", backup)
+            try virsh("suspend", primary)
+        }
         XCTAssertEqual((after["handled"] as? [String: Any])?["freshPrimaries"] as? Int, 1)
-        try Harness.waitUntilProtected(pair)
     }
 }
