@@ -22,7 +22,14 @@ struct Up: ParsableCommand {
 
     func run() throws {
         // Every setting is checked before anything is made, so a mistake leaves nothing behind.
-        let resolved = try settings.resolve()
+        let resolved: ResolvedSettings
+        do {
+            resolved = try settings.resolve()
+        } catch {
+            // --check tells a bad setting (64, like a bad option) from a missing image (1).
+            if check { throw ValidationError("\(error)") }
+            throw error
+        }
         let config = resolved.config
         if let domain = resolved.domain {
             throw CommandFailure("the config names domain \(domain): use `ftvm protect --config FILE` for it")
