@@ -24,12 +24,12 @@ struct Daemon: ParsableCommand {
     var address: String?
 
     func run() throws {
-        let resolved = try settings.resolve(optionalFile: configIfPresent)
-        var config = resolved.config
-        let domain = protect ?? resolved.domain
-        if domain != nil {
-            try ProtectTarget.apply(address: address, given: resolved.serviceAddressGiven, to: &config)
-        }
+        let resolved = try settings.resolve(
+            optionalFile: configIfPresent,
+            adding: try ProtectTarget.settings(domain: protect, from: "--protect", address: address))
+        try ProtectTarget.requireAddress(resolved)
+        let config = resolved.config
+        let domain = resolved.domain
         Self.bootstrapLogging()
         var logger = Logger(label: "ftvm.daemon")
         logger[metadataKey: "pair"] = "\(config.name)"

@@ -80,8 +80,13 @@ struct SettingsOptions: ParsableArguments {
     }
 
     /// The file's settings (`--config`, or `optionalFile` when it exists) with the options laid
-    /// over them, checked. `defaultName` names the pair when neither does (`protect`: the domain).
-    func resolve(optionalFile: String? = nil, defaultName: String? = nil) throws -> ResolvedSettings {
+    /// over them, checked. `extra`: settings a command takes in its own form (`protect`'s domain
+    /// and address). `defaultName` names the pair when nothing else does (`protect`: the domain).
+    func resolve(
+        optionalFile: String? = nil, adding extra: PairSettings = PairSettings(), defaultName: String? = nil
+    )
+        throws -> ResolvedSettings
+    {
         do {
             var file = PairSettings()
             if let config {
@@ -89,7 +94,7 @@ struct SettingsOptions: ParsableArguments {
             } else if let optionalFile, FileManager.default.fileExists(atPath: optionalFile) {
                 file = try PairConfigFile.load(path: optionalFile)
             }
-            var settings = try file.overridden(by: given)
+            var settings = try file.overridden(by: given).overridden(by: extra)
             if let defaultName, settings.entries[.name] == nil {
                 settings.set(.name, .text(defaultName), from: .option("the domain's name"))
             }

@@ -32,16 +32,15 @@ struct Protect: ParsableCommand {
     var timeout: Double = 600
 
     func run() throws {
-        let resolved = try settings.resolve(defaultName: domain)
-        guard let domain = domain ?? resolved.domain else {
+        let resolved = try settings.resolve(
+            adding: try ProtectTarget.settings(domain: domain, from: "the DOMAIN argument", address: address),
+            defaultName: domain)
+        guard let domain = resolved.domain else {
             throw ValidationError(
                 "name the domain to protect: `ftvm protect DOMAIN`, or `domain:` in the --config file")
         }
-        if let named = resolved.domain, named != domain {
-            throw ValidationError("the config file protects domain \(named), not \(domain): make them agree")
-        }
-        var config = resolved.config
-        try ProtectTarget.apply(address: address, given: resolved.serviceAddressGiven, to: &config)
+        try ProtectTarget.requireAddress(resolved)
+        let config = resolved.config
         if let status = try? ControlClient.send(ControlRequest(.status), to: config).status {
             print("pair '\(config.name)' is already up (daemon pid \(status.daemonPID))")
             StatusPrinter.print(status)
@@ -131,24 +130,30 @@ enum ProtectTarget {
         }
     }
 
-    /// The guest's address: `--address`, else the config file's service address (`given`).
-    static func apply(address: String?, given: Bool, to config: inout PairConfig) throws {
-        guard let address else {
-            guard given else {
-                throw ValidationError(
-                    "give the guest's address on its network: --address ADDR/PREFIX, or network.service-address in the config file"
-                )
+    /// The domain (named by `origin`) and `--address ADDR/PREFIX` as settings, for
+    /// `PairSettings.resolve()` to check like the file's `domain` and `network.*` keys.
+    static func settings(domain: String?, from origin: String, address: String?) throws -> PairSettings {
+        var settings = PairSettings()
+        if let domain { settings.set(.domain, .text(domain), from: .option(origin)) }
+        if let address {
+            let parts = address.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2 else {
+                throw ValidationError("--address must be the guest's IPv4 address and prefix, like 192.168.122.50/24")
             }
-            return
+            settings.set(.serviceAddress, .text(parts[0]), from: .option("--address"))
+            settings.set(
+                .prefixLength, Int(parts[1]).map(SettingValue.integer) ?? .text(parts[1]), from: .option("--address"))
         }
-        let parts = address.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, IPv4Address(String(parts[0])) != nil, let prefix = Int(parts[1]),
-            (8...30).contains(prefix)
-        else {
-            throw ValidationError("--address must be the guest's IPv4 address and prefix, like 192.168.122.50/24")
+        return settings
+    }
+
+    /// A protected domain needs its guest's address: `--address`, or the file's service address.
+    static func requireAddress(_ resolved: ResolvedSettings) throws {
+        guard resolved.domain == nil || resolved.serviceAddressGiven else {
+            throw ValidationError(
+                "give the guest's address on its network: --address ADDR/PREFIX, or network.service-address in the config file"
+            )
         }
-        config.serviceAddress = String(parts[0])
-        config.prefixLength = prefix
     }
 
     /// The operator's domain, read from libvirt and checked: shut off, and protectable.

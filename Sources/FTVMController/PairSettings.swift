@@ -116,12 +116,16 @@ public struct PairSettings: Sendable, Equatable {
     /// `--name` is a mistake (the systemd unit's `/etc/ftvm/NAME.yaml` naming a different
     /// pair), not something to override.
     public func overridden(by options: PairSettings) throws(ConfigError) -> PairSettings {
-        if let file = self[.name], let option = options[.name], file.value != option.value {
-            throw .invalidSetting(
-                key: .name, origin: file.origin,
-                reason:
-                    "names pair \(file.value.shown) but \(option.origin.shown) names \(option.value.shown); make them agree or drop the key"
-            )
+        // The pair's identity is not overridden: a file and an option that disagree on it are
+        // a mistake (a file for another pair, or for another domain).
+        for (key, noun) in [(SettingKey.name, "names pair"), (.domain, "protects domain")] {
+            if let file = self[key], let option = options[key], file.value != option.value {
+                throw .invalidSetting(
+                    key: key, origin: file.origin,
+                    reason:
+                        "\(noun) \(file.value.shown) but \(option.origin.shown) \(noun.split(separator: " ")[0]) \(option.value.shown); make them agree or drop the key"
+                )
+            }
         }
         var merged = self
         for (key, entry) in options.entries { merged.entries[key] = entry }
