@@ -10,10 +10,21 @@ import Logging
 /// their route meanwhile.
 public final class ClientNetwork: Sendable {
     public let tap: TapDevice
-    /// Where the clients are, as `ftvm status` says it: `netns NAME` or `bridge NAME`.
-    public let location: String
+    /// Where the clients are: the pair's own namespace, or the bridge the uplink is on.
+    private enum Clients {
+        case namespace(String)
+        case bridge(String)
+    }
+    private let clients: Clients
     /// The clients' namespace, when the pair has its own.
-    public var namespace: String? { location.hasPrefix("netns ") ? String(location.dropFirst(6)) : nil }
+    public var namespace: String? { if case .namespace(let name) = clients { name } else { nil } }
+    /// Where the clients are, as `ftvm status` says it: `netns NAME` or `bridge NAME`.
+    public var location: String {
+        switch clients {
+        case .namespace(let name): "netns \(name)"
+        case .bridge(let name): "bridge \(name)"
+        }
+    }
 
     /// Creates the namespace (if missing) and the tap inside it with the uplink address, or the
     /// tap on `bridge`. On failure nothing it made is left behind.
@@ -27,7 +38,7 @@ public final class ClientNetwork: Sendable {
                 _ = try? HostCommand.run(["ip", "link", "del", config.tapName])
                 throw error
             }
-            location = "bridge \(bridge)"
+            clients = .bridge(bridge)
             logger.info(
                 "uplink on the operator's bridge", metadata: ["bridge": "\(bridge)", "tap": "\(config.tapName)"])
             return
@@ -45,7 +56,7 @@ public final class ClientNetwork: Sendable {
             if created { _ = try? HostCommand.run(["ip", "netns", "del", config.namespace]) }
             throw error
         }
-        location = "netns \(config.namespace)"
+        clients = .namespace(config.namespace)
         logger.info("client namespace ready", metadata: ["netns": "\(config.namespace)", "tap": "\(config.tapName)"])
     }
 
