@@ -6,6 +6,7 @@
 #include <linux/if.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
+#include <linux/virtio_net.h>
 #include <sched.h>
 #include <spawn.h>
 #include <string.h>
@@ -17,14 +18,17 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int open_tap_here(const char *ifname, int persist) {
+static int open_tap_here(const char *ifname, int persist, int offload) {
     int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
     if (fd < 0) return -errno;
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0);
     strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0 || (persist && ioctl(fd, TUNSETPERSIST, 1) < 0)) {
+    int header = (int)sizeof(struct virtio_net_hdr);
+    unsigned offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0 || (persist && ioctl(fd, TUNSETPERSIST, 1) < 0)
+        || (offload && (ioctl(fd, TUNSETVNETHDRSZ, &header) < 0 || ioctl(fd, TUNSETOFFLOAD, offloads) < 0))) {
         int err = errno;
         close(fd);
         return -err;
@@ -32,8 +36,8 @@ static int open_tap_here(const char *ifname, int persist) {
     return fd;
 }
 
-int ftvm_tap_open(const char *netns_path, const char *ifname, int persist) {
-    if (netns_path == NULL) return open_tap_here(ifname, persist);
+int ftvm_tap_open(const char *netns_path, const char *ifname, int persist, int offload) {
+    if (netns_path == NULL) return open_tap_here(ifname, persist, offload);
     int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     if (home < 0) return -errno;
     int target = open(netns_path, O_RDONLY | O_CLOEXEC);
@@ -46,7 +50,7 @@ int ftvm_tap_open(const char *netns_path, const char *ifname, int persist) {
     if (setns(target, CLONE_NEWNET) < 0) {
         result = -errno;
     } else {
-        result = open_tap_here(ifname, persist);
+        result = open_tap_here(ifname, persist, offload);
         // Returning home cannot fail for a namespace we were just in; if it ever did, this
         // thread would keep working inside the client namespace, so say so loudly.
         if (setns(home, CLONE_NEWNET) < 0) result = -EXDEV;
@@ -87,47 +91,64 @@ int ftvm_pidfd_open(int pid) {
 
 enum { FTVM_BATCH_MAX = 64 };
 
-int ftvm_recv_batch(int fd, void *buffers, int stride, int count, int *lengths, unsigned short *ports) {
-    struct mmsghdr messages[FTVM_BATCH_MAX];
-    struct iovec vectors[FTVM_BATCH_MAX];
-    struct sockaddr_in sources[FTVM_BATCH_MAX];
-    if (count > FTVM_BATCH_MAX) count = FTVM_BATCH_MAX;
+int ftvm_packet_open(const char *ifname, int buffer_bytes) {
+    // Protocol 0 until bound: an unbound ETH_P_ALL socket would see every interface's frames.
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+    if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    int index = ifr.ifr_ifindex;
+    int one = 1;
+    struct sockaddr_ll address;
+    memset(&address, 0, sizeof address);
+    address.sll_family = AF_PACKET;
+    address.sll_protocol = htons(ETH_P_ALL);
+    address.sll_ifindex = index;
+    if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) < 0
+        || setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0
+        || setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buffer_bytes, sizeof buffer_bytes) < 0
+        || setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buffer_bytes, sizeof buffer_bytes) < 0
+        || bind(fd, (struct sockaddr *)&address, sizeof address) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+static void point_messages(struct mmsghdr *messages, struct iovec *vectors, void *buffers, int stride,
+                           const int *lengths, int count) {
     memset(messages, 0, sizeof(struct mmsghdr) * (size_t)count);
     for (int i = 0; i < count; i++) {
         vectors[i].iov_base = (char *)buffers + (size_t)i * (size_t)stride;
-        vectors[i].iov_len = (size_t)stride;
+        vectors[i].iov_len = lengths ? (size_t)lengths[i] : (size_t)stride;
         messages[i].msg_hdr.msg_iov = &vectors[i];
         messages[i].msg_hdr.msg_iovlen = 1;
-        messages[i].msg_hdr.msg_name = &sources[i];
-        messages[i].msg_hdr.msg_namelen = sizeof sources[i];
     }
+}
+
+int ftvm_recv_frames(int fd, void *buffers, int stride, int count, int *lengths) {
+    struct mmsghdr messages[FTVM_BATCH_MAX];
+    struct iovec vectors[FTVM_BATCH_MAX];
+    if (count > FTVM_BATCH_MAX) count = FTVM_BATCH_MAX;
+    point_messages(messages, vectors, buffers, stride, NULL, count);
     int received = recvmmsg(fd, messages, (unsigned)count, MSG_DONTWAIT, NULL);
     if (received < 0) return -errno;
-    for (int i = 0; i < received; i++) {
-        lengths[i] = (int)messages[i].msg_len;
-        ports[i] = ntohs(sources[i].sin_port);
-    }
+    for (int i = 0; i < received; i++) lengths[i] = (int)messages[i].msg_len;
     return received;
 }
 
-int ftvm_send_batch(int fd, const void *buffers, int stride, const int *lengths, int count, unsigned short port) {
+int ftvm_send_frames(int fd, const void *buffers, int stride, const int *lengths, int count) {
     struct mmsghdr messages[FTVM_BATCH_MAX];
     struct iovec vectors[FTVM_BATCH_MAX];
-    struct sockaddr_in target;
     if (count > FTVM_BATCH_MAX) count = FTVM_BATCH_MAX;
-    memset(&target, 0, sizeof target);
-    target.sin_family = AF_INET;
-    target.sin_port = htons(port);
-    target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    memset(messages, 0, sizeof(struct mmsghdr) * (size_t)count);
-    for (int i = 0; i < count; i++) {
-        vectors[i].iov_base = (char *)buffers + (size_t)i * (size_t)stride;
-        vectors[i].iov_len = (size_t)lengths[i];
-        messages[i].msg_hdr.msg_iov = &vectors[i];
-        messages[i].msg_hdr.msg_iovlen = 1;
-        messages[i].msg_hdr.msg_name = &target;
-        messages[i].msg_hdr.msg_namelen = sizeof target;
-    }
+    point_messages(messages, vectors, (void *)buffers, stride, lengths, count);
     int sent = sendmmsg(fd, messages, (unsigned)count, MSG_DONTWAIT);
     return sent < 0 ? -errno : sent;
 }

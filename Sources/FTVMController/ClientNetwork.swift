@@ -30,7 +30,7 @@ public final class ClientNetwork: Sendable {
     /// tap on `bridge`. On failure nothing it made is left behind.
     public init(config: PairConfig, bridge: String?, logger: Logger) throws {
         if let bridge {
-            tap = try TapDevice(name: config.tapName, namespacePath: nil, persistent: true)
+            tap = try TapDevice(name: config.tapName, namespacePath: nil, persistent: true, offload: true)
             do {
                 try HostCommand.run(["ip", "link", "set", config.tapName, "master", bridge])
                 try HostCommand.run(["ip", "link", "set", config.tapName, "mtu", "\(config.mtu)", "up"])
@@ -46,7 +46,8 @@ public final class ClientNetwork: Sendable {
         let created = !FileManager.default.fileExists(atPath: config.namespacePath)
         if created { try HostCommand.run(["ip", "netns", "add", config.namespace]) }
         do {
-            tap = try TapDevice(name: config.tapName, namespacePath: config.namespacePath, persistent: true)
+            tap = try TapDevice(
+                name: config.tapName, namespacePath: config.namespacePath, persistent: true, offload: true)
             let inside = ["ip", "-n", config.namespace]
             try HostCommand.run(inside + ["link", "set", "lo", "up"])
             try HostCommand.run(

@@ -17,11 +17,10 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public var serviceAddress = "10.77.0.2"
     public var uplinkAddress = "10.77.0.1"
     public var prefixLength = 24
-    /// The link MTU on both sides of the relay. The UDP socket netdev carries no segmentation
-    /// offload, so every frame costs the guest, QEMU and the relay a datagram: jumbo frames cut
-    /// that count: 65000 (the most a UDP datagram carries, with room to spare) doubled
-    /// download throughput over 1500 (docs/relay.md has the measurements).
-    public var mtu = 65000
+    /// The clients' link MTU (the uplink tap, and the guest's eth0): 1500, as on a real network.
+    /// The links carry TSO super-frames whatever the MTU, so jumbo frames are an option, not a
+    /// need (docs/relay.md has the measurements).
+    public var mtu = 1500
     /// Primary and backup share one identity: same MAC, same IP.
     public var macAddress = "52:54:00:77:00:02"
     /// How long a guest may take from start to "agent ready" before the pair gives up on it.

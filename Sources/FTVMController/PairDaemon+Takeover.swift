@@ -53,7 +53,7 @@ extension PairDaemon {
             return
         }
         successor.channel.post(.resync)
-        relay.watch(successor.channel, port: successor.guestPort)
+        relay.watch(successor.channel, port: successor.link)
         relay.beginReplay()
 
         if let firstFrame = relay.waitForFirstFrame(timeoutMillis: 5000) {
@@ -85,7 +85,7 @@ extension PairDaemon {
     /// could be had (recorded in `record.error`).
     private func runSuccessor(_ backup: Guest?, record: inout RecoveryRecord, timer: inout PhaseTimer) -> Guest? {
         if let backup {
-            relay.connect(guestPort: backup.guestPort)
+            relay.connect(guestPort: backup.link)
             timer.mark("switch", at: Monotonic.nanos())
             backup.channel.hostClockNanos = Monotonic.wallNanos()
             do {
@@ -106,7 +106,7 @@ extension PairDaemon {
         do {
             let fresh = try launch(role: .primary)
             try waitUntilReady(fresh)
-            relay.connect(guestPort: fresh.guestPort)
+            relay.connect(guestPort: fresh.link)
             timer.mark("boot", at: Monotonic.nanos())
             record.newPrimary = fresh.domain
             record.notes = (record.notes ?? []) + ["served by \(fresh.domain), booted fresh"]

@@ -112,9 +112,9 @@ extension PairDaemon {
         }
 
         // 2. New connections go to the new guest; open ones stay where they are.
-        relay.watch(fresh.channel, port: fresh.guestPort)
+        relay.watch(fresh.channel, port: fresh.link)
         let movedBefore = relay.counters.movedAtBoundary
-        let pinned = relay.beginDrain(to: fresh.guestPort)
+        let pinned = relay.beginDrain(to: fresh.link)
         timer.mark("switch", at: Monotonic.nanos())
         update {
             $0.connectionsAtSwitch = pinned

@@ -36,7 +36,8 @@ public final class PairDaemon: Sendable {
         var generation: Int
         var domain: String
         var role: GuestMetadata.Role
-        var guestPort: UInt16
+        /// The guest's link to the relay (`GuestLink.id`).
+        var link: UInt16
         var channel: Channel
         var metadata: GuestMetadata
     }
@@ -117,8 +118,6 @@ public final class PairDaemon: Sendable {
         control = try ControlServer(path: config.controlSocketPath)
         do {
             network = try ClientNetwork(config: config, bridge: bridge, logger: logger)
-            // The guests' QEMUs send to the daemon port in their definitions: keep it.
-            let port = inherited.first?.daemonPort ?? 0
             let log = try Self.openLog(config: config, fresh: inherited.isEmpty, logger: logger)
             guard let service = IPv4Address(config.serviceAddress) else {
                 throw ConfigError.badAddress(config.serviceAddress)
@@ -127,7 +126,7 @@ public final class PairDaemon: Sendable {
             guard let serviceMAC = MACAddress(config.macAddress) else { throw ConfigError.badMAC(config.macAddress) }
             log.connectionBudget = config.connectionBudgetBytes
             relay = Relay(
-                tap: network.tap, socket: try UDPSocket(loopbackPort: port),
+                tap: network.tap,
                 southSide: SouthSide(
                     log: log, service: service, serviceMAC: serviceMAC, policy: config.logPolicy, logger: logger),
                 logger: logger)
@@ -177,8 +176,8 @@ public final class PairDaemon: Sendable {
 
     private func bringUp() throws {
         let primary = try launch(role: .primary)
-        relay.watch(primary.channel, port: primary.guestPort)
-        relay.connect(guestPort: primary.guestPort)
+        relay.watch(primary.channel, port: primary.link)
+        relay.connect(guestPort: primary.link)
         let backup = try launch(role: .backup)
         try waitUntilReady(primary)
         try waitUntilReady(backup)
@@ -224,10 +223,16 @@ public final class PairDaemon: Sendable {
         var guests: [Guest] = []
         for metadata in inherited where metadata.role != .retired && metadata.role != .upgrade {
             let channel = try Channel.open(path: metadata.sharedMemoryPath, create: false)
+            let link = GuestLink(id: metadata.link)
+            do {
+                relay.attach(link: link.id, socket: try PacketSocket(interface: link.tap))
+            } catch {
+                throw PairError.linkMissing(domain: config.domainName(generation: metadata.generation), tap: link.tap)
+            }
             guests.append(
                 Guest(
                     generation: metadata.generation, domain: config.domainName(generation: metadata.generation),
-                    role: metadata.role, guestPort: metadata.guestPort, channel: channel, metadata: metadata))
+                    role: metadata.role, link: metadata.link, channel: channel, metadata: metadata))
         }
         let states = Dictionary(
             uniqueKeysWithValues: guests.map { ($0.domain, try? virt.domain(named: $0.domain).state()) })
@@ -249,7 +254,7 @@ public final class PairDaemon: Sendable {
             guard case .image = state.withLock({ $0.source }) else { return nil }
             return try? GuestImage(directory: guest.metadata.imageDirectory)
         }
-        let port = serving?.guestPort
+        let port = serving?.link
         state.withLock { state in
             state.guests = kept
             if let image { state.source = .image(image) }
@@ -288,38 +293,18 @@ public final class PairDaemon: Sendable {
         let channelPath = config.channelPath(generation: generation)
         let channel = try Channel.open(path: channelPath, create: true)
         try Self.giveToQEMU(channelPath)
-        let guestPort = try UDPSocket.freePort()
+        let network = try GuestTaps.create(pair: config.name, generation: generation)
         let metadata = GuestMetadata(
             role: role, pairName: config.name, generation: generation, imageDirectory: source.directory,
-            imageVersion: source.version, daemonPort: relay.socket.port, guestPort: guestPort,
-            sharedMemoryPath: channelPath)
-        let network = UDPNetwork(daemonPort: relay.socket.port, guestPort: guestPort)
-        let sharedMemory = SharedMemoryDevice(
-            name: config.channelName(generation: generation), sizeMiB: ChannelLayout.regionSize >> 20)
-        let definition: String
-        switch source {
-        case .image(let image):
-            guard let mac = MACAddress(config.macAddress) else { throw ConfigError.badMAC(config.macAddress) }
-            definition = try DomainXML.render(
-                DomainSpec(
-                    name: domain, virtType: accelerator, memoryMiB: config.memoryMiB, vcpus: config.vcpus,
-                    boot: KernelBoot(
-                        kernelPath: image.kernelPath, initrdPath: image.initrdPath,
-                        commandLine: config.kernelCommandLine),
-                    mac: mac, network: network, sharedMemory: sharedMemory,
-                    consoleLogPath: config.consoleLogPath(generation: generation), metadata: metadata))
-        case .domain(let template):
-            definition = try template.guestXML(
-                name: domain, virtType: accelerator, network: network, sharedMemory: sharedMemory,
-                consoleLogPath: config.consoleLogPath(generation: generation), metadata: metadata,
-                overlays: try Overlays.create(for: template, generation: generation, config: config))
-        }
+            imageVersion: source.version, link: network.id, sharedMemoryPath: channelPath)
         let guest = Guest(
-            generation: generation, domain: domain, role: role, guestPort: guestPort, channel: channel,
+            generation: generation, domain: domain, role: role, link: network.id, channel: channel,
             metadata: metadata)
+        // From here `remove` undoes everything: the link, the channel, overlays, the domain.
         state.withLock { $0.guests.append(guest) }
         do {
-            try virt.define(xml: definition).start()
+            relay.attach(link: network.id, socket: try PacketSocket(interface: network.tap))
+            try virt.define(xml: try definition(of: guest, from: source)).start()
         } catch {
             remove(domain)
             throw error
@@ -330,8 +315,34 @@ public final class PairDaemon: Sendable {
             remove(domain)
             throw PairError.stopping
         }
-        logger.info("guest started", metadata: ["domain": "\(domain)", "role": "\(role)", "port": "\(guestPort)"])
+        logger.info("guest started", metadata: ["domain": "\(domain)", "role": "\(role)", "link": "\(network.tap)"])
         return guest
+    }
+
+    /// The libvirt definition of `guest`, made from `source`.
+    private func definition(of guest: Guest, from source: GuestSource) throws -> String {
+        let generation = guest.generation
+        let sharedMemory = SharedMemoryDevice(
+            name: config.channelName(generation: generation), sizeMiB: ChannelLayout.regionSize >> 20)
+        let network = GuestLink(id: guest.link)
+        let consoleLog = config.consoleLogPath(generation: generation)
+        switch source {
+        case .image(let image):
+            guard let mac = MACAddress(config.macAddress) else { throw ConfigError.badMAC(config.macAddress) }
+            return try DomainXML.render(
+                DomainSpec(
+                    name: guest.domain, virtType: accelerator, memoryMiB: config.memoryMiB, vcpus: config.vcpus,
+                    boot: KernelBoot(
+                        kernelPath: image.kernelPath, initrdPath: image.initrdPath,
+                        commandLine: config.kernelCommandLine),
+                    mac: mac, network: network, sharedMemory: sharedMemory, consoleLogPath: consoleLog,
+                    metadata: guest.metadata))
+        case .domain(let template):
+            return try template.guestXML(
+                name: guest.domain, virtType: accelerator, network: network, sharedMemory: sharedMemory,
+                consoleLogPath: consoleLog, metadata: guest.metadata,
+                overlays: try Overlays.create(for: template, generation: generation, config: config))
+        }
     }
 
     /// QEMU (as libvirt-qemu) maps the channel file read-write.
@@ -386,19 +397,25 @@ public final class PairDaemon: Sendable {
         }
     }
 
-    /// Destroys and undefines a guest and deletes its channel file.
+    /// Destroys and undefines a guest and deletes its link and channel file.
     func remove(_ domain: String) {
         let guest = state.withLock { state -> Guest? in
             guard let index = state.guests.firstIndex(where: { $0.domain == domain }) else { return nil }
             return state.guests.remove(at: index)
         }
+        var link = guest?.link
         do {
             if let found = try virt.domainIfDefined(named: domain) {
+                link = link ?? (try? found.guestMetadata())??.link
                 if try found.isActive() { try found.destroy() }
                 try found.undefine()
             }
         } catch {
             logger.error("cannot remove guest", metadata: ["domain": "\(domain)", "error": "\(error)"])
+        }
+        if let link {
+            relay.detach(link: link)
+            GuestTaps.remove(GuestLink(id: link))
         }
         if let guest {
             try? FileManager.default.removeItem(atPath: guest.channel.path)
@@ -441,6 +458,8 @@ public enum PairError: Error, CustomStringConvertible {
     case guestStopped(domain: String, state: String, console: String)
     case bootTimeout(domain: String, seconds: Double, console: String)
     case stopping
+    case noFreeLink
+    case linkMissing(domain: String, tap: String)
 
     public var description: String {
         switch self {
@@ -452,6 +471,11 @@ public enum PairError: Error, CustomStringConvertible {
             "guest \(domain) did not report ready within \(Int(seconds)) s\n\(console)"
         case .stopping:
             "the pair is being taken down"
+        case .noFreeLink:
+            "no free name for a guest link tap (ftvgN) in 64 tries; remove stale ftvg taps with `ip link del`"
+        case .linkMissing(let domain, let tap):
+            "guest \(domain)'s link tap \(tap) is gone (deleted by hand?): the guest cannot be reached; "
+                + "`ftvm down` and `ftvm up` again"
         }
     }
 }
@@ -474,6 +498,7 @@ public enum PairCleanup {
             try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
         }
         ClientNetwork.remove(config: config)
+        GuestTaps.removeAll(pair: config.name)
         Overlays.removeAll(config: config)
         for file in [config.controlSocketPath, config.pidFilePath] {
             try? FileManager.default.removeItem(atPath: file)

@@ -39,8 +39,8 @@ public enum SettingKey: String, CaseIterable, Sendable {
     public var kind: Kind {
         switch self {
         case .prefixLength: .integer(8...30)
-        // 576: the least every IPv4 host must take (RFC 791); 65000: what one UDP datagram of
-        // the socket netdev carries with room to spare (PairConfig.mtu).
+        // 576: the least every IPv4 host must take (RFC 791); 65000: jumbo enough for any
+        // experiment, below the 65535 a tap takes (PairConfig.mtu).
         case .mtu: .integer(576...65000)
         case .memoryMiB: .integer(128...65536)
         case .vcpus: .integer(1...64)

@@ -1,12 +1,19 @@
 import FTVMChannel
 import FTVMSystem
+import FTVMWire
 import Foundation
 import Glibc
 import Logging
 import Synchronization
 import SystemPackage
 
-/// Moves Ethernet frames between the clients' tap and the guests' QEMU socket netdevs.
+/// Moves Ethernet frames between the clients' tap and the guests' links.
+///
+/// Each guest's link is a tap whose other end is its QEMU, read and written through an
+/// AF_PACKET socket; the clients' tap is opened with IFF_VNET_HDR. Both carry a virtio-net
+/// header before every frame, so TSO super-frames (up to 64 KiB) and partial checksums pass the
+/// relay whole, both ways, and the kernel cuts them where a link cannot take them. A link is
+/// known by a number (`GuestLink.id`), which also names its tap.
 ///
 /// Only the active guest is connected to the uplink: frames from any other guest (the backup
 /// while it boots, a fenced primary) are dropped here, which is what keeps one identity on the
@@ -33,11 +40,13 @@ public final class Relay: Sendable {
         public var movedAtBoundary: UInt64 = 0
     }
 
-    public let socket: UDPSocket
     private let tap: TapDevice
+    /// The guests' links by id; the loop polls a copy, taken again when `linksChanged` moves.
+    private let links = Mutex<[UInt16: PacketSocket]>([:])
+    private let linksChanged = Atomic<UInt64>(0)
     /// Logs client connections, enforces output commit and replays; nil relays frames untouched.
     let southSide: SouthSide?
-    /// The QEMU-side UDP port of the guest connected to the uplink; 0 connects nobody.
+    /// The link of the guest connected to the uplink; 0 connects nobody.
     private let activePort = Atomic<UInt32>(0)
     /// While set, client frames are held (a takeover is running), not forwarded.
     private let holding = Atomic<Bool>(false)
@@ -45,7 +54,7 @@ public final class Relay: Sendable {
     private let replayRequests = Atomic<UInt64>(0)
     /// Whether the requested replay covers only the connections pinned to a drained guest.
     private let replayPinnedOnly = Atomic<Bool>(false)
-    /// An upgrade's drain: the old guest's port (0: none), the new guest's port a request to
+    /// An upgrade's drain: the old guest's link (0: none), the new guest's link a request to
     /// start draining switches to, the requests and how many the loop handled, and how many
     /// pinned connections are still open.
     private let drainPort = Atomic<UInt32>(0)
@@ -66,21 +75,33 @@ public final class Relay: Sendable {
     private let movedAtBoundary = Atomic<UInt64>(0)
     /// When (Monotonic nanos) the connected guest's first frame reached the clients; 0 = not yet.
     private let firstFrameNanos = Atomic<UInt64>(0)
-    /// The guests' channels by port: the close fence releases a FIN or RST only once the agent
+    /// The guests' channels by link: the close fence releases a FIN or RST only once the agent
     /// of the guest that sent it has ticked twice since and still reports every service running.
     private let watched = Mutex<[UInt16: Channel]>([:])
     private let finished = Mutex<Bool>(false)
     private let logger: Logger
 
-    init(tap: TapDevice, socket: UDPSocket, southSide: SouthSide?, logger: Logger) {
+    /// `tap` must be opened with `offload` (frames after a virtio-net header).
+    init(tap: TapDevice, southSide: SouthSide?, logger: Logger) {
         self.tap = tap
-        self.socket = socket
         self.southSide = southSide
         self.logger = logger
     }
 
-    /// Connects the guest whose QEMU end is `port` to the uplink (nil: nobody). From the moment
-    /// this returns no frame from the previous guest reaches a client.
+    /// Starts reading guest link `id` (before its guest starts, so no frame of it is missed).
+    public func attach(link id: UInt16, socket: PacketSocket) {
+        links.withLock { $0[id] = socket }
+        linksChanged.add(1, ordering: .releasing)
+    }
+
+    /// Stops reading guest link `id` (its guest is gone); the socket closes once the loop let go.
+    public func detach(link id: UInt16) {
+        links.withLock { $0[id] = nil }
+        linksChanged.add(1, ordering: .releasing)
+    }
+
+    /// Connects the guest on link `port` to the uplink (nil: nobody). From the moment this
+    /// returns no frame from the previous guest reaches a client.
     public func connect(guestPort port: UInt16?) {
         firstFrameNanos.store(0, ordering: .relaxed)
         southSide?.forgetAwaitedAnswers()
@@ -177,7 +198,10 @@ public final class Relay: Sendable {
         var lastDrainCount: UInt64 = 0
         /// Frames the replay makes for the guest, sent at the end of each round.
         let outbox = FrameBatch()
-        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameBatch.slotSize, alignment: 16)
+        /// The relay's copy of its links, and the `linksChanged` count it was taken at.
+        var links: [(id: UInt16, socket: PacketSocket)] = []
+        var linksSeen = UInt64.max
         let heldFrames = FrameQueue(capacityBytes: 32 << 20)
         let fencedCloses = FrameQueue(capacityBytes: 4 << 20)
         var replaysHandled: UInt64 = 0
@@ -185,41 +209,83 @@ public final class Relay: Sendable {
         init(relay: Relay) { self.relay = relay }
         deinit { scratch.deallocate() }
 
+        // The relay's own frames carry complete checksums: a plain header goes before each.
         func toGuest(_ build: (UnsafeMutableRawBufferPointer) -> Int) {
             if outbox.isFull { flush() }
-            let length = build(outbox.nextSlot)
+            let length = Relay.buildPlain(into: outbox.nextSlot, build)
             if length > 0 { outbox.commitSlot(length: length) }
         }
 
         func toClients(_ build: (UnsafeMutableRawBufferPointer) -> Int) {
-            let length = build(scratch)
+            let length = Relay.buildPlain(into: scratch, build)
             guard length > 0 else { return }
             try? relay.tap.write(UnsafeRawBufferPointer(rebasing: scratch[..<length]))
-            relay.countToClients(bytes: length)
+            relay.countToClients(bytes: length - VirtioNetHeader.size)
+        }
+
+        /// A client's frame as it came, header and all (a held one).
+        func toGuest(keepingHeaderOf slot: UnsafeMutableRawBufferPointer) {
+            if outbox.isFull { flush() }
+            outbox.nextSlot.copyMemory(from: UnsafeRawBufferPointer(slot))
+            outbox.commitSlot(length: slot.count)
         }
 
         func flush() {
             let port = relay.activePort.load(ordering: .acquiring)
-            if port != 0, outbox.count > 0 {
-                try? relay.socket.send(outbox, toPort: UInt16(port))
-                relay.countToGuest(outbox)
-            }
+            if port != 0, outbox.count > 0 { try? send(outbox, to: UInt16(port)) }
             outbox.reset()
         }
+
+        /// Sends a batch to the guest on link `id` (nothing when that link is gone).
+        func send(_ batch: FrameBatch, to id: UInt16) throws(Errno) {
+            guard let link = links.first(where: { $0.id == id }) else { return }
+            try link.socket.send(batch)
+            relay.countToGuest(batch)
+        }
+
+        /// Takes a fresh copy of the links when one was attached or detached; whether it did.
+        func refreshLinks() -> Bool {
+            let changed = relay.linksChanged.load(ordering: .acquiring)
+            guard changed != linksSeen else { return false }
+            linksSeen = changed
+            links = relay.links.withLock { $0.map { (id: $0.key, socket: $0.value) } }
+            return true
+        }
+    }
+
+    /// A plain virtio-net header, then the frame `build` writes after it; 0 when it writes none.
+    private static func buildPlain(
+        into slot: UnsafeMutableRawBufferPointer, _ build: (UnsafeMutableRawBufferPointer) -> Int
+    ) -> Int {
+        VirtioNetHeader.plain.write(to: slot)
+        let length = build(UnsafeMutableRawBufferPointer(rebasing: slot[VirtioNetHeader.size...]))
+        return length > 0 ? VirtioNetHeader.size + length : 0
+    }
+
+    /// A header and frame as a link carries them: the Ethernet frame and whether its checksum is
+    /// partial. nil for a read too short to hold a header and an Ethernet header.
+    private static func split(
+        _ slot: UnsafeMutableRawBufferPointer
+    ) -> (frame: UnsafeMutableRawBufferPointer, partial: Bool)? {
+        guard slot.count > VirtioNetHeader.size + 14, let header = VirtioNetHeader(UnsafeRawBufferPointer(slot)) else {
+            return nil
+        }
+        return (UnsafeMutableRawBufferPointer(rebasing: slot[VirtioNetHeader.size...]), header.needsChecksum)
     }
 
     private func run() {
         let loop = Loop(relay: self)
         loop.replaysHandled = replayRequests.load(ordering: .acquiring)
         defer { finished.withLock { $0 = true } }
-        var fds = [
-            pollfd(fd: tap.fd, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0),
-        ]
+        var fds: [pollfd] = []
         while !stopping.load(ordering: .acquiring) {
+            if loop.refreshLinks() {
+                fds = [pollfd(fd: tap.fd, events: Int16(POLLIN), revents: 0)]
+                fds += loop.links.map { pollfd(fd: $0.socket.fd, events: Int16(POLLIN), revents: 0) }
+            }
             // Short naps while something waits on a clock (a replay, a fenced close).
             let busy = !loop.fencedCloses.isEmpty || (southSide?.splicer.pendingCount ?? 0) > 0
-            let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, 2, busy ? 5 : 100) }
+            let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), busy ? 5 : 100) }
             do {
                 let requests = replayRequests.load(ordering: .acquiring)
                 if requests != loop.replaysHandled {
@@ -238,7 +304,9 @@ public final class Relay: Sendable {
                 }
                 if ready > 0 {
                     if fds[0].revents != 0 { try drainTap(loop) }
-                    if fds[1].revents != 0 { try drainGuests(loop) }
+                    for (index, link) in loop.links.enumerated() where fds[index + 1].revents != 0 {
+                        try drainGuest(link.id, link.socket, loop)
+                    }
                 }
                 if !loop.fencedCloses.isEmpty { try releaseCloses(loop) }
                 let now = Monotonic.nanos()
@@ -299,18 +367,18 @@ public final class Relay: Sendable {
         }
         holding.store(false, ordering: .sequentiallyConsistent)
         while let entry = loop.heldFrames.first {
-            if southSide?.fromClient(entry.frame, now: Monotonic.nanos(), sink: loop) != .drop {
-                loop.toGuest { slot in
-                    slot.copyMemory(from: UnsafeRawBufferPointer(entry.frame))
-                    return entry.frame.count
-                }
+            let slot = entry.frame
+            if let (frame, partial) = Self.split(slot),
+                southSide?.fromClient(frame, partialChecksum: partial, now: Monotonic.nanos(), sink: loop) != .drop
+            {
+                loop.toGuest(keepingHeaderOf: slot)
             }
             loop.heldFrames.pop()
         }
     }
 
-    /// Clients → active guest: up to a batch of tap reads (one frame each), logged by the
-    /// south-side wrapper, then one sendmmsg. A burst is bounded so one side cannot starve the
+    /// Clients → active guest: up to a batch of tap reads (one frame or super-frame each, after
+    /// its header), logged by the south-side wrapper, then one sendmmsg. A burst is bounded so one side cannot starve the
     /// other.
     private func drainTap(_ loop: Loop) throws(Errno) {
         let batch = loop.fromClients
@@ -324,9 +392,13 @@ public final class Relay: Sendable {
                     more = false
                     break
                 }
-                let frame = UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[..<count])
+                let slot = UnsafeMutableRawBufferPointer(rebasing: batch.nextSlot[..<count])
+                guard let (frame, partial) = Self.split(slot) else {
+                    dropped.add(1, ordering: .relaxed)
+                    continue
+                }
                 if holding.load(ordering: .acquiring) {
-                    if loop.heldFrames.push(UnsafeRawBufferPointer(frame)) {
+                    if loop.heldFrames.push(UnsafeRawBufferPointer(slot)) {
                         held.add(1, ordering: .relaxed)
                     } else {
                         dropped.add(1, ordering: .relaxed)
@@ -337,72 +409,69 @@ public final class Relay: Sendable {
                     dropped.add(1, ordering: .relaxed)
                     continue
                 }
-                switch southSide?.fromClient(frame, now: now, sink: loop) ?? .forward {
+                switch southSide?.fromClient(frame, partialChecksum: partial, now: now, sink: loop) ?? .forward {
                 case .forward:
                     batch.commitSlot(length: count)
                 case .forwardToDrain where drainPort.load(ordering: .acquiring) != 0:
-                    loop.toDraining.nextSlot.copyMemory(from: UnsafeRawBufferPointer(frame))
+                    loop.toDraining.nextSlot.copyMemory(from: UnsafeRawBufferPointer(slot))
                     loop.toDraining.commitSlot(length: count)
-                    if loop.toDraining.isFull { try sendToDraining(loop.toDraining) }
+                    if loop.toDraining.isFull { try sendToDraining(loop) }
                 case .drop, .fence, .forwardToDrain:
                     // (A pinned connection's bytes after the drain ended are logged: replay
                     // injects them.)
                     dropped.add(1, ordering: .relaxed)
                 }
             }
-            try sendToDraining(loop.toDraining)
-            // Read the port after the frames were logged: a switch in between sends them to
+            try sendToDraining(loop)
+            // Read the link after the frames were logged: a switch in between sends them to
             // the new guest, never to a fenced one.
             let port = activePort.load(ordering: .acquiring)
-            if port != 0, batch.count > 0 {
-                try socket.send(batch, toPort: UInt16(port))
-                countToGuest(batch)
-            }
+            if port != 0, batch.count > 0 { try loop.send(batch, to: UInt16(port)) }
             if !more { return }
         }
     }
 
-    private func sendToDraining(_ batch: FrameBatch) throws(Errno) {
+    private func sendToDraining(_ loop: Loop) throws(Errno) {
         let port = drainPort.load(ordering: .acquiring)
-        if port != 0, batch.count > 0 {
-            try socket.send(batch, toPort: UInt16(port))
-            countToGuest(batch)
-        }
-        batch.reset()
+        if port != 0, loop.toDraining.count > 0 { try loop.send(loop.toDraining, to: UInt16(port)) }
+        loop.toDraining.reset()
     }
 
-    /// Guests → clients, for the active guest (and a draining one) only: one recvmmsg per batch.
-    private func drainGuests(_ loop: Loop) throws(Errno) {
+    /// Guest link `port` → clients, for the active guest (and a draining one) only: one
+    /// recvmmsg per batch; any other guest's frames are read and dropped.
+    private func drainGuest(_ port: UInt16, _ socket: PacketSocket, _ loop: Loop) throws(Errno) {
         let batch = loop.fromGuests
         for _ in 0..<8 {
             let received = try socket.receive(into: batch)
             let now = Monotonic.nanos()
             for index in 0..<received {
-                let port = batch.sourcePort(index)
-                guard let fromDraining = isDraining(port) else {
+                let slot = batch.frame(index)
+                guard let fromDraining = isDraining(port), let (frame, partial) = Self.split(slot) else {
                     dropped.add(1, ordering: .relaxed)
                     continue
                 }
-                let frame = batch.frame(index)
-                switch southSide?.fromGuest(frame, now: now, sink: loop, fromDrainingGuest: fromDraining) ?? .forward {
+                switch southSide?.fromGuest(
+                    frame, partialChecksum: partial, now: now, sink: loop, fromDrainingGuest: fromDraining) ?? .forward
+                {
                 case .forward, .forwardToDrain:
-                    try forwardToClients(frame, at: now)
+                    try forwardToClients(slot, at: now)
                 case .drop:
                     continue
                 case .fence:
                     fenced.add(1, ordering: .relaxed)
                     let tag = closeFenceTag(port: port)?.tag ?? 0
-                    guard loop.fencedCloses.push(UnsafeRawBufferPointer(frame), port: port, tag: tag, time: now) else {
+                    guard loop.fencedCloses.push(UnsafeRawBufferPointer(slot), port: port, tag: tag, time: now) else {
                         dropped.add(1, ordering: .relaxed)  // the guest sends it again
                         continue
                     }
                     // Data that came with a FIN need not wait: it goes on now without the FIN
                     // (the held copy brings the FIN later; the client drops the repeated bytes).
-                    if southSide?.withoutFIN(frame) == true,
+                    if southSide?.withoutFIN(frame, partialChecksum: partial) == true,
                         southSide?.fromGuest(
-                            frame, now: now, sink: loop, releasing: true, fromDrainingGuest: fromDraining) != .drop
+                            frame, partialChecksum: partial, now: now, sink: loop, releasing: true,
+                            fromDrainingGuest: fromDraining) != .drop
                     {
-                        try forwardToClients(frame, at: now)
+                        try forwardToClients(slot, at: now)
                     }
                 }
             }
@@ -418,18 +487,20 @@ public final class Relay: Sendable {
         return nil
     }
 
-    private func forwardToClients(_ frame: UnsafeMutableRawBufferPointer, at now: UInt64) throws(Errno) {
-        try tap.write(UnsafeRawBufferPointer(frame))
-        countToClients(bytes: frame.count)
+    /// Writes a header and frame (or super-frame) to the clients' tap.
+    private func forwardToClients(_ slot: UnsafeMutableRawBufferPointer, at now: UInt64) throws(Errno) {
+        try tap.write(UnsafeRawBufferPointer(slot))
+        countToClients(bytes: slot.count - VirtioNetHeader.size)
         if firstFrameNanos.load(ordering: .relaxed) == 0 {
             _ = firstFrameNanos.compareExchange(expected: 0, desired: now, ordering: .releasing)
         }
     }
 
     /// The packet path's counters: relaxed atomic adds, one pair per batch or frame written.
+    /// Bytes are the Ethernet frames' (a super-frame counts once, with all its bytes).
     private func countToGuest(_ batch: FrameBatch) {
         toGuest.add(UInt64(batch.count), ordering: .relaxed)
-        bytesToGuest.add(UInt64(batch.byteCount), ordering: .relaxed)
+        bytesToGuest.add(UInt64(batch.byteCount - batch.count * VirtioNetHeader.size), ordering: .relaxed)
     }
 
     private func countToClients(bytes: Int) {
@@ -469,10 +540,13 @@ public final class Relay: Sendable {
                 healthy = beats >= 2 && current.allRunning && current.tag >> 48 == entry.tag >> 48
             }
             guard healthy || now &- entry.time > Self.closeFenceLimitNanos else { return }
-            if southSide?.fromGuest(entry.frame, now: now, sink: loop, releasing: true, fromDrainingGuest: fromDraining)
-                != .drop
+            let slot = entry.frame
+            if let (frame, partial) = Self.split(slot),
+                southSide?.fromGuest(
+                    frame, partialChecksum: partial, now: now, sink: loop, releasing: true,
+                    fromDrainingGuest: fromDraining) != .drop
             {
-                try forwardToClients(entry.frame, at: now)
+                try forwardToClients(slot, at: now)
             }
             loop.fencedCloses.pop()
         }

@@ -240,20 +240,23 @@ public final class SouthSide: @unchecked Sendable {
 
     /// A frame from the clients' tap, before it is sent to the guest.
     /// While an upgrade drains, a pinned connection's frames go to the draining guest.
-    func fromClient(_ frame: UnsafeMutableRawBufferPointer, now: UInt64, sink: FrameSink) -> Verdict {
+    /// `partialChecksum`: the frame's virtio-net header says its TCP checksum is not finished.
+    func fromClient(
+        _ frame: UnsafeMutableRawBufferPointer, partialChecksum: Bool = false, now: UInt64, sink: FrameSink
+    ) -> Verdict {
         expectsAnswer = false
-        let (verdict, slot) = logClient(frame, now: now, sink: sink)
+        let (verdict, slot) = logClient(frame, partialChecksum: partialChecksum, now: now, sink: sink)
         if draining, verdict == .forward, let slot, isPinned(slot) { return .forwardToDrain }
-        if verdict == .forward, expectsAnswer { noteAwaitingAnswer(frame, now: now) }
+        if verdict == .forward, expectsAnswer { noteAwaitingAnswer(frame, partialChecksum: partialChecksum, now: now) }
         return verdict
     }
 
     /// The active guest is now expected to send something; the first such segment since its
     /// last frame starts the clock (its checksum is checked first: a corrupt segment is dropped
     /// by the guest unanswered, and must not look like a dead data path).
-    private func noteAwaitingAnswer(_ frame: UnsafeMutableRawBufferPointer, now: UInt64) {
+    private func noteAwaitingAnswer(_ frame: UnsafeMutableRawBufferPointer, partialChecksum: Bool, now: UInt64) {
         guard awaitingAnswerSince.load(ordering: .relaxed) == 0,
-            case .ipv4TCP(let segment) = FrameClass.classify(frame),
+            let segment = tcp(frame, partialChecksum: partialChecksum),
             segment.isChecksumValid
         else { return }
         awaitingAnswerSince.store(max(now, 1), ordering: .relaxed)
@@ -270,8 +273,12 @@ public final class SouthSide: @unchecked Sendable {
     func forgetAwaitedAnswers() { awaitingAnswerSince.store(0, ordering: .relaxed) }
 
     /// Logs a client frame; returns what to do with it and the connection it belongs to.
-    private func logClient(_ frame: UnsafeMutableRawBufferPointer, now: UInt64, sink: FrameSink) -> (Verdict, Slot?) {
-        guard var segment = tcp(frame), segment.ipv4.destination == service else { return (.forward, nil) }
+    private func logClient(
+        _ frame: UnsafeMutableRawBufferPointer, partialChecksum: Bool, now: UInt64, sink: FrameSink
+    ) -> (Verdict, Slot?) {
+        guard var segment = tcp(frame, partialChecksum: partialChecksum), segment.ipv4.destination == service else {
+            return (.forward, nil)
+        }
         splicer.clientMAC = segment.ethernet.source
         let key = FlowKey(
             clientAddress: segment.ipv4.source.rawValue, clientPort: segment.sourcePort,
@@ -363,8 +370,8 @@ public final class SouthSide: @unchecked Sendable {
     /// `fromDrainingGuest`: the frame comes from the guest an upgrade drains, which speaks only
     /// for its pinned connections (as the new guest speaks only for the others).
     func fromGuest(
-        _ frame: UnsafeMutableRawBufferPointer, now: UInt64, sink: FrameSink, releasing: Bool = false,
-        fromDrainingGuest: Bool = false
+        _ frame: UnsafeMutableRawBufferPointer, partialChecksum: Bool = false, now: UInt64, sink: FrameSink,
+        releasing: Bool = false, fromDrainingGuest: Bool = false
     ) -> Verdict {
         // Any frame from the active guest shows its data path lives.
         if !fromDrainingGuest, awaitingAnswerSince.load(ordering: .relaxed) != 0 {
@@ -373,7 +380,7 @@ public final class SouthSide: @unchecked Sendable {
         // While draining, each guest speaks for its own connections only (and ARP and the like
         // come from the new one).
         func speaksFor(pinned: Bool) -> Bool { !draining || pinned == fromDrainingGuest }
-        guard var segment = tcp(frame), segment.ipv4.source == service else {
+        guard var segment = tcp(frame, partialChecksum: partialChecksum), segment.ipv4.source == service else {
             return speaksFor(pinned: false) ? .forward : .drop
         }
         let key = FlowKey(
@@ -573,17 +580,19 @@ public final class SouthSide: @unchecked Sendable {
 
     /// Clears the FIN of a segment that carries data and a FIN (no RST); false, changing
     /// nothing, for any other frame.
-    func withoutFIN(_ frame: UnsafeMutableRawBufferPointer) -> Bool {
-        guard var segment = tcp(frame), segment.payloadLength > 0, segment.flags.contains(.fin),
+    func withoutFIN(_ frame: UnsafeMutableRawBufferPointer, partialChecksum: Bool = false) -> Bool {
+        guard var segment = tcp(frame, partialChecksum: partialChecksum), segment.payloadLength > 0,
+            segment.flags.contains(.fin),
             !segment.flags.contains(.rst)
         else { return false }
         segment.clearFlags(.fin)
         return true
     }
 
-    private func tcp(_ frame: UnsafeMutableRawBufferPointer) -> TCPSegmentView? {
+    private func tcp(_ frame: UnsafeMutableRawBufferPointer, partialChecksum: Bool) -> TCPSegmentView? {
         switch FrameClass.classify(frame) {
-        case .ipv4TCP(let segment):
+        case .ipv4TCP(var segment):
+            segment.checksumIsPartial = partialChecksum
             return segment
         case .truncated, .illegal:
             malformed.add(1, ordering: .relaxed)

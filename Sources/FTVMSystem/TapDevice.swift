@@ -3,7 +3,7 @@ import Glibc
 import SystemPackage
 
 /// A tap device: the clients' side of the relay. Reads and writes whole Ethernet frames
-/// (no packet-info header). Owns the fd. A persistent device outlives it (so clients keep
+/// (no packet-info header), each after a virtio-net header when opened with `offload`. Owns the fd. A persistent device outlives it (so clients keep
 /// their route while a daemon restarts) and goes away with its network namespace.
 public final class TapDevice: Sendable {
     public let fd: Int32
@@ -11,13 +11,16 @@ public final class TapDevice: Sendable {
 
     /// Creates (or attaches to) tap `name` inside the network namespace bound at `namespacePath`
     /// (e.g. `/run/netns/ftvm-demo`), or in this process's namespace when nil. Needs root.
-    public init(name: String, namespacePath: String?, persistent: Bool = false) throws(Errno) {
+    /// With `offload` the kernel hands over TSO super-frames with partial checksums and takes
+    /// them back, each frame after its virtio-net header.
+    public init(name: String, namespacePath: String?, persistent: Bool = false, offload: Bool = false) throws(Errno) {
         let persist: Int32 = persistent ? 1 : 0
+        let offloads: Int32 = offload ? 1 : 0
         let fd: Int32
         if let namespacePath {
-            fd = try Syscall.negativeErrno { ftvm_tap_open(namespacePath, name, persist) }
+            fd = try Syscall.negativeErrno { ftvm_tap_open(namespacePath, name, persist, offloads) }
         } else {
-            fd = try Syscall.negativeErrno { ftvm_tap_open(nil, name, persist) }
+            fd = try Syscall.negativeErrno { ftvm_tap_open(nil, name, persist, offloads) }
         }
         do {
             try Syscall.negativeErrno { ftvm_set_nonblocking(fd) }

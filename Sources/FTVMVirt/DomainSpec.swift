@@ -21,7 +21,7 @@ public struct DomainSpec: Sendable, Equatable {
     public var boot: KernelBoot?
     public var mac: MACAddress
     /// The guest's one NIC, a QEMU UDP socket netdev to the daemon's relay.
-    public var network: UDPNetwork
+    public var network: GuestLink
     /// The ivshmem-plain channel device.
     public var sharedMemory: SharedMemoryDevice
     /// Where the serial console (ttyS0) is logged on the host. virtlogd writes it as root (file
@@ -32,7 +32,7 @@ public struct DomainSpec: Sendable, Equatable {
 
     public init(
         name: String, uuid: String? = nil, virtType: Accelerator, memoryMiB: Int, vcpus: Int,
-        boot: KernelBoot?, mac: MACAddress, network: UDPNetwork, sharedMemory: SharedMemoryDevice,
+        boot: KernelBoot?, mac: MACAddress, network: GuestLink, sharedMemory: SharedMemoryDevice,
         consoleLogPath: String, metadata: GuestMetadata
     ) {
         self.name = name
@@ -65,21 +65,34 @@ public struct KernelBoot: Sendable, Equatable {
     }
 }
 
-/// A QEMU UDP socket netdev (libvirt `<interface type='udp'>`) on loopback.
-///
-/// QEMU binds `127.0.0.1:guestPort` and sends each guest frame as one datagram to
-/// `127.0.0.1:daemonPort`; the daemon answers to `guestPort`. Loopback only: frames never leave
-/// the host on their own.
-public struct UDPNetwork: Sendable, Equatable {
-    /// The only address ftvm uses for the netdev, on both ends.
-    public static let address = "127.0.0.1"
+/// A guest's link to the relay: a tap named `ftvg<id>` that the daemon creates beforehand
+/// (libvirt `<interface type='ethernet'>` with `<target dev=… managed='no'/>`). libvirt opens
+/// it and hands QEMU the fd with a virtio-net header (virtio model), so the guest's TSO
+/// super-frames and partial checksums cross it whole; the daemon reads and writes the host side
+/// through an AF_PACKET socket. The tap has no address and the host's stack forwards nothing
+/// from it: frames never leave the host on their own.
+public struct GuestLink: Sendable, Equatable, Hashable {
+    public var id: UInt16
 
-    public var daemonPort: UInt16
-    public var guestPort: UInt16
+    public init(id: UInt16) { self.id = id }
 
-    public init(daemonPort: UInt16, guestPort: UInt16) {
-        self.daemonPort = daemonPort
-        self.guestPort = guestPort
+    /// The tap's name, read back from a definition; nil when it is not one of ftvm's.
+    public init?(tap: String) {
+        guard tap.hasPrefix(Self.prefix), let id = UInt16(tap.dropFirst(Self.prefix.count)), id != 0 else {
+            return nil
+        }
+        self.id = id
+    }
+
+    static let prefix = "ftvg"
+    public var tap: String { Self.prefix + String(id) }
+
+    /// Appends the `<interface>` for this link, with the guest's MAC.
+    func appendInterface(to devices: XMLNode, mac: MACAddress) throws(VirtError) {
+        let interface = try devices.append("interface").set("type", "ethernet")
+        try interface.append("mac").set("address", mac.description)
+        try interface.append("target").set("dev", tap).set("managed", "no")
+        try interface.append("model").set("type", "virtio")
     }
 }
 

@@ -7,7 +7,9 @@ internal import FTVMWire
 /// two-space formatting), so it can be compared byte for byte against a golden file.
 ///
 /// Checked against libvirt 9.0 / QEMU 7.2 with `virsh define` + `virsh start`:
-/// - `<interface type='udp'>` becomes `-netdev socket,udp=127.0.0.1:DAEMON,localaddr=127.0.0.1:GUEST`.
+/// - `<interface type='ethernet'>` with `<target dev='ftvgN' managed='no'/>` and a virtio model
+///   becomes `-netdev tap,fd=…,vhost=off` on the existing tap (with its virtio-net header; no vhost
+///   under TCG).
 /// - `<serial type='pty'>` with `<log file=… append='on'/>` writes the console to the file through
 ///   virtlogd (root-owned, 0600, rotated by virtlogd) and keeps `virsh console` usable.
 /// - `<panic model='isa'/>` plus ACPI makes a guest panic emit CRASHED/PANICKED and, with
@@ -71,12 +73,7 @@ public enum DomainXML {
         let devices = try domain.append("devices")
         try devices.append("controller").set("type", "usb").set("model", "none")
 
-        let interface = try devices.append("interface").set("type", "udp")
-        try interface.append("mac").set("address", spec.mac.description)
-        let source = try interface.append("source")
-            .set("address", UDPNetwork.address).set("port", String(spec.network.daemonPort))
-        try source.append("local").set("address", UDPNetwork.address).set("port", String(spec.network.guestPort))
-        try interface.append("model").set("type", "virtio")
+        try spec.network.appendInterface(to: devices, mac: spec.mac)
 
         let serial = try devices.append("serial").set("type", "pty")
         try serial.append("log").set("file", spec.consoleLogPath).set("append", "on")
@@ -120,13 +117,6 @@ public enum DomainXML {
             }
             return value
         }
-        func port(_ node: XMLNode, of path: String) throws(VirtError) -> UInt16 {
-            let text = try requiredAttribute(node, "port", of: path)
-            guard let port = UInt16(text), port != 0 else {
-                throw VirtError.malformedXML("\(path) port '\(text)' is not a port number 1-65535")
-            }
-            return port
-        }
 
         let typeText = try requiredAttribute(domain, "type", of: "<domain>")
         guard let virtType = Accelerator(rawValue: typeText) else {
@@ -152,15 +142,17 @@ public enum DomainXML {
                 commandLine: document.first("os/cmdline", relativeTo: domain)?.text ?? "")
         }
 
-        let interfacePath = "devices/interface[@type='udp']"
+        let interfacePath = "devices/interface[@type='ethernet']"
         let macNode = try required(interfacePath + "/mac")
         let macText = try requiredAttribute(macNode, "address", of: "<mac>")
         guard let mac = MACAddress(macText) else {
             throw VirtError.malformedXML("<mac address='\(macText)'> is not a MAC address")
         }
-        let daemonPort = try port(try required(interfacePath + "/source"), of: "<interface type='udp'><source>")
-        let guestPort = try port(
-            try required(interfacePath + "/source/local"), of: "<interface type='udp'><source><local>")
+        let tap = try requiredAttribute(
+            try required(interfacePath + "/target"), "dev", of: "<interface type='ethernet'><target>")
+        guard let link = GuestLink(tap: tap) else {
+            throw VirtError.malformedXML("<interface type='ethernet'><target dev='\(tap)'> is not an ftvm link (ftvgN)")
+        }
 
         let shmem = try required("devices/shmem")
         let shmemName = try requiredAttribute(shmem, "name", of: "<shmem>")
@@ -184,7 +176,7 @@ public enum DomainXML {
             name: try required("name").text,
             uuid: document.first("uuid", relativeTo: domain)?.text,
             virtType: virtType, memoryMiB: memoryMiB, vcpus: vcpus, boot: boot, mac: mac,
-            network: UDPNetwork(daemonPort: daemonPort, guestPort: guestPort),
+            network: link,
             sharedMemory: SharedMemoryDevice(name: shmemName, sizeMiB: sizeMiB),
             consoleLogPath: logPath, metadata: metadata)
     }
@@ -246,13 +238,7 @@ public enum DomainXML {
         guard size > 0, size & (size - 1) == 0 else {
             throw VirtError.invalidSpec("shmem size \(size) MiB is not a power of two (ivshmem requires one)")
         }
-        guard spec.network.daemonPort != 0, spec.network.guestPort != 0,
-            spec.network.daemonPort != spec.network.guestPort
-        else {
-            throw VirtError.invalidSpec(
-                "UDP ports must be nonzero and distinct (daemon \(spec.network.daemonPort), guest \(spec.network.guestPort))"
-            )
-        }
+        guard spec.network.id != 0 else { throw VirtError.invalidSpec("link id must be 1-65535") }
         guard !spec.mac.isMulticast else { throw VirtError.invalidSpec("MAC \(spec.mac) is a multicast address") }
         try validatePath(spec.consoleLogPath, what: "console log path")
         if let boot = spec.boot {
@@ -262,10 +248,8 @@ public enum DomainXML {
         // The metadata repeats the wiring so the daemon can rebuild its relay from metadata alone;
         // a disagreement would send frames to the wrong place after a restart.
         let m = spec.metadata
-        guard m.daemonPort == spec.network.daemonPort, m.guestPort == spec.network.guestPort else {
-            throw VirtError.invalidSpec(
-                "metadata ports (daemon \(m.daemonPort), guest \(m.guestPort)) differ from the interface's "
-                    + "(daemon \(spec.network.daemonPort), guest \(spec.network.guestPort))")
+        guard m.link == spec.network.id else {
+            throw VirtError.invalidSpec("metadata link \(m.link) differs from the interface's (\(spec.network.tap))")
         }
         guard m.sharedMemoryPath == spec.sharedMemory.path else {
             throw VirtError.invalidSpec(

@@ -47,24 +47,21 @@ public struct GuestMetadata: Sendable, Equatable, Hashable {
     public var imageDirectory: String
     /// The image's version string, shown by `ftvm status` and compared during upgrades.
     public var imageVersion: String
-    /// Host UDP port the daemon's relay receives this guest's frames on.
-    public var daemonPort: UInt16
-    /// Host UDP port QEMU sends this guest's frames from (and receives on).
-    public var guestPort: UInt16
+    /// The guest's link to the relay (`GuestLink.id`; its tap is `ftvg<link>`).
+    public var link: UInt16
     /// The guest's channel (ivshmem) backing file, e.g. `/dev/shm/ftvm-web-1-chan`.
     public var sharedMemoryPath: String
 
     public init(
         role: Role, pairName: String, generation: Int, imageDirectory: String, imageVersion: String,
-        daemonPort: UInt16, guestPort: UInt16, sharedMemoryPath: String
+        link: UInt16, sharedMemoryPath: String
     ) {
         self.role = role
         self.pairName = pairName
         self.generation = generation
         self.imageDirectory = imageDirectory
         self.imageVersion = imageVersion
-        self.daemonPort = daemonPort
-        self.guestPort = guestPort
+        self.link = link
         self.sharedMemoryPath = sharedMemoryPath
     }
 }
@@ -77,8 +74,7 @@ extension GuestMetadata {
         static let generation = "generation"
         static let imageDirectory = "image-dir"
         static let imageVersion = "image-version"
-        static let daemonPort = "daemon-port"
-        static let guestPort = "guest-port"
+        static let link = "link"
         static let sharedMemoryPath = "shm-path"
     }
 
@@ -109,8 +105,7 @@ extension GuestMetadata {
         try element.append(Field.generation, namespace: namespace, text: String(generation))
         try element.append(Field.imageDirectory, namespace: namespace, text: imageDirectory)
         try element.append(Field.imageVersion, namespace: namespace, text: imageVersion)
-        try element.append(Field.daemonPort, namespace: namespace, text: String(daemonPort))
-        try element.append(Field.guestPort, namespace: namespace, text: String(guestPort))
+        try element.append(Field.link, namespace: namespace, text: String(link))
         try element.append(Field.sharedMemoryPath, namespace: namespace, text: sharedMemoryPath)
     }
 
@@ -121,10 +116,10 @@ extension GuestMetadata {
             }
             return node.text
         }
-        func port(_ name: String) throws(VirtError) -> UInt16 {
+        func link(_ name: String) throws(VirtError) -> UInt16 {
             let text = try field(name)
             guard let value = UInt16(text), value != 0 else {
-                throw VirtError.malformedXML("ftvm metadata <\(name)> is '\(text)', not a port number 1-65535")
+                throw VirtError.malformedXML("ftvm metadata <\(name)> is '\(text)', not a link id 1-65535")
             }
             return value
         }
@@ -143,7 +138,7 @@ extension GuestMetadata {
         self.init(
             role: role, pairName: pairName, generation: generation,
             imageDirectory: try field(Field.imageDirectory), imageVersion: try field(Field.imageVersion),
-            daemonPort: try port(Field.daemonPort), guestPort: try port(Field.guestPort),
+            link: try link(Field.link),
             sharedMemoryPath: try field(Field.sharedMemoryPath))
     }
 
@@ -151,7 +146,7 @@ extension GuestMetadata {
     func validate() throws(VirtError) {
         if pairName.isEmpty { throw VirtError.invalidSpec("metadata pair name is empty") }
         if generation < 0 { throw VirtError.invalidSpec("metadata generation \(generation) is negative") }
-        if daemonPort == 0 || guestPort == 0 { throw VirtError.invalidSpec("metadata ports must be 1-65535") }
+        if link == 0 { throw VirtError.invalidSpec("metadata link must be 1-65535") }
         if !sharedMemoryPath.hasPrefix("/") {
             throw VirtError.invalidSpec("metadata shm path '\(sharedMemoryPath)' must be absolute")
         }

@@ -127,7 +127,7 @@ public struct OperatorDomain: Sendable, Equatable {
     /// One guest's definition: the operator's with ftvm's changes (see the type's summary).
     /// `overlays` maps each disk's target to its overlay file.
     public func guestXML(
-        name guestName: String, virtType: Accelerator, network: UDPNetwork, sharedMemory: SharedMemoryDevice,
+        name guestName: String, virtType: Accelerator, network: GuestLink, sharedMemory: SharedMemoryDevice,
         consoleLogPath: String, metadata: GuestMetadata, overlays: [String: String]
     ) throws(VirtError) -> String {
         let document = try LibXMLDocument(parsing: xml, droppingBlanks: true)
@@ -150,12 +150,7 @@ public struct OperatorDomain: Sendable, Equatable {
             try disk.childOrNew("driver").set("name", "qemu").set("type", "qcow2")
         }
         document.first("/domain/devices/interface")?.remove()
-        let interface = try devices.append("interface").set("type", "udp")
-        try interface.append("mac").set("address", mac.description)
-        let source = try interface.append("source")
-            .set("address", UDPNetwork.address).set("port", String(network.daemonPort))
-        try source.append("local").set("address", UDPNetwork.address).set("port", String(network.guestPort))
-        try interface.append("model").set("type", "virtio")
+        try network.appendInterface(to: devices, mac: mac)
 
         // The console is logged for the daemon's error messages, one file per guest: on the
         // operator's first serial port when it is a pty (its own log file, if it names one, would

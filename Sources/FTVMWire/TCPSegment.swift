@@ -77,6 +77,10 @@ public struct TCPSegmentView {
     public private(set) var window: UInt16
     /// The checksum field as it is in the frame now, after any rewrite through this view.
     public private(set) var checksum: UInt16
+    /// Whether the checksum field holds only the pseudo-header's sum, to be finished over the
+    /// segment by whoever sends it on (a virtio-net header's NEEDS_CSUM, set by the caller that
+    /// read the header). Rewrites then leave the field alone: the final sum covers the new bytes.
+    public var checksumIsPartial = false
     public let urgentPointer: UInt16
     /// The parsed options; rewrites through this view keep them equal to the frame.
     public private(set) var options: TCPOptions
@@ -164,9 +168,11 @@ public struct TCPSegmentView {
         InternetChecksum.tcp(source: ipv4.source, destination: ipv4.destination, segment: segmentBytes)
     }
 
-    /// Whether the checksum field verifies. Frames from a tap opened without IFF_VNET_HDR and from
-    /// QEMU's socket netdev carry complete checksums, so this holds for healthy traffic.
+    /// Whether the checksum field verifies. Healthy traffic carries complete checksums unless its
+    /// virtio-net header says the checksum is partial, and a partial one counts as valid.
     public var isChecksumValid: Bool {
+        // (A partial checksum is finished by the sender's own kernel: nothing to verify yet.)
+        if checksumIsPartial { return true }
         let pseudo = InternetChecksum.tcpPseudoHeaderSum(
             source: ipv4.source, destination: ipv4.destination, tcpLength: ipv4.payloadLength)
         return InternetChecksum.combine(pseudo, InternetChecksum.sum(segmentBytes)) == 0xFFFF
@@ -262,6 +268,7 @@ public struct TCPSegmentView {
     }
 
     private mutating func finish(_ adjuster: InternetChecksum.Adjuster) {
+        guard !checksumIsPartial else { return }
         checksum = adjuster.checksum
         frame.setWireU16(checksum, at: checksumOffset)
     }

@@ -5,7 +5,7 @@ import FTVMWire
 enum Fixtures {
     static let metadata = GuestMetadata(
         role: .primary, pairName: "web", generation: 3, imageDirectory: "/var/lib/ftvm/images/web-1.4.0",
-        imageVersion: "1.4.0", daemonPort: 47001, guestPort: 47101, sharedMemoryPath: "/dev/shm/ftvm-web-3-chan")
+        imageVersion: "1.4.0", link: 47101, sharedMemoryPath: "/dev/shm/ftvm-web-3-chan")
 
     static func primarySpec(virtType: Accelerator = .qemu) -> DomainSpec {
         DomainSpec(
@@ -16,7 +16,7 @@ enum Fixtures {
                 initrdPath: "/var/lib/ftvm/images/web-1.4.0/initrd.img",
                 commandLine: "console=ttyS0 quiet panic=0 ftvm.role=primary"),
             mac: MACAddress("52:54:00:f7:00:01")!,
-            network: UDPNetwork(daemonPort: 47001, guestPort: 47101),
+            network: GuestLink(id: 47101),
             sharedMemory: SharedMemoryDevice(name: "ftvm-web-3-chan", sizeMiB: 1),
             consoleLogPath: "/var/log/ftvm/ftvm-web-3.console.log",
             metadata: metadata)

@@ -13,8 +13,7 @@ final class GuestMetadataTests: XCTestCase {
               <generation>3</generation>
               <image-dir>/var/lib/ftvm/images/web-1.4.0</image-dir>
               <image-version>1.4.0</image-version>
-              <daemon-port>47001</daemon-port>
-              <guest-port>47101</guest-port>
+              <link>47101</link>
               <shm-path>/dev/shm/ftvm-web-3-chan</shm-path>
             </guest>
 
@@ -40,14 +39,14 @@ final class GuestMetadataTests: XCTestCase {
             <ftvm:guest xmlns:ftvm="https://ftvm.dev/xmlns/guest/1">
               <ftvm:role>backup</ftvm:role><ftvm:pair>web</ftvm:pair><ftvm:generation>4</ftvm:generation>
               <ftvm:image-dir>/img</ftvm:image-dir><ftvm:image-version>2</ftvm:image-version>
-              <ftvm:daemon-port>1000</ftvm:daemon-port><ftvm:guest-port>1001</ftvm:guest-port>
+              <ftvm:link>1000</ftvm:link>
               <ftvm:shm-path>/dev/shm/x</ftvm:shm-path>
             </ftvm:guest>
             """
         let metadata = try GuestMetadata(xml: xml)
         XCTAssertEqual(metadata.role, .backup)
         XCTAssertEqual(metadata.generation, 4)
-        XCTAssertEqual(metadata.daemonPort, 1000)
+        XCTAssertEqual(metadata.link, 1000)
         XCTAssertEqual(metadata.sharedMemoryPath, "/dev/shm/x")
     }
 
@@ -57,7 +56,7 @@ final class GuestMetadataTests: XCTestCase {
             ("<other/>", "<guest>"),
             (try! Fixtures.metadata.xml().replacingOccurrences(of: ">primary<", with: ">leader<"), "leader"),
             (try! Fixtures.metadata.xml().replacingOccurrences(of: ">3<", with: ">three<"), "not an integer"),
-            (try! Fixtures.metadata.xml().replacingOccurrences(of: ">47001<", with: ">70000<"), "not a port"),
+            (try! Fixtures.metadata.xml().replacingOccurrences(of: ">47101<", with: ">70000<"), "not a link id"),
         ]
         for (xml, fragment) in cases {
             XCTAssertThrowsError(try GuestMetadata(xml: xml)) { error in

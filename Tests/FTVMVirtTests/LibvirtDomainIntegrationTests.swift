@@ -7,12 +7,14 @@ import XCTest
 /// Defines, starts, pauses, resumes, destroys and undefines a real domain on qemu:///system and
 /// checks the lifecycle events for each step. Needs root and a running libvirtd; set
 /// FTVM_SKIP_LIBVIRT=1 to skip. The guest boots no kernel (firmware only: SeaBIOS idles), so no
-/// image is needed. Everything it creates is named ftvm-virt-test-<random> and removed in
-/// tearDown, also after a failure.
+/// image is needed. Everything it creates is named ftvm-virt-test-<random> (its link tap
+/// ftvg<random>) and removed in tearDown, also after a failure.
 final class LibvirtDomainIntegrationTests: XCTestCase {
     private var connection: LibvirtConnection?
     private var domainName = ""
     private var logDirectory = ""
+    /// From a range the daemon's random picks rarely hit; the tap exists only during the test.
+    private let link = GuestLink(id: UInt16.random(in: 50000...59999))
 
     override func setUpWithError() throws {
         try XCTSkipIf(ProcessInfo.processInfo.environment["FTVM_SKIP_LIBVIRT"] == "1", "FTVM_SKIP_LIBVIRT=1")
@@ -21,12 +23,24 @@ final class LibvirtDomainIntegrationTests: XCTestCase {
         logDirectory = NSTemporaryDirectory() + domainName
         // virtlogd (root) writes the console log but does not create its directory.
         try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+        // libvirt opens the link's tap (managed='no'); the daemon would have made it.
+        try runIP(["tuntap", "add", "dev", link.tap, "mode", "tap"])
+    }
+
+    private func runIP(_ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = arguments
+        try process.run()
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, "ip \(arguments.joined(separator: " "))")
     }
 
     override func tearDownWithError() throws {
         defer {
             try? FileManager.default.removeItem(atPath: logDirectory)
             try? FileManager.default.removeItem(atPath: "/dev/shm/\(domainName)-chan")
+            try? runIP(["link", "del", "dev", link.tap])
             connection = nil
         }
         guard let connection, let domain = try connection.domainIfDefined(named: domainName) else { return }
@@ -35,18 +49,15 @@ final class LibvirtDomainIntegrationTests: XCTestCase {
     }
 
     func spec() -> DomainSpec {
-        // Ports from a range the relay does not use by default; only bound by QEMU on loopback.
-        let guestPort = UInt16.random(in: 50000...59999)
-        let daemonPort = guestPort - 10000
         let shm = SharedMemoryDevice(name: domainName + "-chan", sizeMiB: 1)
         return DomainSpec(
             name: domainName, virtType: .qemu, memoryMiB: 64, vcpus: 1, boot: nil,
             mac: MACAddress("52:54:00:fe:00:01")!,
-            network: UDPNetwork(daemonPort: daemonPort, guestPort: guestPort), sharedMemory: shm,
+            network: link, sharedMemory: shm,
             consoleLogPath: logDirectory + "/console.log",
             metadata: GuestMetadata(
                 role: .backup, pairName: "virt-test", generation: 1, imageDirectory: "/nonexistent",
-                imageVersion: "test", daemonPort: daemonPort, guestPort: guestPort, sharedMemoryPath: shm.path))
+                imageVersion: "test", link: link.id, sharedMemoryPath: shm.path))
     }
 
     func testLifecycleStatesEventsAndMetadata() throws {

@@ -27,7 +27,7 @@ final class OperatorDomainTests: XCTestCase {
     func testGuestDefinitionKeepsTheOperatorsDevicesAndAddsFTVMs() throws {
         let domain = try OperatorDomain(xml: try operatorXML())
         let xml = try domain.guestXML(
-            name: "ftvm-shop-3", virtType: .qemu, network: UDPNetwork(daemonPort: 47001, guestPort: 47101),
+            name: "ftvm-shop-3", virtType: .qemu, network: GuestLink(id: 47101),
             sharedMemory: SharedMemoryDevice(name: "ftvm-shop-3-chan", sizeMiB: 1),
             consoleLogPath: "/var/log/ftvm/ftvm-shop-3.console", metadata: Fixtures.metadata,
             overlays: ["vda": "/var/lib/ftvm/pairs/shop/3-vda.qcow2"])
@@ -47,7 +47,7 @@ final class OperatorDomainTests: XCTestCase {
         }
         for changed in [
             "<domain type=\"qemu\">", "<name>ftvm-shop-3</name>", "<on_crash>preserve</on_crash>",
-            "<source file=\"/var/lib/ftvm/pairs/shop/3-vda.qcow2\"/>", "<interface type=\"udp\">",
+            "<source file=\"/var/lib/ftvm/pairs/shop/3-vda.qcow2\"/>", "<interface type=\"ethernet\">",
             "<mac address=\"52:54:00:12:34:56\"/>", "<shmem name=\"ftvm-shop-3-chan\">", "<panic model=\"isa\"/>",
             "<log file=\"/var/log/ftvm/ftvm-shop-3.console\" append=\"on\"/>",
         ] {

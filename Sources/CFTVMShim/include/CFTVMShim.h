@@ -4,11 +4,13 @@
 #include <spawn.h>
 
 /// Opens a tap device named `ifname` (IFF_TAP | IFF_NO_PI) and returns its fd, or -errno.
+/// With `offload`, every read and write starts with a 10-byte virtio-net header (IFF_VNET_HDR)
+/// and the kernel may hand over TSO super-frames and partial checksums (TUNSETOFFLOAD).
 /// When `netns_path` is not NULL (e.g. "/run/netns/ftvm-demo") the device is created inside
 /// that network namespace: the calling thread enters it with setns(2) for the duration of the
 /// call and returns to its own namespace before returning. Needs CAP_NET_ADMIN and, for a
 /// namespace, CAP_SYS_ADMIN. `persist` sets TUNSETPERSIST so the device outlives the fd.
-int ftvm_tap_open(const char *netns_path, const char *ifname, int persist);
+int ftvm_tap_open(const char *netns_path, const char *ifname, int persist, int offload);
 
 /// Clears TUNSETPERSIST on an open tap fd so the device goes away with its last fd. 0 or -errno.
 int ftvm_tap_unpersist(int fd);
@@ -30,14 +32,20 @@ int ftvm_spawn_close_from(posix_spawn_file_actions_t *actions, int from);
 /// -errno. Works for processes that are not our children (QEMU is libvirtd's).
 int ftvm_pidfd_open(int pid);
 
-/// recvmmsg(2) without the _GNU_SOURCE types: receives up to `count` (<= 64) datagrams, the
-/// i-th into `buffers + i * stride` (at most `stride` bytes), its length in `lengths[i]` and its
-/// IPv4 source port (host order) in `ports[i]`. Non-blocking. The number received, or -errno.
-int ftvm_recv_batch(int fd, void *buffers, int stride, int count, int *lengths, unsigned short *ports);
+/// An AF_PACKET socket bound to interface `ifname` for every EtherType, non-blocking, each frame
+/// preceded by a 10-byte virtio-net header (PACKET_VNET_HDR: GSO super-frames and partial
+/// checksums pass whole), not seeing its own sends (PACKET_IGNORE_OUTGOING), with
+/// `buffer_bytes` of receive and send buffer. Needs CAP_NET_RAW and CAP_NET_ADMIN. fd or -errno.
+int ftvm_packet_open(const char *ifname, int buffer_bytes);
 
-/// sendmmsg(2) of `count` (<= 64) datagrams, the i-th being `lengths[i]` bytes at
-/// `buffers + i * stride`, all to 127.0.0.1:`port` (host order). The number sent, or -errno.
-int ftvm_send_batch(int fd, const void *buffers, int stride, const int *lengths, int count, unsigned short port);
+/// recvmmsg(2) without the _GNU_SOURCE types: receives up to `count` (<= 64) frames, the i-th
+/// into `buffers + i * stride` (at most `stride` bytes), its length in `lengths[i]`.
+/// Non-blocking. The number received, or -errno.
+int ftvm_recv_frames(int fd, void *buffers, int stride, int count, int *lengths);
+
+/// sendmmsg(2) of `count` (<= 64) frames on a bound socket, the i-th being `lengths[i]` bytes at
+/// `buffers + i * stride`. The number sent, or -errno.
+int ftvm_send_frames(int fd, const void *buffers, int stride, const int *lengths, int count);
 
 /// Clears IFF_UP on interface `ifname` (SIOCSIFFLAGS), as `ip link set IFNAME down` does.
 /// Needs CAP_NET_ADMIN. 0 or -errno.
