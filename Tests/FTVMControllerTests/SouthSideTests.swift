@@ -14,7 +14,7 @@ final class SouthSideTests: XCTestCase {
     private var sink: DiscardingSink!
     private let client = IPv4Address(10, 77, 0, 1)
     private let server = IPv4Address(10, 77, 0, 2)
-    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
     private let clientISN: UInt32 = 0xFFFF_FF00  // wraps during the test
     private let serverISN: UInt32 = 7000
 
@@ -73,6 +73,24 @@ final class SouthSideTests: XCTestCase {
         XCTAssertEqual(
             record.clientOptions,
             SYNOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true, timestamps: false))
+    }
+
+    /// A client's TSO super-frame (an upload's 60000 bytes in one frame, its checksum partial, as
+    /// the clients' tap hands it over with offloads on) is logged whole before it passes, and its
+    /// checksum field is not touched.
+    func testASuperFrameIsLoggedWholeAndItsPartialChecksumLeftAlone() throws {
+        try handshake()
+        let body = (0..<60000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
+        let jumbo = try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: body)
+        let seed = InternetChecksum.tcpPseudoHeaderSum(source: client, destination: server, tcpLength: jumbo.count - 34)
+        jumbo[50] = UInt8(seed >> 8)
+        jumbo[51] = UInt8(seed & 0xFF)
+        let before = Array(jumbo)
+        XCTAssertEqual(wrapper.fromClient(jumbo, partialChecksum: true, now: 0, sink: sink), .forward)
+        XCTAssertEqual(Array(jumbo), before, "nothing rewritten")
+        let slot = try XCTUnwrap(log.lookup(try XCTUnwrap(log.records().first).key))
+        XCTAssertEqual(log.clientBytes(slot), body)
+        XCTAssertEqual(wrapper.counters.notLogged, 0)
     }
 
     func testClientBytesAreLoggedBeforeTheyPassAndGapsAreHeldBack() throws {

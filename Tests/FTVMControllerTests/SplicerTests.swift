@@ -13,7 +13,7 @@ final class SplicerTests: XCTestCase {
     private var log: ConnectionLog!
     private var wrapper: SouthSide!
     private var sink: RecordingSink!
-    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 16)
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
 
     private let client = IPv4Address(10, 77, 0, 1)
     private let server = IPv4Address(10, 77, 0, 2)
@@ -187,6 +187,33 @@ final class SplicerTests: XCTestCase {
         XCTAssertEqual(retransmission.payload, Array(response[2000..<3000]))
         XCTAssertTrue(retransmission.checksumValid)
         XCTAssertEqual(sink.guest.count + sink.clients.count, 0, "a spliced connection makes no frames of its own")
+    }
+
+    /// A spliced connection's TSO super-frame from the new guest (20000 bytes in one frame, its
+    /// checksum partial, as the guest's virtio-net hands it over): translated whole, its checksum
+    /// field left for the kernel to finish, and the server stream extended by all of it.
+    func testASuperFrameWithAPartialChecksumIsTranslatedWhole() throws {
+        let slot = try playPrimary()
+        try spliceIntoBackup()
+        let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
+        let more = (0..<20000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }
+        let (verdict, forwarded) = try deliver(
+            fromClient: false, seq: backupISN &+ 3001, ack: requestEnd, flags: [.ack, .psh], payload: more,
+            window: 2000, now: start + 1_000_000, partialChecksum: true)
+        XCTAssertEqual(verdict, .forward)
+        XCTAssertEqual(forwarded.seq, primaryISN &+ 3001, "seq − (B − P)")
+        XCTAssertEqual(forwarded.payload, more)
+        XCTAssertEqual(log.current(slot).serverStream.byteCount, 23000)
+        // The field still holds the pseudo-header's sum; finished over the translated segment
+        // (what the kernel does when it cuts the frame), the checksum verifies.
+        var frame = Array(buffer[..<(14 + (Int(buffer[16]) << 8 | Int(buffer[17])))])
+        let seed = InternetChecksum.tcpPseudoHeaderSum(source: server, destination: client, tcpLength: frame.count - 34)
+        XCTAssertEqual(UInt16(frame[50]) << 8 | UInt16(frame[51]), seed)
+        XCTAssertFalse(forwarded.checksumValid, "not finished yet")
+        let finished = frame[34...].withUnsafeBytes { InternetChecksum.checksum($0) }
+        frame[50] = UInt8(finished >> 8)
+        frame[51] = UInt8(finished & 0xFF)
+        XCTAssertTrue(try SentSegment(frame).checksumValid)
     }
 
     /// A `Date:` value that differs is the one difference a replay forgives (HTTPDateMask).
@@ -651,7 +678,7 @@ final class SplicerTests: XCTestCase {
         options: TCPOptions = TCPOptions(),
         sack: SACKBlocks = SACKBlocks(), window: UInt16 = 500, tsval: UInt32? = nil, now: UInt64? = nil,
         releasing: Bool = false,
-        port: UInt16 = 40000
+        port: UInt16 = 40000, partialChecksum: Bool = false
     ) throws -> (verdict: SouthSide.Verdict, segment: SentSegment) {
         var options = options
         options.sackBlocks = sack
@@ -673,10 +700,18 @@ final class SplicerTests: XCTestCase {
             try FrameBuilder.tcp(spec, payload: bytes, into: buffer)
         }
         let frame = UnsafeMutableRawBufferPointer(rebasing: buffer[..<length])
+        if partialChecksum {
+            // As a sender with checksum offload leaves it: the pseudo-header's sum only.
+            let seed = InternetChecksum.tcpPseudoHeaderSum(
+                source: spec.source, destination: spec.destination, tcpLength: length - 34)
+            frame[50] = UInt8(seed >> 8)
+            frame[51] = UInt8(seed & 0xFF)
+        }
         let verdict =
             fromClient
-            ? wrapper.fromClient(frame, now: 0, sink: sink)
-            : wrapper.fromGuest(frame, now: now ?? start, sink: sink, releasing: releasing)
+            ? wrapper.fromClient(frame, partialChecksum: partialChecksum, now: 0, sink: sink)
+            : wrapper.fromGuest(
+                frame, partialChecksum: partialChecksum, now: now ?? start, sink: sink, releasing: releasing)
         let segment = try SentSegment(Array(frame))
         // The client echoes the newest TSval that reached it, in the client's view.
         if !fromClient, verdict == .forward, let stamps = segment.options.timestamps { clientEcho = stamps.value }
