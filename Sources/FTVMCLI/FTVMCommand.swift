@@ -60,6 +60,15 @@ struct SettingsOptions: ParsableArguments {
         ))
     var metrics: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The clients' link MTU, 576-65000 (default \(PairConfig.defaultMTU)).",
+            discussion:
+                "The links carry 64 KiB TSO segments at any MTU; jumbo frames are an option. An operator's domain takes its bridge's MTU instead."
+        ))
+    var mtu: Int?
+
     /// The options that were given, as settings.
     var given: PairSettings {
         var settings = PairSettings()
@@ -76,6 +85,7 @@ struct SettingsOptions: ParsableArguments {
         set(.idleReclaimSeconds, logOptions.idleReclaimS.map(SettingValue.integer))
         set(.httpPorts, logOptions.httpPorts.map { PairSettings.ports(parsing: $0) })
         set(.metrics, metrics.map(SettingValue.text))
+        set(.mtu, mtu.map(SettingValue.integer))
         return settings
     }
 

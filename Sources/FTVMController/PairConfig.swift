@@ -20,7 +20,8 @@ public struct PairConfig: Sendable, Codable, Equatable {
     /// The clients' link MTU (the uplink tap, and the guest's eth0): 1500, as on a real network.
     /// The links carry TSO super-frames whatever the MTU, so jumbo frames are an option, not a
     /// need (docs/relay.md has the measurements).
-    public var mtu = 1500
+    public var mtu = PairConfig.defaultMTU
+    public static let defaultMTU = 1500
     /// Primary and backup share one identity: same MAC, same IP.
     public var macAddress = "52:54:00:77:00:02"
     /// How long a guest may take from start to "agent ready" before the pair gives up on it.

@@ -68,7 +68,8 @@ public enum SettingKey: String, CaseIterable, Sendable {
         case .idleReclaimSeconds: "--idle-reclaim-s"
         case .httpPorts: "--http-ports"
         case .metrics: "--metrics"
-        case .domain, .serviceAddress, .uplinkAddress, .prefixLength, .mtu, .macAddress, .memoryMiB, .vcpus,
+        case .mtu: "--mtu"
+        case .domain, .serviceAddress, .uplinkAddress, .prefixLength, .macAddress, .memoryMiB, .vcpus,
             .bootTimeoutSeconds:
             nil
         }

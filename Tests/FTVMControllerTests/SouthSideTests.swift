@@ -81,7 +81,8 @@ final class SouthSideTests: XCTestCase {
     func testASuperFrameIsLoggedWholeAndItsPartialChecksumLeftAlone() throws {
         try handshake()
         let body = (0..<60000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
-        let jumbo = try frame(fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: body)
+        let jumbo = try frame(
+            fromClient: true, seq: clientISN &+ 1, ack: serverISN + 1, flags: [.ack, .psh], payload: body)
         let seed = InternetChecksum.tcpPseudoHeaderSum(source: client, destination: server, tcpLength: jumbo.count - 34)
         jumbo[50] = UInt8(seed >> 8)
         jumbo[51] = UInt8(seed & 0xFF)

@@ -236,6 +236,12 @@ enum Harness {
         if FileManager.default.fileExists(atPath: "/sys/class/net/ftvm-\(name)") {
             found.append("host tap ftvm-\(name)")
         }
+        // The guests' link taps, known by their alias (GuestTaps).
+        for tap in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net")) ?? []
+        where tap.hasPrefix("ftvg") {
+            let alias = try? String(contentsOfFile: "/sys/class/net/\(tap)/ifalias", encoding: .utf8)
+            if alias?.hasPrefix("ftvm pair \(name) ") == true { found.append("link tap \(tap)") }
+        }
         return found
     }
 }
@@ -262,12 +268,14 @@ class PairTestCase: XCTestCase {
 /// the tests before it): up once before them, down and checked for leftovers after them.
 class SharedPairTestCase: XCTestCase {
     class var pair: String { preconditionFailure("\(self) must name its pair") }
+    /// More `ftvm up` options for the pair (e.g. its MTU).
+    class var upOptions: [String] { [] }
 
     override class func setUp() {
         super.setUp()
         guard ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" else { return }
         _ = try? Harness.run([Harness.ftvm, "down", "--name", pair])
-        _ = try? Harness.run([Harness.ftvm, "up", "--name", pair])
+        _ = try? Harness.run([Harness.ftvm, "up", "--name", pair] + upOptions)
     }
 
     override class func tearDown() {
