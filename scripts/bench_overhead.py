@@ -2,7 +2,7 @@
 """Overhead of the ftvm relay (with the FT-TCP connection log) against the direct path, per client MTU.
 
 The same image and service are measured side by side in one run:
-  relay:  a protected pair (`ftvm up`): client netns -> tap -> ftvm relay + log -> UDP -> QEMU
+  relay:  a protected pair (`ftvm up`): client netns -> tap -> ftvm relay + log -> guest link -> QEMU
   direct: one more guest from the same image, started by plain QEMU on a tap that is moved into
           its own client netns: client netns -> tap -> QEMU. No relay, no log.
 For each MTU in --mtus both paths are brought up at that MTU (the pair through its `network.mtu`
