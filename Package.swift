@@ -39,7 +39,7 @@ let package = Package(
         .target(
             name: "FTVMLog",
             dependencies: [
-                "FTVMSystem", "FTVMWire", .product(name: "Atomics", package: "swift-atomics"),
+                "CFTVMShim", "FTVMSystem", "FTVMWire", .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict),
@@ -77,7 +77,7 @@ let package = Package(
         .target(
             name: "FTVMCLI",
             dependencies: [
-                "FTVMController", "FTVMSystemd",
+                "FTVMController", "FTVMLog", "FTVMSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

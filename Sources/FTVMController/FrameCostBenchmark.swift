@@ -165,6 +165,42 @@ public enum FrameCostBenchmark {
                 nanosPerFrame: Double(elapsed) / Double(exchanges * 3)))
         return results
     }
+
+    /// One CRC32C implementation's speed over buffers of one size.
+    public struct ChecksumResult: Sendable {
+        public var implementation: CRC32C.Implementation
+        public var bytes: Int
+        public var nanosPerBuffer: Double
+        /// The running checksum after the last buffer: equal across implementations, or one is wrong.
+        public var checksum: UInt32
+
+        public var gigabytesPerSecond: Double { Double(bytes) / nanosPerBuffer }
+    }
+
+    /// Each CRC32C implementation this CPU can run, over a 1448-byte segment (the server data
+    /// row's) and a 64 KiB super-segment: about `frames` × 1448 bytes each, as one running
+    /// checksum (each buffer continues the last, as the server stream's does).
+    public static func checksums(frames: Int = 30_000) -> [ChecksumResult] {
+        let data = (0..<65536).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 8) }  // the same every run
+        var results: [ChecksumResult] = []
+        data.withUnsafeBytes { all in
+            for bytes in [1448, 65536] {
+                let buffer = UnsafeRawBufferPointer(rebasing: all[..<bytes])
+                let iterations = max(1, frames * 1448 / bytes)
+                for implementation in CRC32C.Implementation.allCases where implementation.isAvailable {
+                    var crc: UInt32 = 0
+                    let start = Monotonic.nanos()
+                    for _ in 0..<iterations { crc = CRC32C.checksum(buffer, continuing: crc, using: implementation) }
+                    let elapsed = Monotonic.nanos() - start
+                    results.append(
+                        ChecksumResult(
+                            implementation: implementation, bytes: bytes,
+                            nanosPerBuffer: Double(elapsed) / Double(iterations), checksum: crc))
+                }
+            }
+        }
+        return results
+    }
 }
 
 /// A sink for frames nobody needs (the benchmark never replays).

@@ -1,19 +1,67 @@
+import CFTVMShim
+
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78; RFC 3720 §B.4), as iSCSI, ext4 and
 /// SCTP use it: initial value and final XOR 0xFFFFFFFF, so `checksum("123456789") == 0xE3069283`.
 ///
 /// The log seals each record copy with it, and keeps a running CRC32C of the server's stream so a
 /// replay can tell whether the backup regenerated the bytes the client already has; whoever does
-/// that comparison computes the backup's side with this same function. Slicing-by-8 in software
-/// (about 1-2 GB/s); nothing allocates after the tables are built on first use.
+/// that comparison computes the backup's side with this same function. Two implementations give
+/// the same answers: SSE4.2's `crc32` instruction (several GB/s; in the C shim, so only that
+/// function needs the instruction set) and slicing-by-8 in software (about 2 GB/s) for CPUs
+/// without it and other architectures. Which one runs is chosen once, at first use
+/// (`Implementation.active`); nothing allocates after that.
 public enum CRC32C {
+    /// The code that computes the checksum. Tests and `ftvm bench frames` call each one by name.
+    public enum Implementation: String, Sendable, CaseIterable {
+        /// SSE4.2's `crc32` instruction, 8 bytes an instruction (x86-64 only).
+        case hardware
+        /// Slicing-by-8 over eight 256-entry tables: any CPU.
+        case software
+
+        /// Whether this machine can run it.
+        public var isAvailable: Bool {
+            switch self {
+            case .hardware: Self.hasHardware
+            case .software: true
+            }
+        }
+
+        /// The one `checksum(_:continuing:)` uses: the instruction where the CPU has it.
+        public static let active: Implementation = hasHardware ? .hardware : .software
+
+        private static let hasHardware = ftvm_crc32c_hardware_available() != 0
+    }
+
     /// The checksum of `bytes`, continuing from `crc` (the checksum of everything before them; 0
     /// for a fresh start). `checksum(b, continuing: checksum(a)) == checksum(a + b)`.
     public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        checksum(bytes, continuing: crc, using: Implementation.active)
+    }
+
+    /// The same checksum computed by `implementation`, which must be available on this machine
+    /// (`isAvailable`; the hardware one is an illegal instruction elsewhere).
+    public static func checksum(
+        _ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0, using implementation: Implementation
+    ) -> UInt32 {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return crc }
-        return tables.withUnsafeBufferPointer { table in
+        switch implementation {
+        case .hardware:
+            #if arch(x86_64)
+            precondition(implementation.isAvailable, "CRC32C: this CPU has no SSE4.2 crc32 instruction")
+            return ftvm_crc32c_hardware(crc, base, bytes.count)
+            #else
+            preconditionFailure("CRC32C: the hardware implementation is for x86-64 only")
+            #endif
+        case .software:
+            return softwareChecksum(base, count: bytes.count, continuing: crc)
+        }
+    }
+
+    /// Slicing-by-8: eight bytes a step through the eight tables, then the tail a byte at a time.
+    private static func softwareChecksum(_ base: UnsafeRawPointer, count: Int, continuing crc: UInt32) -> UInt32 {
+        tables.withUnsafeBufferPointer { table in
             var state = ~crc
             var offset = 0
-            let count = bytes.count
             while count - offset >= 8 {
                 let word = base.loadUnaligned(fromByteOffset: offset, as: UInt64.self).littleEndian ^ UInt64(state)
                 state =
@@ -33,8 +81,10 @@ public enum CRC32C {
     }
 
     /// The checksum of a byte array (convenience for tests and the read side).
-    public static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
-        bytes.withUnsafeBytes { checksum($0, continuing: crc) }
+    public static func checksum(
+        _ bytes: [UInt8], continuing crc: UInt32 = 0, using implementation: Implementation = .active
+    ) -> UInt32 {
+        bytes.withUnsafeBytes { checksum($0, continuing: crc, using: implementation) }
     }
 
     static let polynomial: UInt32 = 0x82F6_3B78

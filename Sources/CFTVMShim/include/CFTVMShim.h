@@ -2,6 +2,8 @@
 #define CFTVMSHIM_H
 
 #include <spawn.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /// Opens a tap device named `ifname` (IFF_TAP | IFF_NO_PI) and returns its fd, or -errno.
 /// With `offload`, every read and write starts with a 10-byte virtio-net header (IFF_VNET_HDR)
@@ -59,5 +61,17 @@ int ftvm_send_frame(const char *ifname, const void *frame, int length);
 /// ioctl(fd, TIOCGWINSZ): the terminal's size in `rows` and `columns`. 0 or -errno (ENOTTY
 /// when `fd` is not a terminal). ioctl is variadic and not importable into Swift.
 int ftvm_terminal_size(int fd, unsigned short *rows, unsigned short *columns);
+
+/// 1 when the CPU has SSE4.2's `crc32` instruction (CPUID leaf 1, ECX bit 20), else 0; always 0
+/// off x86-64. Cheap, but callers ask once and keep the answer.
+int ftvm_crc32c_hardware_available(void);
+
+#if defined(__x86_64__)
+/// CRC-32C (Castagnoli) of `count` bytes at `bytes`, continuing from `crc` (the finished
+/// checksum of what came before; 0 for a fresh start), with SSE4.2's `crc32` instruction, eight
+/// bytes at a time. Only call it when ftvm_crc32c_hardware_available() says 1 (an illegal
+/// instruction otherwise). Any alignment.
+uint32_t ftvm_crc32c_hardware(uint32_t crc, const void *bytes, size_t count);
+#endif
 
 #endif
