@@ -59,8 +59,8 @@ public final class Domain: @unchecked Sendable {
     /// Boots the defined domain (`virDomainCreate`). Returns once QEMU runs the guest; emits
     /// `resumed(.unpaused)` then `started(.booted)`.
     ///
-    /// Fails when, among others, the kernel/initrd is not readable by `libvirt-qemu`, the guest
-    /// UDP port is taken, the console log directory is missing, or the shmem file exists but is
+    /// Fails when, among others, the kernel/initrd is not readable by `libvirt-qemu`, the guest's
+    /// link tap does not exist, the console log directory is missing, or the shmem file exists but is
     /// not writable by `libvirt-qemu`. Takes ~0.3 s under TCG — unless `/dev/kvm` is mode 0600
     /// root:root, which makes libvirt 9.0 re-probe QEMU's capabilities on every call (seconds to
     /// minutes); give it Debian's usual root:kvm 0660.

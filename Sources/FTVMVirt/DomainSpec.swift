@@ -20,7 +20,7 @@ public struct DomainSpec: Sendable, Equatable {
     /// which tests use to get a real, startable domain without an image.
     public var boot: KernelBoot?
     public var mac: MACAddress
-    /// The guest's one NIC, a QEMU UDP socket netdev to the daemon's relay.
+    /// The guest's one NIC: a virtio NIC on its link tap to the daemon's relay.
     public var network: GuestLink
     /// The ivshmem-plain channel device.
     public var sharedMemory: SharedMemoryDevice

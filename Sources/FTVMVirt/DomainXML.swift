@@ -99,7 +99,7 @@ public enum DomainXML {
     /// memory to KiB — all tolerated).
     ///
     /// - Throws: ``VirtError/malformedXML(_:)`` when the XML is not a domain or lacks a part ftvm
-    ///   always defines (ftvm metadata, UDP interface, shmem, logged serial console).
+    ///   always defines (ftvm metadata, link interface, shmem, logged serial console).
     public static func parse(_ xml: String) throws(VirtError) -> DomainSpec {
         let document = try LibXMLDocument(parsing: xml)
         guard let domain = document.root, domain.name == "domain" else {

@@ -6,7 +6,7 @@ public import FTVMWire
 ///
 /// ftvm never changes the operator's definition. Each guest it makes is a copy with its own
 /// name, a throwaway qcow2 overlay over every writable disk (the operator's file becomes a
-/// read-only base), the relay's UDP NIC instead of the operator's NIC (same MAC), and ftvm's
+/// read-only base), a NIC on the relay's link instead of the operator's NIC (same MAC), and ftvm's
 /// channel, panic device and metadata. Memory, vCPUs, boot and the other devices are kept.
 public struct OperatorDomain: Sendable, Equatable {
     /// Where the operator's NIC was plugged: the relay's uplink goes there instead.

@@ -27,7 +27,7 @@ public struct EtherType: RawRepresentable, Hashable, Sendable, CustomStringConve
     }
 }
 
-/// The Ethernet II header of one frame, as QEMU's socket netdev and a tap deliver it: no preamble,
+/// The Ethernet II header of one frame, as a tap and an AF_PACKET socket deliver it: no preamble,
 /// no FCS, possibly padded after the payload up to the 60-byte minimum.
 ///
 /// Like every view in this module it borrows the caller's buffer: no copy, no allocation, and it

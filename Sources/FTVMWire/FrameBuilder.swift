@@ -48,7 +48,7 @@ public struct TCPFrameSpec: Hashable, Sendable {
 /// Builds frames into a caller's buffer: no allocation, checksums complete (no offload — the
 /// frames go to a guest's virtio NIC or a tap, neither of which fills checksums in).
 ///
-/// Frames are not padded to Ethernet's 60-byte minimum: taps and QEMU's socket netdev accept
+/// Frames are not padded to Ethernet's 60-byte minimum: taps and AF_PACKET sockets accept
 /// short frames, and padding would only be more bytes to copy.
 public enum FrameBuilder {
     /// Where the TCP header of a built frame starts: Ethernet (14) + IPv4 without options (20).

@@ -3,7 +3,7 @@
 /// Parsing distinguishes two failures. A frame that ends before a fixed-size header (Ethernet's
 /// 14 bytes, IPv4's 20, ARP's 28, TCP's 20 inside the IP packet) is *too short*: the parsers
 /// return `nil` and `FrameClass` reports `.truncated`. A length field that contradicts the others
-/// or the frame is *illegal* and is thrown as a `WireError`. QEMU's socket netdev and a tap hand
+/// or the frame is *illegal* and is thrown as a `WireError`. A tap and an AF_PACKET socket hand
 /// over whole frames, so a length that points past the end is a lie, not a truncation.
 ///
 /// What to do with either: drop the frame, count it, and never let it reach the connection log.
