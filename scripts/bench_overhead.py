@@ -51,6 +51,47 @@ LOG_KEYS = ("connectionsLogged", "bytesLogged", "bytesTrimmed", "unprotectedOver
             "admittedUnlogged")
 
 
+PHASES = ("download", "upload", "wrk")
+
+
+def cpu_seconds(pid, thread=None):
+    """User + system CPU seconds of process `pid`, or of its threads named `thread` only."""
+    tick = os.sysconf("SC_CLK_TCK")
+    if thread is None:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            if open(f"/proc/{pid}/task/{task}/comm").read().strip() != thread:
+                continue
+            fields = open(f"/proc/{pid}/task/{task}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except FileNotFoundError:
+            continue
+    return total / tick
+
+
+class Meter:
+    """Where a path's time goes during one phase: wall seconds, CPU seconds of the guest's QEMU and
+    (relay path) of the daemon's relay thread, and the relay's frames and bytes each way."""
+
+    def __init__(self, qemu_pid, daemon_pid=None, counters=None):
+        self.qemu_pid, self.daemon_pid, self.counters = qemu_pid, daemon_pid, counters
+
+    def sample(self):
+        values = {"wall_s": time.monotonic(), "qemu_cpu_s": cpu_seconds(self.qemu_pid)}
+        if self.daemon_pid:
+            values["relay_cpu_s"] = cpu_seconds(self.daemon_pid, "ftvm-relay")
+        if self.counters:
+            values.update(self.counters())
+        return values
+
+    @staticmethod
+    def delta(before, after):
+        return {key: after[key] - before[key] for key in before}
+
+
 def run(*args, check=True):
     result = subprocess.run(list(args), capture_output=True, text=True)
     if check and result.returncode != 0:
@@ -107,6 +148,9 @@ class Direct:
             time.sleep(0.2)
         sys.exit(f"the direct guest did not become ready in 120 s; see {self.console}")
 
+    def meter(self):
+        return Meter(self.qemu.pid)
+
     def stop(self):
         if self.qemu and self.qemu.poll() is None:
             self.qemu.kill()
@@ -135,6 +179,16 @@ class Pair:
 
     def status(self):
         return json.loads(run(FTVM, "status", "--name", self.name, "--json"))
+
+    def meter(self):
+        status = self.status()
+        primary = next(g["domain"] for g in status["guests"] if g["role"] == "primary")
+        qemu = int(open(f"/run/libvirt/qemu/{primary}.pid").read())
+
+        def counters():
+            relay = self.status()["relay"]
+            return {key: relay[key] for key in ("framesToClients", "bytesToClients", "framesToGuest", "bytesToGuest")}
+        return Meter(qemu, status["daemonPID"], counters)
 
     def stop(self):
         subprocess.run([FTVM, "down", "--name", self.name], capture_output=True)
@@ -223,6 +277,20 @@ def print_table(summary, out):
     for name in ("relay", "direct"):
         counts = summary[name]["errors"]
         print(f"wrk errors, {name:6}: " + ", ".join(f"{key} {counts[key]}" for key in ERRORS), file=out)
+    print("where the time goes (CPU seconds / wall seconds, summed over the rounds; relay frames' mean bytes):",
+          file=out)
+    for name in ("relay", "direct"):
+        for phase, figures in summary.get("cpu", {}).get(name, {}).items():
+            if not figures:
+                continue
+            wall = figures["wall_s"]
+            line = f"  {name:6} {phase:8}: {wall:6.1f} s, QEMU {figures['qemu_cpu_s'] / wall:5.0%}"
+            if "relay_cpu_s" in figures:
+                line += f", relay thread {figures['relay_cpu_s'] / wall:5.0%}"
+                for way in ("Clients", "Guest"):
+                    frames = figures[f"framesTo{way}"]
+                    line += f", to {way.lower()} {figures[f'bytesTo{way}'] / max(frames, 1):7.0f} B x {frames}"
+            print(line, file=out)
     print(f"relay log: {log['connectionsLogged']} connections, {log['bytesLogged']} client bytes logged, "
           f"{log['bytesTrimmed']} trimmed; unprotected: {log['unprotectedOverBudget']} over budget, "
           f"{log['unprotectedLogFull']} log full, {log['admittedUnlogged']} admitted unlogged", file=out)
@@ -235,12 +303,25 @@ def measure(mtu, pair, direct, options, body, out):
         if (actual := link_mtu(ns, dev)) != mtu:
             sys.exit(f"{dev} in {ns} runs at MTU {actual}, not {mtu}")
     paths = {"relay": pair.ns, "direct": direct.ns}
+    meters = {"relay": pair.meter(), "direct": direct.meter()}
     samples = {name: {key: [] for key, _, _ in FIGURES} for name in paths}
     errors = {name: dict.fromkeys(ERRORS, 0) for name in paths}
+    cpu = {name: {phase: {} for phase in PHASES} for name in paths}
+
+    def metered(name, phase, work):
+        before = meters[name].sample()
+        result = work()
+        for key, value in Meter.delta(before, meters[name].sample()).items():
+            cpu[name][phase][key] = cpu[name][phase].get(key, 0) + value
+        return result
+
     for round_number in range(options.rounds):
         for name, ns in paths.items():
-            figures = {"download_mbps": bulk(ns, 100 + round_number), "upload_mbps": upload(ns, body)}
-            wrk, wrk_errors = load(ns, options.seconds)
+            figures = {
+                "download_mbps": metered(name, "download", lambda: bulk(ns, 100 + round_number)),
+                "upload_mbps": metered(name, "upload", lambda: upload(ns, body)),
+            }
+            wrk, wrk_errors = metered(name, "wrk", lambda: load(ns, options.seconds))
             figures.update(wrk)
             for key, value in figures.items():
                 samples[name][key].append(value)
@@ -256,6 +337,7 @@ def measure(mtu, pair, direct, options, body, out):
     summary["log"] = {key: log[key] for key in LOG_KEYS}
     summary["rounds"] = options.rounds
     summary["seconds"] = options.seconds
+    summary["cpu"] = cpu
     direct.stop()
     pair.stop()
     return summary
