@@ -51,7 +51,9 @@ let package = Package(
         // libvirt and domain XML.
         .target(
             name: "FTVMVirt",
-            dependencies: ["CLibvirt", "CLibXML2", "FTVMWire", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "CLibvirt", "CLibXML2", "FTVMSystem", "FTVMWire", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         // The host daemon: pair lifecycle, relay, control socket.
         .target(

@@ -177,9 +177,7 @@ public final class Relay: Sendable {
     }
 
     public func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = "ftvm-relay"
-        thread.start()
+        Thread { [self] in run() }.start()
     }
 
     /// Asks the loop to end and waits (at most about one poll period) until it has.
@@ -274,6 +272,7 @@ public final class Relay: Sendable {
     }
 
     private func run() {
+        CurrentThread.name("ftvm-relay")
         let loop = Loop(relay: self)
         loop.replaysHandled = replayRequests.load(ordering: .acquiring)
         defer { finished.withLock { $0 = true } }

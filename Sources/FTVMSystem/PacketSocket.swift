@@ -17,7 +17,9 @@ public final class PacketSocket: Sendable {
         self.interface = interface
     }
 
-    /// Receives up to a batch of frames with one recvmmsg(2); returns how many (0: none).
+    /// Receives up to a batch of frames with one recvmmsg(2); returns how many (0: none). The
+    /// link going down (its QEMU gone, the tap removed) is reported once, as ENETDOWN: nothing
+    /// to read then either.
     public func receive(into batch: FrameBatch) throws(Errno) -> Int {
         batch.reset()
         do {
@@ -26,7 +28,7 @@ public final class PacketSocket: Sendable {
             }
             batch.setReceived(Int(received))
             return Int(received)
-        } catch  where error.isWouldBlock {
+        } catch  where error.isWouldBlock || error == .networkDown {
             return 0
         }
     }

@@ -23,6 +23,10 @@ extension StreamSocket {
 public final class UnixListener: Sendable {
     public let fd: Int32
     public let path: String
+    /// The socket file this listener bound (device, inode): only that file is removed at the
+    /// end. A successor (a daemon started while this one still exits) may have bound the path
+    /// again meanwhile, and its socket must stay.
+    private let file: (device: UInt64, inode: UInt64)?
 
     public init(path: String) throws(Errno) {
         var address = try Self.address(path)
@@ -45,6 +49,13 @@ public final class UnixListener: Sendable {
         }
         self.fd = fd
         self.path = path
+        file = Self.identity(of: path)
+    }
+
+    private static func identity(of path: String) -> (device: UInt64, inode: UInt64)? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        return (UInt64(info.st_dev), UInt64(info.st_ino))
     }
 
     public func accept() throws(Errno) -> StreamSocket {
@@ -68,6 +79,6 @@ public final class UnixListener: Sendable {
 
     deinit {
         close(fd)
-        unlink(path)
+        if let file, let now = Self.identity(of: path), now == file { unlink(path) }
     }
 }

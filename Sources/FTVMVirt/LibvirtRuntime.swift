@@ -1,4 +1,5 @@
 internal import CLibvirt
+internal import FTVMSystem
 import Glibc
 
 /// Process-wide libvirt setup, done once before the first connection opens.
@@ -30,7 +31,7 @@ enum LibvirtRuntime {
 
     /// The event thread's body; never returns.
     private static func runEventLoop() -> Never {
-        nameCurrentThread("libvirt-events")
+        CurrentThread.name("libvirt-events")
         while true {
             // Returns after each dispatched event or timer. A failure here is a poll(2) error;
             // back off briefly rather than spin on it.
@@ -39,15 +40,6 @@ enum LibvirtRuntime {
                 usleep(100_000)
             }
         }
-    }
-
-    /// Names the calling thread so it shows in `top -H` and stack dumps (`pthread_setname_np`
-    /// needs _GNU_SOURCE, which Glibc's module does not give Swift; /proc is equivalent).
-    private static func nameCurrentThread(_ name: String) {
-        let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        _ = name.withCString { write(fd, $0, strlen($0)) }
-        close(fd)
     }
 
     /// Runs the one-time setup (cheap after the first call).
