@@ -118,6 +118,7 @@ let package = Package(
                 "FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP", "FTVMSystem", "PrometheusText",
             ]),
         .testTarget(name: "FTVMSystemdTests", dependencies: ["FTVMSystemd", "FTVMSystem"]),
+        .testTarget(name: "FTVMSystemTests", dependencies: ["FTVMSystem", "FTVMWire"]),
         .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController"], exclude: ["Golden"]),
         .testTarget(name: "FTVMAgentKitTests", dependencies: ["FTVMAgentKit", "FTVMWire"]),
         // Fixtures/: an operator's domain and network XML, read by path (images/test-disk.sh too).
