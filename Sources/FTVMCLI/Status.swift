@@ -52,7 +52,7 @@ enum StatusPrinter {
         for guest in status.guests {
             let services = guest.services.map { "\($0.name):\($0.state)" }.joined(separator: " ")
             Swift.print(
-                "  \(guest.domain)  \(guest.role.padding(toLength: 8, withPad: " ", startingAt: 0)) \(guest.state.padding(toLength: 8, withPad: " ", startingAt: 0)) heartbeat \(guest.heartbeat)\(guest.heartbeatAgeMillis.map { " (\(WatchView.age($0)) ago)" } ?? "")  agent \(guest.agent)  image \(guest.imageVersion)  \(services)"
+                "  \(guest.domain)  \(guest.role.padding(toLength: 8, withPad: " ", startingAt: 0)) \(guest.state.padding(toLength: 8, withPad: " ", startingAt: 0)) heartbeat \(guest.heartbeat)\(guest.heartbeatAgeMillis.map { " (\(WatchView.age($0)) ago)" } ?? "")  agent \(guest.agent)  image \(guest.imageVersion)\(guest.link.map { "  link \($0)" } ?? "")  \(services)"
             )
         }
         Swift.print("metrics: \(status.metricsAddress.map { "http://\($0)/metrics" } ?? "off")")

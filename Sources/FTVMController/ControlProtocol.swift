@@ -69,6 +69,8 @@ public struct GuestStatus: Codable, Sendable, Equatable {
     public var agent: String
     public var imageVersion: String
     public var services: [ServiceStatus]
+    /// The guest's link tap on the host (`ftvgN`), for `ip -s link show` and the like.
+    public var link: String?
 }
 
 public struct ServiceStatus: Codable, Sendable, Equatable {

@@ -118,7 +118,7 @@ extension PairDaemon {
                     ServiceStatus(
                         name: $0.name, port: $0.port, state: $0.state.description, pid: $0.pid,
                         restarts: $0.restarts, lastExit: $0.lastExit)
-                })
+                }, link: GuestLink(id: guest.link).tap)
         }
         return PairStatus(
             name: config.name, phase: snapshot.0.rawValue, protected: snapshot.0 == .protected,
