@@ -36,6 +36,9 @@ struct Daemon: ParsableCommand {
         let notifier = Self.notifier(logger: logger)
         do {
             try PairHost.prepare(config, image: domain == nil)
+            // Held until the process exits: no second daemon for the pair, whatever its socket.
+            let lock = try PairHost.lock(config)
+            defer { close(lock) }
             let source: GuestSource =
                 if let domain {
                     .domain(try ProtectTarget.template(of: domain, config: config))

@@ -62,6 +62,8 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public var runDirectory: String { "/run/ftvm/\(name)" }
     public var controlSocketPath: String { "\(runDirectory)/control.sock" }
     public var pidFilePath: String { "\(runDirectory)/daemon.pid" }
+    /// Held (flock) by the pair's daemon while it runs (`PairHost.lock`).
+    public var lockFilePath: String { "\(runDirectory)/daemon.lock" }
     /// Where a daemon that gave up leaves its reason for `ftvm up` to print.
     public var failureFilePath: String { "\(runDirectory)/failure" }
     public static let logDirectory = "/var/log/ftvm"

@@ -1,5 +1,6 @@
 import FTVMVirt
 import Foundation
+import Glibc
 
 /// What this host must offer before a pair's daemon may start, checked and made in one place
 /// for both ways a daemon starts: `ftvm up` (before it spawns the daemon, so its errors reach
@@ -17,8 +18,28 @@ public enum PairHost {
         if image { _ = try GuestImage(directory: config.imageDirectory) }
         _ = try LibvirtConnection(uri: config.libvirtURI)
         try FileManager.default.createDirectory(atPath: config.runDirectory, withIntermediateDirectories: true)
+        // (Its control socket may be gone while a daemon still runs: the lock says for sure.)
+        Glibc.close(try lock(config))
         try FileManager.default.createDirectory(atPath: PairConfig.logDirectory, withIntermediateDirectories: true)
         try? FileManager.default.removeItem(atPath: config.failureFilePath)
+    }
+
+    /// Takes the pair's daemon lock (an exclusive flock(2) on `/run/ftvm/NAME/daemon.lock`) and
+    /// returns its fd: held for as long as the fd is open, so by a daemon until it exits, however
+    /// it exits. Throws `alreadyServed` while another process holds it.
+    public static func lock(_ config: PairConfig) throws -> Int32 {
+        let fd = open(config.lockFilePath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw PairHostError.unusableLock(path: config.lockFilePath, reason: String(cString: strerror(errno)))
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let pid = (try? String(contentsOfFile: config.pidFilePath, encoding: .utf8)).flatMap {
+                Int32($0.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+            Glibc.close(fd)
+            throw PairHostError.alreadyServed(name: config.name, pid: pid ?? 0)
+        }
+        return fd
     }
 
     /// Leaves the reason a daemon gave up where `ftvm up` (and an operator) finds it.
@@ -30,11 +51,14 @@ public enum PairHost {
 
 public enum PairHostError: Error, CustomStringConvertible {
     case alreadyServed(name: String, pid: Int32)
+    case unusableLock(path: String, reason: String)
 
     public var description: String {
         switch self {
         case .alreadyServed(let name, let pid):
             "pair '\(name)' already has a daemon (pid \(pid)); stop it first (`ftvm down --name \(name)`, or `systemctl stop ftvm@\(name)` if systemd runs it)"
+        case .unusableLock(let path, let reason):
+            "cannot open the pair's daemon lock \(path): \(reason)"
         }
     }
 }
