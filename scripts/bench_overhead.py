@@ -80,7 +80,12 @@ class Meter:
         self.qemu_pid, self.daemon_pid, self.counters = qemu_pid, daemon_pid, counters
 
     def sample(self):
-        values = {"wall_s": time.monotonic(), "qemu_cpu_s": cpu_seconds(self.qemu_pid)}
+        try:
+            qemu = cpu_seconds(self.qemu_pid)
+        except FileNotFoundError:
+            sys.exit(f"the guest's QEMU (pid {self.qemu_pid}) is gone mid-run: a failover (see `ftvm status`; a host "
+                     "too loaded for the heartbeat?) or a crash; the figures would mix two guests")
+        values = {"wall_s": time.monotonic(), "qemu_cpu_s": qemu}
         if self.daemon_pid:
             values["relay_cpu_s"] = cpu_seconds(self.daemon_pid, "ftvm-relay")
         if self.counters:
