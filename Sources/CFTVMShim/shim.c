@@ -94,9 +94,10 @@ int ftvm_pidfd_open(int pid) {
 
 enum { FTVM_BATCH_MAX = 64 };
 
-int ftvm_packet_open(const char *ifname, int buffer_bytes) {
-    // Protocol 0 until bound: an unbound ETH_P_ALL socket would see every interface's frames.
-    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+/* An AF_PACKET socket of protocol 0 (it receives nothing until bound: an ETH_P_ALL socket
+   would see every interface's frames) and the index of `ifname`; the fd or -errno. */
+static int packet_socket(const char *ifname, int extra_flags, int *index) {
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | extra_flags, 0);
     if (fd < 0) return -errno;
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
@@ -106,7 +107,14 @@ int ftvm_packet_open(const char *ifname, int buffer_bytes) {
         close(fd);
         return -err;
     }
-    int index = ifr.ifr_ifindex;
+    *index = ifr.ifr_ifindex;
+    return fd;
+}
+
+int ftvm_packet_open(const char *ifname, int buffer_bytes) {
+    int index;
+    int fd = packet_socket(ifname, SOCK_NONBLOCK, &index);
+    if (fd < 0) return fd;
     int one = 1;
     struct sockaddr_ll address;
     memset(&address, 0, sizeof address);
@@ -175,21 +183,14 @@ int ftvm_link_set_down(const char *ifname) {
 
 int ftvm_send_frame(const char *ifname, const void *frame, int length) {
     if (length < ETH_HLEN) return -EINVAL;
-    /* Protocol 0: a send-only socket that receives nothing. */
-    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
-    if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0) {
-        int err = errno;
-        close(fd);
-        return -err;
-    }
+    /* Never bound: a send-only socket that receives nothing. */
+    int index;
+    int fd = packet_socket(ifname, 0, &index);
+    if (fd < 0) return fd;
     struct sockaddr_ll to;
     memset(&to, 0, sizeof to);
     to.sll_family = AF_PACKET;
-    to.sll_ifindex = ifr.ifr_ifindex;
+    to.sll_ifindex = index;
     to.sll_halen = ETH_ALEN;
     memcpy(to.sll_addr, frame, ETH_ALEN);
     ssize_t sent = sendto(fd, frame, (size_t)length, 0, (struct sockaddr *)&to, sizeof to);
