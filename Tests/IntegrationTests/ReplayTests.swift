@@ -15,7 +15,9 @@ final class ReplayTests: MixedWorkloadTestCase {
     func testKernelPanicMidTransfer() throws { try survive("kernel-panic") }
     func testKernelHangMidTransfer() throws { try survive("kernel-hang") }
     func testServiceCrashMidTransfer() throws { try survive("service-crash") }
+    func testServiceHangMidTransfer() throws { try survive("service-hang") }
     func testQEMUKillMidTransfer() throws { try survive("qemu-kill") }
+    func testAgentKillMidTransfer() throws { try survive("agent-kill") }
 
     /// One long download, two failovers: the second waits until the pair is protected again.
     func testTwoFailoversDuringOneDownload() throws {
