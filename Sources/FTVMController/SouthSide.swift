@@ -98,6 +98,8 @@ public final class SouthSide: @unchecked Sendable {
     let policy: Policy
     /// Replays connections into a guest that took over, and translates them afterwards.
     let splicer: Splicer
+    /// Relay servers: connections the guest opens itself (OutgoingSide.swift).
+    let outgoing: OutgoingSide
     private let logger: Logger
     // Written by the relay thread, read by status: relaxed atomics, no lock on the packet path.
     private let tracked = Atomic<UInt64>(0)
@@ -144,6 +146,7 @@ public final class SouthSide: @unchecked Sendable {
         self.policy = policy
         self.logger = logger
         splicer = Splicer(log: log, service: service, serviceMAC: serviceMAC, logger: logger)
+        outgoing = OutgoingSide(log: log)
         let slots = log.usage.slotCount
         flows = Array(repeating: Flow(), count: slots)
         trackers = .allocate(capacity: slots)
@@ -304,6 +307,12 @@ public final class SouthSide: @unchecked Sendable {
             tracked.add(1, ordering: .relaxed)
             return (.forward, slot)
         }
+        // Relay servers (OutgoingSide.swift): an end server answers a connection the guest opened.
+        if flags.contains(.syn), log.lookup(key) == nil, let slot = outgoing.endServerAnswers(segment, key: key) {
+            flows[slot.index] = Flow(serial: slot.serial, lastClientFrame: now)
+            tracked.add(1, ordering: .relaxed)
+            return (.forward, slot)
+        }
         guard let slot = log.lookup(key) else {
             untracked.add(1, ordering: .relaxed)
             return (.forward, nil)
@@ -379,7 +388,13 @@ public final class SouthSide: @unchecked Sendable {
         let key = FlowKey(
             clientAddress: segment.ipv4.destination.rawValue, clientPort: segment.destinationPort,
             serverAddress: service.rawValue, serverPort: segment.sourcePort)
-        guard let slot = log.lookup(key) else {
+        // Relay servers (OutgoingSide.swift, Splicer+Outgoing.swift): the guest opens a connection,
+        // or a new guest opens a logged one again.
+        if segment.flags.contains(.syn), !segment.flags.contains(.ack), speaksFor(pinned: false) {
+            if splicer.reopen(segment, key: key, now: now, sink: sink) { return .drop }
+            if log.lookup(key) == nil { outgoing.guestOpens(segment, key: key, now: now) }
+        }
+        guard let slot = log.lookup(key) ?? splicer.reopened(key) else {
             guard speaksFor(pinned: false) else { return .drop }
             untracked.add(1, ordering: .relaxed)
             return .forward
@@ -550,6 +565,7 @@ public final class SouthSide: @unchecked Sendable {
     /// Reclaims the records of connections whose client has been silent past the idle bound.
     /// Cheap enough to call every loop turn; it scans once a second.
     func sweep(now: UInt64) {
+        outgoing.sweep(now: now)
         guard now &- lastSweep >= 1_000_000_000 else { return }
         lastSweep = now
         log.forEachLive { slot in

@@ -1,0 +1,327 @@
+import FTVMLog
+import FTVMWire
+import Foundation
+import XCTest
+
+@testable import FTVMController
+
+/// Relay servers played by hand (docs/relay-servers.md): the guest opens a connection to an end
+/// server, a failover comes, and the new guest opens its own connection to the same end server,
+/// which the relay maps onto the logged one. Every frame toward the end server and the guest is
+/// recorded and checked.
+final class OutgoingReplayTests: XCTestCase {
+    private var path = ""
+    private var log: ConnectionLog!
+    private var wrapper: SouthSide!
+    private var sink: RecordingSink!
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 16)
+
+    private let endServer = IPv4Address(10, 77, 0, 1)
+    private let guest = IPv4Address(10, 77, 0, 2)
+    private let endServerMAC = MACAddress(2, 0, 0, 0, 0, 1)
+    private let guestMAC = MACAddress(0x52, 0x54, 0, 0x77, 0, 2)
+    private let endPort: UInt16 = 9000
+    /// The old guest's local port, and the one the new guest picks.
+    private let oldPort: UInt16 = 41000
+    private let newPort: UInt16 = 52000
+    private let guestISN: UInt32 = 0xFFFF_FF80  // wraps while the request goes out
+    private let endISN: UInt32 = 0x2000_0000
+    private let newISN: UInt32 = 0x7000_0000
+    private let start: UInt64 = 5_000_000_000
+
+    private var guestClock: UInt32 = 500_000
+    private var endClock: UInt32 = 9000
+
+    private let request = Array("GET /bytes/5000?seed=3 HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
+    /// What the end server answered before the failure (all logged; the guest had 2500 of it).
+    private let answer = (0..<4000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 5) }
+
+    private var requestEnd: UInt32 { guestISN &+ 1 &+ UInt32(request.count) }
+
+    override func setUpWithError() throws {
+        path = "/dev/shm/ftvm-outgoing-test-\(UUID().uuidString)"
+        log = try ConnectionLog.create(path: path, slots: 8, chunks: 64, chunkSize: 2048)
+        wrapper = SouthSide(log: log, service: guest)
+        sink = RecordingSink()
+    }
+
+    override func tearDown() {
+        wrapper = nil
+        log = nil
+        sink = nil
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    deinit { buffer.deallocate() }
+
+    // MARK: Logging
+
+    func testTheGuestsConnectionIsLoggedWithTheRolesMirrored() throws {
+        let slot = try playOldGuest()
+        let record = log.current(slot)
+        XCTAssertTrue(record.guestInitiated)
+        XCTAssertEqual(
+            record.key,
+            FlowKey(
+                clientAddress: endServer.rawValue, clientPort: 9000, serverAddress: guest.rawValue,
+                serverPort: oldPort))
+        XCTAssertEqual(record.clientISN, endISN, "the end server's ISN")
+        XCTAssertEqual(record.serverISN, guestISN, "the guest's ISN")
+        XCTAssertEqual(
+            record.clientOptions,
+            SYNOptions(maximumSegmentSize: 1400, windowScale: 6, sackPermitted: true, timestamps: true))
+        XCTAssertEqual(
+            record.serverOptions,
+            SYNOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true, timestamps: true))
+        XCTAssertEqual(log.clientBytes(slot), answer, "every end-server byte, logged before the guest saw it")
+        XCTAssertEqual(record.serverStream.byteCount, UInt64(request.count))
+        XCTAssertEqual(record.serverStream.crc, CRC32C.checksum(request))
+        XCTAssertEqual(record.serverAckedByClient, requestEnd, "the end server acknowledged the request")
+        XCTAssertEqual(wrapper.outgoing.counters.logged, 1)
+    }
+
+    func testAnEndServerByteThatCannotBeLoggedInOrderNeverReachesTheGuest() throws {
+        _ = try playOldGuest()
+        let gap = try deliver(
+            fromGuest: false, seq: endISN &+ 1 &+ UInt32(answer.count) &+ 100, ack: requestEnd, flags: [.ack, .psh],
+            payload: [1, 2, 3])
+        XCTAssertEqual(gap, .drop)
+    }
+
+    // MARK: Replay
+
+    func testTheNewGuestsConnectionIsMatchedCaughtUpAndSpliced() throws {
+        let slot = try playOldGuest()
+        wrapper.splicer.begin(now: start, sink: sink)
+        XCTAssertEqual(sink.takeAll(), 0, "nothing is sent until the new guest opens its connection")
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .awaitingReopen)
+
+        // The end server retransmits meanwhile: logged, never forwarded (the new guest would RST it).
+        XCTAssertEqual(
+            try deliver(
+                fromGuest: false, seq: endISN &+ 1, ack: requestEnd, flags: [.ack, .psh],
+                payload: Array(answer[..<1000])),
+            .drop)
+
+        // The new guest opens its own connection, from another port: matched, answered for the end server.
+        let synTSval: UInt32 = 77
+        XCTAssertEqual(try newGuestSYN(tsval: synTSval), .drop)
+        var frames = try sink.takeGuest()
+        let synack = try XCTUnwrap(frames.first)
+        XCTAssertEqual(synack.flags, [.syn, .ack])
+        XCTAssertEqual(synack.seq, endISN, "the end server's original ISN")
+        XCTAssertEqual(synack.ack, newISN &+ 1)
+        XCTAssertEqual(
+            synack.tuple,
+            FourTuple(
+                sourceAddress: endServer, sourcePort: endPort, destinationAddress: guest, destinationPort: newPort))
+        XCTAssertEqual(synack.options.maximumSegmentSize, 1400)
+        XCTAssertEqual(synack.options.windowScale, 6)
+        XCTAssertTrue(synack.options.sackPermitted)
+        XCTAssertEqual(synack.options.timestamps?.echoReply, synTSval)
+        XCTAssertTrue(synack.checksumValid)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .catchingUp)
+
+        // The new guest regenerates the request (checked, dropped, acknowledged for the end
+        // server) and takes the logged end-server bytes as they are injected.
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: endISN &+ 1, payload: request), .drop)
+        var injected: [UInt8] = []
+        var acked: UInt32 = 0
+        for _ in 0..<10 where wrapper.splicer.phase(of: slot) == .catchingUp {
+            frames += try sink.takeGuest()
+            for segment in frames.dropFirst() {
+                XCTAssertEqual(segment.tuple.destinationPort, newPort)
+                XCTAssertTrue(segment.checksumValid)
+                acked = max(acked, segment.ack &- newISN)
+                if !segment.payload.isEmpty {
+                    XCTAssertEqual(segment.seq, endISN &+ 1 &+ UInt32(injected.count))
+                    injected += segment.payload
+                }
+            }
+            frames = [synack]
+            XCTAssertEqual(
+                try newGuest(seq: newISN &+ 1 &+ UInt32(request.count), ack: endISN &+ 1 &+ UInt32(injected.count)),
+                .drop)
+        }
+        XCTAssertEqual(injected, answer, "the logged end-server bytes, injected")
+        XCTAssertEqual(acked, 1 &+ UInt32(request.count), "the regenerated request is acknowledged")
+        XCTAssertEqual(sink.clients.count, 0, "the end server sees nothing of the regenerated request")
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced, "spliced once the guest holds every logged byte")
+
+        // Spliced: the guest's segments reach the end server as the old connection's…
+        var out = try deliverFrame(
+            fromGuest: true, seq: newISN &+ 1 &+ UInt32(request.count), ack: endISN &+ 1 &+ UInt32(answer.count),
+            flags: [.ack, .psh], payload: Array("GET /next HTTP/1.1\r\n\r\n".utf8), port: newPort)
+        XCTAssertEqual(out.verdict, .forward)
+        XCTAssertEqual(out.segment.tuple.sourcePort, oldPort)
+        XCTAssertEqual(out.segment.seq, requestEnd)
+        XCTAssertTrue(out.segment.checksumValid)
+        // … and the end server's reach the new guest's connection.
+        out = try deliverFrame(
+            fromGuest: false, seq: endISN &+ 1 &+ UInt32(answer.count), ack: requestEnd &+ 22, flags: [.ack, .psh],
+            payload: [9, 9, 9], port: oldPort)
+        XCTAssertEqual(out.verdict, .forward)
+        XCTAssertEqual(out.segment.tuple.destinationPort, newPort)
+        XCTAssertEqual(out.segment.ack, newISN &+ 1 &+ UInt32(request.count) &+ 22)
+        XCTAssertTrue(out.segment.checksumValid)
+        XCTAssertEqual(log.clientBytes(slot), answer + [9, 9, 9], "still logged before the guest sees it")
+    }
+
+    func testARegeneratedRequestThatDiffersResetsBothSides() throws {
+        _ = try playOldGuest()
+        wrapper.splicer.begin(now: start, sink: sink)
+        _ = try newGuestSYN()
+        _ = sink.takeAll()
+        var other = request
+        other[5] ^= 1
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: endISN &+ 1, payload: other), .drop)
+        let toEndServer = try sink.takeClients()
+        XCTAssertEqual(toEndServer.count, 1)
+        XCTAssertEqual(toEndServer.first?.flags, [.rst, .ack])
+        XCTAssertEqual(toEndServer.first?.tuple.sourcePort, oldPort)
+        XCTAssertEqual(toEndServer.first?.seq, requestEnd)
+        let toGuest = try sink.takeGuest().filter { $0.flags.contains(.rst) }
+        XCTAssertFalse(toGuest.isEmpty)
+        XCTAssertTrue(toGuest.allSatisfy { $0.tuple.destinationPort == newPort })
+        XCTAssertNil(log.lookup(loggedKey))
+        XCTAssertEqual(wrapper.splicer.latestReport.reset, 1)
+        XCTAssertTrue(wrapper.splicer.latestReport.resets.first?.contains("regenerated output differs") == true)
+    }
+
+    func testASYNToAnotherEndServerPassesAsANewConnection() throws {
+        let slot = try playOldGuest()
+        wrapper.splicer.begin(now: start, sink: sink)
+        let other = try deliverFrame(
+            fromGuest: true, seq: newISN, ack: 0, flags: .syn, options: synOptions, port: newPort, to: 9999)
+        XCTAssertEqual(other.verdict, .forward)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .awaitingReopen)
+    }
+
+    func testAConnectionNobodyOpensAgainIsClosedTowardItsEndServer() throws {
+        let slot = try playOldGuest()
+        wrapper.splicer.begin(now: start, sink: sink)
+        wrapper.splicer.tick(now: start + wrapper.splicer.reopenBoundNanos, sink: sink)
+        XCTAssertEqual(sink.takeAll(), 0, "not before the bound")
+        wrapper.splicer.tick(now: start + wrapper.splicer.reopenBoundNanos + 1, sink: sink)
+        let fin = try XCTUnwrap(try sink.takeClients().first)
+        XCTAssertEqual(fin.flags, [.fin, .ack])
+        XCTAssertEqual(fin.tuple.sourcePort, oldPort)
+        XCTAssertEqual(fin.seq, requestEnd, "after every byte the end server acknowledged")
+        XCTAssertEqual(fin.ack, endISN &+ 1 &+ UInt32(answer.count))
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .closingUnclaimed)
+        // The end server closes its side: acknowledged, and the record is gone.
+        XCTAssertEqual(
+            try deliver(
+                fromGuest: false, seq: endISN &+ 1 &+ UInt32(answer.count), ack: requestEnd &+ 1, flags: [.fin, .ack]),
+            .drop)
+        let last = try XCTUnwrap(try sink.takeClients().first)
+        XCTAssertEqual(last.flags, .ack)
+        XCTAssertEqual(last.seq, requestEnd &+ 1)
+        XCTAssertEqual(last.ack, endISN &+ 2 &+ UInt32(answer.count))
+        XCTAssertNil(log.lookup(loggedKey))
+        XCTAssertEqual(wrapper.splicer.replayTotals.unclaimed, 1)
+        XCTAssertEqual(sink.guest.count, 0, "the new guest saw none of it")
+    }
+
+    func testAnUnclaimedConnectionWhoseEndServerLacksBytesIsReset() throws {
+        _ = try playOldGuest(endServerAcksRequest: false)
+        wrapper.splicer.begin(now: start, sink: sink)
+        wrapper.splicer.tick(now: start + wrapper.splicer.reopenBoundNanos + 1, sink: sink)
+        let rst = try XCTUnwrap(try sink.takeClients().first)
+        XCTAssertEqual(rst.flags, [.rst, .ack])
+        XCTAssertEqual(rst.seq, guestISN &+ 1, "where the end server's acknowledgments stopped")
+        XCTAssertNil(log.lookup(loggedKey))
+    }
+
+    // MARK: Helpers
+
+    private var loggedKey: FlowKey {
+        FlowKey(
+            clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue, serverPort: oldPort)
+    }
+
+    private let synOptions = TCPOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true)
+
+    /// The old guest opens its connection, sends the request; the end server acknowledges it
+    /// (unless told not to) and answers 4000 bytes, 2500 of which the guest acknowledges.
+    private func playOldGuest(endServerAcksRequest: Bool = true) throws -> Slot {
+        XCTAssertEqual(try deliver(fromGuest: true, seq: guestISN, ack: 0, flags: .syn, options: synOptions), .forward)
+        XCTAssertNil(log.lookup(loggedKey), "nothing is logged before the end server answers")
+        XCTAssertEqual(
+            try deliver(
+                fromGuest: false, seq: endISN, ack: guestISN &+ 1, flags: [.syn, .ack],
+                options: TCPOptions(maximumSegmentSize: 1400, windowScale: 6, sackPermitted: true)),
+            .forward)
+        XCTAssertEqual(try deliver(fromGuest: true, seq: guestISN &+ 1, ack: endISN &+ 1, flags: .ack), .forward)
+        XCTAssertEqual(
+            try deliver(fromGuest: true, seq: guestISN &+ 1, ack: endISN &+ 1, flags: [.ack, .psh], payload: request),
+            .forward)
+        let acked = endServerAcksRequest ? requestEnd : guestISN &+ 1
+        for offset in stride(from: 0, to: answer.count, by: 1000) {
+            let part = Array(answer[offset..<(offset + 1000)])
+            XCTAssertEqual(
+                try deliver(
+                    fromGuest: false, seq: endISN &+ 1 &+ UInt32(offset), ack: acked, flags: [.ack, .psh], payload: part
+                ),
+                .forward)
+        }
+        XCTAssertEqual(try deliver(fromGuest: true, seq: requestEnd, ack: endISN &+ 2501, flags: .ack), .forward)
+        let slot = try XCTUnwrap(log.lookup(loggedKey))
+        _ = sink.takeAll()
+        return slot
+    }
+
+    private func newGuestSYN(tsval: UInt32 = 77) throws -> SouthSide.Verdict {
+        guestClock = tsval &- 1
+        return try deliverFrame(fromGuest: true, seq: newISN, ack: 0, flags: .syn, options: synOptions, port: newPort)
+            .verdict
+    }
+
+    private func newGuest(seq: UInt32, ack: UInt32, payload: [UInt8] = []) throws -> SouthSide.Verdict {
+        try deliverFrame(
+            fromGuest: true, seq: seq, ack: ack, flags: payload.isEmpty ? .ack : [.ack, .psh], payload: payload,
+            port: newPort
+        ).verdict
+    }
+
+    private func deliver(
+        fromGuest: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8] = [],
+        options: TCPOptions = TCPOptions()
+    ) throws -> SouthSide.Verdict {
+        try deliverFrame(fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload, options: options)
+            .verdict
+    }
+
+    /// One frame between the guest (its local `port`) and the end server (`to`), handed to the
+    /// wrapper; returns the verdict and the frame as it left. Both sides use timestamps.
+    private func deliverFrame(
+        fromGuest: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8] = [],
+        options: TCPOptions = TCPOptions(), port: UInt16? = nil, to serverPort: UInt16? = nil
+    ) throws -> (verdict: SouthSide.Verdict, segment: SentSegment) {
+        var options = options
+        let local = port ?? oldPort
+        let remote = serverPort ?? endPort
+        if fromGuest {
+            guestClock &+= 1
+            options.timestamps = TCPTimestamps(value: guestClock, echoReply: endClock)
+        } else {
+            endClock &+= 1
+            options.timestamps = TCPTimestamps(value: endClock, echoReply: guestClock)
+        }
+        let spec = TCPFrameSpec(
+            sourceMAC: fromGuest ? guestMAC : endServerMAC, destinationMAC: fromGuest ? endServerMAC : guestMAC,
+            source: fromGuest ? guest : endServer, destination: fromGuest ? endServer : guest,
+            sourcePort: fromGuest ? local : remote, destinationPort: fromGuest ? remote : local,
+            sequenceNumber: SequenceNumber(seq), acknowledgmentNumber: SequenceNumber(ack), flags: flags,
+            window: 2000, options: options)
+        let length = try payload.withUnsafeBytes { bytes throws(WireError) in
+            try FrameBuilder.tcp(spec, payload: bytes, into: buffer)
+        }
+        let frame = UnsafeMutableRawBufferPointer(rebasing: buffer[..<length])
+        let verdict =
+            fromGuest
+            ? wrapper.fromGuest(frame, now: start, sink: sink, releasing: true)
+            : wrapper.fromClient(frame, now: start, sink: sink)
+        return (verdict, try SentSegment(Array(frame)))
+    }
+}
