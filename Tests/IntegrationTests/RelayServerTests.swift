@@ -45,6 +45,100 @@ final class RelayServerTests: SharedPairTestCase {
         XCTAssertEqual(stats.requests.map(\.path), urls.map { String($0.dropFirst(Self.demoProxy.count)) })
         XCTAssertEqual(stats.connections, 1, "the proxy keeps its back-end connection alive")
     }
+
+    func testDemoProxyDownloadAcrossKernelPanic() throws {
+        try proxiedDownload(through: Self.demoProxy, fault: "kernel-panic")
+    }
+
+    func testDemoProxyDownloadAcrossServiceCrash() throws {
+        try proxiedDownload(through: Self.demoProxy, fault: "service-crash")
+    }
+
+    func testDemoProxyDownloadAcrossQEMUKill() throws {
+        try proxiedDownload(through: Self.demoProxy, fault: "qemu-kill")
+    }
+
+    func testDemoProxyDownloadAcrossKernelHang() throws {
+        try proxiedDownload(through: Self.demoProxy, fault: "kernel-hang")
+    }
+
+    /// nginx, unmodified, as the relay server (`proxy_pass` with upstream keep-alive).
+    func testNginxProxyDownloadAcrossKernelPanic() throws {
+        try proxiedDownload(through: Self.nginxProxy, fault: "kernel-panic")
+    }
+
+    func testNginxProxyDownloadAcrossServiceCrash() throws {
+        try proxiedDownload(through: Self.nginxProxy, fault: "service-crash")
+    }
+
+    /// A POST the back end holds (it answers 3 s after the body is in) when the primary fails:
+    /// the new guest re-sends it, the relay checks it against what the back end has and drops
+    /// it, and the back end's answer on the original connection reaches the client.
+    func testPOSTThroughTheProxyAcrossAFaultReachesTheBackEndOnce() throws {
+        let size = 1 << 20
+        let body = "\(backend.directory)/body"
+        try Data((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }).write(
+            to: URL(fileURLWithPath: body))
+        let previous = try Harness.status(Self.pair)["lastRecovery"] as? [String: Any]
+        let upload = BackgroundReport {
+            let output = try Harness.run([
+                "ip", "netns", "exec", "ftvm-\(Self.pair)", "curl", "-sS", "--fail", "--max-time", "60",
+                "--data-binary", "@\(body)", "\(Self.demoProxy)/sha256?delay=3",
+            ])
+            return ["status": output.status, "stdout": output.stdout, "stderr": output.stderr]
+        }
+        let started = Date()
+        while try backend.stats().requests.first(where: { $0.method == "POST" })?.bytes != size,
+            Date().timeIntervalSince(started) < 30
+        {
+            usleep(50_000)
+        }
+        try Harness.ftvm(["inject", "kernel-panic", "--name", Self.pair])
+        let result = try upload.wait(seconds: 90)
+        XCTAssertEqual(result["status"] as? Int32, 0, "\(result)")
+        XCTAssertEqual(
+            (result["stdout"] as? String)?.trimmingCharacters(in: .whitespacesAndNewlines),
+            try Harness.sha256(file: body))
+        let stats = try backend.stats()
+        XCTAssertEqual(stats.requests.filter { $0.method == "POST" }.count, 1, "\(stats)")
+        XCTAssertEqual(stats.requests.first?.complete, true, "\(stats)")
+        XCTAssertEqual(stats.connections, 1, "\(stats)")
+        try checkReplay(after: previous)
+        print("relay servers: POST of \(size) bytes across kernel-panic, back end saw \(stats.summary)")
+    }
+
+    /// The takeover's replay carried the client connection and the proxy's connection (both
+    /// spliced) and reset nothing.
+    private func checkReplay(
+        after previous: [String: Any]?, file: StaticString = #filePath, line: UInt = #line
+    )
+        throws
+    {
+        let recovery = try Harness.recovery(Self.pair, after: previous, file: file, line: line)
+        let replay = try XCTUnwrap(recovery["replay"] as? [String: Any], file: file, line: line)
+        XCTAssertEqual(replay["reset"] as? Int, 0, "\(replay)", file: file, line: line)
+        XCTAssertGreaterThanOrEqual(replay["spliced"] as? Int ?? 0, 2, "\(replay)", file: file, line: line)
+    }
+
+    /// A download through the proxy, paced, with a fault in its middle: it must finish
+    /// byte-exact on its connection, and the back end must have seen one connection and one
+    /// request for it.
+    private func proxiedDownload(through base: String, fault: String) throws {
+        let size = 24 << 20
+        let seed = UInt64.random(in: 1...1_000_000)
+        let previous = try Harness.status(Self.pair)["lastRecovery"] as? [String: Any]
+        let download = try Harness.Download(pair: Self.pair, size: size, seed: seed, rate: "4M", base: base)
+        let started = Date()
+        while download.bytesWritten < 4 << 20, Date().timeIntervalSince(started) < 60 { usleep(50_000) }
+        try Harness.ftvm(["inject", fault, "--name", Self.pair])
+        try download.check()
+        let stats = try backend.stats()
+        let path = "/bytes/\(size)?seed=\(seed)"
+        XCTAssertEqual(stats.requests.filter { $0.path == path }.count, 1, "requests the back end saw: \(stats)")
+        XCTAssertEqual(stats.connections, 1, "connections the back end saw: \(stats)")
+        try checkReplay(after: previous)
+        print("relay servers: \(fault): \(size) bytes through \(base), back end saw \(stats.summary)")
+    }
 }
 
 /// Tests/tools/backend.py in the pair's client namespace, on 10.77.0.1:9000 (where the image's
@@ -54,6 +148,8 @@ final class Backend {
         var method: String
         var path: String
         var connection: Int
+        /// The body received (POST) or sent (GET) so far.
+        var bytes: Int
         var complete: Bool
     }
 
@@ -94,7 +190,8 @@ final class Backend {
         let requests = (object["requests"] as? [[String: Any]] ?? []).map {
             Request(
                 method: $0["method"] as? String ?? "", path: $0["path"] as? String ?? "",
-                connection: $0["connection"] as? Int ?? 0, complete: $0["complete"] as? Bool ?? false)
+                connection: $0["connection"] as? Int ?? 0, bytes: $0["bytes"] as? Int ?? 0,
+                complete: $0["complete"] as? Bool ?? false)
         }
         return Stats(
             connections: object["connections"] as? Int ?? -1, closed: object["closed"] as? Int ?? -1,

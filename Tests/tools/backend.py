@@ -10,6 +10,8 @@ must regenerate the same bytes):
     GET  /bytes/N?seed=S   the splitmix64 stream (Tests/tools/splitmix.py), Content-Length N
     POST /sha256           the SHA-256 of the body, as hex and a newline
     anything else          404
+`delay=SECONDS` in the query holds the answer back that long after the request is in (so a test
+can fail the guest while the end server has a request and has not answered it yet).
 
 After every connection, request and close it rewrites the stats file (atomically, by rename):
     {"connections": C, "closed": K, "requests": [{"method", "path", "connection", "bytes"}...]}
@@ -23,6 +25,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from splitmix import SplitMix64Stream  # noqa: E402
@@ -92,10 +95,13 @@ def serve(conn, number, stats_path):
                     received += len(take)
                     buffer = buffer[len(take):]
                 entry["bytes"] = received
+                publish(stats_path)
+                time.sleep(float(params.get("delay", "0")))
                 respond(conn, "200 OK", (digest.hexdigest() + "\n").encode(), content_type="text/plain")
             elif method == "GET" and path.startswith("/bytes/"):
                 count = int(path[len("/bytes/"):])
                 stream = SplitMix64Stream(int(params.get("seed", "0")))
+                time.sleep(float(params.get("delay", "0")))
                 respond(conn, "200 OK", length=count)
                 sent = 0
                 while sent < count:
