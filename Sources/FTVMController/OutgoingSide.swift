@@ -1,3 +1,4 @@
+import FTVMHTTP
 import FTVMLog
 import FTVMWire
 import Synchronization
@@ -24,6 +25,8 @@ final class OutgoingSide: @unchecked Sendable {
         public var logged: UInt64
         /// Connections passed unlogged: the SYN table or the log had no room.
         public var unlogged: UInt64
+        /// Connections whose HTTP framing stopped being followed (no more trims), and why.
+        public var framingStopped: [String: UInt64]
     }
 
     /// A guest's SYN waiting for the end server's SYN/ACK.
@@ -38,8 +41,30 @@ final class OutgoingSide: @unchecked Sendable {
     static let pendingLimit = 1024
     static let pendingNanos: UInt64 = 130_000_000_000
 
+    /// An exchange boundary of a guest-initiated connection, with the client exchange count when
+    /// its exchange completed (SouthSide+Outgoing.swift).
+    private struct Boundary {
+        var start = ReplayStart(clientOffset: 0, serverOffset: 0, serverCRC: 0)
+        var stamp: UInt64 = 0
+    }
+
+    /// Boundaries waiting per slot, oldest first; the newest replaces the last when full (it
+    /// subsumes it, with a younger stamp: later, never wrongly, trimmed).
+    private struct Boundaries {
+        static let capacity = 4
+        var serial: UInt64 = 0
+        var entries = InlineArray<4, Boundary>(repeating: Boundary())
+        var count = 0
+    }
+
     private let log: ConnectionLog
     private var pending: [FlowKey: PendingSYN] = [:]
+    private var boundaries: [Boundaries]
+    private var slotsWithBoundaries = 0
+    /// Client exchanges begun so far (the stamps).
+    private var clientExchanges: UInt64 = 0
+    /// Why outgoing connections' framing stopped being followed (rare: a lock is fine).
+    private let stops = Mutex<[String: UInt64]>([:])
     private var lastSweep: UInt64 = 0
     private let guestSYNs = Atomic<UInt64>(0)
     private let logged = Atomic<UInt64>(0)
@@ -48,12 +73,13 @@ final class OutgoingSide: @unchecked Sendable {
     init(log: ConnectionLog) {
         self.log = log
         pending.reserveCapacity(Self.pendingLimit)
+        boundaries = Array(repeating: Boundaries(), count: log.usage.slotCount)
     }
 
     var counters: Counters {
         Counters(
             guestSYNs: guestSYNs.load(ordering: .relaxed), logged: logged.load(ordering: .relaxed),
-            unlogged: unlogged.load(ordering: .relaxed))
+            unlogged: unlogged.load(ordering: .relaxed), framingStopped: stops.withLock { $0 })
     }
 
     /// The guest sent a SYN (`key`: the end server as the client, the guest's port as the
@@ -90,6 +116,60 @@ final class OutgoingSide: @unchecked Sendable {
         }
         logged.add(1, ordering: .relaxed)
         return slot
+    }
+
+    // MARK: Bounding (SouthSide+Outgoing.swift)
+
+    /// A client exchange begins: its stamp.
+    func beginClientExchange() -> UInt64 {
+        clientExchanges += 1
+        return clientExchanges
+    }
+
+    var hasBoundaries: Bool { slotsWithBoundaries > 0 }
+
+    /// An exchange of `slot` completed at `start`; it is stamped with the client exchanges so far.
+    func offer(_ slot: Slot, _ start: ReplayStart) {
+        var list = boundaries[slot.index]
+        if list.serial != slot.serial {
+            if list.count > 0 { slotsWithBoundaries -= 1 }
+            list = Boundaries(serial: slot.serial)
+        }
+        let boundary = Boundary(start: start, stamp: clientExchanges)
+        if list.count == Boundaries.capacity {
+            list.entries[list.count - 1] = boundary
+        } else {
+            if list.count == 0 { slotsWithBoundaries += 1 }
+            list.entries[list.count] = boundary
+            list.count += 1
+        }
+        boundaries[slot.index] = list
+    }
+
+    /// The furthest boundary of `slot` that is acknowledged (its request by the end server, its
+    /// response logged) and older than every client exchange in flight (`oldestInFlight`: the
+    /// smallest stamp among them), removed with those before it.
+    func due(_ slot: Slot, before oldestInFlight: UInt64, serverAcked: UInt64, clientLogged: UInt64) -> ReplayStart? {
+        var list = boundaries[slot.index]
+        guard list.serial == slot.serial, list.count > 0 else { return nil }
+        var taken = 0
+        while taken < list.count, list.entries[taken].stamp < oldestInFlight,
+            list.entries[taken].start.serverOffset <= serverAcked,
+            list.entries[taken].start.clientOffset <= clientLogged
+        {
+            taken += 1
+        }
+        guard taken > 0 else { return nil }
+        let found = list.entries[taken - 1].start
+        for index in 0..<(list.count - taken) { list.entries[index] = list.entries[index + taken] }
+        list.count -= taken
+        if list.count == 0 { slotsWithBoundaries -= 1 }
+        boundaries[slot.index] = list
+        return found
+    }
+
+    func noteFramingStopped(_ reason: HTTPStop?) {
+        stops.withLock { $0[reason?.description ?? "segment too large to frame", default: 0] += 1 }
     }
 
     /// Forgets SYNs no end server answered. Cheap enough to call every loop turn; it scans once

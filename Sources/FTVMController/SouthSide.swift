@@ -30,7 +30,7 @@ public final class SouthSide: @unchecked Sendable {
         /// Server ports whose connections are HTTP/1.x: framing is followed, exchanges trimmed and
         /// `Date:` values masked. Other ports are logged whole (up to the budget) unless the
         /// service trims them explicitly.
-        public var httpPorts: Set<UInt16> = [80, 8080, 8081]
+        public var httpPorts: Set<UInt16> = [80, 8080, 8081, 8090]
         /// A connection whose client sent nothing for this long has its record reclaimed.
         public var idleReclaimNanos: UInt64 = 600_000_000_000
 
@@ -83,6 +83,11 @@ public final class SouthSide: @unchecked Sendable {
         var lastClientFrame: UInt64 = 0
         var framing = Framing.none
         var trims = TrimCandidates()
+        /// Relay servers (SouthSide+Outgoing.swift): for a client connection, the client exchange
+        /// count when its exchange in flight began (0: none in flight).
+        var exchangeBegan: UInt64 = 0
+        /// The guest opened this connection (its "client" is an end server).
+        var guestInitiated = false
     }
 
     /// Whether a connection's HTTP framing is followed, and from which stream offsets the
@@ -91,6 +96,9 @@ public final class SouthSide: @unchecked Sendable {
         case none
         case following(clientBase: UInt64, serverBase: UInt64)
         case stopped
+        /// A guest-initiated connection's framing, mirrored: the guest's stream holds the requests,
+        /// the end server's (the logged "client" bytes) the responses (SouthSide+Outgoing.swift).
+        case outgoing
     }
 
     let log: ConnectionLog
@@ -130,11 +138,11 @@ public final class SouthSide: @unchecked Sendable {
             explicitTrimsMissed: explicitTrimsMissed.load(ordering: .relaxed))
     }
 
-    private var flows: [Flow]
+    var flows: [Flow]
     /// Per slot, the HTTP tracker of a connection whose framing is followed. Kept apart from
     /// `flows` so the tracker's callbacks may update the flow while the tracker runs.
-    private let trackers: UnsafeMutableBufferPointer<HTTPExchangeTracker>
-    private let maskScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 17, alignment: 16)
+    let trackers: UnsafeMutableBufferPointer<HTTPExchangeTracker>
+    let maskScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 17, alignment: 16)
     private var lastSweep: UInt64 = 0
 
     init(
@@ -309,7 +317,9 @@ public final class SouthSide: @unchecked Sendable {
         }
         // Relay servers (OutgoingSide.swift): an end server answers a connection the guest opened.
         if flags.contains(.syn), log.lookup(key) == nil, let slot = outgoing.endServerAnswers(segment, key: key) {
-            flows[slot.index] = Flow(serial: slot.serial, lastClientFrame: now)
+            flows[slot.index] = Flow(
+                serial: slot.serial, lastClientFrame: now, framing: .outgoing, guestInitiated: true)
+            trackers[slot.index] = HTTPExchangeTracker()
             tracked.add(1, ordering: .relaxed)
             return (.forward, slot)
         }
@@ -334,6 +344,7 @@ public final class SouthSide: @unchecked Sendable {
             }
             switch result {
             case .logged(let count), .partial(let count):
+                noteClientExchange(slot)
                 feedRequests(slot, UnsafeRawBufferPointer(rebasing: payload[(length - count)...]))
             case .unprotected:
                 stopFollowing(slot, because: nil)
@@ -450,6 +461,7 @@ public final class SouthSide: @unchecked Sendable {
 
     /// Feeds newly logged client bytes to the connection's HTTP tracker, if it has one.
     private func feedRequests(_ slot: Slot, _ bytes: UnsafeRawBufferPointer) {
+        if case .outgoing = flows[slot.index].framing { return feedOutgoingResponses(slot, bytes) }
         guard case .following(let clientBase, let serverBase) = flows[slot.index].framing else { return }
         trackers[slot.index].feedRequests(bytes) { exchange in
             completed(slot, exchange, clientBase: clientBase, serverBase: serverBase)
@@ -493,6 +505,10 @@ public final class SouthSide: @unchecked Sendable {
             flows[index].trims.checkpoint(start + UInt64(bytes.count), crc: crc)
         case .stopped:
             crc = CRC32C.checksum(bytes, continuing: crc)
+        case .outgoing:
+            crc = CRC32C.checksum(bytes, continuing: crc)
+            flows[index].trims.checkpoint(start + UInt64(bytes.count), crc: crc)
+            feedOutgoingRequests(slot, bytes)
         }
         return StreamAdvance(bytes: bytes.count, crc: crc)
     }
@@ -531,6 +547,7 @@ public final class SouthSide: @unchecked Sendable {
                 serverAcked: position.serverAcked, clientLogged: position.clientLogged)
         else { return }
         log.trim(slot, to: boundary)
+        if isBetweenExchanges(slot) { flows[slot.index].exchangeBegan = 0 }
     }
 
     /// A guest says a connection is complete up to (client offset, server offset) in its own
@@ -568,6 +585,7 @@ public final class SouthSide: @unchecked Sendable {
         outgoing.sweep(now: now)
         guard now &- lastSweep >= 1_000_000_000 else { return }
         lastSweep = now
+        trimOutgoing()
         log.forEachLive { slot in
             let phase = splicer.phase(of: slot)
             guard phase == .idle || phase == .spliced, flows[slot.index].serial == slot.serial,

@@ -57,13 +57,7 @@ extension Splicer {
             sendSYNACK(slot, log.current(slot), guestSYN: segment.options, sink: sink)
             return true
         }
-        guard
-            let position = awaitingReopen.firstIndex(where: { slot in
-                guard phase(of: slot) == .awaitingReopen else { return false }
-                let logged = log.current(slot).key
-                return logged.clientAddress == key.clientAddress && logged.clientPort == key.clientPort
-            })
-        else { return false }
+        guard let position = reopenCandidate(for: key) else { return false }
         let slot = awaitingReopen.remove(at: position)
         let record = log.current(slot)
         var splice = Splice(phase: .catchingUp, serial: slot.serial)
@@ -84,6 +78,24 @@ extension Splicer {
         pump(slot, sink: sink)
         checkVerified(slot, record, now: now, sink: sink)
         return true
+    }
+
+    /// Which waiting connection a new guest's SYN to `key`'s end server opens again: the oldest
+    /// to that address and port with an exchange in flight (a request or response bytes past its
+    /// replay start: what a re-run client request would send again), else the oldest one between
+    /// exchanges (equivalent to a new connection). Never one whose end server has closed: no
+    /// relay server sends a request on that.
+    private func reopenCandidate(for key: FlowKey) -> Int? {
+        var idle: Int?
+        for (position, slot) in awaitingReopen.enumerated() where phase(of: slot) == .awaitingReopen {
+            let record = log.current(slot)
+            guard record.key.clientAddress == key.clientAddress, record.key.clientPort == key.clientPort,
+                !record.clientFINLogged
+            else { continue }
+            if record.clientBytesHeld > 0 || record.replayedServerStream.byteCount > 0 { return position }
+            if idle == nil { idle = position }
+        }
+        return idle
     }
 
     /// The slot a new guest's own key maps to, once it opened a logged connection again.

@@ -233,6 +233,96 @@ final class OutgoingReplayTests: XCTestCase {
         XCTAssertNil(log.lookup(loggedKey))
     }
 
+    // MARK: Bounded
+
+    /// An exchange on the guest's connection leaves the log once it is complete on both sides
+    /// and no client exchange that was in flight before it completed still is; a replay then
+    /// opens the connection at that boundary.
+    func testAnExchangeLeavesTheLogOnlyOnceNoClientExchangeThatCouldHaveCausedItIsInFlight() throws {
+        // A client asks the guest's proxy (port 8090, HTTP) for something.
+        let clientPort: UInt16 = 50000
+        let clientISN: UInt32 = 3000
+        let serviceISN: UInt32 = 8000
+        let clientRequest = Array("GET /proxy/a HTTP/1.1\r\nHost: p\r\n\r\n".utf8)
+        func client(
+            _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
+        ) throws
+            -> SouthSide.Verdict
+        {
+            try deliverFrame(
+                fromGuest: false, seq: seq, ack: ack, flags: flags, payload: payload, port: 8090, to: clientPort
+            )
+            .verdict
+        }
+        func service(
+            _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
+        ) throws
+            -> SouthSide.Verdict
+        {
+            try deliverFrame(
+                fromGuest: true, seq: seq, ack: ack, flags: flags, payload: payload, port: 8090, to: clientPort
+            )
+            .verdict
+        }
+        XCTAssertEqual(try client(clientISN, 0, .syn), .forward)
+        XCTAssertEqual(try service(serviceISN, clientISN &+ 1, [.syn, .ack]), .forward)
+        XCTAssertEqual(try client(clientISN &+ 1, serviceISN &+ 1, .ack), .forward)
+        XCTAssertEqual(try client(clientISN &+ 1, serviceISN &+ 1, [.ack, .psh], clientRequest), .forward)
+
+        // The proxy fetches it over its own connection: one whole exchange.
+        let backendRequest = Array("GET /a HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
+        let backendResponse = Array("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".utf8)
+        XCTAssertEqual(try deliver(fromGuest: true, seq: guestISN, ack: 0, flags: .syn, options: synOptions), .forward)
+        XCTAssertEqual(try deliver(fromGuest: false, seq: endISN, ack: guestISN &+ 1, flags: [.syn, .ack]), .forward)
+        let end = guestISN &+ 1 &+ UInt32(backendRequest.count)
+        XCTAssertEqual(
+            try deliver(
+                fromGuest: true, seq: guestISN &+ 1, ack: endISN &+ 1, flags: [.ack, .psh], payload: backendRequest),
+            .forward)
+        XCTAssertEqual(
+            try deliver(fromGuest: false, seq: endISN &+ 1, ack: end, flags: [.ack, .psh], payload: backendResponse),
+            .forward)
+        let responseEnd = endISN &+ 1 &+ UInt32(backendResponse.count)
+        XCTAssertEqual(try deliver(fromGuest: true, seq: end, ack: responseEnd, flags: .ack), .forward)
+        let slot = try XCTUnwrap(log.lookup(loggedKey))
+
+        // The client's exchange is in flight: a replay would re-run it, and it would send this
+        // request again. So the exchange stays in the log.
+        wrapper.sweep(now: start)
+        XCTAssertEqual(log.current(slot).replayStart.serverOffset, 0)
+        XCTAssertEqual(log.clientBytes(slot), backendResponse)
+
+        // The proxy answers the client, which acknowledges it: the client's exchange is done…
+        let answer = Array("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".utf8)
+        let requestEnd = clientISN &+ 1 &+ UInt32(clientRequest.count)
+        XCTAssertEqual(try service(serviceISN &+ 1, requestEnd, [.ack, .psh], answer), .forward)
+        XCTAssertEqual(try client(requestEnd, serviceISN &+ 1 &+ UInt32(answer.count), .ack), .forward)
+        // … and the next sweep trims the proxy's exchange.
+        wrapper.sweep(now: start + 1_000_000_000)
+        let record = log.current(slot)
+        XCTAssertEqual(
+            record.replayStart,
+            ReplayStart(
+                clientOffset: UInt64(backendResponse.count), serverOffset: UInt64(backendRequest.count),
+                serverCRC: CRC32C.checksum(backendRequest)))
+        XCTAssertEqual(log.clientBytes(slot), [], "nothing held")
+
+        // A failover: the connection waits between exchanges; the new guest's connection opens
+        // at the boundary, with nothing to regenerate or inject, and is spliced at once.
+        wrapper.splicer.begin(now: start, sink: sink)
+        _ = sink.takeAll()
+        XCTAssertEqual(try newGuestSYN(), .drop)
+        let synack = try XCTUnwrap(try sink.takeGuest().first)
+        XCTAssertEqual(synack.seq, responseEnd &- 1, "the end server's sequence at the boundary")
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+        let next = try deliverFrame(
+            fromGuest: true, seq: newISN &+ 1, ack: synack.seq &+ 1, flags: [.ack, .psh], payload: backendRequest,
+            port: newPort)
+        XCTAssertEqual(next.verdict, .forward, "the new guest's next request goes to the end server")
+        XCTAssertEqual(next.segment.seq, end)
+        XCTAssertEqual(next.segment.tuple.sourcePort, oldPort)
+    }
+
     // MARK: Helpers
 
     private var loggedKey: FlowKey {
