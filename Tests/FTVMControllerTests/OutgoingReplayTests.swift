@@ -107,6 +107,7 @@ final class OutgoingReplayTests: XCTestCase {
         let synTSval: UInt32 = 77
         XCTAssertEqual(try newGuestSYN(tsval: synTSval), .drop)
         var frames = try sink.takeGuest()
+        XCTAssertEqual(frames.count, 1, "nothing is injected before the guest sends its request again")
         let synack = try XCTUnwrap(frames.first)
         XCTAssertEqual(synack.flags, [.syn, .ack])
         XCTAssertEqual(synack.seq, endISN, "the end server's original ISN")
