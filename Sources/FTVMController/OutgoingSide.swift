@@ -18,7 +18,7 @@ import Synchronization
 ///
 /// Relay thread only. The table of waiting SYNs is sized once; a SYN that finds it full is not
 /// logged (its connection passes unprotected, counted).
-final class OutgoingSide: @unchecked Sendable {
+public final class OutgoingSide: @unchecked Sendable {
     public struct Counters: Sendable, Codable, Equatable {
         /// Guest SYNs to an end server, and connections logged once the end server answered.
         public var guestSYNs: UInt64

@@ -59,6 +59,9 @@ public final class SouthSide: @unchecked Sendable {
         public var explicitTrims: UInt64
         public var explicitTrimsUsed: UInt64
         public var explicitTrimsMissed: UInt64
+        /// Connections the guest opened itself (relay servers, docs/relay-servers.md); nil from a
+        /// daemon that predates them.
+        public var relayServers: OutgoingSide.Counters?
     }
 
     enum Verdict {
@@ -135,7 +138,7 @@ public final class SouthSide: @unchecked Sendable {
             malformed: malformed.load(ordering: .relaxed), exchanges: exchanges.load(ordering: .relaxed),
             framingStopped: stops.withLock { $0 }, explicitTrims: explicitTrims.load(ordering: .relaxed),
             explicitTrimsUsed: explicitTrimsUsed.load(ordering: .relaxed),
-            explicitTrimsMissed: explicitTrimsMissed.load(ordering: .relaxed))
+            explicitTrimsMissed: explicitTrimsMissed.load(ordering: .relaxed), relayServers: outgoing.counters)
     }
 
     var flows: [Flow]

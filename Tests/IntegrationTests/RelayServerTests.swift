@@ -44,6 +44,10 @@ final class RelayServerTests: SharedPairTestCase {
         let stats = try backend.stats()
         XCTAssertEqual(stats.requests.map(\.path), urls.map { String($0.dropFirst(Self.demoProxy.count)) })
         XCTAssertEqual(stats.connections, 1, "the proxy keeps its back-end connection alive")
+        let wrapper = try XCTUnwrap(
+            (try Harness.status(Self.pair)["log"] as? [String: Any])?["wrapper"] as? [String: Any])
+        let relayServers = try XCTUnwrap(wrapper["relayServers"] as? [String: Any], "\(wrapper)")
+        XCTAssertGreaterThanOrEqual(relayServers["logged"] as? Int ?? 0, 1, "the proxy's connection is logged")
     }
 
     /// The proxy's back-end connection carries three exchanges before the download it is

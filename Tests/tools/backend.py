@@ -13,7 +13,8 @@ must regenerate the same bytes):
 `delay=SECONDS` in the query holds the answer back that long after the request is in (so a test
 can fail the guest while the end server has a request and has not answered it yet).
 
-After every connection, request and close it rewrites the stats file (atomically, by rename):
+After every connection, request and close it rewrites the stats file (with --count-only, twice
+a second, "requests" a count) (atomically, by rename):
     {"connections": C, "closed": K, "requests": [{"method", "path", "connection", "bytes"}...]}
 "bytes" is the body length received (POST) or sent (GET) in full; a request whose response
 could not be sent in full has "complete": false.
@@ -34,13 +35,48 @@ LOCK = threading.Lock()
 STATS = {"connections": 0, "closed": 0, "requests": []}
 
 
+COUNT_ONLY = False
+
+
 def publish(path):
+    """Writes the stats file (one writer at a time: the temporary file is shared). With
+    --count-only the request list is a count and the file is written by `publisher` only."""
+    if COUNT_ONLY:
+        return
+    write(path)
+
+
+def write(path):
     with LOCK:
         text = json.dumps(STATS)
-    temporary = path + ".tmp"
-    with open(temporary, "w") as out:
-        out.write(text)
-    os.replace(temporary, path)
+        temporary = path + ".tmp"
+        with open(temporary, "w") as out:
+            out.write(text)
+        os.replace(temporary, path)
+
+
+def publisher(path):
+    while True:
+        write(path)
+        time.sleep(0.5)
+
+
+SMALL = 16384
+MASK = (1 << 64) - 1
+
+
+def small_stream(count, seed):
+    """The first `count` bytes of the splitmix64 stream, word by word: for short answers the
+    block generator of splitmix.py costs a 64 KiB block each (load tests ask for 1 KiB)."""
+    out = bytearray()
+    state = seed & MASK
+    while len(out) < count:
+        state = (state + 0x9E3779B97F4A7C15) & MASK
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+        out += (z ^ (z >> 31)).to_bytes(8, "little")
+    return bytes(out[:count])
 
 
 def read_head(conn, buffer):
@@ -78,7 +114,10 @@ def serve(conn, number, stats_path):
             length = int(fields.get("content-length", "0"))
             entry = {"method": method, "path": target, "connection": number, "bytes": 0, "complete": False}
             with LOCK:
-                STATS["requests"].append(entry)
+                if COUNT_ONLY:
+                    STATS["requests"] = STATS.get("requests", 0) + 1
+                else:
+                    STATS["requests"].append(entry)
             publish(stats_path)
             path, _, query = target.partition("?")
             params = dict(part.partition("=")[::2] for part in query.split("&") if part)
@@ -100,14 +139,19 @@ def serve(conn, number, stats_path):
                 respond(conn, "200 OK", (digest.hexdigest() + "\n").encode(), content_type="text/plain")
             elif method == "GET" and path.startswith("/bytes/"):
                 count = int(path[len("/bytes/"):])
-                stream = SplitMix64Stream(int(params.get("seed", "0")))
+                seed = int(params.get("seed", "0"))
                 time.sleep(float(params.get("delay", "0")))
-                respond(conn, "200 OK", length=count)
-                sent = 0
-                while sent < count:
-                    block = stream.read(min(65536, count - sent))
-                    conn.sendall(block)
-                    sent += len(block)
+                if count <= SMALL:
+                    respond(conn, "200 OK", small_stream(count, seed))
+                    sent = count
+                else:
+                    stream = SplitMix64Stream(seed)
+                    respond(conn, "200 OK", length=count)
+                    sent = 0
+                    while sent < count:
+                        block = stream.read(min(65536, count - sent))
+                        conn.sendall(block)
+                        sent += len(block)
                 entry["bytes"] = sent
             else:
                 respond(conn, "404 Not Found", b"not found\n", content_type="text/plain")
@@ -128,13 +172,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", default="10.77.0.1:9000")
     parser.add_argument("--stats", required=True)
+    parser.add_argument(
+        "--count-only", action="store_true",
+        help="count requests instead of listing them, and write the file twice a second (for load tests)")
     args = parser.parse_args()
+    global COUNT_ONLY
+    COUNT_ONLY = args.count_only
+    if COUNT_ONLY:
+        STATS["requests"] = 0
     host, _, port = args.listen.rpartition(":")
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, int(port)))
     listener.listen(128)
-    publish(args.stats)
+    write(args.stats)
+    if COUNT_ONLY:
+        threading.Thread(target=publisher, args=(args.stats,), daemon=True).start()
     print(f"backend listening on {args.listen}", flush=True)
     while True:
         conn, _peer = listener.accept()
