@@ -231,7 +231,8 @@ public final class SouthSide: @unchecked Sendable {
     func moveIdlePinned(now: UInt64, sink: FrameSink) -> Int {
         var moved = 0
         log.forEachLive { slot in
-            guard isPinned(slot), isBetweenExchanges(slot) else { return }
+            // (A relay server's own connection stays with the draining guest, which may still use it.)
+            guard isPinned(slot), !flows[slot.index].guestInitiated, isBetweenExchanges(slot) else { return }
             flows[slot.index].pinned = false
             splicer.add(slot, now: now, sink: sink)
             moved += 1
@@ -351,6 +352,7 @@ public final class SouthSide: @unchecked Sendable {
                 feedRequests(slot, UnsafeRawBufferPointer(rebasing: payload[(length - count)...]))
             case .unprotected:
                 stopFollowing(slot, because: nil)
+                flows[slot.index].exchangeBegan = 0  // a failover resets it: it re-runs nothing
             case .duplicate, .gap:
                 break
             }

@@ -46,6 +46,7 @@ extension Splicer {
                 sink: sink)
             return
         }
+        awaitingReopen.removeAll { $0 == slot }  // (still waiting from a replay just before)
         awaitingReopen.append(slot)
     }
 
