@@ -2,10 +2,31 @@ import FTVMLog
 import FTVMWire
 
 /// The local port of a relay server's connection as the serving guest opened it again, and as
-/// the end server knows it (the logged one): the splice rewrites one into the other.
+/// the end server knows it (the logged one): the splice rewrites one into the other. And how the
+/// end server's sequence numbers as the guest sees them differ from the logged ones (`shift`,
+/// nonzero once the guest's first bytes showed it opened another logged connection than the one
+/// its SYN/ACK was made for).
 struct ReopenedPorts: Equatable {
     var serving: UInt16
     var logged: UInt16
+    var shift: UInt32 = 0
+    /// The guest's SYN, to set the connection up again for another record.
+    var syn: GuestSYN
+    /// Whether the guest's first bytes confirmed the record (or there was nothing to tell by).
+    var confirmed: Bool
+}
+
+/// What a replay keeps of the guest's SYN (or SYN/ACK).
+struct GuestSYN: Equatable {
+    var isn: UInt32
+    var options: TCPOptions
+    var window: UInt16
+
+    init(_ segment: TCPSegmentView) {
+        isn = segment.sequenceNumber.rawValue
+        options = segment.options
+        window = segment.window
+    }
 }
 
 /// Replay for relay servers (docs/relay-servers.md): connections the guest opened itself, to an
@@ -57,20 +78,18 @@ extension Splicer {
         if let slot = reopenedKeys[key] {
             // Its SYN again: the fake SYN/ACK was lost, or the guest gave the connection up.
             guard phase(of: slot) == .catchingUp else { return false }
-            sendSYNACK(slot, log.current(slot), guestSYN: segment.options, sink: sink)
+            sendSYNACK(slot, log.current(slot), guestSYN: segment.options, tsval: oldestTSval(toward: key), sink: sink)
             return true
         }
-        guard let position = reopenCandidate(for: key) else { return false }
+        guard let (position, others) = reopenCandidate(for: key) else { return false }
         let slot = awaitingReopen.remove(at: position)
         let record = log.current(slot)
-        var splice = Splice(phase: .catchingUp, serial: slot.serial)
-        splice.clientViewWindowScale = record.serverOptions?.windowScale ?? 0
-        splice.timestamps = record.serverTimestamps != nil && record.clientTimestamps != nil
-        splice.startedAt = now
-        splice = catchingUp(splice, record, guestSYN: segment, now: now)
-        splice.ports = ReopenedPorts(serving: key.serverPort, logged: record.key.serverPort)
-        splice.injectionHeld = record.replayedServerStream.byteCount > 0
-        splices[slot.index] = splice
+        let syn = GuestSYN(segment)
+        splices[slot.index] = reopening(
+            slot, record, syn: syn, now: now,
+            ports: ReopenedPorts(
+                serving: key.serverPort, logged: record.key.serverPort, syn: syn,
+                confirmed: !others || record.replayedServerStream.byteCount == 0))
         reopenedKeys[key] = slot
         active.append(slot.index)
         pendingCount += 1
@@ -78,28 +97,126 @@ extension Splicer {
         logger.info(
             "relay-server connection opened again",
             metadata: ["connection": "\(record.key)", "serving port": "\(key.serverPort)"])
-        sendSYNACK(slot, record, guestSYN: segment.options, sink: sink)
+        sendSYNACK(slot, record, guestSYN: segment.options, tsval: oldestTSval(toward: key), sink: sink)
         pump(slot, sink: sink)
         checkVerified(slot, record, now: now, sink: sink)
         return true
     }
 
-    /// Which waiting connection a new guest's SYN to `key`'s end server opens again: the oldest
-    /// to that address and port with an exchange in flight (a request or response bytes past its
-    /// replay start: what a re-run client request would send again), else the oldest one between
-    /// exchanges (equivalent to a new connection). Never one whose end server has closed: no
-    /// relay server sends a request on that.
-    private func reopenCandidate(for key: FlowKey) -> Int? {
-        var idle: Int?
-        for (position, slot) in awaitingReopen.enumerated() where phase(of: slot) == .awaitingReopen {
+    /// The splice of `slot` catching up from the guest's SYN.
+    private func reopening(
+        _ slot: Slot, _ record: ConnectionRecord, syn: GuestSYN, now: UInt64, ports: ReopenedPorts
+    )
+        -> Splice
+    {
+        var splice = Splice(phase: .catchingUp, serial: slot.serial)
+        splice.clientViewWindowScale = record.serverOptions?.windowScale ?? 0
+        splice.timestamps = record.serverTimestamps != nil && record.clientTimestamps != nil
+        splice.startedAt = now
+        splice = catchingUp(splice, record, guestSYN: syn, now: now)
+        splice.ports = ports
+        splice.injectionHeld = record.replayedServerStream.byteCount > 0
+        return splice
+    }
+
+    /// The waiting connections a new guest's SYN to `key`'s end server may open again: never
+    /// one whose end server has closed (no relay server sends a request on that).
+    private func waiting(toward key: FlowKey) -> [(position: Int, record: ConnectionRecord)] {
+        awaitingReopen.enumerated().compactMap { position, slot in
+            guard phase(of: slot) == .awaitingReopen else { return nil }
             let record = log.current(slot)
             guard record.key.clientAddress == key.clientAddress, record.key.clientPort == key.clientPort,
                 !record.clientFINLogged
-            else { continue }
-            if record.clientBytesHeld > 0 || record.replayedServerStream.byteCount > 0 { return position }
-            if idle == nil { idle = position }
+            else { return nil }
+            return (position, record)
         }
-        return idle
+    }
+
+    private func inFlight(_ record: ConnectionRecord) -> Bool {
+        record.clientBytesHeld > 0 || record.replayedServerStream.byteCount > 0
+    }
+
+    /// Which waiting connection a SYN opens again, for now: the oldest with an exchange in flight
+    /// (a request or response bytes past its replay start: what a re-run client request sends
+    /// again), else the oldest one between exchanges (equivalent to a new connection). Also
+    /// whether other connections with an exchange in flight wait: then the guest's first bytes
+    /// decide (`confirmReopened`).
+    private func reopenCandidate(for key: FlowKey) -> (Int, others: Bool)? {
+        let candidates = waiting(toward: key)
+        let busy = candidates.filter { inFlight($0.record) }
+        guard let chosen = busy.first ?? candidates.first else { return nil }
+        return (chosen.position, busy.count > 1)
+    }
+
+    /// The oldest TSval a waiting connection to `key`'s end server has seen from it: the fake
+    /// SYN/ACK carries it, so whichever of them the guest's connection turns out to be, no
+    /// injected segment is older than what the guest holds (RFC 7323 §5, PAWS).
+    private func oldestTSval(toward key: FlowKey) -> UInt32? {
+        var oldest: UInt32?
+        for (_, record) in waiting(toward: key) {
+            guard let value = record.clientTimestamps?.value else { continue }
+            if let current = oldest, !SequenceMath.isAfter(current, value) { continue }
+            oldest = value
+        }
+        return oldest
+    }
+
+    /// The guest's first regenerated bytes on a connection opened again while several logged
+    /// ones to its end server had an exchange in flight: the record whose logged guest stream
+    /// since its replay start they begin with (its whole length, same checksum) is the one the
+    /// guest re-runs. When that is another than the one the SYN/ACK was made for, the connection
+    /// moves to it (that one waits again), and the end server's sequence numbers are shifted for
+    /// the guest from then on. Returns the slot the connection now belongs to.
+    func confirmReopened(_ slot: Slot, _ segment: TCPSegmentView, now: UInt64) -> Slot {
+        guard var ports = splices[slot.index].ports else { return slot }
+        ports.confirmed = true
+        splices[slot.index].ports = ports
+        let record = log.current(slot)
+        let payload = UnsafeRawBufferPointer(segment.payload)
+        // Only a segment that starts the regenerated stream can tell.
+        guard segment.sequenceNumber.rawValue == ports.syn.isn &+ 1 else { return slot }
+        func begins(_ candidate: ConnectionRecord) -> Bool {
+            let stream = candidate.replayedServerStream
+            guard stream.byteCount > 0, stream.byteCount <= UInt64(payload.count) else { return false }
+            return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: payload[..<Int(stream.byteCount)])) == stream.crc
+        }
+        guard !begins(record), UInt64(payload.count) >= record.replayedServerStream.byteCount else { return slot }
+        var key = record.key
+        key.serverPort = ports.serving
+        guard let other = waiting(toward: key).first(where: { inFlight($0.record) && begins($0.record) }) else {
+            return slot  // nothing fits better: it diverges where it is, and is reset
+        }
+        let moved = awaitingReopen.remove(at: other.position)
+        let original = splices[slot.index]
+        var movedPorts = ports
+        movedPorts.logged = other.record.key.serverPort
+        movedPorts.shift = record.replayClientISN &+ ports.shift &- other.record.replayClientISN
+        var splice = reopening(moved, other.record, syn: ports.syn, now: now, ports: movedPorts)
+        splice.startedAt = original.startedAt
+        splices[moved.index] = splice
+        splices[slot.index] = Splice(
+            phase: .awaitingReopen, serial: slot.serial, startedAt: original.startedAt, lastProgress: now)
+        awaitingReopen.append(slot)
+        reopenedKeys[key] = moved
+        if let position = active.firstIndex(of: slot.index) { active[position] = moved.index }
+        logger.info(
+            "relay-server connection is another one than its SYN suggested",
+            metadata: ["connection": "\(other.record.key)", "instead of": "\(record.key)"])
+        return moved
+    }
+
+    /// A segment from a guest on a connection it opened again, in the logged view: its ACK and
+    /// SACK edges of end-server bytes unshifted.
+    func fromReopened(_ segment: inout TCPSegmentView, _ ports: ReopenedPorts) {
+        guard ports.shift != 0 else { return }
+        if segment.flags.contains(.ack) { segment.setAcknowledgmentNumber(segment.acknowledgmentNumber &- ports.shift) }
+        segment.shiftSACKBlocks(by: 0 &- ports.shift)
+    }
+
+    /// An end-server segment of a spliced connection opened again, as its guest must see it.
+    func toReopened(_ segment: inout TCPSegmentView, _ ports: ReopenedPorts) {
+        segment.setPorts(source: segment.sourcePort, destination: ports.serving)
+        if ports.shift != 0 { segment.setSequenceNumber(segment.sequenceNumber &+ ports.shift) }
     }
 
     /// The slot a new guest's own key maps to, once it opened a logged connection again.
@@ -118,7 +235,9 @@ extension Splicer {
 
     /// The end server's SYN/ACK as the new guest must see it: the end server's ISN at the replay
     /// start and its original options, those the guest's SYN offered too (RFC 7323 §2.2, RFC 2018).
-    private func sendSYNACK(_ slot: Slot, _ record: ConnectionRecord, guestSYN: TCPOptions, sink: FrameSink) {
+    private func sendSYNACK(
+        _ slot: Slot, _ record: ConnectionRecord, guestSYN: TCPOptions, tsval: UInt32?, sink: FrameSink
+    ) {
         let splice = splices[slot.index]
         let original = record.clientOptions
         var options = TCPOptions(
@@ -126,7 +245,8 @@ extension Splicer {
             windowScale: guestSYN.windowScale == nil ? nil : original.windowScale,
             sackPermitted: original.sackPermitted && guestSYN.sackPermitted)
         if splice.timestamps, let stamps = guestSYN.timestamps {
-            options.timestamps = TCPTimestamps(value: record.clientTimestamps?.value ?? 1, echoReply: stamps.value)
+            options.timestamps = TCPTimestamps(
+                value: tsval ?? record.clientTimestamps?.value ?? 1, echoReply: stamps.value)
         }
         let spec = asClient(
             record, sequence: record.replayClientISN,

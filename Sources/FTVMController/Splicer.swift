@@ -297,7 +297,7 @@ final class Splicer: @unchecked Sendable {
             return false
         case .spliced:
             let delta = splice.translation.sequenceDelta
-            if let ports = splice.ports { segment.setPorts(source: segment.sourcePort, destination: ports.serving) }
+            if let ports = splice.ports { toReopened(&segment, ports) }
             if segment.flags.contains(.ack) {
                 segment.setAcknowledgmentNumber(segment.acknowledgmentNumber &+ delta)
             }
@@ -321,8 +321,24 @@ final class Splicer: @unchecked Sendable {
 
     /// A segment from the new guest for a logged connection, before the log sees it.
     func fromGuest(_ slot: Slot, _ segment: inout TCPSegmentView, now: UInt64, sink: FrameSink) -> GuestVerdict {
+        var slot = slot
         let splice = splices[slot.index]
         guard splice.serial == slot.serial else { return .pass }
+        if var ports = splice.ports {  // relay servers (Splicer+Outgoing.swift)
+            if !ports.confirmed, splice.phase == .catchingUp, segment.payloadLength > 0 {
+                let confirmed = confirmReopened(slot, segment, now: now)
+                if confirmed != slot {
+                    // Another record: the caller holds the first one, so nothing of this segment may
+                    // pass (if it splices the connection, the guest sends its tail again).
+                    slot = confirmed
+                    ports = splices[slot.index].ports ?? ports
+                    fromReopened(&segment, ports)
+                    _ = catchUp(slot, &segment, now: now, sink: sink)
+                    return .consumed
+                }
+            }
+            fromReopened(&segment, ports)
+        }
         switch splice.phase {
         case .idle:
             return .pass
@@ -416,7 +432,7 @@ final class Splicer: @unchecked Sendable {
         guard flags.contains(.syn), flags.contains(.ack),
             segment.acknowledgmentNumber.rawValue == record.replayClientISN &+ 1
         else { return }
-        splices[slot.index] = catchingUp(splices[slot.index], record, guestSYN: segment, now: now)
+        splices[slot.index] = catchingUp(splices[slot.index], record, guestSYN: GuestSYN(segment), now: now)
         endHandshake(slot.index)
         splices[slot.index].phase = .catchingUp
         admitHandshakes(now: now, sink: sink)
@@ -427,13 +443,9 @@ final class Splicer: @unchecked Sendable {
 
     /// `splice` set up to catch up from the guest's SYN (or SYN/ACK): the translation, its
     /// options and window, and the regenerated stream's start.
-    func catchingUp(
-        _ splice: Splice, _ record: ConnectionRecord, guestSYN segment: TCPSegmentView, now: UInt64
-    )
-        -> Splice
-    {
+    func catchingUp(_ splice: Splice, _ record: ConnectionRecord, guestSYN segment: GuestSYN, now: UInt64) -> Splice {
         var splice = splice
-        let guestISN = segment.sequenceNumber.rawValue
+        let guestISN = segment.isn
         // The guest's connection begins at the replay start: its ISN stands for the client-view
         // sequence just before the start's first server byte.
         let replayServerISN = record.serverSequence(atOffset: record.replayStart.serverOffset) &- 1
@@ -647,8 +659,8 @@ final class Splicer: @unchecked Sendable {
             sourceMAC: clientMAC, destinationMAC: serviceMAC, source: IPv4Address(rawValue: record.key.clientAddress),
             destination: service, sourcePort: record.key.clientPort,
             destinationPort: ports?.serving ?? record.key.serverPort,
-            sequenceNumber: SequenceNumber(sequence), acknowledgmentNumber: SequenceNumber(ack), flags: flags,
-            window: window, options: options)
+            sequenceNumber: SequenceNumber(sequence &+ (ports?.shift ?? 0)), acknowledgmentNumber: SequenceNumber(ack),
+            flags: flags, window: window, options: options)
     }
 
     /// A segment to the new guest as the client: `payloadOffset` (offset, count) injects logged

@@ -168,6 +168,80 @@ final class OutgoingReplayTests: XCTestCase {
         XCTAssertEqual(log.clientBytes(slot), answer + [9, 9, 9], "still logged before the guest sees it")
     }
 
+    /// Two logged connections to one end server, both with a request in flight: the SYN/ACK is
+    /// made for the older, but the guest's request is the other's. The connection moves to
+    /// that one (the older waits again), and the end server's sequence numbers are shifted for
+    /// the guest: it gets the other's answer, and the end server sees nothing sent twice.
+    func testTheGuestsFirstBytesPickWhichLoggedConnectionItOpened() throws {
+        let first = try playOldGuest()
+        let otherPort: UInt16 = 41001
+        let otherGuestISN: UInt32 = 0x0100_0000
+        let otherEndISN: UInt32 = 0x5500_0000
+        let otherRequest = Array("GET /bytes/5000?seed=4 HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
+        let otherAnswer = (0..<1500).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) }
+        func other(
+            _ fromGuest: Bool, _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
+        )
+            throws -> SouthSide.Verdict
+        {
+            try deliverFrame(
+                fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload,
+                options: flags.contains(.syn) ? synOptions : TCPOptions(), port: otherPort
+            ).verdict
+        }
+        let otherRequestEnd = otherGuestISN &+ 1 &+ UInt32(otherRequest.count)
+        XCTAssertEqual(try other(true, otherGuestISN, 0, .syn), .forward)
+        XCTAssertEqual(try other(false, otherEndISN, otherGuestISN &+ 1, [.syn, .ack]), .forward)
+        XCTAssertEqual(try other(true, otherGuestISN &+ 1, otherEndISN &+ 1, [.ack, .psh], otherRequest), .forward)
+        XCTAssertEqual(try other(false, otherEndISN &+ 1, otherRequestEnd, [.ack, .psh], otherAnswer), .forward)
+        let second = try XCTUnwrap(
+            log.lookup(
+                FlowKey(
+                    clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue,
+                    serverPort: otherPort)))
+        _ = sink.takeAll()
+
+        wrapper.splicer.begin(now: start, sink: sink)
+        XCTAssertEqual(try newGuestSYN(), .drop)
+        let synack = try XCTUnwrap(try sink.takeGuest().first)
+        XCTAssertEqual(synack.seq, endISN, "made for the older connection")
+        XCTAssertEqual(wrapper.splicer.phase(of: first), .catchingUp)
+
+        // The guest re-sends the other connection's request.
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: endISN &+ 1, payload: otherRequest), .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: first), .awaitingReopen, "the older one waits again")
+        XCTAssertEqual(wrapper.splicer.phase(of: second), .catchingUp)
+        var injected: [UInt8] = []
+        for segment in try sink.takeGuest() where !segment.payload.isEmpty {
+            XCTAssertEqual(segment.seq, endISN &+ 1 &+ UInt32(injected.count), "in the guest's view")
+            XCTAssertEqual(segment.tuple.destinationPort, newPort)
+            injected += segment.payload
+        }
+        XCTAssertEqual(injected, otherAnswer, "the other connection's answer")
+        XCTAssertEqual(sink.clients.count, 0, "nothing reached the end server")
+        XCTAssertEqual(
+            try newGuest(seq: newISN &+ 1 &+ UInt32(otherRequest.count), ack: endISN &+ 1 &+ UInt32(otherAnswer.count)),
+            .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: second), .spliced)
+
+        // Spliced: both directions translated, ports and the shift.
+        let out = try deliverFrame(
+            fromGuest: true, seq: newISN &+ 1 &+ UInt32(otherRequest.count),
+            ack: endISN &+ 1 &+ UInt32(otherAnswer.count), flags: .ack, port: newPort)
+        XCTAssertEqual(out.verdict, .forward)
+        XCTAssertEqual(out.segment.tuple.sourcePort, otherPort)
+        XCTAssertEqual(out.segment.seq, otherRequestEnd)
+        XCTAssertEqual(out.segment.ack, otherEndISN &+ 1 &+ UInt32(otherAnswer.count))
+        XCTAssertTrue(out.segment.checksumValid)
+        let back = try deliverFrame(
+            fromGuest: false, seq: otherEndISN &+ 1 &+ UInt32(otherAnswer.count), ack: otherRequestEnd,
+            flags: [.ack, .psh], payload: [7], port: otherPort)
+        XCTAssertEqual(back.verdict, .forward)
+        XCTAssertEqual(back.segment.tuple.destinationPort, newPort)
+        XCTAssertEqual(back.segment.seq, endISN &+ 1 &+ UInt32(otherAnswer.count))
+        XCTAssertTrue(back.segment.checksumValid)
+    }
+
     func testARegeneratedRequestThatDiffersResetsBothSides() throws {
         _ = try playOldGuest()
         wrapper.splicer.begin(now: start, sink: sink)
