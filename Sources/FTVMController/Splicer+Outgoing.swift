@@ -81,7 +81,7 @@ extension Splicer {
             sendSYNACK(slot, log.current(slot), guestSYN: segment.options, tsval: oldestTSval(toward: key), sink: sink)
             return true
         }
-        guard let (position, others) = reopenCandidate(for: key) else { return false }
+        guard let position = reopenCandidate(for: key) else { return false }
         let slot = awaitingReopen.remove(at: position)
         let record = log.current(slot)
         let syn = GuestSYN(segment)
@@ -89,7 +89,7 @@ extension Splicer {
             slot, record, syn: syn, now: now,
             ports: ReopenedPorts(
                 serving: key.serverPort, logged: record.key.serverPort, syn: syn,
-                confirmed: !others || record.replayedServerStream.byteCount == 0))
+                confirmed: record.replayedServerStream.byteCount == 0))
         reopenedKeys[key] = slot
         active.append(slot.index)
         pendingCount += 1
@@ -138,14 +138,11 @@ extension Splicer {
 
     /// Which waiting connection a SYN opens again, for now: the oldest with an exchange in flight
     /// (a request or response bytes past its replay start: what a re-run client request sends
-    /// again), else the oldest one between exchanges (equivalent to a new connection). Also
-    /// whether other connections with an exchange in flight wait: then the guest's first bytes
-    /// decide (`confirmReopened`).
-    private func reopenCandidate(for key: FlowKey) -> (Int, others: Bool)? {
+    /// again), else the oldest one between exchanges (equivalent to a new connection). For one
+    /// in flight the guest's first bytes have the last word (`confirmReopened`).
+    private func reopenCandidate(for key: FlowKey) -> Int? {
         let candidates = waiting(toward: key)
-        let busy = candidates.filter { inFlight($0.record) }
-        guard let chosen = busy.first ?? candidates.first else { return nil }
-        return (chosen.position, busy.count > 1)
+        return (candidates.first { inFlight($0.record) } ?? candidates.first)?.position
     }
 
     /// The oldest TSval a waiting connection to `key`'s end server has seen from it: the fake
@@ -183,26 +180,55 @@ extension Splicer {
         guard !begins(record), UInt64(payload.count) >= record.replayedServerStream.byteCount else { return slot }
         var key = record.key
         key.serverPort = ports.serving
-        guard let other = waiting(toward: key).first(where: { inFlight($0.record) && begins($0.record) }) else {
-            return slot  // nothing fits better: it diverges where it is, and is reset
+        if let other = waiting(toward: key).first(where: { inFlight($0.record) && begins($0.record) }) {
+            // A waiting one: it takes this connection, and the first one waits again.
+            let moved = awaitingReopen.remove(at: other.position)
+            let startedAt = splices[slot.index].startedAt
+            rebind(key, ports, from: record, to: moved, other.record, startedAt: startedAt, now: now)
+            splices[slot.index] = Splice(
+                phase: .awaitingReopen, serial: slot.serial, startedAt: startedAt, lastProgress: now)
+            awaitingReopen.append(slot)
+            if let position = active.firstIndex(of: slot.index) { active[position] = moved.index }
+            noteMoved(record, other.record)
+            return moved
         }
-        let moved = awaitingReopen.remove(at: other.position)
-        let original = splices[slot.index]
-        var movedPorts = ports
-        movedPorts.logged = other.record.key.serverPort
-        movedPorts.shift = record.replayClientISN &+ ports.shift &- other.record.replayClientISN
-        var splice = reopening(moved, other.record, syn: ports.syn, now: now, ports: movedPorts)
-        splice.startedAt = original.startedAt
-        splices[moved.index] = splice
-        splices[slot.index] = Splice(
-            phase: .awaitingReopen, serial: slot.serial, startedAt: original.startedAt, lastProgress: now)
-        awaitingReopen.append(slot)
-        reopenedKeys[key] = moved
-        if let position = active.firstIndex(of: slot.index) { active[position] = moved.index }
+        // One another new connection holds for now (it has not sent a byte either): they swap.
+        for (otherKey, otherSlot) in reopenedKeys where otherKey != key && phase(of: otherSlot) == .catchingUp {
+            guard let otherPorts = splices[otherSlot.index].ports, !otherPorts.confirmed else { continue }
+            let otherRecord = log.current(otherSlot)
+            guard otherRecord.key.clientAddress == record.key.clientAddress,
+                otherRecord.key.clientPort == record.key.clientPort, begins(otherRecord)
+            else { continue }
+            let startedAt = splices[slot.index].startedAt
+            let otherStartedAt = splices[otherSlot.index].startedAt
+            rebind(key, ports, from: record, to: otherSlot, otherRecord, startedAt: startedAt, now: now)
+            rebind(otherKey, otherPorts, from: otherRecord, to: slot, record, startedAt: otherStartedAt, now: now)
+            noteMoved(record, otherRecord)
+            return otherSlot
+        }
+        return slot  // nothing fits better: it diverges where it is, and is reset
+    }
+
+    /// The new guest's connection `key` (its SYN and ports in `ports`, its SYN/ACK made from
+    /// `from`) now catches up as `record` in `slot`: the end server's sequence numbers shifted
+    /// so that the guest's view stays what the SYN/ACK told it.
+    private func rebind(
+        _ key: FlowKey, _ ports: ReopenedPorts, from: ConnectionRecord, to slot: Slot, _ record: ConnectionRecord,
+        startedAt: UInt64, now: UInt64
+    ) {
+        var moved = ports
+        moved.logged = record.key.serverPort
+        moved.shift = from.replayClientISN &+ ports.shift &- record.replayClientISN
+        var splice = reopening(slot, record, syn: ports.syn, now: now, ports: moved)
+        splice.startedAt = startedAt
+        splices[slot.index] = splice
+        reopenedKeys[key] = slot
+    }
+
+    private func noteMoved(_ from: ConnectionRecord, _ to: ConnectionRecord) {
         logger.info(
             "relay-server connection is another one than its SYN suggested",
-            metadata: ["connection": "\(other.record.key)", "instead of": "\(record.key)"])
-        return moved
+            metadata: ["connection": "\(to.key)", "instead of": "\(from.key)"])
     }
 
     /// A segment from a guest on a connection it opened again, in the logged view: its ACK and

@@ -174,33 +174,10 @@ final class OutgoingReplayTests: XCTestCase {
     /// the guest: it gets the other's answer, and the end server sees nothing sent twice.
     func testTheGuestsFirstBytesPickWhichLoggedConnectionItOpened() throws {
         let first = try playOldGuest()
+        let (second, otherRequest, otherAnswer) = try playOtherOldConnection()
         let otherPort: UInt16 = 41001
-        let otherGuestISN: UInt32 = 0x0100_0000
         let otherEndISN: UInt32 = 0x5500_0000
-        let otherRequest = Array("GET /bytes/5000?seed=4 HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
-        let otherAnswer = (0..<1500).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) }
-        func other(
-            _ fromGuest: Bool, _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
-        )
-            throws -> SouthSide.Verdict
-        {
-            try deliverFrame(
-                fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload,
-                options: flags.contains(.syn) ? synOptions : TCPOptions(), port: otherPort
-            ).verdict
-        }
-        let otherRequestEnd = otherGuestISN &+ 1 &+ UInt32(otherRequest.count)
-        XCTAssertEqual(try other(true, otherGuestISN, 0, .syn), .forward)
-        XCTAssertEqual(try other(false, otherEndISN, otherGuestISN &+ 1, [.syn, .ack]), .forward)
-        XCTAssertEqual(try other(true, otherGuestISN &+ 1, otherEndISN &+ 1, [.ack, .psh], otherRequest), .forward)
-        XCTAssertEqual(try other(false, otherEndISN &+ 1, otherRequestEnd, [.ack, .psh], otherAnswer), .forward)
-        let second = try XCTUnwrap(
-            log.lookup(
-                FlowKey(
-                    clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue,
-                    serverPort: otherPort)))
-        _ = sink.takeAll()
-
+        let otherRequestEnd: UInt32 = 0x0100_0000 &+ 1 &+ UInt32(otherRequest.count)
         wrapper.splicer.begin(now: start, sink: sink)
         XCTAssertEqual(try newGuestSYN(), .drop)
         let synack = try XCTUnwrap(try sink.takeGuest().first)
@@ -240,6 +217,50 @@ final class OutgoingReplayTests: XCTestCase {
         XCTAssertEqual(back.segment.tuple.destinationPort, newPort)
         XCTAssertEqual(back.segment.seq, endISN &+ 1 &+ UInt32(otherAnswer.count))
         XCTAssertTrue(back.segment.checksumValid)
+    }
+
+    /// Both logged connections are opened again before either new connection sends a byte; the
+    /// first new one re-sends the second's request: the two swap.
+    func testTwoNewConnectionsSwapWhenTheirFirstBytesSaySo() throws {
+        let first = try playOldGuest()
+        let (second, otherRequest, otherAnswer) = try playOtherOldConnection()
+        wrapper.splicer.begin(now: start, sink: sink)
+        XCTAssertEqual(try newGuestSYN(), .drop)
+        let otherNewPort: UInt16 = 52001
+        let otherNewISN: UInt32 = 0x3300_0000
+        XCTAssertEqual(
+            try deliverFrame(
+                fromGuest: true, seq: otherNewISN, ack: 0, flags: .syn, options: synOptions, port: otherNewPort
+            )
+            .verdict, .drop)
+        let synacks = try sink.takeGuest()
+        XCTAssertEqual(synacks.map(\.seq), [endISN, 0x5500_0000], "made for the two in order")
+        // The first new connection sends the second's request.
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: endISN &+ 1, payload: otherRequest), .drop)
+        var injected: [UInt8] = []
+        for segment in try sink.takeGuest() where !segment.payload.isEmpty {
+            XCTAssertEqual(segment.tuple.destinationPort, newPort)
+            XCTAssertEqual(segment.seq, endISN &+ 1 &+ UInt32(injected.count))
+            injected += segment.payload
+        }
+        XCTAssertEqual(injected, otherAnswer)
+        // The other new connection sends the first's request: it is the first's now.
+        XCTAssertEqual(
+            try deliverFrame(
+                fromGuest: true, seq: otherNewISN &+ 1, ack: 0x5500_0001, flags: [.ack, .psh], payload: request,
+                port: otherNewPort
+            ).verdict, .drop)
+        injected = []
+        for segment in try sink.takeGuest() where !segment.payload.isEmpty {
+            XCTAssertEqual(segment.tuple.destinationPort, otherNewPort)
+            XCTAssertEqual(segment.seq, 0x5500_0001 &+ UInt32(injected.count))
+            injected += segment.payload
+        }
+        XCTAssertEqual(injected, answer)
+        XCTAssertEqual(wrapper.splicer.phase(of: first), .catchingUp)
+        XCTAssertEqual(wrapper.splicer.phase(of: second), .catchingUp)
+        XCTAssertEqual(wrapper.splicer.latestReport.reset, 0)
+        XCTAssertEqual(sink.clients.count, 0)
     }
 
     func testARegeneratedRequestThatDiffersResetsBothSides() throws {
@@ -399,6 +420,38 @@ final class OutgoingReplayTests: XCTestCase {
     }
 
     // MARK: Helpers
+
+    /// A second connection of the old guest to the same end server (port 41001), its request
+    /// answered with 1500 bytes.
+    private func playOtherOldConnection() throws -> (Slot, [UInt8], [UInt8]) {
+        let otherPort: UInt16 = 41001
+        let otherGuestISN: UInt32 = 0x0100_0000
+        let otherEndISN: UInt32 = 0x5500_0000
+        let otherRequest = Array("GET /bytes/5000?seed=4 HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
+        let otherAnswer = (0..<1500).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) }
+        func other(
+            _ fromGuest: Bool, _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
+        )
+            throws -> SouthSide.Verdict
+        {
+            try deliverFrame(
+                fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload,
+                options: flags.contains(.syn) ? synOptions : TCPOptions(), port: otherPort
+            ).verdict
+        }
+        let otherRequestEnd = otherGuestISN &+ 1 &+ UInt32(otherRequest.count)
+        XCTAssertEqual(try other(true, otherGuestISN, 0, .syn), .forward)
+        XCTAssertEqual(try other(false, otherEndISN, otherGuestISN &+ 1, [.syn, .ack]), .forward)
+        XCTAssertEqual(try other(true, otherGuestISN &+ 1, otherEndISN &+ 1, [.ack, .psh], otherRequest), .forward)
+        XCTAssertEqual(try other(false, otherEndISN &+ 1, otherRequestEnd, [.ack, .psh], otherAnswer), .forward)
+        let second = try XCTUnwrap(
+            log.lookup(
+                FlowKey(
+                    clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue,
+                    serverPort: otherPort)))
+        _ = sink.takeAll()
+        return (second, otherRequest, otherAnswer)
+    }
 
     private var loggedKey: FlowKey {
         FlowKey(
