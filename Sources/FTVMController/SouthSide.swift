@@ -410,7 +410,8 @@ public final class SouthSide: @unchecked Sendable {
             if splicer.reopen(segment, key: key, now: now, sink: sink) { return .drop }
             if log.lookup(key) == nil { outgoing.guestOpens(segment, key: key, now: now) }
         }
-        guard let slot = log.lookup(key) ?? splicer.reopened(key) else {
+        // (The new guest's key first: its local port may be one the old guest used too.)
+        guard let slot = splicer.reopened(key) ?? log.lookup(key) else {
             guard speaksFor(pinned: false) else { return .drop }
             untracked.add(1, ordering: .relaxed)
             return .forward

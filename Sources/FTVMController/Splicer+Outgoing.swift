@@ -145,14 +145,18 @@ extension Splicer {
         return (candidates.first { inFlight($0.record) } ?? candidates.first)?.position
     }
 
-    /// The oldest TSval a waiting connection to `key`'s end server has seen from it: the fake
-    /// SYN/ACK carries it, so whichever of them the guest's connection turns out to be, no
-    /// injected segment is older than what the guest holds (RFC 7323 §5, PAWS).
+    /// The oldest TSval any logged connection to `key`'s end server has seen from it: the fake
+    /// SYN/ACK carries it, so whichever of them the guest's connection turns out to be (its first
+    /// bytes may move it), no injected segment is older than what the guest holds (RFC 7323 §5,
+    /// PAWS).
     private func oldestTSval(toward key: FlowKey) -> UInt32? {
         var oldest: UInt32?
-        for (_, record) in waiting(toward: key) {
-            guard let value = record.clientTimestamps?.value else { continue }
-            if let current = oldest, !SequenceMath.isAfter(current, value) { continue }
+        log.forEachLive { slot in
+            let record = log.current(slot)
+            guard record.guestInitiated, record.key.clientAddress == key.clientAddress,
+                record.key.clientPort == key.clientPort, let value = record.clientTimestamps?.value
+            else { return }
+            if let current = oldest, !SequenceMath.isAfter(current, value) { return }
             oldest = value
         }
         return oldest
@@ -177,7 +181,7 @@ extension Splicer {
             guard stream.byteCount > 0, stream.byteCount <= UInt64(payload.count) else { return false }
             return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: payload[..<Int(stream.byteCount)])) == stream.crc
         }
-        guard !begins(record), UInt64(payload.count) >= record.replayedServerStream.byteCount else { return slot }
+        guard !begins(record) else { return slot }
         var key = record.key
         key.serverPort = ports.serving
         if let other = waiting(toward: key).first(where: { inFlight($0.record) && begins($0.record) }) {

@@ -263,6 +263,89 @@ final class OutgoingReplayTests: XCTestCase {
         XCTAssertEqual(sink.clients.count, 0)
     }
 
+    /// Three logged connections, three new ones opened before any sends a byte, each re-sending
+    /// another's request than the one its SYN/ACK was made for: each ends on its own record,
+    /// gets that record's answer in the sequence space its SYN/ACK set, and splices.
+    func testThreeNewConnectionsSortThemselvesOut() throws {
+        struct Old {
+            var port: UInt16, guestISN: UInt32, endISN: UInt32, request: [UInt8], answer: [UInt8]
+        }
+        var olds: [Old] = []
+        for index in 0..<3 {
+            let factor = index + 3
+            let answer: [UInt8] = (0..<(1000 + 300 * index)).map { (byte: Int) -> UInt8 in
+                UInt8(truncatingIfNeeded: byte &* factor)
+            }
+            let request: [UInt8] = Array("GET /bytes/9?seed=\(index) HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
+            let guestISN: UInt32 = 0x1000_0000 &* UInt32(index + 1)
+            let endISN: UInt32 = 0x2345_0000 &* UInt32(factor)
+            olds.append(
+                Old(port: 43000 + UInt16(index), guestISN: guestISN, endISN: endISN, request: request, answer: answer))
+        }
+        for old in olds {
+            func send(
+                _ fromGuest: Bool, _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
+            )
+                throws
+            {
+                _ = try deliverFrame(
+                    fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload,
+                    options: flags.contains(.syn) ? synOptions : TCPOptions(), port: old.port)
+            }
+            let requestEnd = old.guestISN &+ 1 &+ UInt32(old.request.count)
+            try send(true, old.guestISN, 0, .syn)
+            try send(false, old.endISN, old.guestISN &+ 1, [.syn, .ack])
+            try send(true, old.guestISN &+ 1, old.endISN &+ 1, [.ack, .psh], old.request)
+            try send(false, old.endISN &+ 1, requestEnd, [.ack, .psh], old.answer)
+        }
+        _ = sink.takeAll()
+        wrapper.splicer.begin(now: start, sink: sink)
+        let news: [(port: UInt16, isn: UInt32)] = [(52100, 0x0A00_0000), (52101, 0x0B00_0000), (52102, 0x0C00_0000)]
+        var bases: [UInt32] = []
+        for new in news {
+            XCTAssertEqual(
+                try deliverFrame(
+                    fromGuest: true, seq: new.isn, ack: 0, flags: .syn, options: synOptions, port: new.port
+                )
+                .verdict, .drop)
+            bases.append(try XCTUnwrap(try sink.takeGuest().first).seq)
+        }
+        XCTAssertEqual(bases, olds.map { (old: Old) in old.endISN }, "made in order")
+        // New connection k re-sends old connection (k + 2) % 3's request.
+        for (k, new) in news.enumerated() {
+            let old = olds[(k + 2) % 3]
+            XCTAssertEqual(
+                try deliverFrame(
+                    fromGuest: true, seq: new.isn &+ 1, ack: bases[k] &+ 1, flags: [.ack, .psh], payload: old.request,
+                    port: new.port
+                ).verdict, .drop)
+        }
+        var injected = [[UInt8]](repeating: [], count: 3)
+        for segment in try sink.takeGuest() where !segment.payload.isEmpty {
+            let k = try XCTUnwrap(news.firstIndex { $0.port == segment.tuple.destinationPort })
+            XCTAssertEqual(segment.seq, bases[k] &+ 1 &+ UInt32(injected[k].count), "connection \(k)")
+            injected[k] += segment.payload
+        }
+        for (k, new) in news.enumerated() {
+            let old = olds[(k + 2) % 3]
+            XCTAssertEqual(injected[k], old.answer, "connection \(k) gets its record's answer")
+            XCTAssertEqual(
+                try deliverFrame(
+                    fromGuest: true, seq: new.isn &+ 1 &+ UInt32(old.request.count),
+                    ack: bases[k] &+ 1 &+ UInt32(old.answer.count), flags: .ack, port: new.port
+                ).verdict, .drop)
+        }
+        XCTAssertEqual(wrapper.splicer.latestReport.reset, 0, "\(wrapper.splicer.latestReport.resets)")
+        for old in olds {
+            let slot = try XCTUnwrap(
+                log.lookup(
+                    FlowKey(
+                        clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue,
+                        serverPort: old.port)))
+            XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced, "\(old.port)")
+        }
+    }
+
     func testARegeneratedRequestThatDiffersResetsBothSides() throws {
         _ = try playOldGuest()
         wrapper.splicer.begin(now: start, sink: sink)
