@@ -165,7 +165,7 @@ def main():
         report = {}
         if not args.skip_overhead:
             report["overhead"] = overhead(args, work)
-        report["recovery"] = [recovery(args, work, int(count)) for count in args.counts.split(",")]
+        report["recovery"] = [recovery(args, work, int(count)) for count in args.counts.split(",") if count]
     print(json.dumps(report, indent=1))
 
 
