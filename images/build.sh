@@ -368,7 +368,7 @@ echo "$version" >etc/ftvm/version
 cat >etc/ftvm/services <<'EOF'
 # Services the guest agent supervises: NAME PORT COMMAND ARGS...
 # The agent reports ready once every service accepts a TCP connection on its port.
-demo 80 /bin/ftvm-demo-service --port 80 --command-port 7070 --version-file /etc/ftvm/version
+demo 80 /bin/ftvm-demo-service --port 80 --command-port 7070 --proxy-port 8090 --proxy-to 10.77.0.1:9000 --version-file /etc/ftvm/version
 static 8080 /bin/busybox httpd -f -p 8080 -h /srv/www
 nginx 8081 /usr/sbin/nginx -c /etc/nginx/nginx.conf
 EOF
@@ -413,10 +413,26 @@ http {
     uwsgi_temp_path /tmp/nginx-uwsgi;
     scgi_temp_path /tmp/nginx-scgi;
 
+    # The back end in the clients' network that /proxy/ forwards to (docs/relay-servers.md):
+    # nginx is then a relay server whose own connections ftvm carries across a failover.
+    upstream relay_backend {
+        server 10.77.0.1:9000;
+        keepalive 8;
+    }
+
     server {
         listen 8081;
         root /srv/www;
         index index.html;
+
+        location /proxy/ {
+            proxy_pass http://relay_backend/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            # Stream the answer as the client takes it (no temp files, back-pressure to the
+            # back end).
+            proxy_buffering off;
+        }
     }
 }
 EOF

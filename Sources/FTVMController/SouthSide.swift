@@ -30,7 +30,7 @@ public final class SouthSide: @unchecked Sendable {
         /// Server ports whose connections are HTTP/1.x: framing is followed, exchanges trimmed and
         /// `Date:` values masked. Other ports are logged whole (up to the budget) unless the
         /// service trims them explicitly.
-        public var httpPorts: Set<UInt16> = [80, 8080, 8081]
+        public var httpPorts: Set<UInt16> = [80, 8080, 8081, 8090]
         /// A connection whose client sent nothing for this long has its record reclaimed.
         public var idleReclaimNanos: UInt64 = 600_000_000_000
 
@@ -59,6 +59,9 @@ public final class SouthSide: @unchecked Sendable {
         public var explicitTrims: UInt64
         public var explicitTrimsUsed: UInt64
         public var explicitTrimsMissed: UInt64
+        /// Connections the guest opened itself (relay servers, docs/relay-servers.md); nil from a
+        /// daemon that predates them.
+        public var relayServers: OutgoingSide.Counters?
     }
 
     enum Verdict {
@@ -83,6 +86,11 @@ public final class SouthSide: @unchecked Sendable {
         var lastClientFrame: UInt64 = 0
         var framing = Framing.none
         var trims = TrimCandidates()
+        /// Relay servers (SouthSide+Outgoing.swift): for a client connection, the client exchange
+        /// count when its exchange in flight began (0: none in flight).
+        var exchangeBegan: UInt64 = 0
+        /// The guest opened this connection (its "client" is an end server).
+        var guestInitiated = false
     }
 
     /// Whether a connection's HTTP framing is followed, and from which stream offsets the
@@ -91,6 +99,9 @@ public final class SouthSide: @unchecked Sendable {
         case none
         case following(clientBase: UInt64, serverBase: UInt64)
         case stopped
+        /// A guest-initiated connection's framing, mirrored: the guest's stream holds the requests,
+        /// the end server's (the logged "client" bytes) the responses (SouthSide+Outgoing.swift).
+        case outgoing
     }
 
     let log: ConnectionLog
@@ -98,6 +109,8 @@ public final class SouthSide: @unchecked Sendable {
     let policy: Policy
     /// Replays connections into a guest that took over, and translates them afterwards.
     let splicer: Splicer
+    /// Relay servers: connections the guest opens itself (OutgoingSide.swift).
+    let outgoing: OutgoingSide
     private let logger: Logger
     // Written by the relay thread, read by status: relaxed atomics, no lock on the packet path.
     private let tracked = Atomic<UInt64>(0)
@@ -125,14 +138,14 @@ public final class SouthSide: @unchecked Sendable {
             malformed: malformed.load(ordering: .relaxed), exchanges: exchanges.load(ordering: .relaxed),
             framingStopped: stops.withLock { $0 }, explicitTrims: explicitTrims.load(ordering: .relaxed),
             explicitTrimsUsed: explicitTrimsUsed.load(ordering: .relaxed),
-            explicitTrimsMissed: explicitTrimsMissed.load(ordering: .relaxed))
+            explicitTrimsMissed: explicitTrimsMissed.load(ordering: .relaxed), relayServers: outgoing.counters)
     }
 
-    private var flows: [Flow]
+    var flows: [Flow]
     /// Per slot, the HTTP tracker of a connection whose framing is followed. Kept apart from
     /// `flows` so the tracker's callbacks may update the flow while the tracker runs.
-    private let trackers: UnsafeMutableBufferPointer<HTTPExchangeTracker>
-    private let maskScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 17, alignment: 16)
+    let trackers: UnsafeMutableBufferPointer<HTTPExchangeTracker>
+    let maskScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 17, alignment: 16)
     private var lastSweep: UInt64 = 0
 
     init(
@@ -144,6 +157,7 @@ public final class SouthSide: @unchecked Sendable {
         self.policy = policy
         self.logger = logger
         splicer = Splicer(log: log, service: service, serviceMAC: serviceMAC, logger: logger)
+        outgoing = OutgoingSide(log: log)
         let slots = log.usage.slotCount
         flows = Array(repeating: Flow(), count: slots)
         trackers = .allocate(capacity: slots)
@@ -217,7 +231,8 @@ public final class SouthSide: @unchecked Sendable {
     func moveIdlePinned(now: UInt64, sink: FrameSink) -> Int {
         var moved = 0
         log.forEachLive { slot in
-            guard isPinned(slot), isBetweenExchanges(slot) else { return }
+            // (A relay server's own connection stays with the draining guest, which may still use it.)
+            guard isPinned(slot), !flows[slot.index].guestInitiated, isBetweenExchanges(slot) else { return }
             flows[slot.index].pinned = false
             splicer.add(slot, now: now, sink: sink)
             moved += 1
@@ -311,6 +326,14 @@ public final class SouthSide: @unchecked Sendable {
             tracked.add(1, ordering: .relaxed)
             return (.forward, slot)
         }
+        // Relay servers (OutgoingSide.swift): an end server answers a connection the guest opened.
+        if flags.contains(.syn), log.lookup(key) == nil, let slot = outgoing.endServerAnswers(segment, key: key) {
+            flows[slot.index] = Flow(
+                serial: slot.serial, lastClientFrame: now, framing: .outgoing, guestInitiated: true)
+            trackers[slot.index] = HTTPExchangeTracker()
+            tracked.add(1, ordering: .relaxed)
+            return (.forward, slot)
+        }
         guard let slot = log.lookup(key) else {
             untracked.add(1, ordering: .relaxed)
             return (.forward, nil)
@@ -332,9 +355,11 @@ public final class SouthSide: @unchecked Sendable {
             }
             switch result {
             case .logged(let count), .partial(let count):
+                noteClientExchange(slot)
                 feedRequests(slot, UnsafeRawBufferPointer(rebasing: payload[(length - count)...]))
             case .unprotected:
                 stopFollowing(slot, because: nil)
+                flows[slot.index].exchangeBegan = 0  // a failover resets it: it re-runs nothing
             case .duplicate, .gap:
                 break
             }
@@ -386,7 +411,14 @@ public final class SouthSide: @unchecked Sendable {
         let key = FlowKey(
             clientAddress: segment.ipv4.destination.rawValue, clientPort: segment.destinationPort,
             serverAddress: service.rawValue, serverPort: segment.sourcePort)
-        guard let slot = log.lookup(key) else {
+        // Relay servers (OutgoingSide.swift, Splicer+Outgoing.swift): the guest opens a connection,
+        // or a new guest opens a logged one again.
+        if segment.flags.contains(.syn), !segment.flags.contains(.ack), speaksFor(pinned: false) {
+            if splicer.reopen(segment, key: key, now: now, sink: sink) { return .drop }
+            if log.lookup(key) == nil { outgoing.guestOpens(segment, key: key, now: now) }
+        }
+        // (The new guest's key first: its local port may be one the old guest used too.)
+        guard let slot = splicer.reopened(key) ?? log.lookup(key) else {
             guard speaksFor(pinned: false) else { return .drop }
             untracked.add(1, ordering: .relaxed)
             return .forward
@@ -442,6 +474,7 @@ public final class SouthSide: @unchecked Sendable {
 
     /// Feeds newly logged client bytes to the connection's HTTP tracker, if it has one.
     private func feedRequests(_ slot: Slot, _ bytes: UnsafeRawBufferPointer) {
+        if case .outgoing = flows[slot.index].framing { return feedOutgoingResponses(slot, bytes) }
         guard case .following(let clientBase, let serverBase) = flows[slot.index].framing else { return }
         trackers[slot.index].feedRequests(bytes) { exchange in
             completed(slot, exchange, clientBase: clientBase, serverBase: serverBase)
@@ -485,6 +518,10 @@ public final class SouthSide: @unchecked Sendable {
             flows[index].trims.checkpoint(start + UInt64(bytes.count), crc: crc)
         case .stopped:
             crc = CRC32C.checksum(bytes, continuing: crc)
+        case .outgoing:
+            crc = CRC32C.checksum(bytes, continuing: crc)
+            flows[index].trims.checkpoint(start + UInt64(bytes.count), crc: crc)
+            feedOutgoingRequests(slot, bytes)
         }
         return StreamAdvance(bytes: bytes.count, crc: crc)
     }
@@ -523,6 +560,7 @@ public final class SouthSide: @unchecked Sendable {
                 serverAcked: position.serverAcked, clientLogged: position.clientLogged)
         else { return }
         log.trim(slot, to: boundary)
+        if isBetweenExchanges(slot) { flows[slot.index].exchangeBegan = 0 }
     }
 
     /// A guest says a connection is complete up to (client offset, server offset) in its own
@@ -557,8 +595,10 @@ public final class SouthSide: @unchecked Sendable {
     /// Reclaims the records of connections whose client has been silent past the idle bound.
     /// Cheap enough to call every loop turn; it scans once a second.
     func sweep(now: UInt64) {
+        outgoing.sweep(now: now)
         guard now &- lastSweep >= 1_000_000_000 else { return }
         lastSweep = now
+        trimOutgoing()
         log.forEachLive { slot in
             let phase = splicer.phase(of: slot)
             guard phase == .idle || phase == .spliced, flows[slot.index].serial == slot.serial,

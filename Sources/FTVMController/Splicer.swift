@@ -40,6 +40,9 @@ protocol FrameSink: AnyObject {
 final class Splicer: @unchecked Sendable {
     enum Phase: UInt8 {
         case idle, handshaking, catchingUp, spliced
+        /// Relay servers (Splicer+Outgoing.swift): a connection the old guest had opened, waiting
+        /// for the new guest to open it again; one the new guest never claimed, being closed.
+        case awaitingReopen, closingUnclaimed
     }
 
     struct Splice {
@@ -77,6 +80,13 @@ final class Splicer: @unchecked Sendable {
         var startedAt: UInt64 = 0
         var lastProgress: UInt64 = 0
         var firstByteAt: UInt64 = 0
+        /// Relay servers: the local port the serving guest opened the connection from, when it
+        /// is another than the one the end server knows (the logged one).
+        var ports: ReopenedPorts?
+        /// Relay servers: nothing is injected until the guest regenerates its first byte (a
+        /// relay server like nginx takes bytes that arrive before it sent its request for the
+        /// answer, and never sends the request).
+        var injectionHeld = false
 
         /// The client bytes the new guest acknowledged (an offset from the client's ISN + 1; the
         /// guest's connection began at the replay start).
@@ -103,18 +113,26 @@ final class Splicer: @unchecked Sendable {
     /// in QEMU (frames dropped, then re-sent 200 ms later), so handshakes are admitted in waves.
     var handshakeWindow = 64
     private var handshakesInFlight = 0
-    private var splices: [Splice]
+    var splices: [Splice]
     /// Slots of the replay in progress, to visit on timer ticks without scanning every slot.
-    private var active: [Int]
-    private(set) var pendingCount = 0
-    private let report = Mutex(ReplayReport())
+    var active: [Int]
+    var pendingCount = 0
+    let report = Mutex(ReplayReport())
     /// Every replay's outcomes added up since the daemon started (the metrics' counters).
-    private let totals = Mutex(ReplayTotals())
+    let totals = Mutex(ReplayTotals())
+    // Relay servers (Splicer+Outgoing.swift): guest-initiated connections.
+    /// Logged ones waiting for the new guest to open them again, oldest first.
+    var awaitingReopen: [Slot] = []
+    /// The new guest's connections mapped onto logged ones: its own key → the logged slot.
+    var reopenedKeys: [FlowKey: Slot] = [:]
+    /// How long a logged connection waits to be opened again before it is closed toward its end
+    /// server (and how long that close may take before a RST ends it).
+    var reopenBoundNanos: UInt64 = 10_000_000_000
     private let maskScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 17, alignment: 16)
     /// Per slot, the tracker that finds `Date:` values in a replayed connection's regenerated
     /// stream, as the live one did in the stream the client received.
     private let trackers: UnsafeMutableBufferPointer<HTTPExchangeTracker>
-    private let logger: Logger
+    let logger: Logger
 
     init(log: ConnectionLog, service: IPv4Address, serviceMAC: MACAddress, logger: Logger) {
         self.log = log
@@ -202,6 +220,10 @@ final class Splicer: @unchecked Sendable {
     /// Puts a connection into the handshake phase (or resets one the replay cannot carry).
     private func enlist(_ slot: Slot, now: UInt64, sink: FrameSink) {
         let record = log.current(slot)
+        if record.guestInitiated {
+            awaitReopen(slot, record, now: now, sink: sink)  // the new guest opens it (Splicer+Outgoing.swift)
+            return
+        }
         guard let serverOptions = record.serverOptions else {
             // The old guest never answered this SYN: the client's retransmission reaches the
             // new guest, which answers it itself.
@@ -270,8 +292,12 @@ final class Splicer: @unchecked Sendable {
             // Its bytes are in the log and reach the new guest by injection.
             if splice.phase == .catchingUp { pump(slot, sink: sink) }
             return false
+        case .awaitingReopen, .closingUnclaimed:
+            endServerWhileUnclaimed(slot, segment, sink: sink)
+            return false
         case .spliced:
             let delta = splice.translation.sequenceDelta
+            if let ports = splice.ports { toReopened(&segment, ports) }
             if segment.flags.contains(.ack) {
                 segment.setAcknowledgmentNumber(segment.acknowledgmentNumber &+ delta)
             }
@@ -295,8 +321,24 @@ final class Splicer: @unchecked Sendable {
 
     /// A segment from the new guest for a logged connection, before the log sees it.
     func fromGuest(_ slot: Slot, _ segment: inout TCPSegmentView, now: UInt64, sink: FrameSink) -> GuestVerdict {
+        var slot = slot
         let splice = splices[slot.index]
         guard splice.serial == slot.serial else { return .pass }
+        if var ports = splice.ports {  // relay servers (Splicer+Outgoing.swift)
+            if !ports.confirmed, splice.phase == .catchingUp, segment.payloadLength > 0 {
+                let confirmed = confirmReopened(slot, segment, now: now)
+                if confirmed != slot {
+                    // Another record: the caller holds the first one, so nothing of this segment may
+                    // pass (if it splices the connection, the guest sends its tail again).
+                    slot = confirmed
+                    ports = splices[slot.index].ports ?? ports
+                    fromReopened(&segment, ports)
+                    _ = catchUp(slot, &segment, now: now, sink: sink)
+                    return .consumed
+                }
+            }
+            fromReopened(&segment, ports)
+        }
         switch splice.phase {
         case .idle:
             return .pass
@@ -305,6 +347,8 @@ final class Splicer: @unchecked Sendable {
             return .consumed
         case .catchingUp:
             return catchUp(slot, &segment, now: now, sink: sink)
+        case .awaitingReopen, .closingUnclaimed:
+            return .consumed  // (the old guest is fenced; nothing of the new one belongs here)
         case .spliced:
             translateToClient(slot, &segment, now: now)
             return .pass
@@ -314,6 +358,7 @@ final class Splicer: @unchecked Sendable {
     /// The connection ended (RST, or its last ACK): forget its replay state.
     func forget(_ slot: Slot) {
         guard splices[slot.index].serial == slot.serial else { return }
+        forgetReopened(slot)
         if splices[slot.index].phase == .handshaking || splices[slot.index].phase == .catchingUp {
             endHandshake(slot.index)
             settle(slot.index)
@@ -326,6 +371,7 @@ final class Splicer: @unchecked Sendable {
     /// Re-sends what the new guest has not acknowledged and resets connections past the
     /// deadline. The relay calls it every few milliseconds while a replay is pending.
     func tick(now: UInt64, sink: FrameSink) {
+        closeUnclaimed(now: now, sink: sink)
         guard pendingCount > 0 else { return }
         // Backwards: a reset removes its slot by moving the last one (already visited) into place.
         var position = active.count - 1
@@ -338,7 +384,8 @@ final class Splicer: @unchecked Sendable {
             let slot = Slot(index: index, serial: splice.serial)
             if now &- splice.startedAt > deadlineNanos {
                 resetConnection(
-                    slot, .deadline, reason: "replay did not complete within \(deadlineNanos / 1_000_000_000) s",
+                    slot, .deadline,
+                    reason: "replay did not complete within \(deadlineNanos / 1_000_000_000) s (\(progress(slot)))",
                     sink: sink)
                 continue
             }
@@ -360,6 +407,18 @@ final class Splicer: @unchecked Sendable {
         admitHandshakes(now: now, sink: sink)
     }
 
+    /// Where a catch-up stands, for the reason of a reset: regenerated bytes checked against
+    /// those to check, and client bytes the guest acknowledged against those logged.
+    private func progress(_ slot: Slot) -> String {
+        let splice = splices[slot.index]
+        guard splice.phase == .catchingUp else { return "\(splice.phase)" }
+        let record = log.current(slot)
+        let toCheck = record.replayedServerStream.byteCount
+        let checked = UInt64(splice.regenerated &- (record.serverSequence(atOffset: record.replayStart.serverOffset)))
+        return
+            "regenerated \(min(checked, toCheck)) of \(toCheck) bytes\(splice.verified ? ", matching" : ""); the guest acknowledged \(splice.guestAcked(record) - record.replayStart.clientOffset) of \(record.clientBytesHeld) injected"
+    }
+
     // MARK: Replay steps
 
     private func handshake(_ slot: Slot, _ segment: TCPSegmentView, now: UInt64, sink: FrameSink) {
@@ -373,8 +432,20 @@ final class Splicer: @unchecked Sendable {
         guard flags.contains(.syn), flags.contains(.ack),
             segment.acknowledgmentNumber.rawValue == record.replayClientISN &+ 1
         else { return }
-        var splice = splices[slot.index]
-        let guestISN = segment.sequenceNumber.rawValue
+        splices[slot.index] = catchingUp(splices[slot.index], record, guestSYN: GuestSYN(segment), now: now)
+        endHandshake(slot.index)
+        splices[slot.index].phase = .catchingUp
+        admitHandshakes(now: now, sink: sink)
+        sendToGuest(slot, record, flags: .ack, payloadOffset: nil, sink: sink)
+        pump(slot, sink: sink)
+        checkVerified(slot, record, now: now, sink: sink)
+    }
+
+    /// `splice` set up to catch up from the guest's SYN (or SYN/ACK): the translation, its
+    /// options and window, and the regenerated stream's start.
+    func catchingUp(_ splice: Splice, _ record: ConnectionRecord, guestSYN segment: GuestSYN, now: UInt64) -> Splice {
+        var splice = splice
+        let guestISN = segment.isn
         // The guest's connection begins at the replay start: its ISN stands for the client-view
         // sequence just before the start's first server byte.
         let replayServerISN = record.serverSequence(atOffset: record.replayStart.serverOffset) &- 1
@@ -406,16 +477,10 @@ final class Splicer: @unchecked Sendable {
         case .http(let until):
             splice.masks = true
             splice.maskUntil = until
-            trackers[slot.index] = HTTPExchangeTracker()
+            trackers[record.slot.index] = HTTPExchangeTracker()
         }
-        endHandshake(slot.index)
-        splice.phase = .catchingUp
         splice.lastProgress = now
-        splices[slot.index] = splice
-        admitHandshakes(now: now, sink: sink)
-        sendToGuest(slot, record, flags: .ack, payloadOffset: nil, sink: sink)
-        pump(slot, sink: sink)
-        checkVerified(slot, record, now: now, sink: sink)
+        return splice
     }
 
     private func catchUp(_ slot: Slot, _ segment: inout TCPSegmentView, now: UInt64, sink: FrameSink) -> GuestVerdict {
@@ -456,6 +521,7 @@ final class Splicer: @unchecked Sendable {
                 splice.regeneratedCRC = CRC32C.checksum(
                     masked(slot, bytes, atServerOffset: offset), continuing: splice.regeneratedCRC)
                 splice.regenerated = upTo
+                splice.injectionHeld = false
                 splice.lastProgress = now
             }
         }
@@ -478,7 +544,7 @@ final class Splicer: @unchecked Sendable {
     /// connection when it matches and the guest holds every logged client byte. Returns whether
     /// the connection is spliced now.
     @discardableResult
-    private func checkVerified(_ slot: Slot, _ record: ConnectionRecord, now: UInt64, sink: FrameSink) -> Bool {
+    func checkVerified(_ slot: Slot, _ record: ConnectionRecord, now: UInt64, sink: FrameSink) -> Bool {
         var splice = splices[slot.index]
         guard splice.phase == .catchingUp else { return splice.phase == .spliced }
         if !splice.verified {
@@ -514,6 +580,7 @@ final class Splicer: @unchecked Sendable {
 
     private func translateToClient(_ slot: Slot, _ segment: inout TCPSegmentView, now: UInt64) {
         let splice = splices[slot.index]
+        if let ports = splice.ports { segment.setPorts(source: ports.logged, destination: segment.destinationPort) }
         segment.setSequenceNumber(segment.sequenceNumber &- splice.translation.sequenceDelta)
         if splice.timestamps, let stamps = segment.options.timestamps {
             segment.setTimestamps(
@@ -532,8 +599,9 @@ final class Splicer: @unchecked Sendable {
     }
 
     /// Injects logged client bytes (then the FIN) up to the new guest's window.
-    private func pump(_ slot: Slot, sink: FrameSink) {
+    func pump(_ slot: Slot, sink: FrameSink) {
         var splice = splices[slot.index]
+        guard !splice.injectionHeld else { return }
         let record = log.current(slot)
         let windowEnd = splice.guestAcked(record) + max(splice.guestWindow, UInt64(splice.segmentSize))
         while splice.injected < record.clientBytesLogged, splice.injected < windowEnd {
@@ -583,20 +651,21 @@ final class Splicer: @unchecked Sendable {
     }
 
     /// A segment from the connection's client to the service, as the new guest must see it.
-    private func asClient(
+    func asClient(
         _ record: ConnectionRecord, sequence: UInt32, acknowledging ack: UInt32, flags: TCPFlags,
-        window: UInt16 = 0xFFFF, options: TCPOptions = TCPOptions()
+        window: UInt16 = 0xFFFF, options: TCPOptions = TCPOptions(), ports: ReopenedPorts? = nil
     ) -> TCPFrameSpec {
         TCPFrameSpec(
             sourceMAC: clientMAC, destinationMAC: serviceMAC, source: IPv4Address(rawValue: record.key.clientAddress),
-            destination: service, sourcePort: record.key.clientPort, destinationPort: record.key.serverPort,
-            sequenceNumber: SequenceNumber(sequence), acknowledgmentNumber: SequenceNumber(ack), flags: flags,
-            window: window, options: options)
+            destination: service, sourcePort: record.key.clientPort,
+            destinationPort: ports?.serving ?? record.key.serverPort,
+            sequenceNumber: SequenceNumber(sequence &+ (ports?.shift ?? 0)), acknowledgmentNumber: SequenceNumber(ack),
+            flags: flags, window: window, options: options)
     }
 
     /// A segment to the new guest as the client: `payloadOffset` (offset, count) injects logged
     /// bytes; it acknowledges what the replay may acknowledge for the client.
-    private func sendToGuest(
+    func sendToGuest(
         _ slot: Slot, _ record: ConnectionRecord, flags: TCPFlags, payloadOffset: (UInt64, Int)?, sink: FrameSink
     ) {
         let splice = splices[slot.index]
@@ -608,7 +677,7 @@ final class Splicer: @unchecked Sendable {
         let spec = asClient(
             record, sequence: record.clientISN &+ 1 &+ UInt32(truncatingIfNeeded: offset),
             acknowledging: splice.acknowledgeable(record) &+ splice.translation.sequenceDelta, flags: flags,
-            options: options)
+            options: options, ports: splice.ports)
         guard let (start, count) = payloadOffset else {
             sink.toGuest { frame in (try? FrameBuilder.tcp(spec, into: frame)) ?? 0 }
             return
@@ -660,7 +729,7 @@ final class Splicer: @unchecked Sendable {
 
     /// Resets a connection the replay cannot carry on: a RST to the client (at the sequence it
     /// expects next) and to the new guest, then the record is closed and the reason logged.
-    private func resetConnection(_ slot: Slot, _ kind: ReplayResetReason, reason: String, sink: FrameSink) {
+    func resetConnection(_ slot: Slot, _ kind: ReplayResetReason, reason: String, sink: FrameSink) {
         let record = log.current(slot)
         let splice = splices[slot.index]
         let toClient = TCPFrameSpec(
@@ -674,7 +743,7 @@ final class Splicer: @unchecked Sendable {
             for offset in [splice.guestAcked(record), splice.injected] {
                 let toGuest = asClient(
                     record, sequence: record.clientISN &+ 1 &+ UInt32(truncatingIfNeeded: offset), acknowledging: 0,
-                    flags: .rst, window: 0)
+                    flags: .rst, window: 0, ports: splice.ports)
                 sink.toGuest { frame in (try? FrameBuilder.tcp(toGuest, into: frame)) ?? 0 }
             }
         }
@@ -682,6 +751,7 @@ final class Splicer: @unchecked Sendable {
             endHandshake(slot.index)
             settle(slot.index)
         }
+        forgetReopened(slot)
         splices[slot.index] = Splice()
         log.close(slot)
         totals.withLock { $0.resets[kind, default: 0] += 1 }
@@ -701,7 +771,7 @@ final class Splicer: @unchecked Sendable {
     }
 
     /// One connection of the replay is no longer pending.
-    private func settle(_ index: Int) {
+    func settle(_ index: Int) {
         pendingCount -= 1
         if let position = active.firstIndex(of: index) {
             active.swapAt(position, active.count - 1)
@@ -767,5 +837,7 @@ public struct ReplayTotals: Sendable, Equatable {
     public var replayed: UInt64 = 0
     public var spliced: UInt64 = 0
     public var clientClosed: UInt64 = 0
+    /// Relay-server connections no new guest opened again: closed toward their end server.
+    public var unclaimed: UInt64 = 0
     public var resets: [ReplayResetReason: UInt64] = [:]
 }

@@ -18,11 +18,16 @@ extension ConnectionLog {
     /// `httpFraming` says the server stream checksum will mask `Date:` values found by following
     /// HTTP framing (the relay's choice for the port); replay masks its own checksum the same way.
     ///
+    /// `guestInitiated`: the guest opened the connection, and `key`'s client is the end server
+    /// whose SYN/ACK this is (docs/relay-servers.md).
+    ///
     /// - Returns: nil when no slot is free (counted in `admittedUnlogged`): the relay lets the
     ///   connection pass unlogged. With a slot but fewer than `admissionReserve` free chunks the
     ///   connection is admitted **unprotected** (`.logFull`): its frames pass, nothing of it is
     ///   logged, and a failover resets it cleanly.
-    public func open(key: FlowKey, clientISN: UInt32, options: SYNOptions, httpFraming: Bool = false) -> Slot? {
+    public func open(
+        key: FlowKey, clientISN: UInt32, options: SYNOptions, httpFraming: Bool = false, guestInitiated: Bool = false
+    ) -> Slot? {
         if let existing = index.find(key) {
             if images[existing].clientISN == clientISN { return Slot(index: existing, serial: images[existing].serial) }
             release(existing)
@@ -41,6 +46,7 @@ extension ConnectionLog {
         image.clientISN = clientISN
         image.clientOptions = options.encoded
         if httpFraming { image.flags.insert(.httpFraming) }
+        if guestInitiated { image.flags.insert(.guestInitiated) }
         if freeChunkCount < admissionReserve {
             image.protection = .logFull
             bump(LogLayout.unprotectedFullOffset)

@@ -77,6 +77,10 @@ public struct ConnectionRecord: Hashable, Sendable {
     public var protection = Protection.protected
     /// How the server stream checksums were taken: what a replay's own checksum must mask.
     public var masking = StreamMasking.none
+    /// The guest opened this connection to an end server (a relay server's, docs/relay-servers.md).
+    /// The roles mirror: the record's client is the end server (its bytes are logged before the
+    /// guest sees them), its server the guest (whose stream a replay checks).
+    public var guestInitiated = false
 
     /// The client bytes the log holds: from the replay start to the last logged byte.
     public var clientBytesHeld: UInt64 { protection == .protected ? clientBytesLogged - replayStart.clientOffset : 0 }

@@ -65,7 +65,9 @@
 ///                                  6 translated (a replay moved the server side: fields 92, 112,
 ///                                  116, 144, 152), 7 HTTP framing (the server stream CRC has
 ///                                  `Date:` values masked, found by following the framing),
-///                                  8 framing stopped (masking ends at the mask end, field 160)
+///                                  8 framing stopped (masking ends at the mask end, field 160),
+///                                  9 guest-initiated (the "client" is an end server the guest
+///                                  connected to; docs/relay-servers.md)
 /// 24   client address      UInt32  IPv4, first octet most significant
 /// 28   server address      UInt32
 /// 32   client port         UInt16

@@ -18,9 +18,12 @@ struct RecordImage: Equatable {
         static let httpFraming = Flags(rawValue: 1 << 7)
         /// The framing stopped being followed: masking ends at `maskEnd`.
         static let framingStopped = Flags(rawValue: 1 << 8)
+        /// The guest opened the connection (a relay server's, docs/relay-servers.md): the record's
+        /// "client" is the end server, its "server" the guest.
+        static let guestInitiated = Flags(rawValue: 1 << 9)
         static let all: Flags = [
             .serverHandshake, .clientFIN, .serverFIN, .clientTimestamps, .serverTimestamps, .rolledBack, .translated,
-            .httpFraming, .framingStopped,
+            .httpFraming, .framingStopped, .guestInitiated,
         ]
     }
 
@@ -206,7 +209,8 @@ struct RecordImage: Equatable {
                 clientOffset: replayClientStart, serverOffset: replayServerStart, serverCRC: replayServerCRC),
             protection: protection,
             masking: flags.contains(.httpFraming)
-                ? .http(until: flags.contains(.framingStopped) ? maskEnd : nil) : .none)
+                ? .http(until: flags.contains(.framingStopped) ? maskEnd : nil) : .none,
+            guestInitiated: flags.contains(.guestInitiated))
     }
 
     var translation: Translation? {

@@ -68,8 +68,8 @@ public struct TCPSegmentView {
     public let offset: Int
     /// Data Offset × 4, 20 to 60, within the IP packet.
     public let headerLength: Int
-    public let sourcePort: UInt16
-    public let destinationPort: UInt16
+    public private(set) var sourcePort: UInt16
+    public private(set) var destinationPort: UInt16
     public private(set) var sequenceNumber: SequenceNumber
     public private(set) var acknowledgmentNumber: SequenceNumber
     public private(set) var flags: TCPFlags
@@ -213,6 +213,19 @@ public struct TCPSegmentView {
         frame.setWireU16(new, at: field)
         finish(adjuster)
         flags.subtract(removed)
+    }
+
+    /// Replaces the ports: a relay server's connection that a new guest opened again after a
+    /// failover uses another local port than the one the end server knows (docs/relay-servers.md).
+    public mutating func setPorts(source: UInt16, destination: UInt16) {
+        var adjuster = beginAdjusting()
+        adjuster.replace(frame.wireU16(at: offset), with: source)
+        adjuster.replace(frame.wireU16(at: offset + 2), with: destination)
+        frame.setWireU16(source, at: offset)
+        frame.setWireU16(destination, at: offset + 2)
+        finish(adjuster)
+        sourcePort = source
+        destinationPort = destination
     }
 
     /// Replaces the (unscaled) window field.

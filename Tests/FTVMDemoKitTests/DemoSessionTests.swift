@@ -333,6 +333,20 @@ final class DemoServiceOptionsTests: XCTestCase {
         XCTAssertTrue(DemoServiceOptions.usage.contains("/chunked/N"))
     }
 
+    func testProxyOptions() throws {
+        XCTAssertNil(try DemoServiceOptions.parse([]).proxyPort)
+        XCTAssertEqual(try DemoServiceOptions.parse([]).proxyTarget, ProxyTarget(address: [10, 77, 0, 1], port: 9000))
+        let options = try DemoServiceOptions.parse(["--proxy-port", "8090", "--proxy-to", "192.0.2.7:8000"])
+        XCTAssertEqual(options.proxyPort, 8090)
+        XCTAssertEqual(options.proxyTarget, ProxyTarget(address: [192, 0, 2, 7], port: 8000))
+        for invalid in [
+            ["--proxy-port", "0"], ["--proxy-port", "80"], ["--proxy-to", "10.0.0.1"], ["--proxy-to", "10.0.0.1:0"],
+            ["--proxy-to", "host:80"], ["--command-port", "7070", "--proxy-port", "7070"],
+        ] {
+            XCTAssertThrowsError(try DemoServiceOptions.parse(invalid), "\(invalid)")
+        }
+    }
+
     func testAllOptions() throws {
         let options = try DemoServiceOptions.parse(["--version-file", "/v", "--port", "0", "--address", "127.0.0.1"])
         XCTAssertEqual(options.port, 0)

@@ -52,6 +52,20 @@ final class ConnectionLogTests: LogTestCase {
     }
 
     /// An ISN just below 2^32: the stream wraps after 255 bytes, and every comparison still works.
+    /// A connection the guest opened is marked so (its client is the end server), and the mark
+    /// survives a restarted daemon's attach; a client connection has none.
+    func testGuestInitiatedMarkSurvivesAttach() throws {
+        let log = try ConnectionLog.create(path: path, slots: 4, chunks: 16, chunkSize: 64)
+        let outgoing = try XCTUnwrap(
+            log.open(key: key(1, port: 40000), clientISN: 77, options: options, guestInitiated: true))
+        let incoming = try XCTUnwrap(log.open(key: key(2), clientISN: 88, options: options))
+        XCTAssertEqual(log.current(outgoing).guestInitiated, true)
+        XCTAssertEqual(log.current(incoming).guestInitiated, false)
+        let attached = try ConnectionLog.attach(path: path)
+        XCTAssertEqual(try XCTUnwrap(attached.record(outgoing)).guestInitiated, true)
+        XCTAssertEqual(try XCTUnwrap(attached.record(incoming)).guestInitiated, false)
+    }
+
     func testWraparoundISN() throws {
         let log = try ConnectionLog.create(path: path, slots: 2, chunks: 16, chunkSize: 64)
         let isn: UInt32 = 0xFFFF_FF00

@@ -32,7 +32,7 @@ final class RewriteTests: XCTestCase {
                 XCTAssertEqual(segment.options.sackBlocks.count, random.sackBlocks.count)
                 for step in 0..<8 {
                     let value = interesting32(using: &rng)
-                    switch Int.random(in: 0..<7, using: &rng) {
+                    switch Int.random(in: 0..<8, using: &rng) {
                     case 0: segment.setSequenceNumber(SequenceNumber(value))
                     case 1: segment.setAcknowledgmentNumber(SequenceNumber(value))
                     case 2: segment.shiftSACKBlocks(by: value)
@@ -42,6 +42,10 @@ final class RewriteTests: XCTestCase {
                         XCTAssertEqual(set, random.timestamps != nil)
                     case 4: segment.setWindow(UInt16(truncatingIfNeeded: value))
                     case 5: segment.clearFlags(TCPFlags(rawValue: UInt8(truncatingIfNeeded: value)))
+                    case 6:
+                        segment.setPorts(
+                            source: UInt16(truncatingIfNeeded: value),
+                            destination: UInt16(truncatingIfNeeded: value >> 16))
                     default: segment.setSequenceNumber(segment.sequenceNumber)  // no change at all
                     }
                     rewrites += 1
@@ -57,6 +61,8 @@ final class RewriteTests: XCTestCase {
                     XCTAssertEqual(
                         segment.acknowledgmentNumber.rawValue, Reference.u32(now, segment.acknowledgmentNumberOffset))
                     XCTAssertEqual(segment.window, Reference.u16(now, segment.windowOffset))
+                    XCTAssertEqual(segment.sourcePort, Reference.u16(now, segment.offset))
+                    XCTAssertEqual(segment.destinationPort, Reference.u16(now, segment.offset + 2))
                     XCTAssertEqual(segment.flags.rawValue, now[segment.offset + 13])
                     if let at = segment.optionOffsets.timestamps {
                         XCTAssertEqual(segment.options.timestamps?.value, Reference.u32(now, at))

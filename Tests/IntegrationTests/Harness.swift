@@ -24,6 +24,10 @@ enum Harness {
 
     static let defaultImage = "/var/lib/ftvm/images/default"
 
+    /// The image tests that need this checkout's guest binaries boot: FTVM_TEST_IMAGE_DIR (an
+    /// image built with `images/build.sh --out DIR`), else the shared default.
+    static var testImage: String { ProcessInfo.processInfo.environment["FTVM_TEST_IMAGE_DIR"] ?? defaultImage }
+
     struct Output {
         var status: Int32
         var stdout: String
@@ -190,13 +194,17 @@ enum Harness {
         let file = NSTemporaryDirectory() + "ftvm-download-\(UUID().uuidString)"
         let process = Process()
 
-        init(pair: String, size: Int, seed: UInt64, rate: String = "3M") throws {
+        /// `base` is the URL before `/bytes/N` (the demo service itself by default).
+        init(
+            pair: String, size: Int, seed: UInt64, rate: String = "3M",
+            base: String = "http://\(Harness.serviceAddress)"
+        ) throws {
             self.size = size
             self.seed = seed
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = [
                 "ip", "netns", "exec", "ftvm-\(pair)", "curl", "-sS", "--fail", "--max-time", "180", "--limit-rate",
-                rate, "-o", file, "http://\(Harness.serviceAddress)/bytes/\(size)?seed=\(seed)",
+                rate, "-o", file, "\(base)/bytes/\(size)?seed=\(seed)",
             ]
             try process.run()
         }
@@ -268,7 +276,7 @@ class PairTestCase: XCTestCase {
 /// the tests before it): up once before them, down and checked for leftovers after them.
 class SharedPairTestCase: XCTestCase {
     class var pair: String { preconditionFailure("\(self) must name its pair") }
-    /// More `ftvm up` options for the pair (e.g. its MTU).
+    /// More `ftvm up` options for the pair (its MTU, an image).
     class var upOptions: [String] { [] }
 
     override class func setUp() {

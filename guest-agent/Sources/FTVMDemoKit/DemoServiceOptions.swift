@@ -8,12 +8,17 @@ public struct DemoServiceOptions: Sendable, Equatable {
     public var commandPort: UInt16?
     /// Where the command port's trim requests go; nil: the agent's socket, /run/ftvm/trim.sock.
     public var trimSocket: String?
+    /// The reverse proxy's port (`GET|POST /proxy/PATH`); nil: no proxy.
+    public var proxyPort: UInt16?
+    /// The back end the proxy forwards to: IPv4 address (network order) and port.
+    public var proxyTarget = ProxyTarget(address: [10, 77, 0, 1], port: 9000)
 
     public init() {}
 
     public static let usage = """
         usage: ftvm-demo-service [--port PORT] [--address IPV4] [--version-file PATH]
                                  [--command-port PORT] [--trim-socket PATH]
+                                 [--proxy-port PORT] [--proxy-to IPV4:PORT]
           --port PORT          HTTP port, 0 picks a free one (default 80)
           --address IPV4       address to listen on (default 0.0.0.0)
           --version-file PATH  file served by GET /version and VERSION (default /etc/ftvm/version)
@@ -21,6 +26,9 @@ public struct DemoServiceOptions: Sendable, Equatable {
                                0 picks a free one (default: none); after each reply it asks ftvm
                                to trim the connection (docs/trim-api.md)
           --trim-socket PATH   where trim requests go (default /run/ftvm/trim.sock, the agent's)
+          --proxy-port PORT    also serve a reverse proxy on PORT: GET|POST /proxy/PATH is sent as
+                               PATH to the back end (default: none)
+          --proxy-to IPV4:PORT the proxy's back end (default 10.77.0.1:9000)
 
         HTTP: GET|HEAD /bytes/N?seed=S, /chunked/N?seed=S&chunk=K&trailer=1, /random/N, /version,
         /health, /nocontent; POST /sha256.
@@ -38,7 +46,12 @@ public struct DemoServiceOptions: Sendable, Equatable {
         var rest = arguments[...]
         while let flag = rest.popFirst() {
             if flag == "-h" || flag == "--help" { throw .helpRequested }
-            guard ["--port", "--address", "--version-file", "--command-port", "--trim-socket"].contains(flag) else {
+            guard
+                [
+                    "--port", "--address", "--version-file", "--command-port", "--trim-socket", "--proxy-port",
+                    "--proxy-to",
+                ].contains(flag)
+            else {
                 throw .invalid("unknown argument '\(flag)'")
             }
             guard let value = rest.popFirst() else { throw .invalid("\(flag) needs a value") }
@@ -53,6 +66,17 @@ public struct DemoServiceOptions: Sendable, Equatable {
                     throw .invalid("invalid command port '\(value)'")
                 }
                 options.commandPort = UInt16(port)
+            case "--proxy-port":
+                guard let port = HTTPRequestParser.parseDecimal(value), port > 0, port <= UInt64(UInt16.max) else {
+                    throw .invalid("invalid proxy port '\(value)'")
+                }
+                options.proxyPort = UInt16(port)
+            case "--proxy-to":
+                let parts = value.split(separator: ":", omittingEmptySubsequences: false)
+                guard parts.count == 2, let address = parseIPv4(String(parts[0])),
+                    let port = HTTPRequestParser.parseDecimal(parts[1]), port > 0, port <= UInt64(UInt16.max)
+                else { throw .invalid("invalid back end '\(value)': want IPV4:PORT") }
+                options.proxyTarget = ProxyTarget(address: address, port: UInt16(port))
             case "--trim-socket":
                 guard !value.isEmpty else { throw .invalid("--trim-socket needs a path") }
                 options.trimSocket = value
@@ -67,6 +91,9 @@ public struct DemoServiceOptions: Sendable, Equatable {
         if let commandPort = options.commandPort, commandPort != 0, commandPort == options.port {
             throw .invalid("--command-port must differ from --port")
         }
+        if let proxyPort = options.proxyPort, proxyPort == options.port || proxyPort == options.commandPort {
+            throw .invalid("--proxy-port must differ from --port and --command-port")
+        }
         return options
     }
 
@@ -80,5 +107,17 @@ public struct DemoServiceOptions: Sendable, Equatable {
             bytes.append(UInt8(value))
         }
         return bytes
+    }
+}
+
+/// Where the demo service's reverse proxy sends what it is asked for.
+public struct ProxyTarget: Sendable, Equatable {
+    /// IPv4, network byte order.
+    public var address: [UInt8]
+    public var port: UInt16
+
+    public init(address: [UInt8], port: UInt16) {
+        self.address = address
+        self.port = port
     }
 }

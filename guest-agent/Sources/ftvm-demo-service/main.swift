@@ -59,11 +59,21 @@ do {
         listeners.append(Listener(socket: socket, port: port, kind: .command))
         trims = options.trimSocket.map { TrimNotifier(path: $0) } ?? TrimNotifier()
     }
+    let proxy = try options.proxyPort.map { proxyPort in
+        let (socket, port) = try EventLoop.listen(address: options.address, port: proxyPort)
+        return (Proxy(listener: socket, backend: options.proxyTarget), port)
+    }
     let loop = EventLoop(
         listeners: listeners, router: DemoRouter(readVersion: readVersion), readVersion: readVersion, trims: trims)
     // The HTTP line comes first, always: scripts and tests wait for it.
     log("listening on :\(port)")
     if let command = listeners.dropFirst().first { log("command protocol listening on :\(command.port)") }
+    if let (proxy, port) = proxy {
+        proxy.start()
+        log(
+            "proxy listening on :\(port) for \(options.proxyTarget.address.map(String.init).joined(separator: ".")):\(options.proxyTarget.port)"
+        )
+    }
     try loop.run()
 } catch {
     log("\(error)")

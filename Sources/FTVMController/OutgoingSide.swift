@@ -1,0 +1,182 @@
+import FTVMHTTP
+import FTVMLog
+import FTVMWire
+import Synchronization
+
+/// The south side's half for relay servers (docs/relay-servers.md): connections the guest opens
+/// itself, to an end server in the clients' network (a reverse proxy fetching from its back
+/// end), are logged like client connections with the roles mirrored. The record's "client" is
+/// the end server: its ISN and SYN/ACK options, every byte it sends (logged *before* the guest
+/// can see it: output commit on this side too) and what it acknowledged. Its "server" is the
+/// guest: its ISN and SYN options, and the running checksum of what it sent, which a replay's
+/// regenerated requests are checked against.
+///
+/// This type holds what the log cannot yet: a guest's SYN until the end server answers it (the
+/// record opens with the end server's ISN, like a client connection opens with the client's).
+/// The rest of the path is the client side's own (`SouthSide`), and the replay is the
+/// splicer's (`Splicer+Outgoing.swift`).
+///
+/// Relay thread only. The table of waiting SYNs is sized once; a SYN that finds it full is not
+/// logged (its connection passes unprotected, counted).
+public final class OutgoingSide: @unchecked Sendable {
+    public struct Counters: Sendable, Codable, Equatable {
+        /// Guest SYNs to an end server, and connections logged once the end server answered.
+        public var guestSYNs: UInt64
+        public var logged: UInt64
+        /// Connections passed unlogged: the SYN table or the log had no room.
+        public var unlogged: UInt64
+        /// Connections whose HTTP framing stopped being followed (no more trims), and why.
+        public var framingStopped: [String: UInt64]
+    }
+
+    /// A guest's SYN waiting for the end server's SYN/ACK.
+    private struct PendingSYN {
+        var isn: UInt32
+        var options: SYNOptions
+        var tsval: UInt32?
+        var seenAt: UInt64
+    }
+
+    /// SYNs waiting at once, and how long one waits (Linux gives a SYN up after about 127 s).
+    static let pendingLimit = 1024
+    static let pendingNanos: UInt64 = 130_000_000_000
+
+    /// An exchange boundary of a guest-initiated connection, with the client exchange count when
+    /// its exchange completed (SouthSide+Outgoing.swift).
+    private struct Boundary {
+        var start = ReplayStart(clientOffset: 0, serverOffset: 0, serverCRC: 0)
+        var stamp: UInt64 = 0
+    }
+
+    /// Boundaries waiting per slot, oldest first; the newest replaces the last when full (it
+    /// subsumes it, with a younger stamp: later, never wrongly, trimmed).
+    private struct Boundaries {
+        static let capacity = 4
+        var serial: UInt64 = 0
+        var entries = InlineArray<4, Boundary>(repeating: Boundary())
+        var count = 0
+    }
+
+    private let log: ConnectionLog
+    private var pending: [FlowKey: PendingSYN] = [:]
+    private var boundaries: [Boundaries]
+    private var slotsWithBoundaries = 0
+    /// Client exchanges begun so far (the stamps).
+    private var clientExchanges: UInt64 = 0
+    /// Why outgoing connections' framing stopped being followed (rare: a lock is fine).
+    private let stops = Mutex<[String: UInt64]>([:])
+    private var lastSweep: UInt64 = 0
+    private let guestSYNs = Atomic<UInt64>(0)
+    private let logged = Atomic<UInt64>(0)
+    private let unlogged = Atomic<UInt64>(0)
+
+    init(log: ConnectionLog) {
+        self.log = log
+        pending.reserveCapacity(Self.pendingLimit)
+        boundaries = Array(repeating: Boundaries(), count: log.usage.slotCount)
+    }
+
+    var counters: Counters {
+        Counters(
+            guestSYNs: guestSYNs.load(ordering: .relaxed), logged: logged.load(ordering: .relaxed),
+            unlogged: unlogged.load(ordering: .relaxed), framingStopped: stops.withLock { $0 })
+    }
+
+    /// The guest sent a SYN (`key`: the end server as the client, the guest's port as the
+    /// server's); it is forwarded, and remembered for the answer.
+    func guestOpens(_ segment: TCPSegmentView, key: FlowKey, now: UInt64) {
+        guestSYNs.add(1, ordering: .relaxed)
+        guard pending[key]?.isn != segment.sequenceNumber.rawValue else { return }  // a retransmission
+        guard pending.count < Self.pendingLimit || pending[key] != nil else {
+            unlogged.add(1, ordering: .relaxed)
+            return
+        }
+        pending[key] = PendingSYN(
+            isn: segment.sequenceNumber.rawValue, options: SYNOptions(segment.options),
+            tsval: segment.options.timestamps?.value, seenAt: now)
+    }
+
+    /// The end server's SYN/ACK for a SYN the guest sent: logs the connection (before the guest
+    /// sees the SYN/ACK) and returns its record; nil when it answers no SYN seen here.
+    func endServerAnswers(_ segment: TCPSegmentView, key: FlowKey) -> Slot? {
+        guard let syn = pending[key], segment.acknowledgmentNumber.rawValue == syn.isn &+ 1 else { return nil }
+        pending[key] = nil
+        guard
+            let slot = log.open(
+                key: key, clientISN: segment.sequenceNumber.rawValue, options: SYNOptions(segment.options),
+                guestInitiated: true)
+        else {
+            unlogged.add(1, ordering: .relaxed)
+            return nil
+        }
+        log.setServerHandshake(slot, serverISN: syn.isn, options: syn.options)
+        if let tsval = syn.tsval { log.noteTimestamps(slot, fromClient: false, tsval: tsval, tsecr: 0) }
+        if let stamps = segment.options.timestamps {
+            log.noteTimestamps(slot, fromClient: true, tsval: stamps.value, tsecr: stamps.echoReply)
+        }
+        logged.add(1, ordering: .relaxed)
+        return slot
+    }
+
+    // MARK: Bounding (SouthSide+Outgoing.swift)
+
+    /// A client exchange begins: its stamp.
+    func beginClientExchange() -> UInt64 {
+        clientExchanges += 1
+        return clientExchanges
+    }
+
+    var hasBoundaries: Bool { slotsWithBoundaries > 0 }
+
+    /// An exchange of `slot` completed at `start`; it is stamped with the client exchanges so far.
+    func offer(_ slot: Slot, _ start: ReplayStart) {
+        var list = boundaries[slot.index]
+        if list.serial != slot.serial {
+            if list.count > 0 { slotsWithBoundaries -= 1 }
+            list = Boundaries(serial: slot.serial)
+        }
+        let boundary = Boundary(start: start, stamp: clientExchanges)
+        if list.count == Boundaries.capacity {
+            list.entries[list.count - 1] = boundary
+        } else {
+            if list.count == 0 { slotsWithBoundaries += 1 }
+            list.entries[list.count] = boundary
+            list.count += 1
+        }
+        boundaries[slot.index] = list
+    }
+
+    /// The furthest boundary of `slot` that is acknowledged (its request by the end server, its
+    /// response logged) and older than every client exchange in flight (`oldestInFlight`: the
+    /// smallest stamp among them), removed with those before it.
+    func due(_ slot: Slot, before oldestInFlight: UInt64, serverAcked: UInt64, clientLogged: UInt64) -> ReplayStart? {
+        var list = boundaries[slot.index]
+        guard list.serial == slot.serial, list.count > 0 else { return nil }
+        var taken = 0
+        while taken < list.count, list.entries[taken].stamp < oldestInFlight,
+            list.entries[taken].start.serverOffset <= serverAcked,
+            list.entries[taken].start.clientOffset <= clientLogged
+        {
+            taken += 1
+        }
+        guard taken > 0 else { return nil }
+        let found = list.entries[taken - 1].start
+        for index in 0..<(list.count - taken) { list.entries[index] = list.entries[index + taken] }
+        list.count -= taken
+        if list.count == 0 { slotsWithBoundaries -= 1 }
+        boundaries[slot.index] = list
+        return found
+    }
+
+    func noteFramingStopped(_ reason: HTTPStop?) {
+        stops.withLock { $0[reason?.description ?? "segment too large to frame", default: 0] += 1 }
+    }
+
+    /// Forgets SYNs no end server answered. Cheap enough to call every loop turn; it scans once
+    /// a second.
+    func sweep(now: UInt64) {
+        guard now &- lastSweep >= 1_000_000_000, !pending.isEmpty else { return }
+        lastSweep = now
+        pending = pending.filter { now &- $0.value.seenAt < Self.pendingNanos }
+    }
+}

@@ -1,0 +1,78 @@
+import FTVMHTTP
+import FTVMLog
+
+/// Bounding the log of relay servers' connections (docs/relay-servers.md, "Bounded").
+///
+/// A guest-initiated connection is framed as HTTP/1.x with the roles mirrored: the guest's
+/// stream carries the requests, the end server's (logged) bytes the responses. An exchange the
+/// end server has acknowledged and answered in full is a boundary, like a client exchange. But
+/// it may leave the log only once no client exchange that could have caused it is still in
+/// flight: a replay re-runs every client exchange in flight, and a re-run one would send its
+/// back-end request again, which a trimmed log could no longer recognise as already sent.
+///
+/// So every client exchange is stamped with a count when its first byte is logged, and every
+/// outgoing boundary with the count when its exchange completed. A boundary is trimmed to once
+/// every client exchange in flight is younger than it (their stamps are larger). Checked once a
+/// second (`sweep`); trims lag by that much, which costs nothing but log space.
+extension SouthSide {
+    /// A client's bytes were logged: its exchange in flight, if it had none, starts now.
+    func noteClientExchange(_ slot: Slot) {
+        guard !flows[slot.index].guestInitiated, flows[slot.index].exchangeBegan == 0 else { return }
+        flows[slot.index].exchangeBegan = outgoing.beginClientExchange()
+    }
+
+    /// The guest's bytes on a connection it opened: requests.
+    func feedOutgoingRequests(_ slot: Slot, _ bytes: UnsafeRawBufferPointer) {
+        trackers[slot.index].feedRequests(bytes) { exchange in outgoingExchangeCompleted(slot, exchange) }
+        if let stop = trackers[slot.index].stop { stopFollowingOutgoing(slot, because: stop) }
+    }
+
+    /// The end server's bytes (logged): responses.
+    func feedOutgoingResponses(_ slot: Slot, _ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count <= maskScratch.count else { return stopFollowingOutgoing(slot, because: nil) }
+        trackers[slot.index].feedResponses(
+            bytes, masked: maskScratch, responseEnd: { _ in },
+            exchange: { exchange in outgoingExchangeCompleted(slot, exchange) })
+        if let stop = trackers[slot.index].stop { stopFollowingOutgoing(slot, because: stop) }
+    }
+
+    private func outgoingExchangeCompleted(_ slot: Slot, _ exchange: HTTPExchange) {
+        // The request's end must be a checkpoint of the guest's stream (a segment's end: a relay
+        // server writes a request at once), else its checksum there is unknown.
+        guard let crc = flows[slot.index].trims.crc(at: exchange.requestEnd) else { return }
+        outgoing.offer(
+            slot,
+            ReplayStart(clientOffset: exchange.responseEnd, serverOffset: exchange.requestEnd, serverCRC: crc))
+    }
+
+    private func stopFollowingOutgoing(_ slot: Slot, because reason: HTTPStop?) {
+        flows[slot.index].framing = .stopped
+        outgoing.noteFramingStopped(reason)
+    }
+
+    /// Trims each relay-server connection to its furthest boundary that is acknowledged and that
+    /// no client exchange in flight may have caused.
+    func trimOutgoing() {
+        guard outgoing.hasBoundaries else { return }
+        var oldestInFlight = UInt64.max
+        log.forEachLive { slot in
+            let flow = flows[slot.index]
+            if flow.serial == slot.serial, flow.exchangeBegan != 0 {
+                oldestInFlight = min(oldestInFlight, flow.exchangeBegan)
+            }
+        }
+        log.forEachLive { slot in
+            guard flows[slot.index].serial == slot.serial, flows[slot.index].guestInitiated,
+                case .outgoing = flows[slot.index].framing,
+                splicer.phase(of: slot) == .idle || splicer.phase(of: slot) == .spliced
+            else { return }
+            let position = log.position(slot)
+            guard position.isProtected,
+                let boundary = outgoing.due(
+                    slot, before: oldestInFlight, serverAcked: position.serverAcked, clientLogged: position.clientLogged
+                )
+            else { return }
+            log.trim(slot, to: boundary)
+        }
+    }
+}

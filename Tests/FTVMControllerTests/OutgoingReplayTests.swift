@@ -1,0 +1,628 @@
+import FTVMLog
+import FTVMWire
+import Foundation
+import XCTest
+
+@testable import FTVMController
+
+/// Relay servers played by hand (docs/relay-servers.md): the guest opens a connection to an end
+/// server, a failover comes, and the new guest opens its own connection to the same end server,
+/// which the relay maps onto the logged one. Every frame toward the end server and the guest is
+/// recorded and checked.
+final class OutgoingReplayTests: XCTestCase {
+    private var path = ""
+    private var log: ConnectionLog!
+    private var wrapper: SouthSide!
+    private var sink: RecordingSink!
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 16)
+
+    private let endServer = IPv4Address(10, 77, 0, 1)
+    private let guest = IPv4Address(10, 77, 0, 2)
+    private let endServerMAC = MACAddress(2, 0, 0, 0, 0, 1)
+    private let guestMAC = MACAddress(0x52, 0x54, 0, 0x77, 0, 2)
+    private let endPort: UInt16 = 9000
+    /// The old guest's local port, and the one the new guest picks.
+    private let oldPort: UInt16 = 41000
+    private let newPort: UInt16 = 52000
+    private let guestISN: UInt32 = 0xFFFF_FF80  // wraps while the request goes out
+    private let endISN: UInt32 = 0x2000_0000
+    private let newISN: UInt32 = 0x7000_0000
+    private let start: UInt64 = 5_000_000_000
+
+    private var guestClock: UInt32 = 500_000
+    private var endClock: UInt32 = 9000
+
+    private let request = Array("GET /bytes/5000?seed=3 HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
+    /// What the end server answered before the failure (all logged; the guest had 2500 of it).
+    private let answer = (0..<4000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 5) }
+
+    private var requestEnd: UInt32 { guestISN &+ 1 &+ UInt32(request.count) }
+
+    override func setUpWithError() throws {
+        path = "/dev/shm/ftvm-outgoing-test-\(UUID().uuidString)"
+        log = try ConnectionLog.create(path: path, slots: 8, chunks: 64, chunkSize: 2048)
+        wrapper = SouthSide(log: log, service: guest)
+        sink = RecordingSink()
+    }
+
+    override func tearDown() {
+        wrapper = nil
+        log = nil
+        sink = nil
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    deinit { buffer.deallocate() }
+
+    // MARK: Logging
+
+    func testTheGuestsConnectionIsLoggedWithTheRolesMirrored() throws {
+        let slot = try playOldGuest()
+        let record = log.current(slot)
+        XCTAssertTrue(record.guestInitiated)
+        XCTAssertEqual(
+            record.key,
+            FlowKey(
+                clientAddress: endServer.rawValue, clientPort: 9000, serverAddress: guest.rawValue,
+                serverPort: oldPort))
+        XCTAssertEqual(record.clientISN, endISN, "the end server's ISN")
+        XCTAssertEqual(record.serverISN, guestISN, "the guest's ISN")
+        XCTAssertEqual(
+            record.clientOptions,
+            SYNOptions(maximumSegmentSize: 1400, windowScale: 6, sackPermitted: true, timestamps: true))
+        XCTAssertEqual(
+            record.serverOptions,
+            SYNOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true, timestamps: true))
+        XCTAssertEqual(log.clientBytes(slot), answer, "every end-server byte, logged before the guest saw it")
+        XCTAssertEqual(record.serverStream.byteCount, UInt64(request.count))
+        XCTAssertEqual(record.serverStream.crc, CRC32C.checksum(request))
+        XCTAssertEqual(record.serverAckedByClient, requestEnd, "the end server acknowledged the request")
+        XCTAssertEqual(wrapper.outgoing.counters.logged, 1)
+    }
+
+    func testAnEndServerByteThatCannotBeLoggedInOrderNeverReachesTheGuest() throws {
+        _ = try playOldGuest()
+        let gap = try deliver(
+            fromGuest: false, seq: endISN &+ 1 &+ UInt32(answer.count) &+ 100, ack: requestEnd, flags: [.ack, .psh],
+            payload: [1, 2, 3])
+        XCTAssertEqual(gap, .drop)
+    }
+
+    // MARK: Replay
+
+    func testTheNewGuestsConnectionIsMatchedCaughtUpAndSpliced() throws {
+        let slot = try playOldGuest()
+        wrapper.splicer.begin(now: start, sink: sink)
+        XCTAssertEqual(sink.takeAll(), 0, "nothing is sent until the new guest opens its connection")
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .awaitingReopen)
+
+        // The end server retransmits meanwhile: logged, never forwarded (the new guest would RST it).
+        XCTAssertEqual(
+            try deliver(
+                fromGuest: false, seq: endISN &+ 1, ack: requestEnd, flags: [.ack, .psh],
+                payload: Array(answer[..<1000])),
+            .drop)
+
+        // The new guest opens its own connection, from another port: matched, answered for the end server.
+        let synTSval: UInt32 = 77
+        XCTAssertEqual(try newGuestSYN(tsval: synTSval), .drop)
+        var frames = try sink.takeGuest()
+        XCTAssertEqual(frames.count, 1, "nothing is injected before the guest sends its request again")
+        let synack = try XCTUnwrap(frames.first)
+        XCTAssertEqual(synack.flags, [.syn, .ack])
+        XCTAssertEqual(synack.seq, endISN, "the end server's original ISN")
+        XCTAssertEqual(synack.ack, newISN &+ 1)
+        XCTAssertEqual(
+            synack.tuple,
+            FourTuple(
+                sourceAddress: endServer, sourcePort: endPort, destinationAddress: guest, destinationPort: newPort))
+        XCTAssertEqual(synack.options.maximumSegmentSize, 1400)
+        XCTAssertEqual(synack.options.windowScale, 6)
+        XCTAssertTrue(synack.options.sackPermitted)
+        XCTAssertEqual(synack.options.timestamps?.echoReply, synTSval)
+        XCTAssertTrue(synack.checksumValid)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .catchingUp)
+
+        // The new guest regenerates the request (checked, dropped, acknowledged for the end
+        // server) and takes the logged end-server bytes as they are injected.
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: endISN &+ 1, payload: request), .drop)
+        var injected: [UInt8] = []
+        var acked: UInt32 = 0
+        for _ in 0..<10 where wrapper.splicer.phase(of: slot) == .catchingUp {
+            frames += try sink.takeGuest()
+            for segment in frames.dropFirst() {
+                XCTAssertEqual(segment.tuple.destinationPort, newPort)
+                XCTAssertTrue(segment.checksumValid)
+                acked = max(acked, segment.ack &- newISN)
+                if !segment.payload.isEmpty {
+                    XCTAssertEqual(segment.seq, endISN &+ 1 &+ UInt32(injected.count))
+                    injected += segment.payload
+                }
+            }
+            frames = [synack]
+            XCTAssertEqual(
+                try newGuest(seq: newISN &+ 1 &+ UInt32(request.count), ack: endISN &+ 1 &+ UInt32(injected.count)),
+                .drop)
+        }
+        XCTAssertEqual(injected, answer, "the logged end-server bytes, injected")
+        XCTAssertEqual(acked, 1 &+ UInt32(request.count), "the regenerated request is acknowledged")
+        XCTAssertEqual(sink.clients.count, 0, "the end server sees nothing of the regenerated request")
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced, "spliced once the guest holds every logged byte")
+
+        // Spliced: the guest's segments reach the end server as the old connection's…
+        var out = try deliverFrame(
+            fromGuest: true, seq: newISN &+ 1 &+ UInt32(request.count), ack: endISN &+ 1 &+ UInt32(answer.count),
+            flags: [.ack, .psh], payload: Array("GET /next HTTP/1.1\r\n\r\n".utf8), port: newPort)
+        XCTAssertEqual(out.verdict, .forward)
+        XCTAssertEqual(out.segment.tuple.sourcePort, oldPort)
+        XCTAssertEqual(out.segment.seq, requestEnd)
+        XCTAssertTrue(out.segment.checksumValid)
+        // … and the end server's reach the new guest's connection.
+        out = try deliverFrame(
+            fromGuest: false, seq: endISN &+ 1 &+ UInt32(answer.count), ack: requestEnd &+ 22, flags: [.ack, .psh],
+            payload: [9, 9, 9], port: oldPort)
+        XCTAssertEqual(out.verdict, .forward)
+        XCTAssertEqual(out.segment.tuple.destinationPort, newPort)
+        XCTAssertEqual(out.segment.ack, newISN &+ 1 &+ UInt32(request.count) &+ 22)
+        XCTAssertTrue(out.segment.checksumValid)
+        XCTAssertEqual(log.clientBytes(slot), answer + [9, 9, 9], "still logged before the guest sees it")
+    }
+
+    /// Two logged connections to one end server, both with a request in flight: the SYN/ACK is
+    /// made for the older, but the guest's request is the other's. The connection moves to
+    /// that one (the older waits again), and the end server's sequence numbers are shifted for
+    /// the guest: it gets the other's answer, and the end server sees nothing sent twice.
+    func testTheGuestsFirstBytesPickWhichLoggedConnectionItOpened() throws {
+        let first = try playOldGuest()
+        let (second, otherRequest, otherAnswer) = try playOtherOldConnection()
+        let otherPort: UInt16 = 41001
+        let otherEndISN: UInt32 = 0x5500_0000
+        let otherRequestEnd: UInt32 = 0x0100_0000 &+ 1 &+ UInt32(otherRequest.count)
+        wrapper.splicer.begin(now: start, sink: sink)
+        XCTAssertEqual(try newGuestSYN(), .drop)
+        let synack = try XCTUnwrap(try sink.takeGuest().first)
+        XCTAssertEqual(synack.seq, endISN, "made for the older connection")
+        XCTAssertEqual(wrapper.splicer.phase(of: first), .catchingUp)
+
+        // The guest re-sends the other connection's request.
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: endISN &+ 1, payload: otherRequest), .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: first), .awaitingReopen, "the older one waits again")
+        XCTAssertEqual(wrapper.splicer.phase(of: second), .catchingUp)
+        var injected: [UInt8] = []
+        for segment in try sink.takeGuest() where !segment.payload.isEmpty {
+            XCTAssertEqual(segment.seq, endISN &+ 1 &+ UInt32(injected.count), "in the guest's view")
+            XCTAssertEqual(segment.tuple.destinationPort, newPort)
+            injected += segment.payload
+        }
+        XCTAssertEqual(injected, otherAnswer, "the other connection's answer")
+        XCTAssertEqual(sink.clients.count, 0, "nothing reached the end server")
+        XCTAssertEqual(
+            try newGuest(seq: newISN &+ 1 &+ UInt32(otherRequest.count), ack: endISN &+ 1 &+ UInt32(otherAnswer.count)),
+            .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: second), .spliced)
+
+        // Spliced: both directions translated, ports and the shift.
+        let out = try deliverFrame(
+            fromGuest: true, seq: newISN &+ 1 &+ UInt32(otherRequest.count),
+            ack: endISN &+ 1 &+ UInt32(otherAnswer.count), flags: .ack, port: newPort)
+        XCTAssertEqual(out.verdict, .forward)
+        XCTAssertEqual(out.segment.tuple.sourcePort, otherPort)
+        XCTAssertEqual(out.segment.seq, otherRequestEnd)
+        XCTAssertEqual(out.segment.ack, otherEndISN &+ 1 &+ UInt32(otherAnswer.count))
+        XCTAssertTrue(out.segment.checksumValid)
+        let back = try deliverFrame(
+            fromGuest: false, seq: otherEndISN &+ 1 &+ UInt32(otherAnswer.count), ack: otherRequestEnd,
+            flags: [.ack, .psh], payload: [7], port: otherPort)
+        XCTAssertEqual(back.verdict, .forward)
+        XCTAssertEqual(back.segment.tuple.destinationPort, newPort)
+        XCTAssertEqual(back.segment.seq, endISN &+ 1 &+ UInt32(otherAnswer.count))
+        XCTAssertTrue(back.segment.checksumValid)
+    }
+
+    /// Both logged connections are opened again before either new connection sends a byte; the
+    /// first new one re-sends the second's request: the two swap.
+    func testTwoNewConnectionsSwapWhenTheirFirstBytesSaySo() throws {
+        let first = try playOldGuest()
+        let (second, otherRequest, otherAnswer) = try playOtherOldConnection()
+        wrapper.splicer.begin(now: start, sink: sink)
+        XCTAssertEqual(try newGuestSYN(), .drop)
+        let otherNewPort: UInt16 = 52001
+        let otherNewISN: UInt32 = 0x3300_0000
+        XCTAssertEqual(
+            try deliverFrame(
+                fromGuest: true, seq: otherNewISN, ack: 0, flags: .syn, options: synOptions, port: otherNewPort
+            )
+            .verdict, .drop)
+        let synacks = try sink.takeGuest()
+        XCTAssertEqual(synacks.map(\.seq), [endISN, 0x5500_0000], "made for the two in order")
+        // The first new connection sends the second's request.
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: endISN &+ 1, payload: otherRequest), .drop)
+        var injected: [UInt8] = []
+        for segment in try sink.takeGuest() where !segment.payload.isEmpty {
+            XCTAssertEqual(segment.tuple.destinationPort, newPort)
+            XCTAssertEqual(segment.seq, endISN &+ 1 &+ UInt32(injected.count))
+            injected += segment.payload
+        }
+        XCTAssertEqual(injected, otherAnswer)
+        // The other new connection sends the first's request: it is the first's now.
+        XCTAssertEqual(
+            try deliverFrame(
+                fromGuest: true, seq: otherNewISN &+ 1, ack: 0x5500_0001, flags: [.ack, .psh], payload: request,
+                port: otherNewPort
+            ).verdict, .drop)
+        injected = []
+        for segment in try sink.takeGuest() where !segment.payload.isEmpty {
+            XCTAssertEqual(segment.tuple.destinationPort, otherNewPort)
+            XCTAssertEqual(segment.seq, 0x5500_0001 &+ UInt32(injected.count))
+            injected += segment.payload
+        }
+        XCTAssertEqual(injected, answer)
+        XCTAssertEqual(wrapper.splicer.phase(of: first), .catchingUp)
+        XCTAssertEqual(wrapper.splicer.phase(of: second), .catchingUp)
+        XCTAssertEqual(wrapper.splicer.latestReport.reset, 0)
+        XCTAssertEqual(sink.clients.count, 0)
+    }
+
+    /// Three logged connections, three new ones opened before any sends a byte, each re-sending
+    /// another's request than the one its SYN/ACK was made for: each ends on its own record,
+    /// gets that record's answer in the sequence space its SYN/ACK set, and splices.
+    func testThreeNewConnectionsSortThemselvesOut() throws {
+        struct Old {
+            var port: UInt16, guestISN: UInt32, endISN: UInt32, request: [UInt8], answer: [UInt8]
+        }
+        var olds: [Old] = []
+        for index in 0..<3 {
+            let factor = index + 3
+            let answer: [UInt8] = (0..<(1000 + 300 * index)).map { (byte: Int) -> UInt8 in
+                UInt8(truncatingIfNeeded: byte &* factor)
+            }
+            let request: [UInt8] = Array("GET /bytes/9?seed=\(index) HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
+            let guestISN: UInt32 = 0x1000_0000 &* UInt32(index + 1)
+            let endISN: UInt32 = 0x2345_0000 &* UInt32(factor)
+            olds.append(
+                Old(port: 43000 + UInt16(index), guestISN: guestISN, endISN: endISN, request: request, answer: answer))
+        }
+        for old in olds {
+            func send(
+                _ fromGuest: Bool, _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
+            )
+                throws
+            {
+                _ = try deliverFrame(
+                    fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload,
+                    options: flags.contains(.syn) ? synOptions : TCPOptions(), port: old.port)
+            }
+            let requestEnd = old.guestISN &+ 1 &+ UInt32(old.request.count)
+            try send(true, old.guestISN, 0, .syn)
+            try send(false, old.endISN, old.guestISN &+ 1, [.syn, .ack])
+            try send(true, old.guestISN &+ 1, old.endISN &+ 1, [.ack, .psh], old.request)
+            try send(false, old.endISN &+ 1, requestEnd, [.ack, .psh], old.answer)
+        }
+        _ = sink.takeAll()
+        wrapper.splicer.begin(now: start, sink: sink)
+        let news: [(port: UInt16, isn: UInt32)] = [(52100, 0x0A00_0000), (52101, 0x0B00_0000), (52102, 0x0C00_0000)]
+        var bases: [UInt32] = []
+        for new in news {
+            XCTAssertEqual(
+                try deliverFrame(
+                    fromGuest: true, seq: new.isn, ack: 0, flags: .syn, options: synOptions, port: new.port
+                )
+                .verdict, .drop)
+            bases.append(try XCTUnwrap(try sink.takeGuest().first).seq)
+        }
+        XCTAssertEqual(bases, olds.map { (old: Old) in old.endISN }, "made in order")
+        // New connection k re-sends old connection (k + 2) % 3's request.
+        for (k, new) in news.enumerated() {
+            let old = olds[(k + 2) % 3]
+            XCTAssertEqual(
+                try deliverFrame(
+                    fromGuest: true, seq: new.isn &+ 1, ack: bases[k] &+ 1, flags: [.ack, .psh], payload: old.request,
+                    port: new.port
+                ).verdict, .drop)
+        }
+        var injected = [[UInt8]](repeating: [], count: 3)
+        for segment in try sink.takeGuest() where !segment.payload.isEmpty {
+            let k = try XCTUnwrap(news.firstIndex { $0.port == segment.tuple.destinationPort })
+            XCTAssertEqual(segment.seq, bases[k] &+ 1 &+ UInt32(injected[k].count), "connection \(k)")
+            injected[k] += segment.payload
+        }
+        for (k, new) in news.enumerated() {
+            let old = olds[(k + 2) % 3]
+            XCTAssertEqual(injected[k], old.answer, "connection \(k) gets its record's answer")
+            XCTAssertEqual(
+                try deliverFrame(
+                    fromGuest: true, seq: new.isn &+ 1 &+ UInt32(old.request.count),
+                    ack: bases[k] &+ 1 &+ UInt32(old.answer.count), flags: .ack, port: new.port
+                ).verdict, .drop)
+        }
+        XCTAssertEqual(wrapper.splicer.latestReport.reset, 0, "\(wrapper.splicer.latestReport.resets)")
+        for old in olds {
+            let slot = try XCTUnwrap(
+                log.lookup(
+                    FlowKey(
+                        clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue,
+                        serverPort: old.port)))
+            XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced, "\(old.port)")
+        }
+    }
+
+    func testARegeneratedRequestThatDiffersResetsBothSides() throws {
+        _ = try playOldGuest()
+        wrapper.splicer.begin(now: start, sink: sink)
+        _ = try newGuestSYN()
+        _ = sink.takeAll()
+        var other = request
+        other[5] ^= 1
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: endISN &+ 1, payload: other), .drop)
+        let toEndServer = try sink.takeClients()
+        XCTAssertEqual(toEndServer.count, 1)
+        XCTAssertEqual(toEndServer.first?.flags, [.rst, .ack])
+        XCTAssertEqual(toEndServer.first?.tuple.sourcePort, oldPort)
+        XCTAssertEqual(toEndServer.first?.seq, requestEnd)
+        let toGuest = try sink.takeGuest().filter { $0.flags.contains(.rst) }
+        XCTAssertFalse(toGuest.isEmpty)
+        XCTAssertTrue(toGuest.allSatisfy { $0.tuple.destinationPort == newPort })
+        XCTAssertNil(log.lookup(loggedKey))
+        XCTAssertEqual(wrapper.splicer.latestReport.reset, 1)
+        XCTAssertTrue(wrapper.splicer.latestReport.resets.first?.contains("regenerated output differs") == true)
+    }
+
+    func testASYNToAnotherEndServerPassesAsANewConnection() throws {
+        let slot = try playOldGuest()
+        wrapper.splicer.begin(now: start, sink: sink)
+        let other = try deliverFrame(
+            fromGuest: true, seq: newISN, ack: 0, flags: .syn, options: synOptions, port: newPort, to: 9999)
+        XCTAssertEqual(other.verdict, .forward)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .awaitingReopen)
+    }
+
+    func testAConnectionNobodyOpensAgainIsClosedTowardItsEndServer() throws {
+        let slot = try playOldGuest()
+        wrapper.splicer.begin(now: start, sink: sink)
+        wrapper.splicer.tick(now: start + wrapper.splicer.reopenBoundNanos, sink: sink)
+        XCTAssertEqual(sink.takeAll(), 0, "not before the bound")
+        wrapper.splicer.tick(now: start + wrapper.splicer.reopenBoundNanos + 1, sink: sink)
+        let fin = try XCTUnwrap(try sink.takeClients().first)
+        XCTAssertEqual(fin.flags, [.fin, .ack])
+        XCTAssertEqual(fin.tuple.sourcePort, oldPort)
+        XCTAssertEqual(fin.seq, requestEnd, "after every byte the end server acknowledged")
+        XCTAssertEqual(fin.ack, endISN &+ 1 &+ UInt32(answer.count))
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .closingUnclaimed)
+        // The end server closes its side: acknowledged, and the record is gone.
+        XCTAssertEqual(
+            try deliver(
+                fromGuest: false, seq: endISN &+ 1 &+ UInt32(answer.count), ack: requestEnd &+ 1, flags: [.fin, .ack]),
+            .drop)
+        let last = try XCTUnwrap(try sink.takeClients().first)
+        XCTAssertEqual(last.flags, .ack)
+        XCTAssertEqual(last.seq, requestEnd &+ 1)
+        XCTAssertEqual(last.ack, endISN &+ 2 &+ UInt32(answer.count))
+        XCTAssertNil(log.lookup(loggedKey))
+        XCTAssertEqual(wrapper.splicer.replayTotals.unclaimed, 1)
+        XCTAssertEqual(sink.guest.count, 0, "the new guest saw none of it")
+    }
+
+    func testAnUnclaimedConnectionWhoseEndServerLacksBytesIsReset() throws {
+        _ = try playOldGuest(endServerAcksRequest: false)
+        wrapper.splicer.begin(now: start, sink: sink)
+        wrapper.splicer.tick(now: start + wrapper.splicer.reopenBoundNanos + 1, sink: sink)
+        let rst = try XCTUnwrap(try sink.takeClients().first)
+        XCTAssertEqual(rst.flags, [.rst, .ack])
+        XCTAssertEqual(rst.seq, guestISN &+ 1, "where the end server's acknowledgments stopped")
+        XCTAssertNil(log.lookup(loggedKey))
+    }
+
+    // MARK: Bounded
+
+    /// An exchange on the guest's connection leaves the log once it is complete on both sides
+    /// and no client exchange that was in flight before it completed still is; a replay then
+    /// opens the connection at that boundary.
+    func testAnExchangeLeavesTheLogOnlyOnceNoClientExchangeThatCouldHaveCausedItIsInFlight() throws {
+        // A client asks the guest's proxy (port 8090, HTTP) for something.
+        let clientPort: UInt16 = 50000
+        let clientISN: UInt32 = 3000
+        let serviceISN: UInt32 = 8000
+        let clientRequest = Array("GET /proxy/a HTTP/1.1\r\nHost: p\r\n\r\n".utf8)
+        func client(
+            _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
+        ) throws
+            -> SouthSide.Verdict
+        {
+            try deliverFrame(
+                fromGuest: false, seq: seq, ack: ack, flags: flags, payload: payload, port: 8090, to: clientPort
+            )
+            .verdict
+        }
+        func service(
+            _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
+        ) throws
+            -> SouthSide.Verdict
+        {
+            try deliverFrame(
+                fromGuest: true, seq: seq, ack: ack, flags: flags, payload: payload, port: 8090, to: clientPort
+            )
+            .verdict
+        }
+        XCTAssertEqual(try client(clientISN, 0, .syn), .forward)
+        XCTAssertEqual(try service(serviceISN, clientISN &+ 1, [.syn, .ack]), .forward)
+        XCTAssertEqual(try client(clientISN &+ 1, serviceISN &+ 1, .ack), .forward)
+        XCTAssertEqual(try client(clientISN &+ 1, serviceISN &+ 1, [.ack, .psh], clientRequest), .forward)
+
+        // The proxy fetches it over its own connection: one whole exchange.
+        let backendRequest = Array("GET /a HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
+        let backendResponse = Array("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".utf8)
+        XCTAssertEqual(try deliver(fromGuest: true, seq: guestISN, ack: 0, flags: .syn, options: synOptions), .forward)
+        XCTAssertEqual(try deliver(fromGuest: false, seq: endISN, ack: guestISN &+ 1, flags: [.syn, .ack]), .forward)
+        let end = guestISN &+ 1 &+ UInt32(backendRequest.count)
+        XCTAssertEqual(
+            try deliver(
+                fromGuest: true, seq: guestISN &+ 1, ack: endISN &+ 1, flags: [.ack, .psh], payload: backendRequest),
+            .forward)
+        XCTAssertEqual(
+            try deliver(fromGuest: false, seq: endISN &+ 1, ack: end, flags: [.ack, .psh], payload: backendResponse),
+            .forward)
+        let responseEnd = endISN &+ 1 &+ UInt32(backendResponse.count)
+        XCTAssertEqual(try deliver(fromGuest: true, seq: end, ack: responseEnd, flags: .ack), .forward)
+        let slot = try XCTUnwrap(log.lookup(loggedKey))
+
+        // The client's exchange is in flight: a replay would re-run it, and it would send this
+        // request again. So the exchange stays in the log.
+        wrapper.sweep(now: start)
+        XCTAssertEqual(log.current(slot).replayStart.serverOffset, 0)
+        XCTAssertEqual(log.clientBytes(slot), backendResponse)
+
+        // The proxy answers the client, which acknowledges it: the client's exchange is done…
+        let answer = Array("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".utf8)
+        let requestEnd = clientISN &+ 1 &+ UInt32(clientRequest.count)
+        XCTAssertEqual(try service(serviceISN &+ 1, requestEnd, [.ack, .psh], answer), .forward)
+        XCTAssertEqual(try client(requestEnd, serviceISN &+ 1 &+ UInt32(answer.count), .ack), .forward)
+        // … and the next sweep trims the proxy's exchange.
+        wrapper.sweep(now: start + 1_000_000_000)
+        let record = log.current(slot)
+        XCTAssertEqual(
+            record.replayStart,
+            ReplayStart(
+                clientOffset: UInt64(backendResponse.count), serverOffset: UInt64(backendRequest.count),
+                serverCRC: CRC32C.checksum(backendRequest)))
+        XCTAssertEqual(log.clientBytes(slot), [], "nothing held")
+
+        // A failover: the connection waits between exchanges; the new guest's connection opens
+        // at the boundary, with nothing to regenerate or inject, and is spliced at once.
+        wrapper.splicer.begin(now: start, sink: sink)
+        _ = sink.takeAll()
+        XCTAssertEqual(try newGuestSYN(), .drop)
+        let synack = try XCTUnwrap(try sink.takeGuest().first)
+        XCTAssertEqual(synack.seq, responseEnd &- 1, "the end server's sequence at the boundary")
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+        let next = try deliverFrame(
+            fromGuest: true, seq: newISN &+ 1, ack: synack.seq &+ 1, flags: [.ack, .psh], payload: backendRequest,
+            port: newPort)
+        XCTAssertEqual(next.verdict, .forward, "the new guest's next request goes to the end server")
+        XCTAssertEqual(next.segment.seq, end)
+        XCTAssertEqual(next.segment.tuple.sourcePort, oldPort)
+    }
+
+    // MARK: Helpers
+
+    /// A second connection of the old guest to the same end server (port 41001), its request
+    /// answered with 1500 bytes.
+    private func playOtherOldConnection() throws -> (Slot, [UInt8], [UInt8]) {
+        let otherPort: UInt16 = 41001
+        let otherGuestISN: UInt32 = 0x0100_0000
+        let otherEndISN: UInt32 = 0x5500_0000
+        let otherRequest = Array("GET /bytes/5000?seed=4 HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
+        let otherAnswer = (0..<1500).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) }
+        func other(
+            _ fromGuest: Bool, _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
+        )
+            throws -> SouthSide.Verdict
+        {
+            try deliverFrame(
+                fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload,
+                options: flags.contains(.syn) ? synOptions : TCPOptions(), port: otherPort
+            ).verdict
+        }
+        let otherRequestEnd = otherGuestISN &+ 1 &+ UInt32(otherRequest.count)
+        XCTAssertEqual(try other(true, otherGuestISN, 0, .syn), .forward)
+        XCTAssertEqual(try other(false, otherEndISN, otherGuestISN &+ 1, [.syn, .ack]), .forward)
+        XCTAssertEqual(try other(true, otherGuestISN &+ 1, otherEndISN &+ 1, [.ack, .psh], otherRequest), .forward)
+        XCTAssertEqual(try other(false, otherEndISN &+ 1, otherRequestEnd, [.ack, .psh], otherAnswer), .forward)
+        let second = try XCTUnwrap(
+            log.lookup(
+                FlowKey(
+                    clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue,
+                    serverPort: otherPort)))
+        _ = sink.takeAll()
+        return (second, otherRequest, otherAnswer)
+    }
+
+    private var loggedKey: FlowKey {
+        FlowKey(
+            clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue, serverPort: oldPort)
+    }
+
+    private let synOptions = TCPOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true)
+
+    /// The old guest opens its connection, sends the request; the end server acknowledges it
+    /// (unless told not to) and answers 4000 bytes, 2500 of which the guest acknowledges.
+    private func playOldGuest(endServerAcksRequest: Bool = true) throws -> Slot {
+        XCTAssertEqual(try deliver(fromGuest: true, seq: guestISN, ack: 0, flags: .syn, options: synOptions), .forward)
+        XCTAssertNil(log.lookup(loggedKey), "nothing is logged before the end server answers")
+        XCTAssertEqual(
+            try deliver(
+                fromGuest: false, seq: endISN, ack: guestISN &+ 1, flags: [.syn, .ack],
+                options: TCPOptions(maximumSegmentSize: 1400, windowScale: 6, sackPermitted: true)),
+            .forward)
+        XCTAssertEqual(try deliver(fromGuest: true, seq: guestISN &+ 1, ack: endISN &+ 1, flags: .ack), .forward)
+        XCTAssertEqual(
+            try deliver(fromGuest: true, seq: guestISN &+ 1, ack: endISN &+ 1, flags: [.ack, .psh], payload: request),
+            .forward)
+        let acked = endServerAcksRequest ? requestEnd : guestISN &+ 1
+        for offset in stride(from: 0, to: answer.count, by: 1000) {
+            let part = Array(answer[offset..<(offset + 1000)])
+            XCTAssertEqual(
+                try deliver(
+                    fromGuest: false, seq: endISN &+ 1 &+ UInt32(offset), ack: acked, flags: [.ack, .psh], payload: part
+                ),
+                .forward)
+        }
+        XCTAssertEqual(try deliver(fromGuest: true, seq: requestEnd, ack: endISN &+ 2501, flags: .ack), .forward)
+        let slot = try XCTUnwrap(log.lookup(loggedKey))
+        _ = sink.takeAll()
+        return slot
+    }
+
+    private func newGuestSYN(tsval: UInt32 = 77) throws -> SouthSide.Verdict {
+        guestClock = tsval &- 1
+        return try deliverFrame(fromGuest: true, seq: newISN, ack: 0, flags: .syn, options: synOptions, port: newPort)
+            .verdict
+    }
+
+    private func newGuest(seq: UInt32, ack: UInt32, payload: [UInt8] = []) throws -> SouthSide.Verdict {
+        try deliverFrame(
+            fromGuest: true, seq: seq, ack: ack, flags: payload.isEmpty ? .ack : [.ack, .psh], payload: payload,
+            port: newPort
+        ).verdict
+    }
+
+    private func deliver(
+        fromGuest: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8] = [],
+        options: TCPOptions = TCPOptions()
+    ) throws -> SouthSide.Verdict {
+        try deliverFrame(fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload, options: options)
+            .verdict
+    }
+
+    /// One frame between the guest (its local `port`) and the end server (`to`), handed to the
+    /// wrapper; returns the verdict and the frame as it left. Both sides use timestamps.
+    private func deliverFrame(
+        fromGuest: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8] = [],
+        options: TCPOptions = TCPOptions(), port: UInt16? = nil, to serverPort: UInt16? = nil
+    ) throws -> (verdict: SouthSide.Verdict, segment: SentSegment) {
+        var options = options
+        let local = port ?? oldPort
+        let remote = serverPort ?? endPort
+        if fromGuest {
+            guestClock &+= 1
+            options.timestamps = TCPTimestamps(value: guestClock, echoReply: endClock)
+        } else {
+            endClock &+= 1
+            options.timestamps = TCPTimestamps(value: endClock, echoReply: guestClock)
+        }
+        let spec = TCPFrameSpec(
+            sourceMAC: fromGuest ? guestMAC : endServerMAC, destinationMAC: fromGuest ? endServerMAC : guestMAC,
+            source: fromGuest ? guest : endServer, destination: fromGuest ? endServer : guest,
+            sourcePort: fromGuest ? local : remote, destinationPort: fromGuest ? remote : local,
+            sequenceNumber: SequenceNumber(seq), acknowledgmentNumber: SequenceNumber(ack), flags: flags,
+            window: 2000, options: options)
+        let length = try payload.withUnsafeBytes { bytes throws(WireError) in
+            try FrameBuilder.tcp(spec, payload: bytes, into: buffer)
+        }
+        let frame = UnsafeMutableRawBufferPointer(rebasing: buffer[..<length])
+        let verdict =
+            fromGuest
+            ? wrapper.fromGuest(frame, now: start, sink: sink, releasing: true)
+            : wrapper.fromClient(frame, now: start, sink: sink)
+        return (verdict, try SentSegment(Array(frame)))
+    }
+}

@@ -1,0 +1,217 @@
+import Foundation
+import XCTest
+
+/// Relay servers (docs/relay-servers.md): the guest's own connections to an end server in the
+/// clients' network. The demo service's proxy (port 8090) and nginx's `proxy_pass` (8081,
+/// `/proxy/`) fetch from Tests/tools/backend.py, which counts the connections and requests it
+/// sees. A failover must leave the client's download byte-exact on its own connection and the
+/// back end with one request per client request.
+///
+/// Needs an image built from this checkout (the proxy is new): FTVM_TEST_IMAGE_DIR.
+final class RelayServerTests: SharedPairTestCase {
+    override class var pair: String { "rsrv1" }
+    override class var upOptions: [String] { ["--image", Harness.testImage] }
+
+    private var backend: Backend!
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        try Harness.waitUntilProtected(Self.pair)
+        backend = try Backend(pair: Self.pair)
+    }
+
+    override func tearDownWithError() throws {
+        backend = nil
+        try super.tearDownWithError()
+    }
+
+    static let demoProxy = "http://\(Harness.serviceAddress):8090/proxy"
+    static let nginxProxy = "http://\(Harness.serviceAddress):8081/proxy"
+
+    /// No fault: requests on one client connection reach the back end once each, over one
+    /// kept-alive connection of the proxy's.
+    func testProxiedRequestsReachTheBackEndOnce() throws {
+        let urls = [1, 2, 3].map { "\(Self.demoProxy)/bytes/\(100_000 * $0)?seed=\($0)" }
+        var arguments = ["ip", "netns", "exec", "ftvm-\(Self.pair)", "curl", "-sS", "--fail", "--max-time", "60"]
+        for (index, url) in urls.enumerated() { arguments += ["-o", "\(backend.directory)/get\(index)", url] }
+        let output = try Harness.run(arguments)
+        XCTAssertEqual(output.status, 0, output.combined)
+        for index in 0..<3 {
+            XCTAssertEqual(
+                try Harness.sha256(file: "\(backend.directory)/get\(index)"),
+                try Harness.referenceStreamSHA256(count: 100_000 * (index + 1), seed: UInt64(index + 1)))
+        }
+        let stats = try backend.stats()
+        XCTAssertEqual(stats.requests.map(\.path), urls.map { String($0.dropFirst(Self.demoProxy.count)) })
+        XCTAssertEqual(stats.connections, 1, "the proxy keeps its back-end connection alive")
+        let wrapper = try XCTUnwrap(
+            (try Harness.status(Self.pair)["log"] as? [String: Any])?["wrapper"] as? [String: Any])
+        let relayServers = try XCTUnwrap(wrapper["relayServers"] as? [String: Any], "\(wrapper)")
+        XCTAssertGreaterThanOrEqual(relayServers["logged"] as? Int ?? 0, 1, "the proxy's connection is logged")
+    }
+
+    /// The proxy's back-end connection carries three exchanges before the download it is
+    /// fetching when the fault comes: the finished ones left the log (they are not sent again),
+    /// and the new guest's connection is mapped onto the kept-alive one, at its last boundary.
+    func testKeptAliveBackEndConnectionAcrossAFault() throws {
+        let urls = [1, 2, 3].map { "\(Self.demoProxy)/bytes/\(50_000 * $0)?seed=\($0)" }
+        var arguments = ["ip", "netns", "exec", "ftvm-\(Self.pair)", "curl", "-sS", "--fail", "--max-time", "60"]
+        for url in urls { arguments += ["-o", "/dev/null", url] }
+        XCTAssertEqual(try Harness.run(arguments).status, 0)
+        sleep(2)  // the relay trims relay-server exchanges on its 1 s sweep
+        try proxiedDownload(through: Self.demoProxy, fault: "kernel-panic", earlierRequests: 3)
+    }
+
+    func testDemoProxyDownloadAcrossKernelPanic() throws {
+        try proxiedDownload(through: Self.demoProxy, fault: "kernel-panic")
+    }
+
+    func testDemoProxyDownloadAcrossServiceCrash() throws {
+        try proxiedDownload(through: Self.demoProxy, fault: "service-crash")
+    }
+
+    func testDemoProxyDownloadAcrossQEMUKill() throws {
+        try proxiedDownload(through: Self.demoProxy, fault: "qemu-kill")
+    }
+
+    func testDemoProxyDownloadAcrossKernelHang() throws {
+        try proxiedDownload(through: Self.demoProxy, fault: "kernel-hang")
+    }
+
+    /// nginx, unmodified, as the relay server (`proxy_pass` with upstream keep-alive).
+    func testNginxProxyDownloadAcrossKernelPanic() throws {
+        try proxiedDownload(through: Self.nginxProxy, fault: "kernel-panic")
+    }
+
+    func testNginxProxyDownloadAcrossServiceCrash() throws {
+        try proxiedDownload(through: Self.nginxProxy, fault: "service-crash")
+    }
+
+    /// A POST the back end holds (it answers 3 s after the body is in) when the primary fails:
+    /// the new guest re-sends it, the relay checks it against what the back end has and drops
+    /// it, and the back end's answer on the original connection reaches the client.
+    func testPOSTThroughTheProxyAcrossAFaultReachesTheBackEndOnce() throws {
+        let size = 1 << 20
+        let body = "\(backend.directory)/body"
+        try Data((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }).write(
+            to: URL(fileURLWithPath: body))
+        let previous = try Harness.status(Self.pair)["lastRecovery"] as? [String: Any]
+        let upload = BackgroundReport {
+            let output = try Harness.run([
+                "ip", "netns", "exec", "ftvm-\(Self.pair)", "curl", "-sS", "--fail", "--max-time", "60",
+                "--data-binary", "@\(body)", "\(Self.demoProxy)/sha256?delay=3",
+            ])
+            return ["status": output.status, "stdout": output.stdout, "stderr": output.stderr]
+        }
+        let started = Date()
+        while try backend.stats().requests.first(where: { $0.method == "POST" })?.bytes != size,
+            Date().timeIntervalSince(started) < 30
+        {
+            usleep(50_000)
+        }
+        try Harness.ftvm(["inject", "kernel-panic", "--name", Self.pair])
+        let result = try upload.wait(seconds: 90)
+        XCTAssertEqual(result["status"] as? Int32, 0, "\(result)")
+        XCTAssertEqual(
+            (result["stdout"] as? String)?.trimmingCharacters(in: .whitespacesAndNewlines),
+            try Harness.sha256(file: body))
+        let stats = try backend.stats()
+        XCTAssertEqual(stats.requests.filter { $0.method == "POST" }.count, 1, "\(stats)")
+        XCTAssertEqual(stats.requests.first?.complete, true, "\(stats)")
+        XCTAssertEqual(stats.connections, 1, "\(stats)")
+        try checkReplay(after: previous)
+        print("relay servers: POST of \(size) bytes across kernel-panic, back end saw \(stats.summary)")
+    }
+
+    /// The takeover's replay carried the client connection and the proxy's connection (both
+    /// spliced) and reset nothing.
+    private func checkReplay(
+        after previous: [String: Any]?, file: StaticString = #filePath, line: UInt = #line
+    )
+        throws
+    {
+        let recovery = try Harness.recovery(Self.pair, after: previous, file: file, line: line)
+        let replay = try XCTUnwrap(recovery["replay"] as? [String: Any], file: file, line: line)
+        XCTAssertEqual(replay["reset"] as? Int, 0, "\(replay)", file: file, line: line)
+        XCTAssertGreaterThanOrEqual(replay["spliced"] as? Int ?? 0, 2, "\(replay)", file: file, line: line)
+    }
+
+    /// A download through the proxy, paced, with a fault in its middle: it must finish
+    /// byte-exact on its connection, and the back end must have seen one connection and one
+    /// request for it.
+    private func proxiedDownload(through base: String, fault: String, earlierRequests: Int = 0) throws {
+        let size = 24 << 20
+        let seed = UInt64.random(in: 1...1_000_000)
+        let previous = try Harness.status(Self.pair)["lastRecovery"] as? [String: Any]
+        let download = try Harness.Download(pair: Self.pair, size: size, seed: seed, rate: "4M", base: base)
+        let started = Date()
+        while download.bytesWritten < 4 << 20, Date().timeIntervalSince(started) < 60 { usleep(50_000) }
+        try Harness.ftvm(["inject", fault, "--name", Self.pair])
+        try download.check()
+        let stats = try backend.stats()
+        let path = "/bytes/\(size)?seed=\(seed)"
+        XCTAssertEqual(stats.requests.filter { $0.path == path }.count, 1, "requests the back end saw: \(stats)")
+        XCTAssertEqual(stats.requests.count, earlierRequests + 1, "requests the back end saw: \(stats)")
+        XCTAssertEqual(stats.connections, 1, "connections the back end saw: \(stats)")
+        try checkReplay(after: previous)
+        print("relay servers: \(fault): \(size) bytes through \(base), back end saw \(stats.summary)")
+    }
+}
+
+/// Tests/tools/backend.py in the pair's client namespace, on 10.77.0.1:9000 (where the image's
+/// proxies send), with its stats in a temporary directory.
+final class Backend {
+    struct Request: Equatable {
+        var method: String
+        var path: String
+        var connection: Int
+        /// The body received (POST) or sent (GET) so far.
+        var bytes: Int
+        var complete: Bool
+    }
+
+    struct Stats: CustomStringConvertible {
+        var connections: Int
+        var closed: Int
+        var requests: [Request]
+        var summary: String { "\(connections) connection(s), \(requests.count) request(s)" }
+        var description: String { "\(summary): \(requests.map { "\($0.method) \($0.path) #\($0.connection)" })" }
+    }
+
+    let directory = NSTemporaryDirectory() + "ftvm-backend-\(UUID().uuidString)"
+    private let process = Process()
+
+    init(pair: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let script = Harness.repository.appendingPathComponent("Tests/tools/backend.py").path
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "ip", "netns", "exec", "ftvm-\(pair)", "python3", script, "--listen", "10.77.0.1:9000", "--stats",
+            "\(directory)/stats.json",
+        ]
+        try process.run()
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: "\(directory)/stats.json") { usleep(50_000) }
+    }
+
+    deinit {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func stats() throws -> Stats {
+        let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/stats.json"))
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let requests = (object["requests"] as? [[String: Any]] ?? []).map {
+            Request(
+                method: $0["method"] as? String ?? "", path: $0["path"] as? String ?? "",
+                connection: $0["connection"] as? Int ?? 0, bytes: $0["bytes"] as? Int ?? 0,
+                complete: $0["complete"] as? Bool ?? false)
+        }
+        return Stats(
+            connections: object["connections"] as? Int ?? -1, closed: object["closed"] as? Int ?? -1,
+            requests: requests)
+    }
+}
