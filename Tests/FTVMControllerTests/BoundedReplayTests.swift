@@ -10,12 +10,8 @@ import XCTest
 /// acknowledged them, a replay opens the backup's connection at the first incomplete exchange,
 /// and a connection the log cannot hold is served unprotected and reset (never spliced) at a
 /// failover (DESIGN.md, "Bounded replay" and invariant 8).
-final class BoundedReplayTests: XCTestCase {
-    private var path = ""
-    private var log: ConnectionLog!
-    private var wrapper: SouthSide!
-    private var sink: RecordingSink!
-    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 70_000, alignment: 16)
+final class BoundedReplayTests: HandPlayedTestCase {
+    override class var chunkSize: Int { 256 }
 
     private let client = IPv4Address(10, 77, 0, 1)
     private let server = IPv4Address(10, 77, 0, 2)
@@ -29,28 +25,14 @@ final class BoundedReplayTests: XCTestCase {
     private var serverNext: UInt32 = 0
     private var port: UInt16 = 40000
 
-    override func setUpWithError() throws {
-        path = "/dev/shm/ftvm-bounded-test-\(UUID().uuidString)"
-        log = try ConnectionLog.create(path: path, slots: 8, chunks: 64, chunkSize: 256)
-        try makeWrapper()
-        sink = RecordingSink()
-    }
+    override func makeWrapper() { makeWrapper(idleSeconds: 600) }
 
-    private func makeWrapper(idleSeconds: UInt64 = 600) throws {
+    private func makeWrapper(idleSeconds: UInt64) {
         var policy = SouthSide.Policy()
         policy.httpPorts = [80]
         policy.idleReclaimNanos = idleSeconds * 1_000_000_000
         wrapper = SouthSide(log: log, service: server, policy: policy)
     }
-
-    override func tearDown() {
-        wrapper = nil
-        log = nil
-        sink = nil
-        try? FileManager.default.removeItem(atPath: path)
-    }
-
-    deinit { buffer.deallocate() }
 
     private func request(_ target: String) -> [UInt8] {
         Array("GET \(target) HTTP/1.1\r\nHost: service.test\r\n\r\n".utf8)
@@ -231,7 +213,7 @@ final class BoundedReplayTests: XCTestCase {
     /// A client that stops sending (vanished, or its FIN never passed) loses its record after the
     /// idle bound; a live one keeps it.
     func testASilentClientsRecordIsReclaimed() throws {
-        try makeWrapper(idleSeconds: 5)
+        makeWrapper(idleSeconds: 5)
         let quiet = try open(now: 1_000_000_000)
         port = 40001
         let chatty = try open(now: 1_000_000_000)

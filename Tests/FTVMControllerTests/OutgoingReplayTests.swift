@@ -9,12 +9,7 @@ import XCTest
 /// server, a failover comes, and the new guest opens its own connection to the same end server,
 /// which the relay maps onto the logged one. Every frame toward the end server and the guest is
 /// recorded and checked.
-final class OutgoingReplayTests: XCTestCase {
-    private var path = ""
-    private var log: ConnectionLog!
-    private var wrapper: SouthSide!
-    private var sink: RecordingSink!
-    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 16)
+final class OutgoingReplayTests: HandPlayedTestCase {
 
     private let endServer = IPv4Address(10, 77, 0, 1)
     private let guest = IPv4Address(10, 77, 0, 2)
@@ -37,22 +32,6 @@ final class OutgoingReplayTests: XCTestCase {
     private let answer = (0..<4000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 5) }
 
     private var requestEnd: UInt32 { guestISN &+ 1 &+ UInt32(request.count) }
-
-    override func setUpWithError() throws {
-        path = "/dev/shm/ftvm-outgoing-test-\(UUID().uuidString)"
-        log = try ConnectionLog.create(path: path, slots: 8, chunks: 64, chunkSize: 2048)
-        wrapper = SouthSide(log: log, service: guest)
-        sink = RecordingSink()
-    }
-
-    override func tearDown() {
-        wrapper = nil
-        log = nil
-        sink = nil
-        try? FileManager.default.removeItem(atPath: path)
-    }
-
-    deinit { buffer.deallocate() }
 
     // MARK: Logging
 

@@ -1,7 +1,41 @@
+import FTVMLog
 import FTVMWire
+import Foundation
 import XCTest
 
 @testable import FTVMController
+
+/// A south-side wrapper on a small log of its own in /dev/shm, for tests that play frames by
+/// hand, with a sink that records what the wrapper sends; the log is removed after each test.
+class HandPlayedTestCase: XCTestCase {
+    var path = ""
+    var log: ConnectionLog!
+    var wrapper: SouthSide!
+    var sink: RecordingSink!
+    /// Room for any frame a test builds, super-frames included.
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 70_000, alignment: 16)
+    /// The log's chunk size (a small one makes trimming visible).
+    class var chunkSize: Int { 2048 }
+
+    override func setUpWithError() throws {
+        path = "/dev/shm/ftvm-\(Self.self)-\(UUID().uuidString)"
+        log = try ConnectionLog.create(path: path, slots: 8, chunks: 64, chunkSize: Self.chunkSize)
+        makeWrapper()
+        sink = RecordingSink()
+    }
+
+    /// The wrapper every test starts with: the service at 10.77.0.2, the default policy.
+    func makeWrapper() { wrapper = SouthSide(log: log, service: IPv4Address(10, 77, 0, 2)) }
+
+    override func tearDown() {
+        wrapper = nil
+        log = nil
+        sink = nil
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    deinit { buffer.deallocate() }
+}
 
 /// A frame sink that keeps every frame, in order, for the test to parse.
 final class RecordingSink: FrameSink {

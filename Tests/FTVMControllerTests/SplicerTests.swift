@@ -8,12 +8,7 @@ import XCTest
 /// A failover played by hand, without guests: a client talks to a "primary" through the south
 /// side, then the splicer moves the connection onto a "backup" whose segments the test writes,
 /// and every frame the replay makes is recorded and checked (DESIGN.md, "Replay").
-final class SplicerTests: XCTestCase {
-    private var path = ""
-    private var log: ConnectionLog!
-    private var wrapper: SouthSide!
-    private var sink: RecordingSink!
-    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+final class SplicerTests: HandPlayedTestCase {
 
     private let client = IPv4Address(10, 77, 0, 1)
     private let server = IPv4Address(10, 77, 0, 2)
@@ -38,22 +33,6 @@ final class SplicerTests: XCTestCase {
     /// 3000 bytes the primary sent; the client acknowledged the first 2000.
     private let response = (0..<3000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 8) }
     private let acked = 2000
-
-    override func setUpWithError() throws {
-        path = "/dev/shm/ftvm-splicer-test-\(UUID().uuidString)"
-        log = try ConnectionLog.create(path: path, slots: 8, chunks: 64, chunkSize: 2048)
-        wrapper = SouthSide(log: log, service: server)
-        sink = RecordingSink()
-    }
-
-    override func tearDown() {
-        wrapper = nil
-        log = nil
-        sink = nil
-        try? FileManager.default.removeItem(atPath: path)
-    }
-
-    deinit { buffer.deallocate() }
 
     // MARK: The happy path
 
