@@ -603,7 +603,8 @@ final class Splicer: @unchecked Sendable {
         var splice = splices[slot.index]
         guard !splice.injectionHeld else { return }
         let record = log.current(slot)
-        let windowEnd = splice.guestAcked(record) + max(splice.guestWindow, UInt64(splice.segmentSize))
+        let window = min(splice.guestWindow, Self.injectionWindow)
+        let windowEnd = splice.guestAcked(record) + max(window, UInt64(splice.segmentSize))
         while splice.injected < record.clientBytesLogged, splice.injected < windowEnd {
             let count = Int(
                 min(UInt64(splice.segmentSize), record.clientBytesLogged - splice.injected, windowEnd - splice.injected)
@@ -636,6 +637,11 @@ final class Splicer: @unchecked Sendable {
 
     /// The largest payload one injected segment carries (frames stay well inside a relay buffer).
     static let largestInjection = 32768
+    /// The most injected bytes in flight to a new guest at once, whatever window it offers: a
+    /// guest link's queue to QEMU holds about a thousand frames, and a whole receive window of
+    /// MSS-sized segments sent at once (megabytes, a relay server's catch-up) overflowed it;
+    /// every loss then waited for the 200 ms resend.
+    static let injectionWindow: UInt64 = 256 << 10
 
     private func sendSYN(_ record: ConnectionRecord, sink: FrameSink) {
         let options = record.clientOptions

@@ -202,9 +202,13 @@ enum Harness {
             self.size = size
             self.seed = seed
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            // curl's rate limit paces its reads, not the sender: with the host's 32 MiB
+            // tcp_rmem the kernel would take the whole download at the links' speed long before
+            // a fault lands "mid-transfer". The client's namespace gets a 4 MiB receive buffer.
             process.arguments = [
-                "ip", "netns", "exec", "ftvm-\(pair)", "curl", "-sS", "--fail", "--max-time", "180", "--limit-rate",
-                rate, "-o", file, "\(base)/bytes/\(size)?seed=\(seed)",
+                "ip", "netns", "exec", "ftvm-\(pair)", "sh", "-c",
+                "sysctl -qw net.ipv4.tcp_rmem='4096 131072 4194304' && exec curl -sS --fail --max-time 180 "
+                    + "--limit-rate \(rate) -o \(file) '\(base)/bytes/\(size)?seed=\(seed)'",
             ]
             try process.run()
         }
