@@ -13,6 +13,10 @@ struct Down: ParsableCommand {
         let config = try pair.config()
         do {
             _ = try ControlClient.send(ControlRequest(.down), to: config, timeoutSeconds: 120)
+            // The daemon answers once the pair is gone, then exits: wait for that too.
+            if !PairHost.waitUntilUnlocked(config, seconds: 10) {
+                print("ftvm: the daemon of pair '\(config.name)' took the pair down but has not exited yet")
+            }
             print("ftvm: pair '\(config.name)' is down")
         } catch ControlError.notRunning {
             // No daemon (it crashed or was killed): clean up from what libvirt and the host show.

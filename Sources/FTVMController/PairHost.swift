@@ -1,3 +1,4 @@
+import FTVMSystem
 import FTVMVirt
 import Foundation
 import Glibc
@@ -42,6 +43,22 @@ public enum PairHost {
         return fd
     }
 
+    /// Waits (at most `seconds`) until no daemon holds the pair's lock: `ftvm down` returns once
+    /// the daemon that took the pair down has exited, so an `ftvm up` right after it starts.
+    /// Returns whether the lock came free.
+    @discardableResult
+    public static func waitUntilUnlocked(_ config: PairConfig, seconds: Double) -> Bool {
+        let deadline = Monotonic.nanos() + UInt64(seconds * 1e9)
+        repeat {
+            if let fd = try? lock(config) {
+                Glibc.close(fd)
+                return true
+            }
+            usleep(20_000)
+        } while Monotonic.nanos() < deadline
+        return false
+    }
+
     /// Leaves the reason a daemon gave up where `ftvm up` (and an operator) finds it.
     public static func recordFailure(_ message: String, config: PairConfig) {
         try? FileManager.default.createDirectory(atPath: config.runDirectory, withIntermediateDirectories: true)
@@ -56,7 +73,7 @@ public enum PairHostError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .alreadyServed(let name, let pid):
-            "pair '\(name)' already has a daemon (pid \(pid)); stop it first (`ftvm down --name \(name)`, or `systemctl stop ftvm@\(name)` if systemd runs it)"
+            "pair '\(name)' already has a daemon (\(pid == 0 ? "its pid file is gone" : "pid \(pid)")); stop it first (`ftvm down --name \(name)`, or `systemctl stop ftvm@\(name)` if systemd runs it)"
         case .unusableLock(let path, let reason):
             "cannot open the pair's daemon lock \(path): \(reason)"
         }
