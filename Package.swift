@@ -105,9 +105,11 @@ let package = Package(
             path: "guest-agent/Sources/ftvm-agent", swiftSettings: strict),
 
         .testTarget(name: "FTVMChannelTests", dependencies: ["FTVMChannel"]),
-        .testTarget(name: "FTVMWireTests", dependencies: ["FTVMWire"]),
-        .testTarget(name: "FTVMHTTPTests", dependencies: ["FTVMHTTP"]),
-        .testTarget(name: "FTVMLogTests", dependencies: ["FTVMLog", "FTVMWire"]),
+        // SplitMix64, the seeded generator of the tests' random cases.
+        .target(name: "SeededRandom", path: "Tests/SeededRandom"),
+        .testTarget(name: "FTVMWireTests", dependencies: ["FTVMWire", "SeededRandom"]),
+        .testTarget(name: "FTVMHTTPTests", dependencies: ["FTVMHTTP", "SeededRandom"]),
+        .testTarget(name: "FTVMLogTests", dependencies: ["FTVMLog", "FTVMWire", "SeededRandom"]),
         .testTarget(name: "FTVMVirtTests", dependencies: ["FTVMVirt", "FTVMWire"], resources: [.copy("Golden")]),
         .testTarget(name: "FTVMDemoKitTests", dependencies: ["FTVMDemoKit"]),
         // A strict reader of the Prometheus text format, for the tests that check the daemon's metrics.
@@ -116,6 +118,7 @@ let package = Package(
             name: "FTVMControllerTests",
             dependencies: [
                 "FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP", "FTVMSystem", "PrometheusText",
+                "SeededRandom",
             ]),
         .testTarget(name: "FTVMSystemdTests", dependencies: ["FTVMSystemd", "FTVMSystem"]),
         .testTarget(name: "FTVMSystemTests", dependencies: ["FTVMSystem", "FTVMWire"]),

@@ -666,7 +666,15 @@ final class Splicer: @unchecked Sendable {
             destination: service, sourcePort: record.key.clientPort,
             destinationPort: ports?.serving ?? record.key.serverPort,
             sequenceNumber: SequenceNumber(sequence &+ (ports?.shift ?? 0)), acknowledgmentNumber: SequenceNumber(ack),
-            flags: flags, window: window, options: options)
+            flags: flags, window: window, options: shifted(options, ports))
+    }
+
+    /// Relay servers: the end server's TSval as the guest of a moved connection sees it.
+    private func shifted(_ options: TCPOptions, _ ports: ReopenedPorts?) -> TCPOptions {
+        guard let shift = ports?.timestampShift, shift != 0, let stamps = options.timestamps else { return options }
+        var options = options
+        options.timestamps = TCPTimestamps(value: stamps.value &+ shift, echoReply: stamps.echoReply)
+        return options
     }
 
     /// A segment to the new guest as the client: `payloadOffset` (offset, count) injects logged

@@ -1,6 +1,7 @@
 import FTVMLog
 import FTVMWire
 import Foundation
+import SeededRandom
 import XCTest
 
 @testable import FTVMController
@@ -10,6 +11,7 @@ import XCTest
 /// which the relay maps onto the logged one. Every frame toward the end server and the guest is
 /// recorded and checked.
 final class OutgoingReplayTests: HandPlayedTestCase {
+    override class var slots: Int { 16 }
 
     private let endServer = IPv4Address(10, 77, 0, 1)
     private let guest = IPv4Address(10, 77, 0, 2)
@@ -26,6 +28,9 @@ final class OutgoingReplayTests: HandPlayedTestCase {
 
     private var guestClock: UInt32 = 500_000
     private var endClock: UInt32 = 9000
+    /// The end server's TSval offset per connection (the guest's local port): Linux picks a
+    /// random one for each (`playOlds` sets them).
+    private var endClockOffsets: [UInt16: UInt32] = [:]
 
     private let request = Array("GET /bytes/5000?seed=3 HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
     /// What the end server answered before the failure (all logged; the guest had 2500 of it).
@@ -195,6 +200,10 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         XCTAssertEqual(back.verdict, .forward)
         XCTAssertEqual(back.segment.tuple.destinationPort, newPort)
         XCTAssertEqual(back.segment.seq, endISN &+ 1 &+ UInt32(otherAnswer.count))
+        // The other connection's TSval clock is a quarter turn behind: shifted onto the SYN/ACK's.
+        let synackTSval = try XCTUnwrap(synack.options.timestamps).value
+        let backTSval = try XCTUnwrap(back.segment.options.timestamps).value
+        XCTAssertTrue(SequenceMath.isAfter(backTSval, synackTSval), "\(backTSval) after \(synackTSval)")
         XCTAssertTrue(back.segment.checksumValid)
     }
 
@@ -246,38 +255,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// another's request than the one its SYN/ACK was made for: each ends on its own record,
     /// gets that record's answer in the sequence space its SYN/ACK set, and splices.
     func testThreeNewConnectionsSortThemselvesOut() throws {
-        struct Old {
-            var port: UInt16, guestISN: UInt32, endISN: UInt32, request: [UInt8], answer: [UInt8]
-        }
-        var olds: [Old] = []
-        for index in 0..<3 {
-            let factor = index + 3
-            let answer: [UInt8] = (0..<(1000 + 300 * index)).map { (byte: Int) -> UInt8 in
-                UInt8(truncatingIfNeeded: byte &* factor)
-            }
-            let request: [UInt8] = Array("GET /bytes/9?seed=\(index) HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
-            let guestISN: UInt32 = 0x1000_0000 &* UInt32(index + 1)
-            let endISN: UInt32 = 0x2345_0000 &* UInt32(factor)
-            olds.append(
-                Old(port: 43000 + UInt16(index), guestISN: guestISN, endISN: endISN, request: request, answer: answer))
-        }
-        for old in olds {
-            func send(
-                _ fromGuest: Bool, _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
-            )
-                throws
-            {
-                _ = try deliverFrame(
-                    fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload,
-                    options: flags.contains(.syn) ? synOptions : TCPOptions(), port: old.port)
-            }
-            let requestEnd = old.guestISN &+ 1 &+ UInt32(old.request.count)
-            try send(true, old.guestISN, 0, .syn)
-            try send(false, old.endISN, old.guestISN &+ 1, [.syn, .ack])
-            try send(true, old.guestISN &+ 1, old.endISN &+ 1, [.ack, .psh], old.request)
-            try send(false, old.endISN &+ 1, requestEnd, [.ack, .psh], old.answer)
-        }
-        _ = sink.takeAll()
+        let olds = try playOlds(3)
         wrapper.splicer.begin(now: start, sink: sink)
         let news: [(port: UInt16, isn: UInt32)] = [(52100, 0x0A00_0000), (52101, 0x0B00_0000), (52102, 0x0C00_0000)]
         var bases: [UInt32] = []
@@ -289,7 +267,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
                 .verdict, .drop)
             bases.append(try XCTUnwrap(try sink.takeGuest().first).seq)
         }
-        XCTAssertEqual(bases, olds.map { (old: Old) in old.endISN }, "made in order")
+        XCTAssertEqual(bases, olds.map(\.endISN), "made in order")
         // New connection k re-sends old connection (k + 2) % 3's request.
         for (k, new) in news.enumerated() {
             let old = olds[(k + 2) % 3]
@@ -315,13 +293,84 @@ final class OutgoingReplayTests: HandPlayedTestCase {
                 ).verdict, .drop)
         }
         XCTAssertEqual(wrapper.splicer.latestReport.reset, 0, "\(wrapper.splicer.latestReport.resets)")
-        for old in olds {
-            let slot = try XCTUnwrap(
-                log.lookup(
-                    FlowKey(
-                        clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue,
-                        serverPort: old.port)))
-            XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced, "\(old.port)")
+        try assertSpliced(olds)
+    }
+
+    /// Many logged connections and a new guest that opens them again the way a busy relay server
+    /// does: SYNs and first requests interleaved at random, each request another's than its
+    /// SYN/ACK was made for. Each new connection, played as a receiver that takes only the next
+    /// byte in its own sequence space, must get exactly its record's answer and splice.
+    func testManyNewConnectionsSortThemselvesOutInAnyOrder() throws {
+        for seed in 1...20 {
+            setUp()
+            try setUpWithError()
+            defer { tearDown() }
+            var random = SplitMix64(seed: UInt64(seed))
+            let olds = try playOlds(12)
+            wrapper.splicer.begin(now: start, sink: sink)
+            let order = olds.indices.shuffled(using: &random)  // new connection k re-sends olds[order[k]]
+            struct New {
+                var port: UInt16, isn: UInt32, base: UInt32? = nil, received: [UInt8] = [], sent = false
+                var tsRecent: UInt32 = 0
+            }
+            var news = olds.indices.map { k in New(port: 52100 + UInt16(k), isn: 0x0A00_0000 &* UInt32(k + 1)) }
+            func collect() throws {
+                for segment in try sink.takeGuest() {
+                    let k = try XCTUnwrap(news.firstIndex { $0.port == segment.tuple.destinationPort })
+                    let tsval = try XCTUnwrap(segment.options.timestamps).value
+                    if segment.flags.contains(.syn) {
+                        news[k].base = news[k].base ?? segment.seq
+                        news[k].tsRecent = tsval
+                        continue
+                    }
+                    // PAWS (RFC 7323 §5): a TSval older than the last one taken drops the segment.
+                    guard let base = news[k].base, SequenceMath.isAtOrAfter(tsval, news[k].tsRecent) else { continue }
+                    news[k].tsRecent = tsval
+                    guard !segment.payload.isEmpty, segment.seq == base &+ 1 &+ UInt32(news[k].received.count)
+                    else { continue }
+                    news[k].received += segment.payload
+                }
+            }
+            func acknowledge(_ k: Int) throws {
+                guard news[k].sent, let base = news[k].base else { return }
+                let old = olds[order[k]]
+                _ = try deliverFrame(
+                    fromGuest: true, seq: news[k].isn &+ 1 &+ UInt32(old.request.count),
+                    ack: base &+ 1 &+ UInt32(news[k].received.count), flags: .ack, port: news[k].port)
+                try collect()
+            }
+            var events = olds.indices.flatMap { k in [(k, false), (k, true)] }.shuffled(using: &random)
+            // Each SYN before its connection's request.
+            for k in olds.indices {
+                let syn = try XCTUnwrap(events.firstIndex { $0 == (k, false) })
+                let send = try XCTUnwrap(events.firstIndex { $0 == (k, true) })
+                if send < syn { events.swapAt(syn, send) }
+            }
+            for (k, isRequest) in events {
+                if !isRequest {
+                    _ = try deliverFrame(
+                        fromGuest: true, seq: news[k].isn, ack: 0, flags: .syn, options: synOptions,
+                        port: news[k].port)
+                    try collect()
+                    continue
+                }
+                let base = try XCTUnwrap(news[k].base, "seed \(seed): connection \(k) got no SYN/ACK")
+                _ = try deliverFrame(
+                    fromGuest: true, seq: news[k].isn &+ 1, ack: base &+ 1, flags: [.ack, .psh],
+                    payload: olds[order[k]].request, port: news[k].port)
+                news[k].sent = true
+                try collect()
+                for other in olds.indices where other != k { try acknowledge(other) }
+            }
+            for _ in 0..<3 {
+                for k in olds.indices { try acknowledge(k) }
+            }
+            for k in olds.indices {
+                XCTAssertEqual(news[k].received, olds[order[k]].answer, "seed \(seed): connection \(k)")
+            }
+            XCTAssertEqual(
+                wrapper.splicer.latestReport.reset, 0, "seed \(seed): \(wrapper.splicer.latestReport.resets)")
+            try assertSpliced(olds)
         }
     }
 
@@ -483,6 +532,60 @@ final class OutgoingReplayTests: HandPlayedTestCase {
 
     // MARK: Helpers
 
+    /// One old connection of `playOlds`: the guest's port and ISN, the end server's, the request
+    /// and the answer (all logged; the guest acknowledged none of the answer).
+    private struct Old {
+        var port: UInt16, guestISN: UInt32, endISN: UInt32, request: [UInt8], answer: [UInt8]
+    }
+
+    /// `count` connections of the old guest to the end server (ports 43000…), each with its own
+    /// request (of two lengths, as `seed=9` and `seed=10` make), its own answer, and its own
+    /// TSval offset.
+    private func playOlds(_ count: Int) throws -> [Old] {
+        var olds: [Old] = []
+        for index in 0..<count {
+            let factor = index + 3
+            let answer: [UInt8] = (0..<(1000 + 300 * index)).map { (byte: Int) -> UInt8 in
+                UInt8(truncatingIfNeeded: byte &* factor)
+            }
+            let request: [UInt8] = Array("GET /bytes/9?seed=\(index + 5) HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
+            let guestISN: UInt32 = 0x1000_0000 &* UInt32(index + 1)
+            let endISN: UInt32 = 0x2345_0000 &* UInt32(factor)
+            olds.append(
+                Old(port: 43000 + UInt16(index), guestISN: guestISN, endISN: endISN, request: request, answer: answer))
+            endClockOffsets[43000 + UInt16(index)] = 0x9E37_79B9 &* UInt32(index + 1)
+        }
+        for old in olds {
+            func send(
+                _ fromGuest: Bool, _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
+            )
+                throws
+            {
+                _ = try deliverFrame(
+                    fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload,
+                    options: flags.contains(.syn) ? synOptions : TCPOptions(), port: old.port)
+            }
+            let requestEnd = old.guestISN &+ 1 &+ UInt32(old.request.count)
+            try send(true, old.guestISN, 0, .syn)
+            try send(false, old.endISN, old.guestISN &+ 1, [.syn, .ack])
+            try send(true, old.guestISN &+ 1, old.endISN &+ 1, [.ack, .psh], old.request)
+            try send(false, old.endISN &+ 1, requestEnd, [.ack, .psh], old.answer)
+        }
+        _ = sink.takeAll()
+        return olds
+    }
+
+    private func assertSpliced(_ olds: [Old]) throws {
+        for old in olds {
+            let slot = try XCTUnwrap(
+                log.lookup(
+                    FlowKey(
+                        clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue,
+                        serverPort: old.port)))
+            XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced, "\(old.port)")
+        }
+    }
+
     /// A second connection of the old guest to the same end server (port 41001), its request
     /// answered with 1500 bytes.
     private func playOtherOldConnection() throws -> (Slot, [UInt8], [UInt8]) {
@@ -491,6 +594,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         let otherEndISN: UInt32 = 0x5500_0000
         let otherRequest = Array("GET /bytes/5000?seed=4 HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
         let otherAnswer = (0..<1500).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) }
+        endClockOffsets[otherPort] = 0xC000_0000  // Linux's per-connection TSval offset
         func other(
             _ fromGuest: Bool, _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
         )
@@ -583,10 +687,12 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         let remote = serverPort ?? endPort
         if fromGuest {
             guestClock &+= 1
-            options.timestamps = TCPTimestamps(value: guestClock, echoReply: endClock)
+            options.timestamps = TCPTimestamps(
+                value: guestClock, echoReply: endClock &+ endClockOffsets[local, default: 0])
         } else {
             endClock &+= 1
-            options.timestamps = TCPTimestamps(value: endClock, echoReply: guestClock)
+            options.timestamps = TCPTimestamps(
+                value: endClock &+ endClockOffsets[local, default: 0], echoReply: guestClock)
         }
         let spec = TCPFrameSpec(
             sourceMAC: fromGuest ? guestMAC : endServerMAC, destinationMAC: fromGuest ? endServerMAC : guestMAC,

@@ -16,10 +16,12 @@ class HandPlayedTestCase: XCTestCase {
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 70_000, alignment: 16)
     /// The log's chunk size (a small one makes trimming visible).
     class var chunkSize: Int { 2048 }
+    /// The log's connection slots.
+    class var slots: Int { 8 }
 
     override func setUpWithError() throws {
         path = "/dev/shm/ftvm-\(Self.self)-\(UUID().uuidString)"
-        log = try ConnectionLog.create(path: path, slots: 8, chunks: 64, chunkSize: Self.chunkSize)
+        log = try ConnectionLog.create(path: path, slots: Self.slots, chunks: 64, chunkSize: Self.chunkSize)
         makeWrapper()
         sink = RecordingSink()
     }

@@ -1,4 +1,5 @@
 import FTVMHTTP
+import SeededRandom
 import XCTest
 
 /// The golden conversations of `Goldens`, fed whole and in every split and causal interleaving:

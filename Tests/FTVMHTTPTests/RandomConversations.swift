@@ -1,4 +1,5 @@
 import FTVMHTTP
+import SeededRandom
 
 /// Random valid HTTP/1.x conversations, with what the tracker must report computed on the way.
 ///

@@ -1,4 +1,5 @@
 import FTVMHTTP
+import SeededRandom
 import XCTest
 
 /// Deterministic randomized tests: random valid conversations against the generator's own

@@ -1,3 +1,4 @@
+import SeededRandom
 import XCTest
 
 @testable import FTVMLog
@@ -7,7 +8,7 @@ import XCTest
 final class FlowIndexTests: XCTestCase {
     func testAgreesWithADictionary() {
         for (slots, pool) in [(4, 12), (100, 300)] {
-            var rng = SeededGenerator(state: UInt64(slots))
+            var rng = SplitMix64(seed: UInt64(slots))
             let index = FlowIndex(slots: slots, seed: rng.next())
             var reference: [FlowKey: Int] = [:]
             var freeSlots = Array(0..<slots)

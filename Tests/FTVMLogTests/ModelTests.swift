@@ -1,4 +1,5 @@
 import FTVMWire
+import SeededRandom
 import XCTest
 
 @testable import FTVMLog
@@ -85,7 +86,7 @@ final class ModelTests: LogTestCase {
     }
 
     private func run(seed: UInt64, steps: Int) throws {
-        var rng = SeededGenerator(state: seed)
+        var rng = SplitMix64(seed: seed)
         var log = try ConnectionLog.create(path: path, slots: slots, chunks: chunks, chunkSize: chunkSize)
         log.admissionReserve = reserve
         log.connectionBudget = budget

@@ -73,18 +73,6 @@ func key(_ n: Int, port: UInt16 = 80) -> FlowKey {
         serverPort: port)
 }
 
-/// SplitMix64: reproducible randomness for the model test.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// The bitwise definition of CRC-32C, to check the table-driven one against.
 func referenceCRC32C(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
     var state = ~crc

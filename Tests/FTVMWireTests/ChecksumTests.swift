@@ -1,4 +1,5 @@
 import FTVMWire
+import SeededRandom
 import XCTest
 
 final class ChecksumTests: XCTestCase {

@@ -1,4 +1,5 @@
 import FTVMWire
+import SeededRandom
 import XCTest
 
 /// Hundreds of thousands of mutated and random frames through `classify` and every accessor.

@@ -1,4 +1,5 @@
 import FTVMWire
+import SeededRandom
 import XCTest
 
 /// Frames whose virtio-net header says NEEDS_CSUM: the TCP checksum field holds only the

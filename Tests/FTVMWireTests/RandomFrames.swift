@@ -1,4 +1,5 @@
 import FTVMWire
+import SeededRandom
 
 /// Random but well-formed Ethernet/IPv4/TCP frames, assembled byte by byte without FrameBuilder,
 /// with option layouts FrameBuilder never produces: fields at odd offsets, unknown options, EOL

@@ -1,4 +1,5 @@
 import FTVMWire
+import SeededRandom
 import XCTest
 
 /// In-place rewriting: after every change the incrementally updated TCP checksum must equal a

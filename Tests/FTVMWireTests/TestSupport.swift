@@ -1,23 +1,6 @@
 import FTVMWire
+import SeededRandom
 import XCTest
-
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, seedable, and the same on every platform, so a
-/// failing random case can be replayed from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// A deliberately naive Internet checksum — one 16-bit word at a time, straight from RFC 1071 —
 /// so the module's fast 64-bit sum and its incremental updates are checked against something
