@@ -32,6 +32,33 @@ struct GuestSYN: Equatable {
         options = segment.options
         window = segment.window
     }
+
+    init(isn: UInt32, options: TCPOptions, window: UInt16) {
+        self.isn = isn
+        self.options = options
+        self.window = window
+    }
+}
+
+extension ReopenedPorts {
+    /// The ports and shifts of a spliced connection as the log keeps them (a restarted daemon
+    /// carries on from them), or nil for a client's connection.
+    init?(_ translation: Translation, _ record: ConnectionRecord) {
+        guard record.guestInitiated, translation.servingPort != 0 else { return nil }
+        self.init(
+            serving: translation.servingPort, logged: record.key.serverPort, shift: translation.clientSequenceShift,
+            timestampShift: translation.clientTimestampShift,
+            syn: GuestSYN(isn: 0, options: TCPOptions(), window: 0), confirmed: true)
+    }
+
+    /// `translation` with these ports and shifts, for the log.
+    func kept(in translation: Translation) -> Translation {
+        var kept = translation
+        kept.servingPort = serving
+        kept.clientSequenceShift = shift
+        kept.clientTimestampShift = timestampShift
+        return kept
+    }
 }
 
 /// Replay for relay servers (docs/relay-servers.md): connections the guest opened itself, to an

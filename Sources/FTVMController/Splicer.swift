@@ -147,14 +147,19 @@ final class Splicer: @unchecked Sendable {
         active.reserveCapacity(slots)
         // A daemon restarted after a replay picks the translations up from the log.
         log.forEachLive { slot in
-            guard let translation = log.current(slot).translation,
-                let original = log.current(slot).serverOptions
-            else { return }
+            let record = log.current(slot)
+            guard let translation = record.translation, let original = record.serverOptions else { return }
             splices[slot.index] = Splice(
                 phase: .spliced, serial: slot.serial, translation: translation,
                 clientViewWindowScale: original.windowScale ?? 0,
-                timestamps: log.current(slot).serverTimestamps != nil,
+                timestamps: record.serverTimestamps != nil,
                 guestWindowScale: translation.servingWindowScale)
+            if let ports = ReopenedPorts(translation, record) {  // a relay server's (Splicer+Outgoing.swift)
+                splices[slot.index].ports = ports
+                var key = record.key
+                key.serverPort = ports.serving
+                reopenedKeys[key] = slot
+            }
         }
     }
 
@@ -563,7 +568,7 @@ final class Splicer: @unchecked Sendable {
         guard splice.guestAck == record.nextClientSequence else { return false }
         splice.phase = .spliced
         splices[slot.index] = splice
-        log.setTranslation(slot, splice.translation)
+        log.setTranslation(slot, splice.ports?.kept(in: splice.translation) ?? splice.translation)
         settle(slot.index)
         totals.withLock { $0.spliced += 1 }
         report.withLock { report in

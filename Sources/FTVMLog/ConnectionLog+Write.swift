@@ -391,6 +391,9 @@ extension ConnectionLog {
             image.servingWindowScale = UInt32(translation.servingWindowScale)
             image.servingClientBase = translation.servingClientBase
             image.servingServerBase = translation.servingServerBase
+            image.servingPort = translation.servingPort
+            image.clientSequenceShift = translation.clientSequenceShift
+            image.clientTimestampShift = translation.clientTimestampShift
         } else {
             image.flags.remove(.translated)
             image.sequenceDelta = 0
@@ -398,6 +401,9 @@ extension ConnectionLog {
             image.servingWindowScale = 0
             image.servingClientBase = 0
             image.servingServerBase = 0
+            image.servingPort = 0
+            image.clientSequenceShift = 0
+            image.clientTimestampShift = 0
         }
         guard image != images[index] else { return }
         images[index] = image

@@ -164,14 +164,25 @@ public struct Translation: Hashable, Sendable {
     public var servingClientBase: UInt64
     public var servingServerBase: UInt64
 
+    /// A relay server's connection (docs/relay-servers.md): the local port the serving guest
+    /// opened it from (0 for a client's connection), and what its view of the end server's
+    /// sequence numbers and TSvals adds to the logged ones.
+    public var servingPort: UInt16
+    public var clientSequenceShift: UInt32
+    public var clientTimestampShift: UInt32
+
     public init(
         sequenceDelta: UInt32, timestampDelta: UInt32, servingWindowScale: UInt8, servingClientBase: UInt64 = 0,
-        servingServerBase: UInt64 = 0
+        servingServerBase: UInt64 = 0, servingPort: UInt16 = 0, clientSequenceShift: UInt32 = 0,
+        clientTimestampShift: UInt32 = 0
     ) {
         self.sequenceDelta = sequenceDelta
         self.timestampDelta = timestampDelta
         self.servingWindowScale = servingWindowScale
         self.servingClientBase = servingClientBase
         self.servingServerBase = servingServerBase
+        self.servingPort = servingPort
+        self.clientSequenceShift = clientSequenceShift
+        self.clientTimestampShift = clientTimestampShift
     }
 }

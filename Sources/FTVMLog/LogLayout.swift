@@ -67,7 +67,8 @@
 ///                                  `Date:` values masked, found by following the framing),
 ///                                  8 framing stopped (masking ends at the mask end, field 160),
 ///                                  9 guest-initiated (the "client" is an end server the guest
-///                                  connected to; docs/relay-servers.md)
+///                                  connected to; docs/relay-servers.md; translated: fields
+///                                  168-176 too)
 /// 24   client address      UInt32  IPv4, first octet most significant
 /// 28   server address      UInt32
 /// 32   client port         UInt16
@@ -98,7 +99,11 @@
 /// 144  serving client base UInt64  where the serving guest's connection began (client offset) …
 /// 152  serving server base UInt64  … and server offset (translated; 0 for the guest that answered the SYN)
 /// 160  mask end            UInt64  server stream offset where masking ended (framing stopped)
-/// 168  reserved            16 bytes, zero
+/// 168  serving port        UInt16  a relay server's connection: the serving guest's local port (translated; 0 otherwise)
+/// 170  reserved            UInt16  zero
+/// 172  client seq shift    UInt32  … what the serving guest's view of the end server's sequence numbers adds …
+/// 176  client TS shift     UInt32  … and of its TSvals (translated; docs/relay-servers.md)
+/// 180  reserved            UInt32  zero
 /// 184  checksum            UInt32  CRC32C of bytes 0..<184
 /// 188  reserved            UInt32  zero
 /// ```
@@ -188,6 +193,9 @@ public enum LogLayout {
     static let servingClientBaseField = 144
     static let servingServerBaseField = 152
     static let maskEndField = 160
+    static let servingPortField = 168
+    static let clientSequenceShiftField = 172
+    static let clientTimestampShiftField = 176
     static let checksumField = 184
     /// The checksum covers every byte before it.
     static let checksummedLength = 184

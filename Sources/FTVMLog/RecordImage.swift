@@ -58,6 +58,9 @@ struct RecordImage: Equatable {
     var servingClientBase: UInt64 = 0
     var servingServerBase: UInt64 = 0
     var maskEnd: UInt64 = 0
+    var servingPort: UInt16 = 0
+    var clientSequenceShift: UInt32 = 0
+    var clientTimestampShift: UInt32 = 0
 
     /// A free record that keeps the slot's sequence going.
     static func free(sequence: UInt64) -> RecordImage {
@@ -123,8 +126,11 @@ struct RecordImage: Equatable {
         put(servingClientBase, LogLayout.servingClientBaseField)
         put(servingServerBase, LogLayout.servingServerBaseField)
         put(maskEnd, LogLayout.maskEndField)
-        put(UInt64(0), 168)
-        put(UInt64(0), 176)
+        put(servingPort, LogLayout.servingPortField)
+        put(UInt16(0), LogLayout.servingPortField + 2)
+        put(clientSequenceShift, LogLayout.clientSequenceShiftField)
+        put(clientTimestampShift, LogLayout.clientTimestampShiftField)
+        put(UInt32(0), LogLayout.clientTimestampShiftField + 4)
         put(UInt32(0), LogLayout.checksumField + 4)
         let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: copy, count: LogLayout.checksummedLength))
         put(crc, LogLayout.checksumField)
@@ -180,6 +186,9 @@ struct RecordImage: Equatable {
         image.servingClientBase = get(LogLayout.servingClientBaseField, UInt64.self)
         image.servingServerBase = get(LogLayout.servingServerBaseField, UInt64.self)
         image.maskEnd = get(LogLayout.maskEndField, UInt64.self)
+        image.servingPort = get(LogLayout.servingPortField, UInt16.self)
+        image.clientSequenceShift = get(LogLayout.clientSequenceShiftField, UInt32.self)
+        image.clientTimestampShift = get(LogLayout.clientTimestampShiftField, UInt32.self)
         // A start past what was logged cannot have been written by the writer.
         guard image.replayClientStart <= image.clientBytes, image.replayServerStart <= image.serverStreamBytes else {
             return nil
@@ -218,6 +227,8 @@ struct RecordImage: Equatable {
         return Translation(
             sequenceDelta: sequenceDelta, timestampDelta: timestampDelta,
             servingWindowScale: UInt8(truncatingIfNeeded: servingWindowScale),
-            servingClientBase: servingClientBase, servingServerBase: servingServerBase)
+            servingClientBase: servingClientBase, servingServerBase: servingServerBase,
+            servingPort: servingPort, clientSequenceShift: clientSequenceShift,
+            clientTimestampShift: clientTimestampShift)
     }
 }

@@ -205,6 +205,25 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         let backTSval = try XCTUnwrap(back.segment.options.timestamps).value
         XCTAssertTrue(SequenceMath.isAfter(backTSval, synackTSval), "\(backTSval) after \(synackTSval)")
         XCTAssertTrue(back.segment.checksumValid)
+
+        // A restarted daemon carries on from the log: the same ports and shifts both ways.
+        makeWrapper()
+        let outAgain = try deliverFrame(
+            fromGuest: true, seq: newISN &+ 1 &+ UInt32(otherRequest.count),
+            ack: endISN &+ 2 &+ UInt32(otherAnswer.count), flags: .ack, port: newPort)
+        XCTAssertEqual(outAgain.verdict, .forward)
+        XCTAssertEqual(outAgain.segment.tuple.sourcePort, otherPort)
+        XCTAssertEqual(outAgain.segment.seq, otherRequestEnd)
+        XCTAssertEqual(outAgain.segment.ack, otherEndISN &+ 2 &+ UInt32(otherAnswer.count))
+        let backAgain = try deliverFrame(
+            fromGuest: false, seq: otherEndISN &+ 2 &+ UInt32(otherAnswer.count), ack: otherRequestEnd,
+            flags: [.ack, .psh], payload: [8], port: otherPort)
+        XCTAssertEqual(backAgain.verdict, .forward)
+        XCTAssertEqual(backAgain.segment.tuple.destinationPort, newPort)
+        XCTAssertEqual(backAgain.segment.seq, endISN &+ 2 &+ UInt32(otherAnswer.count))
+        let againTSval = try XCTUnwrap(backAgain.segment.options.timestamps).value
+        XCTAssertTrue(SequenceMath.isAfter(againTSval, backTSval), "\(againTSval) after \(backTSval)")
+        XCTAssertTrue(backAgain.segment.checksumValid)
     }
 
     /// Both logged connections are opened again before either new connection sends a byte; the
