@@ -78,6 +78,21 @@ final class RelayServerTests: SharedPairTestCase {
         try proxiedDownload(through: Self.demoProxy, fault: "kernel-hang")
     }
 
+    func testDemoProxyDownloadAcrossServiceHang() throws {
+        try proxiedDownload(through: Self.demoProxy, fault: "service-hang")
+    }
+
+    func testDemoProxyDownloadAcrossAgentKill() throws {
+        try proxiedDownload(through: Self.demoProxy, fault: "agent-kill")
+    }
+
+    /// Eight proxied downloads at once: the new guest opens its eight back-end connections again
+    /// in its own order, and sends each request on whichever it likes; the relay sorts them
+    /// out by their first bytes.
+    func testEightConcurrentDemoProxyDownloadsAcrossKernelPanic() throws {
+        try proxiedDownload(through: Self.demoProxy, fault: "kernel-panic", count: 8)
+    }
+
     /// nginx, unmodified, as the relay server (`proxy_pass` with upstream keep-alive).
     func testNginxProxyDownloadAcrossKernelPanic() throws {
         try proxiedDownload(through: Self.nginxProxy, fault: "kernel-panic")
@@ -85,6 +100,10 @@ final class RelayServerTests: SharedPairTestCase {
 
     func testNginxProxyDownloadAcrossServiceCrash() throws {
         try proxiedDownload(through: Self.nginxProxy, fault: "service-crash")
+    }
+
+    func testEightConcurrentNginxProxyDownloadsAcrossKernelPanic() throws {
+        try proxiedDownload(through: Self.nginxProxy, fault: "kernel-panic", count: 8)
     }
 
     /// A POST the back end holds (it answers 3 s after the body is in) when the primary fails:
@@ -123,38 +142,60 @@ final class RelayServerTests: SharedPairTestCase {
         print("relay servers: POST of \(size) bytes across kernel-panic, back end saw \(stats.summary)")
     }
 
-    /// The takeover's replay carried the client connection and the proxy's connection (both
-    /// spliced) and reset nothing.
+    /// The takeover's replay carried the client connections and the proxy's connections (at
+    /// least `connections` spliced) and reset nothing.
+    @discardableResult
     private func checkReplay(
-        after previous: [String: Any]?, file: StaticString = #filePath, line: UInt = #line
+        after previous: [String: Any]?, connections: Int = 2, file: StaticString = #filePath, line: UInt = #line
     )
-        throws
+        throws -> [String: Any]
     {
         let recovery = try Harness.recovery(Self.pair, after: previous, file: file, line: line)
         let replay = try XCTUnwrap(recovery["replay"] as? [String: Any], file: file, line: line)
         XCTAssertEqual(replay["reset"] as? Int, 0, "\(replay)", file: file, line: line)
-        XCTAssertGreaterThanOrEqual(replay["spliced"] as? Int ?? 0, 2, "\(replay)", file: file, line: line)
+        XCTAssertGreaterThanOrEqual(
+            replay["spliced"] as? Int ?? 0, connections, "\(replay)", file: file, line: line)
+        return replay
     }
 
-    /// A download through the proxy, paced, with a fault in its middle: it must finish
-    /// byte-exact on its connection, and the back end must have seen one connection and one
-    /// request for it.
-    private func proxiedDownload(through base: String, fault: String, earlierRequests: Int = 0) throws {
-        let size = 24 << 20
-        let seed = UInt64.random(in: 1...1_000_000)
+    /// `count` downloads through the proxy at once, paced, with a fault in their middle: each
+    /// must finish byte-exact on its connection, and the back end must have seen one connection
+    /// and one request for each.
+    private func proxiedDownload(
+        through base: String, fault: String, count: Int = 1, earlierRequests: Int = 0
+    ) throws {
+        // (A proxied response stays in the log until its exchange completes: eight at once of
+        // 12 MiB fit the default 128 MiB log, eight of 24 MiB would not.)
+        let size = count == 1 ? 24 << 20 : 12 << 20
         let previous = try Harness.status(Self.pair)["lastRecovery"] as? [String: Any]
-        let download = try Harness.Download(pair: Self.pair, size: size, seed: seed, rate: "4M", base: base)
+        let downloads = try (0..<count).map { _ in
+            try Harness.Download(
+                pair: Self.pair, size: size, seed: UInt64.random(in: 1...1_000_000), rate: count == 1 ? "4M" : "1M",
+                base: base)
+        }
         let started = Date()
-        while download.bytesWritten < 4 << 20, Date().timeIntervalSince(started) < 60 { usleep(50_000) }
+        while downloads.contains(where: { $0.bytesWritten < 1 << 20 }), Date().timeIntervalSince(started) < 60 {
+            usleep(50_000)
+        }
         try Harness.ftvm(["inject", fault, "--name", Self.pair])
-        try download.check()
+        for download in downloads { try download.check() }
         let stats = try backend.stats()
-        let path = "/bytes/\(size)?seed=\(seed)"
-        XCTAssertEqual(stats.requests.filter { $0.path == path }.count, 1, "requests the back end saw: \(stats)")
-        XCTAssertEqual(stats.requests.count, earlierRequests + 1, "requests the back end saw: \(stats)")
-        XCTAssertEqual(stats.connections, 1, "connections the back end saw: \(stats)")
-        try checkReplay(after: previous)
-        print("relay servers: \(fault): \(size) bytes through \(base), back end saw \(stats.summary)")
+        for download in downloads {
+            let path = "/bytes/\(size)?seed=\(download.seed)"
+            XCTAssertEqual(stats.requests.filter { $0.path == path }.count, 1, "requests the back end saw: \(stats)")
+        }
+        XCTAssertEqual(stats.requests.count, earlierRequests + count, "requests the back end saw: \(stats)")
+        XCTAssertEqual(stats.connections, count, "connections the back end saw: \(stats)")
+        // Every client connection is spliced; a back-end connection only if its answer was still
+        // coming (one the old guest had whole is not opened again).
+        let replay = try checkReplay(after: previous, connections: count == 1 ? 2 : count)
+        // The premise: each download was still coming when the fault struck.
+        let timings = replay["connectionTimings"] as? [[String: Any]] ?? []
+        let regenerated = timings.filter {
+            !($0["connection"] as? String ?? "").contains(":9000→") && ($0["regeneratedBytes"] as? Int ?? 0) > 0
+        }
+        XCTAssertEqual(regenerated.count, count, "client connections with a response to regenerate: \(timings)")
+        print("relay servers: \(fault): \(count) × \(size) bytes through \(base), back end saw \(stats.summary)")
     }
 }
 
