@@ -185,45 +185,36 @@ final class OutgoingReplayTests: HandPlayedTestCase {
             .drop)
         XCTAssertEqual(wrapper.splicer.phase(of: second), .spliced)
 
-        // Spliced: both directions translated, ports and the shift.
-        let out = try deliverFrame(
-            fromGuest: true, seq: newISN &+ 1 &+ UInt32(otherRequest.count),
-            ack: endISN &+ 1 &+ UInt32(otherAnswer.count), flags: .ack, port: newPort)
-        XCTAssertEqual(out.verdict, .forward)
-        XCTAssertEqual(out.segment.tuple.sourcePort, otherPort)
-        XCTAssertEqual(out.segment.seq, otherRequestEnd)
-        XCTAssertEqual(out.segment.ack, otherEndISN &+ 1 &+ UInt32(otherAnswer.count))
-        XCTAssertTrue(out.segment.checksumValid)
-        let back = try deliverFrame(
-            fromGuest: false, seq: otherEndISN &+ 1 &+ UInt32(otherAnswer.count), ack: otherRequestEnd,
-            flags: [.ack, .psh], payload: [7], port: otherPort)
-        XCTAssertEqual(back.verdict, .forward)
-        XCTAssertEqual(back.segment.tuple.destinationPort, newPort)
-        XCTAssertEqual(back.segment.seq, endISN &+ 1 &+ UInt32(otherAnswer.count))
+        // Spliced: both directions translated, ports and the shifts. `received` end-server
+        // bytes past the answer have reached the guest; one more goes each way. Returns the
+        // TSval the guest saw on it.
+        func checkTranslated(received: UInt32) throws -> UInt32 {
+            let out = try deliverFrame(
+                fromGuest: true, seq: newISN &+ 1 &+ UInt32(otherRequest.count),
+                ack: endISN &+ 1 &+ UInt32(otherAnswer.count) &+ received, flags: .ack, port: newPort)
+            XCTAssertEqual(out.verdict, .forward)
+            XCTAssertEqual(out.segment.tuple.sourcePort, otherPort)
+            XCTAssertEqual(out.segment.seq, otherRequestEnd)
+            XCTAssertEqual(out.segment.ack, otherEndISN &+ 1 &+ UInt32(otherAnswer.count) &+ received)
+            XCTAssertTrue(out.segment.checksumValid)
+            let back = try deliverFrame(
+                fromGuest: false, seq: otherEndISN &+ 1 &+ UInt32(otherAnswer.count) &+ received,
+                ack: otherRequestEnd, flags: [.ack, .psh], payload: [7], port: otherPort)
+            XCTAssertEqual(back.verdict, .forward)
+            XCTAssertEqual(back.segment.tuple.destinationPort, newPort)
+            XCTAssertEqual(back.segment.seq, endISN &+ 1 &+ UInt32(otherAnswer.count) &+ received)
+            XCTAssertTrue(back.segment.checksumValid)
+            return try XCTUnwrap(back.segment.options.timestamps).value
+        }
+        let backTSval = try checkTranslated(received: 0)
         // The other connection's TSval clock is a quarter turn behind: shifted onto the SYN/ACK's.
         let synackTSval = try XCTUnwrap(synack.options.timestamps).value
-        let backTSval = try XCTUnwrap(back.segment.options.timestamps).value
         XCTAssertTrue(SequenceMath.isAfter(backTSval, synackTSval), "\(backTSval) after \(synackTSval)")
-        XCTAssertTrue(back.segment.checksumValid)
 
         // A restarted daemon carries on from the log: the same ports and shifts both ways.
         makeWrapper()
-        let outAgain = try deliverFrame(
-            fromGuest: true, seq: newISN &+ 1 &+ UInt32(otherRequest.count),
-            ack: endISN &+ 2 &+ UInt32(otherAnswer.count), flags: .ack, port: newPort)
-        XCTAssertEqual(outAgain.verdict, .forward)
-        XCTAssertEqual(outAgain.segment.tuple.sourcePort, otherPort)
-        XCTAssertEqual(outAgain.segment.seq, otherRequestEnd)
-        XCTAssertEqual(outAgain.segment.ack, otherEndISN &+ 2 &+ UInt32(otherAnswer.count))
-        let backAgain = try deliverFrame(
-            fromGuest: false, seq: otherEndISN &+ 2 &+ UInt32(otherAnswer.count), ack: otherRequestEnd,
-            flags: [.ack, .psh], payload: [8], port: otherPort)
-        XCTAssertEqual(backAgain.verdict, .forward)
-        XCTAssertEqual(backAgain.segment.tuple.destinationPort, newPort)
-        XCTAssertEqual(backAgain.segment.seq, endISN &+ 2 &+ UInt32(otherAnswer.count))
-        let againTSval = try XCTUnwrap(backAgain.segment.options.timestamps).value
+        let againTSval = try checkTranslated(received: 1)
         XCTAssertTrue(SequenceMath.isAfter(againTSval, backTSval), "\(againTSval) after \(backTSval)")
-        XCTAssertTrue(backAgain.segment.checksumValid)
     }
 
     /// Both logged connections are opened again before either new connection sends a byte; the
