@@ -35,6 +35,8 @@ public final class OutgoingSide: @unchecked Sendable {
         var options: SYNOptions
         var tsval: UInt32?
         var seenAt: UInt64
+        /// Sent by the guest an upgrade drains: the connection is pinned to it.
+        var fromDrainingGuest: Bool
     }
 
     /// SYNs waiting at once, and how long one waits (Linux gives a SYN up after about 127 s).
@@ -84,7 +86,7 @@ public final class OutgoingSide: @unchecked Sendable {
 
     /// The guest sent a SYN (`key`: the end server as the client, the guest's port as the
     /// server's); it is forwarded, and remembered for the answer.
-    func guestOpens(_ segment: TCPSegmentView, key: FlowKey, now: UInt64) {
+    func guestOpens(_ segment: TCPSegmentView, key: FlowKey, now: UInt64, fromDrainingGuest: Bool = false) {
         guestSYNs.add(1, ordering: .relaxed)
         guard pending[key]?.isn != segment.sequenceNumber.rawValue else { return }  // a retransmission
         guard pending.count < Self.pendingLimit || pending[key] != nil else {
@@ -93,12 +95,13 @@ public final class OutgoingSide: @unchecked Sendable {
         }
         pending[key] = PendingSYN(
             isn: segment.sequenceNumber.rawValue, options: SYNOptions(segment.options),
-            tsval: segment.options.timestamps?.value, seenAt: now)
+            tsval: segment.options.timestamps?.value, seenAt: now, fromDrainingGuest: fromDrainingGuest)
     }
 
     /// The end server's SYN/ACK for a SYN the guest sent: logs the connection (before the guest
-    /// sees the SYN/ACK) and returns its record; nil when it answers no SYN seen here.
-    func endServerAnswers(_ segment: TCPSegmentView, key: FlowKey) -> Slot? {
+    /// sees the SYN/ACK) and returns its record, and whether the guest an upgrade drains sent
+    /// the SYN; nil when it answers no SYN seen here.
+    func endServerAnswers(_ segment: TCPSegmentView, key: FlowKey) -> (slot: Slot, fromDrainingGuest: Bool)? {
         guard let syn = pending[key], segment.acknowledgmentNumber.rawValue == syn.isn &+ 1 else { return nil }
         pending[key] = nil
         guard
@@ -115,7 +118,7 @@ public final class OutgoingSide: @unchecked Sendable {
             log.noteTimestamps(slot, fromClient: true, tsval: stamps.value, tsecr: stamps.echoReply)
         }
         logged.add(1, ordering: .relaxed)
-        return slot
+        return (slot, syn.fromDrainingGuest)
     }
 
     // MARK: Bounding (SouthSide+Outgoing.swift)

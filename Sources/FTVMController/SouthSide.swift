@@ -199,21 +199,24 @@ public final class SouthSide: @unchecked Sendable {
     /// While set, pinned connections stay with the draining guest and the rest go to the new one.
     private(set) var draining = false
 
-    /// Pins every live connection to the guest that serves it now; returns how many.
+    /// Pins every live connection to the guest that serves it now; returns how many clients'
+    /// connections that is. (A relay server's own connections are pinned too, but the drain
+    /// waits for clients only: once none is left to serve, a kept-alive back-end connection
+    /// would hold it to its timeout. What is still open then is replayed with the rest.)
     func pinAll() -> Int {
         var count = 0
         log.forEachLive { slot in
             flows[slot.index].pinned = true
-            count += 1
+            if !flows[slot.index].guestInitiated { count += 1 }
         }
         draining = true
         return count
     }
 
-    /// Pinned connections still open.
+    /// Pinned clients' connections still open.
     func pinnedOpen() -> Int {
         var count = 0
-        log.forEachLive { slot in if isPinned(slot) { count += 1 } }
+        log.forEachLive { slot in if isPinned(slot), !flows[slot.index].guestInitiated { count += 1 } }
         return count
     }
 
@@ -327,9 +330,12 @@ public final class SouthSide: @unchecked Sendable {
             return (.forward, slot)
         }
         // Relay servers (OutgoingSide.swift): an end server answers a connection the guest opened.
-        if flags.contains(.syn), log.lookup(key) == nil, let slot = outgoing.endServerAnswers(segment, key: key) {
+        if flags.contains(.syn), log.lookup(key) == nil,
+            let (slot, drained) = outgoing.endServerAnswers(segment, key: key)
+        {
             flows[slot.index] = Flow(
                 serial: slot.serial, lastClientFrame: now, framing: .outgoing, guestInitiated: true)
+            flows[slot.index].pinned = drained && draining
             trackers[slot.index] = HTTPExchangeTracker()
             tracked.add(1, ordering: .relaxed)
             return (.forward, slot)
@@ -413,9 +419,16 @@ public final class SouthSide: @unchecked Sendable {
             serverAddress: service.rawValue, serverPort: segment.sourcePort)
         // Relay servers (OutgoingSide.swift, Splicer+Outgoing.swift): the guest opens a connection,
         // or a new guest opens a logged one again.
-        if segment.flags.contains(.syn), !segment.flags.contains(.ack), speaksFor(pinned: false) {
-            if splicer.reopen(segment, key: key, now: now, sink: sink) { return .drop }
-            if log.lookup(key) == nil { outgoing.guestOpens(segment, key: key, now: now) }
+        if segment.flags.contains(.syn), !segment.flags.contains(.ack) {
+            if speaksFor(pinned: false) {
+                if splicer.reopen(segment, key: key, now: now, sink: sink) { return .drop }
+                if log.lookup(key) == nil { outgoing.guestOpens(segment, key: key, now: now) }
+            } else if log.lookup(key) == nil {
+                // The guest an upgrade drains opens a connection while serving a pinned client
+                // (a proxy's back-end request): it is pinned to that guest.
+                outgoing.guestOpens(segment, key: key, now: now, fromDrainingGuest: true)
+                return .forward
+            }
         }
         // (The new guest's key first: its local port may be one the old guest used too.)
         guard let slot = splicer.reopened(key) ?? log.lookup(key) else {

@@ -384,6 +384,35 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         }
     }
 
+    /// While an upgrade drains, the old guest may still open a connection (a proxy serving a
+    /// pinned client): it is logged and pinned to that guest, so the end server's answers go
+    /// there, and the new guest cannot speak for it.
+    func testTheGuestAnUpgradeDrainsOpensAConnectionPinnedToIt() throws {
+        XCTAssertEqual(wrapper.pinAll(), 0)
+        func drained(
+            _ fromGuest: Bool, _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
+        )
+            throws -> SouthSide.Verdict
+        {
+            try deliverFrame(
+                fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload,
+                options: flags.contains(.syn) ? synOptions : TCPOptions(), fromDrainingGuest: fromGuest
+            ).verdict
+        }
+        XCTAssertEqual(try drained(true, guestISN, 0, .syn), .forward)
+        XCTAssertEqual(try drained(false, endISN, guestISN &+ 1, [.syn, .ack]), .forwardToDrain)
+        let slot = try XCTUnwrap(log.lookup(loggedKey))
+        XCTAssertTrue(wrapper.isPinned(slot))
+        XCTAssertEqual(wrapper.pinnedOpen(), 0, "the drain waits for clients' connections only")
+        XCTAssertEqual(try drained(true, guestISN &+ 1, endISN &+ 1, [.ack, .psh], request), .forward)
+        XCTAssertEqual(
+            try drained(false, endISN &+ 1, requestEnd, [.ack, .psh], Array(answer[..<1000])), .forwardToDrain)
+        XCTAssertEqual(log.clientBytes(slot), Array(answer[..<1000]), "logged before the draining guest sees it")
+        XCTAssertEqual(
+            try deliver(fromGuest: true, seq: guestISN &+ 1, ack: endISN &+ 1, flags: [.ack, .psh], payload: request),
+            .drop, "the new guest does not speak for it")
+    }
+
     func testARegeneratedRequestThatDiffersResetsBothSides() throws {
         _ = try playOldGuest()
         wrapper.splicer.begin(now: start, sink: sink)
@@ -690,7 +719,8 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// wrapper; returns the verdict and the frame as it left. Both sides use timestamps.
     private func deliverFrame(
         fromGuest: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8] = [],
-        options: TCPOptions = TCPOptions(), port: UInt16? = nil, to serverPort: UInt16? = nil
+        options: TCPOptions = TCPOptions(), port: UInt16? = nil, to serverPort: UInt16? = nil,
+        fromDrainingGuest: Bool = false
     ) throws -> (verdict: SouthSide.Verdict, segment: SentSegment) {
         var options = options
         let local = port ?? oldPort
@@ -716,7 +746,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         let frame = UnsafeMutableRawBufferPointer(rebasing: buffer[..<length])
         let verdict =
             fromGuest
-            ? wrapper.fromGuest(frame, now: start, sink: sink, releasing: true)
+            ? wrapper.fromGuest(frame, now: start, sink: sink, releasing: true, fromDrainingGuest: fromDrainingGuest)
             : wrapper.fromClient(frame, now: start, sink: sink)
         return (verdict, try SentSegment(Array(frame)))
     }

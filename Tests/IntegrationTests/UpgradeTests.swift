@@ -87,6 +87,50 @@ final class UpgradeTests: PairTestCase {
             drain?["millis"] as? Double ?? .infinity, 30_000, "the session did not hold the drain: \(record)")
     }
 
+    /// A POST through the demo proxy is still uploading when the upgrade starts: its client
+    /// connection stays with the draining guest, whose proxy opens its back-end connection only
+    /// once the body is in, during the drain. That connection is pinned to the draining guest:
+    /// the answer is right, the back end saw one connection and one POST, and the drain did not
+    /// wait for its timeout (neither for the POST nor for the proxy's kept-alive back-end
+    /// connection afterwards).
+    func testAProxiedPOSTDuringTheDrainReachesTheBackEndOnce() throws {
+        try Harness.ftvm(["up", "--name", pair])
+        let backend = try Backend(pair: pair)
+        let size = 4 << 20  // 16 s at 256 KiB/s: the new guest boots in 4-10 s
+        let body = "\(backend.directory)/body"
+        try Data((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 11) }).write(
+            to: URL(fileURLWithPath: body))
+        let namespace = "ftvm-\(pair)"
+        let upload = BackgroundReport {
+            let output = try Harness.run([
+                "ip", "netns", "exec", namespace, "curl", "-sS", "--fail", "--max-time", "120",
+                "--limit-rate", "256K", "--data-binary", "@\(body)",
+                "http://\(Harness.serviceAddress):8090/proxy/sha256",
+            ])
+            return ["status": output.status, "stdout": output.stdout, "stderr": output.stderr]
+        }
+        sleep(2)
+        XCTAssertEqual(try backend.stats().connections, 0, "the proxy has not asked the back end yet")
+        try Harness.ftvm([
+            "upgrade", "--name", pair, "--image", Self.newImage, "--drain-timeout", "60",
+        ])
+        let result = try upload.wait(seconds: 120)
+        XCTAssertEqual(result["status"] as? Int32, 0, "\(result)")
+        XCTAssertEqual(
+            (result["stdout"] as? String)?.trimmingCharacters(in: .whitespacesAndNewlines),
+            try Harness.sha256(file: body))
+        let stats = try backend.stats()
+        XCTAssertEqual(stats.requests.filter { $0.method == "POST" }.count, 1, "\(stats)")
+        XCTAssertEqual(stats.connections, 1, "\(stats)")
+        let record = try XCTUnwrap(try Harness.status(pair)["upgrade"] as? [String: Any])
+        XCTAssertEqual(record["step"] as? String, "done", "\(record)")
+        XCTAssertEqual(record["reset"] as? Int, 0, "\(record)")
+        XCTAssertEqual(record["connectionsAtSwitch"] as? Int, 1, "the upload was in flight at the switch: \(record)")
+        XCTAssertEqual(record["replayed"] as? Int, 0, "the draining guest finished it: \(record)")
+        let drain = (record["phases"] as? [[String: Any]] ?? []).first { $0["name"] as? String == "drain" }
+        XCTAssertLessThan(drain?["millis"] as? Double ?? .infinity, 30_000, "the drain timed out: \(record)")
+    }
+
     /// The old primary's service crashes while it drains: its connections move to the new guest
     /// at once (not after the drain timeout), byte-exact, and its FINs never reach the clients.
     func testAFailureOfTheOldPrimaryDuringTheDrainMovesItsConnectionsAtOnce() throws {
