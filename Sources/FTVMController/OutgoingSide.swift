@@ -62,6 +62,7 @@ public final class OutgoingSide: @unchecked Sendable {
     private let log: ConnectionLog
     private var pending: [FlowKey: PendingSYN] = [:]
     private var boundaries: [Boundaries]
+    private var heads: [RequestHeads]
     private var slotsWithBoundaries = 0
     /// Client exchanges begun so far (the stamps).
     private var clientExchanges: UInt64 = 0
@@ -76,6 +77,7 @@ public final class OutgoingSide: @unchecked Sendable {
         self.log = log
         pending.reserveCapacity(Self.pendingLimit)
         boundaries = Array(repeating: Boundaries(), count: log.usage.slotCount)
+        heads = Array(repeating: RequestHeads(), count: log.usage.slotCount)
     }
 
     var counters: Counters {
@@ -112,6 +114,7 @@ public final class OutgoingSide: @unchecked Sendable {
             unlogged.add(1, ordering: .relaxed)
             return nil
         }
+        heads[slot.index] = RequestHeads(serial: slot.serial)
         log.setServerHandshake(slot, serverISN: syn.isn, options: syn.options)
         if let tsval = syn.tsval { log.noteTimestamps(slot, fromClient: false, tsval: tsval, tsecr: 0) }
         if let stamps = segment.options.timestamps {
@@ -138,6 +141,7 @@ public final class OutgoingSide: @unchecked Sendable {
             if list.count > 0 { slotsWithBoundaries -= 1 }
             list = Boundaries(serial: slot.serial)
         }
+        if heads[slot.index].serial == slot.serial { heads[slot.index].begin(at: start.serverOffset) }
         let boundary = Boundary(start: start, stamp: clientExchanges)
         if list.count == Boundaries.capacity {
             list.entries[list.count - 1] = boundary
@@ -169,6 +173,25 @@ public final class OutgoingSide: @unchecked Sendable {
         if list.count == 0 { slotsWithBoundaries -= 1 }
         boundaries[slot.index] = list
         return found
+    }
+
+    /// The guest's bytes on a connection it opened, from stream offset `offset` on (its requests).
+    func guestSent(_ slot: Slot, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) {
+        guard heads[slot.index].serial == slot.serial else { return }
+        heads[slot.index].feed(bytes, at: offset)
+    }
+
+    /// `slot` was trimmed to `offset`.
+    func trimmed(_ slot: Slot, to offset: UInt64) {
+        guard heads[slot.index].serial == slot.serial else { return }
+        heads[slot.index].forget(before: offset)
+    }
+
+    /// The CRC32C of the first `RequestHeads.length` bytes the guest sent on `slot` from stream
+    /// offset `start` (a replay start), when known.
+    func requestHead(_ slot: Slot, from start: UInt64) -> UInt32? {
+        guard heads[slot.index].serial == slot.serial else { return nil }
+        return heads[slot.index].crc(from: start)
     }
 
     func noteFramingStopped(_ reason: HTTPStop?) {

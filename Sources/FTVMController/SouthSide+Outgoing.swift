@@ -73,6 +73,7 @@ extension SouthSide {
                 )
             else { return }
             log.trim(slot, to: boundary)
+            outgoing.trimmed(slot, to: boundary.serverOffset)
         }
     }
 }

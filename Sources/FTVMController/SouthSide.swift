@@ -156,8 +156,8 @@ public final class SouthSide: @unchecked Sendable {
         self.service = service
         self.policy = policy
         self.logger = logger
-        splicer = Splicer(log: log, service: service, serviceMAC: serviceMAC, logger: logger)
         outgoing = OutgoingSide(log: log)
+        splicer = Splicer(log: log, service: service, serviceMAC: serviceMAC, outgoing: outgoing, logger: logger)
         let slots = log.usage.slotCount
         flows = Array(repeating: Flow(), count: slots)
         trackers = .allocate(capacity: slots)
@@ -534,6 +534,7 @@ public final class SouthSide: @unchecked Sendable {
         case .outgoing:
             crc = CRC32C.checksum(bytes, continuing: crc)
             flows[index].trims.checkpoint(start + UInt64(bytes.count), crc: crc)
+            outgoing.guestSent(slot, bytes, at: start)
             feedOutgoingRequests(slot, bytes)
         }
         return StreamAdvance(bytes: bytes.count, crc: crc)

@@ -105,6 +105,8 @@ final class Splicer: @unchecked Sendable {
     let log: ConnectionLog
     let service: IPv4Address
     let serviceMAC: MACAddress
+    /// Relay servers: the heads of the requests the guest sent on its own connections.
+    let outgoing: OutgoingSide
     /// The clients' side of the tap, learnt from their frames (frames to clients are sent to it).
     var clientMAC = MACAddress(rawValue: 0)
     /// A connection not spliced this long after the replay began is reset.
@@ -134,10 +136,11 @@ final class Splicer: @unchecked Sendable {
     private let trackers: UnsafeMutableBufferPointer<HTTPExchangeTracker>
     let logger: Logger
 
-    init(log: ConnectionLog, service: IPv4Address, serviceMAC: MACAddress, logger: Logger) {
+    init(log: ConnectionLog, service: IPv4Address, serviceMAC: MACAddress, outgoing: OutgoingSide, logger: Logger) {
         self.log = log
         self.service = service
         self.serviceMAC = serviceMAC
+        self.outgoing = outgoing
         self.logger = logger
         let slots = log.usage.slotCount
         splices = Array(repeating: Splice(), count: slots)

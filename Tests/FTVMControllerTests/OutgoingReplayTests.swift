@@ -389,28 +389,56 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// there, and the new guest cannot speak for it.
     func testTheGuestAnUpgradeDrainsOpensAConnectionPinnedToIt() throws {
         XCTAssertEqual(wrapper.pinAll(), 0)
-        func drained(
-            _ fromGuest: Bool, _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
-        )
-            throws -> SouthSide.Verdict
-        {
-            try deliverFrame(
-                fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload,
-                options: flags.contains(.syn) ? synOptions : TCPOptions(), fromDrainingGuest: fromGuest
-            ).verdict
-        }
-        XCTAssertEqual(try drained(true, guestISN, 0, .syn), .forward)
-        XCTAssertEqual(try drained(false, endISN, guestISN &+ 1, [.syn, .ack]), .forwardToDrain)
+        XCTAssertEqual(try play(true, guestISN, 0, .syn, fromDrainingGuest: true), .forward)
+        XCTAssertEqual(try play(false, endISN, guestISN &+ 1, [.syn, .ack]), .forwardToDrain)
         let slot = try XCTUnwrap(log.lookup(loggedKey))
         XCTAssertTrue(wrapper.isPinned(slot))
         XCTAssertEqual(wrapper.pinnedOpen(), 0, "the drain waits for clients' connections only")
-        XCTAssertEqual(try drained(true, guestISN &+ 1, endISN &+ 1, [.ack, .psh], request), .forward)
         XCTAssertEqual(
-            try drained(false, endISN &+ 1, requestEnd, [.ack, .psh], Array(answer[..<1000])), .forwardToDrain)
+            try play(true, guestISN &+ 1, endISN &+ 1, [.ack, .psh], request, fromDrainingGuest: true), .forward)
+        XCTAssertEqual(
+            try play(false, endISN &+ 1, requestEnd, [.ack, .psh], Array(answer[..<1000])), .forwardToDrain)
         XCTAssertEqual(log.clientBytes(slot), Array(answer[..<1000]), "logged before the draining guest sees it")
         XCTAssertEqual(
             try deliver(fromGuest: true, seq: guestISN &+ 1, ack: endISN &+ 1, flags: [.ack, .psh], payload: request),
             .drop, "the new guest does not speak for it")
+    }
+
+    /// Two logged POSTs of 6000 bytes each, both in flight: the new guest's first segment holds
+    /// only the start of one, but its head (the first 1024 bytes, whose checksum the relay kept)
+    /// says which: the connection moves there, regenerates the rest, gets that one's answer and
+    /// splices.
+    func testALargeRequestPicksItsConnectionByItsHead() throws {
+        let olds = try playOlds(2, body: 6000)
+        wrapper.splicer.begin(now: start, sink: sink)
+        let isn: UInt32 = 0x0A00_0000
+        let port: UInt16 = 52100
+        _ = try deliverFrame(fromGuest: true, seq: isn, ack: 0, flags: .syn, options: synOptions, port: port)
+        let base = try XCTUnwrap(try sink.takeGuest().first).seq
+        XCTAssertEqual(base, olds[0].endISN, "made for the older")
+        let request = olds[1].request
+        for offset in stride(from: 0, to: request.count, by: 1400) {
+            let part = Array(request[offset..<min(offset + 1400, request.count)])
+            _ = try deliverFrame(
+                fromGuest: true, seq: isn &+ 1 &+ UInt32(offset), ack: base &+ 1, flags: [.ack, .psh], payload: part,
+                port: port)
+        }
+        var injected: [UInt8] = []
+        for segment in try sink.takeGuest() where !segment.payload.isEmpty {
+            XCTAssertEqual(segment.seq, base &+ 1 &+ UInt32(injected.count))
+            injected += segment.payload
+        }
+        XCTAssertEqual(injected, olds[1].answer, "the second one's answer")
+        _ = try deliverFrame(
+            fromGuest: true, seq: isn &+ 1 &+ UInt32(request.count), ack: base &+ 1 &+ UInt32(injected.count),
+            flags: .ack, port: port)
+        XCTAssertEqual(wrapper.splicer.latestReport.reset, 0, "\(wrapper.splicer.latestReport.resets)")
+        let slot = try XCTUnwrap(
+            log.lookup(
+                FlowKey(
+                    clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue,
+                    serverPort: olds[1].port)))
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
     }
 
     func testARegeneratedRequestThatDiffersResetsBothSides() throws {
@@ -578,16 +606,20 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     }
 
     /// `count` connections of the old guest to the end server (ports 43000…), each with its own
-    /// request (of two lengths, as `seed=9` and `seed=10` make), its own answer, and its own
-    /// TSval offset.
-    private func playOlds(_ count: Int) throws -> [Old] {
+    /// request (of two lengths, as `seed=9` and `seed=10` make; a POST of `body` bytes, sent in
+    /// segments of 1400, when `body` is set), its own answer, and its own TSval offset.
+    private func playOlds(_ count: Int, body: Int = 0) throws -> [Old] {
         var olds: [Old] = []
         for index in 0..<count {
             let factor = index + 3
             let answer: [UInt8] = (0..<(1000 + 300 * index)).map { (byte: Int) -> UInt8 in
                 UInt8(truncatingIfNeeded: byte &* factor)
             }
-            let request: [UInt8] = Array("GET /bytes/9?seed=\(index + 5) HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
+            let request: [UInt8] =
+                body == 0
+                ? Array("GET /bytes/9?seed=\(index + 5) HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
+                : Array("POST /sha256 HTTP/1.1\r\nHost: h\r\nContent-Length: \(body)\r\n\r\n".utf8)
+                    + (0..<body).map { UInt8(truncatingIfNeeded: ($0 &* 31 &+ index) >> 3) }
             let guestISN: UInt32 = 0x1000_0000 &* UInt32(index + 1)
             let endISN: UInt32 = 0x2345_0000 &* UInt32(factor)
             olds.append(
@@ -595,20 +627,15 @@ final class OutgoingReplayTests: HandPlayedTestCase {
             endClockOffsets[43000 + UInt16(index)] = 0x9E37_79B9 &* UInt32(index + 1)
         }
         for old in olds {
-            func send(
-                _ fromGuest: Bool, _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
-            )
-                throws
-            {
-                _ = try deliverFrame(
-                    fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload,
-                    options: flags.contains(.syn) ? synOptions : TCPOptions(), port: old.port)
-            }
             let requestEnd = old.guestISN &+ 1 &+ UInt32(old.request.count)
-            try send(true, old.guestISN, 0, .syn)
-            try send(false, old.endISN, old.guestISN &+ 1, [.syn, .ack])
-            try send(true, old.guestISN &+ 1, old.endISN &+ 1, [.ack, .psh], old.request)
-            try send(false, old.endISN &+ 1, requestEnd, [.ack, .psh], old.answer)
+            _ = try play(true, old.guestISN, 0, .syn, port: old.port)
+            _ = try play(false, old.endISN, old.guestISN &+ 1, [.syn, .ack], port: old.port)
+            for offset in stride(from: 0, to: old.request.count, by: 1400) {
+                let part = Array(old.request[offset..<min(offset + 1400, old.request.count)])
+                _ = try play(
+                    true, old.guestISN &+ 1 &+ UInt32(offset), old.endISN &+ 1, [.ack, .psh], part, port: old.port)
+            }
+            _ = try play(false, old.endISN &+ 1, requestEnd, [.ack, .psh], old.answer, port: old.port)
         }
         _ = sink.takeAll()
         return olds
@@ -634,21 +661,13 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         let otherRequest = Array("GET /bytes/5000?seed=4 HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
         let otherAnswer = (0..<1500).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) }
         endClockOffsets[otherPort] = 0xC000_0000  // Linux's per-connection TSval offset
-        func other(
-            _ fromGuest: Bool, _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
-        )
-            throws -> SouthSide.Verdict
-        {
-            try deliverFrame(
-                fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload,
-                options: flags.contains(.syn) ? synOptions : TCPOptions(), port: otherPort
-            ).verdict
-        }
         let otherRequestEnd = otherGuestISN &+ 1 &+ UInt32(otherRequest.count)
-        XCTAssertEqual(try other(true, otherGuestISN, 0, .syn), .forward)
-        XCTAssertEqual(try other(false, otherEndISN, otherGuestISN &+ 1, [.syn, .ack]), .forward)
-        XCTAssertEqual(try other(true, otherGuestISN &+ 1, otherEndISN &+ 1, [.ack, .psh], otherRequest), .forward)
-        XCTAssertEqual(try other(false, otherEndISN &+ 1, otherRequestEnd, [.ack, .psh], otherAnswer), .forward)
+        XCTAssertEqual(try play(true, otherGuestISN, 0, .syn, port: otherPort), .forward)
+        XCTAssertEqual(try play(false, otherEndISN, otherGuestISN &+ 1, [.syn, .ack], port: otherPort), .forward)
+        XCTAssertEqual(
+            try play(true, otherGuestISN &+ 1, otherEndISN &+ 1, [.ack, .psh], otherRequest, port: otherPort), .forward)
+        XCTAssertEqual(
+            try play(false, otherEndISN &+ 1, otherRequestEnd, [.ack, .psh], otherAnswer, port: otherPort), .forward)
         let second = try XCTUnwrap(
             log.lookup(
                 FlowKey(
@@ -692,6 +711,18 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         let slot = try XCTUnwrap(log.lookup(loggedKey))
         _ = sink.takeAll()
         return slot
+    }
+
+    /// One frame of a connection to the end server (a SYN carries `synOptions`).
+    private func play(
+        _ fromGuest: Bool, _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = [],
+        port: UInt16? = nil, fromDrainingGuest: Bool = false
+    ) throws -> SouthSide.Verdict {
+        try deliverFrame(
+            fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload,
+            options: flags.contains(.syn) ? synOptions : TCPOptions(), port: port,
+            fromDrainingGuest: fromDrainingGuest
+        ).verdict
     }
 
     private func newGuestSYN(tsval: UInt32 = 77) throws -> SouthSide.Verdict {

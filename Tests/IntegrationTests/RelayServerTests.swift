@@ -110,36 +110,61 @@ final class RelayServerTests: SharedPairTestCase {
     /// the new guest re-sends it, the relay checks it against what the back end has and drops
     /// it, and the back end's answer on the original connection reaches the client.
     func testPOSTThroughTheProxyAcrossAFaultReachesTheBackEndOnce() throws {
+        try proxiedPOSTs(count: 1)
+    }
+
+    /// Four such POSTs at once, each of its own 1 MiB body: the new guest's proxy re-sends them
+    /// on back-end connections it opens in its own order, and each request is longer than a
+    /// segment, so the relay tells which logged connection each is from its first 1024 bytes.
+    func testFourConcurrentPOSTsThroughTheProxyAcrossAFault() throws {
+        try proxiedPOSTs(count: 4)
+    }
+
+    /// `count` POSTs through the demo proxy that the back end holds (it answers some seconds
+    /// after the body is in) when the primary fails: the new guest re-sends each, the relay
+    /// checks it against what the back end has and drops it, and the back end's answer on the
+    /// original connection reaches the client.
+    private func proxiedPOSTs(count: Int) throws {
         let size = 1 << 20
-        let body = "\(backend.directory)/body"
-        try Data((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }).write(
-            to: URL(fileURLWithPath: body))
+        var bodies: [String] = []
+        for index in 0..<count {
+            let body = "\(backend.directory)/body-\(index)"
+            try Data((0..<size).map { UInt8(truncatingIfNeeded: ($0 &+ index) &* 2_654_435_761 >> 13) }).write(
+                to: URL(fileURLWithPath: body))
+            bodies.append(body)
+        }
         let previous = try Harness.status(Self.pair)["lastRecovery"] as? [String: Any]
-        let upload = BackgroundReport {
-            let output = try Harness.run([
-                "ip", "netns", "exec", "ftvm-\(Self.pair)", "curl", "-sS", "--fail", "--max-time", "60",
-                "--data-binary", "@\(body)", "\(Self.demoProxy)/sha256?delay=3",
-            ])
-            return ["status": output.status, "stdout": output.stdout, "stderr": output.stderr]
+        let namespace = "ftvm-\(Self.pair)"
+        let delay = count == 1 ? 3 : 6
+        let uploads = bodies.map { body in
+            BackgroundReport {
+                let output = try Harness.run([
+                    "ip", "netns", "exec", namespace, "curl", "-sS", "--fail", "--max-time", "60",
+                    "--data-binary", "@\(body)", "\(Self.demoProxy)/sha256?delay=\(delay)",
+                ])
+                return ["status": output.status, "stdout": output.stdout, "stderr": output.stderr]
+            }
         }
         let started = Date()
-        while try backend.stats().requests.first(where: { $0.method == "POST" })?.bytes != size,
+        while try backend.stats().requests.filter({ $0.method == "POST" && $0.bytes == size }).count < count,
             Date().timeIntervalSince(started) < 30
         {
             usleep(50_000)
         }
         try Harness.ftvm(["inject", "kernel-panic", "--name", Self.pair])
-        let result = try upload.wait(seconds: 90)
-        XCTAssertEqual(result["status"] as? Int32, 0, "\(result)")
-        XCTAssertEqual(
-            (result["stdout"] as? String)?.trimmingCharacters(in: .whitespacesAndNewlines),
-            try Harness.sha256(file: body))
+        for (upload, body) in zip(uploads, bodies) {
+            let result = try upload.wait(seconds: 90)
+            XCTAssertEqual(result["status"] as? Int32, 0, "\(result)")
+            XCTAssertEqual(
+                (result["stdout"] as? String)?.trimmingCharacters(in: .whitespacesAndNewlines),
+                try Harness.sha256(file: body))
+        }
         let stats = try backend.stats()
-        XCTAssertEqual(stats.requests.filter { $0.method == "POST" }.count, 1, "\(stats)")
-        XCTAssertEqual(stats.requests.first?.complete, true, "\(stats)")
-        XCTAssertEqual(stats.connections, 1, "\(stats)")
-        try checkReplay(after: previous)
-        print("relay servers: POST of \(size) bytes across kernel-panic, back end saw \(stats.summary)")
+        XCTAssertEqual(stats.requests.filter { $0.method == "POST" }.count, count, "\(stats)")
+        XCTAssertTrue(stats.requests.allSatisfy(\.complete), "\(stats)")
+        XCTAssertEqual(stats.connections, count, "\(stats)")
+        try checkReplay(after: previous, connections: 2 * count)
+        print("relay servers: \(count) POST(s) of \(size) bytes across kernel-panic, back end saw \(stats.summary)")
     }
 
     /// The takeover's replay carried the client connections and the proxy's connections (at
