@@ -24,8 +24,16 @@ struct Connections: ParsableCommand {
             let acked = connection.serverBytesAcked.map(String.init) ?? "-"
             let sent = connection.serverBytesSent.map(String.init) ?? "-"
             let start = "replay from \(connection.replayStartClientOffset)/\(connection.replayStartServerOffset)"
+            // A relay server's own connection: the guest's end first, the end server's bytes as
+            // the logged "client" bytes.
+            let ends =
+                connection.guestInitiated
+                ? "guest \(connection.server)\(connection.servingPort.map { " (serving port \($0))" } ?? "") -> end server \(connection.client)"
+                : "\(connection.client) -> \(connection.server)"
+            let logged = connection.guestInitiated ? "end server bytes" : "client bytes"
+            let answered = connection.guestInitiated ? "guest bytes" : "server bytes"
             print(
-                "  \(connection.client) -> \(connection.server)  \(connection.state)  \(connection.protection)  client bytes \(connection.clientBytesLogged)\(connection.clientFIN ? "+FIN" : "") (\(connection.clientBytesHeld) held, \(start))  server bytes acked \(acked) / sent \(sent)\(connection.serverFIN ? "+FIN" : "")  \(connection.framing)\(connection.replayedSequenceDelta == nil ? "" : "  replayed")"
+                "  \(ends)  \(connection.state)  \(connection.protection)  \(logged) \(connection.clientBytesLogged)\(connection.clientFIN ? "+FIN" : "") (\(connection.clientBytesHeld) held, \(start))  \(answered) acked \(acked) / sent \(sent)\(connection.serverFIN ? "+FIN" : "")  \(connection.framing)\(connection.replayedSequenceDelta == nil ? "" : "  replayed")"
             )
         }
     }

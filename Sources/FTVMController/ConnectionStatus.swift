@@ -5,6 +5,12 @@ import FTVMLog
 public struct ConnectionStatus: Codable, Sendable, Equatable {
     public var client: String
     public var server: String
+    /// The guest opened the connection, to an end server (a relay server's, docs/relay-servers.md):
+    /// the record's roles are mirrored, so `client` is the end server and `server` the guest.
+    public var guestInitiated: Bool
+    /// Such a connection opened again by a new guest after a replay: the local port that guest
+    /// uses (the end server still sees `server`'s).
+    public var servingPort: UInt16?
     public var state: String
     public var clientISN: UInt32
     public var serverISN: UInt32?
@@ -39,6 +45,8 @@ public struct ConnectionStatus: Codable, Sendable, Equatable {
         let sides = description.split(separator: "→")
         client = String(sides.first ?? "")
         server = String(sides.last ?? "")
+        guestInitiated = record.guestInitiated
+        servingPort = record.translation.flatMap { $0.servingPort == 0 ? nil : $0.servingPort }
         state = record.state.description
         clientISN = record.clientISN
         serverISN = record.serverISN

@@ -326,7 +326,7 @@ extension Splicer {
     func endServerWhileUnclaimed(_ slot: Slot, _ segment: TCPSegmentView, sink: FrameSink) {
         guard splices[slot.index].phase == .closingUnclaimed, segment.flags.contains(.fin) else { return }
         let record = log.current(slot)
-        toEndServer(record, sequence: record.serverSendMax &+ 1, flags: .ack, sink: sink)
+        toClient(record, sequence: record.serverSendMax &+ 1, flags: .ack, sink: sink)
         finishUnclaimed(slot, record, how: "closed")
     }
 
@@ -349,7 +349,7 @@ extension Splicer {
             if splice.phase == .awaitingReopen, record.serverAckedByClient == record.serverSendMax,
                 !record.serverFINSent
             {
-                toEndServer(record, sequence: record.serverSendMax, flags: [.fin, .ack], sink: sink)
+                toClient(record, sequence: record.serverSendMax, flags: [.fin, .ack], sink: sink)
                 if record.clientFINLogged {  // it had closed its side already: both are done
                     awaitingReopen.remove(at: position)
                     finishUnclaimed(slot, record, how: "closed")
@@ -359,7 +359,7 @@ extension Splicer {
                 splices[slot.index].startedAt = now
                 continue
             }
-            toEndServer(record, sequence: record.serverAckedByClient, flags: [.rst, .ack], sink: sink)
+            toClient(record, sequence: record.serverAckedByClient, flags: [.rst, .ack], sink: sink)
             awaitingReopen.remove(at: position)
             finishUnclaimed(slot, record, how: "reset")
         }
@@ -372,15 +372,5 @@ extension Splicer {
         totals.withLock { $0.unclaimed += 1 }
         splices[slot.index] = Splice()
         log.close(slot)
-    }
-
-    /// A segment to the end server, as the old guest's connection (its logged port).
-    private func toEndServer(_ record: ConnectionRecord, sequence: UInt32, flags: TCPFlags, sink: FrameSink) {
-        let spec = TCPFrameSpec(
-            sourceMAC: serviceMAC, destinationMAC: clientMAC, source: service,
-            destination: IPv4Address(rawValue: record.key.clientAddress), sourcePort: record.key.serverPort,
-            destinationPort: record.key.clientPort, sequenceNumber: SequenceNumber(sequence),
-            acknowledgmentNumber: SequenceNumber(record.nextClientSequence), flags: flags, window: 0xFFFF)
-        sink.toClients { frame in (try? FrameBuilder.tcp(spec, into: frame)) ?? 0 }
     }
 }

@@ -211,6 +211,12 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         let synackTSval = try XCTUnwrap(synack.options.timestamps).value
         XCTAssertTrue(SequenceMath.isAfter(backTSval, synackTSval), "\(backTSval) after \(synackTSval)")
 
+        // `ftvm connections` names the guest's side and the port it serves the connection from.
+        let status = ConnectionStatus(log.current(second), clientBytes: log.clientBytes(second))
+        XCTAssertTrue(status.guestInitiated)
+        XCTAssertEqual(status.servingPort, newPort)
+        XCTAssertEqual(status.client, "10.77.0.1:9000", "the end server, in the record's mirrored roles")
+
         // A restarted daemon carries on from the log: the same ports and shifts both ways.
         makeWrapper()
         let againTSval = try checkTranslated(received: 1)
