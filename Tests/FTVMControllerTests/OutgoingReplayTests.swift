@@ -318,9 +318,10 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// byte in its own sequence space, must get exactly its record's answer and splice.
     func testManyNewConnectionsSortThemselvesOutInAnyOrder() throws {
         for seed in 1...20 {
-            setUp()
-            try setUpWithError()
-            defer { tearDown() }
+            if seed > 1 {  // a fresh log and relay for each seed (XCTest made the first)
+                tearDown()
+                try setUpWithError()
+            }
             var random = SplitMix64(seed: UInt64(seed))
             let olds = try playOlds(12)
             wrapper.splicer.begin(now: start, sink: sink)
