@@ -297,7 +297,10 @@ public final class SouthSide: @unchecked Sendable {
         guard var segment = tcp(frame, partialChecksum: partialChecksum), segment.ipv4.destination == service else {
             return (.forward, nil)
         }
-        splicer.clientMAC = segment.ethernet.source
+        if splicer.clientMAC != segment.ethernet.source {
+            splicer.clientMAC = segment.ethernet.source
+            log.clientMAC = segment.ethernet.source.rawValue
+        }
         let key = FlowKey(
             clientAddress: segment.ipv4.source.rawValue, clientPort: segment.sourcePort,
             serverAddress: service.rawValue, serverPort: segment.destinationPort)

@@ -141,6 +141,7 @@ final class Splicer: @unchecked Sendable {
         self.service = service
         self.serviceMAC = serviceMAC
         self.outgoing = outgoing
+        clientMAC = MACAddress(rawValue: log.clientMAC)  // (a restarted daemon's: learnt before)
         self.logger = logger
         let slots = log.usage.slotCount
         splices = Array(repeating: Splice(), count: slots)

@@ -243,6 +243,13 @@ public final class ConnectionLog: @unchecked Sendable {
 
     // MARK: Raw access
 
+    /// Where frames to the clients go (a MAC in the low 48 bits; 0: not learnt yet), kept in the
+    /// header so that a restarted daemon's replay can reach a client that has not spoken since.
+    public var clientMAC: UInt64 {
+        get { word64(LogLayout.clientMACOffset).load(ordering: .relaxed) }
+        set { word64(LogLayout.clientMACOffset).store(newValue, ordering: .relaxed) }
+    }
+
     func word64(_ offset: Int) -> UnsafeAtomic<UInt64> {
         UnsafeAtomic(at: (region.base + offset).assumingMemoryBound(to: UInt64.AtomicRepresentation.self))
     }

@@ -38,6 +38,7 @@
 /// 168  unprotected (cap)   UInt64  connections made unprotected by the per-connection budget
 /// 176  reclaimed           UInt64  records freed because their connection went idle
 /// 184  unprotected now     UInt64  gauge: live records that are unprotected
+/// 192  clients' MAC        UInt64  where frames to the clients go, as last learnt (low 48 bits; 0: none yet)
 /// ```
 ///
 /// **Record slot** (448 bytes): a commit marker, then two copies of the record (FineFRC-style
@@ -151,6 +152,7 @@ public enum LogLayout {
     static let unprotectedBudgetOffset = 168
     static let reclaimedOffset = 176
     static let unprotectedNowOffset = 184
+    static let clientMACOffset = 192
 
     static let recordsOffset = 256
     static let slotStride = 448

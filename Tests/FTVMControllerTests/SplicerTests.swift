@@ -430,6 +430,7 @@ final class SplicerTests: HandPlayedTestCase {
     /// the backup, which then finishes and splices.
     func testAStalledCatchUpAsksTheClientWhatItHolds() throws {
         let slot = try playPrimary()
+        makeWrapper()  // a restarted daemon: it has heard nothing from the client yet
         wrapper.splicer.begin(now: start, sink: sink)
         _ = try answerSYN(isn: backupISN)
         _ = try regenerate(from: 0, count: 2500, isn: backupISN)
@@ -439,6 +440,7 @@ final class SplicerTests: HandPlayedTestCase {
         XCTAssertEqual(probes.count, 1, "\(probes)")
         let probe = try XCTUnwrap(probes.first)
         XCTAssertEqual(probe.seq, primaryISN &+ UInt32(acked), "one below what the client acknowledged")
+        XCTAssertEqual(probe.destinationMAC, clientMAC, "the clients' MAC, as the log kept it")
         XCTAssertEqual(probe.ack, clientISN &+ 1 &+ UInt32(request.count))
         XCTAssertEqual(probe.flags, .ack)
         XCTAssertTrue(probe.payload.isEmpty)
