@@ -443,6 +443,10 @@ final class Splicer: @unchecked Sendable {
             resetConnection(slot, .synRefused, reason: "the new guest refused the replayed SYN", sink: sink)
             return
         }
+        if !flags.contains(.syn), flags.contains(.ack), splices[slot.index].ports == nil {
+            clearStaleConnection(slot, record, guestExpects: segment.acknowledgmentNumber.rawValue, sink: sink)
+            return
+        }
         guard flags.contains(.syn), flags.contains(.ack),
             segment.acknowledgmentNumber.rawValue == record.replayClientISN &+ 1
         else { return }
@@ -453,6 +457,20 @@ final class Splicer: @unchecked Sendable {
         sendToGuest(slot, record, flags: .ack, payloadOffset: nil, sink: sink)
         pump(slot, sink: sink)
         checkVerified(slot, record, now: now, sink: sink)
+    }
+
+    /// The new guest answered the fake SYN with a bare ACK: it already holds a synchronized
+    /// connection on this 4-tuple (RFC 5961 §4 challenge ACK), left there by an earlier replay
+    /// into it that a killed daemon did not finish. A RST at the sequence it expects (the ACK's
+    /// acknowledgment number, which §3.2 requires exactly) clears it; the SYN then goes again,
+    /// and this replay starts from the beginning as if the earlier one had never been (one still waiting
+    /// for its turn to SYN sends it then).
+    private func clearStaleConnection(_ slot: Slot, _ record: ConnectionRecord, guestExpects: UInt32, sink: FrameSink) {
+        let rst = asClient(record, sequence: guestExpects, acknowledging: 0, flags: .rst, window: 0)
+        sink.toGuest { frame in (try? FrameBuilder.tcp(rst, into: frame)) ?? 0 }
+        if splices[slot.index].synSent { sendSYN(record, sink: sink) }
+        logger.info(
+            "the new guest held a stale connection: reset it, SYN again", metadata: ["connection": "\(record.key)"])
     }
 
     /// `splice` set up to catch up from the guest's SYN (or SYN/ACK): the translation, its

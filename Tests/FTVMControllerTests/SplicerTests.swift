@@ -411,6 +411,31 @@ final class SplicerTests: HandPlayedTestCase {
         XCTAssertEqual(sink.guest.count + sink.clients.count, 0, "nothing pending any more")
     }
 
+    /// A daemon killed mid-replay left the backup holding the connection, established, with the
+    /// request in: it answers the next daemon's fake SYN with a challenge ACK, not a SYN/ACK. The
+    /// replay resets that stale connection at the sequence the ACK names and sends the SYN again;
+    /// the backup's fresh answer then replays and splices as usual.
+    func testABareACKToTheFakeSYNClearsAStaleConnection() throws {
+        let slot = try playPrimary()
+        wrapper.splicer.begin(now: start, sink: sink)
+        XCTAssertEqual(try sink.takeGuest().map(\.flags), [.syn])
+        let staleISN: UInt32 = 0x2000_0000
+        let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
+        XCTAssertEqual(
+            try deliver(fromClient: false, seq: staleISN &+ 1 &+ 1500, ack: requestEnd, flags: .ack).verdict, .drop)
+        let answer = try sink.takeGuest()
+        XCTAssertEqual(answer.map(\.flags), [.rst, .syn], "the stale connection reset, then the SYN again")
+        XCTAssertEqual(answer.first?.seq, requestEnd, "exactly the sequence the stale connection expects")
+        XCTAssertEqual(answer.last?.seq, clientISN)
+        XCTAssertEqual(sink.clients.count, 0, "the client sees nothing of it")
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .handshaking)
+        _ = try answerSYN(isn: backupISN)
+        for offset in stride(from: 0, to: 3000, by: 1000) {
+            _ = try regenerate(from: offset, count: 1000, isn: backupISN)
+        }
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+    }
+
     func testTickReinjectsWhatTheBackupDidNotAcknowledge() throws {
         let slot = try playPrimary()
         wrapper.splicer.begin(now: start, sink: sink)
