@@ -16,8 +16,23 @@ struct Inject: ParsableCommand {
     @Option(name: .long, help: "For service-crash and service-hang: which service (default: the first, demo).")
     var service: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Wait up to this many seconds for the pair to be protected (its backup paused and ready), and inject only then; fail if it is not by then.",
+            valueName: "seconds"))
+    var whenProtected: Double?
+
+    func validate() throws {
+        if let whenProtected, !(0...3600).contains(whenProtected) {
+            throw ValidationError("--when-protected takes a number of seconds from 0 to 3600 (not \(whenProtected))")
+        }
+    }
+
     func run() throws {
-        let response = try send(ControlRequest(.inject, fault: fault.rawValue, service: service), pair: pair)
+        let request = ControlRequest(
+            .inject, fault: fault.rawValue, service: service, whenProtectedSeconds: whenProtected)
+        let response = try send(request, pair: pair, timeoutSeconds: 120 + Int(whenProtected ?? 0))
         print("ftvm: \(response.message ?? "injected")")
     }
 }

@@ -26,10 +26,12 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var image: String?
     public var drainTimeoutSeconds: Double?
     public var readyTimeoutSeconds: Double?
+    /// For `inject`: wait up to this long for the pair to be protected, and inject only then.
+    public var whenProtectedSeconds: Double?
 
     public init(
         _ command: Command, fault: String? = nil, service: String? = nil, image: String? = nil,
-        drainTimeoutSeconds: Double? = nil, readyTimeoutSeconds: Double? = nil
+        drainTimeoutSeconds: Double? = nil, readyTimeoutSeconds: Double? = nil, whenProtectedSeconds: Double? = nil
     ) {
         self.command = command
         self.fault = fault
@@ -37,6 +39,7 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         self.image = image
         self.drainTimeoutSeconds = drainTimeoutSeconds
         self.readyTimeoutSeconds = readyTimeoutSeconds
+        self.whenProtectedSeconds = whenProtectedSeconds
     }
 }
 

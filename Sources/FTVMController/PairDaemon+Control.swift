@@ -20,6 +20,9 @@ extension PairDaemon {
                         "unknown fault '\(request.fault ?? "")': use one of \(Fault.allCases.map(\.rawValue).joined(separator: ", "))"
                 )
             }
+            if let seconds = request.whenProtectedSeconds, let refusal = awaitProtection(seconds: seconds) {
+                return refusal
+            }
             return inject(fault, service: request.service)
         case .failover:
             return failover()
@@ -39,6 +42,24 @@ extension PairDaemon {
                 connections: log.records().map {
                     ConnectionStatus($0, clientBytes: log.clientBytes($0.slot))
                 })
+        }
+    }
+
+    /// `ftvm inject --when-protected`: waits up to `seconds` for a paused backup to be ready, so
+    /// the fault tests a failover rather than an outage (a fault while unprotected waits for the
+    /// backup). nil once protected; otherwise the refusal, saying why.
+    private func awaitProtection(seconds: Double) -> ControlResponse? {
+        let deadline = Monotonic.nanos() &+ UInt64(max(0, seconds) * 1e9)
+        while true {
+            let (phase, reason) = state.withLock { ($0.phase, $0.degradedReason) }
+            if phase == .protected { return nil }
+            if phase == .stopping || Monotonic.nanos() >= deadline {
+                return ControlResponse(
+                    error:
+                        "not injected: the pair is \(phase.rawValue)\(reason.map { " (\($0))" } ?? "") after waiting \(seconds) s for it to be protected; see `ftvm status`"
+                )
+            }
+            usleep(50_000)
         }
     }
 

@@ -91,6 +91,16 @@ final class SettingsOptionsTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: config.namespacePath))
         XCTAssertFalse(FileManager.default.fileExists(atPath: config.logPath))
     }
+
+    func testInjectWhenProtectedTakesSecondsWithinAnHour() throws {
+        XCTAssertEqual(try Inject.parse(["kernel-panic", "--when-protected", "30"]).whenProtected, 30)
+        XCTAssertNil(try Inject.parse(["kernel-panic"]).whenProtected, "without it, the fault goes in at once")
+        for bad in ["-1", "3601", "nan"] {
+            XCTAssertThrowsError(try Inject.parse(["kernel-panic", "--when-protected=\(bad)"]), bad) { error in
+                XCTAssertTrue(Inject.message(for: error).contains("0 to 3600"), Inject.message(for: error))
+            }
+        }
+    }
 }
 
 /// The systemd unit's command line is one `ftvm daemon` accepts.

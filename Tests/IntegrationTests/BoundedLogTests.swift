@@ -206,7 +206,10 @@ final class ExchangeReplayTests: SharedPairTestCase {
     /// Pipelined, chunked (with trailers) and HEAD exchanges on the demo service, and wrk on
     /// nginx, with `fault` landing in the middle: every answer right, no socket error, no reset.
     private func survive(_ fault: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let inject = "\(Harness.ftvm) inject \(fault) --name \(Self.pair)"
+        // --when-protected: a failover the environment caused just before (a resumed TCG guest
+        // whose virtio-net TX queue stopped, docs/failover.md) leaves the pair unprotected for
+        // seconds; a fault then would test an outage, not this replay.
+        let inject = "\(Harness.ftvm) inject \(fault) --name \(Self.pair) --when-protected 30"
         let before = try Harness.status(Self.pair)["lastRecovery"] as? [String: Any]
         let wrk = BackgroundReport {
             try Harness.exchanges(
@@ -226,12 +229,12 @@ final class ExchangeReplayTests: SharedPairTestCase {
             ])
         XCTAssertEqual(session["ok"] as? Bool, true, "\(fault): \(session)", file: file, line: line)
         let nginx = try wrk.wait(seconds: 90, file: file, line: line)
+        let recovery = try Harness.recovery(Self.pair, after: before, file: file, line: line)
         XCTAssertEqual(
             (nginx["errors"] as? [String: Int] ?? [:]).values.reduce(0, +), 0,
-            "\(fault): wrk on nginx: \(nginx["output"] ?? nginx)", file: file, line: line)
+            "\(fault): wrk on nginx: \(nginx["output"] ?? nginx); the recovery: \(recovery)", file: file, line: line)
         XCTAssertEqual(nginx["non2xx"] as? Int, 0, "\(nginx)", file: file, line: line)
         XCTAssertGreaterThan(nginx["requests"] as? Int ?? 0, 0, "\(nginx)", file: file, line: line)
-        let recovery = try Harness.recovery(Self.pair, after: before, file: file, line: line)
         XCTAssertEqual(recovery["injectedFault"] as? String, fault, "\(recovery)", file: file, line: line)
         let replay = try XCTUnwrap(recovery["replay"] as? [String: Any], file: file, line: line)
         XCTAssertEqual(replay["resets"] as? [String], [], "no connection reset: \(replay)", file: file, line: line)

@@ -21,10 +21,8 @@ final class ReplayTests: MixedWorkloadTestCase {
 
     /// One long download, two failovers: the second waits until the pair is protected again.
     func testTwoFailoversDuringOneDownload() throws {
-        let inject = "\(Harness.ftvm) inject %@ --name \(Self.pair)"
-        let second =
-            "until \(Harness.ftvm) status --name \(Self.pair) | grep -q ': protected'; do sleep 0.2; done; "
-            + String(format: inject, "service-crash")
+        let inject = "\(Harness.ftvm) inject %@ --name \(Self.pair) --when-protected 60"
+        let second = String(format: inject, "service-crash")
         let report = try Harness.workload(
             pair: Self.pair,
             [
@@ -127,7 +125,9 @@ class MixedWorkloadTestCase: SharedPairTestCase {
                 "mix", "--count", "16", "--sizes", "1M:64M", "--seed", "\(Int.random(in: 1...1_000_000))",
                 "--pace-until-trigger", "2M", "--upload-size", "16M", "--keepalive-requests", "8",
                 "--static-path", "/blob.bin", "--static-sha256", blob, "--random-size", "64M",
-                "--trigger", String(format: "%.3f:", fraction) + "\(Harness.ftvm) inject \(fault) --name \(Self.pair)",
+                "--trigger",
+                String(format: "%.3f:", fraction)
+                    + "\(Harness.ftvm) inject \(fault) --name \(Self.pair) --when-protected 30",
             ],
             file: file, line: line)
         XCTAssertEqual(report.triggersFired, 1, report.summary, file: file, line: line)

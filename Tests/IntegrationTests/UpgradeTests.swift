@@ -26,8 +26,16 @@ final class UpgradeTests: PairTestCase {
         XCTAssertEqual(report.lostOrCorrupted, 0, report.summary)
         XCTAssertTrue(
             report.triggerOutput.contains("upgrade 1.0.0 -> 2.0.0: done"), "the CLI's summary: \(report.triggerOutput)")
-        XCTAssertTrue(
-            report.triggerOutput.contains("connections left to drain"), "the CLI's progress: \(report.triggerOutput)")
+        if report.triggerOutput.contains("the old primary failed during the drain") {
+            // Under CI's load the old primary's service may miss two liveness probes (seen: the
+            // demo serving 16 downloads while the new guest boots under TCG): the upgrade then
+            // moves every connection by replay at once, which the checks below still hold it to.
+            print("upgrade: no drain to watch, the old primary failed: \(report.triggerOutput)")
+        } else {
+            XCTAssertTrue(
+                report.triggerOutput.contains("connections left to drain"),
+                "the CLI's progress: \(report.triggerOutput)")
+        }
 
         XCTAssertEqual(try version(), "2.0.0")
         let status = try Harness.status(pair)
