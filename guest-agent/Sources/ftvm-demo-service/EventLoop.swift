@@ -72,7 +72,7 @@ final class Connection {
 final class EventLoop {
     static let chunkSize = 64 * 1024
     /// Chunks moved per connection per turn, so one fast client cannot starve the rest.
-    static let roundsPerTurn = 16
+    static let roundsPerTurn = 4
     static let lingerMilliseconds: Int64 = 2000
 
     private let listeners: [Listener]
