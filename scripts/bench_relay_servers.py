@@ -13,9 +13,12 @@ Overhead: wrk on a 1 KiB answer, three ways, rounds alternating:
 Recovery: N paced downloads through the proxy, a kernel panic when all are in flight; the
 replay's timings from `ftvm status --json`, and the back end's count (one request and one
 connection per download, whatever the fault).
+Load across a fault: wrk (8 keep-alive connections, a new target per request) through the demo
+proxy and through nginx for 15 s, a kernel panic 5 s in; wrk's errors, and how many requests
+the back end saw, and saw twice (a replay must never ask the end server again).
 
 usage: scripts/bench_relay_servers.py --image DIR [--baseline-ftvm PATH] [--rounds 2] [--seconds 10]
-                                      [--counts 1,4,16] [--pair rsrv3]
+                                      [--counts 1,4,16] [--pair rsrv3] [--skip-overhead] [--skip-load]
 """
 import argparse
 import hashlib
@@ -104,6 +107,53 @@ def overhead(args, work):
     return summary
 
 
+# One target per request (seed N), so the back end can tell a request it was asked twice.
+UNIQUE_TARGETS = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/proxy/bytes/1024?seed=" .. counter)
+end
+"""
+
+
+def load_across_fault(args, work, name, port):
+    up(FTVM, args.pair, args.image)
+    stats = os.path.join(work, f"load-{name}.json")
+    backend = start_backend(args.pair, stats, count_only=True)
+    script = os.path.join(work, "unique.lua")
+    with open(script, "w") as file:
+        file.write(UNIQUE_TARGETS)
+    try:
+        before = json.loads(run(FTVM, "status", "--name", args.pair, "--json")).get("recoveries", 0)
+        load = subprocess.Popen(
+            ["ip", "netns", "exec", f"ftvm-{args.pair}", "wrk", "-t1", "-c8", "-d15s", "--timeout", "10s", "-s",
+             script, f"http://{SERVICE}:{port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(5)
+        run(FTVM, "inject", "kernel-panic", "--name", args.pair, "--when-protected", "30")
+        out, _ = load.communicate(timeout=120)
+        time.sleep(1)  # the back end's file is written twice a second
+        with open(stats) as file:
+            seen = json.load(file)
+        status = json.loads(run(FTVM, "status", "--name", args.pair, "--json"))
+        replay = (status.get("lastRecovery") or {}).get("replay") or {}
+        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        return {
+            "path": name, "wrk requests": int(re.search(r"(\d+) requests in", out).group(1)),
+            "wrk socket errors": dict(zip(("connect", "read", "write", "timeout"), map(int, errors.groups())))
+            if errors else {},
+            "non-2xx": int(non2xx.group(1)) if non2xx else 0,
+            "backend requests": seen["requests"], "backend repeated": seen["repeated"],
+            "backend connections": seen["connections"], "recoveries": status.get("recoveries", 0) - before,
+            "spliced": replay.get("spliced"), "reset": replay.get("reset"), "resets": replay.get("resets"),
+        }
+    finally:
+        backend.terminate()
+        backend.wait()
+        run(FTVM, "down", "--name", args.pair, check=False)
+
+
 def recovery(args, work, count):
     up(FTVM, args.pair, args.image)
     stats = os.path.join(work, f"recovery-{count}.json")
@@ -160,12 +210,16 @@ def main():
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--counts", default="1,4,16")
     parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--skip-load", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ftvm-bench-relay-") as work:
         report = {}
         if not args.skip_overhead:
             report["overhead"] = overhead(args, work)
         report["recovery"] = [recovery(args, work, int(count)) for count in args.counts.split(",") if count]
+        if not args.skip_load:
+            report["load across a fault"] = [
+                load_across_fault(args, work, "proxy", 8090), load_across_fault(args, work, "nginx", 8081)]
     print(json.dumps(report, indent=1))
 
 

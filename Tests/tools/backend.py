@@ -14,7 +14,8 @@ must regenerate the same bytes):
 can fail the guest while the end server has a request and has not answered it yet).
 
 After every connection, request and close it rewrites the stats file (with --count-only, twice
-a second, "requests" a count) (atomically, by rename):
+a second, "requests" a count and "repeated" how many of them asked for a target already asked
+for) (atomically, by rename):
     {"connections": C, "closed": K, "requests": [{"method", "path", "connection", "bytes"}...]}
 "bytes" is the body length received (POST) or sent (GET) in full; a request whose response
 could not be sent in full has "complete": false.
@@ -36,6 +37,7 @@ STATS = {"connections": 0, "closed": 0, "requests": []}
 
 
 COUNT_ONLY = False
+TARGETS = set()
 
 
 def publish(path):
@@ -116,6 +118,9 @@ def serve(conn, number, stats_path):
             with LOCK:
                 if COUNT_ONLY:
                     STATS["requests"] = STATS.get("requests", 0) + 1
+                    if target in TARGETS:
+                        STATS["repeated"] += 1
+                    TARGETS.add(target)
                 else:
                     STATS["requests"].append(entry)
             publish(stats_path)
@@ -180,6 +185,7 @@ def main():
     COUNT_ONLY = args.count_only
     if COUNT_ONLY:
         STATS["requests"] = 0
+        STATS["repeated"] = 0
     host, _, port = args.listen.rpartition(":")
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
