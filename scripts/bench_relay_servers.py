@@ -13,9 +13,10 @@ Overhead: wrk on a 1 KiB answer, three ways, rounds alternating:
 Recovery: N paced downloads through the proxy, a kernel panic when all are in flight; the
 replay's timings from `ftvm status --json`, and the back end's count (one request and one
 connection per download, whatever the fault).
-Load across a fault: wrk (8 keep-alive connections, a new target per request) through the demo
-proxy and through nginx for 15 s, a kernel panic 5 s in; wrk's errors, and how many requests
-the back end saw, and saw twice (a replay must never ask the end server again).
+Load across a fault: wrk (8 threads of one keep-alive connection, a new target per request,
+every answer's body checked against its seed) through the demo proxy and through nginx for 15 s,
+a kernel panic 5 s in; wrk's errors and wrong answers, and how many requests the back end saw,
+and saw twice (a replay must never ask the end server again).
 
 usage: scripts/bench_relay_servers.py --image DIR [--baseline-ftvm PATH] [--rounds 2] [--seconds 10]
                                       [--counts 1,4,16] [--pair rsrv3] [--skip-overhead] [--skip-load]
@@ -107,12 +108,53 @@ def overhead(args, work):
     return summary
 
 
-# One target per request (seed N), so the back end can tell a request it was asked twice.
-UNIQUE_TARGETS = """
-counter = 0
-request = function()
-  counter = counter + 1
-  return wrk.format("GET", "/proxy/bytes/1024?seed=" .. counter)
+# One target per request (a seed no other request uses, so the back end can tell a request it
+# was asked twice), and each answer's first splitmix64 word checked against its seed: one
+# connection per wrk thread, so a thread's answers come in its requests' order. LuaJIT's 64-bit
+# cdata do the arithmetic.
+CHECKED_TARGETS = """
+local ffi = require("ffi")
+local threads = {}
+
+function setup(thread)
+  thread:set("id", #threads + 1)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  sent, answered, wrong = 0, 0, 0
+end
+
+local function seed(n) return id * 1000000 + n end
+
+function request()
+  sent = sent + 1
+  return wrk.format("GET", "/proxy/bytes/1024?seed=" .. seed(sent))
+end
+
+local function first_word(s)
+  local z = ffi.cast("uint64_t", s) + 0x9E3779B97F4A7C15ULL
+  z = bit.bxor(z, bit.rshift(z, 30)) * 0xBF58476D1CE4E5B9ULL
+  z = bit.bxor(z, bit.rshift(z, 27)) * 0x94D049BB133111EBULL
+  return bit.bxor(z, bit.rshift(z, 31))
+end
+
+-- wrk calls one thread's request() once more before the run, to check it: that thread's first
+-- answer is then for its second seed, and all its answers are one seed on.
+local skipped = nil
+
+function response(status, headers, body)
+  answered = answered + 1
+  local word = 0ULL
+  for i = 8, 1, -1 do word = word * 256 + (body:byte(i) or 0) end
+  if skipped == nil then skipped = (word == first_word(seed(2))) and 1 or 0 end
+  if status ~= 200 or #body ~= 1024 or word ~= first_word(seed(answered + skipped)) then wrong = wrong + 1 end
+end
+
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("wrong") end
+  io.write(string.format("wrong answers: %d\\n", total))
 end
 """
 
@@ -121,13 +163,13 @@ def load_across_fault(args, work, name, port):
     up(FTVM, args.pair, args.image)
     stats = os.path.join(work, f"load-{name}.json")
     backend = start_backend(args.pair, stats, count_only=True)
-    script = os.path.join(work, "unique.lua")
+    script = os.path.join(work, "checked.lua")
     with open(script, "w") as file:
-        file.write(UNIQUE_TARGETS)
+        file.write(CHECKED_TARGETS)
     try:
         before = json.loads(run(FTVM, "status", "--name", args.pair, "--json")).get("recoveries", 0)
         load = subprocess.Popen(
-            ["ip", "netns", "exec", f"ftvm-{args.pair}", "wrk", "-t1", "-c8", "-d15s", "--timeout", "10s", "-s",
+            ["ip", "netns", "exec", f"ftvm-{args.pair}", "wrk", "-t8", "-c8", "-d15s", "--timeout", "10s", "-s",
              script, f"http://{SERVICE}:{port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(5)
         run(FTVM, "inject", "kernel-panic", "--name", args.pair, "--when-protected", "30")
@@ -139,11 +181,15 @@ def load_across_fault(args, work, name, port):
         replay = (status.get("lastRecovery") or {}).get("replay") or {}
         errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        wrong = re.search(r"wrong answers: (\d+)", out)
+        if not wrong:
+            sys.exit(f"wrk's checking script did not run:\n{out}")
         return {
             "path": name, "wrk requests": int(re.search(r"(\d+) requests in", out).group(1)),
             "wrk socket errors": dict(zip(("connect", "read", "write", "timeout"), map(int, errors.groups())))
             if errors else {},
             "non-2xx": int(non2xx.group(1)) if non2xx else 0,
+            "wrong answers": int(wrong.group(1)),
             "backend requests": seen["requests"], "backend repeated": seen["repeated"],
             "backend connections": seen["connections"], "recoveries": status.get("recoveries", 0) - before,
             "spliced": replay.get("spliced"), "reset": replay.get("reset"), "resets": replay.get("resets"),

@@ -83,9 +83,11 @@ final class Splicer: @unchecked Sendable {
         /// Relay servers: the local port the serving guest opened the connection from, when it
         /// is another than the one the end server knows (the logged one).
         var ports: ReopenedPorts?
-        /// Relay servers: nothing is injected until the guest regenerates its first byte (a
-        /// relay server like nginx takes bytes that arrive before it sent its request for the
-        /// answer, and never sends the request).
+        /// Relay servers: no end-server byte is injected until the guest has regenerated every
+        /// logged request byte since the replay start and they matched. Earlier, a relay server
+        /// like nginx takes bytes that arrive before it sent its request for the answer, and never
+        /// sends the request; and one whose request is not the logged one (a proxy that pools its
+        /// back-end connections among clients) would take another request's answer as its own.
         var injectionHeld = false
 
         /// The client bytes the new guest acknowledged (an offset from the client's ISN + 1; the
@@ -553,7 +555,6 @@ final class Splicer: @unchecked Sendable {
                 splice.regeneratedCRC = CRC32C.checksum(
                     masked(slot, bytes, atServerOffset: offset), continuing: splice.regeneratedCRC)
                 splice.regenerated = upTo
-                splice.injectionHeld = false
                 splice.lastProgress = now
             }
         }
@@ -590,7 +591,13 @@ final class Splicer: @unchecked Sendable {
                 return false
             }
             splice.verified = true
+            let held = splice.injectionHeld
+            splice.injectionHeld = false
             splices[slot.index] = splice
+            if held {
+                pump(slot, sink: sink)
+                splice = splices[slot.index]
+            }
         }
         guard splice.guestAck == record.nextClientSequence else { return false }
         splice.phase = .spliced
