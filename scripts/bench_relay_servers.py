@@ -38,6 +38,7 @@ SERVICE = "10.77.0.2"
 BACKEND = "10.77.0.1:9000"
 sys.path.insert(0, os.path.join(REPO, "Tests", "tools"))
 from splitmix import stream_sha256  # noqa: E402
+from exchanges import wrk_counts  # noqa: E402
 
 
 def run(*args, check=True):
@@ -179,17 +180,13 @@ def load_across_fault(args, work, name, port):
             seen = json.load(file)
         status = json.loads(run(FTVM, "status", "--name", args.pair, "--json"))
         replay = (status.get("lastRecovery") or {}).get("replay") or {}
-        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        counts = wrk_counts(out)
         wrong = re.search(r"wrong answers: (\d+)", out)
         if not wrong:
             sys.exit(f"wrk's checking script did not run:\n{out}")
         return {
-            "path": name, "wrk requests": int(re.search(r"(\d+) requests in", out).group(1)),
-            "wrk socket errors": dict(zip(("connect", "read", "write", "timeout"), map(int, errors.groups())))
-            if errors else {},
-            "non-2xx": int(non2xx.group(1)) if non2xx else 0,
-            "wrong answers": int(wrong.group(1)),
+            "path": name, "wrk requests": counts["requests"], "wrk socket errors": counts["errors"],
+            "non-2xx": counts["non2xx"], "wrong answers": int(wrong.group(1)),
             "backend requests": seen["requests"], "backend repeated": seen["repeated"],
             "backend connections": seen["connections"], "recoveries": status.get("recoveries", 0) - before,
             "spliced": replay.get("spliced"), "reset": replay.get("reset"), "resets": replay.get("resets"),

@@ -365,6 +365,19 @@ def upload(args) -> dict:
             "seconds": round(seconds, 3), "mb_per_s": round(args.size / seconds / 1e6, 2), "failures": failures}
 
 
+def wrk_counts(output: str) -> dict:
+    """What wrk's report counts: requests completed, socket errors by kind, non-2xx answers."""
+    requests = re.search(r"(\d+) requests in", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "requests": int(requests.group(1)) if requests else 0,
+        "errors": dict(zip(("connect", "read", "write", "timeout"), map(int, socket_errors.groups())))
+        if socket_errors else {},
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
 def wrk(args) -> dict:
     triggers = sorted(args.trigger, key=lambda t: t.at)
     command = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--latency",
@@ -383,15 +396,9 @@ def wrk(args) -> dict:
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
     report = {"output": output[-3000:], "triggers": [t.report() for t in triggers]}
-    requests = re.search(r"(\d+) requests in", output)
-    report["requests"] = int(requests.group(1)) if requests else 0
+    report.update(wrk_counts(output))
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     report["requests_per_s"] = float(rate.group(1)) if rate else 0.0
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    report["errors"] = dict(zip(("connect", "read", "write", "timeout"),
-                                map(int, socket_errors.groups()))) if socket_errors else {}
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    report["non2xx"] = int(non2xx.group(1)) if non2xx else 0
     latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", output)
     if latency:
         report["latency_mean_ms"], report["latency_max_ms"] = milliseconds(latency.group(1)), milliseconds(latency.group(3))
