@@ -22,10 +22,13 @@ struct WatchView {
 
     /// The recovery phases in the order a takeover runs them, each with its letter in the bar
     /// and the name the legend shows.
-    static let phaseKeys: [(name: String, letter: Character, label: String)] = [
-        ("fence", "F", "fence"), ("switch", "S", "switch"), ("resume", "R", "resume"),
-        ("first-packet", "P", "first-packet"), ("replay", "Y", "replay"), ("first-byte", "B", "first-byte"),
-        ("re-protected", "E", "re-protect"),
+    static let phaseKeys: [(name: String, letter: Character, label: String)] = RecoveryPhase.takeover.map { phase in
+        (phase.rawValue, letters[phase] ?? "?", phase.rawValue)
+    }
+
+    private static let letters: [RecoveryPhase: Character] = [
+        .fence: "F", .switch: "S", .resume: "R", .boot: "O", .firstPacket: "P", .replay: "Y", .firstByte: "B",
+        .reprotected: "E",
     ]
 
     func lines() -> [String] {
@@ -106,7 +109,7 @@ struct WatchView {
             lines.append("  phases: none recorded")
         } else {
             // Booting the new backup dwarfs the rest: the takeover gets a bar of its own.
-            let takeover = phases.filter { $0.name != "re-protected" }
+            let takeover = phases.filter { $0.name != RecoveryPhase.reprotected.rawValue }
             if takeover.count < phases.count, !takeover.isEmpty {
                 lines += Self.bar("takeover ", takeover, suffix: "", columns: columns)
             }

@@ -145,8 +145,9 @@ public struct ReplaySummary: Sendable, Codable, Equatable {
 }
 
 /// Records consecutive phases against the monotonic clock (nanoseconds, see `Monotonic`).
-struct PhaseTimer {
-    private let start: UInt64
+struct PhaseTimer: Sendable {
+    /// The detection (or the upgrade's start) that the phases are timed from.
+    let start: UInt64
     private var last: UInt64
     private(set) var phases: [RecoveryRecord.Phase] = []
 
@@ -162,10 +163,11 @@ struct PhaseTimer {
         self.phases = phases
     }
 
-    mutating func mark(_ name: String, at now: UInt64) {
+    mutating func mark(_ phase: RecoveryPhase, at now: UInt64) {
         phases.append(
             RecoveryRecord.Phase(
-                name: name, millis: Self.millis(now &- last), sinceDetectionMillis: Self.millis(now &- start)))
+                name: phase.rawValue, millis: Self.millis(now &- last), sinceDetectionMillis: Self.millis(now &- start))
+        )
         last = now
     }
 

@@ -51,7 +51,7 @@ extension PairDaemon {
     private func awaitProtection(seconds: Double) -> ControlResponse? {
         let deadline = Monotonic.nanos() &+ UInt64(max(0, seconds) * 1e9)
         while true {
-            let (phase, reason) = state.withLock { ($0.phase, $0.degradedReason) }
+            let (phase, reason) = state.withLock { ($0.phase, $0.lifecycle.degradedReason) }
             if phase == .protected { return nil }
             if phase == .stopping || Monotonic.nanos() >= deadline {
                 return ControlResponse(
@@ -102,19 +102,10 @@ extension PairDaemon {
         return ControlResponse(message: "injected \(fault.rawValue) into \(primary.domain) at \(when)")
     }
 
-    /// A planned switch to the backup, timed like any recovery.
+    /// A planned switch to the backup, timed like any recovery; answers once it is recorded.
     private func failover() -> ControlResponse {
-        let before = state.withLock { state -> Int? in
-            guard state.phase == .protected, state.backup != nil else { return nil }
-            state.failoverRequested = true
-            return state.recoveries
-        }
-        guard let before else {
-            return ControlResponse(error: "the pair is not protected (no paused backup): nothing to fail over to")
-        }
-        // The health loop runs it (one thread for every takeover); answer once it is recorded.
-        for _ in 0..<1200 where state.withLock({ $0.recoveries == before && $0.phase != .stopping }) {
-            usleep(50_000)
+        if let refusal = feed(.failoverRequested, detectedAt: Monotonic.nanos()) {
+            return ControlResponse(error: refusal)
         }
         return ControlResponse(status: status())
     }
@@ -123,7 +114,7 @@ extension PairDaemon {
         let snapshot = state.withLock { state in
             (
                 state.phase, state.guests, state.recoveries, state.lastRecovery, state.source, state.upgrade,
-                state.degradedReason, state.handled
+                state.lifecycle.degradedReason, state.handled
             )
         }
         let ages = heartbeats.ages(now: Monotonic.nanos())

@@ -50,24 +50,29 @@ public final class PairDaemon: Sendable {
     }
 
     struct State: Sendable {
-        var phase = Phase.starting
+        var lifecycle = PairLifecycle()
         var guests: [Guest] = []
         var nextGeneration = 1
         var recoveries = 0
         var lastRecovery: RecoveryRecord?
+        /// The recovery under way (or waiting for its re-protection).
+        var recovery: Recovery?
+        /// Notes for the next recovery's record (a restarted daemon finishing one).
+        var recoveryNotes: [String] = []
         var lastInjection: Injection?
         var events: [(domain: String, event: LifecycleEvent)] = []
         /// What new guests are made from (an upgrade changes the image).
         var source: GuestSource
         var upgrade: UpgradeRecord?
-        /// `ftvm failover` asked for a planned takeover; the health loop runs it.
-        var failoverRequested = false
-        /// Why the pair is unprotected, while it is.
-        var degradedReason: String?
+        var upgradeRun: UpgradeRun?
         var handled = HandledActions()
 
-        var primary: Guest? { guests.first { $0.role == .primary } }
-        var backup: Guest? { guests.first { $0.role == .backup } }
+        var phase: Phase { lifecycle.phase }
+        /// The guest the lifecycle says serves (during an upgrade's drain, the old one).
+        var primary: Guest? { lifecycle.watchedPrimary.flatMap(guest(named:)) }
+        var backup: Guest? { lifecycle.watchedBackup.flatMap(guest(named:)) }
+
+        func guest(named domain: String) -> Guest? { guests.first { $0.domain == domain } }
     }
 
     let config: PairConfig
@@ -155,15 +160,13 @@ public final class PairDaemon: Sendable {
         do {
             if inherited.isEmpty {
                 try bringUp()
-            } else if let cause = try adopt() {
-                takeOver(
-                    cause: cause, detectedAt: Monotonic.nanos(),
-                    notes: ["found unfinished by a restarted daemon (pid \(getpid()))"])
+            } else {
+                try adopt()
             }
         } catch {
             // A teardown (SIGTERM, `down`) during bring-up fails it in whatever step it was in,
             // a guest it destroyed seen as "stopped while booting" among them: that is a stop.
-            let stopping = state.withLock { $0.phase == .stopping }
+            let stopping = state.withLock { $0.lifecycle.isStopping }
             if !stopping { logger.error("bring-up failed", metadata: ["error": "\(error)"]) }
             tearDown()
             throw stopping ? PairError.stopping : error
@@ -182,7 +185,7 @@ public final class PairDaemon: Sendable {
         try waitUntilReady(primary)
         try waitUntilReady(backup)
         try virt.domain(named: backup.domain).suspend()
-        state.withLock { $0.phase = .protected }
+        feed(.broughtUp(primary: primary.domain, backup: backup.domain))
         logger.info("pair protected", metadata: ["primary": "\(primary.domain)", "backup": "\(backup.domain)"])
     }
 
@@ -216,10 +219,10 @@ public final class PairDaemon: Sendable {
     /// - No running primary (it failed, and the daemon died before or during the takeover): the
     ///   backup (paused, or running if the dead daemon had resumed it) takes over, or a fresh
     ///   guest if none can, and the open connections are replayed from the log that survived in
-    ///   shared memory. Returns that takeover's cause; the caller runs it.
+    ///   shared memory.
     /// Guests that can serve no role any more (retired, an interrupted upgrade's new guest, older
     /// primaries) are removed.
-    private func adopt() throws -> FailureCause? {
+    private func adopt() throws {
         var guests: [Guest] = []
         for metadata in inherited where metadata.role != .retired && metadata.role != .upgrade {
             let channel = try Channel.open(path: metadata.sharedMemoryPath, create: false)
@@ -259,8 +262,6 @@ public final class PairDaemon: Sendable {
             state.guests = kept
             if let image { state.source = .image(image) }
             state.nextGeneration = (inherited.map(\.generation).max() ?? 0) + 1
-            state.phase = serving != nil && backup != nil ? .protected : .unprotected
-            state.degradedReason = "a restarted daemon found the pair unprotected; recovering it"
         }
         leftovers.forEach { remove($0) }
         if let serving, let port {
@@ -269,17 +270,21 @@ public final class PairDaemon: Sendable {
             logger.notice(
                 "adopted the running pair",
                 metadata: ["primary": "\(serving.domain)", "backup": "\(backup?.domain ?? "none")"])
-            if backup == nil { startReprotection(retiring: nil, detectedAt: nil) }
-            return nil
+            feed(.adopted(primary: serving.domain, backup: backup?.domain))
+            return
         }
-        state.withLock { $0.handled.finishedByRestart += 1 }
+        state.withLock {
+            $0.handled.finishedByRestart += 1
+            $0.recoveryNotes = ["found unfinished by a restarted daemon (pid \(getpid()))"]
+        }
         let cause = failed.flatMap { domainStateCause($0.domain) } ?? .qemuDied(reason: "no primary domain left")
         logger.warning(
             "adopted a pair whose primary is not running: taking over",
             metadata: [
                 "failed": "\(failed?.domain ?? "none")", "backup": "\(backup?.domain ?? "none")", "cause": "\(cause)",
             ])
-        return cause
+        feed(
+            .adoptedFailed(failed: failed?.domain, backup: backup?.domain, cause: cause), detectedAt: Monotonic.nanos())
     }
 
     /// Defines and starts a guest with a freshly formatted channel, from `image` (by default
@@ -311,7 +316,7 @@ public final class PairDaemon: Sendable {
         }
         // A teardown that began meanwhile (`down` while a backup boots) may have listed the
         // pair's domains before this one existed: remove it here, or it would outlive the pair.
-        if state.withLock({ $0.phase == .stopping }) {
+        if state.withLock({ $0.lifecycle.isStopping }) {
             remove(domain)
             throw PairError.stopping
         }
@@ -368,7 +373,7 @@ public final class PairDaemon: Sendable {
                 let domainState = (try? virt.domain(named: guest.domain).state()).map { "\($0)" } ?? "gone"
                 throw PairError.guestStopped(domain: guest.domain, state: domainState, console: consoleTail(guest))
             }
-            if state.withLock({ $0.phase == .stopping }) { throw PairError.stopping }
+            if state.withLock({ $0.lifecycle.isStopping }) { throw PairError.stopping }
             usleep(100_000)
         }
         throw PairError.bootTimeout(domain: guest.domain, seconds: seconds, console: consoleTail(guest))
@@ -429,19 +434,17 @@ public final class PairDaemon: Sendable {
     /// Takes the pair down (SIGTERM, SIGINT, `ftvm down`).
     public func stop() { tearDown() }
 
-    /// Removes everything the pair made: domains, channel files, namespace (and with it the tap).
-    /// Idempotent, and a second caller returns only once the first has finished: a SIGTERM
-    /// during bring-up makes the bring-up fail and call it too, and `run()` (and with it the
-    /// process) must not return while the signal's teardown is still removing guests.
+    /// Takes the pair down. Idempotent, and a second caller returns only once the first has
+    /// finished: a SIGTERM during bring-up makes the bring-up fail and call it too, and `run()`
+    /// (and with it the process) must not return while the signal's teardown is still removing
+    /// guests.
     func tearDown() {
-        let first = state.withLock { state -> Bool in
-            defer { state.phase = .stopping }
-            return state.phase != .stopping
-        }
-        guard first else {
-            while !done.withLock({ $0 }) { usleep(10_000) }
-            return
-        }
+        feed(.stopRequested)
+        while !done.withLock({ $0 }) { usleep(10_000) }
+    }
+
+    /// Removes everything the pair made: domains, channel files, namespace (and with it the tap).
+    func removeEverything() {
         subscription.withLock { $0?.cancel() }
         relay.connect(guestPort: nil)
         relay.stop()

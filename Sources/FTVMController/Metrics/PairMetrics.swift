@@ -39,9 +39,9 @@ final class PairMetrics: Sendable {
     private let factory: CatalogMetricsFactory
     private let pair: String
 
-    /// The phase names `PairDaemon.takeOver` and `reprotect` mark, in order.
-    /// "boot" replaces "switch" and "resume" when the backup could not run and a fresh guest took over.
-    static let phases = ["fence", "switch", "resume", "boot", "first-packet", "replay", "first-byte", "re-protected"]
+    /// The phase names a takeover and its re-protection mark, in order. "boot" follows "switch"
+    /// and "resume" when the backup could not run and a fresh guest took over.
+    static let phases = RecoveryPhase.takeover.map(\.rawValue)
 
     private struct Sampled {
         /// Per mirrored counter series, the source total it was last advanced to.

@@ -5,14 +5,15 @@ import Foundation
 import Glibc
 
 extension PairDaemon {
-    /// The health loop: every few milliseconds it looks at the primary's libvirt events and
-    /// service reports, and samples its heartbeat against the policy; on failure it runs the
-    /// takeover itself, so two takeovers can never overlap. Returns when the pair is torn down.
+    /// The health loop: every few milliseconds it looks at the watched primary's libvirt events
+    /// and service reports, samples its heartbeat against the policy, and reconciles the paused
+    /// backup with libvirt, in every state of the lifecycle (during an upgrade's drain the
+    /// primary judged is the old one). A failure is fed to the lifecycle, and a takeover it
+    /// starts runs on this thread. Returns when the pair is torn down.
     func monitor() {
         var detector = HeartbeatDetector(policy: config.health)
         var watched = ""
         var lastStateCheck = 0
-        var reportedUnprotected = ""
         var qemu: ProcessWatch?
         // When the primary was seen paused by a SUSPENDED event: a panicking guest is paused
         // first and reported CRASHED just after, so a pause is judged a little later.
@@ -21,27 +22,19 @@ extension PairDaemon {
         while !done.withLock({ $0 }) {
             usleep(loopMicros)
             let now = Int(Monotonic.nanos() / 1_000_000)
-            let (phase, guests, events, failoverRequested) = state.withLock { state in
-                defer {
-                    state.events.removeAll()
-                    state.failoverRequested = false
-                }
-                return (state.phase, state.guests, state.events, state.failoverRequested)
+            let (lifecycle, guests, events) = state.withLock { state in
+                defer { state.events.removeAll() }
+                return (state.lifecycle, state.guests, state.events)
             }
-            let primary = guests.first { $0.role == .primary }
-            let backup = guests.first { $0.role == .backup }
             heartbeats.observe(guests.map { ($0.domain, $0.channel.heartbeat) }, now: Monotonic.nanos())
-            guard phase == .protected || phase == .unprotected, let primary else { continue }
-            // Takeovers run on this thread only, so a planned one never races the checks below.
-            if failoverRequested, phase == .protected {
-                takeOver(cause: .manual, detectedAt: Monotonic.nanos())
+            guard let name = lifecycle.watchedPrimary, let primary = guests.first(where: { $0.domain == name }) else {
                 continue
             }
             // Events can be missed (a libvirtd restart); the domains' states cannot.
             let checkStates = now - lastStateCheck >= 500
             if checkStates { lastStateCheck = now }
-            if phase == .protected, let backup, checkStates || events.contains(where: { $0.domain == backup.domain }) {
-                reconcile(backup: backup)
+            if let name = lifecycle.watchedBackup, checkStates || events.contains(where: { $0.domain == name }) {
+                reconcile(backup: name)
             }
             if primary.domain != watched {
                 watched = primary.domain
@@ -61,7 +54,10 @@ extension PairDaemon {
             if cause == nil, let still = detector.observe(primary.channel.heartbeat, atMillis: now) {
                 cause = .heartbeatStalled(millis: still)
             }
-            if cause == nil, let waiting = relay.southSide?.unansweredMillis(now: Monotonic.nanos()),
+            // During an upgrade's drain the relay's active guest is the new one, so the data
+            // path's clock says nothing about the old primary.
+            if cause == nil, lifecycle.phase != .upgrading,
+                let waiting = relay.southSide?.unansweredMillis(now: Monotonic.nanos()),
                 waiting >= config.health.dataPathStallMillis, now >= detector.graceEndsMillis
             {
                 cause = .dataPathStalled(millis: waiting)
@@ -70,20 +66,9 @@ extension PairDaemon {
                 cause = domainStateCause(primary.domain)
             }
             guard let cause else { continue }
-            let detectedAt = Monotonic.nanos()
-            guard phase == .protected else {
-                // Nothing to fail over to yet: keep watching; the cause persists (the domain
-                // state, the stalled counter), so the takeover happens once a backup is ready.
-                if reportedUnprotected != primary.domain {
-                    reportedUnprotected = primary.domain
-                    logger.error(
-                        "primary failed while no backup is ready",
-                        metadata: ["domain": "\(primary.domain)", "cause": "\(cause)"])
-                }
-                continue
-            }
-            logger.warning("primary failed", metadata: ["domain": "\(primary.domain)", "cause": "\(cause)"])
-            takeOver(cause: cause, detectedAt: detectedAt)
+            // While no backup is ready the lifecycle only reports it: the cause persists (the
+            // domain state, the still counter), so the takeover happens once a backup is ready.
+            feed(.failureDetected(domain: primary.domain, cause: cause), detectedAt: Monotonic.nanos())
         }
     }
 

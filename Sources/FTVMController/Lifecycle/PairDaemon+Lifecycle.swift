@@ -1,0 +1,210 @@
+import FTVMChannel
+import FTVMSystem
+import FTVMVirt
+import Foundation
+import Glibc
+
+/// The daemon's half of the lifecycle: it feeds `PairLifecycle` what happened and carries out
+/// the actions it returns. Whoever reports an event carries out what follows from it, on its
+/// own thread (the health loop a takeover, the upgrade's thread its drain, the re-protection
+/// thread a new backup); the machine, behind the pair's mutex, makes sure only one of them
+/// claims each step.
+extension PairDaemon {
+    /// The recovery being carried out: its record and its phase timer.
+    struct Recovery: Sendable {
+        var record: RecoveryRecord
+        var timer: PhaseTimer
+    }
+
+    /// The upgrade being carried out, beside its record (`State.upgrade`).
+    struct UpgradeRun: Sendable {
+        var image: GuestImage
+        var drainTimeout: Double
+        var readyTimeout: Double
+        var timer: PhaseTimer
+        var start: UInt64
+        var movedBefore: UInt64 = 0
+    }
+
+    /// Feeds `event` to the lifecycle and carries out the actions, then those of any event an
+    /// action reported, in order. Returns the lifecycle's refusal, if it refused.
+    @discardableResult
+    func feed(_ event: PairLifecycle.Event, detectedAt: UInt64? = nil) -> String? {
+        var queue = [event]
+        var refusal: String?
+        while !queue.isEmpty {
+            let next = queue.removeFirst()
+            let actions = state.withLock { $0.lifecycle.handle(next) }
+            for action in actions {
+                if case .refuse(let why) = action {
+                    refusal = why
+                } else if let reported = perform(action, detectedAt: detectedAt) {
+                    queue.append(reported)
+                }
+            }
+        }
+        return refusal
+    }
+
+    /// Carries out one action; returns the event it reports, if any.
+    private func perform(_ action: PairLifecycle.Action, detectedAt: UInt64?) -> PairLifecycle.Event? {
+        switch action {
+        case .beginRecovery(let cause, let failed, let successor):
+            beginRecovery(
+                cause: cause, failed: failed, successor: successor, detectedAt: detectedAt ?? Monotonic.nanos())
+        case .cutOff:
+            relay.suspect()
+        case .fence(let domain):
+            if let domain { fence(domain) }
+            mark(.fence)
+        case .connect(let domain):
+            guard let guest = guest(domain) else { return .successorFailed(domain: domain, reason: "it is gone") }
+            relay.connect(guestPort: guest.link)
+            mark(.switch)
+            guest.channel.hostClockNanos = Monotonic.wallNanos()
+        case .resume(let domain):
+            return resume(domain)
+        case .bootSuccessor:
+            return bootSuccessor()
+        case .replay(let domain, let pinnedOnly):
+            guard let guest = guest(domain) else { return .replaySettled }
+            if pinnedOnly { moveDrained(into: guest) } else { replay(into: guest) }
+            return .replaySettled
+        case .setRole(let role, let domain):
+            setRole(role, of: domain)
+        case .finishRecovery:
+            finishRecovery()
+        case .bootBackup:
+            startReprotection()
+        case .pauseBackup(let domain):
+            repause(domain)
+        case .remove(let domain):
+            remove(domain)
+        case .markReprotected:
+            markReprotected()
+        case .recordReprotectionFailure(let reason):
+            logger.error("re-protection failed; the pair runs unprotected", metadata: ["error": "\(reason)"])
+            state.withLock { state in
+                if state.upgrade?.step == .reprotecting {
+                    state.upgrade?.errors.append("re-protection failed, the pair runs unprotected: \(reason)")
+                    state.upgrade?.step = .done
+                } else {
+                    state.lastRecovery?.error = "re-protection failed: \(reason)"
+                }
+            }
+        case .bootUpgradeGuest:
+            startUpgradeGuest()
+        case .beginDrain(let domain):
+            if let guest = guest(domain) { beginDrain(to: guest) }
+        case .endDrain:
+            endDrain()
+        case .adoptUpgradeSource:
+            adoptUpgradeSource()
+        case .abandonUpgrade(let why):
+            logger.error("upgrade abandoned", metadata: ["why": "\(why)"])
+            state.withLock { state in
+                state.upgrade?.step = .failed
+                state.upgrade?.errors.append(why)
+                if let run = state.upgradeRun {
+                    state.upgrade?.totalMillis = PhaseTimer.millis(Monotonic.nanos() &- run.start)
+                }
+                state.upgradeRun = nil
+            }
+        case .reportUnprotectedFailure(let cause):
+            logger.error("primary failed while no backup is ready", metadata: ["cause": "\(cause)"])
+        case .refuse:
+            break
+        case .tearDown:
+            removeEverything()
+        }
+        return nil
+    }
+
+    /// The guest named `domain`, if the pair still has it.
+    func guest(_ domain: String) -> Guest? {
+        state.withLock { state in state.guests.first { $0.domain == domain } }
+    }
+
+    /// Marks `phase` on the upgrade's timer while one runs, on the recovery's otherwise.
+    private func mark(_ phase: RecoveryPhase, at nanos: UInt64 = Monotonic.nanos()) {
+        state.withLock { state in
+            if state.upgradeRun != nil, case .upgrading = state.lifecycle.state {
+                state.upgradeRun?.timer.mark(phase, at: nanos)
+            } else {
+                state.recovery?.timer.mark(phase, at: nanos)
+            }
+        }
+    }
+
+    private func repause(_ domain: String) {
+        state.withLock { $0.handled.backupsRepaused += 1 }
+        logger.warning(
+            "backup resumed outside ftvm: pausing it again (the relay never forwarded its frames)",
+            metadata: ["domain": "\(domain)"])
+        do {
+            try virt.domain(named: domain).suspend()
+        } catch {
+            logger.error("cannot pause the backup again", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Boots and pauses a backup on a thread of its own and reports how it went.
+    private func startReprotection() {
+        let thread = Thread { [self] in
+            do {
+                let backup = try bootPausedBackup()
+                feed(.backupReady(backup.domain))
+            } catch PairError.stopping {
+                logger.info("re-protection stopped: the pair is being taken down")
+            } catch {
+                feed(.backupFailed(reason: "\(error)"))
+            }
+        }
+        thread.name = "ftvm-reprotect"
+        thread.start()
+    }
+
+    /// Boots and pauses a backup from the pair's current image.
+    func bootPausedBackup() throws -> Guest {
+        let backup = try launch(role: .backup)
+        try waitUntilReady(backup)
+        try virt.domain(named: backup.domain).suspend()
+        return backup
+    }
+
+    /// The backup that was booted completes the recovery or upgrade that waited for it.
+    private func markReprotected() {
+        let now = Monotonic.nanos()
+        let (phase, upgrade) = state.withLock { state -> (RecoveryRecord.Phase?, UpgradeRecord?) in
+            if var run = state.upgradeRun, state.upgrade?.step == .reprotecting {
+                run.timer.mark(.reprotected, at: now)
+                state.upgrade?.phases = run.timer.phases
+                state.upgrade?.totalMillis = PhaseTimer.millis(now &- run.start)
+                state.upgrade?.step = .done
+                state.upgradeRun = nil
+                return (nil, state.upgrade)
+            }
+            guard var recovery = state.recovery, var record = state.lastRecovery, !record.reprotected else {
+                return (nil, nil)
+            }
+            recovery.timer.mark(.reprotected, at: now)
+            record.reprotected = true
+            record.phases = recovery.timer.phases
+            state.lastRecovery = record
+            state.recovery = nil
+            return (record.phases.last, nil)
+        }
+        if let phase { metrics.record(phases: [phase]) }
+        if let upgrade {
+            logger.notice(
+                "upgrade done",
+                metadata: [
+                    "version": "\(upgrade.toVersion)", "primary": "\(upgrade.newPrimary ?? "")",
+                    "ms": "\(upgrade.totalMillis ?? 0)", "drained": "\(upgrade.drained)",
+                    "moved at a boundary": "\(upgrade.movedAtBoundary)", "replayed": "\(upgrade.replayed)",
+                    "phases": "\(upgrade.phases.map { "\($0.name)=\($0.millis)ms" })",
+                ])
+        }
+        logger.notice("pair protected again", metadata: ["backup": "\(state.withLock { $0.backup?.domain ?? "" })"])
+    }
+}

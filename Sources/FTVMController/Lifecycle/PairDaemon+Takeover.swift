@@ -1,0 +1,193 @@
+import FTVMChannel
+import FTVMSystem
+import FTVMVirt
+import Foundation
+import Glibc
+
+extension PairDaemon {
+    // The takeover's steps, in the order `PairLifecycle` asks for them: cut off and fence the
+    // failed primary, connect and resume the successor (or boot one), replay, and only then
+    // change roles in libvirt, retire, and boot a new backup (DESIGN.md invariants 2 and 3).
+
+    /// Opens the recovery's record and timer.
+    func beginRecovery(cause: FailureCause, failed: String?, successor: String?, detectedAt: UInt64) {
+        logger.warning("primary failed", metadata: ["domain": "\(failed ?? "(none)")", "cause": "\(cause)"])
+        metrics.recordFailure(cause)
+        var record = RecoveryRecord(
+            cause: cause.description, failedDomain: failed ?? "(none)", newPrimary: successor ?? "",
+            startedAt: ISO8601DateFormatter().string(from: Date()))
+        let injection = state.withLock { state in
+            defer { state.recoveryNotes = [] }
+            record.notes = state.recoveryNotes.isEmpty ? nil : state.recoveryNotes
+            return state.lastInjection
+        }
+        if let injection, injection.domain == failed {
+            record.injectedFault = injection.fault.rawValue
+            record.detectMillis = PhaseTimer.millis(detectedAt &- injection.atNanos)
+            metrics.recordDetection(fault: injection.fault.rawValue, millis: record.detectMillis ?? 0)
+        }
+        state.withLock { $0.recovery = Recovery(record: record, timer: PhaseTimer(start: detectedAt)) }
+    }
+
+    /// Runs the paused successor; a daemon killed just after resuming it left it running.
+    func resume(_ domain: String) -> PairLifecycle.Event {
+        do {
+            let found = try virt.domain(named: domain)
+            switch try found.state() {
+            case .running: break
+            default: try found.resume()
+            }
+            markRecovery(.resume)
+            return .successorRunning(domain)
+        } catch {
+            relay.connect(guestPort: nil)
+            updateRecovery { $0.notes = ($0.notes ?? []) + ["backup \(domain) could not run (\(error))"] }
+            logger.error("the backup cannot run; booting a fresh guest", metadata: ["error": "\(error)"])
+            return .successorFailed(domain: domain, reason: "\(error)")
+        }
+    }
+
+    /// Boots a fresh guest to take over (there was no backup, or it could not run) and
+    /// connects it.
+    func bootSuccessor() -> PairLifecycle.Event {
+        do {
+            let fresh = try launch(role: .backup)
+            try waitUntilReady(fresh)
+            relay.connect(guestPort: fresh.link)
+            markRecovery(.boot)
+            updateRecovery {
+                $0.newPrimary = fresh.domain
+                $0.notes = ($0.notes ?? []) + ["served by \(fresh.domain), booted fresh"]
+            }
+            state.withLock { $0.handled.freshPrimaries += 1 }
+            return .successorRunning(fresh.domain)
+        } catch {
+            updateRecovery { $0.error = "no guest could take over: \(error)" }
+            logger.error("takeover failed: no guest could take over", metadata: ["error": "\(error)"])
+            return .successorFailed(domain: nil, reason: "\(error)")
+        }
+    }
+
+    /// Replays every open connection into the successor, which runs now, and times it.
+    func replay(into successor: Guest) {
+        successor.channel.post(.resync)
+        relay.watch(successor.channel, port: successor.link)
+        relay.beginReplay()
+        let firstFrame = relay.waitForFirstFrame(timeoutMillis: 5000)
+        if firstFrame == nil {
+            updateRecovery { $0.error = $0.error ?? "\(successor.domain) sent nothing within 5 s of taking over" }
+        }
+        let summary = state.withLock { state -> (UInt64, PhaseTimer)? in
+            guard let recovery = state.recovery else { return nil }
+            return (recovery.timer.start, recovery.timer)
+        }
+        guard let (start, before) = summary else { return }
+        var timer = before
+        if let firstFrame { timer.mark(.firstPacket, at: firstFrame) }
+        let replay = awaitReplay(startedAfter: start, timer: &timer)
+        state.withLock {
+            $0.recovery?.timer = timer
+            $0.recovery?.record.replay = replay
+            $0.recovery?.record.newPrimary = successor.domain
+        }
+    }
+
+    /// Files the recovery (`ftvm status`, metrics); re-protection adds its last phase.
+    func finishRecovery() {
+        let record = state.withLock { state -> RecoveryRecord? in
+            guard var recovery = state.recovery else { return nil }
+            recovery.record.phases = recovery.timer.phases
+            state.recovery = recovery
+            state.recoveries += 1
+            state.lastRecovery = recovery.record
+            state.lastInjection = nil
+            return recovery.record
+        }
+        guard let record else { return }
+        metrics.record(phases: record.phases)
+        logger.notice(
+            "takeover done",
+            metadata: [
+                "cause": "\(record.cause)", "new-primary": "\(record.newPrimary)",
+                "phases": "\(record.phases.map { "\($0.name)=\($0.millis)ms" })",
+            ])
+    }
+
+    private func markRecovery(_ phase: RecoveryPhase) {
+        state.withLock { $0.recovery?.timer.mark(phase, at: Monotonic.nanos()) }
+    }
+
+    private func updateRecovery(_ change: (inout RecoveryRecord) -> Void) {
+        state.withLock { state in
+            guard var recovery = state.recovery else { return }
+            change(&recovery.record)
+            state.recovery = recovery
+        }
+    }
+
+    /// Waits for the replay the relay started to settle (every connection spliced or reset, or
+    /// its deadline passed), marks the "replay" (last connection spliced) and "first-byte" (the
+    /// first payload a spliced connection passed to a client) phases, and logs each connection's timing.
+    func awaitReplay(startedAfter start: UInt64, timer: inout PhaseTimer) -> ReplaySummary? {
+        var report: ReplayReport?
+        for _ in 0..<30_000 {
+            report = relay.replayReport
+            if let report, report.startedNanos > start, report.enlisted, report.pending == 0 { break }
+            usleep(1000)
+        }
+        // A spliced connection's first new byte follows at once when the client is waiting for
+        // one; idle connections have none to send.
+        for _ in 0..<1000 where report.map({ $0.spliced > 0 && $0.firstByteNanos == 0 }) == true {
+            usleep(1000)
+            report = relay.replayReport
+        }
+        guard let report, report.startedNanos > start else { return nil }
+        let events = [(RecoveryPhase.replay, report.lastSplicedNanos), (.firstByte, report.firstByteNanos)]
+            .filter { $0.1 > 0 }.sorted { $0.1 < $1.1 }
+        for (name, at) in events { timer.mark(name, at: at) }
+        let summary = ReplaySummary(report, since: start)
+        for connection in report.connectionTimings {
+            logger.info(
+                "connection replayed",
+                metadata: [
+                    "connection": "\(connection.connection)",
+                    "spliced-ms": "\(connection.splicedMillis)",
+                    "regenerated": "\(connection.regeneratedBytes)",
+                    "injected": "\(connection.injectedBytes)",
+                ])
+        }
+        logger.notice(
+            "replay done",
+            metadata: [
+                "connections": "\(report.connections)", "spliced": "\(report.spliced)",
+                "reset": "\(report.reset)", "pending": "\(report.pending)",
+                "last-spliced-ms": "\(summary.lastSplicedMillis.map { "\($0)" } ?? "-")",
+                "first-byte-ms": "\(summary.firstByteMillis.map { "\($0)" } ?? "-")",
+            ])
+        for reason in report.resets { logger.warning("replay reset", metadata: ["why": "\(reason)"]) }
+        return summary
+    }
+
+    /// Stops the suspected primary from running: paused (kept for inspection until the pair is
+    /// protected again) or destroyed, per the fence policy. A guest whose QEMU is already gone,
+    /// or that panicked (its vCPUs are stopped), needs nothing more.
+    func fence(_ domain: String) {
+        guard let found = try? virt.domain(named: domain), let current = try? found.state() else { return }
+        do {
+            switch (config.fence, current) {
+            case (_, .shutoff):
+                return
+            case (.destroy, _):
+                try found.destroy()
+            case (.pause, .running):
+                try found.suspend()
+            case (.pause, _):
+                return
+            }
+        } catch {
+            // A primary that is still running after this would break invariant 2: destroy it.
+            logger.error("fence failed; destroying", metadata: ["domain": "\(domain)", "error": "\(error)"])
+            try? found.destroy()
+        }
+    }
+}

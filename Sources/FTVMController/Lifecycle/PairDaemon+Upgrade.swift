@@ -1,0 +1,212 @@
+import FTVMSystem
+import FTVMVirt
+import Foundation
+import Glibc
+
+/// What `ftvm upgrade` did, or is doing: `ftvm status` shows it and the CLI follows it.
+public struct UpgradeRecord: Sendable, Codable, Equatable {
+    public enum Step: String, Sendable, Codable {
+        case booting, draining, moving, retiring, reprotecting, done, failed
+    }
+
+    public var image: String
+    public var fromVersion: String
+    public var toVersion: String
+    public var newPrimary: String?
+    public var step: Step
+    public var startedAt: String
+    public var drainTimeoutSeconds: Double
+    /// Connections open when new ones started going to the new guest (pinned to the old one).
+    public var connectionsAtSwitch = 0
+    /// Pinned connections still open on the old guest.
+    public var connectionsLeft = 0
+    /// Pinned connections that finished on the old guest, and those moved by replay (spliced) or
+    /// reset when the drain ended.
+    public var drained = 0
+    /// Pinned connections that sat between two exchanges (an idle keep-alive, say) and moved to
+    /// the new guest at that boundary during the drain: its version answers their next request.
+    public var movedAtBoundary = 0
+    public var replayed = 0
+    public var reset = 0
+    public var replay: ReplaySummary?
+    /// Why the drain ended early: the old primary failed while it still served connections
+    /// (they were moved by replay at once).
+    public var oldPrimaryFailure: String?
+    public var phases: [RecoveryRecord.Phase] = []
+    public var errors: [String] = []
+    public var totalMillis: Double?
+
+    public var finished: Bool { step == .done || step == .failed }
+}
+
+extension PairDaemon {
+    /// Starts replacing the running service with one booted from `image`; returns at once (the
+    /// CLI follows progress through `status`). The steps, as `PairLifecycle` orders them:
+    ///
+    /// 1. Boot a guest from the new image (same identity) and wait for its agent: a failure or a
+    ///    timeout removes it and leaves the old primary serving, untouched.
+    /// 2. Pin every open connection to the old primary and send everything else (new
+    ///    connections) to the new guest.
+    /// 3. Wait until the pinned connections end, or `drainTimeout` passes. A pinned connection
+    ///    that sits between two exchanges moves to the new guest at once (replay at that
+    ///    boundary: nothing to re-inject), so only exchanges in progress hold the drain. The
+    ///    health loop judges the old primary all along, as it judges any primary: its failure
+    ///    ends the drain at once.
+    /// 4. Cut the old primary off, fence it, and move the pinned connections still open by
+    ///    replay into the new guest.
+    /// 5. Retire the old primary and the old backup, then boot and pause a fresh backup from the
+    ///    new image.
+    func upgrade(to image: GuestImage, drainTimeout: Double, readyTimeout: Double) -> ControlResponse {
+        if case .domain(let template) = state.withLock({ $0.source }) {
+            return ControlResponse(
+                error:
+                    "pair '\(config.name)' protects the libvirt domain \(template.name): an upgrade boots ftvm's own images, not an operator's domain (not supported yet)"
+            )
+        }
+        let start = Monotonic.nanos()
+        let previous = state.withLock { state -> (UpgradeRecord?, UpgradeRun?) in
+            defer {
+                state.upgrade = UpgradeRecord(
+                    image: image.directory, fromVersion: state.source.version, toVersion: image.version,
+                    step: .booting, startedAt: ISO8601DateFormatter().string(from: Date()),
+                    drainTimeoutSeconds: drainTimeout)
+                state.upgradeRun = UpgradeRun(
+                    image: image, drainTimeout: drainTimeout, readyTimeout: readyTimeout,
+                    timer: PhaseTimer(start: start), start: start)
+            }
+            return (state.upgrade, state.upgradeRun)
+        }
+        if let refusal = feed(.upgradeRequested) {
+            state.withLock { state in (state.upgrade, state.upgradeRun) = previous }
+            return ControlResponse(error: refusal)
+        }
+        logger.notice("upgrade started", metadata: ["image": "\(image.directory)", "version": "\(image.version)"])
+        return ControlResponse(message: "upgrading to \(image.version) from \(image.directory)")
+    }
+
+    /// Boots the upgrade's new guest on a thread of its own, then follows the drain from there.
+    func startUpgradeGuest() {
+        guard let run = state.withLock({ $0.upgradeRun }) else { return }
+        let thread = Thread { [self] in
+            var fresh: Guest?
+            do {
+                fresh = try launch(role: .upgrade, image: run.image)
+                try waitUntilReady(fresh!, timeoutSeconds: run.readyTimeout)
+            } catch {
+                logger.error("upgrade: the new guest did not become ready", metadata: ["error": "\(error)"])
+                feed(.upgradeGuestFailed(domain: fresh?.domain, reason: "\(error)"))
+                return
+            }
+            guard let fresh else { return }
+            feed(.upgradeGuestReady(fresh.domain))
+            drain(deadline: Monotonic.nanos() &+ UInt64(run.drainTimeout * 1e9))
+            feed(.drainEnded)
+        }
+        thread.name = "ftvm-upgrade"
+        thread.start()
+    }
+
+    /// New connections go to the new guest; open ones stay with the old primary.
+    func beginDrain(to fresh: Guest) {
+        markUpgrade(.boot)
+        relay.watch(fresh.channel, port: fresh.link)
+        let movedBefore = relay.counters.movedAtBoundary
+        let pinned = relay.beginDrain(to: fresh.link)
+        state.withLock { $0.upgradeRun?.movedBefore = movedBefore }
+        markUpgrade(.switch)
+        update {
+            $0.newPrimary = fresh.domain
+            $0.step = .draining
+            $0.connectionsAtSwitch = pinned
+            $0.connectionsLeft = pinned
+        }
+        logger.notice(
+            "upgrade: new connections go to the new guest",
+            metadata: ["draining": "\(pinned)", "domain": "\(fresh.domain)"])
+    }
+
+    /// Follows the drain until the pinned connections are gone, the deadline passes, or the
+    /// lifecycle ended it (the old primary failed, or the pair is taken down).
+    private func drain(deadline: UInt64) {
+        while Monotonic.nanos() < deadline {
+            let (draining, movedBefore) = state.withLock { state -> (Bool, UInt64) in
+                guard case .upgrading(let upgrade) = state.lifecycle.state else { return (false, 0) }
+                return (upgrade.step == .draining, state.upgradeRun?.movedBefore ?? 0)
+            }
+            guard draining else { return }
+            let left = relay.connectionsDraining
+            update {
+                $0.connectionsLeft = left
+                $0.movedAtBoundary = Int(relay.counters.movedAtBoundary - movedBefore)
+            }
+            if left == 0 { return }
+            usleep(20_000)
+        }
+    }
+
+    /// Ends the drain: counts how it ended and cuts the old primary off.
+    func endDrain() {
+        let left = relay.connectionsDraining
+        relay.endDrain()
+        markUpgrade(.drain)
+        let (movedBefore, failure) = state.withLock { state -> (UInt64, FailureCause?) in
+            guard case .upgrading(let upgrade) = state.lifecycle.state else { return (0, nil) }
+            return (state.upgradeRun?.movedBefore ?? 0, upgrade.oldFailure)
+        }
+        let moved = Int(relay.counters.movedAtBoundary - movedBefore)
+        if let failure {
+            logger.warning(
+                "upgrade: the old primary failed during the drain; moving its connections now",
+                metadata: ["cause": "\(failure)"])
+        }
+        update {
+            $0.oldPrimaryFailure = failure.map { "\($0)" }
+            $0.connectionsLeft = left
+            $0.movedAtBoundary = moved
+            $0.drained = max(0, $0.connectionsAtSwitch - left - moved)
+            $0.step = .moving
+        }
+    }
+
+    /// Replays what the fenced old primary still served into the new guest.
+    func moveDrained(into fresh: Guest) {
+        let replayStart = Monotonic.nanos()
+        let left = state.withLock { $0.upgrade?.connectionsLeft ?? 0 }
+        relay.beginReplay(pinnedOnly: true)
+        guard var timer = state.withLock({ $0.upgradeRun?.timer }) else { return }
+        let summary = left > 0 ? awaitReplay(startedAfter: replayStart, timer: &timer) : nil
+        timer.mark(.move, at: Monotonic.nanos())
+        state.withLock { $0.upgradeRun?.timer = timer }
+        update { record in
+            record.replay = summary
+            record.replayed = summary?.spliced ?? 0
+            record.reset = summary?.reset ?? 0
+            record.errors += summary?.resets ?? []
+            record.connectionsLeft = summary?.pending ?? 0
+            record.step = .retiring
+        }
+    }
+
+    /// New guests come from the new image from now on; the pair waits for its new backup.
+    func adoptUpgradeSource() {
+        state.withLock { state in
+            guard let run = state.upgradeRun else { return }
+            state.source = .image(run.image)
+            state.upgradeRun?.timer.mark(.retire, at: Monotonic.nanos())
+            state.upgrade?.phases = state.upgradeRun?.timer.phases ?? []
+            state.upgrade?.step = .reprotecting
+        }
+    }
+
+    private func markUpgrade(_ phase: RecoveryPhase) {
+        state.withLock { $0.upgradeRun?.timer.mark(phase, at: Monotonic.nanos()) }
+    }
+
+    private func update(_ change: (inout UpgradeRecord) -> Void) {
+        state.withLock { state in
+            guard var record = state.upgrade else { return }
+            change(&record)
+            state.upgrade = record
+        }
+    }
+}
