@@ -224,7 +224,7 @@ public final class PairDaemon: Sendable {
     /// primaries) are removed.
     private func adopt() throws {
         var guests: [Guest] = []
-        for metadata in inherited where metadata.role != .retired && metadata.role != .upgrade {
+        for metadata in inherited where metadata.role != .retired {
             let channel = try Channel.open(path: metadata.sharedMemoryPath, create: false)
             let link = GuestLink(id: metadata.link)
             do {
@@ -244,11 +244,19 @@ public final class PairDaemon: Sendable {
         let primaries = guests.filter { $0.role == .primary }.sorted { $0.generation > $1.generation }
         let serving = primaries.first(where: running)
         let failed = serving == nil ? primaries.first : nil
-        // A paused backup, or one the dead daemon had already resumed when no primary runs.
+        // A paused backup, or one the dead daemon had already resumed when no primary runs; made
+        // from what the primary runs (a backup of the version an upgrade replaced is not one).
+        let made = (serving ?? failed)?.metadata.imageDirectory
         let backup = guests.filter { $0.role == .backup }.sorted { $0.generation > $1.generation }.first {
-            states[$0.domain] == .pausedByUser || (serving == nil && running($0))
+            (states[$0.domain] == .pausedByUser || (serving == nil && running($0)))
+                && (made == nil || $0.metadata.imageDirectory == made)
         }
-        let kept = [serving ?? failed, backup].compactMap { $0 }
+        // An upgrade's new guest whose agent was ready: the drain may have begun, so it may hold
+        // connections of its own. The upgrade is finished rather than rolled back.
+        let upgrade = guests.filter { $0.role == .upgrade }.sorted { $0.generation > $1.generation }.first {
+            serving != nil && running($0) && $0.channel.agentState == .ready
+        }
+        let kept = [serving ?? failed, backup, upgrade].compactMap { $0 }
         let leftovers = inherited.map { config.domainName(generation: $0.generation) }.filter { domain in
             !kept.contains { $0.domain == domain }
         }
@@ -264,6 +272,11 @@ public final class PairDaemon: Sendable {
             state.nextGeneration = (inherited.map(\.generation).max() ?? 0) + 1
         }
         leftovers.forEach { remove($0) }
+        if let serving, let upgrade, let newImage = try? GuestImage(directory: upgrade.metadata.imageDirectory) {
+            finishUpgrade(from: serving, backup: backup, to: upgrade, image: newImage)
+            return
+        }
+        if let upgrade { remove(upgrade.domain) }
         if let serving, let port {
             relay.watch(serving.channel, port: port)
             relay.connect(guestPort: port)
@@ -285,6 +298,29 @@ public final class PairDaemon: Sendable {
             ])
         feed(
             .adoptedFailed(failed: failed?.domain, backup: backup?.domain, cause: cause), detectedAt: Monotonic.nanos())
+    }
+
+    /// Finishes an upgrade whose daemon died while its new guest ran: the old primary is fenced
+    /// and every open connection, the old primary's and those the new guest took during the
+    /// drain alike, is replayed into the new guest (a connection the new guest still holds is
+    /// reset there first and replayed from the log, as after a takeover a killed daemon began).
+    private func finishUpgrade(from old: Guest, backup: Guest?, to new: Guest, image: GuestImage) {
+        let start = Monotonic.nanos()
+        logger.notice(
+            "adopted an unfinished upgrade: finishing it",
+            metadata: ["old": "\(old.domain)", "new": "\(new.domain)", "version": "\(image.version)"])
+        state.withLock { state in
+            var record = UpgradeRecord(
+                image: image.directory, fromVersion: old.metadata.imageVersion, toVersion: image.version, step: .moving,
+                startedAt: ISO8601DateFormatter().string(from: Date()), drainTimeoutSeconds: 0)
+            record.newPrimary = new.domain
+            record.notes = ["finished by a restarted daemon (pid \(getpid())): every open connection moved by replay"]
+            state.upgrade = record
+            state.upgradeRun = UpgradeRun(
+                image: image, drainTimeout: 0, readyTimeout: 0, timer: PhaseTimer(start: start), start: start)
+            state.handled.finishedByRestart += 1
+        }
+        feed(.adoptedUpgrade(old: old.domain, backup: backup?.domain, new: new.domain))
     }
 
     /// Defines and starts a guest with a freshly formatted channel, from `image` (by default

@@ -132,6 +132,9 @@ final class LifecycleTests: XCTestCase {
                     .beginRecovery(cause: .qemuDied(reason: "no primary domain left"), failed: "p", successor: nil),
                     .cutOff, .fence(nil), .bootSuccessor,
                 ]),
+            Row(
+                name: "adopted mid-upgrade", from: .starting, event: .adoptedUpgrade(old: "p", backup: "b", new: "n"),
+                to: moving, actions: [.cutOff, .fence("p"), .connect("n"), .replay(into: "n", pinnedOnly: false)]),
             // Operator actions on the backup.
             Row(
                 name: "backup destroyed", from: protected, event: .backupLost(domain: "b", why: "was shut off"),
@@ -154,7 +157,7 @@ final class LifecycleTests: XCTestCase {
             // Re-protection.
             Row(
                 name: "backup ready", from: reprotecting, event: .backupReady("b2"),
-                to: .protected(primary: "p", backup: "b2"), actions: [.remove("old"), .markReprotected]),
+                to: .protected(primary: "p", backup: "b2"), actions: [.markReprotected, .remove("old")]),
             Row(
                 name: "backup failed", from: reprotecting, event: .backupFailed(reason: "x"),
                 to: .unprotected(
@@ -260,7 +263,8 @@ final class LifecycleTests: XCTestCase {
             }
             + [
                 .broughtUp(primary: "p", backup: "b"), .adopted(primary: "p", backup: "b"),
-                .adoptedFailed(failed: "p", backup: "b", cause: .kernelPanic), .failoverRequested,
+                .adoptedFailed(failed: "p", backup: "b", cause: .kernelPanic),
+                .adoptedUpgrade(old: "p", backup: "b", new: "n"), .failoverRequested,
                 .successorRunning("b"), .successorFailed(domain: "b", reason: "x"),
                 .successorFailed(domain: nil, reason: "x"), .replaySettled, .backupLost(domain: "b", why: "x"),
                 .backupRunning("b"), .backupReady("b2"), .backupFailed(reason: "x"), .upgradeRequested,
@@ -272,7 +276,7 @@ final class LifecycleTests: XCTestCase {
                 let actions = machine.handle(event)
                 let fences = actions.contains { if case .fence = $0 { true } else { false } }
                 switch event {
-                case .failureDetected, .failoverRequested, .adoptedFailed, .drainEnded: break
+                case .failureDetected, .failoverRequested, .adoptedFailed, .adoptedUpgrade, .drainEnded: break
                 default: XCTAssertFalse(fences, "\(event) in \(state) fenced: \(actions)")
                 }
                 var stopping = machine
@@ -318,7 +322,7 @@ final class LifecycleTests: XCTestCase {
                     .beginRecovery(cause: cause, failed: "p", successor: "b"), .cutOff,
                     .fence(cause.qemuGone ? nil : "p"), .connect("b"), .resume("b"),
                     .replay(into: "b", pinnedOnly: false), .setRole(.primary, "b"), .setRole(.retired, "p"),
-                    .finishRecovery, .bootBackup, .remove("p"), .markReprotected,
+                    .finishRecovery, .bootBackup, .markReprotected, .remove("p"),
                 ], "\(cause)")
             XCTAssertEqual(machine.state, .protected(primary: "b", backup: "b2"))
         }
@@ -336,6 +340,19 @@ final class LifecycleTests: XCTestCase {
             [
                 .endDrain, .fence("p"), .replay(into: "n", pinnedOnly: true), .setRole(.primary, "n"), .remove("p"),
                 .remove("b"), .adoptUpgradeSource, .bootBackup, .markReprotected,
+            ])
+        XCTAssertEqual(machine.state, .protected(primary: "n", backup: "b2"))
+    }
+
+    /// A daemon killed mid-upgrade: the next one finishes it, every connection moved by replay.
+    func testAnAdoptedUpgradeIsFinished() {
+        var machine = L()
+        let actions = Self.run(&machine, .adoptedUpgrade(old: "p", backup: "b", new: "n"), answer: Self.happy)
+        XCTAssertEqual(
+            actions,
+            [
+                .cutOff, .fence("p"), .connect("n"), .replay(into: "n", pinnedOnly: false), .setRole(.primary, "n"),
+                .remove("p"), .remove("b"), .adoptUpgradeSource, .bootBackup, .markReprotected,
             ])
         XCTAssertEqual(machine.state, .protected(primary: "n", backup: "b2"))
     }
@@ -359,7 +376,7 @@ final class LifecycleTests: XCTestCase {
             Array(actions.dropFirst(5)),
             [
                 .remove("b"), .bootSuccessor, .replay(into: "fresh", pinnedOnly: false), .setRole(.primary, "fresh"),
-                .setRole(.retired, "p"), .finishRecovery, .bootBackup, .remove("p"), .markReprotected,
+                .setRole(.retired, "p"), .finishRecovery, .bootBackup, .markReprotected, .remove("p"),
             ])
     }
 

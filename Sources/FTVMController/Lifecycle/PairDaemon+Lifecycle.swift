@@ -34,7 +34,12 @@ extension PairDaemon {
         var refusal: String?
         while !queue.isEmpty {
             let next = queue.removeFirst()
-            let actions = state.withLock { $0.lifecycle.handle(next) }
+            let now = Monotonic.nanos()
+            let (actions, reprotection) = state.withLock { state in
+                let actions = state.lifecycle.handle(next)
+                return (actions, actions.contains(.markReprotected) ? state.markReprotected(at: now) : nil)
+            }
+            if let reprotection { report(reprotection) }
             for action in actions {
                 if case .refuse(let why) = action {
                     refusal = why
@@ -68,7 +73,11 @@ extension PairDaemon {
             return bootSuccessor()
         case .replay(let domain, let pinnedOnly):
             guard let guest = guest(domain) else { return .replaySettled }
-            if pinnedOnly { moveDrained(into: guest) } else { replay(into: guest) }
+            if case .upgrading = state.withLock({ $0.lifecycle.state }) {
+                move(into: guest, pinnedOnly: pinnedOnly)
+            } else {
+                replay(into: guest)
+            }
             return .replaySettled
         case .setRole(let role, let domain):
             setRole(role, of: domain)
@@ -81,7 +90,7 @@ extension PairDaemon {
         case .remove(let domain):
             remove(domain)
         case .markReprotected:
-            markReprotected()
+            break  // done with the state change, in `feed`
         case .recordReprotectionFailure(let reason):
             logger.error("re-protection failed; the pair runs unprotected", metadata: ["error": "\(reason)"])
             state.withLock { state in
@@ -172,30 +181,12 @@ extension PairDaemon {
         return backup
     }
 
-    /// The backup that was booted completes the recovery or upgrade that waited for it.
-    private func markReprotected() {
-        let now = Monotonic.nanos()
-        let (phase, upgrade) = state.withLock { state -> (RecoveryRecord.Phase?, UpgradeRecord?) in
-            if var run = state.upgradeRun, state.upgrade?.step == .reprotecting {
-                run.timer.mark(.reprotected, at: now)
-                state.upgrade?.phases = run.timer.phases
-                state.upgrade?.totalMillis = PhaseTimer.millis(now &- run.start)
-                state.upgrade?.step = .done
-                state.upgradeRun = nil
-                return (nil, state.upgrade)
-            }
-            guard var recovery = state.recovery, var record = state.lastRecovery, !record.reprotected else {
-                return (nil, nil)
-            }
-            recovery.timer.mark(.reprotected, at: now)
-            record.reprotected = true
-            record.phases = recovery.timer.phases
-            state.lastRecovery = record
-            state.recovery = nil
-            return (record.phases.last, nil)
-        }
-        if let phase { metrics.record(phases: [phase]) }
-        if let upgrade {
+    /// Logs what a re-protection completed.
+    private func report(_ reprotection: State.Reprotection) {
+        switch reprotection {
+        case .recovery(let phase):
+            if let phase { metrics.record(phases: [phase]) }
+        case .upgrade(let upgrade):
             logger.notice(
                 "upgrade done",
                 metadata: [
@@ -206,5 +197,33 @@ extension PairDaemon {
                 ])
         }
         logger.notice("pair protected again", metadata: ["backup": "\(state.withLock { $0.backup?.domain ?? "" })"])
+    }
+}
+
+extension PairDaemon.State {
+    /// What a re-protection completed: a recovery (its last phase, for the metrics) or an upgrade.
+    enum Reprotection {
+        case recovery(RecoveryRecord.Phase?)
+        case upgrade(UpgradeRecord)
+    }
+
+    /// Marks "re-protected" on the upgrade or recovery that waited for a backup.
+    mutating func markReprotected(at now: UInt64) -> Reprotection {
+        if var run = upgradeRun, upgrade?.step == .reprotecting, var record = upgrade {
+            run.timer.mark(.reprotected, at: now)
+            record.phases = run.timer.phases
+            record.totalMillis = PhaseTimer.millis(now &- run.start)
+            record.step = .done
+            upgrade = record
+            upgradeRun = nil
+            return .upgrade(record)
+        }
+        guard var current = recovery, var record = lastRecovery, !record.reprotected else { return .recovery(nil) }
+        current.timer.mark(.reprotected, at: now)
+        record.reprotected = true
+        record.phases = current.timer.phases
+        lastRecovery = record
+        recovery = nil
+        return .recovery(record.phases.last)
     }
 }

@@ -34,6 +34,8 @@ public struct UpgradeRecord: Sendable, Codable, Equatable {
     public var oldPrimaryFailure: String?
     public var phases: [RecoveryRecord.Phase] = []
     public var errors: [String] = []
+    /// What made this upgrade unusual without making it fail (a restarted daemon finished it).
+    public var notes: [String]?
     public var totalMillis: Double?
 
     public var finished: Bool { step == .done || step == .failed }
@@ -168,11 +170,13 @@ extension PairDaemon {
         }
     }
 
-    /// Replays what the fenced old primary still served into the new guest.
-    func moveDrained(into fresh: Guest) {
+    /// Replays what the fenced old primary still served (`pinnedOnly`), or every open
+    /// connection (an upgrade a restarted daemon finishes), into the new guest.
+    func move(into fresh: Guest, pinnedOnly: Bool) {
         let replayStart = Monotonic.nanos()
-        let left = state.withLock { $0.upgrade?.connectionsLeft ?? 0 }
-        relay.beginReplay(pinnedOnly: true)
+        let left = pinnedOnly ? state.withLock { $0.upgrade?.connectionsLeft ?? 0 } : 1
+        relay.watch(fresh.channel, port: fresh.link)
+        relay.beginReplay(pinnedOnly: pinnedOnly)
         guard var timer = state.withLock({ $0.upgradeRun?.timer }) else { return }
         let summary = left > 0 ? awaitReplay(startedAfter: replayStart, timer: &timer) : nil
         timer.mark(.move, at: Monotonic.nanos())

@@ -82,6 +82,9 @@ public struct PairLifecycle: Sendable, Equatable {
         case adopted(primary: String, backup: String?)
         /// A restarted daemon found no running primary: the takeover starts from what is left.
         case adoptedFailed(failed: String?, backup: String?, cause: FailureCause)
+        /// A restarted daemon found an upgrade's new guest ready beside the old primary: the
+        /// upgrade is finished, every open connection moved into the new guest.
+        case adoptedUpgrade(old: String, backup: String?, new: String)
         case failureDetected(domain: String, cause: FailureCause)
         case failoverRequested
         case successorRunning(String)
@@ -126,7 +129,8 @@ public struct PairLifecycle: Sendable, Equatable {
         case pauseBackup(String)
         /// Destroys and undefines the guest, with its link and channel.
         case remove(String)
-        /// Marks "re-protected" on the recovery or upgrade that this backup completes.
+        /// Marks "re-protected" on the recovery or upgrade that this backup completes (in the same
+        /// step as the state change, so no status shows one without the other).
         case markReprotected
         /// The recovery or upgrade waiting for a backup ends without one; the record says why.
         case recordReprotectionFailure(String)
@@ -228,6 +232,9 @@ public struct PairLifecycle: Sendable, Equatable {
             return [.bootBackup]
         case .adoptedFailed(let failed, let backup, let cause):
             return beginTakeover(cause: cause, failed: failed, successor: backup, alreadyCutOff: false)
+        case .adoptedUpgrade(let old, let backup, let new):
+            state = .upgrading(Upgrade(old: old, backup: backup, new: new, step: .moving))
+            return [.cutOff, .fence(old), .connect(new), .replay(into: new, pinnedOnly: false)]
         default:
             return stale(event)
         }
@@ -270,8 +277,10 @@ public struct PairLifecycle: Sendable, Equatable {
                     cause: unprotected.failure ?? .qemuDied(reason: "no guest served"), failed: nil,
                     successor: backup, alreadyCutOff: true)
             }
+            // Protected from this moment: the fenced guests kept for inspection go afterwards
+            // (a QEMU takes a second or two to exit).
             state = .protected(primary: primary, backup: backup)
-            return unprotected.retiring.map(Action.remove) + [.markReprotected]
+            return [.markReprotected] + unprotected.retiring.map(Action.remove)
         case .backupFailed(let reason) where unprotected.reprotecting:
             unprotected.reprotecting = false
             unprotected.reason = "re-protection failed (\(reason)); the pair runs unprotected"
