@@ -202,6 +202,7 @@ final class ExchangeReplayTests: SharedPairTestCase {
     func testQEMUKill() throws { try survive("qemu-kill") }
     func testAgentKill() throws { try survive("agent-kill") }
     func testNetworkStall() throws { try survive("network-stall") }
+    func testZZZDownLeavesNothingBehind() throws { try downLeavesNothingBehind() }
 
     /// Pipelined, chunked (with trailers) and HEAD exchanges on the demo service, and wrk on
     /// nginx, with `fault` landing in the middle: every answer right, no socket error, no reset.

@@ -32,6 +32,8 @@ final class FailoverTests: SharedPairTestCase {
         XCTAssertTrue(output.combined.contains("kernel-panic"), "lists the valid faults: \(output.combined)")
     }
 
+    func testZZZDownLeavesNothingBehind() throws { try downLeavesNothingBehind() }
+
     // MARK: Steps
 
     private func survive(_ fault: String, cause: String, file: StaticString = #filePath, line: UInt = #line) throws {

@@ -166,4 +166,6 @@ final class HandActionTests: SharedPairTestCase {
         }
         XCTAssertEqual((after["handled"] as? [String: Any])?["freshPrimaries"] as? Int, 1)
     }
+
+    func testZZZDownLeavesNothingBehind() throws { try downLeavesNothingBehind() }
 }

@@ -81,6 +81,8 @@ final class ReplayTests: MixedWorkloadTestCase {
         XCTAssertTrue((try lastRecovery()["cause"] as? String ?? "").contains("kernel panic"))
     }
 
+    func testZZZDownLeavesNothingBehind() throws { try downLeavesNothingBehind() }
+
     // MARK: Steps
 
     private func relayCounter(_ name: String) throws -> Int {
@@ -105,6 +107,8 @@ final class JumboReplayTests: MixedWorkloadTestCase {
         let link = try Harness.run(["ip", "-n", "ftvm-\(Self.pair)", "-o", "link", "show", "ftvm-\(Self.pair)"])
         XCTAssertTrue(link.stdout.contains("mtu 9000 "), link.stdout)
     }
+
+    func testZZZDownLeavesNothingBehind() throws { try downLeavesNothingBehind() }
 }
 
 /// A pair shared by a class's tests, each of which lands one fault in the mixed workload.
