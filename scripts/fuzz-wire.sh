@@ -45,9 +45,15 @@ fuzz() {
     mkdir -p "$corpus"
     cp -n "$seeds"/*.bin "$corpus/"
     # -O as the relay runs: a debug build once hid a miscompile that only -O showed.
+    # (Checked here: called as `fuzz … || status=$?`, set -e does not stop at a failed build, and
+    # the binary of an earlier one would run instead.)
     swiftc -sanitize=fuzzer,address -parse-as-library -O -g \
         -module-name "$module" "$@" \
-        -o "$out/$name-fuzz" 2> >(grep -v 'ld.gold: warning: Cannot export local symbol' >&2)
+        -o "$out/$name-fuzz" 2> >(grep -v 'ld.gold: warning: Cannot export local symbol' >&2) || {
+        local built=$?
+        echo "fuzz-wire: $name exit $built; the build failed"
+        return "$built"
+    }
     set +e
     "$out/$name-fuzz" \
         -max_total_time="$seconds" \

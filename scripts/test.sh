@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # All tests: the unit tests and the integration tests that boot real guests through libvirt
 # (debug build), then the pure unit suites again optimized (the wire layer's fuzzing once found
-# a bug that only the optimizer produced). Ends with one line: "N passed, N failed, N skipped".
+# a bug that only the optimizer produced), the install test, and each fuzz harness for a few
+# seconds (FTVM_FUZZ_SECONDS, default 10) on its corpus. scripts/test-count.sh counts test
+# cases, fails the run on a skip its allow-list does not name, and ends with one line:
+# "N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/prepare.sh
@@ -13,26 +16,17 @@ FTVM_INTEGRATION=1 swift test --disable-swift-testing "$@" 2>&1 | tee -a "$log" 
 if [ $# -eq 0 ]; then
   echo "test: the unit suites again, optimized" >&2
   swift test -c release -Xswiftc -enable-testing --disable-swift-testing \
-    --filter "FTVMWireTests|FTVMLogTests|FTVMChannelTests|FTVMControllerTests|FTVMDemoKitTests" 2>&1 | tee -a "$log" || status=$?
+    --filter "FTVMWireTests|FTVMHTTPTests|FTVMLogTests|FTVMChannelTests|FTVMControllerTests|FTVMDemoKitTests" 2>&1 \
+    | tee -a "$log" || status=$?
 fi
 if [ $# -eq 0 ]; then
   # Outside `swift test`: install.sh runs SwiftPM, which would wait for swift test's build lock.
   echo "test: scripts/install.sh into a scratch --destdir, completions, man pages, uninstall" >&2
   bash scripts/test-install.sh 2>&1 | tee -a "$log" || status=$?
 fi
-# Each run's last line: "Executed N tests, with [K tests skipped and] F failures (...)".
-passed=0 failed=0 skipped=0
-while read -r summary; do
-  number() { grep -oE "[0-9]+ $1" <<<"$summary" | head -n 1 | grep -oE "^[0-9]+" || echo 0; }
-  total=$(number "tests?,")
-  f=$(number "failures?")
-  s=$(number "tests? skipped")
-  passed=$((passed + total - f - s)) failed=$((failed + f)) skipped=$((skipped + s))
-done < <(grep -E "Test Suite '(All|Selected) tests' (passed|failed)" -A 1 "$log" | grep -E "Executed [0-9]+ tests?, with" || true)
-if summary=$(grep -E '^install: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1); then
-  passed=$((passed + $(cut -d' ' -f2 <<<"$summary"))) failed=$((failed + $(cut -d' ' -f4 <<<"$summary")))
+if [ $# -eq 0 ]; then
+  echo "test: the fuzz harnesses, ${FTVM_FUZZ_SECONDS:-10} s each" >&2
+  bash scripts/fuzz-wire.sh "${FTVM_FUZZ_SECONDS:-10}" all 2>&1 | tee -a "$log" || status=$?
 fi
-# The failures, with their assertion messages, just above the last line: CI shows only the tail.
-grep -E "^Test Case '.*' failed \(|: error: " "$log" | tail -n 40 || true
-echo "$passed passed, $failed failed, $skipped skipped"
+bash scripts/test-count.sh "$log" || status=$?
 exit "$status"

@@ -8,7 +8,8 @@ import XCTest
 /// with `ftvm status --json` around an injected kernel panic) to golden text.
 final class WatchViewTests: XCTestCase {
     /// Each case: a status fixture (or an unreachable daemon), a width, and the golden frame.
-    /// To accept an intended change, run with FTVM_UPDATE_GOLDEN=1 and review the diff.
+    /// To accept an intended change, run once with FTVM_UPDATE_GOLDEN=1 (which rewrites the files
+    /// and fails: nothing was checked), review the diff, and run again.
     func testFramesMatchGoldenFiles() throws {
         var filling = try Self.status("protected")
         var log = try XCTUnwrap(filling.log)
@@ -31,6 +32,8 @@ final class WatchViewTests: XCTestCase {
             let golden = Self.golden.appendingPathComponent(entry.golden + ".txt")
             if ProcessInfo.processInfo.environment["FTVM_UPDATE_GOLDEN"] == "1" {
                 try frame.write(to: golden, atomically: true, encoding: .utf8)
+                XCTFail("FTVM_UPDATE_GOLDEN=1: rewrote \(golden.path); review the diff and run again without it")
+                continue
             }
             XCTAssertEqual(
                 frame, try String(contentsOf: golden, encoding: .utf8), "frame differs from \(entry.golden).txt")

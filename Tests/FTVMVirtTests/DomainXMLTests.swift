@@ -6,14 +6,10 @@ import XCTest
 /// Pure tests of domain XML rendering and parsing; no libvirt needed.
 final class DomainXMLTests: XCTestCase {
     /// Rendering a fixed spec gives exactly Golden/primary.xml. To accept an intended change, run
-    /// with FTVM_UPDATE_GOLDEN=1 and review the diff.
+    /// once with FTVM_UPDATE_GOLDEN=1 (which rewrites the file and fails), review the diff, run again.
     func testRenderMatchesGoldenFile() throws {
         let rendered = try DomainXML.render(Fixtures.primarySpec())
-        if ProcessInfo.processInfo.environment["FTVM_UPDATE_GOLDEN"] == "1" {
-            let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-                .appendingPathComponent("Golden/primary.xml")
-            try rendered.write(to: source, atomically: true, encoding: .utf8)
-        }
+        try Self.updateGoldenIfAsked("primary", rendered)
         let golden = try Self.golden("primary")
         XCTAssertEqual(rendered, golden, "rendered XML differs from Golden/primary.xml")
     }
@@ -109,10 +105,28 @@ final class DomainXMLTests: XCTestCase {
         XCTAssertNil(MACAddress("5:54:00:ab:cd:0e"))
     }
 
+    /// A golden file, from the copy Package.swift puts in the test bundle: one missing there is a
+    /// broken build of the tests, a failure.
     static func golden(_ name: String) throws -> String {
-        guard let url = Bundle.module.url(forResource: name, withExtension: "xml", subdirectory: "Golden") else {
-            throw XCTSkip("Golden/\(name).xml missing from the test bundle")
-        }
+        let url = try XCTUnwrap(
+            Bundle.module.url(forResource: name, withExtension: "xml", subdirectory: "Golden"),
+            "Golden/\(name).xml missing from the test bundle")
         return try String(contentsOf: url, encoding: .utf8)
+    }
+
+    /// Under FTVM_UPDATE_GOLDEN=1, writes `text` as Golden/NAME.xml in the source tree and fails:
+    /// a run that rewrote a golden file checked nothing against it. Review the diff, run again.
+    static func updateGoldenIfAsked(
+        _ name: String, _ text: String, file: StaticString = #filePath, line: UInt = #line
+    )
+        throws
+    {
+        guard ProcessInfo.processInfo.environment["FTVM_UPDATE_GOLDEN"] == "1" else { return }
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Golden/\(name).xml")
+        try text.write(to: path, atomically: true, encoding: .utf8)
+        XCTFail(
+            "FTVM_UPDATE_GOLDEN=1: rewrote \(path.path); review the diff and run again without it", file: file,
+            line: line)
     }
 }

@@ -143,7 +143,8 @@ final class ExchangeReplayTests: SharedPairTestCase {
         XCTAssertGreaterThanOrEqual(replay["spliced"] as? Int ?? 0, 1, "\(replay)")
         // What the replay re-injected: the exchanges in flight at the fault (a request, or the one
         // whose answer the client had not acknowledged yet when the primary stopped), not 20,000.
-        let timings = replay["connectionTimings"] as? [[String: Any]] ?? []
+        let timings = try XCTUnwrap(replay["connectionTimings"] as? [[String: Any]], "\(replay)")
+        XCTAssertFalse(timings.isEmpty, "a spliced connection has its timing: \(replay)")
         for timing in timings { XCTAssertLessThan(timing["injectedBytes"] as? Int ?? .max, 1024, "\(timing)") }
     }
 
@@ -202,6 +203,7 @@ final class ExchangeReplayTests: SharedPairTestCase {
     func testQEMUKill() throws { try survive("qemu-kill") }
     func testAgentKill() throws { try survive("agent-kill") }
     func testNetworkStall() throws { try survive("network-stall") }
+    func testZZZDownLeavesNothingBehind() throws { try downLeavesNothingBehind() }
 
     /// Pipelined, chunked (with trailers) and HEAD exchanges on the demo service, and wrk on
     /// nginx, with `fault` landing in the middle: every answer right, no socket error, no reset.
@@ -216,7 +218,7 @@ final class ExchangeReplayTests: SharedPairTestCase {
                 pair: Self.pair,
                 [
                     "wrk", "--url", "http://\(Harness.serviceAddress):8081/index.html", "--connections", "16",
-                    "--seconds", "12",
+                    "--seconds", "12", "--body", Harness.defaultImage + "/www/index.html",
                 ])
         }
         usleep(2_000_000)
@@ -235,9 +237,21 @@ final class ExchangeReplayTests: SharedPairTestCase {
             "\(fault): wrk on nginx: \(nginx["output"] ?? nginx); the recovery: \(recovery)", file: file, line: line)
         XCTAssertEqual(nginx["non2xx"] as? Int, 0, "\(nginx)", file: file, line: line)
         XCTAssertGreaterThan(nginx["requests"] as? Int ?? 0, 0, "\(nginx)", file: file, line: line)
+        XCTAssertEqual(
+            nginx["wrong_bodies"] as? Int, 0, "every nginx answer is index.html: \(nginx)", file: file, line: line)
         XCTAssertEqual(recovery["injectedFault"] as? String, fault, "\(recovery)", file: file, line: line)
         let replay = try XCTUnwrap(recovery["replay"] as? [String: Any], file: file, line: line)
         XCTAssertEqual(replay["resets"] as? [String], [], "no connection reset: \(replay)", file: file, line: line)
+        // The premise: the fault landed while the pipelined session was open, so the replay
+        // carried it (wrk's connections alone would make the count positive).
+        let port = try XCTUnwrap(session["local_port"] as? Int, "\(session)", file: file, line: line)
+        let spliced = try XCTUnwrap(
+            replay["connectionTimings"] as? [[String: Any]], "\(replay)", file: file, line: line
+        )
+        .compactMap { $0["connection"] as? String }
+        XCTAssertTrue(
+            spliced.contains { $0.contains(":\(port)→\(Harness.serviceAddress):80") },
+            "\(fault): the session (port \(port)) was not spliced; spliced: \(spliced)", file: file, line: line)
         print(
             "exchanges: \(fault): \(session["answers"] ?? 0) pipelined answers, nginx \(nginx["requests"] ?? 0) requests, "
                 + "max latency \(nginx["latency_max_ms"] ?? 0) ms, \(replay["spliced"] ?? 0) spliced, 0 reset")

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 
 /// Shared plumbing for tests that boot real guests: running commands, the built `ftvm`, the
@@ -277,30 +278,64 @@ class PairTestCase: XCTestCase {
 }
 
 /// A suite whose tests share one pair, one after another (so each also proves the pair survived
-/// the tests before it): up once before them, down and checked for leftovers after them.
+/// the tests before it): up once before them, down and checked for leftovers by the suite's last
+/// test, which each subclass declares as `testZZZDownLeavesNothingBehind`.
 class SharedPairTestCase: XCTestCase {
     class var pair: String { preconditionFailure("\(self) must name its pair") }
     /// More `ftvm up` options for the pair (its MTU, an image).
     class var upOptions: [String] { [] }
 
+    /// Why a suite's class `setUp` could not bring its pair up, by suite: each of its tests then
+    /// fails with it (XCTest drops what the class `setUp` itself asserts).
+    private static let bringUpFailures = Mutex<[ObjectIdentifier: String]>([:])
+
     override class func setUp() {
         super.setUp()
         guard ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" else { return }
-        _ = try? Harness.run([Harness.ftvm, "down", "--name", pair])
-        _ = try? Harness.run([Harness.ftvm, "up", "--name", pair] + upOptions)
+        var failure: String?
+        do {
+            for arguments in [["down", "--name", pair], ["up", "--name", pair] + upOptions] {
+                let output = try Harness.run([Harness.ftvm] + arguments)
+                if output.status != 0 {
+                    failure = "ftvm \(arguments.joined(separator: " ")) failed:\n\(output.combined)"
+                    break
+                }
+            }
+        } catch {
+            failure = "could not run ftvm: \(error)"
+        }
+        bringUpFailures.withLock { $0[ObjectIdentifier(self)] = failure }
     }
 
+    /// Cleans up after a partial run (a filter that left out the last test); the check that
+    /// `down` left nothing behind is the last test's, where an assertion counts.
     override class func tearDown() {
         if ProcessInfo.processInfo.environment["FTVM_INTEGRATION"] == "1" {
             _ = try? Harness.run([Harness.ftvm, "down", "--name", pair])
-            XCTAssertEqual((try? Harness.leftovers(of: pair)) ?? ["?"], [], "down left things behind")
         }
         super.tearDown()
     }
 
     override func setUpWithError() throws {
         try Harness.requireIntegration()
+        if let failure = Self.bringUpFailures.withLock({ $0[ObjectIdentifier(Self.self)] }) {
+            throw TestFailure(description: "the suite's pair \(Self.pair) is not up: \(failure)")
+        }
     }
+
+    /// The body of each subclass's `testZZZDownLeavesNothingBehind`, named to sort last: XCTest on
+    /// Linux runs a suite's tests in name order. (Had another test run after it, that one would
+    /// fail on the missing pair, not pass.)
+    func downLeavesNothingBehind(file: StaticString = #filePath, line: UInt = #line) throws {
+        try Harness.ftvm(["down", "--name", Self.pair], file: file, line: line)
+        XCTAssertEqual(try Harness.leftovers(of: Self.pair), [], "down left things behind", file: file, line: line)
+    }
+}
+
+/// A failure that ends a test, with what was seen: thrown where going on would only add noise
+/// (a suite's pair that never came up, a premise that does not hold).
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
 }
 
 /// A report computed on a thread of its own (a client that runs beside another), for the test

@@ -111,7 +111,8 @@ private struct Tmux {
                 + command.joined(separator: " ") + " </dev/null >/dev/null",
         ])
         guard started.status == 0 else {
-            throw XCTSkip("tmux could not start a session (scripts/setup.sh installs tmux): \(started.combined)")
+            throw TestFailure(
+                description: "tmux could not start a session (scripts/setup.sh installs tmux): \(started.combined)")
         }
         try waitFor("the first prompt") { $0.contains(prompt) }
     }
