@@ -101,9 +101,17 @@ final class FailoverTests: SharedPairTestCase {
         XCTAssertEqual(Array(phases.prefix(4)), ["fence", "switch", "resume", "first-packet"], file: file, line: line)
 
         // Re-protection: the old primary is gone, the new one runs, a fresh backup is paused.
+        // The pair is protected once the backup is paused; the fenced primary is removed after
+        // that (its QEMU takes a second or two to exit).
         let after = try protectedStatus()
-        let domains = try Harness.virshDomains()
-        XCTAssertNil(domains[oldPrimary], "the failed primary is retired: \(domains)", file: file, line: line)
+        var domains = try Harness.virshDomains()
+        let retired = Date().addingTimeInterval(30)
+        while domains[oldPrimary] != nil, Date() < retired {
+            usleep(250_000)
+            domains = try Harness.virshDomains()
+        }
+        XCTAssertNil(
+            domains[oldPrimary], "the failed primary is retired within 30 s: \(domains)", file: file, line: line)
         XCTAssertEqual(domains[oldBackup], "running", "\(domains)", file: file, line: line)
         let newGuests = try XCTUnwrap(after["guests"] as? [[String: Any]])
         XCTAssertEqual(

@@ -169,6 +169,55 @@ final class UpgradeTests: PairTestCase {
         XCTAssertEqual(try version(), "2.0.0")
     }
 
+    /// The daemon is SIGKILLed during the drain, with one download pinned to the old primary and
+    /// one the new guest took: the next `ftvm up` finishes the upgrade (it does not roll back and
+    /// drop the new guest's connection), both downloads finish byte-exact, and the new version
+    /// serves, protected by a backup of the new image.
+    func testADaemonKilledMidUpgradeIsFinishedByTheNextDaemon() throws {
+        try Harness.ftvm(["up", "--name", pair])
+        let pinned = try Harness.Download(pair: pair, size: 40_000_000, seed: 21, rate: "2M")
+        sleep(2)
+        let cli = Process()
+        cli.executableURL = URL(fileURLWithPath: Harness.ftvm)
+        cli.arguments = ["upgrade", "--name", pair, "--image", Self.newImage, "--drain-timeout", "300"]
+        cli.standardOutput = FileHandle.nullDevice
+        cli.standardError = FileHandle.nullDevice
+        try cli.run()
+        defer { if cli.isRunning { cli.terminate() } }
+        var status: [String: Any] = [:]
+        for _ in 0..<600 {
+            status = try Harness.status(pair)
+            if (status["upgrade"] as? [String: Any])?["step"] as? String == "draining" { break }
+            usleep(200_000)
+        }
+        let daemon = Int32(try XCTUnwrap(status["daemonPID"] as? Int))
+        XCTAssertEqual(
+            (status["upgrade"] as? [String: Any])?["step"] as? String, "draining",
+            "the kill lands in the drain: \(status["upgrade"] ?? "no upgrade")")
+        XCTAssertGreaterThan(
+            (status["upgrade"] as? [String: Any])?["connectionsLeft"] as? Int ?? 0, 0,
+            "the download is pinned to the old primary")
+        let taken = try Harness.Download(pair: pair, size: 20_000_000, seed: 22, rate: "2M")
+        sleep(2)
+        XCTAssertEqual(kill(daemon, SIGKILL), 0)
+        while kill(daemon, 0) == 0 { usleep(10_000) }
+        XCTAssertTrue(pinned.process.isRunning && taken.process.isRunning, "both downloads are in flight")
+        try Harness.ftvm(["up", "--name", pair])
+        try pinned.check()
+        try taken.check()
+        try Harness.waitUntilProtected(pair)
+        let after = try Harness.status(pair)
+        let record = try XCTUnwrap(after["upgrade"] as? [String: Any])
+        XCTAssertEqual(record["step"] as? String, "done", "\(record)")
+        XCTAssertTrue(
+            (record["notes"] as? [String] ?? []).contains { $0.contains("finished by a restarted daemon") },
+            "\(record)")
+        XCTAssertEqual(try version(), "2.0.0")
+        let guests = try XCTUnwrap(after["guests"] as? [[String: Any]])
+        XCTAssertEqual(guests.compactMap { $0["role"] as? String }.sorted(), ["backup", "primary"], "\(guests)")
+        XCTAssertEqual(Set(guests.compactMap { $0["imageVersion"] as? String }), ["2.0.0"], "\(guests)")
+    }
+
     func testABrokenImageLeavesTheOldPrimaryServing() throws {
         try Harness.ftvm(["up", "--name", pair])
         let before = try XCTUnwrap(try Harness.status(pair)["guests"] as? [[String: Any]]).compactMap {
