@@ -55,11 +55,22 @@ let package = Package(
                 "CLibvirt", "CLibXML2", "FTVMSystem", "FTVMWire", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
-        // The host daemon: pair lifecycle, relay, control socket.
+        // The packet path: the relay's thread loop, the log's writer (south side), replay and
+        // splice, relay servers. Moves bytes; knows nothing of libvirt or the pair's lifecycle.
+        .target(
+            name: "FTVMDataPlane",
+            dependencies: [
+                "FTVMSystem", "FTVMChannel", "FTVMWire", "FTVMLog", "FTVMHTTP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict),
+        // The host daemon: the pair's lifecycle, health, takeover and upgrade, config, metrics,
+        // the control socket.
         .target(
             name: "FTVMController",
             dependencies: [
-                "FTVMSystem", "FTVMChannel", "FTVMVirt", "FTVMWire", "FTVMLog", "FTVMHTTP",
+                "FTVMSystem", "FTVMChannel", "FTVMVirt", "FTVMWire", "FTVMLog", "FTVMHTTP", "FTVMDataPlane",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -75,11 +86,15 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict),
+        // In-process benchmarks (`ftvm bench`), kept out of the daemon's code.
+        .target(
+            name: "FTVMBench", dependencies: ["FTVMDataPlane", "FTVMLog", "FTVMSystem", "FTVMWire"],
+            swiftSettings: strict),
         // CLI commands, in a library so they can be tested.
         .target(
             name: "FTVMCLI",
             dependencies: [
-                "FTVMController", "FTVMLog", "FTVMSystemd",
+                "FTVMController", "FTVMDataPlane", "FTVMBench", "FTVMLog", "FTVMSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -115,10 +130,15 @@ let package = Package(
         // A strict reader of the Prometheus text format, for the tests that check the daemon's metrics.
         .target(name: "PrometheusText", path: "Tests/PrometheusText"),
         .testTarget(
+            name: "FTVMDataPlaneTests",
+            dependencies: [
+                "FTVMDataPlane", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP", "FTVMSystem", "SeededRandom",
+            ]),
+        .testTarget(
             name: "FTVMControllerTests",
             dependencies: [
-                "FTVMController", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP", "FTVMSystem", "PrometheusText",
-                "SeededRandom",
+                "FTVMController", "FTVMDataPlane", "FTVMWire", "FTVMLog", "FTVMChannel", "FTVMHTTP", "FTVMSystem",
+                "PrometheusText", "SeededRandom",
             ]),
         .testTarget(name: "FTVMSystemdTests", dependencies: ["FTVMSystemd", "FTVMSystem"]),
         .testTarget(name: "FTVMSystemTests", dependencies: ["FTVMSystem", "FTVMWire"]),

@@ -2,7 +2,9 @@
 """Failover benchmark: N injections of each fault type into a real pair, then a soak under load.
 
 Prints, per fault: detection (injection -> declared failure) and takeover (declared failure ->
-first packet from the former backup) as median / p95 / max, plus re-protection time; then the
+first packet from the former backup) as median / p95 / max, each takeover phase alone (fence,
+switch, resume, first-packet: a regression guard for the takeover's order), plus re-protection
+time; then the
 number of false failovers during a soak of wrk load against the service. Every number comes from
 the daemon's own phase timings (`ftvm status --json`), measured on the monotonic clock.
 
@@ -20,6 +22,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FTVM = os.path.join(REPO, ".build", "release", "ftvm")  # built by scripts/prepare.sh
 PAIR = "bench"
 FAULTS = ["kernel-panic", "kernel-hang", "service-crash", "service-hang", "qemu-kill", "agent-kill"]
+# The takeover's phases up to the first packet, each timed alone.
+TAKEOVER_PHASES = ["fence", "switch", "resume", "first-packet"]
 
 
 def ftvm(*args, check=True):
@@ -67,6 +71,7 @@ def main():
         results = {}
         for fault in options.faults.split(","):
             detect, takeover, reprotect = [], [], []
+            alone = {name: [] for name in TAKEOVER_PHASES}
             for _ in range(options.runs):
                 before = wait(lambda s: s["protected"], 120, "protection")["recoveries"]
                 ftvm("inject", fault)
@@ -77,16 +82,20 @@ def main():
                 detect.append(record["detectMillis"])
                 phases = {p["name"]: p for p in record["phases"]}
                 takeover.append(phases["first-packet"]["sinceDetectionMillis"])
+                for name in TAKEOVER_PHASES:
+                    alone[name].append(phases[name]["millis"])
                 done = wait(lambda s: s["protected"] and s["lastRecovery"]["reprotected"], 120, "re-protection")
                 phases = {p["name"]: p for p in done["lastRecovery"]["phases"]}
                 reprotect.append(phases["re-protected"]["sinceDetectionMillis"])
-            results[fault] = (detect, takeover, reprotect)
+            results[fault] = (detect, takeover, reprotect, alone)
 
         print(f"\n{options.runs} injections per fault; milliseconds")
         print(f"{'fault':14} {'what':10} {'':>10}")
-        for fault, (detect, takeover, reprotect) in results.items():
+        for fault, (detect, takeover, reprotect, alone) in results.items():
             print(f"{fault:14} detect     {summary(detect)}")
             print(f"{'':14} takeover   {summary(takeover)}")
+            for name, values in alone.items():
+                print(f"{'':14}  {name:13} {summary(values)}")
             print(f"{'':14} reprotect  {summary(reprotect)}")
 
         if options.soak > 0:

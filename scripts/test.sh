@@ -16,7 +16,7 @@ FTVM_INTEGRATION=1 swift test --disable-swift-testing "$@" 2>&1 | tee -a "$log" 
 if [ $# -eq 0 ]; then
   echo "test: the unit suites again, optimized" >&2
   swift test -c release -Xswiftc -enable-testing --disable-swift-testing \
-    --filter "FTVMWireTests|FTVMHTTPTests|FTVMLogTests|FTVMChannelTests|FTVMControllerTests|FTVMDemoKitTests" 2>&1 \
+    --filter "FTVMWireTests|FTVMHTTPTests|FTVMLogTests|FTVMChannelTests|FTVMDataPlaneTests|FTVMControllerTests|FTVMDemoKitTests" 2>&1 \
     | tee -a "$log" || status=$?
 fi
 if [ $# -eq 0 ]; then

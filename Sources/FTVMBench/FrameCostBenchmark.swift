@@ -1,3 +1,4 @@
+import FTVMDataPlane
 import FTVMLog
 import FTVMSystem
 import FTVMWire
@@ -201,10 +202,4 @@ public enum FrameCostBenchmark {
         }
         return results
     }
-}
-
-/// A sink for frames nobody needs (the benchmark never replays).
-final class DiscardingSink: FrameSink {
-    func toGuest(_ build: (UnsafeMutableRawBufferPointer) -> Int) {}
-    func toClients(_ build: (UnsafeMutableRawBufferPointer) -> Int) {}
 }

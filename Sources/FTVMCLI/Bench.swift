@@ -1,4 +1,5 @@
 import ArgumentParser
+import FTVMBench
 import FTVMController
 import FTVMLog
 import Foundation

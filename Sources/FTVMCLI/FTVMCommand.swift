@@ -1,5 +1,6 @@
 import ArgumentParser
 import FTVMController
+import FTVMDataPlane
 import Foundation
 
 /// `ftvm`: the command line. Each subcommand is a thin layer over FTVMController.

@@ -1,3 +1,5 @@
+import FTVMDataPlane
+import FTVMSystem
 import Foundation
 
 /// How the daemon decides that a primary has failed. Pure logic, driven by a caller-supplied
@@ -171,5 +173,5 @@ struct PhaseTimer: Sendable {
         last = now
     }
 
-    static func millis(_ nanos: UInt64) -> Double { (Double(nanos) / 1e4).rounded() / 100 }
+    static func millis(_ nanos: UInt64) -> Double { Monotonic.millis(nanos) }
 }

@@ -1,3 +1,4 @@
+import FTVMDataPlane
 import Foundation
 
 /// Everything that names or places one protected pair. Derived from the pair's name so that a

@@ -1,3 +1,4 @@
+import FTVMDataPlane
 import FTVMSystem
 
 extension PairDaemon {

@@ -1,4 +1,5 @@
 import FTVMChannel
+import FTVMDataPlane
 import FTVMLog
 import FTVMSystem
 import FTVMVirt

@@ -40,7 +40,7 @@ public struct ConnectionStatus: Codable, Sendable, Equatable {
     /// shifted by on its way to the client).
     public var replayedSequenceDelta: UInt32?
 
-    init(_ record: ConnectionRecord, clientBytes: [UInt8]) {
+    package init(_ record: ConnectionRecord, clientBytes: [UInt8]) {
         let description = record.key.description
         let sides = description.split(separator: "→")
         client = String(sides.first ?? "")
@@ -105,7 +105,7 @@ public struct LogStatus: Codable, Sendable, Equatable {
     public var corruptRecords: UInt64
     public var wrapper: SouthSide.Counters
 
-    init(_ usage: LogUsage, connectionBudget: UInt64, idleReclaimNanos: UInt64, wrapper: SouthSide.Counters) {
+    package init(_ usage: LogUsage, connectionBudget: UInt64, idleReclaimNanos: UInt64, wrapper: SouthSide.Counters) {
         openConnections = usage.slotsUsed
         unprotectedConnections = usage.unprotectedNow
         slotCount = usage.slotCount

@@ -38,6 +38,8 @@ public final class Relay: Sendable {
         public var closesSuppressed: UInt64 = 0
         /// Connections an upgrade moved to the new guest at an exchange boundary, mid-drain.
         public var movedAtBoundary: UInt64 = 0
+
+        public init() {}
     }
 
     private let tap: TapDevice
@@ -45,7 +47,7 @@ public final class Relay: Sendable {
     private let links = Mutex<[UInt16: PacketSocket]>([:])
     private let linksChanged = Atomic<UInt64>(0)
     /// Logs client connections, enforces output commit and replays; nil relays frames untouched.
-    let southSide: SouthSide?
+    package let southSide: SouthSide?
     /// The link of the guest connected to the uplink; 0 connects nobody.
     private let activePort = Atomic<UInt32>(0)
     /// While set, client frames are held (a takeover is running), not forwarded.
@@ -82,7 +84,7 @@ public final class Relay: Sendable {
     private let logger: Logger
 
     /// `tap` must be opened with `offload` (frames after a virtio-net header).
-    init(tap: TapDevice, southSide: SouthSide?, logger: Logger) {
+    package init(tap: TapDevice, southSide: SouthSide?, logger: Logger) {
         self.tap = tap
         self.southSide = southSide
         self.logger = logger
@@ -167,13 +169,17 @@ public final class Relay: Sendable {
     }
 
     public var counters: Counters {
-        Counters(
-            framesToGuest: toGuest.load(ordering: .relaxed), framesToClients: toClients.load(ordering: .relaxed),
-            bytesToGuest: bytesToGuest.load(ordering: .relaxed),
-            bytesToClients: bytesToClients.load(ordering: .relaxed),
-            framesDropped: dropped.load(ordering: .relaxed), framesHeld: held.load(ordering: .relaxed),
-            closesFenced: fenced.load(ordering: .relaxed), closesSuppressed: suppressed.load(ordering: .relaxed),
-            movedAtBoundary: movedAtBoundary.load(ordering: .relaxed))
+        var counters = Counters()
+        counters.framesToGuest = toGuest.load(ordering: .relaxed)
+        counters.framesToClients = toClients.load(ordering: .relaxed)
+        counters.bytesToGuest = bytesToGuest.load(ordering: .relaxed)
+        counters.bytesToClients = bytesToClients.load(ordering: .relaxed)
+        counters.framesDropped = dropped.load(ordering: .relaxed)
+        counters.framesHeld = held.load(ordering: .relaxed)
+        counters.closesFenced = fenced.load(ordering: .relaxed)
+        counters.closesSuppressed = suppressed.load(ordering: .relaxed)
+        counters.movedAtBoundary = movedAtBoundary.load(ordering: .relaxed)
+        return counters
     }
 
     public func start() {

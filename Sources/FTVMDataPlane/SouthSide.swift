@@ -64,7 +64,7 @@ public final class SouthSide: @unchecked Sendable {
         public var relayServers: OutgoingSide.Counters?
     }
 
-    enum Verdict {
+    package enum Verdict {
         case forward, drop
         /// Forward to the guest being drained by an upgrade (the connection is pinned to it).
         case forwardToDrain
@@ -104,11 +104,11 @@ public final class SouthSide: @unchecked Sendable {
         case outgoing
     }
 
-    let log: ConnectionLog
+    package let log: ConnectionLog
     let service: IPv4Address
-    let policy: Policy
+    package let policy: Policy
     /// Replays connections into a guest that took over, and translates them afterwards.
-    let splicer: Splicer
+    package let splicer: Splicer
     /// Relay servers: connections the guest opens itself (OutgoingSide.swift).
     let outgoing: OutgoingSide
     private let logger: Logger
@@ -131,7 +131,7 @@ public final class SouthSide: @unchecked Sendable {
     /// Why followed connections stopped being followed, counted (rare: a lock is fine).
     private let stops = Mutex<[String: UInt64]>([:])
 
-    var counters: Counters {
+    package var counters: Counters {
         Counters(
             tracked: tracked.load(ordering: .relaxed), untracked: untracked.load(ordering: .relaxed),
             notLogged: notLogged.load(ordering: .relaxed), admittedUnlogged: admittedUnlogged.load(ordering: .relaxed),
@@ -148,7 +148,7 @@ public final class SouthSide: @unchecked Sendable {
     let maskScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 17, alignment: 16)
     private var lastSweep: UInt64 = 0
 
-    init(
+    package init(
         log: ConnectionLog, service: IPv4Address, serviceMAC: MACAddress = MACAddress(0x52, 0x54, 0, 0x77, 0, 2),
         policy: Policy = Policy(), logger: Logger = Logger(label: "ftvm.splicer")
     ) {
@@ -259,7 +259,7 @@ public final class SouthSide: @unchecked Sendable {
     /// A frame from the clients' tap, before it is sent to the guest.
     /// While an upgrade drains, a pinned connection's frames go to the draining guest.
     /// `partialChecksum`: the frame's virtio-net header says its TCP checksum is not finished.
-    func fromClient(
+    package func fromClient(
         _ frame: UnsafeMutableRawBufferPointer, partialChecksum: Bool = false, now: UInt64, sink: FrameSink
     ) -> Verdict {
         expectsAnswer = false
@@ -281,7 +281,7 @@ public final class SouthSide: @unchecked Sendable {
     }
 
     /// How long a client segment has waited for any frame from the active guest (nil: none waits).
-    func unansweredMillis(now: UInt64) -> Int? {
+    package func unansweredMillis(now: UInt64) -> Int? {
         let since = awaitingAnswerSince.load(ordering: .relaxed)
         guard since != 0, now > since else { return nil }
         return Int((now - since) / 1_000_000)
@@ -403,7 +403,7 @@ public final class SouthSide: @unchecked Sendable {
     /// relay's close fence lets a held FIN or RST go.
     /// `fromDrainingGuest`: the frame comes from the guest an upgrade drains, which speaks only
     /// for its pinned connections (as the new guest speaks only for the others).
-    func fromGuest(
+    package func fromGuest(
         _ frame: UnsafeMutableRawBufferPointer, partialChecksum: Bool = false, now: UInt64, sink: FrameSink,
         releasing: Bool = false, fromDrainingGuest: Bool = false
     ) -> Verdict {

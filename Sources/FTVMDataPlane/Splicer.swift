@@ -7,11 +7,18 @@ import Synchronization
 
 /// Where the frames a replay makes go. The relay supplies it: guest-bound frames are batched and
 /// sent to the active guest, client-bound frames are written to the tap.
-protocol FrameSink: AnyObject {
+package protocol FrameSink: AnyObject {
     /// Builds one frame for the active guest in place: `build` writes it and returns its length.
     func toGuest(_ build: (UnsafeMutableRawBufferPointer) -> Int)
     /// Builds one frame for the clients in place.
     func toClients(_ build: (UnsafeMutableRawBufferPointer) -> Int)
+}
+
+/// A sink for frames nobody needs (benchmarks and tests that never replay).
+package final class DiscardingSink: FrameSink {
+    package init() {}
+    package func toGuest(_ build: (UnsafeMutableRawBufferPointer) -> Int) {}
+    package func toClients(_ build: (UnsafeMutableRawBufferPointer) -> Int) {}
 }
 
 /// FT-TCP replay (DESIGN.md, "Replay"): moves every logged connection onto the guest that took
@@ -37,7 +44,7 @@ protocol FrameSink: AnyObject {
 /// garbage (invariant 4). All connections replay at once; the relay's loop drives them.
 ///
 /// Relay thread only, like the log it writes. Per-slot state is pre-allocated.
-final class Splicer: @unchecked Sendable {
+package final class Splicer: @unchecked Sendable {
     enum Phase: UInt8 {
         case idle, handshaking, catchingUp, spliced
         /// Relay servers (Splicer+Outgoing.swift): a connection the old guest had opened, waiting
@@ -178,7 +185,7 @@ final class Splicer: @unchecked Sendable {
     var latestReport: ReplayReport { report.withLock { $0 } }
 
     /// The outcomes of every replay so far (any thread).
-    var replayTotals: ReplayTotals { totals.withLock { $0 } }
+    package var replayTotals: ReplayTotals { totals.withLock { $0 } }
 
     func phase(of slot: Slot) -> Phase {
         let splice = splices[slot.index]
@@ -611,7 +618,7 @@ final class Splicer: @unchecked Sendable {
             report.lastSplicedNanos = max(report.lastSplicedNanos, now)
             report.connectionTimings.append(
                 ConnectionReplayTiming(
-                    connection: "\(record.key)", splicedMillis: PhaseTimer.millis(now &- splice.startedAt),
+                    connection: "\(record.key)", splicedMillis: Monotonic.millis(now &- splice.startedAt),
                     regeneratedBytes: record.replayedServerStream.byteCount, injectedBytes: record.clientBytesHeld))
         }
         return true
@@ -926,4 +933,6 @@ public struct ReplayTotals: Sendable, Equatable {
     /// Relay-server connections no new guest opened again: closed toward their end server.
     public var unclaimed: UInt64 = 0
     public var resets: [ReplayResetReason: UInt64] = [:]
+
+    public init() {}
 }

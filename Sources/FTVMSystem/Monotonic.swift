@@ -9,6 +9,9 @@ public enum Monotonic {
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 
+    /// A duration in nanoseconds as milliseconds, to two decimals (how timings are reported).
+    public static func millis(_ nanos: UInt64) -> Double { (Double(nanos) / 1e4).rounded() / 100 }
+
     /// Wall-clock nanoseconds since the epoch (for the guest's clock resync).
     public static func wallNanos() -> UInt64 {
         var now = timespec()

@@ -4,7 +4,7 @@ import FTVMWire
 import Foundation
 import XCTest
 
-@testable import FTVMController
+@testable import FTVMDataPlane
 
 /// The bounded log, frame by frame: completed HTTP exchanges leave the log once the client has
 /// acknowledged them, a replay opens the backup's connection at the first incomplete exchange,

@@ -4,7 +4,7 @@ import Foundation
 import SeededRandom
 import XCTest
 
-@testable import FTVMController
+@testable import FTVMDataPlane
 
 /// Relay servers played by hand (docs/relay-servers.md): the guest opens a connection to an end
 /// server, a failover comes, and the new guest opens its own connection to the same end server,

@@ -3,7 +3,7 @@ import FTVMWire
 import Foundation
 import XCTest
 
-@testable import FTVMController
+@testable import FTVMDataPlane
 
 /// A south-side wrapper on a small log of its own in /dev/shm, for tests that play frames by
 /// hand, with a sink that records what the wrapper sends; the log is removed after each test.

@@ -3,7 +3,7 @@ import FTVMWire
 import Foundation
 import XCTest
 
-@testable import FTVMController
+@testable import FTVMDataPlane
 
 /// The south-side wrapper on frames built by hand: what it logs, what it lets through, and when
 /// it frees a record. Output commit is the point: no client byte passes unless it is logged.

@@ -3,7 +3,7 @@ import FTVMWire
 import Foundation
 import XCTest
 
-@testable import FTVMController
+@testable import FTVMDataPlane
 
 /// A failover played by hand, without guests: a client talks to a "primary" through the south
 /// side, then the splicer moves the connection onto a "backup" whose segments the test writes,

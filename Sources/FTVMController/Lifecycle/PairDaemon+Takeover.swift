@@ -1,4 +1,5 @@
 import FTVMChannel
+import FTVMDataPlane
 import FTVMSystem
 import FTVMVirt
 import Foundation

@@ -1,3 +1,4 @@
+import FTVMDataPlane
 import FTVMSystem
 import FTVMVirt
 import Foundation

@@ -1,3 +1,4 @@
+import FTVMDataPlane
 import Metrics
 import Prometheus
 import Synchronization
