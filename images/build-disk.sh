@@ -202,6 +202,8 @@ cat >"$root/etc/ftvm/agent.conf" <<'EOF'
 nginx 80 unit:nginx.service
 EOF
 echo "$version" >"$root/etc/ftvm/version"
+# The version on the wire too, so a client (and an upgrade's test) can tell two builds apart.
+echo "$version" >"$root/var/www/html/version.txt"
 # nginx as Debian configures it (the default site serves /var/www/html on port 80), plus what
 # ftvm's replay wants: the same headers from every build and nginx update (no version in
 # Server:), and long keep-alive sessions.

@@ -26,14 +26,21 @@ build_image() { # version, out
 build_image 1.0.0 /var/lib/ftvm/images/default
 build_image 2.0.0 /var/lib/ftvm/images/v2
 
-# The Debian disk guest an operator would have, for `ftvm protect` (ProtectTests, docs/protect.md):
-# rebuilt when the agent or the build script changes (a stamp of both beside it).
-disk=/var/lib/ftvm/images/disk/disk.qcow2
-stamp="$(sha256sum < "$bin/ftvm-agent" | cut -c1-64) $(sha256sum < images/build-disk.sh | cut -c1-64)"
-if [ ! -f "$disk" ] || [ "$(cat "$disk.stamp" 2>/dev/null)" != "$stamp" ]; then
-  echo "prepare: building the disk guest in $disk" >&2
-  mkdir -p "$(dirname "$disk")"
-  bash images/build-disk.sh --out "$disk" --ip 10.78.0.2/24 --agent "$bin/ftvm-agent" >&2
-  echo "$stamp" > "$disk.stamp"
-fi
+# The Debian disk guest an operator would have, for `ftvm protect` (ProtectTests, docs/protect.md),
+# and its version 2 (the same but for the version it reports and serves at /version.txt), for
+# `ftvm upgrade --disk`: rebuilt when the agent or the build script changes (a stamp of both
+# beside each).
+build_disk() { # version, out
+  local version=$1 disk=$2
+  local stamp
+  stamp="$(sha256sum < "$bin/ftvm-agent" | cut -c1-64) $(sha256sum < images/build-disk.sh | cut -c1-64) $version"
+  if [ ! -f "$disk" ] || [ "$(cat "$disk.stamp" 2>/dev/null)" != "$stamp" ]; then
+    echo "prepare: building the disk guest $version in $disk" >&2
+    mkdir -p "$(dirname "$disk")"
+    bash images/build-disk.sh --out "$disk" --ip 10.78.0.2/24 --agent "$bin/ftvm-agent" --version "$version" >&2
+    echo "$stamp" > "$disk.stamp"
+  fi
+}
+build_disk disk-1.0.0 /var/lib/ftvm/images/disk/disk.qcow2
+build_disk disk-2.0.0 /var/lib/ftvm/images/disk-v2/disk.qcow2
 echo "prepare: ready" >&2

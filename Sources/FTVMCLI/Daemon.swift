@@ -1,6 +1,7 @@
 import ArgumentParser
 import FTVMController
 import FTVMSystemd
+import FTVMVirt
 import Foundation
 import Logging
 
@@ -41,7 +42,13 @@ struct Daemon: ParsableCommand {
             defer { close(lock) }
             let source: GuestSource =
                 if let domain {
-                    .domain(try ProtectTarget.template(of: domain, config: config))
+                    // After `ftvm upgrade --disk/--domain` the pair's guests come from the new
+                    // definition, until `ftvm down`.
+                    if let upgraded = try? String(contentsOfFile: config.upgradedDefinitionPath, encoding: .utf8) {
+                        .domain(try OperatorDomain(xml: upgraded))
+                    } else {
+                        .domain(try ProtectTarget.template(of: domain, config: config, mayRun: false).domain)
+                    }
                 } else {
                     .image(try GuestImage(directory: config.imageDirectory))
                 }

@@ -9,7 +9,9 @@ struct Protect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Protect a libvirt domain you defined: run it as a primary and a paused backup on its own network.",
         discussion: """
-            The domain must be shut off. Its definition is never changed: each guest is a copy with a \
+            The domain must be shut off, or `--shutdown` shuts it down first (ACPI, then ftvm waits \
+            up to --shutdown-timeout seconds; a guest that does not stop is left running and nothing \
+            is made) and reports how long the service was away. Its definition is never changed: each guest is a copy with a \
             throwaway qcow2 overlay over every writable disk (your file becomes a read-only base), the \
             relay's NIC in place of yours (same MAC), and ftvm's channel, panic device and metadata. The \
             relay's uplink goes where your NIC was (a libvirt network or a host bridge). The guest must \
@@ -31,6 +33,12 @@ struct Protect: ParsableCommand {
     @Option(name: .long, help: "Seconds to wait for the pair to become protected.")
     var timeout: Double = 600
 
+    @Flag(name: .long, help: "Shut a running domain down cleanly (ACPI) first, then protect it.")
+    var shutdown = false
+
+    @Option(name: .long, help: "Seconds --shutdown waits for the guest to stop before it gives up.")
+    var shutdownTimeout: Double = 120
+
     func run() throws {
         let resolved = try settings.resolve(
             adding: try ProtectTarget.settings(domain: domain, from: "the DOMAIN argument", address: address),
@@ -47,19 +55,29 @@ struct Protect: ParsableCommand {
             return
         }
         // Everything a user can fix is checked before anything is made.
-        let template = try ProtectTarget.template(of: domain, config: config)
+        var template = try ProtectTarget.template(of: domain, config: config, mayRun: shutdown)
+        let away = try template.running ? ProtectTarget.shutDown(domain, config: config, timeout: shutdownTimeout) : nil
+        if away != nil { template = try ProtectTarget.template(of: domain, config: config, mayRun: false) }
         if let other = ProtectTarget.pair(protecting: domain), other != config.name {
             throw CommandFailure("domain \(domain) is already protected by pair '\(other)'")
         }
         try FileManager.default.createDirectory(atPath: config.pairDirectory, withIntermediateDirectories: true)
         if !FileManager.default.fileExists(atPath: config.operatorDefinitionPath) {
-            try template.xml.write(toFile: config.operatorDefinitionPath, atomically: true, encoding: .utf8)
+            try template.domain.xml.write(toFile: config.operatorDefinitionPath, atomically: true, encoding: .utf8)
         }
         let address = "\(config.serviceAddress)/\(config.prefixLength)"
         do {
             let status = try DaemonLauncher.start(
                 config: config, image: false,
-                daemonArguments: ["--protect", domain, "--address", address] + settings.arguments, timeout: timeout)
+                daemonArguments: ["--protect", domain, "--address", address] + settings.arguments, timeout: timeout
+            ) { serving in
+                guard let away else { return }
+                print(
+                    String(
+                        format:
+                            "ftvm: the service was away %.1f s (shutdown %.1f s, then the primary's boot to agent ready)",
+                        Date().timeIntervalSince(away.began), away.stopped.timeIntervalSince(away.began)))
+            }
             print("clients reach \(status.serviceAddress) on \(status.clients ?? "?"), as before")
         } catch {
             try? FileManager.default.removeItem(atPath: config.pairDirectory)
@@ -156,28 +174,66 @@ enum ProtectTarget {
         }
     }
 
-    /// The operator's domain, read from libvirt and checked: shut off, and protectable.
-    static func template(of domain: String, config: PairConfig) throws -> OperatorDomain {
+    /// The operator's domain as read from libvirt, and whether it runs now.
+    struct Template {
+        var domain: OperatorDomain
+        var running: Bool
+    }
+
+    /// The operator's domain, read from libvirt and checked: shut off (or, with `mayRun`,
+    /// running, for `--shutdown`), and protectable.
+    static func template(of domain: String, config: PairConfig, mayRun: Bool) throws -> Template {
         do {
             let virt = try LibvirtConnection(uri: config.libvirtURI)
             let found = try virt.domain(named: domain)
             let template = try OperatorDomain(xml: try found.xmlDescription(inactive: true))
             // A guest made earlier by this pair is fine; the operator's own domain must not run.
-            if try found.isActive(), (try? found.guestMetadata()) == nil {
+            let running = try found.isActive() && (try? found.guestMetadata()) == nil
+            if running, !mayRun {
                 throw CommandFailure(
-                    "domain \(domain) is running: shut it down first (`virsh shutdown \(domain)`). ftvm runs it from its disks as read-only bases, which nothing may write meanwhile"
+                    "domain \(domain) is running: shut it down first (`virsh shutdown \(domain)`, or `ftvm protect \(domain) --shutdown`). ftvm runs it from its disks as read-only bases, which nothing may write meanwhile"
                 )
             }
             for disk in template.disks where !FileManager.default.isReadableFile(atPath: disk.path) {
                 throw CommandFailure(
                     "disk \(disk.target) of \(domain) is \(disk.path), which does not exist or cannot be read")
             }
-            return template
+            return Template(domain: template, running: running)
         } catch let error as CommandFailure {
             throw error
         } catch {
             throw CommandFailure("\(error)")
         }
+    }
+
+    /// When `--shutdown` asked the running domain to stop, and when it had.
+    struct Shutdown {
+        var began: Date
+        var stopped: Date
+    }
+
+    /// Shuts the running domain down cleanly (ACPI) and waits until it is shut off; a guest that
+    /// does not stop within `timeout` is left as it is, and nothing is made.
+    static func shutDown(_ domain: String, config: PairConfig, timeout: Double) throws -> Shutdown {
+        let began = Date()
+        do {
+            let found = try LibvirtConnection(uri: config.libvirtURI).domain(named: domain)
+            try found.shutdown()
+            print("ftvm: shutting \(domain) down (ACPI), waiting up to \(Int(timeout)) s")
+            while Date().timeIntervalSince(began) < timeout {
+                if try !found.isActive() {
+                    let stopped = Date()
+                    print(String(format: "ftvm: %@ shut off after %.1f s", domain, stopped.timeIntervalSince(began)))
+                    return Shutdown(began: began, stopped: stopped)
+                }
+                usleep(200_000)
+            }
+        } catch {
+            throw CommandFailure("cannot shut \(domain) down: \(error)")
+        }
+        throw CommandFailure(
+            "domain \(domain) did not shut down within \(Int(timeout)) s (does its guest handle ACPI power buttons?); it still runs and nothing was made: stop it yourself (`virsh destroy \(domain)`) or raise --shutdown-timeout"
+        )
     }
 
     /// The pair whose saved definition names `domain`, if any.

@@ -62,8 +62,11 @@ enum DaemonLauncher {
     /// Checks the host (`PairHost.prepare`) and a chosen metrics address, starts the daemon,
     /// and returns the protected pair's status; on failure or timeout the pair is removed and
     /// the daemon's reason thrown.
+    /// `serving` is called once, when the primary's agent first reports ready (the service
+    /// answers from then on, before the backup is).
     static func start(
-        config: PairConfig, image: Bool = true, daemonArguments: [String], timeout: Double
+        config: PairConfig, image: Bool = true, daemonArguments: [String], timeout: Double,
+        serving: (PairStatus) -> Void = { _ in }
     ) throws
         -> PairStatus
     {
@@ -84,6 +87,7 @@ enum DaemonLauncher {
 
         let started = Date()
         var lastPhase = ""
+        var served = false
         while Date().timeIntervalSince(started) < timeout {
             guard DetachedProcess.isRunning(pid) else {
                 let reason =
@@ -92,6 +96,10 @@ enum DaemonLauncher {
                 throw CommandFailure("ftvm: the pair did not come up: \(reason)")
             }
             if let status = try? ControlClient.send(ControlRequest(.status), to: config, timeoutSeconds: 10).status {
+                if !served, status.guests.contains(where: { $0.role == "primary" && $0.agent == "ready" }) {
+                    served = true
+                    serving(status)
+                }
                 if status.phase != lastPhase {
                     lastPhase = status.phase
                     print(String(format: "ftvm: %@ after %.1f s", status.phase, Date().timeIntervalSince(started)))

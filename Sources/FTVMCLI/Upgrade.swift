@@ -4,16 +4,31 @@ import Foundation
 
 struct Upgrade: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Replace the running service with one booted from a new image, without dropping a connection.",
+        abstract: "Replace the running service with a new version, without dropping a connection.",
         discussion: """
-            Boots a guest from the new image and waits for its agent. New connections then go to it \
-            while open ones finish on the old primary; those still open after --drain-timeout are \
-            moved to the new guest by replay. The old guests are retired and a fresh backup is \
-            booted from the new image. If the new guest does not become ready, nothing changes.
+            Boots a guest from the new version (--image for a pair of ftvm's images; --disk or \
+            --domain for a protected libvirt domain) and waits for its agent. New connections then go \
+            to it while open ones finish on the old primary; those still open after --drain-timeout \
+            are moved to the new guest by replay. The old guests are retired and a fresh backup is \
+            booted from the new version. If the new guest does not become ready, nothing changes. \
+            A protected domain's own definition is never changed: the pair runs the new version \
+            until `ftvm down`; point your domain at it (`virsh edit`) to keep it.
             """)
 
     @Option(name: .long, help: "The new guest image directory (built by images/build.sh).")
-    var image: String
+    var image: String?
+
+    @Option(
+        name: .long,
+        help: "For a protected domain: a new base disk (absolute path) in place of its first writable disk.")
+    var disk: String?
+
+    @Option(
+        name: .long,
+        help:
+            "For a protected domain: your shut-off libvirt domain with the new version's definition (same MAC and network)."
+    )
+    var domain: String?
 
     @OptionGroup var pair: PairOptions
 
@@ -26,6 +41,9 @@ struct Upgrade: ParsableCommand {
     var readyTimeout: Double = 60
 
     func validate() throws {
+        guard [image, disk, domain].compactMap({ $0 }).count == 1 else {
+            throw ValidationError("name the new version: exactly one of --image DIR, --disk FILE and --domain NAME")
+        }
         guard drainTimeout >= 0, drainTimeout <= 86_400 else {
             throw ValidationError("--drain-timeout must be 0-86400 seconds")
         }
@@ -35,15 +53,19 @@ struct Upgrade: ParsableCommand {
     }
 
     func run() throws {
-        let directory: String
-        do {
-            directory = try GuestImage(directory: image).directory
-        } catch {
-            throw CommandFailure("\(error)")
+        var directory: String?
+        if let image {
+            do {
+                directory = try GuestImage(directory: image).directory
+            } catch {
+                throw CommandFailure("\(error)")
+            }
         }
+        let disk = disk.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         let started = try send(
             ControlRequest(
-                .upgrade, image: directory, drainTimeoutSeconds: drainTimeout, readyTimeoutSeconds: readyTimeout),
+                .upgrade, image: directory, disk: disk, domain: domain, drainTimeoutSeconds: drainTimeout,
+                readyTimeoutSeconds: readyTimeout),
             pair: pair)
         print("ftvm: \(started.message ?? "upgrade started")")
         let record = try follow()
@@ -81,7 +103,7 @@ struct Upgrade: ParsableCommand {
             "new connections go to \(record.newPrimary ?? "the new guest"); draining the old primary (at most \(record.drainTimeoutSeconds) s)"
         case .moving: "moving the connections still open by replay"
         case .retiring: "retiring the old primary and backup"
-        case .reprotecting: "booting a fresh backup from the new image"
+        case .reprotecting: "booting a fresh backup from the new version"
         case .done: "done"
         case .failed: "failed"
         }

@@ -25,19 +25,26 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     /// For `upgrade`: the new image directory, how long to let open connections finish on the
     /// old guest before moving them by replay, and how long the new guest may take to be ready.
     public var image: String?
+    /// For `upgrade` of a protected domain: a new base disk, or the operator's domain with the
+    /// new version's definition.
+    public var disk: String?
+    public var domain: String?
     public var drainTimeoutSeconds: Double?
     public var readyTimeoutSeconds: Double?
     /// For `inject`: wait up to this long for the pair to be protected, and inject only then.
     public var whenProtectedSeconds: Double?
 
     public init(
-        _ command: Command, fault: String? = nil, service: String? = nil, image: String? = nil,
-        drainTimeoutSeconds: Double? = nil, readyTimeoutSeconds: Double? = nil, whenProtectedSeconds: Double? = nil
+        _ command: Command, fault: String? = nil, service: String? = nil, image: String? = nil, disk: String? = nil,
+        domain: String? = nil, drainTimeoutSeconds: Double? = nil, readyTimeoutSeconds: Double? = nil,
+        whenProtectedSeconds: Double? = nil
     ) {
         self.command = command
         self.fault = fault
         self.service = service
         self.image = image
+        self.disk = disk
+        self.domain = domain
         self.drainTimeoutSeconds = drainTimeoutSeconds
         self.readyTimeoutSeconds = readyTimeoutSeconds
         self.whenProtectedSeconds = whenProtectedSeconds

@@ -21,7 +21,9 @@ public enum GuestSource: Sendable, Equatable {
     public var version: String {
         switch self {
         case .image(let image): image.version
-        case .domain(let domain): "domain \(domain.name)"
+        case .domain(let domain):
+            "domain \(domain.name)"
+                + (domain.disks.first.map { ", disk \($0.path)" } ?? "")
         }
     }
 }

@@ -76,6 +76,11 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public static let pairsDirectory = "/var/lib/ftvm/pairs"
     public var pairDirectory: String { "\(Self.pairsDirectory)/\(name)" }
     public var operatorDefinitionPath: String { "\(pairDirectory)/operator.xml" }
+    /// A protected domain's pair after `ftvm upgrade --disk/--domain`: the definition its guests
+    /// are made from now (the operator's own is never changed); a restarted daemon uses it.
+    public var upgradedDefinitionPath: String { "\(pairDirectory)/upgraded.xml" }
+    /// The same during an upgrade, so a daemon killed meanwhile can finish it.
+    public var upgradingDefinitionPath: String { "\(pairDirectory)/upgrading.xml" }
     func overlayPrefix(generation: Int) -> String { "\(domainName(generation: generation))-" }
     func overlayPath(generation: Int, target: String) -> String {
         "\(pairDirectory)/\(overlayPrefix(generation: generation))\(target).qcow2"

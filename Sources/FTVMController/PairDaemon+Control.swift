@@ -28,14 +28,16 @@ extension PairDaemon {
         case .failover:
             return failover()
         case .upgrade:
-            let image: GuestImage
-            do {
-                image = try GuestImage(directory: request.image ?? "")
-            } catch {
-                return ControlResponse(error: "\(error)")
+            let targets: [UpgradeTarget] =
+                [
+                    request.image.map(UpgradeTarget.image), request.disk.map(UpgradeTarget.disk),
+                    request.domain.map(UpgradeTarget.domain),
+                ].compactMap { $0 }
+            guard targets.count == 1, let target = targets.first else {
+                return ControlResponse(error: "name exactly one of --image, --disk and --domain")
             }
             return upgrade(
-                to: image, drainTimeout: max(0, request.drainTimeoutSeconds ?? 30),
+                to: target, drainTimeout: max(0, request.drainTimeoutSeconds ?? 30),
                 readyTimeout: max(1, request.readyTimeoutSeconds ?? config.bootTimeoutSeconds))
         case .connections:
             guard let log = relay.southSide?.log else { return ControlResponse(connections: []) }

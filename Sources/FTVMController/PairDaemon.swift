@@ -273,8 +273,8 @@ public final class PairDaemon: Sendable {
             state.nextGeneration = (inherited.map(\.generation).max() ?? 0) + 1
         }
         leftovers.forEach { remove($0) }
-        if let serving, let upgrade, let newImage = try? GuestImage(directory: upgrade.metadata.imageDirectory) {
-            finishUpgrade(from: serving, backup: backup, to: upgrade, image: newImage)
+        if let serving, let upgrade, let source = upgradeSource(of: upgrade) {
+            finishUpgrade(from: serving, backup: backup, to: upgrade, source: source)
             return
         }
         if let upgrade { remove(upgrade.domain) }
@@ -305,31 +305,46 @@ public final class PairDaemon: Sendable {
     /// and every open connection, the old primary's and those the new guest took during the
     /// drain alike, is replayed into the new guest (a connection the new guest still holds is
     /// reset there first and replayed from the log, as after a takeover a killed daemon began).
-    private func finishUpgrade(from old: Guest, backup: Guest?, to new: Guest, image: GuestImage) {
+    private func finishUpgrade(from old: Guest, backup: Guest?, to new: Guest, source: GuestSource) {
         let start = Monotonic.nanos()
         logger.notice(
             "adopted an unfinished upgrade: finishing it",
-            metadata: ["old": "\(old.domain)", "new": "\(new.domain)", "version": "\(image.version)"])
+            metadata: ["old": "\(old.domain)", "new": "\(new.domain)", "version": "\(source.version)"])
         state.withLock { state in
             var record = UpgradeRecord(
-                image: image.directory, fromVersion: old.metadata.imageVersion, toVersion: image.version, step: .moving,
+                image: source.directory, fromVersion: old.metadata.imageVersion, toVersion: source.version,
+                step: .moving,
                 startedAt: ISO8601DateFormatter().string(from: Date()), drainTimeoutSeconds: 0)
             record.newPrimary = new.domain
             record.notes = ["finished by a restarted daemon (pid \(getpid())): every open connection moved by replay"]
             state.upgrade = record
             state.upgradeRun = UpgradeRun(
-                image: image, drainTimeout: 0, readyTimeout: 0, timer: PhaseTimer(start: start), start: start)
+                source: source, drainTimeout: 0, readyTimeout: 0, timer: PhaseTimer(start: start), start: start)
             state.handled.finishedByRestart += 1
         }
         feed(.adoptedUpgrade(old: old.domain, backup: backup?.domain, new: new.domain))
     }
 
-    /// Defines and starts a guest with a freshly formatted channel, from `image` (by default
+    /// What an interrupted upgrade's new guest was made from: its image, or the new definition
+    /// of a protected domain the upgrade saved.
+    private func upgradeSource(of guest: Guest) -> GuestSource? {
+        switch state.withLock({ $0.source }) {
+        case .image:
+            return (try? GuestImage(directory: guest.metadata.imageDirectory)).map(GuestSource.image)
+        case .domain:
+            guard let xml = try? String(contentsOfFile: config.upgradingDefinitionPath, encoding: .utf8) else {
+                return nil
+            }
+            return (try? OperatorDomain(xml: xml)).map(GuestSource.domain)
+        }
+    }
+
+    /// Defines and starts a guest with a freshly formatted channel, from `source` (by default
     /// what the pair's guests are made from).
-    func launch(role: GuestMetadata.Role, image: GuestImage? = nil) throws -> Guest {
+    func launch(role: GuestMetadata.Role, source: GuestSource? = nil) throws -> Guest {
         let (generation, source) = state.withLock { state in
             defer { state.nextGeneration += 1 }
-            return (state.nextGeneration, image.map(GuestSource.image) ?? state.source)
+            return (state.nextGeneration, source ?? state.source)
         }
         let domain = config.domainName(generation: generation)
         let channelPath = config.channelPath(generation: generation)

@@ -74,6 +74,12 @@ public final class Domain: @unchecked Sendable {
         guard virDomainSuspend(handle) == 0 else { throw failure("suspend") }
     }
 
+    /// Asks the guest to shut down (`virDomainShutdown`: an ACPI power button press by default);
+    /// returns at once, and the guest may ignore it.
+    public func shutdown() throws(VirtError) {
+        guard virDomainShutdown(handle) == 0 else { throw failure("shutdown") }
+    }
+
     /// Continues paused vCPUs (`virDomainResume`).
     public func resume() throws(VirtError) {
         guard virDomainResume(handle) == 0 else { throw failure("resume") }

@@ -124,6 +124,22 @@ public struct OperatorDomain: Sendable, Equatable {
         self.disks = disks
     }
 
+    /// The same definition with disk `target` read from `path` instead: an upgrade to a new
+    /// base disk (same format as the old one).
+    public func replacingDisk(_ target: String, with path: String) throws(VirtError) -> OperatorDomain {
+        let document = try LibXMLDocument(parsing: xml)
+        guard
+            let disk = document.nodes("/domain/devices/disk").first(where: {
+                $0.child("target")?.attribute("dev") == target
+            }), let source = disk.child("source")
+        else {
+            throw VirtError.cannotProtect(domain: name, reasons: ["it has no file-backed disk \(target)"])
+        }
+        try source.set("file", path)
+        disk.child("backingStore")?.remove()
+        return try OperatorDomain(xml: try document.serialized())
+    }
+
     /// One guest's definition: the operator's with ftvm's changes (see the type's summary).
     /// `overlays` maps each disk's target to its overlay file.
     public func guestXML(

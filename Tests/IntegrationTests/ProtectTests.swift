@@ -115,6 +115,101 @@ final class ProtectTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/var/lib/ftvm/pairs/\(domain)"))
     }
 
+    /// A running domain is refused without `--shutdown`; with it, ftvm shuts the domain down
+    /// cleanly (ACPI), protects it, says how long the service was away, and the pair serves.
+    func testProtectShutsARunningDomainDownFirst() throws {
+        try must(["virsh", "-c", "qemu:///system", "start", domain])
+        var served = false
+        for _ in 0..<120 where !served {
+            served = try curl(["-m", "2", "-o", "/dev/null", "http://\(guestAddress)/"]).status == 0
+            if !served { sleep(1) }
+        }
+        XCTAssertTrue(served, "the operator's domain serves before it is protected")
+        let refused = try Harness.run([Harness.ftvm, "protect", domain, "--address", "\(guestAddress)/24"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.combined.contains("--shutdown"), refused.combined)
+        XCTAssertEqual(try Harness.virshDomains()[domain], "running", "a refusal leaves the domain running")
+        XCTAssertEqual(try Harness.leftovers(of: domain), [])
+
+        let protect = try Harness.ftvm(["protect", domain, "--address", "\(guestAddress)/24", "--shutdown"])
+        XCTAssertTrue(protect.stdout.contains("shut off after"), protect.combined)
+        let away = try XCTUnwrap(
+            protect.stdout.split(separator: "\n").first { $0.contains("the service was away") }, protect.combined)
+        print("protect-shutdown-figures: \(away)")
+        XCTAssertEqual(try Harness.virshDomains()[domain], "shut off", "the operator's own domain does not run")
+        XCTAssertEqual(try Harness.status(domain)["protected"] as? Bool, true)
+        let page = try curl(["-m", "10", "-o", "/dev/null", "-w", "%{http_code}", "http://\(guestAddress)/"])
+        XCTAssertEqual(page.stdout, "200", "the pair serves: \(page.combined)")
+    }
+
+    /// `ftvm upgrade --disk` of a protected domain, version 1 to 2, with a download and a
+    /// keep-alive session open: the download finishes byte-exact, and the session's next
+    /// /version.txt, on the same connection, is answered by version 2.
+    func testUpgradeToANewDisk() throws {
+        let newDisk = "/var/lib/ftvm/images/disk-v2/disk.qcow2"
+        XCTAssertTrue(FileManager.default.fileExists(atPath: newDisk), "scripts/prepare.sh builds \(newDisk)")
+        try Harness.ftvm(["protect", domain, "--address", "\(guestAddress)/24"])
+        let trigger = "\(work)/upgraded"
+        let script = """
+            import http.client, os, time
+            c = http.client.HTTPConnection("\(guestAddress)", 80, timeout=300)
+            def get(path):
+                c.request("GET", path)
+                return c.getresponse().read().decode().strip()
+            print("before", get("/version.txt"), c.sock.getsockname()[1], flush=True)
+            while not os.path.exists("\(trigger)"):
+                time.sleep(0.1)
+            print("after", get("/version.txt"), c.sock.getsockname()[1], flush=True)
+            """
+        let session = Process()
+        let sessionOutput = Pipe()
+        session.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        session.arguments = ["ip", "netns", "exec", client, "python3", "-c", script]
+        session.standardOutput = sessionOutput
+        try session.run()
+        defer { if session.isRunning { session.terminate() } }
+        let file = "\(work)/download.bin"
+        let download = Process()
+        download.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        // Paced to outlast the new guest's boot under TCG and the drain.
+        download.arguments = [
+            "ip", "netns", "exec", client, "curl", "-sS", "--fail", "--max-time", "300", "--limit-rate", "1M", "-o",
+            file, "http://\(guestAddress)/splitmix-64M.bin",
+        ]
+        try download.run()
+        defer { if download.isRunning { download.terminate() } }
+        sleep(3)
+
+        let upgrade = try Harness.ftvm([
+            "upgrade", "--name", domain, "--disk", newDisk, "--drain-timeout", "5", "--ready-timeout", "300",
+        ])
+        print("protect-upgrade: \(upgrade.stdout)")
+        XCTAssertTrue(upgrade.stdout.contains(": done in"), upgrade.combined)
+        try Data().write(to: URL(fileURLWithPath: trigger))
+        session.waitUntilExit()
+        let lines = String(decoding: sessionOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        XCTAssertEqual(lines.count, 2, "\(lines)")
+        XCTAssertEqual(lines.first?[1], "disk-1.0.0", "\(lines)")
+        XCTAssertEqual(lines.last?[1], "disk-2.0.0", "the same connection reaches version 2: \(lines)")
+        XCTAssertEqual(lines.first?[2], lines.last?[2], "one TCP connection: \(lines)")
+        download.waitUntilExit()
+        XCTAssertEqual(download.terminationStatus, 0, "curl across the upgrade")
+        XCTAssertEqual(
+            try Harness.sha256(file: file), try Harness.referenceStreamSHA256(count: 64 << 20, seed: 1),
+            "the download is byte-exact across the upgrade")
+
+        try Harness.waitUntilProtected(domain)
+        let status = try Harness.status(domain)
+        let record = try XCTUnwrap(status["upgrade"] as? [String: Any])
+        XCTAssertEqual(record["step"] as? String, "done", "\(record)")
+        XCTAssertEqual(record["errors"] as? [String], [], "\(record)")
+        XCTAssertTrue((record["toVersion"] as? String ?? "").contains(newDisk), "\(record)")
+        let guests = try XCTUnwrap(status["guests"] as? [[String: Any]])
+        XCTAssertEqual(Set(guests.compactMap { $0["imageVersion"] as? String }), ["disk-2.0.0"], "\(guests)")
+        XCTAssertEqual(try Harness.virshDomains()[domain], "shut off", "the operator's own domain does not run")
+    }
+
     /// The whole path: protect → a download across a kernel panic, byte-exact on the same
     /// connection → the backup destroyed by hand, replaced → unprotect gives the domain back.
     func testProtectPanicReprotectUnprotect() throws {

@@ -18,7 +18,7 @@ extension PairDaemon {
 
     /// The upgrade being carried out, beside its record (`State.upgrade`).
     struct UpgradeRun: Sendable {
-        var image: GuestImage
+        var source: GuestSource
         var drainTimeout: Double
         var readyTimeout: Double
         var timer: PhaseTimer
@@ -109,8 +109,14 @@ extension PairDaemon {
             endDrain()
         case .adoptUpgradeSource:
             adoptUpgradeSource()
+            if FileManager.default.fileExists(atPath: config.upgradingDefinitionPath) {
+                try? FileManager.default.removeItem(atPath: config.upgradedDefinitionPath)
+                try? FileManager.default.moveItem(
+                    atPath: config.upgradingDefinitionPath, toPath: config.upgradedDefinitionPath)
+            }
         case .abandonUpgrade(let why):
             logger.error("upgrade abandoned", metadata: ["why": "\(why)"])
+            try? FileManager.default.removeItem(atPath: config.upgradingDefinitionPath)
             state.withLock { state in
                 state.upgrade?.step = .failed
                 state.upgrade?.errors.append(why)

@@ -42,6 +42,28 @@ public struct UpgradeRecord: Sendable, Codable, Equatable {
     public var finished: Bool { step == .done || step == .failed }
 }
 
+/// What `ftvm upgrade` moves the service to.
+public enum UpgradeTarget: Sendable, Equatable {
+    /// An image directory (images/build.sh), for a pair of ftvm's images.
+    case image(String)
+    /// A new base disk for a protected domain's guests (its first writable disk is replaced).
+    case disk(String)
+    /// The operator's own shut-off domain with the new version's definition (same MAC, same
+    /// network).
+    case domain(String)
+}
+
+/// Why an upgrade cannot start; says what to do instead.
+enum UpgradeError: Error, CustomStringConvertible {
+    case invalid(String)
+
+    var description: String {
+        switch self {
+        case .invalid(let why): why
+        }
+    }
+}
+
 extension PairDaemon {
     /// Starts replacing the running service with one booted from `image`; returns at once (the
     /// CLI follows progress through `status`). The steps, as `PairLifecycle` orders them:
@@ -59,22 +81,22 @@ extension PairDaemon {
     ///    replay into the new guest.
     /// 5. Retire the old primary and the old backup, then boot and pause a fresh backup from the
     ///    new image.
-    func upgrade(to image: GuestImage, drainTimeout: Double, readyTimeout: Double) -> ControlResponse {
-        if case .domain(let template) = state.withLock({ $0.source }) {
-            return ControlResponse(
-                error:
-                    "pair '\(config.name)' protects the libvirt domain \(template.name): an upgrade boots ftvm's own images, not an operator's domain (not supported yet)"
-            )
+    func upgrade(to target: UpgradeTarget, drainTimeout: Double, readyTimeout: Double) -> ControlResponse {
+        let source: GuestSource
+        do {
+            source = try resolve(target)
+        } catch {
+            return ControlResponse(error: error.description)
         }
         let start = Monotonic.nanos()
         let previous = state.withLock { state -> (UpgradeRecord?, UpgradeRun?) in
             defer {
                 state.upgrade = UpgradeRecord(
-                    image: image.directory, fromVersion: state.source.version, toVersion: image.version,
+                    image: source.directory, fromVersion: state.source.version, toVersion: source.version,
                     step: .booting, startedAt: ISO8601DateFormatter().string(from: Date()),
                     drainTimeoutSeconds: drainTimeout)
                 state.upgradeRun = UpgradeRun(
-                    image: image, drainTimeout: drainTimeout, readyTimeout: readyTimeout,
+                    source: source, drainTimeout: drainTimeout, readyTimeout: readyTimeout,
                     timer: PhaseTimer(start: start), start: start)
             }
             return (state.upgrade, state.upgradeRun)
@@ -83,8 +105,71 @@ extension PairDaemon {
             state.withLock { state in (state.upgrade, state.upgradeRun) = previous }
             return ControlResponse(error: refusal)
         }
-        logger.notice("upgrade started", metadata: ["image": "\(image.directory)", "version": "\(image.version)"])
-        return ControlResponse(message: "upgrading to \(image.version) from \(image.directory)")
+        if case .domain(let template) = source {
+            // A daemon killed during the upgrade finds the new definition here and finishes it.
+            try? template.xml.write(toFile: config.upgradingDefinitionPath, atomically: true, encoding: .utf8)
+        }
+        logger.notice("upgrade started", metadata: ["from": "\(source.directory)", "version": "\(source.version)"])
+        return ControlResponse(message: "upgrading to \(source.version) from \(source.directory)")
+    }
+
+    /// What the new guests are made from, checked against what the pair runs now.
+    private func resolve(_ target: UpgradeTarget) throws(UpgradeError) -> GuestSource {
+        let current = state.withLock { $0.source }
+        switch (target, current) {
+        case (.image(let directory), .image):
+            do {
+                return .image(try GuestImage(directory: directory))
+            } catch {
+                throw .invalid("\(error)")
+            }
+        case (.image, .domain(let template)):
+            throw .invalid(
+                "pair '\(config.name)' protects the libvirt domain \(template.name): upgrade it with --disk NEW.qcow2 (a new base disk) or --domain NEWDOMAIN (your shut-off domain with the new version's definition), not --image"
+            )
+        case (.disk, .image(let image)), (.domain, .image(let image)):
+            throw .invalid(
+                "pair '\(config.name)' runs ftvm's image \(image.directory): upgrade it with --image DIR; --disk and --domain are for a protected libvirt domain"
+            )
+        case (.disk(let path), .domain(let template)):
+            guard let root = template.disks.first else {
+                throw .invalid("domain \(template.name) has no writable file disk to replace")
+            }
+            guard path.hasPrefix("/"), FileManager.default.isReadableFile(atPath: path) else {
+                throw .invalid("the new disk \(path) does not exist or cannot be read (give an absolute path)")
+            }
+            do {
+                return .domain(try template.replacingDisk(root.target, with: path))
+            } catch {
+                throw .invalid("\(error)")
+            }
+        case (.domain(let name), .domain(let template)):
+            let new: OperatorDomain
+            do {
+                let found = try virt.domain(named: name)
+                guard try !found.isActive() else {
+                    throw UpgradeError.invalid(
+                        "domain \(name) is running: shut it down (`virsh shutdown \(name)`); ftvm runs its disks as read-only bases, which nothing may write meanwhile"
+                    )
+                }
+                new = try OperatorDomain(xml: try found.xmlDescription(inactive: true))
+            } catch let error as UpgradeError {
+                throw error
+            } catch {
+                throw .invalid("\(error)")
+            }
+            guard new.mac == template.mac else {
+                throw .invalid(
+                    "domain \(name)'s NIC has MAC \(new.mac), the service's is \(template.mac): give it the same <mac address> (the clients know that one)"
+                )
+            }
+            guard new.uplink == template.uplink else {
+                throw .invalid(
+                    "domain \(name)'s NIC is on the \(new.uplink), the service's on the \(template.uplink): put it on the same one"
+                )
+            }
+            return .domain(new)
+        }
     }
 
     /// Boots the upgrade's new guest on a thread of its own, then follows the drain from there.
@@ -93,7 +178,7 @@ extension PairDaemon {
         let thread = Thread { [self] in
             var fresh: Guest?
             do {
-                fresh = try launch(role: .upgrade, image: run.image)
+                fresh = try launch(role: .upgrade, source: run.source)
                 try waitUntilReady(fresh!, timeoutSeconds: run.readyTimeout)
             } catch {
                 logger.error("upgrade: the new guest did not become ready", metadata: ["error": "\(error)"])
@@ -196,7 +281,7 @@ extension PairDaemon {
     func adoptUpgradeSource() {
         state.withLock { state in
             guard let run = state.upgradeRun else { return }
-            state.source = .image(run.image)
+            state.source = run.source
             state.upgradeRun?.timer.mark(.retire, at: Monotonic.nanos())
             state.upgrade?.phases = state.upgradeRun?.timer.phases ?? []
             state.upgrade?.step = .reprotecting
