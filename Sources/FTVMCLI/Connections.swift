@@ -12,7 +12,7 @@ struct Connections: ParsableCommand {
     var json = false
 
     func run() throws {
-        let connections = try send(ControlRequest(.connections), pair: pair).connections ?? []
+        let connections = try send(ControlRequest.connections, pair: pair).connections ?? []
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

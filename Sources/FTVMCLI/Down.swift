@@ -12,7 +12,7 @@ struct Down: ParsableCommand {
     func run() throws {
         let config = try pair.config()
         do {
-            _ = try ControlClient.send(ControlRequest(.down), to: config, timeoutSeconds: 120)
+            _ = try ControlClient.send(ControlRequest.down, to: config, timeoutSeconds: 120)
             // The daemon answers once the pair is gone, then exits: wait for that too.
             if !PairHost.waitUntilUnlocked(config, seconds: 10) {
                 print("ftvm: the daemon of pair '\(config.name)' took the pair down but has not exited yet")

@@ -30,8 +30,7 @@ struct Inject: ParsableCommand {
     }
 
     func run() throws {
-        let request = ControlRequest(
-            .inject, fault: fault.rawValue, service: service, whenProtectedSeconds: whenProtected)
+        let request = ControlRequest.inject(fault, service: service, whenProtectedSeconds: whenProtected)
         let response = try send(request, pair: pair, timeoutSeconds: 120 + Int(whenProtected ?? 0))
         print("ftvm: \(response.message ?? "injected")")
     }
@@ -44,7 +43,7 @@ struct Failover: ParsableCommand {
     @OptionGroup var pair: PairOptions
 
     func run() throws {
-        let response = try send(ControlRequest(.failover), pair: pair)
+        let response = try send(.failover, pair: pair)
         if let status = response.status { StatusPrinter.print(status) }
     }
 }

@@ -49,7 +49,7 @@ struct Protect: ParsableCommand {
         }
         try ProtectTarget.requireAddress(resolved)
         let config = resolved.config
-        if let status = try? ControlClient.send(ControlRequest(.status), to: config).status {
+        if let status = try? ControlClient.send(ControlRequest.status, to: config).status {
             print("pair '\(config.name)' is already up (daemon pid \(status.daemonPID))")
             StatusPrinter.print(status)
             return
@@ -114,7 +114,7 @@ struct Unprotect: ParsableCommand {
             throw CommandFailure("\(error)")
         }
         do {
-            _ = try ControlClient.send(ControlRequest(.down), to: config, timeoutSeconds: 120)
+            _ = try ControlClient.send(ControlRequest.down, to: config, timeoutSeconds: 120)
         } catch ControlError.notRunning {
             PairCleanup.removeAll(config: config, virt: virt, logger: Logger(label: "ftvm.unprotect"))
         }

@@ -20,7 +20,7 @@ struct Status: ParsableCommand {
         let config = try pair.config()
         let response: ControlResponse
         do {
-            response = try ControlClient.send(ControlRequest(.status), to: config, timeoutSeconds: 30)
+            response = try ControlClient.send(ControlRequest.status, to: config, timeoutSeconds: 30)
         } catch let error as ControlError {
             guard case .notRunning = error else { throw CommandFailure("\(error)") }
             FileHandle.standardError.write(Data("Error: \(error)\n".utf8))

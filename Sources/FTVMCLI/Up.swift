@@ -47,7 +47,7 @@ struct Up: ParsableCommand {
             )
             return
         }
-        if let status = try? ControlClient.send(ControlRequest(.status), to: config).status {
+        if let status = try? ControlClient.send(ControlRequest.status, to: config).status {
             print("pair '\(config.name)' is already up (daemon pid \(status.daemonPID))")
             StatusPrinter.print(status)
             return
@@ -95,7 +95,7 @@ enum DaemonLauncher {
                     ?? "the daemon exited; see \(config.daemonLogPath)"
                 throw CommandFailure("ftvm: the pair did not come up: \(reason)")
             }
-            if let status = try? ControlClient.send(ControlRequest(.status), to: config, timeoutSeconds: 10).status {
+            if let status = try? ControlClient.send(ControlRequest.status, to: config, timeoutSeconds: 10).status {
                 if !served, status.guests.contains(where: { $0.role == "primary" && $0.agent == "ready" }) {
                     served = true
                     serving(status)
@@ -111,7 +111,7 @@ enum DaemonLauncher {
             }
             usleep(250_000)
         }
-        _ = try? ControlClient.send(ControlRequest(.down), to: config)
+        _ = try? ControlClient.send(ControlRequest.down, to: config)
         throw CommandFailure(
             "ftvm: the pair was not protected within \(Int(timeout)) s and was removed; see \(config.daemonLogPath)")
     }

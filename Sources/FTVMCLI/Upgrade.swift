@@ -61,12 +61,16 @@ struct Upgrade: ParsableCommand {
                 throw CommandFailure("\(error)")
             }
         }
-        let disk = disk.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        let target: UpgradeTarget =
+            if let directory {
+                .image(directory)
+            } else if let disk {
+                .disk(URL(fileURLWithPath: disk).standardizedFileURL.path)
+            } else {
+                .domain(domain ?? "")
+            }
         let started = try send(
-            ControlRequest(
-                .upgrade, image: directory, disk: disk, domain: domain, drainTimeoutSeconds: drainTimeout,
-                readyTimeoutSeconds: readyTimeout),
-            pair: pair)
+            .upgrade(target, drainTimeoutSeconds: drainTimeout, readyTimeoutSeconds: readyTimeout), pair: pair)
         print("ftvm: \(started.message ?? "upgrade started")")
         let record = try follow()
         printSummary(record)
@@ -79,7 +83,7 @@ struct Upgrade: ParsableCommand {
         var lastLeft = -1
         let deadline = Date().addingTimeInterval(readyTimeout + drainTimeout + 600)
         while Date() < deadline {
-            guard let record = try send(ControlRequest(.status), pair: pair).status?.upgrade else {
+            guard let record = try send(ControlRequest.status, pair: pair).status?.upgrade else {
                 throw CommandFailure("the daemon lost track of the upgrade")
             }
             if record.step != lastStep {

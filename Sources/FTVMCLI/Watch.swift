@@ -61,7 +61,7 @@ struct Watch: ParsableCommand {
     /// (or is restarting) is shown, not fatal.
     static func fetch(_ config: PairConfig) -> WatchView.Source {
         do {
-            let response = try ControlClient.send(ControlRequest(.status), to: config, timeoutSeconds: 2)
+            let response = try ControlClient.send(ControlRequest.status, to: config, timeoutSeconds: 2)
             guard let status = response.status else {
                 return .unreachable(response.error ?? "the daemon sent no status")
             }

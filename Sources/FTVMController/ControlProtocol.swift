@@ -4,51 +4,24 @@ import Foundation
 import Synchronization
 import SystemPackage
 
-/// What the `ftvm` CLI asks a running daemon. One JSON object per line, one answer per request.
-public struct ControlRequest: Codable, Sendable, Equatable {
-    public enum Command: String, Codable, Sendable {
-        case status
-        /// Tear the pair down and exit.
-        case down
-        /// Put a fault into the primary.
-        case inject
-        /// Hand the service to the backup on purpose.
-        case failover
-        /// List the logged connections.
-        case connections
-        case upgrade
-    }
-
-    public var command: Command
-    public var fault: String?
-    public var service: String?
-    /// For `upgrade`: the new image directory, how long to let open connections finish on the
-    /// old guest before moving them by replay, and how long the new guest may take to be ready.
-    public var image: String?
-    /// For `upgrade` of a protected domain: a new base disk, or the operator's domain with the
-    /// new version's definition.
-    public var disk: String?
-    public var domain: String?
-    public var drainTimeoutSeconds: Double?
-    public var readyTimeoutSeconds: Double?
-    /// For `inject`: wait up to this long for the pair to be protected, and inject only then.
-    public var whenProtectedSeconds: Double?
-
-    public init(
-        _ command: Command, fault: String? = nil, service: String? = nil, image: String? = nil, disk: String? = nil,
-        domain: String? = nil, drainTimeoutSeconds: Double? = nil, readyTimeoutSeconds: Double? = nil,
-        whenProtectedSeconds: Double? = nil
-    ) {
-        self.command = command
-        self.fault = fault
-        self.service = service
-        self.image = image
-        self.disk = disk
-        self.domain = domain
-        self.drainTimeoutSeconds = drainTimeoutSeconds
-        self.readyTimeoutSeconds = readyTimeoutSeconds
-        self.whenProtectedSeconds = whenProtectedSeconds
-    }
+/// What the `ftvm` CLI asks a running daemon. One JSON object per line, one answer per request;
+/// each request carries exactly what it needs.
+public enum ControlRequest: Codable, Sendable, Equatable {
+    case status
+    /// Tear the pair down and exit.
+    case down
+    /// Put a fault into the primary (`service`: which one, for the service faults). With
+    /// `whenProtectedSeconds`, wait up to that long for the pair to be protected and inject only
+    /// then.
+    case inject(Fault, service: String? = nil, whenProtectedSeconds: Double? = nil)
+    /// Hand the service to the backup on purpose.
+    case failover
+    /// List the logged connections.
+    case connections
+    /// Move the service to a new version: how long open connections may finish on the old guest
+    /// before they move by replay, and how long the new guest may take to be ready (nil: the
+    /// pair's boot timeout).
+    case upgrade(UpgradeTarget, drainTimeoutSeconds: Double = 30, readyTimeoutSeconds: Double? = nil)
 }
 
 public struct ControlResponse: Codable, Sendable {

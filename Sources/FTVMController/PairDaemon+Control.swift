@@ -7,38 +7,24 @@ import Glibc
 
 extension PairDaemon {
     func handle(_ request: ControlRequest) -> ControlResponse {
-        switch request.command {
+        switch request {
         case .status:
             return ControlResponse(status: status())
         case .down:
             let status = status()
             tearDown()
             return ControlResponse(status: status)
-        case .inject:
-            guard let name = request.fault, let fault = Fault(rawValue: name) else {
-                return ControlResponse(
-                    error:
-                        "unknown fault '\(request.fault ?? "")': use one of \(Fault.allCases.map(\.rawValue).joined(separator: ", "))"
-                )
-            }
-            if let seconds = request.whenProtectedSeconds, let refusal = awaitProtection(seconds: seconds) {
+        case .inject(let fault, let service, let whenProtected):
+            if let seconds = whenProtected, let refusal = awaitProtection(seconds: seconds) {
                 return refusal
             }
-            return inject(fault, service: request.service)
+            return inject(fault, service: service)
         case .failover:
             return failover()
-        case .upgrade:
-            let targets: [UpgradeTarget] =
-                [
-                    request.image.map(UpgradeTarget.image), request.disk.map(UpgradeTarget.disk),
-                    request.domain.map(UpgradeTarget.domain),
-                ].compactMap { $0 }
-            guard targets.count == 1, let target = targets.first else {
-                return ControlResponse(error: "name exactly one of --image, --disk and --domain")
-            }
+        case .upgrade(let target, let drainTimeout, let readyTimeout):
             return upgrade(
-                to: target, drainTimeout: max(0, request.drainTimeoutSeconds ?? 30),
-                readyTimeout: max(1, request.readyTimeoutSeconds ?? config.bootTimeoutSeconds))
+                to: target, drainTimeout: max(0, drainTimeout),
+                readyTimeout: max(1, readyTimeout ?? config.bootTimeoutSeconds))
         case .connections:
             guard let log = relay.southSide?.log else { return ControlResponse(connections: []) }
             return ControlResponse(

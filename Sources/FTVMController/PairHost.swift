@@ -13,7 +13,7 @@ public enum PairHost {
     public static func prepare(_ config: PairConfig, image: Bool = true) throws {
         // A second daemon would take over the first one's control socket and fight it for the
         // guests (`ftvm up` and ftvm@NAME.service for one pair, say).
-        if let status = try? ControlClient.send(ControlRequest(.status), to: config, timeoutSeconds: 5).status {
+        if let status = try? ControlClient.send(ControlRequest.status, to: config, timeoutSeconds: 5).status {
             throw PairHostError.alreadyServed(name: config.name, pid: status.daemonPID)
         }
         if image { _ = try GuestImage(directory: config.imageDirectory) }

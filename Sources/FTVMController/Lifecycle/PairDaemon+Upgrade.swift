@@ -43,7 +43,7 @@ public struct UpgradeRecord: Sendable, Codable, Equatable {
 }
 
 /// What `ftvm upgrade` moves the service to.
-public enum UpgradeTarget: Sendable, Equatable {
+public enum UpgradeTarget: Sendable, Equatable, Codable {
     /// An image directory (images/build.sh), for a pair of ftvm's images.
     case image(String)
     /// A new base disk for a protected domain's guests (its first writable disk is replaced).
