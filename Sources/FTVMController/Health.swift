@@ -60,7 +60,7 @@ public struct HeartbeatDetector: Sendable {
 }
 
 /// Why the primary was given up (or handed over on purpose).
-public enum FailureCause: Sendable, Equatable, CustomStringConvertible {
+public enum FailureCause: Sendable, Equatable, Codable, CustomStringConvertible {
     case heartbeatStalled(millis: Int)
     case dataPathStalled(millis: Int)
     case kernelPanic

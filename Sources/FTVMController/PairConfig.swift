@@ -67,6 +67,9 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public var lockFilePath: String { "\(runDirectory)/daemon.lock" }
     /// Where a daemon that gave up leaves its reason for `ftvm up` to print.
     public var failureFilePath: String { "\(runDirectory)/failure" }
+    /// The takeover under way: which guest failed and why, for a daemon that finishes it after
+    /// this one was killed (libvirt shows a fenced primary only as paused).
+    public var recoveryCausePath: String { "\(runDirectory)/recovery.json" }
     public static let logDirectory = "/var/log/ftvm"
     public var daemonLogPath: String { "\(Self.logDirectory)/\(name)-daemon.log" }
     public var domainPrefix: String { "ftvm-\(name)-" }

@@ -291,7 +291,11 @@ public final class PairDaemon: Sendable {
             $0.handled.finishedByRestart += 1
             $0.recoveryNotes = ["found unfinished by a restarted daemon (pid \(getpid()))"]
         }
-        let cause = failed.flatMap { domainStateCause($0.domain) } ?? .qemuDied(reason: "no primary domain left")
+        // The dead daemon's own record of the takeover it began names its cause; libvirt shows a
+        // fenced primary only as paused.
+        let cause =
+            recordedCause(of: failed?.domain) ?? failed.flatMap { domainStateCause($0.domain) }
+            ?? .qemuDied(reason: "no primary domain left")
         logger.warning(
             "adopted a pair whose primary is not running: taking over",
             metadata: [
@@ -555,7 +559,7 @@ public enum PairCleanup {
         ClientNetwork.remove(config: config)
         GuestTaps.removeAll(pair: config.name)
         Overlays.removeAll(config: config)
-        for file in [config.controlSocketPath, config.pidFilePath] {
+        for file in [config.controlSocketPath, config.pidFilePath, config.recoveryCausePath] {
             try? FileManager.default.removeItem(atPath: file)
         }
     }

@@ -129,6 +129,9 @@ final class HandActionTests: SharedPairTestCase {
         XCTAssertTrue(
             (recovery["notes"] as? [String] ?? []).contains { $0.contains("found unfinished by a restarted daemon") },
             "the next daemon found the takeover unfinished, so the kill landed inside it: \(recovery)")
+        XCTAssertTrue(
+            (recovery["cause"] as? String ?? "").contains("kernel panic"),
+            "the finished recovery keeps the cause that started it: \(recovery)")
         let running = try Harness.pairDomains(pair).filter { $0.value == "running" }
         XCTAssertEqual(running.count, 1, "one guest of the pair runs: \(running)")
     }

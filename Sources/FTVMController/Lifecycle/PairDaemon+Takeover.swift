@@ -28,6 +28,24 @@ extension PairDaemon {
             metrics.recordDetection(fault: injection.fault.rawValue, millis: record.detectMillis ?? 0)
         }
         state.withLock { $0.recovery = Recovery(record: record, timer: PhaseTimer(start: detectedAt)) }
+        // A few microseconds on tmpfs: the next daemon names the cause if this one dies.
+        if let data = try? JSONEncoder().encode(RecordedCause(failed: failed, cause: cause)) {
+            try? data.write(to: URL(fileURLWithPath: config.recoveryCausePath))
+        }
+    }
+
+    /// The takeover under way, as `recoveryCausePath` keeps it.
+    struct RecordedCause: Codable {
+        var failed: String?
+        var cause: FailureCause
+    }
+
+    /// What a killed daemon recorded about the takeover it began, if it was about `failed`.
+    func recordedCause(of failed: String?) -> FailureCause? {
+        guard let data = FileManager.default.contents(atPath: config.recoveryCausePath),
+            let recorded = try? JSONDecoder().decode(RecordedCause.self, from: data), recorded.failed == failed
+        else { return nil }
+        return recorded.cause
     }
 
     /// Runs the paused successor; a daemon killed just after resuming it left it running.
@@ -104,6 +122,7 @@ extension PairDaemon {
             state.lastInjection = nil
             return recovery.record
         }
+        try? FileManager.default.removeItem(atPath: config.recoveryCausePath)
         guard let record else { return }
         metrics.record(phases: record.phases)
         logger.notice(
