@@ -265,8 +265,25 @@ public final class SouthSide: @unchecked Sendable {
         expectsAnswer = false
         let (verdict, slot) = logClient(frame, partialChecksum: partialChecksum, now: now, sink: sink)
         if draining, verdict == .forward, let slot, isPinned(slot) { return .forwardToDrain }
-        if verdict == .forward, expectsAnswer { noteAwaitingAnswer(frame, partialChecksum: partialChecksum, now: now) }
+        if verdict == .forward, expectsAnswer {
+            noteAwaitingAnswer(frame, partialChecksum: partialChecksum, now: now)
+        } else if verdict == .forward, slot == nil, asksForService(frame),
+            awaitingAnswerSince.load(ordering: .relaxed) == 0
+        {
+            awaitingAnswerSince.store(max(now, 1), ordering: .relaxed)
+        }
         return verdict
+    }
+
+    /// An ARP request for the service's address: the guest must answer it. A client whose entry
+    /// for the service expired sends nothing else, so a dead NIC must show here too (a daemon
+    /// restarted after the NIC died sees no segment that was waiting).
+    private func asksForService(_ frame: UnsafeMutableRawBufferPointer) -> Bool {
+        if case .arp(let arp) = FrameClass.classify(frame) {
+            arp.operation == .request && arp.targetIP == service
+        } else {
+            false
+        }
     }
 
     /// The active guest is now expected to send something; the first such segment since its

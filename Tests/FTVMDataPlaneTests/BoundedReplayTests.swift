@@ -315,6 +315,28 @@ final class BoundedReplayTests: HandPlayedTestCase {
         XCTAssertNil(wrapper.unansweredMillis(now: 6_000_000_000))
     }
 
+    /// A client whose ARP entry for the service expired sends only ARP requests: one for the
+    /// service's address starts the clock too (a restarted daemon sees no segment that was
+    /// already waiting), any frame from the guest stops it, and other ARP starts nothing.
+    func testAnUnansweredARPRequestForTheServiceShowsAStuckDataPath() throws {
+        func arp(asking target: IPv4Address, now: UInt64) throws {
+            let length = try FrameBuilder.arp(
+                operation: .request, senderMAC: clientMAC, senderIP: client, targetMAC: .zero, targetIP: target,
+                ethernetDestination: .broadcast, into: buffer)
+            XCTAssertEqual(
+                wrapper.fromClient(UnsafeMutableRawBufferPointer(rebasing: buffer[..<length]), now: now, sink: sink),
+                .forward)
+        }
+        try arp(asking: IPv4Address(10, 77, 0, 9), now: 1_000_000_000)
+        XCTAssertNil(wrapper.unansweredMillis(now: 2_000_000_000), "an ARP request for another address")
+        try arp(asking: server, now: 2_000_000_000)
+        XCTAssertEqual(wrapper.unansweredMillis(now: 5_000_000_000), 3000)
+        try arp(asking: server, now: 4_000_000_000)
+        XCTAssertEqual(wrapper.unansweredMillis(now: 5_000_000_000), 3000, "the oldest unanswered request counts")
+        try serverSends(response("a", second: 1))
+        XCTAssertNil(wrapper.unansweredMillis(now: 6_000_000_000), "the guest answered")
+    }
+
     // MARK: Plumbing
 
     /// `bytes` as the log checksums them: `Date:` values masked.

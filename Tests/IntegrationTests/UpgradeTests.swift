@@ -139,34 +139,46 @@ final class UpgradeTests: PairTestCase {
     /// The old primary's service crashes while it drains: its connections move to the new guest
     /// at once (not after the drain timeout), byte-exact, and its FINs never reach the clients.
     func testAFailureOfTheOldPrimaryDuringTheDrainMovesItsConnectionsAtOnce() throws {
+        try failDuringTheDrain("service-crash", cause: "service demo killed by signal 9")
+    }
+
+    /// The same with a kernel panic: during an upgrade the health loop judges the old primary as
+    /// it judges any primary, libvirt's events included (the upgrade once ran a detector of its
+    /// own, without libvirt's events or the QEMU pidfd).
+    func testAKernelPanicOfTheOldPrimaryDuringTheDrainMovesItsConnectionsAtOnce() throws {
+        try failDuringTheDrain("kernel-panic", cause: "kernel panic")
+    }
+
+    private func failDuringTheDrain(_ fault: String, cause: String, line: UInt = #line) throws {
         try Harness.ftvm(["up", "--name", pair])
         let upgrade = "\(Harness.ftvm) upgrade --name \(pair) --image \(Self.newImage) --drain-timeout 120"
         let draining =
             "import json, sys; u = json.load(sys.stdin).get('upgrade') or {}; sys.exit(u.get('step') != 'draining')"
-        let crash =
+        let inject =
             "until \(Harness.ftvm) status --name \(pair) --json | python3 -c \"\(draining)\"; do sleep 0.2; done; "
-            + "\(Harness.ftvm) inject service-crash --name \(pair)"
+            + "\(Harness.ftvm) inject \(fault) --name \(pair)"
         let report = try Harness.workload(
             pair: pair,
             [
                 "mix", "--only", "downloads,keepalive", "--count", "8", "--sizes", "16M:32M", "--pace-until-trigger",
                 "2M",
                 "--keepalive-requests", "6", "--keepalive-kinds", "bytes,sha256",
-                "--trigger", "0.02:" + upgrade, "--trigger", "0.03:" + crash,
+                "--trigger", "0.02:" + upgrade, "--trigger", "0.03:" + inject,
             ])
-        XCTAssertEqual(report.triggersFired, 2, report.summary)
-        XCTAssertTrue(report.ok, report.summary)
-        XCTAssertEqual(report.lostOrCorrupted, 0, report.summary)
+        XCTAssertEqual(report.triggersFired, 2, report.summary, line: line)
+        XCTAssertTrue(report.ok, report.summary, line: line)
+        XCTAssertEqual(report.lostOrCorrupted, 0, report.summary, line: line)
         let record = try XCTUnwrap(try Harness.status(pair)["upgrade"] as? [String: Any])
-        XCTAssertEqual(record["step"] as? String, "done", "\(record)")
-        // The injected crash (Health's cause for it), not a hang the drain's load could fake.
+        XCTAssertEqual(record["step"] as? String, "done", "\(record)", line: line)
+        // The injected fault (Health's cause for it), not a hang the drain's load could fake.
         XCTAssertTrue(
-            (record["oldPrimaryFailure"] as? String ?? "").contains("service demo killed by signal 9"),
-            "the failure is the injected crash: \(record)")
-        XCTAssertGreaterThan(record["replayed"] as? Int ?? 0, 0, "\(record)")
+            (record["oldPrimaryFailure"] as? String ?? "").contains(cause),
+            "the failure is the injected one: \(record)",
+            line: line)
+        XCTAssertGreaterThan(record["replayed"] as? Int ?? 0, 0, "\(record)", line: line)
         XCTAssertLessThan(
-            record["totalMillis"] as? Double ?? .infinity, 120_000, "did not wait out the drain: \(record)")
-        XCTAssertEqual(try version(), "2.0.0")
+            record["totalMillis"] as? Double ?? .infinity, 120_000, "did not wait out the drain: \(record)", line: line)
+        XCTAssertEqual(try version(), "2.0.0", line: line)
     }
 
     /// The daemon is SIGKILLed during the drain, with one download pinned to the old primary and
