@@ -176,6 +176,10 @@ final class UpgradeTests: PairTestCase {
             "the failure is the injected one: \(record)",
             line: line)
         XCTAssertGreaterThan(record["replayed"] as? Int ?? 0, 0, "\(record)", line: line)
+        XCTAssertEqual(
+            (record["drained"] as? Int ?? 0) + (record["movedAtBoundary"] as? Int ?? 0)
+                + (record["replayed"] as? Int ?? 0),
+            record["connectionsAtSwitch"] as? Int, "each connection counted once: \(record)", line: line)
         XCTAssertLessThan(
             record["totalMillis"] as? Double ?? .infinity, 120_000, "did not wait out the drain: \(record)", line: line)
         XCTAssertEqual(try version(), "2.0.0", line: line)

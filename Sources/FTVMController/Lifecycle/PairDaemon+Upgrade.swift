@@ -259,9 +259,13 @@ extension PairDaemon {
     /// Replays what the fenced old primary still served (`pinnedOnly`), or every open
     /// connection (an upgrade a restarted daemon finishes), into the new guest.
     func move(into fresh: Guest, pinnedOnly: Bool) {
-        let replayStart = Monotonic.nanos()
         let left = pinnedOnly ? state.withLock { $0.upgrade?.connectionsLeft ?? 0 } : 1
         relay.watch(fresh.channel, port: fresh.link)
+        // A connection the drain moved at an exchange boundary a moment ago may still be
+        // handshaking with the new guest (milliseconds: nothing to re-inject). Let it settle, or
+        // the replay's report would count it among the moved ones too.
+        for _ in 0..<2000 where (relay.replayReport?.pending ?? 0) > 0 { usleep(1000) }
+        let replayStart = Monotonic.nanos()
         relay.beginReplay(pinnedOnly: pinnedOnly)
         guard var timer = state.withLock({ $0.upgradeRun?.timer }) else { return }
         let summary = left > 0 ? awaitReplay(startedAfter: replayStart, timer: &timer) : nil
