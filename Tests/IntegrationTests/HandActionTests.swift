@@ -181,5 +181,34 @@ final class HandActionTests: SharedPairTestCase {
         XCTAssertEqual((after["handled"] as? [String: Any])?["freshPrimaries"] as? Int, 1)
     }
 
+    /// The primary's NIC goes down and the daemon is SIGKILLed just after, before its data-path
+    /// clock ran out; the clients' neighbour entries for the service are gone, so they send only
+    /// ARP requests. The next daemon sees the dead data path all the same (an unanswered ARP
+    /// request for the service starts its clock), fails over, and the download carries on.
+    func testGNetworkStallWithTheDaemonKilledIsDetectedByTheNextDaemon() throws {
+        try Harness.waitUntilProtected(pair)
+        let before = try Harness.status(pair)["lastRecovery"] as? [String: Any]
+        let daemon = try daemonPID()
+        let download = try Harness.Download(pair: pair, size: 24_000_000, seed: 15, rate: "2M")
+        sleep(2)
+        try Harness.ftvm(["inject", "network-stall", "--name", pair])
+        usleep(200_000)
+        killDaemon(daemon)
+        let flushed = try Harness.run(["ip", "-n", "ftvm-\(pair)", "neigh", "flush", "all"])
+        XCTAssertEqual(flushed.status, 0, flushed.combined)
+        try Harness.ftvm(["up", "--name", pair])
+        try download.check()
+        let recovery = try Harness.recovery(pair, after: before)
+        XCTAssertTrue(
+            (recovery["cause"] as? String ?? "").contains("sent no frame"), "the data path's detector: \(recovery)")
+        XCTAssertEqual((recovery["replay"] as? [String: Any])?["spliced"] as? Int, 1, "\(recovery)")
+        let fresh = try Harness.run([
+            "ip", "netns", "exec", "ftvm-\(pair)", "curl", "-sS", "--fail", "--max-time", "20", "-o", "/dev/null",
+            "http://\(Harness.serviceAddress)/bytes/1000",
+        ])
+        XCTAssertEqual(fresh.status, 0, "a new connection reaches the service: \(fresh.combined)")
+        try Harness.waitUntilProtected(pair)
+    }
+
     func testZZZDownLeavesNothingBehind() throws { try downLeavesNothingBehind() }
 }
