@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "FTVMCLI",
             dependencies: [
-                "FTVMController", "FTVMDataPlane", "FTVMBench", "FTVMLog", "FTVMSystemd",
+                "FTVMController", "FTVMDataPlane", "FTVMBench", "FTVMLog", "FTVMSystemd", "SeededRandom",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -120,8 +120,8 @@ let package = Package(
             path: "guest-agent/Sources/ftvm-agent", swiftSettings: strict),
 
         .testTarget(name: "FTVMChannelTests", dependencies: ["FTVMChannel"]),
-        // SplitMix64, the seeded generator of the tests' random cases.
-        .target(name: "SeededRandom", path: "Tests/SeededRandom"),
+        // SplitMix64: the seeded generator of the tests' random cases and of `ftvm chaos`'s campaigns.
+        .target(name: "SeededRandom"),
         .testTarget(name: "FTVMWireTests", dependencies: ["FTVMWire", "SeededRandom"]),
         .testTarget(name: "FTVMHTTPTests", dependencies: ["FTVMHTTP", "SeededRandom"]),
         .testTarget(name: "FTVMLogTests", dependencies: ["FTVMLog", "FTVMWire", "SeededRandom"]),

@@ -1,5 +1,6 @@
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, seedable, and the same on every platform, so a
-/// failing random case can be replayed from its seed. Shared by the test targets.
+/// failing random case (or a fault campaign) can be replayed from its seed. Shared by the test
+/// targets and `ftvm chaos`.
 public struct SplitMix64: RandomNumberGenerator {
     private var state: UInt64
 

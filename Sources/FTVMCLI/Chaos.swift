@@ -1,0 +1,463 @@
+import ArgumentParser
+import FTVMController
+import FTVMSystem
+import Foundation
+import Glibc
+import SeededRandom
+
+/// `ftvm chaos`: a fault campaign against a live pair under verifying load, with a verdict.
+struct Chaos: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inject faults into a live pair while verified downloads run, and give a verdict.",
+        discussion: """
+            Each round waits for the pair to be protected, starts --parallel paced downloads of the \
+            --url resources (from --client-netns), puts one fault in at a random moment, and checks \
+            every download: ok (byte-exact), reset, cut short, or WRONG BYTES (never acceptable). \
+            Each resource is fetched twice before the campaign to take its SHA-256; one that answers \
+            different bytes each time is checked by its length only, and a replay cannot carry it. \
+            Faults: every `ftvm inject` fault, daemon-kill (the daemon SIGKILLed during a takeover and \
+            started again with its own arguments) and upgrade (to the image the pair runs). Exits 0 \
+            only when every download came through byte-exact.
+            """)
+
+    @OptionGroup var pair: PairOptions
+
+    @Option(name: .long, help: "Faults to draw from: a comma-separated list, or all.")
+    var faults = "all"
+
+    @Option(name: .long, help: "Rounds (one fault each).")
+    var count = 10
+
+    @Option(name: .long, help: "The campaign's seed (the fault sequence and the moments); random by default.")
+    var seed: UInt64?
+
+    @Option(
+        name: .customLong("url"),
+        help: "A resource to download and verify (repeatable; default: 16 MB from the demo service's /bytes).")
+    var urls: [String] = []
+
+    @Option(name: .long, help: "The network namespace the clients run in (default: the pair's own).")
+    var clientNetns: String?
+
+    @Option(name: .long, help: "Downloads in flight in each round.")
+    var parallel = 4
+
+    @Option(name: .long, help: "Each download's pace (curl --limit-rate), so the fault lands mid-transfer.")
+    var rate = "2M"
+
+    @Flag(name: .long, help: "One JSON object per round, then the summary.")
+    var json = false
+
+    @Flag(name: .long, help: "Print the seeded fault sequence and exit.")
+    var plan = false
+
+    static let extraFaults = ["daemon-kill", "upgrade"]
+
+    func validate() throws {
+        guard (1...100_000).contains(count) else { throw ValidationError("--count must be 1-100000") }
+        guard (1...64).contains(parallel) else { throw ValidationError("--parallel must be 1-64") }
+        _ = try faultList()
+    }
+
+    func faultList() throws -> [String] {
+        let known = Fault.allCases.map(\.rawValue) + Self.extraFaults
+        if faults == "all" { return known }
+        let list = faults.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        for name in list where !known.contains(name) {
+            throw ValidationError("unknown fault '\(name)': use all, or some of \(known.joined(separator: ", "))")
+        }
+        guard !list.isEmpty else { throw ValidationError("--faults names no fault") }
+        return list
+    }
+
+    /// The campaign's fault sequence and each fault's moment (seconds after the downloads start).
+    static func sequence(faults: [String], count: Int, seed: UInt64) -> [(fault: String, delay: Double)] {
+        var random = SplitMix64(seed: seed)
+        return (0..<count).map { _ in
+            (faults.randomElement(using: &random) ?? faults[0], Double.random(in: 1.0...3.0, using: &random))
+        }
+    }
+
+    func run() throws {
+        let seed = seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
+        let rounds = Self.sequence(faults: try faultList(), count: count, seed: seed)
+        if plan {
+            for (index, round) in rounds.enumerated() {
+                print("\(index + 1) \(round.fault) \(String(format: "%.2f", round.delay))")
+            }
+            return
+        }
+        let status = try send(.status, pair: pair).status.unwrapped("the daemon answered no status")
+        let netns = clientNetns ?? status.namespace
+        guard !netns.isEmpty else {
+            throw CommandFailure("the pair's clients are on \(status.clients ?? "a bridge"): give --client-netns")
+        }
+        let resources = try (urls.isEmpty ? ["http://\(status.serviceAddress)/bytes/16000000?seed=1"] : urls).map {
+            try Resource.reference($0, netns: netns)
+        }
+        if !json {
+            print(
+                "ftvm chaos: pair \(pair.name), \(count) faults from \(try faultList().joined(separator: ",")), seed \(seed)"
+            )
+            for resource in resources where !resource.reproducible {
+                print(
+                    "  warning: \(resource.url) answers different bytes each time: checked by length only, and a replay cannot carry its downloads (they will be reset)"
+                )
+            }
+        }
+        var results: [RoundResult] = []
+        for (index, round) in rounds.enumerated() {
+            let result = try runRound(
+                index + 1, fault: round.fault, delay: round.delay, resources: resources, netns: netns)
+            results.append(result)
+            if json {
+                print(String(decoding: try JSONEncoder.sorted.encode(result), as: UTF8.self))
+            } else {
+                print(result.line)
+            }
+        }
+        let summary = Summary(seed: seed, results: results)
+        if json {
+            print(String(decoding: try JSONEncoder.sorted.encode(summary), as: UTF8.self))
+        } else {
+            summary.printTable()
+        }
+        if !summary.passed { throw ExitCode(1) }
+    }
+
+    private func runRound(
+        _ number: Int, fault: String, delay: Double, resources: [Resource], netns: String
+    ) throws
+        -> RoundResult
+    {
+        let waitStart = Date()
+        let before = try waitUntilProtected()
+        let protectedAfter = Date().timeIntervalSince(waitStart)
+        let downloads = (0..<parallel).map {
+            Download(resource: resources[$0 % resources.count], netns: netns, rate: rate)
+        }
+        for download in downloads { try download.start() }
+        defer { downloads.forEach { $0.stop() } }
+        Thread.sleep(forTimeInterval: delay)
+        var note: String?
+        var recovery: RecoveryRecord?
+        switch fault {
+        case "upgrade":
+            let image = before.imageDirectory ?? ""
+            guard !image.hasPrefix("libvirt domain") else {
+                throw CommandFailure("upgrade in a campaign needs a pair of ftvm's images; leave it out of --faults")
+            }
+            let previous = before.upgrade?.startedAt
+            _ = try send(.upgrade(.image(image), drainTimeoutSeconds: 2), pair: pair)
+            let record = try waitFor("the upgrade to finish", seconds: 300) {
+                $0.upgrade?.startedAt != previous && $0.upgrade?.finished == true
+            }.upgrade
+            if record?.step != .done {
+                note = "upgrade \(record?.step.rawValue ?? "?"): \(record?.errors.joined(separator: "; ") ?? "")"
+            }
+        case "daemon-kill":
+            note = try killDaemonDuringATakeover(before)
+            // The next daemon counts recoveries from 0; the one it finished (if the kill landed
+            // inside the takeover) is its last.
+            recovery = try waitUntilProtected().lastRecovery
+        default:
+            guard let injected = Fault(rawValue: fault) else { throw CommandFailure("unknown fault \(fault)") }
+            _ = try send(.inject(injected, whenProtectedSeconds: 60), pair: pair)
+            let recoveries = before.recoveries
+            recovery = try waitFor("the recovery", seconds: 120) { $0.recoveries > recoveries }.lastRecovery
+        }
+        let outcomes = downloads.map { $0.finish() }
+        return RoundResult(
+            round: number, fault: fault, outcomes: outcomes, recovery: recovery, protectedAfterSeconds: protectedAfter,
+            note: note)
+    }
+
+    /// Injects a kernel panic, SIGKILLs the daemon as soon as its status says it is failing over
+    /// (or, when the takeover was quicker than the status polls, just after), and starts it again
+    /// with the arguments it ran with. Returns where the kill landed.
+    private func killDaemonDuringATakeover(_ before: PairStatus) throws -> String {
+        let pid = before.daemonPID
+        let arguments = try Self.commandLine(of: pid)
+        _ = try send(.inject(.kernelPanic, whenProtectedSeconds: 60), pair: pair)
+        var landed = "after the takeover"
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if let status = try? send(.status, pair: pair).status, status.phase == "failing-over" {
+                landed = "during the takeover"
+                break
+            }
+            if let status = try? send(.status, pair: pair).status, status.recoveries > before.recoveries { break }
+            usleep(5_000)
+        }
+        kill(pid, SIGKILL)
+        while kill(pid, 0) == 0 { usleep(10_000) }
+        let config = try pair.config()
+        _ = try DetachedProcess.spawn(arguments, logPath: config.daemonLogPath)
+        _ = try waitFor("the restarted daemon", seconds: 120) { _ in true }
+        return "daemon \(pid) killed \(landed), started again"
+    }
+
+    static func commandLine(of pid: Int32) throws -> [String] {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else {
+            throw CommandFailure("cannot read the daemon's command line (/proc/\(pid)/cmdline)")
+        }
+        return data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    private func waitUntilProtected() throws -> PairStatus {
+        try waitFor("the pair to be protected", seconds: 300) { $0.protected }
+    }
+
+    private func waitFor(_ what: String, seconds: Double, _ condition: (PairStatus) -> Bool) throws -> PairStatus {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last: PairStatus?
+        while Date() < deadline {
+            if let status = try? send(.status, pair: pair, timeoutSeconds: 10).status {
+                if condition(status) { return status }
+                last = status
+            }
+            usleep(100_000)
+        }
+        throw CommandFailure(
+            "chaos: \(what) did not happen within \(Int(seconds)) s (pair \(last?.phase ?? "unreachable"))")
+    }
+}
+
+/// A resource the campaign downloads: its reference digest and length, taken before any fault.
+struct Resource {
+    var url: String
+    var sha256: String
+    var length: Int
+    /// Two fetches gave the same bytes.
+    var reproducible: Bool
+
+    static func reference(_ url: String, netns: String) throws -> Resource {
+        let first = try fetch(url, netns: netns)
+        let second = try fetch(url, netns: netns)
+        return Resource(url: url, sha256: first.sha256, length: first.length, reproducible: first == second)
+    }
+
+    private static func fetch(_ url: String, netns: String) throws -> Digest {
+        let file = NSTemporaryDirectory() + "ftvm-chaos-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let status = try Download.curl(url, netns: netns, rate: nil, output: file).waitForExit()
+        guard status == 0 else {
+            throw CommandFailure("cannot fetch \(url) from namespace \(netns) (curl exit \(status))")
+        }
+        return try Digest(file: file)
+    }
+}
+
+struct Digest: Equatable {
+    var sha256: String
+    var length: Int
+
+    init(file: String) throws {
+        let process = Process()
+        let output = Pipe()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+        process.arguments = [file]
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        sha256 = String(text.prefix(64))
+        length = ((try? FileManager.default.attributesOfItem(atPath: file)[.size]) as? Int) ?? 0
+    }
+}
+
+/// One verified download of a round.
+final class Download {
+    enum Outcome: String, Codable {
+        case ok, reset, cut, wrong, failed
+    }
+
+    let resource: Resource
+    let netns: String
+    let rate: String
+    let file = NSTemporaryDirectory() + "ftvm-chaos-\(UUID().uuidString)"
+    private var process: Process?
+
+    init(resource: Resource, netns: String, rate: String) {
+        self.resource = resource
+        self.netns = netns
+        self.rate = rate
+    }
+
+    static func curl(_ url: String, netns: String, rate: String?, output: String) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments =
+            ["ip", "netns", "exec", netns, "curl", "-sS", "--fail", "--max-time", "600", "-o", output]
+            + (rate.map { ["--limit-rate", $0] } ?? []) + [url]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    func start() throws {
+        process = try Self.curl(resource.url, netns: netns, rate: rate, output: file)
+    }
+
+    /// Waits for curl and judges what it received against the reference.
+    func finish() -> Outcome {
+        guard let process else { return .failed }
+        process.waitUntilExit()
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        switch process.terminationStatus {
+        case 0:
+            guard let digest = try? Digest(file: file) else { return .failed }
+            if resource.reproducible { return digest.sha256 == resource.sha256 ? .ok : .wrong }
+            return digest.length == resource.length ? .ok : .wrong
+        case 52, 56: return .reset  // empty reply, or the connection reset while receiving
+        case 18, 28: return .cut  // a partial body, or the transfer timed out
+        default: return .failed
+        }
+    }
+
+    func stop() {
+        if let process, process.isRunning { process.terminate() }
+    }
+}
+
+extension Process {
+    func waitForExit() -> Int32 {
+        waitUntilExit()
+        return terminationStatus
+    }
+}
+
+struct RoundResult: Codable {
+    var round: Int
+    var fault: String
+    var ok = 0, reset = 0, cut = 0, wrong = 0, failed = 0
+    var detectMillis: Double?
+    var takeoverMillis: Double?
+    var spliced: Int?
+    var replayResets: Int?
+    var recoveryError: String?
+    var protectedAfterSeconds: Double
+    var note: String?
+
+    init(
+        round: Int, fault: String, outcomes: [Download.Outcome], recovery: RecoveryRecord?,
+        protectedAfterSeconds: Double, note: String?
+    ) {
+        self.round = round
+        self.fault = fault
+        for outcome in outcomes {
+            switch outcome {
+            case .ok: ok += 1
+            case .reset: reset += 1
+            case .cut: cut += 1
+            case .wrong: wrong += 1
+            case .failed: failed += 1
+            }
+        }
+        detectMillis = recovery?.detectMillis
+        takeoverMillis = recovery?.phases.first { $0.name == RecoveryPhase.firstPacket.rawValue }?.sinceDetectionMillis
+        spliced = recovery?.replay?.spliced
+        replayResets = recovery?.replay?.reset
+        recoveryError = recovery?.error
+        self.protectedAfterSeconds = (protectedAfterSeconds * 10).rounded() / 10
+        self.note = note
+    }
+
+    var lost: Int { reset + cut + wrong + failed }
+
+    var line: String {
+        let timing = [
+            detectMillis.map { String(format: "detect %.0f ms", $0) },
+            takeoverMillis.map { String(format: "takeover %.0f ms", $0) },
+        ].compactMap { $0 }.joined(separator: ", ")
+        return "[\(round)] \(fault.padding(13)) ok \(ok) reset \(reset) cut \(cut) WRONG \(wrong) failed \(failed)  "
+            + timing + (recoveryError.map { "  error: \($0)" } ?? "") + (note.map { "  (\($0))" } ?? "")
+    }
+}
+
+struct Summary: Codable {
+    struct Row: Codable {
+        var fault: String
+        var rounds = 0, ok = 0, reset = 0, cut = 0, wrong = 0, failed = 0
+        var detectP50: Double?, detectMax: Double?, takeoverP50: Double?, takeoverMax: Double?
+    }
+
+    var seed: UInt64
+    var faults: [Row]
+    var connections: Int
+    var lost: Int
+    var wrong: Int
+    var recoveryErrors: Int
+    var passed: Bool
+
+    init(seed: UInt64, results: [RoundResult]) {
+        self.seed = seed
+        var rows: [String: Row] = [:]
+        for result in results {
+            var row = rows[result.fault] ?? Row(fault: result.fault)
+            row.rounds += 1
+            row.ok += result.ok
+            row.reset += result.reset
+            row.cut += result.cut
+            row.wrong += result.wrong
+            row.failed += result.failed
+            rows[result.fault] = row
+        }
+        for (fault, var row) in rows {
+            let detect = results.filter { $0.fault == fault }.compactMap(\.detectMillis).sorted()
+            let takeover = results.filter { $0.fault == fault }.compactMap(\.takeoverMillis).sorted()
+            row.detectP50 = detect.isEmpty ? nil : detect[detect.count / 2]
+            row.detectMax = detect.last
+            row.takeoverP50 = takeover.isEmpty ? nil : takeover[takeover.count / 2]
+            row.takeoverMax = takeover.last
+            rows[fault] = row
+        }
+        faults = rows.values.sorted { $0.fault < $1.fault }
+        connections = results.reduce(0) { $0 + $1.ok + $1.lost }
+        lost = results.reduce(0) { $0 + $1.lost }
+        wrong = results.reduce(0) { $0 + $1.wrong }
+        recoveryErrors = results.count { $0.recoveryError != nil }
+        passed = lost == 0 && recoveryErrors == 0
+    }
+
+    func printTable() {
+        print("")
+        print("fault          rounds     ok  reset    cut  WRONG failed  detect p50/max ms  takeover p50/max ms")
+        func ms(_ value: Double?) -> String { value.map { String(format: "%.0f", $0) } ?? "-" }
+        for row in faults {
+            let counts = [row.rounds, row.ok, row.reset, row.cut, row.wrong, row.failed].map {
+                String($0).padding(6, right: true)
+            }
+            print(
+                row.fault.padding(13) + " " + counts.joined(separator: " ") + "  "
+                    + "\(ms(row.detectP50))/\(ms(row.detectMax))".padding(17, right: true) + "  "
+                    + "\(ms(row.takeoverP50))/\(ms(row.takeoverMax))".padding(19, right: true))
+        }
+        print(
+            "verdict: \(passed ? "PASS" : "FAIL") — \(connections) downloads, \(lost) lost (\(wrong) with wrong bytes), \(recoveryErrors) recoveries with errors; seed \(seed)"
+        )
+    }
+}
+
+extension String {
+    /// Padded with spaces to `width` (on the left when `right`-aligned).
+    func padding(_ width: Int, right: Bool = false) -> String {
+        let fill = String(repeating: " ", count: max(0, width - count))
+        return right ? fill + self : self + fill
+    }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+}
+
+extension Optional {
+    func unwrapped(_ what: String) throws -> Wrapped {
+        guard let self else { throw CommandFailure(what) }
+        return self
+    }
+}

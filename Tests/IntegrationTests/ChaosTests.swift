@@ -1,0 +1,50 @@
+import Foundation
+import XCTest
+
+/// `ftvm chaos` against a real pair: a campaign of every kind of fault passes with every
+/// download byte-exact, its fault sequence is the seed's, and the verdict fails when a resource
+/// cannot be replayed (the demo's `/random`, different bytes on every request).
+final class ChaosTests: PairTestCase {
+    override var pair: String { "itch" }
+
+    func testACampaignOfEveryKindOfFaultPassesAndFollowsItsSeed() throws {
+        try Harness.ftvm(["up", "--name", pair])
+        let plan = try Harness.ftvm(["chaos", "--name", pair, "--plan", "--seed", "11", "--count", "6"]).stdout
+        let planned = plan.split(separator: "\n").map { $0.split(separator: " ")[1] }.map(String.init)
+        XCTAssertEqual(planned.count, 6, plan)
+        let again = try Harness.ftvm(["chaos", "--name", pair, "--plan", "--seed", "11", "--count", "6"]).stdout
+        XCTAssertEqual(again, plan, "a seed repeats its fault sequence")
+
+        let campaign = try Harness.run([
+            Harness.ftvm, "chaos", "--name", pair, "--seed", "11", "--count", "6", "--parallel", "3", "--json",
+        ])
+        print("chaos-campaign: \(campaign.combined)")
+        XCTAssertEqual(campaign.status, 0, campaign.combined)
+        let objects = try campaign.stdout.split(separator: "\n").map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], String($0))
+        }
+        XCTAssertEqual(objects.count, 7, "one object per fault, then the summary: \(campaign.stdout)")
+        XCTAssertEqual(objects.prefix(6).compactMap { $0["fault"] as? String }, planned, "the seed's faults, in order")
+        for round in objects.prefix(6) {
+            XCTAssertEqual(round["ok"] as? Int, 3, "every download byte-exact: \(round)")
+        }
+        let summary = try XCTUnwrap(objects.last)
+        XCTAssertEqual(summary["passed"] as? Bool, true, "\(summary)")
+        XCTAssertEqual(summary["wrong"] as? Int, 0, "\(summary)")
+        XCTAssertEqual(summary["connections"] as? Int, 18, "\(summary)")
+    }
+
+    func testAResourceThatCannotBeReplayedFailsTheVerdict() throws {
+        try Harness.ftvm(["up", "--name", pair])
+        let campaign = try Harness.run([
+            Harness.ftvm, "chaos", "--name", pair, "--count", "1", "--faults", "kernel-panic", "--parallel", "2",
+            "--url", "http://\(Harness.serviceAddress)/random/16000000",
+        ])
+        print("chaos-random: \(campaign.combined)")
+        XCTAssertNotEqual(campaign.status, 0, "a lost download fails the verdict: \(campaign.combined)")
+        XCTAssertTrue(campaign.stdout.contains("answers different bytes each time"), campaign.stdout)
+        XCTAssertTrue(campaign.stdout.contains("verdict: FAIL"), campaign.stdout)
+        XCTAssertTrue(
+            campaign.stdout.contains("reset 2"), "both downloads were reset by the replay: \(campaign.stdout)")
+    }
+}
