@@ -4,6 +4,7 @@ import FTVMSystem
 import Foundation
 import Glibc
 import SeededRandom
+import Synchronization
 
 /// `ftvm chaos`: a fault campaign against a live pair under verifying load, with a verdict.
 struct Chaos: ParsableCommand {
@@ -11,8 +12,9 @@ struct Chaos: ParsableCommand {
         abstract: "Inject faults into a live pair while verified downloads run, and give a verdict.",
         discussion: """
             Each round waits for the pair to be protected, starts --parallel paced downloads of the \
-            --url resources (from --client-netns), puts one fault in at a random moment, and checks \
-            every download: ok (byte-exact), reset, cut short, or WRONG BYTES (never acceptable). \
+            --url resources (from --client-netns) and a stream of small requests to --request-url, \
+            puts one fault in at a random moment, and checks every download: ok (byte-exact), reset, \
+            cut short, or WRONG BYTES (never acceptable), and every request's answer. \
             Each resource is fetched twice before the campaign to take its SHA-256; one that answers \
             different bytes each time is checked by its length only, and a replay cannot carry it. \
             Faults: every `ftvm inject` fault, daemon-kill (the daemon SIGKILLed during a takeover and \
@@ -38,6 +40,11 @@ struct Chaos: ParsableCommand {
 
     @Option(name: .long, help: "The network namespace the clients run in (default: the pair's own).")
     var clientNetns: String?
+
+    @Option(
+        name: .long,
+        help: "A small resource requested again and again during each round (default: / at the first URL's host).")
+    var requestURL: String?
 
     @Option(name: .long, help: "Downloads in flight in each round.")
     var parallel = 4
@@ -138,6 +145,8 @@ struct Chaos: ParsableCommand {
         }
         for download in downloads { try download.start() }
         defer { downloads.forEach { $0.stop() } }
+        let requests = RequestLoop(url: requestURL ?? Self.origin(of: resources[0].url) + "/", netns: netns)
+        requests.start()
         Thread.sleep(forTimeInterval: delay)
         var note: String?
         var recovery: RecoveryRecord?
@@ -167,9 +176,20 @@ struct Chaos: ParsableCommand {
             recovery = try waitFor("the recovery", seconds: 120) { $0.recoveries > recoveries }.lastRecovery
         }
         let outcomes = downloads.map { $0.finish() }
-        return RoundResult(
+        let answered = requests.finish()
+        var result = RoundResult(
             round: number, fault: fault, outcomes: outcomes, recovery: recovery, protectedAfterSeconds: protectedAfter,
             note: note)
+        result.requestsOK = answered.ok
+        result.requestsFailed = answered.failed
+        return result
+    }
+
+    /// `scheme://host[:port]` of `url`.
+    static func origin(of url: String) -> String {
+        guard let components = URLComponents(string: url), let scheme = components.scheme, let host = components.host
+        else { return url }
+        return "\(scheme)://\(host)" + (components.port.map { ":\($0)" } ?? "")
     }
 
     /// Injects a kernel panic, SIGKILLs the daemon as soon as its status says it is failing over
@@ -320,6 +340,51 @@ final class Download {
     }
 }
 
+/// Small requests, one after another, while a round's downloads run: a request-rate load, and
+/// new connections whose SYNs a dead data path leaves unanswered (how a stuck NIC shows when
+/// the downloads' clients only acknowledge). Each answer must be a 2xx.
+final class RequestLoop: Sendable {
+    private struct Tally {
+        var ok = 0
+        var failed = 0
+        var stop = false
+        var done = false
+    }
+
+    let url: String
+    let netns: String
+    private let tally = Mutex(Tally())
+
+    init(url: String, netns: String) {
+        self.url = url
+        self.netns = netns
+    }
+
+    func start() {
+        Thread { [self] in
+            while !tally.withLock({ $0.stop }) {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                process.arguments = [
+                    "ip", "netns", "exec", netns, "curl", "-sS", "--fail", "--max-time", "60", "-o", "/dev/null", url,
+                ]
+                process.standardError = FileHandle.nullDevice
+                let ok = (try? process.run()).map { process.waitForExit() == 0 } ?? false
+                tally.withLock { ok ? ($0.ok += 1) : ($0.failed += 1) }
+                usleep(100_000)
+            }
+            tally.withLock { $0.done = true }
+        }.start()
+    }
+
+    /// Stops after the request in flight; returns the tally.
+    func finish() -> (ok: Int, failed: Int) {
+        tally.withLock { $0.stop = true }
+        while !tally.withLock({ $0.done }) { usleep(20_000) }
+        return tally.withLock { ($0.ok, $0.failed) }
+    }
+}
+
 extension Process {
     func waitForExit() -> Int32 {
         waitUntilExit()
@@ -331,6 +396,8 @@ struct RoundResult: Codable {
     var round: Int
     var fault: String
     var ok = 0, reset = 0, cut = 0, wrong = 0, failed = 0
+    /// The small requests of the round: answered with a 2xx, or not.
+    var requestsOK = 0, requestsFailed = 0
     var detectMillis: Double?
     var takeoverMillis: Double?
     var spliced: Int?
@@ -363,28 +430,30 @@ struct RoundResult: Codable {
         self.note = note
     }
 
-    var lost: Int { reset + cut + wrong + failed }
+    var lost: Int { reset + cut + wrong + failed + requestsFailed }
 
     var line: String {
         let timing = [
             detectMillis.map { String(format: "detect %.0f ms", $0) },
             takeoverMillis.map { String(format: "takeover %.0f ms", $0) },
         ].compactMap { $0 }.joined(separator: ", ")
-        return "[\(round)] \(fault.padding(13)) ok \(ok) reset \(reset) cut \(cut) WRONG \(wrong) failed \(failed)  "
-            + timing + (recoveryError.map { "  error: \($0)" } ?? "") + (note.map { "  (\($0))" } ?? "")
+        return "[\(round)] \(fault.padding(13)) ok \(ok) reset \(reset) cut \(cut) WRONG \(wrong) failed \(failed)"
+            + "  requests \(requestsOK) ok \(requestsFailed) failed  " + timing
+            + (recoveryError.map { "  error: \($0)" } ?? "") + (note.map { "  (\($0))" } ?? "")
     }
 }
 
 struct Summary: Codable {
     struct Row: Codable {
         var fault: String
-        var rounds = 0, ok = 0, reset = 0, cut = 0, wrong = 0, failed = 0
+        var rounds = 0, ok = 0, reset = 0, cut = 0, wrong = 0, failed = 0, requestsOK = 0, requestsFailed = 0
         var detectP50: Double?, detectMax: Double?, takeoverP50: Double?, takeoverMax: Double?
     }
 
     var seed: UInt64
     var faults: [Row]
     var connections: Int
+    var requests: Int
     var lost: Int
     var wrong: Int
     var recoveryErrors: Int
@@ -401,6 +470,8 @@ struct Summary: Codable {
             row.cut += result.cut
             row.wrong += result.wrong
             row.failed += result.failed
+            row.requestsOK += result.requestsOK
+            row.requestsFailed += result.requestsFailed
             rows[result.fault] = row
         }
         for (fault, var row) in rows {
@@ -413,7 +484,8 @@ struct Summary: Codable {
             rows[fault] = row
         }
         faults = rows.values.sorted { $0.fault < $1.fault }
-        connections = results.reduce(0) { $0 + $1.ok + $1.lost }
+        connections = results.reduce(0) { $0 + $1.ok + $1.reset + $1.cut + $1.wrong + $1.failed }
+        requests = results.reduce(0) { $0 + $1.requestsOK + $1.requestsFailed }
         lost = results.reduce(0) { $0 + $1.lost }
         wrong = results.reduce(0) { $0 + $1.wrong }
         recoveryErrors = results.count { $0.recoveryError != nil }
@@ -422,7 +494,9 @@ struct Summary: Codable {
 
     func printTable() {
         print("")
-        print("fault          rounds     ok  reset    cut  WRONG failed  detect p50/max ms  takeover p50/max ms")
+        print(
+            "fault          rounds     ok  reset    cut  WRONG failed  requests ok/failed  detect p50/max ms  takeover p50/max ms"
+        )
         func ms(_ value: Double?) -> String { value.map { String(format: "%.0f", $0) } ?? "-" }
         for row in faults {
             let counts = [row.rounds, row.ok, row.reset, row.cut, row.wrong, row.failed].map {
@@ -430,11 +504,12 @@ struct Summary: Codable {
             }
             print(
                 row.fault.padding(13) + " " + counts.joined(separator: " ") + "  "
+                    + "\(row.requestsOK)/\(row.requestsFailed)".padding(18, right: true) + "  "
                     + "\(ms(row.detectP50))/\(ms(row.detectMax))".padding(17, right: true) + "  "
                     + "\(ms(row.takeoverP50))/\(ms(row.takeoverMax))".padding(19, right: true))
         }
         print(
-            "verdict: \(passed ? "PASS" : "FAIL") — \(connections) downloads, \(lost) lost (\(wrong) with wrong bytes), \(recoveryErrors) recoveries with errors; seed \(seed)"
+            "verdict: \(passed ? "PASS" : "FAIL") — \(connections) downloads and \(requests) requests, \(lost) lost (\(wrong) with wrong bytes), \(recoveryErrors) recoveries with errors; seed \(seed)"
         )
     }
 }
