@@ -45,7 +45,7 @@ final class LifecycleTests: XCTestCase {
             name: "\(cause) while \(state)", from: state, event: .failureDetected(domain: "p", cause: cause),
             to: .takingOver(L.Takeover(cause: cause, failed: "p", successor: "b", step: .resuming)),
             actions: [
-                .beginRecovery(cause: cause, failed: "p", successor: "b"), .cutOff,
+                .cutOff, .beginRecovery(cause: cause, failed: "p", successor: "b"),
                 .fence(cause.qemuGone ? nil : "p"), .connect("b"), .resume("b"),
             ])
     }
@@ -120,7 +120,7 @@ final class LifecycleTests: XCTestCase {
                 event: .adoptedFailed(failed: "p", backup: "b", cause: .kernelPanic),
                 to: resuming,
                 actions: [
-                    .beginRecovery(cause: .kernelPanic, failed: "p", successor: "b"), .cutOff, .fence("p"),
+                    .cutOff, .beginRecovery(cause: .kernelPanic, failed: "p", successor: "b"), .fence("p"),
                     .connect("b"), .resume("b"),
                 ]),
             Row(
@@ -129,8 +129,9 @@ final class LifecycleTests: XCTestCase {
                 to: .takingOver(
                     L.Takeover(cause: .qemuDied(reason: "no primary domain left"), failed: "p", step: .booting)),
                 actions: [
+                    .cutOff,
                     .beginRecovery(cause: .qemuDied(reason: "no primary domain left"), failed: "p", successor: nil),
-                    .cutOff, .fence(nil), .bootSuccessor,
+                    .fence(nil), .bootSuccessor,
                 ]),
             Row(
                 name: "adopted mid-upgrade", from: .starting, event: .adoptedUpgrade(old: "p", backup: "b", new: "n"),
@@ -195,7 +196,7 @@ final class LifecycleTests: XCTestCase {
                 name: "failover", from: protected, event: .failoverRequested,
                 to: .takingOver(L.Takeover(cause: .manual, failed: "p", successor: "b", step: .resuming)),
                 actions: [
-                    .beginRecovery(cause: .manual, failed: "p", successor: "b"), .cutOff, .fence("p"), .connect("b"),
+                    .cutOff, .beginRecovery(cause: .manual, failed: "p", successor: "b"), .fence("p"), .connect("b"),
                     .resume("b"),
                 ]),
             Row(
@@ -225,6 +226,9 @@ final class LifecycleTests: XCTestCase {
             Row(
                 name: "new guest ready after the upgrade was abandoned", from: replaying,
                 event: .upgradeGuestReady("n"), to: replaying, actions: [.remove("n")]),
+            Row(
+                name: "new guest failed after the upgrade was abandoned", from: replaying,
+                event: .upgradeGuestFailed(domain: "n", reason: "x"), to: replaying, actions: [.remove("n")]),
             Row(
                 name: "drain ended", from: draining, event: .drainEnded, to: moving,
                 actions: [.endDrain, .fence("p"), .replay(into: "n", pinnedOnly: true)]),
@@ -319,7 +323,7 @@ final class LifecycleTests: XCTestCase {
             XCTAssertEqual(
                 actions,
                 [
-                    .beginRecovery(cause: cause, failed: "p", successor: "b"), .cutOff,
+                    .cutOff, .beginRecovery(cause: cause, failed: "p", successor: "b"),
                     .fence(cause.qemuGone ? nil : "p"), .connect("b"), .resume("b"),
                     .replay(into: "b", pinnedOnly: false), .setRole(.primary, "b"), .setRole(.retired, "p"),
                     .finishRecovery, .bootBackup, .markReprotected, .remove("p"),

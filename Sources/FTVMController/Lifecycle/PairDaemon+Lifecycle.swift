@@ -94,9 +94,11 @@ extension PairDaemon {
         case .recordReprotectionFailure(let reason):
             logger.error("re-protection failed; the pair runs unprotected", metadata: ["error": "\(reason)"])
             state.withLock { state in
-                if state.upgrade?.step == .reprotecting {
+                if state.upgrade?.step == .reprotecting, let run = state.upgradeRun {
                     state.upgrade?.errors.append("re-protection failed, the pair runs unprotected: \(reason)")
+                    state.upgrade?.totalMillis = PhaseTimer.millis(Monotonic.nanos() &- run.start)
                     state.upgrade?.step = .done
+                    state.upgradeRun = nil
                 } else {
                     state.lastRecovery?.error = "re-protection failed: \(reason)"
                 }

@@ -176,17 +176,18 @@ extension PairDaemon {
     func startUpgradeGuest() {
         guard let run = state.withLock({ $0.upgradeRun }) else { return }
         let thread = Thread { [self] in
-            var fresh: Guest?
+            var launched: String?
             do {
-                fresh = try launch(role: .upgrade, source: run.source)
-                try waitUntilReady(fresh!, timeoutSeconds: run.readyTimeout)
+                let fresh = try launch(role: .upgrade, source: run.source)
+                launched = fresh.domain
+                try waitUntilReady(fresh, timeoutSeconds: run.readyTimeout)
             } catch {
                 logger.error("upgrade: the new guest did not become ready", metadata: ["error": "\(error)"])
-                feed(.upgradeGuestFailed(domain: fresh?.domain, reason: "\(error)"))
+                feed(.upgradeGuestFailed(domain: launched, reason: "\(error)"))
                 return
             }
-            guard let fresh else { return }
-            feed(.upgradeGuestReady(fresh.domain))
+            guard let launched else { return }
+            feed(.upgradeGuestReady(launched))
             drain(deadline: Monotonic.nanos() &+ UInt64(run.drainTimeout * 1e9))
             feed(.drainEnded)
         }

@@ -394,8 +394,9 @@ public struct PairLifecycle: Sendable, Equatable {
     {
         state = .takingOver(
             Takeover(cause: cause, failed: failed, successor: successor, step: successor == nil ? .booting : .resuming))
-        var actions: [Action] = [.beginRecovery(cause: cause, failed: failed, successor: successor)]
-        if !alreadyCutOff { actions.append(.cutOff) }
+        // Cut off first: from here nothing the suspect sends reaches a client (invariant 2).
+        var actions: [Action] = alreadyCutOff ? [] : [.cutOff]
+        actions.append(.beginRecovery(cause: cause, failed: failed, successor: successor))
         // A guest whose QEMU is gone has nothing to stop, and libvirt is busy cleaning up after
         // it (a state query would wait over a second).
         actions.append(.fence(failed.flatMap { cause.qemuGone ? nil : $0 }))
@@ -431,7 +432,8 @@ public struct PairLifecycle: Sendable, Equatable {
     /// arrives after a teardown began): guests it names that the pair no longer uses are removed.
     private func stale(_ event: Event) -> [Action] {
         switch event {
-        case .backupReady(let domain), .upgradeGuestReady(let domain): [.remove(domain)]
+        case .backupReady(let domain), .upgradeGuestReady(let domain), .upgradeGuestFailed(let domain?, _):
+            [.remove(domain)]
         case .failoverRequested:
             [.refuse("the pair is \(phase.rawValue): a failover needs a paused backup (see `ftvm status`)")]
         case .upgradeRequested:
