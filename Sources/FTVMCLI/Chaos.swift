@@ -12,7 +12,7 @@ struct Chaos: ParsableCommand {
         abstract: "Inject faults into a live pair while verified downloads run, and give a verdict.",
         discussion: """
             Each round waits for the pair to be protected, starts --parallel paced downloads of the \
-            --url resources (from --client-netns) and a stream of small requests to --request-url, \
+            --url resources (from --client-netns) and a stream of small requests (HEAD of --request-url), \
             puts one fault in at a random moment, and checks every download: ok (byte-exact), reset, \
             cut short, or WRONG BYTES (never acceptable), and every request's answer. \
             Each resource is fetched twice before the campaign to take its SHA-256; one that answers \
@@ -43,7 +43,7 @@ struct Chaos: ParsableCommand {
 
     @Option(
         name: .long,
-        help: "A small resource requested again and again during each round (default: / at the first URL's host).")
+        help: "What each round's stream of HEAD requests asks for (default: the first --url).")
     var requestURL: String?
 
     @Option(name: .long, help: "Downloads in flight in each round.")
@@ -99,6 +99,16 @@ struct Chaos: ParsableCommand {
         guard !netns.isEmpty else {
             throw CommandFailure("the pair's clients are on \(status.clients ?? "a bridge"): give --client-netns")
         }
+        if netns == status.namespace {
+            // The pair's own namespace (ftvm's): a 4 MiB receive buffer, or the kernel would take
+            // a paced download whole at the link's speed and no byte would be in flight at the
+            // fault (the host's default allows 32 MiB).
+            let sysctl = Process()
+            sysctl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            sysctl.arguments = ["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.tcp_rmem=4096 131072 4194304"]
+            try sysctl.run()
+            sysctl.waitUntilExit()
+        }
         let resources = try (urls.isEmpty ? ["http://\(status.serviceAddress)/bytes/16000000?seed=1"] : urls).map {
             try Resource.reference($0, netns: netns)
         }
@@ -145,7 +155,7 @@ struct Chaos: ParsableCommand {
         }
         for download in downloads { try download.start() }
         defer { downloads.forEach { $0.stop() } }
-        let requests = RequestLoop(url: requestURL ?? Self.origin(of: resources[0].url) + "/", netns: netns)
+        let requests = RequestLoop(url: requestURL ?? resources[0].url, netns: netns)
         requests.start()
         Thread.sleep(forTimeInterval: delay)
         var note: String?
@@ -183,13 +193,6 @@ struct Chaos: ParsableCommand {
         result.requestsOK = answered.ok
         result.requestsFailed = answered.failed
         return result
-    }
-
-    /// `scheme://host[:port]` of `url`.
-    static func origin(of url: String) -> String {
-        guard let components = URLComponents(string: url), let scheme = components.scheme, let host = components.host
-        else { return url }
-        return "\(scheme)://\(host)" + (components.port.map { ":\($0)" } ?? "")
     }
 
     /// Injects a kernel panic, SIGKILLs the daemon as soon as its status says it is failing over
@@ -340,8 +343,8 @@ final class Download {
     }
 }
 
-/// Small requests, one after another, while a round's downloads run: a request-rate load, and
-/// new connections whose SYNs a dead data path leaves unanswered (how a stuck NIC shows when
+/// Small requests (HEAD), one after another, while a round's downloads run: a request-rate load,
+/// and new connections whose SYNs a dead data path leaves unanswered (how a stuck NIC shows when
 /// the downloads' clients only acknowledge). Each answer must be a 2xx.
 final class RequestLoop: Sendable {
     private struct Tally {
@@ -366,7 +369,8 @@ final class RequestLoop: Sendable {
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
                 process.arguments = [
-                    "ip", "netns", "exec", netns, "curl", "-sS", "--fail", "--max-time", "60", "-o", "/dev/null", url,
+                    "ip", "netns", "exec", netns, "curl", "-sS", "--fail", "--head", "--max-time", "60", "-o",
+                    "/dev/null", url,
                 ]
                 process.standardError = FileHandle.nullDevice
                 let ok = (try? process.run()).map { process.waitForExit() == 0 } ?? false
