@@ -85,6 +85,19 @@ final class ProtectTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: work)
     }
 
+    /// The disk guest's 64 MiB `splitmix-64M.bin` into `file`, paced at `rate` so a fault or an
+    /// upgrade lands mid-download.
+    private func startDownload(to file: String, rate: String, maxTime: Int) throws -> Process {
+        let download = Process()
+        download.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        download.arguments = [
+            "ip", "netns", "exec", client, "curl", "-sS", "--fail", "--max-time", "\(maxTime)", "--limit-rate", rate,
+            "-o", file, "http://\(guestAddress)/splitmix-64M.bin",
+        ]
+        try download.run()
+        return download
+    }
+
     private func curl(_ arguments: [String]) throws -> Harness.Output {
         try Harness.run(["ip", "netns", "exec", client, "curl", "-sS", "--fail"] + arguments)
     }
@@ -169,14 +182,8 @@ final class ProtectTests: XCTestCase {
         try session.run()
         defer { if session.isRunning { session.terminate() } }
         let file = "\(work)/download.bin"
-        let download = Process()
-        download.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         // Paced to outlast the new guest's boot under TCG and the drain.
-        download.arguments = [
-            "ip", "netns", "exec", client, "curl", "-sS", "--fail", "--max-time", "300", "--limit-rate", "1M", "-o",
-            file, "http://\(guestAddress)/splitmix-64M.bin",
-        ]
-        try download.run()
+        let download = try startDownload(to: file, rate: "1M", maxTime: 300)
         defer { if download.isRunning { download.terminate() } }
         sleep(3)
 
@@ -235,13 +242,7 @@ final class ProtectTests: XCTestCase {
                 }?[
                     "domain"] as? String)
             let file = "\(work)/download-\(round).bin"
-            let download = Process()
-            download.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            download.arguments = [
-                "ip", "netns", "exec", client, "curl", "-sS", "--fail", "--max-time", "180", "--limit-rate", "6M", "-o",
-                file, "http://\(guestAddress)/splitmix-64M.bin",
-            ]
-            try download.run()
+            let download = try startDownload(to: file, rate: "6M", maxTime: 180)
             defer { if download.isRunning { download.terminate() } }
             sleep(3)
             if round == 0 {
