@@ -528,8 +528,11 @@ public final class Relay: Sendable {
     }
 
     /// Lets fenced FINs and RSTs go once the guest that sent them has proven healthy after them:
-    /// its agent beat twice (it beats, then reaps its services, every tick, so a service that
-    /// died before the close is seen by then), every service still runs, and none restarted.
+    /// its agent beat three times, every service still runs, and none restarted. The agent beats,
+    /// then reaps its services, every tick; a process killed just before a tick may close its
+    /// sockets and become reapable only after that tick's reap, so the reap that sees it is the
+    /// next tick's, done only once the third beat is there (with two, a check between the
+    /// second beat and its reap let a crashed service's FIN go).
     /// Closes of a guest that is no longer connected (fenced by a takeover) are dropped.
     private func releaseCloses(_ loop: Loop) throws(Errno) {
         let now = Monotonic.nanos()
@@ -542,7 +545,7 @@ public final class Relay: Sendable {
             var healthy = true  // no channel to ask: nothing to wait for
             if let current = closeFenceTag(port: entry.port) {
                 let beats = (current.tag & 0xFFFF_FFFF_FFFF) &- (entry.tag & 0xFFFF_FFFF_FFFF)
-                healthy = beats >= 2 && current.allRunning && current.tag >> 48 == entry.tag >> 48
+                healthy = beats >= 3 && current.allRunning && current.tag >> 48 == entry.tag >> 48
             }
             guard healthy || now &- entry.time > Self.closeFenceLimitNanos else { return }
             let slot = entry.frame
