@@ -70,15 +70,34 @@ final class FailureCauseTests: XCTestCase {
         channel.declareService(0, name: "demo", port: 80)
         channel.serviceStarted(0, pid: 10, isRestart: false)
         channel.agentState = .ready
-        XCTAssertNil(PairDaemon.cause(from: channel))
+        var seen: [String: UInt32] = [:]
+        XCTAssertNil(PairDaemon.cause(from: channel, restartsSeen: &seen))
         channel.serviceResponsive(0, false)
-        XCTAssertEqual(PairDaemon.cause(from: channel), .serviceHung(name: "demo"))
+        XCTAssertEqual(PairDaemon.cause(from: channel, restartsSeen: &seen), .serviceHung(name: "demo"))
         channel.serviceExited(0, status: -9)
-        XCTAssertEqual(PairDaemon.cause(from: channel), .serviceFailed(name: "demo", exit: -9))
+        XCTAssertEqual(PairDaemon.cause(from: channel, restartsSeen: &seen), .serviceFailed(name: "demo", exit: -9))
         XCTAssertEqual(
             FailureCause.serviceFailed(name: "demo", exit: -9).description, "service demo killed by signal 9")
         channel.agentState = .failed
-        XCTAssertEqual(PairDaemon.cause(from: channel), .agentFailed)
+        XCTAssertEqual(PairDaemon.cause(from: channel, restartsSeen: &seen), .agentFailed)
+    }
+
+    /// A crash the agent restarted from before the loop looked (it was held up longer than the
+    /// agent's 500 ms restart delay) still shows: the service's restart count moved.
+    func testAServiceRestartedBetweenTwoLooksIsACrash() throws {
+        let path = NSTemporaryDirectory() + "ftvm-cause-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let channel = try Channel.open(path: path, create: true)
+        channel.declareService(0, name: "demo", port: 80)
+        channel.serviceStarted(0, pid: 10, isRestart: false)
+        channel.serviceExited(0, status: -9)
+        channel.serviceStarted(0, pid: 11, isRestart: true)  // a crash during boot, before the first look
+        channel.agentState = .ready
+        var seen: [String: UInt32] = [:]
+        XCTAssertNil(PairDaemon.cause(from: channel, restartsSeen: &seen), "counted from the first look")
+        channel.serviceExited(0, status: -9)
+        channel.serviceStarted(0, pid: 12, isRestart: true)
+        XCTAssertEqual(PairDaemon.cause(from: channel, restartsSeen: &seen), .serviceFailed(name: "demo", exit: -9))
     }
 }
 

@@ -19,6 +19,8 @@ extension PairDaemon {
         // When the primary was seen paused by a SUSPENDED event: a panicking guest is paused
         // first and reported CRASHED just after, so a pause is judged a little later.
         var pausedSeenAt: Int?
+        // Each service's restart count when this loop first saw it on the watched primary.
+        var restartsSeen: [String: UInt32] = [:]
         let loopMicros = useconds_t(max(5, min(20, config.health.tickMillis / 5)) * 1000)
         while !done.withLock({ $0 }) {
             usleep(loopMicros)
@@ -40,10 +42,13 @@ extension PairDaemon {
             if primary.domain != watched {
                 watched = primary.domain
                 pausedSeenAt = nil
+                restartsSeen = [:]
                 detector.reset(atMillis: now)
                 qemu = (try? virt.domain(named: primary.domain).qemuProcessID()).flatMap { try? ProcessWatch(pid: $0) }
             }
-            var cause = Self.cause(from: events, for: primary.domain) ?? Self.cause(from: primary.channel)
+            var cause =
+                Self.cause(from: events, for: primary.domain)
+                ?? Self.cause(from: primary.channel, restartsSeen: &restartsSeen)
             if cause == nil, Self.paused(in: events, for: primary.domain) { pausedSeenAt = pausedSeenAt ?? now }
             if cause == nil, let seen = pausedSeenAt, now - seen >= 100 {
                 pausedSeenAt = nil
@@ -95,15 +100,21 @@ extension PairDaemon {
         }
     }
 
-    /// A failure the primary's agent reported, if any.
-    static func cause(from channel: Channel) -> FailureCause? {
+    /// A failure the primary's agent reported, if any. A service whose restart count moved since
+    /// `restartsSeen` (first sight of each) crashed too: the agent restarts a crashed service
+    /// after 500 ms, and a loop held up that long (a libvirt call that waits on a dying QEMU)
+    /// never saw it exited.
+    static func cause(from channel: Channel, restartsSeen: inout [String: UInt32]) -> FailureCause? {
         if channel.agentState == .failed { return .agentFailed }
         for service in channel.services {
             switch service.state {
             case .exited: return .serviceFailed(name: service.name, exit: service.lastExit)
             case .hung: return .serviceHung(name: service.name)
-            case .unused, .starting, .running: continue
+            case .unused, .starting, .running: break
             }
+            let seen = restartsSeen[service.name, default: service.restarts]
+            restartsSeen[service.name] = seen
+            if service.restarts != seen { return .serviceFailed(name: service.name, exit: service.lastExit) }
         }
         return nil
     }
