@@ -18,19 +18,41 @@ public struct HealthPolicy: Sendable, Codable, Equatable {
     /// primary has sent no frame at all for this long: its data path is dead even if its agent
     /// beats (seen: a virtio-net TX queue that stopped under TCG, docs/failover.md).
     public var dataPathStallMillis: Int = 3000
+    /// The stall limit is counted in the time the primary's vCPU could run; this wall-clock
+    /// bound ends the wait for a QEMU that never gets to run (stopped, or starved of the host's
+    /// CPU for good): it serves nobody either.
+    public var starvedStallLimitMillis: Int = 10_000
 
     public init() {}
 
+    /// A still counter fails after this much time the guest could have used to move it.
     public var stallLimitMillis: Int { tickMillis * missedTicks }
+    /// A still counter fails after this much wall time, however starved the guest was. Never
+    /// below `stallLimitMillis`, so a long tick policy is not cut short by the default bound.
+    public var wallStallLimitMillis: Int { max(stallLimitMillis, starvedStallLimitMillis) }
 }
 
-/// Detects a heartbeat counter that stopped moving. Times are milliseconds on any monotonic
-/// clock the caller chooses (tests use a fake one).
+/// Detects a heartbeat counter that stopped moving while the guest could have moved it. Times
+/// are milliseconds on any monotonic clock the caller chooses (tests use a fake one).
+///
+/// The stall limit is counted in the time the primary's vCPU could run: wall time minus what
+/// the caller reports as starved (its vCPU thread waited for a host CPU, or QEMU was stopped).
+/// A vCPU that ran, or halted by itself (an idle guest), had its chance: a hung kernel or a
+/// dead agent is caught as soon as with a wall clock. A QEMU the host did not let run is not
+/// failed for it, up to `HealthPolicy.wallStallLimitMillis`.
 public struct HeartbeatDetector: Sendable {
     public let policy: HealthPolicy
     private var lastValue: UInt64?
     private var lastChange = 0
+    private var lastSample = 0
+    /// Since the last change: the time the guest could have run.
+    private var runnableSinceChange = 0
     private var graceUntil = 0
+    /// Whether the current still spell was already counted in `stallsForgiven`.
+    private var forgiving = false
+    /// Still spells that reached the stall limit in wall time but not in the time the guest
+    /// could run: what a wall-clock detector would have failed over. Kept across `reset`.
+    public private(set) var stallsForgiven = 0
 
     public init(policy: HealthPolicy) {
         self.policy = policy
@@ -40,22 +62,37 @@ public struct HeartbeatDetector: Sendable {
     public mutating func reset(atMillis now: Int) {
         lastValue = nil
         lastChange = now
+        lastSample = now
+        runnableSinceChange = 0
+        forgiving = false
         graceUntil = now + policy.graceMillis
     }
 
     /// Until when (ms) a fresh primary is not judged.
     public var graceEndsMillis: Int { graceUntil }
 
-    /// Feeds one sample; returns how long (ms) the counter has been still when that is a failure.
-    public mutating func observe(_ value: UInt64, atMillis now: Int) -> Int? {
+    /// Feeds one sample: the counter at `now`, and how much of the time since the previous
+    /// sample the guest's vCPU could not run (`starvedMillis`, 0 when unknown). Returns how long
+    /// (wall ms) the counter has been still when that is a failure.
+    public mutating func observe(_ value: UInt64, atMillis now: Int, starvedMillis: Int = 0) -> Int? {
+        let interval = max(0, now - lastSample)
+        lastSample = now
         if value != lastValue {
             lastValue = value
             lastChange = now
+            runnableSinceChange = 0
+            forgiving = false
             return nil
         }
+        runnableSinceChange += interval - min(max(0, starvedMillis), interval)
         let still = now - lastChange
-        guard now >= graceUntil, still >= policy.stallLimitMillis else { return nil }
-        return still
+        guard now >= graceUntil else { return nil }
+        if runnableSinceChange >= policy.stallLimitMillis || still >= policy.wallStallLimitMillis { return still }
+        if still >= policy.stallLimitMillis, !forgiving {
+            forgiving = true
+            stallsForgiven += 1
+        }
+        return nil
     }
 }
 

@@ -54,6 +54,105 @@ final class HeartbeatDetectorTests: XCTestCase {
     }
 }
 
+/// The detector fed with how long the guest's vCPU could not run: the stall limit counts only
+/// the time the guest could have beaten in, up to the wall-clock outer bound.
+final class StarvedHeartbeatTests: XCTestCase {
+    /// One scenario: a counter sampled every 20 ms from 0 ms, moving at `beats`; `starved(t)` is
+    /// what the daemon reports for the interval that ends at `t`.
+    private struct Case: Sendable {
+        var name: String
+        var beats: Set<Int> = []
+        var starved: @Sendable (Int) -> Int
+        var failsAt: Int?
+        var forgiven: Int
+    }
+
+    /// Stopped during `spell`: each 20 ms interval that ends in it is starved whole.
+    private static func stopped(_ spell: ClosedRange<Int>) -> @Sendable (Int) -> Int {
+        { spell.contains($0) ? 20 : 0 }
+    }
+
+    private static let cases: [Case] = [
+        Case(
+            name: "hung, its vCPU running or halted: as with a wall clock", starved: { _ in 0 }, failsAt: 500,
+            forgiven: 0),
+        Case(name: "hung, waiting for a host CPU half the time", starved: { _ in 10 }, failsAt: 1000, forgiven: 1),
+        Case(name: "hung, starved for good: the outer bound", starved: { _ in 20 }, failsAt: 10_000, forgiven: 1),
+        Case(
+            name: "a starvation reported longer than its interval counts as the interval", starved: { _ in 5000 },
+            failsAt: 10_000, forgiven: 1),
+        Case(
+            name: "stopped 1.5 s, then beats", beats: Set(stride(from: 1520, through: 12_000, by: 40)),
+            starved: stopped(20...1500), failsAt: nil, forgiven: 1),
+        Case(name: "stopped 1.5 s, then hung", starved: stopped(20...1500), failsAt: 2000, forgiven: 1),
+        Case(
+            name: "stopped 9.6 s, then hung: the outer bound comes first", starved: stopped(20...9600), failsAt: 10_000,
+            forgiven: 1),
+        Case(
+            name: "stopped twice, one beat after each, then hung", beats: [1000, 2200],
+            starved: { (20...800).contains($0) || (1020...2000).contains($0) ? 20 : 0 }, failsAt: 2700, forgiven: 2),
+    ]
+
+    private func run(
+        _ scenario: Case, policy: HealthPolicy = StarvedHeartbeatTests.policy(), until end: Int = 12_000
+    ) -> (Int?, Int) {
+        var detector = HeartbeatDetector(policy: policy)
+        detector.reset(atMillis: 0)
+        var counter: UInt64 = 0
+        for now in stride(from: 0, through: end, by: 20) {
+            if scenario.beats.contains(now) { counter += 1 }
+            if detector.observe(counter, atMillis: now, starvedMillis: now == 0 ? 0 : scenario.starved(now)) != nil {
+                return (now, detector.stallsForgiven)
+            }
+        }
+        return (nil, detector.stallsForgiven)
+    }
+
+    private static func policy(grace: Int = 0, missed: Int = 5) -> HealthPolicy {
+        var policy = HealthPolicy()
+        policy.graceMillis = grace
+        policy.missedTicks = missed
+        return policy
+    }
+
+    func testScenarios() {
+        for scenario in Self.cases {
+            let (failedAt, forgiven) = run(scenario)
+            XCTAssertEqual(failedAt, scenario.failsAt, scenario.name)
+            XCTAssertEqual(forgiven, scenario.forgiven, "stalls forgiven: \(scenario.name)")
+        }
+    }
+
+    /// The grace after a resume is wall time, as before: judged when it ends, in the time the
+    /// guest could run since the reset.
+    func testGraceIsUnchanged() {
+        let hung = Case(name: "hung", starved: { _ in 0 }, forgiven: 0)
+        XCTAssertEqual(run(hung, policy: Self.policy(grace: 1000)).0, 1000)
+        let stoppedThenHung = Case(name: "stopped 800 ms, then hung", starved: Self.stopped(20...800), forgiven: 0)
+        XCTAssertEqual(run(stoppedThenHung, policy: Self.policy(grace: 1000)).0, 1300)
+    }
+
+    /// A stall limit longer than the default outer bound is not cut short by it.
+    func testOuterBoundIsNeverBelowTheStallLimit() {
+        let policy = Self.policy(missed: 200)
+        XCTAssertEqual(policy.wallStallLimitMillis, 20_000)
+        XCTAssertEqual(
+            run(Case(name: "hung", starved: { _ in 0 }, forgiven: 0), policy: policy, until: 30_000).0, 20_000)
+    }
+
+    /// The count of forgiven stalls survives a new primary (it feeds a Prometheus counter).
+    func testForgivenStallsSurviveAReset() {
+        var detector = HeartbeatDetector(policy: Self.policy())
+        detector.reset(atMillis: 0)
+        for now in stride(from: 20, through: 600, by: 20) {
+            XCTAssertNil(detector.observe(1, atMillis: now, starvedMillis: 20))
+        }
+        XCTAssertEqual(detector.stallsForgiven, 1)
+        detector.reset(atMillis: 600)
+        XCTAssertEqual(detector.stallsForgiven, 1)
+    }
+}
+
 /// What the health loop makes of libvirt events and agent reports.
 final class FailureCauseTests: XCTestCase {
     func testEventsForOtherDomainsAreIgnored() {
