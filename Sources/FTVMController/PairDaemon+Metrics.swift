@@ -17,6 +17,7 @@ extension PairDaemon {
                 logFull: usage.counters.unprotectedLogFull, noSlot: usage.counters.admittedUnlogged)
             sample.replay = southSide.splicer.replayTotals
         }
+        sample.heartbeatStallsForgiven = UInt64(heartbeatStallsForgiven.load(ordering: .relaxed))
         sample.heartbeats = guests.compactMap { guest in
             ages[guest.domain].map { .init(domain: guest.domain, role: guest.role.rawValue, ageNanos: $0) }
         }

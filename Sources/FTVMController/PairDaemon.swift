@@ -86,6 +86,8 @@ public final class PairDaemon: Sendable {
     let done = Mutex<Bool>(false)
     let metrics: PairMetrics
     let heartbeats = HeartbeatClock()
+    /// The health loop's `HeartbeatDetector.stallsForgiven`, for the metrics.
+    let heartbeatStallsForgiven = Atomic<Int>(0)
     let metricsServer: MetricsServer?
     /// The pair's phase now (what `ftvm status` reports); the systemd notifier follows it.
     public var phase: Phase { state.withLock { $0.phase } }

@@ -16,6 +16,8 @@ extension PairDaemon {
         var watched = ""
         var lastStateCheck = 0
         var qemu: ProcessWatch?
+        // How long the primary's QEMU could not run: the heartbeat is judged in the rest.
+        var starvation: VCPUStarvation?
         // When the primary was seen paused by a SUSPENDED event: a panicking guest is paused
         // first and reported CRASHED just after, so a pause is judged a little later.
         var pausedSeenAt: Int?
@@ -24,7 +26,8 @@ extension PairDaemon {
         let loopMicros = useconds_t(max(5, min(20, config.health.tickMillis / 5)) * 1000)
         while !done.withLock({ $0 }) {
             usleep(loopMicros)
-            let now = Int(Monotonic.nanos() / 1_000_000)
+            let nanos = Monotonic.nanos()
+            let now = Int(nanos / 1_000_000)
             let (lifecycle, guests, events) = state.withLock { state in
                 defer { state.events.removeAll() }
                 return (state.lifecycle, state.guests, state.events)
@@ -44,7 +47,9 @@ extension PairDaemon {
                 pausedSeenAt = nil
                 restartsSeen = [:]
                 detector.reset(atMillis: now)
-                qemu = (try? virt.domain(named: primary.domain).qemuProcessID()).flatMap { try? ProcessWatch(pid: $0) }
+                let pid = try? virt.domain(named: primary.domain).qemuProcessID()
+                qemu = pid.flatMap { try? ProcessWatch(pid: $0) }
+                starvation = pid.map { VCPUStarvation(pid: $0, now: nanos) }
             }
             var cause =
                 Self.cause(from: events, for: primary.domain)
@@ -57,8 +62,17 @@ extension PairDaemon {
             if cause == nil, let qemu, qemu.hasExited {
                 cause = .qemuDied(reason: "process \(qemu.pid) exited")
             }
-            if cause == nil, let still = detector.observe(primary.channel.heartbeat, atMillis: now) {
-                cause = .heartbeatStalled(millis: still)
+            if cause == nil {
+                let forgiven = detector.stallsForgiven
+                let starved = starvation?.starvedMillis(now: nanos) ?? 0
+                if let still = detector.observe(primary.channel.heartbeat, atMillis: now, starvedMillis: starved) {
+                    cause = .heartbeatStalled(millis: still)
+                } else if detector.stallsForgiven > forgiven {
+                    heartbeatStallsForgiven.store(detector.stallsForgiven, ordering: .relaxed)
+                    logger.warning(
+                        "heartbeat late while the primary's QEMU could not run (starved or stopped): not a failure",
+                        metadata: ["domain": "\(primary.domain)"])
+                }
             }
             // During an upgrade's drain the relay's active guest is the new one, so the data
             // path's clock says nothing about the old primary.

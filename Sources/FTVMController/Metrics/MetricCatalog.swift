@@ -76,6 +76,11 @@ public enum MetricCatalog {
         .init(
             name: "ftvm_heartbeat_age_seconds", kind: .gauge, labels: ["domain", "role"],
             help: "Time since the guest's agent heartbeat last moved, in seconds (a paused backup's does not move)."),
+        .init(
+            name: "ftvm_heartbeat_stalls_forgiven_total", kind: .counter, labels: [],
+            help:
+                "Primary heartbeats still past the stall limit in wall time but not in the time its vCPU could run (QEMU starved of host CPU or stopped): not failed over."
+        ),
     ]
 
     public static func named(_ name: String) -> MetricDescription? { all.first { $0.name == name } }

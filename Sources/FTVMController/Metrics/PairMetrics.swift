@@ -30,6 +30,7 @@ struct MetricsSample: Sendable {
     var log: Log?
     var replay = ReplayTotals()
     var heartbeats: [Heartbeat] = []
+    var heartbeatStallsForgiven: UInt64 = 0
 }
 
 /// The pair's Prometheus metrics (docs/metrics.md): events (recoveries, their phases) are
@@ -121,6 +122,8 @@ final class PairMetrics: Sendable {
         advance("ftvm_connections_unprotected_total", ("cause", "over_budget"), to: log.overBudget)
         advance("ftvm_connections_unprotected_total", ("cause", "log_full"), to: log.logFull)
         advance("ftvm_connections_unprotected_total", ("cause", "no_slot"), to: log.noSlot)
+
+        advance("ftvm_heartbeat_stalls_forgiven_total", to: sample.heartbeatStallsForgiven)
 
         // One series per guest; a guest that is gone (or changed role) loses its old series.
         let current = Set(sample.heartbeats.map { [$0.domain, $0.role] })
