@@ -7,7 +7,8 @@ import Foundation
 public struct HealthPolicy: Sendable, Codable, Equatable {
     /// How often the daemon samples the primary's heartbeat (and checks events and services).
     public var tickMillis: Int = 100
-    /// Failure is declared after this many consecutive ticks without a heartbeat change.
+    /// Failure is declared after this many ticks without a heartbeat change, counted in the time
+    /// the primary's vCPU could run (`HeartbeatDetector`).
     /// The agent beats every 20 ms at real-time priority, so a healthy guest changes the counter
     /// several times per tick; the margin covers TCG scheduling hiccups under load (see
     /// docs/failover.md for the soak that chose it).
