@@ -433,6 +433,15 @@ http {
             # back end).
             proxy_buffering off;
         }
+
+        # The same back end without upstream keep-alive: nginx's default, one back-end
+        # connection per request (`Connection: close`), which a replay must match request by
+        # request (issue 24).
+        location /proxy-once/ {
+            proxy_pass http://10.77.0.1:9000/;
+            proxy_http_version 1.1;
+            proxy_buffering off;
+        }
     }
 }
 EOF

@@ -142,6 +142,7 @@ public final class OutgoingSide: @unchecked Sendable {
             list = Boundaries(serial: slot.serial)
         }
         if heads[slot.index].serial == slot.serial { heads[slot.index].begin(at: start.serverOffset) }
+        log.noteBoundary(slot, start)  // (a restarted daemon's only ones: `boundaries`)
         let boundary = Boundary(start: start, stamp: clientExchanges)
         if list.count == Boundaries.capacity {
             list.entries[list.count - 1] = boundary
@@ -175,23 +176,41 @@ public final class OutgoingSide: @unchecked Sendable {
         return found
     }
 
+    /// The boundaries of `slot` past `start` that are still held (not trimmed yet), oldest first:
+    /// places a replay may start it at, once their exchange is acknowledged (`ConnectionLog.trim`
+    /// says).
+    /// A restarted daemon has only the latest two, which the log keeps beside the record.
+    func boundaries(_ slot: Slot, after start: ReplayStart) -> [ReplayStart] {
+        var found: [ReplayStart] = []
+        let list = boundaries[slot.index]
+        if list.serial == slot.serial { found = (0..<list.count).map { list.entries[$0].start } }
+        for hint in log.boundaryHints(slot) where !found.contains(hint) { found.append(hint) }
+        return found.filter { $0.serverOffset > start.serverOffset }.sorted { $0.serverOffset < $1.serverOffset }
+    }
+
     /// The guest's bytes on a connection it opened, from stream offset `offset` on (its requests).
     func guestSent(_ slot: Slot, _ bytes: UnsafeRawBufferPointer, at offset: UInt64) {
         guard heads[slot.index].serial == slot.serial else { return }
-        heads[slot.index].feed(bytes, at: offset)
+        heads[slot.index].feed(bytes, at: offset) { start, crc in
+            // The head a replay begins with goes into the record too (a restarted daemon has it).
+            if log.current(slot).replayStart.serverOffset == start { log.setReplayHead(slot, crc: crc) }
+        }
     }
 
     /// `slot` was trimmed to `offset`.
     func trimmed(_ slot: Slot, to offset: UInt64) {
         guard heads[slot.index].serial == slot.serial else { return }
         heads[slot.index].forget(before: offset)
+        if let crc = heads[slot.index].crc(from: offset) { log.setReplayHead(slot, crc: crc) }
     }
 
-    /// The CRC32C of the first `RequestHeads.length` bytes the guest sent on `slot` from stream
-    /// offset `start` (a replay start), when known.
-    func requestHead(_ slot: Slot, from start: UInt64) -> UInt32? {
-        guard heads[slot.index].serial == slot.serial else { return nil }
-        return heads[slot.index].crc(from: start)
+    /// The CRC32C of the first `RequestHeads.length` bytes the guest sent on `record` from stream
+    /// offset `start` (a place a replay may start it), when known: from memory, or for its replay
+    /// start from the record (a restarted daemon's memory has none).
+    func requestHead(_ record: ConnectionRecord, from start: UInt64) -> UInt32? {
+        let slot = record.slot
+        if heads[slot.index].serial == slot.serial, let crc = heads[slot.index].crc(from: start) { return crc }
+        return start == record.replayStart.serverOffset ? record.replayHeadCRC : nil
     }
 
     func noteFramingStopped(_ reason: HTTPStop?) {

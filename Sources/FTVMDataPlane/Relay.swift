@@ -56,6 +56,7 @@ public final class Relay: Sendable {
     private let replayRequests = Atomic<UInt64>(0)
     /// Whether the requested replay covers only the connections pinned to a drained guest.
     private let replayPinnedOnly = Atomic<Bool>(false)
+    private let replayUpToSerial = Atomic<UInt64>(.max)
     /// An upgrade's drain: the old guest's link (0: none), the new guest's link a request to
     /// start draining switches to, the requests and how many the loop handled, and how many
     /// pinned connections are still open.
@@ -118,9 +119,11 @@ public final class Relay: Sendable {
     }
 
     /// The guest now connected runs: replay every logged connection into it (or, after a drain,
-    /// those still pinned to the drained guest), then deliver the held client frames.
-    public func beginReplay(pinnedOnly: Bool = false) {
+    /// those still pinned to the drained guest; or those logged up to `upToSerial`: the failed
+    /// guest's), then deliver the held client frames.
+    public func beginReplay(pinnedOnly: Bool = false, upToSerial: UInt64 = .max) {
         replayPinnedOnly.store(pinnedOnly, ordering: .sequentiallyConsistent)
+        replayUpToSerial.store(upToSerial, ordering: .sequentiallyConsistent)
         replayRequests.add(1, ordering: .sequentiallyConsistent)
     }
 
@@ -362,10 +365,10 @@ public final class Relay: Sendable {
     /// Replays the logged connections into the connected guest, then delivers what was held.
     private func startReplay(_ loop: Loop) {
         if let southSide {
-            if replayPinnedOnly.load(ordering: .acquiring) {
-                southSide.splicer.begin(now: Monotonic.nanos(), sink: loop, only: southSide.isPinned)
-            } else {
-                southSide.splicer.begin(now: Monotonic.nanos(), sink: loop)
+            let pinnedOnly = replayPinnedOnly.load(ordering: .acquiring)
+            let upTo = replayUpToSerial.load(ordering: .acquiring)
+            southSide.splicer.begin(now: Monotonic.nanos(), sink: loop) { slot in
+                (!pinnedOnly || southSide.isPinned(slot)) && slot.serial <= upTo
             }
             southSide.unpinAll()
             draining.store(0, ordering: .relaxed)

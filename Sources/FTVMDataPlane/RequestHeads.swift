@@ -1,11 +1,12 @@
 import FTVMLog
 
-/// Relay servers (docs/relay-servers.md, "Replay", step 3): the CRC32C of the first `length`
+/// Relay servers (docs/relay-servers.md, "Replay", step 2): the CRC32C of the first `length`
 /// bytes of the guest's stream from each place a replay may start it (the connection's start and
 /// each exchange boundary: a request's first byte). With it, a regenerated request longer than
 /// the new guest's first segment (a large POST) still tells from that segment which logged
 /// connection it re-sends; without it only a request that fits one segment can. Per slot, in the
-/// relay's memory (a restarted daemon has none: such requests are matched by order again).
+/// relay's memory; the head at the replay start is kept in the record too
+/// (`ConnectionLog.setReplayHead`), so a restarted daemon still has the one a replay begins with.
 struct RequestHeads {
     static let length = 1024
     private static let capacity = 6
@@ -37,8 +38,11 @@ struct RequestHeads {
         used += 1
     }
 
-    /// The guest's stream bytes from `offset` on, in order.
-    mutating func feed(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) {
+    /// The guest's stream bytes from `offset` on, in order; `completed` hears of each head they
+    /// complete (its start and CRC32C).
+    mutating func feed(
+        _ bytes: UnsafeRawBufferPointer, at offset: UInt64, completed: (_ start: UInt64, _ crc: UInt32) -> Void
+    ) {
         let end = offset + UInt64(bytes.count)
         for index in 0..<used {
             var head = heads[index]
@@ -50,6 +54,7 @@ struct RequestHeads {
                 UnsafeRawBufferPointer(rebasing: bytes[first..<(first + take)]), continuing: head.crc)
             head.count += take
             heads[index] = head
+            if head.count == Self.length { completed(head.start, head.crc) }
         }
     }
 

@@ -86,6 +86,9 @@ public final class SouthSide: @unchecked Sendable {
         var lastClientFrame: UInt64 = 0
         var framing = Framing.none
         var trims = TrimCandidates()
+        /// The end (server offset) of the response in progress last noted in the log, so that a
+        /// restarted relay takes the framing up again there (`Framing.resuming`).
+        var notedResponseEnd: UInt64 = 0
         /// Relay servers (SouthSide+Outgoing.swift): for a client connection, the client exchange
         /// count when its exchange in flight began (0: none in flight).
         var exchangeBegan: UInt64 = 0
@@ -98,6 +101,11 @@ public final class SouthSide: @unchecked Sendable {
     enum Framing {
         case none
         case following(clientBase: UInt64, serverBase: UInt64)
+        /// A restarted relay found the connection inside a response whose end the log noted
+        /// (`ConnectionLog.noteResponse`): the rest of its body is checksummed as it is, and at
+        /// its end (server offset `serverBase`; its request ended at client offset `clientBase`)
+        /// a fresh tracker follows the framing again, fed the logged requests from there.
+        case resuming(clientBase: UInt64, serverBase: UInt64)
         case stopped
         /// A guest-initiated connection's framing, mirrored: the guest's stream holds the requests,
         /// the end server's (the logged "client" bytes) the responses (SouthSide+Outgoing.swift).
@@ -172,26 +180,53 @@ public final class SouthSide: @unchecked Sendable {
 
     /// A restarted daemon finds connections in the log: each gets a fresh flow, and an HTTP one
     /// whose server stream sits at its replay start gets its tracker back (fed the logged client
-    /// bytes since then). One caught in mid-response cannot: its framing stops there, so masking
-    /// ends at what the checksum covers and the connection replays its history since the last trim.
+    /// bytes since then). One caught in mid-response takes the framing up again at that
+    /// response's end when the log noted it (a body of known length, `Framing.resuming`);
+    /// otherwise its framing stops there, so masking ends at what the checksum covers and the
+    /// connection replays its history since the last trim.
     private func adoptLoggedConnections(now: UInt64) {
         log.forEachLive { slot in
             let record = log.current(slot)
-            flows[slot.index] = Flow(serial: slot.serial, lastClientFrame: now)
+            flows[slot.index] = Flow(serial: slot.serial, lastClientFrame: now, guestInitiated: record.guestInitiated)
             guard case .http(until: nil) = record.masking else { return }
-            guard record.protection == .protected, record.serverStream.byteCount == record.replayStart.serverOffset,
-                record.serverStream.endSequence == record.serverSendMax
-            else {
-                log.stopFraming(slot, atServerOffset: record.serverStream.byteCount)
-                flows[slot.index].framing = .stopped
-                stops.withLock { $0["daemon restarted mid-response", default: 0] += 1 }
-                return
+            let checked = record.serverStream.byteCount
+            guard record.protection == .protected, record.serverStream.endSequence == record.serverSendMax else {
+                return stopFramingOnAdoption(slot, at: checked)
             }
-            flows[slot.index].framing = .following(
-                clientBase: record.replayStart.clientOffset, serverBase: record.replayStart.serverOffset)
-            trackers[slot.index] = HTTPExchangeTracker()
-            log.clientBytes(slot).withUnsafeBytes { feedRequests(slot, $0) }
+            if checked == record.replayStart.serverOffset {
+                return resumeFollowing(slot, clientBase: record.replayStart.clientOffset, serverBase: checked)
+            }
+            guard let response = log.responseHint(slot), response.bodyStart <= checked, checked <= response.end,
+                record.replayStart.clientOffset <= response.requestEnd, response.requestEnd <= record.clientBytesLogged
+            else { return stopFramingOnAdoption(slot, at: checked) }
+            flows[slot.index].notedResponseEnd = response.end
+            flows[slot.index].framing = .resuming(clientBase: response.requestEnd, serverBase: response.end)
+            if checked == response.end {
+                resumeFollowing(
+                    slot, clientBase: response.requestEnd, serverBase: checked, crc: record.serverStream.crc)
+            }
         }
+    }
+
+    private func stopFramingOnAdoption(_ slot: Slot, at offset: UInt64) {
+        log.stopFraming(slot, atServerOffset: offset)
+        flows[slot.index].framing = .stopped
+        stops.withLock { $0["daemon restarted mid-response", default: 0] += 1 }
+    }
+
+    /// Follows the framing with a fresh tracker from a boundary (`clientBase`, `serverBase`),
+    /// fed the logged client bytes from there; with the server stream's checksum there (`crc`),
+    /// the boundary is offered for a trim too.
+    private func resumeFollowing(_ slot: Slot, clientBase: UInt64, serverBase: UInt64, crc: UInt32? = nil) {
+        if let crc {
+            flows[slot.index].trims.checkpoint(serverBase, crc: crc)
+            flows[slot.index].trims.propose(client: clientBase, server: serverBase)
+        }
+        flows[slot.index].framing = .following(clientBase: clientBase, serverBase: serverBase)
+        trackers[slot.index] = HTTPExchangeTracker()
+        let skip = Int(clientBase - log.current(slot).replayStart.clientOffset)
+        let logged = log.clientBytes(slot)
+        logged[skip...].withUnsafeBytes { feedRequests(slot, $0) }
     }
 
     // MARK: Draining (an upgrade)
@@ -437,11 +472,10 @@ public final class SouthSide: @unchecked Sendable {
         let key = FlowKey(
             clientAddress: segment.ipv4.destination.rawValue, clientPort: segment.destinationPort,
             serverAddress: service.rawValue, serverPort: segment.sourcePort)
-        // Relay servers (OutgoingSide.swift, Splicer+Outgoing.swift): the guest opens a connection,
-        // or a new guest opens a logged one again.
+        // Relay servers (OutgoingSide.swift, Splicer+Outgoing.swift): the guest opens a connection.
         if segment.flags.contains(.syn), !segment.flags.contains(.ack) {
             if speaksFor(pinned: false) {
-                if splicer.reopen(segment, key: key, now: now, sink: sink) { return .drop }
+                splicer.newGuestOpens(key, sink: sink)
                 if log.lookup(key) == nil { outgoing.guestOpens(segment, key: key, now: now) }
             } else if log.lookup(key) == nil {
                 // The guest an upgrade drains opens a connection while serving a pinned client
@@ -451,12 +485,19 @@ public final class SouthSide: @unchecked Sendable {
             }
         }
         // (The new guest's key first: its local port may be one the old guest used too.)
-        guard let slot = splicer.reopened(key) ?? log.lookup(key) else {
+        guard var slot = splicer.reopened(key) ?? log.lookup(key) else {
             guard speaksFor(pinned: false) else { return .drop }
             untracked.add(1, ordering: .relaxed)
             return .forward
         }
         guard speaksFor(pinned: isPinned(slot)) else { return .drop }
+        // Relay servers: the new guest's first bytes on a connection it opened may re-send a
+        // logged connection's request; then it carries on as that one (Splicer+Outgoing.swift).
+        if segment.payloadLength > 0, !isPinned(slot), let claimed = splicer.claim(slot, segment, now: now, sink: sink)
+        {
+            close(slot)
+            slot = claimed
+        }
         tracked.add(1, ordering: .relaxed)
         let phase = splicer.phase(of: slot)
         if phase == .idle || phase == .spliced, !releasing, !segment.flags.isDisjoint(with: [.fin, .rst]) {
@@ -520,10 +561,20 @@ public final class SouthSide: @unchecked Sendable {
     /// continues it): through the HTTP tracker for a followed connection (masking `Date:` values,
     /// and taking a checkpoint at each response's end), else as they are, with a checkpoint at
     /// the segment's end (and at a pending explicit trim inside it).
-    private func checksum(_ slot: Slot, _ bytes: UnsafeRawBufferPointer) -> StreamAdvance {
+    private func checksum(_ slot: Slot, _ segmentBytes: UnsafeRawBufferPointer) -> StreamAdvance {
         let index = slot.index
-        let start = log.position(slot).serverChecked
+        var start = log.position(slot).serverChecked
         var crc = log.serverStreamCRC(slot)
+        var bytes = segmentBytes
+        if case .resuming(let clientBase, let serverBase) = flows[index].framing {
+            // The rest of a body a restarted relay found in progress (no `Date:` in it), then
+            // the framing again from its end, which is a boundary.
+            let body = Int(min(UInt64(bytes.count), serverBase - start))
+            crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[..<body]), continuing: crc)
+            start += UInt64(body)
+            bytes = UnsafeRawBufferPointer(rebasing: bytes[body...])
+            if start == serverBase { resumeFollowing(slot, clientBase: clientBase, serverBase: serverBase, crc: crc) }
+        }
         // (No TCP segment outgrows the scratch; should one, its bytes are checksummed unmasked.)
         if case .following = flows[index].framing, bytes.count > maskScratch.count { stopFollowing(slot, because: nil) }
         switch flows[index].framing {
@@ -540,6 +591,7 @@ public final class SouthSide: @unchecked Sendable {
                 exchange: { exchange in completed(slot, exchange, clientBase: clientBase, serverBase: serverBase) })
             crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: maskScratch[done..<bytes.count]), continuing: crc)
             if let stop = trackers[index].stop { stopFollowing(slot, because: stop) }
+            noteResponseInProgress(slot, clientBase: clientBase, serverBase: serverBase)
         case .none:
             if let split = flows[index].trims.split(from: start, count: bytes.count) {
                 crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[..<split]), continuing: crc)
@@ -549,7 +601,7 @@ public final class SouthSide: @unchecked Sendable {
                 crc = CRC32C.checksum(bytes, continuing: crc)
             }
             flows[index].trims.checkpoint(start + UInt64(bytes.count), crc: crc)
-        case .stopped:
+        case .stopped, .resuming:
             crc = CRC32C.checksum(bytes, continuing: crc)
         case .outgoing:
             crc = CRC32C.checksum(bytes, continuing: crc)
@@ -557,7 +609,19 @@ public final class SouthSide: @unchecked Sendable {
             outgoing.guestSent(slot, bytes, at: start)
             feedOutgoingRequests(slot, bytes)
         }
-        return StreamAdvance(bytes: bytes.count, crc: crc)
+        return StreamAdvance(bytes: segmentBytes.count, crc: crc)
+    }
+
+    /// Notes a response whose body is in progress in the log, once per response: a relay that
+    /// restarts inside it takes the framing up again at its end.
+    private func noteResponseInProgress(_ slot: Slot, clientBase: UInt64, serverBase: UInt64) {
+        guard let response = trackers[slot.index].responseInProgress,
+            serverBase + response.end != flows[slot.index].notedResponseEnd
+        else { return }
+        flows[slot.index].notedResponseEnd = serverBase + response.end
+        log.noteResponse(
+            slot, requestEnd: clientBase + response.requestEnd, bodyStart: serverBase + response.bodyStart,
+            end: serverBase + response.end)
     }
 
     /// The tracker found an exchange complete: offer its end as a trim boundary.

@@ -343,24 +343,9 @@ package final class Splicer: @unchecked Sendable {
 
     /// A segment from the new guest for a logged connection, before the log sees it.
     func fromGuest(_ slot: Slot, _ segment: inout TCPSegmentView, now: UInt64, sink: FrameSink) -> GuestVerdict {
-        var slot = slot
         let splice = splices[slot.index]
         guard splice.serial == slot.serial else { return .pass }
-        if var ports = splice.ports {  // relay servers (Splicer+Outgoing.swift)
-            if !ports.confirmed, splice.phase == .catchingUp, segment.payloadLength > 0 {
-                let confirmed = confirmReopened(slot, segment, now: now)
-                if confirmed != slot {
-                    // Another record: the caller holds the first one, so nothing of this segment may
-                    // pass (if it splices the connection, the guest sends its tail again).
-                    slot = confirmed
-                    ports = splices[slot.index].ports ?? ports
-                    fromReopened(&segment, ports)
-                    _ = catchUp(slot, &segment, now: now, sink: sink)
-                    return .consumed
-                }
-            }
-            fromReopened(&segment, ports)
-        }
+        if let ports = splice.ports { fromReopened(&segment, ports) }  // relay servers (Splicer+Outgoing.swift)
         switch splice.phase {
         case .idle:
             return .pass

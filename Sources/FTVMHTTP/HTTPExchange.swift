@@ -81,3 +81,18 @@ public enum HTTPStop: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         }
     }
 }
+
+/// A response in progress, as `HTTPExchangeTracker.responseInProgress` tells it: the end of the
+/// request it answers (request-stream offset), and where its body began and will end
+/// (response-stream offsets).
+public struct ResponseInProgress: Hashable, Sendable {
+    public var requestEnd: UInt64
+    public var bodyStart: UInt64
+    public var end: UInt64
+
+    public init(requestEnd: UInt64, bodyStart: UInt64, end: UInt64) {
+        self.requestEnd = requestEnd
+        self.bodyStart = bodyStart
+        self.end = end
+    }
+}

@@ -85,6 +85,17 @@ public struct HTTPExchangeTracker: Sendable {
     public private(set) var responseFramingEnd: UInt64?
     /// The most recent exchange reported.
     public private(set) var lastExchange: HTTPExchange?
+    /// The body of the response being fed, when its length is known (Content-Length): from its
+    /// first byte to its end, response-stream offsets.
+    private var bodyInProgress: (start: UInt64, end: UInt64)?
+
+    /// A response whose body is being fed, with a known length, answering a complete request:
+    /// where that request ended, and where the body began and will end. What a restarted
+    /// relay needs to take the framing up again at the response's end (SouthSide).
+    public var responseInProgress: ResponseInProgress? {
+        guard stop == nil, let body = bodyInProgress, requestsComplete > responsesComplete else { return nil }
+        return ResponseInProgress(requestEnd: pending.end(of: responsesComplete), bodyStart: body.start, end: body.end)
+    }
 
     public init() {}
 
@@ -268,6 +279,7 @@ public struct HTTPExchangeTracker: Sendable {
                 return completeResponse(at: index, base: base, responseEnd, exchange)
             }
             response.startBody(length: response.contentLength)
+            bodyInProgress = (position, position + response.contentLength)
         } else {
             stopResponses(.bodyUntilClose, at: position)
         }
@@ -277,6 +289,7 @@ public struct HTTPExchangeTracker: Sendable {
         at index: Int, base: UInt64, _ responseEnd: (Int) -> Void, _ exchange: (HTTPExchange) -> Void
     ) {
         response.startMessage()
+        bodyInProgress = nil
         let end = base + UInt64(index)
         let which = responsesComplete
         responsesComplete += 1
@@ -294,6 +307,7 @@ public struct HTTPExchangeTracker: Sendable {
         // those are at this response's request (in its body) or later.
         stop = reason
         responseFramingEnd = position
+        bodyInProgress = nil
         if reason == .unsolicitedResponse {
             requestHeadLimit = requestHeads
         } else {

@@ -29,6 +29,8 @@ extension ConnectionLog {
         image.replayClientStart = start.clientOffset
         image.replayServerStart = start.serverOffset
         image.replayServerCRC = start.serverCRC
+        image.flags.remove(.replayHead)  // (it was the old start's)
+        image.replayHeadCRC = 0
         let freed = old.chainLength(geometry) - image.chainLength(geometry)
         // The chain's new head: skip the freed chunks (an empty chain has no chunks at all).
         var head = old.firstChunk

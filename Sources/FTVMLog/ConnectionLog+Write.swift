@@ -379,6 +379,18 @@ extension ConnectionLog {
         }
     }
 
+    /// Records the CRC32C of the first 1024 bytes the guest sent on a relay server's connection
+    /// from its current replay start (docs/relay-servers.md).
+    public func setReplayHead(_ slot: Slot, crc: UInt32) {
+        let index = checked(slot)
+        var image = images[index]
+        image.flags.insert(.replayHead)
+        image.replayHeadCRC = crc
+        guard image != images[index] else { return }
+        images[index] = image
+        publish(index)
+    }
+
     /// Records that a replay moved the connection's server side to another guest (nil: the
     /// guest that answered the SYN serves it).
     public func setTranslation(_ slot: Slot, _ translation: Translation?) {
@@ -392,6 +404,7 @@ extension ConnectionLog {
             image.servingClientBase = translation.servingClientBase
             image.servingServerBase = translation.servingServerBase
             image.servingPort = translation.servingPort
+            image.clientWindowScaleSeen = translation.clientWindowScaleSeen.map { UInt16($0) + 1 } ?? 0
             image.clientSequenceShift = translation.clientSequenceShift
             image.clientTimestampShift = translation.clientTimestampShift
         } else {
@@ -402,6 +415,7 @@ extension ConnectionLog {
             image.servingClientBase = 0
             image.servingServerBase = 0
             image.servingPort = 0
+            image.clientWindowScaleSeen = 0
             image.clientSequenceShift = 0
             image.clientTimestampShift = 0
         }

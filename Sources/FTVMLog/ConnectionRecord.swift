@@ -81,6 +81,10 @@ public struct ConnectionRecord: Hashable, Sendable {
     /// The roles mirror: the record's client is the end server (its bytes are logged before the
     /// guest sees them), its server the guest (whose stream a replay checks).
     public var guestInitiated = false
+    /// A relay server's connection: the CRC32C of the first 1024 bytes the guest sent from the
+    /// replay start (a large request's head), once they passed; a restarted daemon tells by it
+    /// which logged connection a new guest's request re-sends (docs/relay-servers.md).
+    public var replayHeadCRC: UInt32? = nil
 
     /// The client bytes the log holds: from the replay start to the last logged byte.
     public var clientBytesHeld: UInt64 { protection == .protected ? clientBytesLogged - replayStart.clientOffset : 0 }
@@ -170,12 +174,16 @@ public struct Translation: Hashable, Sendable {
     public var servingPort: UInt16
     public var clientSequenceShift: UInt32
     public var clientTimestampShift: UInt32
+    /// … and the window scale it was told the end server uses, when another than the logged one
+    /// (the end server's windows are rescaled for it).
+    public var clientWindowScaleSeen: UInt8?
 
     public init(
         sequenceDelta: UInt32, timestampDelta: UInt32, servingWindowScale: UInt8, servingClientBase: UInt64 = 0,
         servingServerBase: UInt64 = 0, servingPort: UInt16 = 0, clientSequenceShift: UInt32 = 0,
-        clientTimestampShift: UInt32 = 0
+        clientTimestampShift: UInt32 = 0, clientWindowScaleSeen: UInt8? = nil
     ) {
+        self.clientWindowScaleSeen = clientWindowScaleSeen
         self.sequenceDelta = sequenceDelta
         self.timestampDelta = timestampDelta
         self.servingWindowScale = servingWindowScale

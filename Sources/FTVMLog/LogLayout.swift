@@ -49,6 +49,10 @@
 ///
 /// ```
 /// 0    commit marker       UInt64  sequence of the published copy
+/// 8    hint serial         UInt64  the connection the hint is about (ConnectionLog+BoundaryHint.swift):
+/// 16   first place         20 bytes  a relay server's latest two boundaries, or a client's response
+/// 36   second place        20 bytes  in progress (each: server offset UInt64, client offset UInt64,
+/// 56   hint checksum       UInt32  server CRC UInt32); CRC32C of bytes 8..<56, outside the commit
 /// 64   copy 0              192 bytes (even sequences)
 /// 256  copy 1              192 bytes (odd sequences)
 /// ```
@@ -69,7 +73,7 @@
 ///                                  8 framing stopped (masking ends at the mask end, field 160),
 ///                                  9 guest-initiated (the "client" is an end server the guest
 ///                                  connected to; docs/relay-servers.md; translated: fields
-///                                  168-176 too)
+///                                  168-176 too), 10 replay head (field 180 holds it)
 /// 24   client address      UInt32  IPv4, first octet most significant
 /// 28   server address      UInt32
 /// 32   client port         UInt16
@@ -101,10 +105,10 @@
 /// 152  serving server base UInt64  … and server offset (translated; 0 for the guest that answered the SYN)
 /// 160  mask end            UInt64  server stream offset where masking ended (framing stopped)
 /// 168  serving port        UInt16  a relay server's connection: the serving guest's local port (translated; 0 otherwise)
-/// 170  reserved            UInt16  zero
+/// 170  client wscale seen  UInt16  … the end server's window scale as it was told, plus one (0: the logged one) …
 /// 172  client seq shift    UInt32  … what the serving guest's view of the end server's sequence numbers adds …
 /// 176  client TS shift     UInt32  … and of its TSvals (translated; docs/relay-servers.md)
-/// 180  reserved            UInt32  zero
+/// 180  replay head CRC     UInt32  a relay server's connection: CRC32C of the guest's first 1024 bytes from the replay start (flag 10)
 /// 184  checksum            UInt32  CRC32C of bytes 0..<184
 /// 188  reserved            UInt32  zero
 /// ```
@@ -157,6 +161,11 @@ public enum LogLayout {
     static let recordsOffset = 256
     static let slotStride = 448
     static let markerField = 0
+    static let hintSerialField = 8
+    static let hintPreviousField = 16
+    static let hintLatestField = 36
+    static let hintChecksumField = 56
+    static let hintChecksummedLength = 48
     static let copyFields = (64, 256)
     static let copySize = 192
 
@@ -196,8 +205,10 @@ public enum LogLayout {
     static let servingServerBaseField = 152
     static let maskEndField = 160
     static let servingPortField = 168
+    static let clientWindowScaleSeenField = 170
     static let clientSequenceShiftField = 172
     static let clientTimestampShiftField = 176
+    static let replayHeadCRCField = 180
     static let checksumField = 184
     /// The checksum covers every byte before it.
     static let checksummedLength = 184

@@ -21,9 +21,11 @@ struct RecordImage: Equatable {
         /// The guest opened the connection (a relay server's, docs/relay-servers.md): the record's
         /// "client" is the end server, its "server" the guest.
         static let guestInitiated = Flags(rawValue: 1 << 9)
+        /// `replayHeadCRC` holds the head of the guest's stream from the replay start.
+        static let replayHead = Flags(rawValue: 1 << 10)
         static let all: Flags = [
             .serverHandshake, .clientFIN, .serverFIN, .clientTimestamps, .serverTimestamps, .rolledBack, .translated,
-            .httpFraming, .framingStopped, .guestInitiated,
+            .httpFraming, .framingStopped, .guestInitiated, .replayHead,
         ]
     }
 
@@ -59,8 +61,11 @@ struct RecordImage: Equatable {
     var servingServerBase: UInt64 = 0
     var maskEnd: UInt64 = 0
     var servingPort: UInt16 = 0
+    /// The serving guest's view of the end server's window scale, plus one (0: the logged one).
+    var clientWindowScaleSeen: UInt16 = 0
     var clientSequenceShift: UInt32 = 0
     var clientTimestampShift: UInt32 = 0
+    var replayHeadCRC: UInt32 = 0
 
     /// A free record that keeps the slot's sequence going.
     static func free(sequence: UInt64) -> RecordImage {
@@ -127,10 +132,10 @@ struct RecordImage: Equatable {
         put(servingServerBase, LogLayout.servingServerBaseField)
         put(maskEnd, LogLayout.maskEndField)
         put(servingPort, LogLayout.servingPortField)
-        put(UInt16(0), LogLayout.servingPortField + 2)
+        put(clientWindowScaleSeen, LogLayout.clientWindowScaleSeenField)
         put(clientSequenceShift, LogLayout.clientSequenceShiftField)
         put(clientTimestampShift, LogLayout.clientTimestampShiftField)
-        put(UInt32(0), LogLayout.clientTimestampShiftField + 4)
+        put(replayHeadCRC, LogLayout.replayHeadCRCField)
         put(UInt32(0), LogLayout.checksumField + 4)
         let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: copy, count: LogLayout.checksummedLength))
         put(crc, LogLayout.checksumField)
@@ -187,8 +192,10 @@ struct RecordImage: Equatable {
         image.servingServerBase = get(LogLayout.servingServerBaseField, UInt64.self)
         image.maskEnd = get(LogLayout.maskEndField, UInt64.self)
         image.servingPort = get(LogLayout.servingPortField, UInt16.self)
+        image.clientWindowScaleSeen = get(LogLayout.clientWindowScaleSeenField, UInt16.self)
         image.clientSequenceShift = get(LogLayout.clientSequenceShiftField, UInt32.self)
         image.clientTimestampShift = get(LogLayout.clientTimestampShiftField, UInt32.self)
+        image.replayHeadCRC = get(LogLayout.replayHeadCRCField, UInt32.self)
         // A start past what was logged cannot have been written by the writer.
         guard image.replayClientStart <= image.clientBytes, image.replayServerStart <= image.serverStreamBytes else {
             return nil
@@ -219,7 +226,8 @@ struct RecordImage: Equatable {
             protection: protection,
             masking: flags.contains(.httpFraming)
                 ? .http(until: flags.contains(.framingStopped) ? maskEnd : nil) : .none,
-            guestInitiated: flags.contains(.guestInitiated))
+            guestInitiated: flags.contains(.guestInitiated),
+            replayHeadCRC: flags.contains(.replayHead) ? replayHeadCRC : nil)
     }
 
     var translation: Translation? {
@@ -229,6 +237,8 @@ struct RecordImage: Equatable {
             servingWindowScale: UInt8(truncatingIfNeeded: servingWindowScale),
             servingClientBase: servingClientBase, servingServerBase: servingServerBase,
             servingPort: servingPort, clientSequenceShift: clientSequenceShift,
-            clientTimestampShift: clientTimestampShift)
+            clientTimestampShift: clientTimestampShift,
+            clientWindowScaleSeen: clientWindowScaleSeen == 0
+                ? nil : UInt8(truncatingIfNeeded: clientWindowScaleSeen - 1))
     }
 }

@@ -177,6 +177,35 @@ final class BoundedReplayTests: HandPlayedTestCase {
 
     // MARK: Falling back, and the log's bound
 
+    /// A relay restarted in the middle of a response (a daemon killed and started again) takes
+    /// the framing up again at that response's end, which the log noted when its head was seen:
+    /// the next exchanges still leave the log, and their `Date:` values are still masked.
+    func testARelayRestartedMidResponseFollowsTheFramingFromThatResponsesEnd() throws {
+        let slot = try open()
+        let first = request("/a")
+        try clientSends(first)
+        let firstAnswer = response("a", second: 1)
+        try serverSends(firstAnswer)
+        try clientAcks()
+        let body = String(repeating: "b", count: 1000)
+        let second = response(body, second: 2)
+        let third = response("c", second: 3)
+        try clientSends(request("/b") + request("/c"))
+        try serverSends(Array(second[..<(second.count - 700)]))
+        makeWrapper()  // the daemon restarts: its trackers are gone, the log is not
+        try serverSends(Array(second[(second.count - 700)...]))
+        try serverSends(third)
+        try clientAcks(upTo: primaryISN &+ 1 &+ UInt32(firstAnswer.count + second.count))
+        let record = log.current(slot)
+        XCTAssertEqual(record.replayStart.clientOffset, UInt64(first.count + request("/b").count))
+        XCTAssertEqual(record.replayStart.serverOffset, UInt64(firstAnswer.count + second.count))
+        XCTAssertEqual(log.clientBytes(slot), request("/c"), "only the third exchange is held")
+        XCTAssertEqual(record.replayedServerStream.crc, CRC32C.checksum(masked(third)), "its Date: masked")
+        XCTAssertEqual(wrapper.counters.framingStopped, [:])
+        try clientAcks()
+        XCTAssertEqual(log.current(slot).clientBytesHeld, 0)
+    }
+
     /// Bytes that are not HTTP on an HTTP port: the framing is given up (counted), nothing is
     /// trimmed, and the whole history stays replayable; nothing crashes.
     func testANonHTTPStreamFallsBackToWholeHistory() throws {

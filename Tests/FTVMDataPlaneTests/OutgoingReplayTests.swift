@@ -11,7 +11,7 @@ import XCTest
 /// which the relay maps onto the logged one. Every frame toward the end server and the guest is
 /// recorded and checked.
 final class OutgoingReplayTests: HandPlayedTestCase {
-    override class var slots: Int { 16 }
+    override class var slots: Int { 32 }  // (12 waiting and 12 new connections at once)
 
     private let endServer = IPv4Address(10, 77, 0, 1)
     private let guest = IPv4Address(10, 77, 0, 2)
@@ -24,6 +24,13 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     private let guestISN: UInt32 = 0xFFFF_FF80  // wraps while the request goes out
     private let endISN: UInt32 = 0x2000_0000
     private let newISN: UInt32 = 0x7000_0000
+    /// The end server's ISN for the new guest's connection.
+    private let newEndISN: UInt32 = 0x6600_0000
+    /// A client of the guest's proxy, and the ISNs of its connection.
+    private let clientPort: UInt16 = 50000
+    private let clientISN: UInt32 = 3000
+    private let serviceISN: UInt32 = 8000
+    private let clientRequest = Array("GET /proxy/a HTTP/1.1\r\nHost: p\r\n\r\n".utf8)
     private let start: UInt64 = 5_000_000_000
 
     private var guestClock: UInt32 = 500_000
@@ -87,45 +94,39 @@ final class OutgoingReplayTests: HandPlayedTestCase {
                 payload: Array(answer[..<1000])),
             .drop)
 
-        // The new guest opens its own connection, from another port: matched, answered for the end server.
-        let synTSval: UInt32 = 77
-        XCTAssertEqual(try newGuestSYN(tsval: synTSval), .drop)
-        var frames = try sink.takeGuest()
-        XCTAssertEqual(frames.count, 1, "nothing is injected before the guest sends its request again")
-        let synack = try XCTUnwrap(frames.first)
-        XCTAssertEqual(synack.flags, [.syn, .ack])
-        XCTAssertEqual(synack.seq, endISN, "the end server's original ISN")
-        XCTAssertEqual(synack.ack, newISN &+ 1)
-        XCTAssertEqual(
-            synack.tuple,
-            FourTuple(
-                sourceAddress: endServer, sourcePort: endPort, destinationAddress: guest, destinationPort: newPort))
-        XCTAssertEqual(synack.options.maximumSegmentSize, 1400)
-        XCTAssertEqual(synack.options.windowScale, 6)
-        XCTAssertTrue(synack.options.sackPermitted)
-        XCTAssertEqual(synack.options.timestamps?.echoReply, synTSval)
-        XCTAssertTrue(synack.checksumValid)
+        // The new guest opens its own connection, from another port: a real one (a SYN cannot
+        // tell which request follows).
+        try openNew(answering: endOptions)
+        XCTAssertEqual(sink.takeAll(), 0)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .awaitingReopen)
+
+        // Its first bytes are the logged request: it is that connection. The new one is reset
+        // toward the end server, which saw a handshake and nothing else.
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: request), .drop)
+        let reset = try sink.takeClients()
+        XCTAssertEqual(reset.map(\.flags), [[.rst, .ack]])
+        XCTAssertEqual(reset.first?.tuple.sourcePort, newPort)
+        XCTAssertEqual(reset.first?.seq, newISN &+ 1)
+        XCTAssertEqual(reset.first?.checksumValid, true)
+        XCTAssertNil(log.lookup(newKey), "the new connection's record is gone")
         XCTAssertEqual(wrapper.splicer.phase(of: slot), .catchingUp)
 
-        // The new guest regenerates the request (checked, dropped, acknowledged for the end
-        // server) and takes the logged end-server bytes as they are injected.
-        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: endISN &+ 1, payload: request), .drop)
+        // The regenerated request was checked, dropped and acknowledged for the end server; the
+        // logged end-server bytes are injected in the sequence space the real SYN/ACK set.
         var injected: [UInt8] = []
         var acked: UInt32 = 0
         for _ in 0..<10 where wrapper.splicer.phase(of: slot) == .catchingUp {
-            frames += try sink.takeGuest()
-            for segment in frames.dropFirst() {
+            for segment in try sink.takeGuest() {
                 XCTAssertEqual(segment.tuple.destinationPort, newPort)
                 XCTAssertTrue(segment.checksumValid)
                 acked = max(acked, segment.ack &- newISN)
                 if !segment.payload.isEmpty {
-                    XCTAssertEqual(segment.seq, endISN &+ 1 &+ UInt32(injected.count))
+                    XCTAssertEqual(segment.seq, newEndISN &+ 1 &+ UInt32(injected.count))
                     injected += segment.payload
                 }
             }
-            frames = [synack]
             XCTAssertEqual(
-                try newGuest(seq: newISN &+ 1 &+ UInt32(request.count), ack: endISN &+ 1 &+ UInt32(injected.count)),
+                try newGuest(seq: newISN &+ 1 &+ UInt32(request.count), ack: newEndISN &+ 1 &+ UInt32(injected.count)),
                 .drop)
         }
         XCTAssertEqual(injected, answer, "the logged end-server bytes, injected")
@@ -135,11 +136,12 @@ final class OutgoingReplayTests: HandPlayedTestCase {
 
         // Spliced: the guest's segments reach the end server as the old connection's…
         var out = try deliverFrame(
-            fromGuest: true, seq: newISN &+ 1 &+ UInt32(request.count), ack: endISN &+ 1 &+ UInt32(answer.count),
+            fromGuest: true, seq: newISN &+ 1 &+ UInt32(request.count), ack: newEndISN &+ 1 &+ UInt32(answer.count),
             flags: [.ack, .psh], payload: Array("GET /next HTTP/1.1\r\n\r\n".utf8), port: newPort)
         XCTAssertEqual(out.verdict, .forward)
         XCTAssertEqual(out.segment.tuple.sourcePort, oldPort)
         XCTAssertEqual(out.segment.seq, requestEnd)
+        XCTAssertEqual(out.segment.ack, endISN &+ 1 &+ UInt32(answer.count))
         XCTAssertTrue(out.segment.checksumValid)
         // … and the end server's reach the new guest's connection.
         out = try deliverFrame(
@@ -147,41 +149,116 @@ final class OutgoingReplayTests: HandPlayedTestCase {
             payload: [9, 9, 9], port: oldPort)
         XCTAssertEqual(out.verdict, .forward)
         XCTAssertEqual(out.segment.tuple.destinationPort, newPort)
+        XCTAssertEqual(out.segment.seq, newEndISN &+ 1 &+ UInt32(answer.count))
         XCTAssertEqual(out.segment.ack, newISN &+ 1 &+ UInt32(request.count) &+ 22)
         XCTAssertTrue(out.segment.checksumValid)
         XCTAssertEqual(log.clientBytes(slot), answer + [9, 9, 9], "still logged before the guest sees it")
     }
 
-    /// Two logged connections to one end server, both with a request in flight: the SYN/ACK is
-    /// made for the older, but the guest's request is the other's. The connection moves to
-    /// that one (the older waits again), and the end server's sequence numbers are shifted for
-    /// the guest: it gets the other's answer, and the end server sees nothing sent twice.
-    func testTheGuestsFirstBytesPickWhichLoggedConnectionItOpened() throws {
+    /// The end server told the new guest another window scale than the old one (its receive
+    /// buffer sysctl changed in between, as the integration tests' clients do): the connection
+    /// is still the logged one, and the end server's windows are rescaled for the guest, also
+    /// after a daemon restart.
+    func testAnotherWindowScaleFromTheEndServerIsRescaledForTheGuest() throws {
+        let slot = try playOldGuest()  // the end server's scale: 6
+        wrapper.splicer.begin(now: start, sink: sink)
+        var told = endOptions
+        told.windowScale = 8
+        try openNew(answering: told)
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: request), .drop)
+        let injected = try sink.takeGuest().reduce(0) { $0 + $1.payload.count }
+        XCTAssertEqual(
+            try newGuest(seq: newISN &+ 1 &+ UInt32(request.count), ack: newEndISN &+ 1 &+ UInt32(injected)), .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+        for restarted in [false, true] {
+            if restarted { makeWrapper() }
+            let out = try deliverFrame(
+                fromGuest: false, seq: endISN &+ 1 &+ UInt32(answer.count), ack: requestEnd, flags: .ack, port: oldPort)
+            XCTAssertEqual(out.verdict, .forward)
+            XCTAssertEqual(out.segment.tuple.destinationPort, newPort)
+            XCTAssertEqual(Int(out.segment.window), (2000 << 6) >> 8, "restarted: \(restarted)")
+            XCTAssertTrue(out.segment.checksumValid)
+        }
+    }
+
+    /// nginx without upstream keep-alive: the end server answered in full and closed before the
+    /// failure. The new guest's request is still that connection's: it gets the answer and the
+    /// FIN, and the end server is not asked again.
+    func testAConnectionItsEndServerClosedIsStillTheOneReSent() throws {
+        let slot = try playOldGuest()
+        XCTAssertEqual(
+            try deliver(
+                fromGuest: false, seq: endISN &+ 1 &+ UInt32(answer.count), ack: requestEnd, flags: [.fin, .ack]),
+            .forward)
+        _ = sink.takeAll()
+        wrapper.splicer.begin(now: start, sink: sink)
+        try openNew(answering: endOptions)
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: request), .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .catchingUp)
+        let toGuest = try sink.takeGuest()
+        XCTAssertEqual(toGuest.filter { !$0.payload.isEmpty }.flatMap(\.payload), answer)
+        let fin = try XCTUnwrap(toGuest.first { $0.flags.contains(.fin) }, "the end server's FIN follows")
+        XCTAssertEqual(fin.seq, newEndISN &+ 1 &+ UInt32(answer.count))
+        XCTAssertEqual(
+            try newGuest(seq: newISN &+ 1 &+ UInt32(request.count), ack: newEndISN &+ 2 &+ UInt32(answer.count)),
+            .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+        XCTAssertEqual(try sink.takeClients().map(\.flags), [[.rst, .ack]], "only the new connection's reset")
+    }
+
+    /// A request that no waiting connection carried (nginx re-sends a keep-alive request that
+    /// never reached the back end, or one whose record is gone) is a new connection: it reaches
+    /// the end server, at once, and the waiting one stays waiting. Before, the SYN was answered
+    /// for the waiting connection, whose catch-up waited for bytes that never came and was reset
+    /// at the deadline; nginx answered its client 502.
+    func testARequestNoWaitingConnectionCarriedPassesAsANewConnection() throws {
+        let slot = try playOldGuest()
+        wrapper.splicer.begin(now: start, sink: sink)
+        let shorter = Array("GET /bytes/50?seed=3 HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
+        let longer = Array(request.dropLast(2)) + Array("X: 1\r\n\r\n".utf8)
+        for (port, other) in [(newPort, shorter), (newPort + 1, longer)] {  // (the same start as the logged one)
+            try openNew(port: port, answering: endOptions)
+            let out = try deliverFrame(
+                fromGuest: true, seq: newISN &+ 1, ack: newEndISN &+ 1, flags: [.ack, .psh], payload: other, port: port)
+            XCTAssertEqual(out.verdict, .forward, "it goes to the end server as it is")
+            XCTAssertEqual(out.segment.tuple.sourcePort, port)
+            XCTAssertEqual(out.segment.seq, newISN &+ 1)
+            var key = newKey
+            key.serverPort = port
+            XCTAssertEqual(log.current(try XCTUnwrap(log.lookup(key))).serverStream.byteCount, UInt64(other.count))
+        }
+        XCTAssertEqual(sink.takeAll(), 0, "nothing reset, nothing injected")
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .awaitingReopen)
+        XCTAssertEqual(wrapper.splicer.latestReport.reset, 0)
+    }
+
+    /// Two logged connections to one end server, both with a request in flight; the new guest's
+    /// connection re-sends the newer one's request. It becomes that one (the older waits on), and
+    /// the end server's sequence numbers and TSvals are shifted for the guest: it gets that
+    /// one's answer, and the end server sees nothing sent twice.
+    func testTheGuestsFirstBytesPickWhichLoggedConnectionItReSends() throws {
         let first = try playOldGuest()
         let (second, otherRequest, otherAnswer) = try playOtherOldConnection()
         let otherPort: UInt16 = 41001
         let otherEndISN: UInt32 = 0x5500_0000
         let otherRequestEnd: UInt32 = 0x0100_0000 &+ 1 &+ UInt32(otherRequest.count)
         wrapper.splicer.begin(now: start, sink: sink)
-        XCTAssertEqual(try newGuestSYN(), .drop)
-        let synack = try XCTUnwrap(try sink.takeGuest().first)
-        XCTAssertEqual(synack.seq, endISN, "made for the older connection")
-        XCTAssertEqual(wrapper.splicer.phase(of: first), .catchingUp)
-
-        // The guest re-sends the other connection's request.
-        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: endISN &+ 1, payload: otherRequest), .drop)
-        XCTAssertEqual(wrapper.splicer.phase(of: first), .awaitingReopen, "the older one waits again")
+        endClockOffsets[newPort] = 0x4000_0000  // the new connection's clock: a quarter turn ahead
+        try openNew(answering: endOptions)
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: otherRequest), .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: first), .awaitingReopen, "the older one waits on")
         XCTAssertEqual(wrapper.splicer.phase(of: second), .catchingUp)
         var injected: [UInt8] = []
         for segment in try sink.takeGuest() where !segment.payload.isEmpty {
-            XCTAssertEqual(segment.seq, endISN &+ 1 &+ UInt32(injected.count), "in the guest's view")
+            XCTAssertEqual(segment.seq, newEndISN &+ 1 &+ UInt32(injected.count), "in the guest's view")
             XCTAssertEqual(segment.tuple.destinationPort, newPort)
             injected += segment.payload
         }
         XCTAssertEqual(injected, otherAnswer, "the other connection's answer")
-        XCTAssertEqual(sink.clients.count, 0, "nothing reached the end server")
+        XCTAssertEqual(try sink.takeClients().map(\.flags), [[.rst, .ack]], "only the new connection's reset")
         XCTAssertEqual(
-            try newGuest(seq: newISN &+ 1 &+ UInt32(otherRequest.count), ack: endISN &+ 1 &+ UInt32(otherAnswer.count)),
+            try newGuest(
+                seq: newISN &+ 1 &+ UInt32(otherRequest.count), ack: newEndISN &+ 1 &+ UInt32(otherAnswer.count)),
             .drop)
         XCTAssertEqual(wrapper.splicer.phase(of: second), .spliced)
 
@@ -191,7 +268,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         func checkTranslated(received: UInt32) throws -> UInt32 {
             let out = try deliverFrame(
                 fromGuest: true, seq: newISN &+ 1 &+ UInt32(otherRequest.count),
-                ack: endISN &+ 1 &+ UInt32(otherAnswer.count) &+ received, flags: .ack, port: newPort)
+                ack: newEndISN &+ 1 &+ UInt32(otherAnswer.count) &+ received, flags: .ack, port: newPort)
             XCTAssertEqual(out.verdict, .forward)
             XCTAssertEqual(out.segment.tuple.sourcePort, otherPort)
             XCTAssertEqual(out.segment.seq, otherRequestEnd)
@@ -202,14 +279,14 @@ final class OutgoingReplayTests: HandPlayedTestCase {
                 ack: otherRequestEnd, flags: [.ack, .psh], payload: [7], port: otherPort)
             XCTAssertEqual(back.verdict, .forward)
             XCTAssertEqual(back.segment.tuple.destinationPort, newPort)
-            XCTAssertEqual(back.segment.seq, endISN &+ 1 &+ UInt32(otherAnswer.count) &+ received)
+            XCTAssertEqual(back.segment.seq, newEndISN &+ 1 &+ UInt32(otherAnswer.count) &+ received)
             XCTAssertTrue(back.segment.checksumValid)
             return try XCTUnwrap(back.segment.options.timestamps).value
         }
         let backTSval = try checkTranslated(received: 0)
-        // The other connection's TSval clock is a quarter turn behind: shifted onto the SYN/ACK's.
-        let synackTSval = try XCTUnwrap(synack.options.timestamps).value
-        XCTAssertTrue(SequenceMath.isAfter(backTSval, synackTSval), "\(backTSval) after \(synackTSval)")
+        // The other connection's TSval clock is a quarter turn behind the new one's: shifted
+        // onto the clock the guest's SYN/ACK set.
+        XCTAssertTrue(SequenceMath.isAfter(backTSval, endClock &+ 0x4000_0000 &- 10), "\(backTSval)")
 
         // `ftvm connections` names the guest's side and the port it serves the connection from.
         let status = ConnectionStatus(log.current(second), clientBytes: log.clientBytes(second))
@@ -223,100 +300,13 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         XCTAssertTrue(SequenceMath.isAfter(againTSval, backTSval), "\(againTSval) after \(backTSval)")
     }
 
-    /// Both logged connections are opened again before either new connection sends a byte; the
-    /// first new one re-sends the second's request: the two swap.
-    func testTwoNewConnectionsSwapWhenTheirFirstBytesSaySo() throws {
-        let first = try playOldGuest()
-        let (second, otherRequest, otherAnswer) = try playOtherOldConnection()
-        wrapper.splicer.begin(now: start, sink: sink)
-        XCTAssertEqual(try newGuestSYN(), .drop)
-        let otherNewPort: UInt16 = 52001
-        let otherNewISN: UInt32 = 0x3300_0000
-        XCTAssertEqual(
-            try deliverFrame(
-                fromGuest: true, seq: otherNewISN, ack: 0, flags: .syn, options: synOptions, port: otherNewPort
-            )
-            .verdict, .drop)
-        let synacks = try sink.takeGuest()
-        XCTAssertEqual(synacks.map(\.seq), [endISN, 0x5500_0000], "made for the two in order")
-        // The first new connection sends the second's request.
-        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: endISN &+ 1, payload: otherRequest), .drop)
-        var injected: [UInt8] = []
-        for segment in try sink.takeGuest() where !segment.payload.isEmpty {
-            XCTAssertEqual(segment.tuple.destinationPort, newPort)
-            XCTAssertEqual(segment.seq, endISN &+ 1 &+ UInt32(injected.count))
-            injected += segment.payload
-        }
-        XCTAssertEqual(injected, otherAnswer)
-        // The other new connection sends the first's request: it is the first's now.
-        XCTAssertEqual(
-            try deliverFrame(
-                fromGuest: true, seq: otherNewISN &+ 1, ack: 0x5500_0001, flags: [.ack, .psh], payload: request,
-                port: otherNewPort
-            ).verdict, .drop)
-        injected = []
-        for segment in try sink.takeGuest() where !segment.payload.isEmpty {
-            XCTAssertEqual(segment.tuple.destinationPort, otherNewPort)
-            XCTAssertEqual(segment.seq, 0x5500_0001 &+ UInt32(injected.count))
-            injected += segment.payload
-        }
-        XCTAssertEqual(injected, answer)
-        XCTAssertEqual(wrapper.splicer.phase(of: first), .catchingUp)
-        XCTAssertEqual(wrapper.splicer.phase(of: second), .catchingUp)
-        XCTAssertEqual(wrapper.splicer.latestReport.reset, 0)
-        XCTAssertEqual(sink.clients.count, 0)
-    }
-
-    /// Three logged connections, three new ones opened before any sends a byte, each re-sending
-    /// another's request than the one its SYN/ACK was made for: each ends on its own record,
-    /// gets that record's answer in the sequence space its SYN/ACK set, and splices.
-    func testThreeNewConnectionsSortThemselvesOut() throws {
-        let olds = try playOlds(3)
-        wrapper.splicer.begin(now: start, sink: sink)
-        let news: [(port: UInt16, isn: UInt32)] = [(52100, 0x0A00_0000), (52101, 0x0B00_0000), (52102, 0x0C00_0000)]
-        var bases: [UInt32] = []
-        for new in news {
-            XCTAssertEqual(
-                try deliverFrame(
-                    fromGuest: true, seq: new.isn, ack: 0, flags: .syn, options: synOptions, port: new.port
-                )
-                .verdict, .drop)
-            bases.append(try XCTUnwrap(try sink.takeGuest().first).seq)
-        }
-        XCTAssertEqual(bases, olds.map(\.endISN), "made in order")
-        // New connection k re-sends old connection (k + 2) % 3's request.
-        for (k, new) in news.enumerated() {
-            let old = olds[(k + 2) % 3]
-            XCTAssertEqual(
-                try deliverFrame(
-                    fromGuest: true, seq: new.isn &+ 1, ack: bases[k] &+ 1, flags: [.ack, .psh], payload: old.request,
-                    port: new.port
-                ).verdict, .drop)
-        }
-        var injected = [[UInt8]](repeating: [], count: 3)
-        for segment in try sink.takeGuest() where !segment.payload.isEmpty {
-            let k = try XCTUnwrap(news.firstIndex { $0.port == segment.tuple.destinationPort })
-            XCTAssertEqual(segment.seq, bases[k] &+ 1 &+ UInt32(injected[k].count), "connection \(k)")
-            injected[k] += segment.payload
-        }
-        for (k, new) in news.enumerated() {
-            let old = olds[(k + 2) % 3]
-            XCTAssertEqual(injected[k], old.answer, "connection \(k) gets its record's answer")
-            XCTAssertEqual(
-                try deliverFrame(
-                    fromGuest: true, seq: new.isn &+ 1 &+ UInt32(old.request.count),
-                    ack: bases[k] &+ 1 &+ UInt32(old.answer.count), flags: .ack, port: new.port
-                ).verdict, .drop)
-        }
-        XCTAssertEqual(wrapper.splicer.latestReport.reset, 0, "\(wrapper.splicer.latestReport.resets)")
-        try assertSpliced(olds)
-    }
-
-    /// Many logged connections and a new guest that opens them again the way a busy relay server
-    /// does: SYNs and first requests interleaved at random, each request another's than its
-    /// SYN/ACK was made for. Each new connection, played as a receiver that takes only the next
-    /// byte in its own sequence space, must get exactly its record's answer and splice.
-    func testManyNewConnectionsSortThemselvesOutInAnyOrder() throws {
+    /// Many logged connections and a new guest that re-sends their requests the way a busy relay
+    /// server does: handshakes and first requests interleaved at random, each new connection
+    /// re-sending another's request than its order suggests, each with its own TSval clock.
+    /// Each, played as a receiver that takes only the next byte in its own sequence space (and
+    /// drops a TSval older than the last it took), must get exactly its record's answer and
+    /// splice; the end server sees one reset per new connection and nothing else.
+    func testManyNewConnectionsFindTheirOwnInAnyOrder() throws {
         for seed in 1...20 {
             if seed > 1 {  // a fresh log and relay for each seed (XCTest made the first)
                 tearDown()
@@ -327,53 +317,50 @@ final class OutgoingReplayTests: HandPlayedTestCase {
             wrapper.splicer.begin(now: start, sink: sink)
             let order = olds.indices.shuffled(using: &random)  // new connection k re-sends olds[order[k]]
             struct New {
-                var port: UInt16, isn: UInt32, base: UInt32? = nil, received: [UInt8] = [], sent = false
+                var port: UInt16, isn: UInt32, endISN: UInt32, received: [UInt8] = [], sent = false
                 var tsRecent: UInt32 = 0
             }
-            var news = olds.indices.map { k in New(port: 52100 + UInt16(k), isn: 0x0A00_0000 &* UInt32(k + 1)) }
+            var news = olds.indices.map { k in
+                New(port: 52100 + UInt16(k), isn: 0x0A00_0000 &* UInt32(k + 1), endISN: 0x0D00_0000 &* UInt32(k + 3))
+            }
+            for new in news { endClockOffsets[new.port] = UInt32(truncatingIfNeeded: random.next()) }
             func collect() throws {
                 for segment in try sink.takeGuest() {
                     let k = try XCTUnwrap(news.firstIndex { $0.port == segment.tuple.destinationPort })
                     let tsval = try XCTUnwrap(segment.options.timestamps).value
-                    if segment.flags.contains(.syn) {
-                        news[k].base = news[k].base ?? segment.seq
-                        news[k].tsRecent = tsval
-                        continue
-                    }
                     // PAWS (RFC 7323 §5): a TSval older than the last one taken drops the segment.
-                    guard let base = news[k].base, SequenceMath.isAtOrAfter(tsval, news[k].tsRecent) else { continue }
+                    guard SequenceMath.isAtOrAfter(tsval, news[k].tsRecent) else { continue }
                     news[k].tsRecent = tsval
-                    guard !segment.payload.isEmpty, segment.seq == base &+ 1 &+ UInt32(news[k].received.count)
+                    guard !segment.payload.isEmpty,
+                        segment.seq == news[k].endISN &+ 1 &+ UInt32(news[k].received.count)
                     else { continue }
                     news[k].received += segment.payload
                 }
             }
             func acknowledge(_ k: Int) throws {
-                guard news[k].sent, let base = news[k].base else { return }
+                guard news[k].sent else { return }
                 let old = olds[order[k]]
                 _ = try deliverFrame(
                     fromGuest: true, seq: news[k].isn &+ 1 &+ UInt32(old.request.count),
-                    ack: base &+ 1 &+ UInt32(news[k].received.count), flags: .ack, port: news[k].port)
+                    ack: news[k].endISN &+ 1 &+ UInt32(news[k].received.count), flags: .ack, port: news[k].port)
                 try collect()
             }
             var events = olds.indices.flatMap { k in [(k, false), (k, true)] }.shuffled(using: &random)
-            // Each SYN before its connection's request.
+            // Each handshake before its connection's request.
             for k in olds.indices {
-                let syn = try XCTUnwrap(events.firstIndex { $0 == (k, false) })
+                let open = try XCTUnwrap(events.firstIndex { $0 == (k, false) })
                 let send = try XCTUnwrap(events.firstIndex { $0 == (k, true) })
-                if send < syn { events.swapAt(syn, send) }
+                if send < open { events.swapAt(open, send) }
             }
             for (k, isRequest) in events {
                 if !isRequest {
-                    _ = try deliverFrame(
-                        fromGuest: true, seq: news[k].isn, ack: 0, flags: .syn, options: synOptions,
-                        port: news[k].port)
-                    try collect()
+                    try openNew(port: news[k].port, isn: news[k].isn, endISN: news[k].endISN, answering: synOptions)
+                    // The guest took the SYN/ACK's TSval.
+                    news[k].tsRecent = endClock &+ endClockOffsets[news[k].port, default: 0] &- 1
                     continue
                 }
-                let base = try XCTUnwrap(news[k].base, "seed \(seed): connection \(k) got no SYN/ACK")
                 _ = try deliverFrame(
-                    fromGuest: true, seq: news[k].isn &+ 1, ack: base &+ 1, flags: [.ack, .psh],
+                    fromGuest: true, seq: news[k].isn &+ 1, ack: news[k].endISN &+ 1, flags: [.ack, .psh],
                     payload: olds[order[k]].request, port: news[k].port)
                 news[k].sent = true
                 try collect()
@@ -383,12 +370,34 @@ final class OutgoingReplayTests: HandPlayedTestCase {
                 for k in olds.indices { try acknowledge(k) }
             }
             for k in olds.indices {
-                XCTAssertEqual(news[k].received, olds[order[k]].answer, "seed \(seed): connection \(k)")
+                XCTAssertTrue(
+                    news[k].received == olds[order[k]].answer,
+                    "seed \(seed): connection \(k) got \(news[k].received.count) of \(olds[order[k]].answer.count) bytes"
+                )
             }
+            let toEndServer = try sink.takeClients()
+            XCTAssertEqual(toEndServer.count, olds.count, "seed \(seed)")
+            XCTAssertTrue(toEndServer.allSatisfy { $0.flags == [.rst, .ack] && $0.tuple.sourcePort >= 52100 })
             XCTAssertEqual(
                 wrapper.splicer.latestReport.reset, 0, "seed \(seed): \(wrapper.splicer.latestReport.resets)")
             try assertSpliced(olds)
         }
+    }
+
+    /// The new guest picks, for its own connection, the very port a waiting one used: the end
+    /// server would take its SYN for a segment of the old connection. The waiting one is reset
+    /// toward the end server first, and the SYN opens a new connection.
+    func testASYNFromAWaitingConnectionsPortResetsThatOneFirst() throws {
+        let slot = try playOldGuest()
+        wrapper.splicer.begin(now: start, sink: sink)
+        XCTAssertEqual(try play(true, newISN, 0, .syn), .forward)
+        let reset = try sink.takeClients()
+        XCTAssertEqual(reset.map(\.flags), [[.rst, .ack]])
+        XCTAssertEqual(reset.first?.tuple.sourcePort, oldPort)
+        XCTAssertEqual(reset.first?.seq, requestEnd)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .idle)
+        XCTAssertEqual(try play(false, newEndISN, newISN &+ 1, [.syn, .ack]), .forward)
+        XCTAssertEqual(log.current(try XCTUnwrap(log.lookup(loggedKey))).clientISN, newEndISN, "a new record")
     }
 
     /// While an upgrade drains, the old guest may still open a connection (a proxy serving a
@@ -418,63 +427,73 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     func testALargeRequestPicksItsConnectionByItsHead() throws {
         let olds = try playOlds(2, body: 6000)
         wrapper.splicer.begin(now: start, sink: sink)
-        let isn: UInt32 = 0x0A00_0000
-        let port: UInt16 = 52100
-        _ = try deliverFrame(fromGuest: true, seq: isn, ack: 0, flags: .syn, options: synOptions, port: port)
-        let base = try XCTUnwrap(try sink.takeGuest().first).seq
-        XCTAssertEqual(base, olds[0].endISN, "made for the older")
+        try openNew(answering: synOptions)
         let request = olds[1].request
         for offset in stride(from: 0, to: request.count, by: 1400) {
             let part = Array(request[offset..<min(offset + 1400, request.count)])
-            _ = try deliverFrame(
-                fromGuest: true, seq: isn &+ 1 &+ UInt32(offset), ack: base &+ 1, flags: [.ack, .psh], payload: part,
-                port: port)
+            XCTAssertEqual(
+                try newGuest(seq: newISN &+ 1 &+ UInt32(offset), ack: newEndISN &+ 1, payload: part), .drop)
         }
         var injected: [UInt8] = []
         for segment in try sink.takeGuest() where !segment.payload.isEmpty {
-            XCTAssertEqual(segment.seq, base &+ 1 &+ UInt32(injected.count))
+            XCTAssertEqual(segment.seq, newEndISN &+ 1 &+ UInt32(injected.count))
             injected += segment.payload
         }
         XCTAssertEqual(injected, olds[1].answer, "the second one's answer")
-        _ = try deliverFrame(
-            fromGuest: true, seq: isn &+ 1 &+ UInt32(request.count), ack: base &+ 1 &+ UInt32(injected.count),
-            flags: .ack, port: port)
+        XCTAssertEqual(
+            try newGuest(seq: newISN &+ 1 &+ UInt32(request.count), ack: newEndISN &+ 1 &+ UInt32(injected.count)),
+            .drop)
         XCTAssertEqual(wrapper.splicer.latestReport.reset, 0, "\(wrapper.splicer.latestReport.resets)")
-        let slot = try XCTUnwrap(
-            log.lookup(
-                FlowKey(
-                    clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue,
-                    serverPort: olds[1].port)))
-        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+        XCTAssertEqual(wrapper.splicer.phase(of: try slot(of: olds[1])), .spliced)
+        XCTAssertEqual(wrapper.splicer.phase(of: try slot(of: olds[0])), .awaitingReopen)
     }
 
-    func testARegeneratedRequestThatDiffersResetsBothSides() throws {
-        _ = try playOldGuest()
+    /// The same after a daemon restart: the relay's memory of the heads is gone, but the head
+    /// each connection's replay begins with is in its record.
+    func testARestartedRelayStillPicksALargeRequestsConnectionByItsHead() throws {
+        let olds = try playOlds(2, body: 6000)
+        for old in olds { XCTAssertNotNil(log.current(try slot(of: old)).replayHeadCRC, "in the record") }
+        makeWrapper()
         wrapper.splicer.begin(now: start, sink: sink)
-        _ = try newGuestSYN()
-        _ = sink.takeAll()
-        var other = request
-        other[5] ^= 1
-        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: endISN &+ 1, payload: other), .drop)
+        try openNew(answering: synOptions)
+        XCTAssertEqual(
+            try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: Array(olds[1].request[..<1400])), .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: try slot(of: olds[1])), .catchingUp)
+        XCTAssertEqual(wrapper.splicer.phase(of: try slot(of: olds[0])), .awaitingReopen)
+    }
+
+    /// A large request whose head is a logged one's but whose body is not: the catch-up finds
+    /// the difference once it has the logged length, and resets both sides.
+    func testALargeRequestThatDiffersPastItsHeadResetsBothSides() throws {
+        let olds = try playOlds(1, body: 6000)
+        wrapper.splicer.begin(now: start, sink: sink)
+        try openNew(answering: synOptions)
+        var other = olds[0].request
+        other[other.count - 10] ^= 1
+        for offset in stride(from: 0, to: other.count, by: 1400) {
+            let part = Array(other[offset..<min(offset + 1400, other.count)])
+            XCTAssertEqual(
+                try newGuest(seq: newISN &+ 1 &+ UInt32(offset), ack: newEndISN &+ 1, payload: part), .drop)
+        }
         let toEndServer = try sink.takeClients()
-        XCTAssertEqual(toEndServer.count, 1)
-        XCTAssertEqual(toEndServer.first?.flags, [.rst, .ack])
-        XCTAssertEqual(toEndServer.first?.tuple.sourcePort, oldPort)
-        XCTAssertEqual(toEndServer.first?.seq, requestEnd)
-        let toGuest = try sink.takeGuest().filter { $0.flags.contains(.rst) }
-        XCTAssertFalse(toGuest.isEmpty)
+        XCTAssertEqual(
+            toEndServer.map(\.flags), [[.rst, .ack], [.rst, .ack]], "the new connection's, then the old one's")
+        XCTAssertEqual(toEndServer.last?.tuple.sourcePort, olds[0].port)
+        XCTAssertEqual(toEndServer.last?.seq, olds[0].guestISN &+ 1 &+ UInt32(other.count))
+        let toGuest = try sink.takeGuest()
+        XCTAssertTrue(toGuest.contains { $0.flags.contains(.rst) })
         XCTAssertTrue(toGuest.allSatisfy { $0.tuple.destinationPort == newPort })
-        XCTAssertNil(log.lookup(loggedKey))
+        XCTAssertTrue(toGuest.allSatisfy { $0.payload.isEmpty }, "no answer before the request matched")
         XCTAssertEqual(wrapper.splicer.latestReport.reset, 1)
         XCTAssertTrue(wrapper.splicer.latestReport.resets.first?.contains("regenerated output differs") == true)
     }
 
     /// A proxy that pools its back-end connections among clients (seen with the demo proxy under
-    /// wrk): the logged connection still holds an earlier exchange (not trimmed yet) and a second
-    /// request in flight; the new guest's proxy re-sends only that second request. The earlier
-    /// answer must never reach it as the answer to this one: no end-server byte is injected
-    /// before the guest's regenerated bytes match the logged ones (which they never do here).
-    func testNoAnswerIsInjectedBeforeTheRegeneratedRequestsMatch() throws {
+    /// wrk): the logged connection still holds an earlier request (its answer not yet framed, so
+    /// no boundary) and a second in flight; the new guest's proxy re-sends only the second. That
+    /// is not what the logged connection carried from any place it can start: a new connection,
+    /// and the earlier answer never reaches it as the answer to this one.
+    func testARequestThatIsOnlyTheTailOfALoggedStreamIsANewConnection() throws {
         let slot = try playOldGuest()
         let second = Array("GET /bytes/5000?seed=4 HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
         XCTAssertEqual(
@@ -487,16 +506,70 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         XCTAssertEqual(log.current(slot).replayedServerStream.byteCount, UInt64(request.count + second.count))
 
         wrapper.splicer.begin(now: start, sink: sink)
-        _ = try newGuestSYN()
-        _ = try sink.takeGuest()
-        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: endISN &+ 1, payload: second), .drop)
+        try openNew(answering: endOptions)
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: second), .forward)
         wrapper.splicer.tick(now: start + 300_000_000, sink: sink)
-        let toGuest = try sink.takeGuest()
+        XCTAssertEqual(sink.takeAll(), 0, "no logged answer goes to a request that is not its own")
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .awaitingReopen)
+    }
+
+    /// A pooled back-end connection whose earlier exchange is complete (a boundary, held because a
+    /// client exchange that may have caused it is still in flight) and a second request in flight:
+    /// the new guest re-sends only the second. It is matched at the boundary: the connection is
+    /// trimmed there, the second's answer alone is injected, and the end server sees nothing twice.
+    func testAPooledConnectionIsMatchedAtTheBoundaryOfTheRequestReSent() throws {
+        try checkPooledConnection(restarted: false)
+    }
+
+    /// The same after a daemon restart: the relay's memory of the boundaries is gone, but the
+    /// latest is kept in the log beside the record.
+    func testARestartedRelayStillMatchesAPooledConnectionAtItsLatestBoundary() throws {
+        try checkPooledConnection(restarted: true)
+    }
+
+    private func checkPooledConnection(restarted: Bool) throws {
+        try openClientExchange()
+        let first = Array("GET /a HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
+        let firstAnswer = Array("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".utf8)
+        let second = Array("GET /b HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
+        let secondAnswer = Array("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye".utf8)
+        XCTAssertEqual(try play(true, guestISN, 0, .syn), .forward)
+        XCTAssertEqual(try play(false, endISN, guestISN &+ 1, [.syn, .ack]), .forward)
+        var guestSeq = guestISN &+ 1
+        var endSeq = endISN &+ 1
+        for (request, answer) in [(first, firstAnswer), (second, secondAnswer)] {
+            XCTAssertEqual(try play(true, guestSeq, endSeq, [.ack, .psh], request), .forward)
+            guestSeq &+= UInt32(request.count)
+            XCTAssertEqual(try play(false, endSeq, guestSeq, [.ack, .psh], answer), .forward)
+            endSeq &+= UInt32(answer.count)
+        }
+        let slot = try XCTUnwrap(log.lookup(loggedKey))
+        wrapper.sweep(now: start)
+        XCTAssertEqual(log.current(slot).replayStart.serverOffset, 0, "held: a client exchange is in flight")
+
+        if restarted { makeWrapper() }
+        wrapper.splicer.begin(now: start, sink: sink)
+        _ = sink.takeAll()
+        try openNew(answering: synOptions)
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: second), .drop)
+        XCTAssertEqual(log.current(slot).replayStart.serverOffset, UInt64(first.count), "trimmed to the boundary")
+        var injected: [UInt8] = []
+        for segment in try sink.takeGuest() where !segment.payload.isEmpty {
+            XCTAssertEqual(segment.seq, newEndISN &+ 1 &+ UInt32(injected.count))
+            injected += segment.payload
+        }
+        XCTAssertEqual(injected, secondAnswer, "the second request's answer, and only it")
         XCTAssertEqual(
-            toGuest.filter { !$0.payload.isEmpty }.count, 0, "no logged answer goes to a request that is not its own")
-        XCTAssertTrue(toGuest.allSatisfy { $0.tuple.destinationPort == newPort })
-        XCTAssertEqual(try sink.takeClients().filter { !$0.payload.isEmpty }.count, 0, "nor to the end server")
-        XCTAssertEqual(wrapper.splicer.phase(of: slot), .catchingUp, "it waits, and the deadline resets it")
+            try newGuest(seq: newISN &+ 1 &+ UInt32(second.count), ack: newEndISN &+ 1 &+ UInt32(injected.count)),
+            .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+        XCTAssertEqual(try sink.takeClients().map(\.flags), [[.rst, .ack]], "the new connection's reset, nothing else")
+        let next = try deliverFrame(
+            fromGuest: true, seq: newISN &+ 1 &+ UInt32(second.count), ack: newEndISN &+ 1 &+ UInt32(injected.count),
+            flags: [.ack, .psh], payload: first, port: newPort)
+        XCTAssertEqual(next.verdict, .forward)
+        XCTAssertEqual(next.segment.seq, guestSeq, "the guest's next request follows the logged stream")
+        XCTAssertEqual(next.segment.ack, endSeq)
     }
 
     func testASYNToAnotherEndServerPassesAsANewConnection() throws {
@@ -550,11 +623,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// and no client exchange that was in flight before it completed still is; a replay then
     /// opens the connection at that boundary.
     func testAnExchangeLeavesTheLogOnlyOnceNoClientExchangeThatCouldHaveCausedItIsInFlight() throws {
-        // A client asks the guest's proxy (port 8090, HTTP) for something.
-        let clientPort: UInt16 = 50000
-        let clientISN: UInt32 = 3000
-        let serviceISN: UInt32 = 8000
-        let clientRequest = Array("GET /proxy/a HTTP/1.1\r\nHost: p\r\n\r\n".utf8)
+        try openClientExchange()
         func client(
             _ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []
         ) throws
@@ -575,10 +644,6 @@ final class OutgoingReplayTests: HandPlayedTestCase {
             )
             .verdict
         }
-        XCTAssertEqual(try client(clientISN, 0, .syn), .forward)
-        XCTAssertEqual(try service(serviceISN, clientISN &+ 1, [.syn, .ack]), .forward)
-        XCTAssertEqual(try client(clientISN &+ 1, serviceISN &+ 1, .ack), .forward)
-        XCTAssertEqual(try client(clientISN &+ 1, serviceISN &+ 1, [.ack, .psh], clientRequest), .forward)
 
         // The proxy fetches it over its own connection: one whole exchange.
         let backendRequest = Array("GET /a HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
@@ -618,20 +683,21 @@ final class OutgoingReplayTests: HandPlayedTestCase {
                 serverCRC: CRC32C.checksum(backendRequest)))
         XCTAssertEqual(log.clientBytes(slot), [], "nothing held")
 
-        // A failover: the connection waits between exchanges; the new guest's connection opens
-        // at the boundary, with nothing to regenerate or inject, and is spliced at once.
+        // A failover: the connection waits between exchanges. The new guest's connection has
+        // nothing of it to re-send: its request is a new one, on a new connection, and the
+        // waiting one is closed toward the end server once nobody claimed it.
         wrapper.splicer.begin(now: start, sink: sink)
         _ = sink.takeAll()
-        XCTAssertEqual(try newGuestSYN(), .drop)
-        let synack = try XCTUnwrap(try sink.takeGuest().first)
-        XCTAssertEqual(synack.seq, responseEnd &- 1, "the end server's sequence at the boundary")
-        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+        try openNew(answering: synOptions)
         let next = try deliverFrame(
-            fromGuest: true, seq: newISN &+ 1, ack: synack.seq &+ 1, flags: [.ack, .psh], payload: backendRequest,
+            fromGuest: true, seq: newISN &+ 1, ack: newEndISN &+ 1, flags: [.ack, .psh], payload: backendRequest,
             port: newPort)
-        XCTAssertEqual(next.verdict, .forward, "the new guest's next request goes to the end server")
-        XCTAssertEqual(next.segment.seq, end)
-        XCTAssertEqual(next.segment.tuple.sourcePort, oldPort)
+        XCTAssertEqual(next.verdict, .forward, "the new guest's request goes to the end server")
+        XCTAssertEqual(next.segment.tuple.sourcePort, newPort)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .awaitingReopen)
+        wrapper.splicer.tick(now: start + wrapper.splicer.reopenBoundNanos + 1, sink: sink)
+        XCTAssertEqual(try sink.takeClients().map(\.flags), [[.fin, .ack]])
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .closingUnclaimed)
     }
 
     // MARK: Helpers
@@ -680,12 +746,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
 
     private func assertSpliced(_ olds: [Old]) throws {
         for old in olds {
-            let slot = try XCTUnwrap(
-                log.lookup(
-                    FlowKey(
-                        clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue,
-                        serverPort: old.port)))
-            XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced, "\(old.port)")
+            XCTAssertEqual(wrapper.splicer.phase(of: try slot(of: old)), .spliced, "\(old.port)")
         }
     }
 
@@ -700,7 +761,11 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         endClockOffsets[otherPort] = 0xC000_0000  // Linux's per-connection TSval offset
         let otherRequestEnd = otherGuestISN &+ 1 &+ UInt32(otherRequest.count)
         XCTAssertEqual(try play(true, otherGuestISN, 0, .syn, port: otherPort), .forward)
-        XCTAssertEqual(try play(false, otherEndISN, otherGuestISN &+ 1, [.syn, .ack], port: otherPort), .forward)
+        XCTAssertEqual(
+            try deliverFrame(
+                fromGuest: false, seq: otherEndISN, ack: otherGuestISN &+ 1, flags: [.syn, .ack], options: endOptions,
+                port: otherPort
+            ).verdict, .forward)
         XCTAssertEqual(
             try play(true, otherGuestISN &+ 1, otherEndISN &+ 1, [.ack, .psh], otherRequest, port: otherPort), .forward)
         XCTAssertEqual(
@@ -714,12 +779,64 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         return (second, otherRequest, otherAnswer)
     }
 
+    /// The new guest's connection from `port` (ISN `isn`) to the end server, which answers with
+    /// `endISN` and `options`: a real handshake, every frame forwarded, none made by the relay.
+    private func openNew(
+        port: UInt16? = nil, isn: UInt32? = nil, endISN: UInt32? = nil, answering options: TCPOptions
+    ) throws {
+        let port = port ?? newPort
+        let isn = isn ?? newISN
+        let endISN = endISN ?? newEndISN
+        XCTAssertEqual(
+            try deliverFrame(fromGuest: true, seq: isn, ack: 0, flags: .syn, options: synOptions, port: port).verdict,
+            .forward, "the SYN goes to the end server")
+        XCTAssertEqual(
+            try deliverFrame(
+                fromGuest: false, seq: endISN, ack: isn &+ 1, flags: [.syn, .ack], options: options, port: port
+            ).verdict, .forward)
+        XCTAssertEqual(
+            try deliverFrame(fromGuest: true, seq: isn &+ 1, ack: endISN &+ 1, flags: .ack, port: port).verdict,
+            .forward)
+    }
+
+    /// A client asks the guest's proxy (port 8090, HTTP) for something: its exchange is in flight.
+    private func openClientExchange() throws {
+        func client(_ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []) throws {
+            XCTAssertEqual(
+                try deliverFrame(
+                    fromGuest: false, seq: seq, ack: ack, flags: flags, payload: payload, port: 8090, to: clientPort
+                ).verdict, .forward)
+        }
+        try client(clientISN, 0, .syn)
+        XCTAssertEqual(
+            try deliverFrame(
+                fromGuest: true, seq: serviceISN, ack: clientISN &+ 1, flags: [.syn, .ack], port: 8090, to: clientPort
+            ).verdict, .forward)
+        try client(clientISN &+ 1, serviceISN &+ 1, .ack)
+        try client(clientISN &+ 1, serviceISN &+ 1, [.ack, .psh], clientRequest)
+    }
+
+    private func slot(of old: Old) throws -> Slot {
+        try XCTUnwrap(
+            log.lookup(
+                FlowKey(
+                    clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue,
+                    serverPort: old.port)))
+    }
+
+    private var newKey: FlowKey {
+        FlowKey(
+            clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue, serverPort: newPort)
+    }
+
     private var loggedKey: FlowKey {
         FlowKey(
             clientAddress: endServer.rawValue, clientPort: endPort, serverAddress: guest.rawValue, serverPort: oldPort)
     }
 
     private let synOptions = TCPOptions(maximumSegmentSize: 1460, windowScale: 7, sackPermitted: true)
+    /// What the end server's SYN/ACK offered the old guest in `playOldGuest`.
+    private let endOptions = TCPOptions(maximumSegmentSize: 1400, windowScale: 6, sackPermitted: true)
 
     /// The old guest opens its connection, sends the request; the end server acknowledges it
     /// (unless told not to) and answers 4000 bytes, 2500 of which the guest acknowledges.
@@ -728,8 +845,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         XCTAssertNil(log.lookup(loggedKey), "nothing is logged before the end server answers")
         XCTAssertEqual(
             try deliver(
-                fromGuest: false, seq: endISN, ack: guestISN &+ 1, flags: [.syn, .ack],
-                options: TCPOptions(maximumSegmentSize: 1400, windowScale: 6, sackPermitted: true)),
+                fromGuest: false, seq: endISN, ack: guestISN &+ 1, flags: [.syn, .ack], options: endOptions),
             .forward)
         XCTAssertEqual(try deliver(fromGuest: true, seq: guestISN &+ 1, ack: endISN &+ 1, flags: .ack), .forward)
         XCTAssertEqual(
@@ -760,12 +876,6 @@ final class OutgoingReplayTests: HandPlayedTestCase {
             options: flags.contains(.syn) ? synOptions : TCPOptions(), port: port,
             fromDrainingGuest: fromDrainingGuest
         ).verdict
-    }
-
-    private func newGuestSYN(tsval: UInt32 = 77) throws -> SouthSide.Verdict {
-        guestClock = tsval &- 1
-        return try deliverFrame(fromGuest: true, seq: newISN, ack: 0, flags: .syn, options: synOptions, port: newPort)
-            .verdict
     }
 
     private func newGuest(seq: UInt32, ack: UInt32, payload: [UInt8] = []) throws -> SouthSide.Verdict {

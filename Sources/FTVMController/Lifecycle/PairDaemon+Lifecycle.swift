@@ -14,6 +14,8 @@ extension PairDaemon {
     struct Recovery: Sendable {
         var record: RecoveryRecord
         var timer: PhaseTimer
+        /// The serial of the last connection the failed guest had (the replay's are up to it).
+        var lastSerial: UInt64?
     }
 
     /// The upgrade being carried out, beside its record (`State.upgrade`).

@@ -27,25 +27,34 @@ extension PairDaemon {
             record.detectMillis = PhaseTimer.millis(detectedAt &- injection.atNanos)
             metrics.recordDetection(fault: injection.fault.rawValue, millis: record.detectMillis ?? 0)
         }
-        state.withLock { $0.recovery = Recovery(record: record, timer: PhaseTimer(start: detectedAt)) }
+        // The failed guest's connections are those logged before the cut-off; a takeover a
+        // killed daemon began keeps its count, for the successor has opened its own since.
+        let lastSerial = recorded(of: failed)?.lastSerial ?? relay.southSide?.log.usage.counters.connectionsOpened
+        state.withLock {
+            $0.recovery = Recovery(record: record, timer: PhaseTimer(start: detectedAt), lastSerial: lastSerial)
+        }
         // A few microseconds on tmpfs: the next daemon names the cause if this one dies.
-        if let data = try? JSONEncoder().encode(RecordedCause(failed: failed, cause: cause)) {
+        if let data = try? JSONEncoder().encode(RecordedCause(failed: failed, cause: cause, lastSerial: lastSerial)) {
             try? data.write(to: URL(fileURLWithPath: config.recoveryCausePath))
         }
     }
 
-    /// The takeover under way, as `recoveryCausePath` keeps it.
+    /// The takeover under way, as `recoveryCausePath` keeps it: the failed guest, the cause, and
+    /// the serial of the last connection logged before the cut-off.
     struct RecordedCause: Codable {
         var failed: String?
         var cause: FailureCause
+        var lastSerial: UInt64?
     }
 
     /// What a killed daemon recorded about the takeover it began, if it was about `failed`.
-    func recordedCause(of failed: String?) -> FailureCause? {
+    func recordedCause(of failed: String?) -> FailureCause? { recorded(of: failed)?.cause }
+
+    private func recorded(of failed: String?) -> RecordedCause? {
         guard let data = FileManager.default.contents(atPath: config.recoveryCausePath),
             let recorded = try? JSONDecoder().decode(RecordedCause.self, from: data), recorded.failed == failed
         else { return nil }
-        return recorded.cause
+        return recorded
     }
 
     /// Runs the paused successor; a daemon killed just after resuming it left it running.
@@ -91,7 +100,10 @@ extension PairDaemon {
     func replay(into successor: Guest) {
         successor.channel.post(.resync)
         relay.watch(successor.channel, port: successor.link)
-        relay.beginReplay()
+        // Only the failed guest's connections: after a daemon killed mid-takeover, the successor
+        // already opened connections of its own (a proxy's, re-sending replayed requests), which
+        // are its, not the failed guest's to open again.
+        relay.beginReplay(upToSerial: state.withLock { $0.recovery?.lastSerial } ?? .max)
         let firstFrame = relay.waitForFirstFrame(timeoutMillis: 5000)
         if firstFrame == nil {
             updateRecovery { $0.error = $0.error ?? "\(successor.domain) sent nothing within 5 s of taking over" }
