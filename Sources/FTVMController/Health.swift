@@ -26,6 +26,21 @@ public struct HealthPolicy: Sendable, Codable, Equatable {
 
     public init() {}
 
+    /// A field an older daemon's status lacks takes its default (`ftvm status` reads the status
+    /// of whichever daemon runs).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = HealthPolicy()
+        tickMillis = try container.decodeIfPresent(Int.self, forKey: .tickMillis) ?? defaults.tickMillis
+        missedTicks = try container.decodeIfPresent(Int.self, forKey: .missedTicks) ?? defaults.missedTicks
+        graceMillis = try container.decodeIfPresent(Int.self, forKey: .graceMillis) ?? defaults.graceMillis
+        dataPathStallMillis =
+            try container.decodeIfPresent(Int.self, forKey: .dataPathStallMillis) ?? defaults.dataPathStallMillis
+        starvedStallLimitMillis =
+            try container.decodeIfPresent(Int.self, forKey: .starvedStallLimitMillis)
+            ?? defaults.starvedStallLimitMillis
+    }
+
     /// A still counter fails after this much time the guest could have used to move it.
     public var stallLimitMillis: Int { tickMillis * missedTicks }
     /// A still counter fails after this much wall time, however starved the guest was. Never
