@@ -27,6 +27,9 @@ public final class OutgoingSide: @unchecked Sendable {
         public var unlogged: UInt64
         /// Connections whose HTTP framing stopped being followed (no more trims), and why.
         public var framingStopped: [String: UInt64]
+        /// Ended connections freed at once because the log's share for kept ones was full (a
+        /// replay may then send their request again); nil from an older daemon.
+        public var endedNotKept: UInt64?
     }
 
     /// A guest's SYN waiting for the end server's SYN/ACK.
@@ -72,6 +75,7 @@ public final class OutgoingSide: @unchecked Sendable {
     private let guestSYNs = Atomic<UInt64>(0)
     private let logged = Atomic<UInt64>(0)
     private let unlogged = Atomic<UInt64>(0)
+    private let notKept = Atomic<UInt64>(0)
 
     init(log: ConnectionLog) {
         self.log = log
@@ -83,7 +87,8 @@ public final class OutgoingSide: @unchecked Sendable {
     var counters: Counters {
         Counters(
             guestSYNs: guestSYNs.load(ordering: .relaxed), logged: logged.load(ordering: .relaxed),
-            unlogged: unlogged.load(ordering: .relaxed), framingStopped: stops.withLock { $0 })
+            unlogged: unlogged.load(ordering: .relaxed), framingStopped: stops.withLock { $0 },
+            endedNotKept: notKept.load(ordering: .relaxed))
     }
 
     /// The guest sent a SYN (`key`: the end server as the client, the guest's port as the
@@ -131,6 +136,12 @@ public final class OutgoingSide: @unchecked Sendable {
         clientExchanges += 1
         return clientExchanges
     }
+
+    /// The stamp of the latest client exchange begun (what an exchange that completes now gets).
+    var currentStamp: UInt64 { max(clientExchanges, 1) }
+
+    /// A relay server's ended connection freed at once: the log's share for kept ones was full.
+    func noteNotKept() { notKept.add(1, ordering: .relaxed) }
 
     var hasBoundaries: Bool { slotsWithBoundaries > 0 }
 

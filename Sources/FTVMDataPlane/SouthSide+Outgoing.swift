@@ -50,15 +50,43 @@ extension SouthSide {
         outgoing.noteFramingStopped(reason)
     }
 
+    /// A connection ended by both FINs. A relay server's is kept in the log while a client
+    /// exchange that may have caused it is in flight, as its trims are held: nginx without
+    /// upstream keep-alive reads an answer to its end and closes the back-end connection before
+    /// its client has all of it, and a replay that re-runs that client exchange sends the request
+    /// again, which only the kept record recognises as sent. At most a quarter of the log's
+    /// slots are kept so (past that it is freed at once, counted); `trimOutgoing` frees them.
+    func closeOrKeep(_ slot: Slot) {
+        guard flows[slot.index].guestInitiated, splicer.phase(of: slot) == .idle || splicer.phase(of: slot) == .spliced,
+            keptCount < keptLimit
+        else {
+            if flows[slot.index].guestInitiated { outgoing.noteNotKept() }
+            return close(slot)
+        }
+        flows[slot.index].keptSince = outgoing.currentStamp
+        keptCount += 1
+    }
+
     /// Trims each relay-server connection to its furthest boundary that is acknowledged and that
-    /// no client exchange in flight may have caused.
+    /// no client exchange in flight may have caused, and frees the ended ones kept for them.
     func trimOutgoing() {
-        guard outgoing.hasBoundaries else { return }
+        guard outgoing.hasBoundaries || keptCount > 0 else { return }
         var oldestInFlight = UInt64.max
         log.forEachLive { slot in
             let flow = flows[slot.index]
             if flow.serial == slot.serial, flow.exchangeBegan != 0 {
                 oldestInFlight = min(oldestInFlight, flow.exchangeBegan)
+            }
+        }
+        if keptCount > 0 {
+            keptCount = 0
+            log.forEachLive { slot in
+                guard flows[slot.index].serial == slot.serial, flows[slot.index].keptSince != 0 else { return }
+                if flows[slot.index].keptSince < oldestInFlight, splicer.phase(of: slot) == .idle {
+                    close(slot)
+                } else {
+                    keptCount += 1
+                }
             }
         }
         log.forEachLive { slot in

@@ -94,6 +94,10 @@ public final class SouthSide: @unchecked Sendable {
         var exchangeBegan: UInt64 = 0
         /// The guest opened this connection (its "client" is an end server).
         var guestInitiated = false
+        /// A guest-initiated connection that ended while a client exchange that may have caused
+        /// it was in flight: the client exchange count then (0: not kept). Its record stays in
+        /// the log until every such exchange is done (SouthSide+Outgoing.swift).
+        var keptSince: UInt64 = 0
     }
 
     /// Whether a connection's HTTP framing is followed, and from which stream offsets the
@@ -155,6 +159,9 @@ public final class SouthSide: @unchecked Sendable {
     let trackers: UnsafeMutableBufferPointer<HTTPExchangeTracker>
     let maskScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 17, alignment: 16)
     private var lastSweep: UInt64 = 0
+    /// Relay servers' ended connections kept in the log (`closeOrKeep`), and at most how many.
+    var keptCount = 0
+    let keptLimit: Int
 
     package init(
         log: ConnectionLog, service: IPv4Address, serviceMAC: MACAddress = MACAddress(0x52, 0x54, 0, 0x77, 0, 2),
@@ -167,6 +174,7 @@ public final class SouthSide: @unchecked Sendable {
         outgoing = OutgoingSide(log: log)
         splicer = Splicer(log: log, service: service, serviceMAC: serviceMAC, outgoing: outgoing, logger: logger)
         let slots = log.usage.slotCount
+        keptLimit = slots / 4
         flows = Array(repeating: Flow(), count: slots)
         trackers = .allocate(capacity: slots)
         trackers.initialize(repeating: HTTPExchangeTracker())
@@ -188,6 +196,10 @@ public final class SouthSide: @unchecked Sendable {
         log.forEachLive { slot in
             let record = log.current(slot)
             flows[slot.index] = Flow(serial: slot.serial, lastClientFrame: now, guestInitiated: record.guestInitiated)
+            if record.guestInitiated, record.clientFINLogged, record.serverFINSent {
+                flows[slot.index].keptSince = 1  // (a kept one: the next sweep frees it)
+                keptCount += 1
+            }
             guard case .http(until: nil) = record.masking else { return }
             let checked = record.serverStream.byteCount
             guard record.protection == .protected, record.serverStream.endSequence == record.serverSendMax else {
@@ -447,7 +459,7 @@ public final class SouthSide: @unchecked Sendable {
                 && flows[slot.index].serverFINEnd.map { SequenceMath.isAtOrAfter(ack, $0) } == true
         }
         let forward = splicer.fromClient(slot, &segment, sink: sink)
-        if finished { close(slot) }
+        if finished { closeOrKeep(slot) }
         return (forward ? .forward : .drop, slot)
     }
 
@@ -474,6 +486,7 @@ public final class SouthSide: @unchecked Sendable {
             serverAddress: service.rawValue, serverPort: segment.sourcePort)
         // Relay servers (OutgoingSide.swift, Splicer+Outgoing.swift): the guest opens a connection.
         if segment.flags.contains(.syn), !segment.flags.contains(.ack) {
+            if let kept = log.lookup(key), flows[kept.index].keptSince != 0 { close(kept) }  // its port again
             if speaksFor(pinned: false) {
                 splicer.newGuestOpens(key, sink: sink)
                 if log.lookup(key) == nil { outgoing.guestOpens(segment, key: key, now: now) }
@@ -497,6 +510,7 @@ public final class SouthSide: @unchecked Sendable {
         {
             close(slot)
             slot = claimed
+            flows[slot.index].keptSince = 0  // (a kept one is live again)
         }
         tracked.add(1, ordering: .relaxed)
         let phase = splicer.phase(of: slot)
@@ -539,7 +553,7 @@ public final class SouthSide: @unchecked Sendable {
         if flags.contains(.ack), flows[slot.index].serverFINEnd != nil, let end = flows[slot.index].clientFINEnd,
             SequenceMath.isAtOrAfter(segment.acknowledgmentNumber.rawValue, end)
         {
-            close(slot)
+            closeOrKeep(slot)
         }
         return .forward
     }
@@ -710,7 +724,7 @@ public final class SouthSide: @unchecked Sendable {
     }
 
     /// Ends a connection: its replay state, then its record.
-    private func close(_ slot: Slot) {
+    func close(_ slot: Slot) {
         splicer.forget(slot)
         log.close(slot)
         flows[slot.index] = Flow()

@@ -118,7 +118,8 @@ extension Splicer {
         let record = log.current(slot)
         toClient(record, sequence: record.serverAckedByClient, flags: [.rst, .ack], sink: sink)
         awaitingReopen.removeAll { $0 == slot }
-        finishUnclaimed(slot, record, how: "reset (the new guest opened a connection from its port)")
+        finishUnclaimed(
+            slot, record, how: "reset toward its end server (the new guest opened a connection from its port)")
     }
 
     /// The first bytes of a connection the new guest opened (`fresh`: logged as a new connection
@@ -289,7 +290,7 @@ extension Splicer {
         guard splices[slot.index].phase == .closingUnclaimed, segment.flags.contains(.fin) else { return }
         let record = log.current(slot)
         toClient(record, sequence: record.serverSendMax &+ 1, flags: .ack, sink: sink)
-        finishUnclaimed(slot, record, how: "closed")
+        finishUnclaimed(slot, record, how: "closed toward its end server")
     }
 
     /// Closes the waiting connections whose bound passed (one FIN each, or a RST when the end
@@ -308,13 +309,18 @@ extension Splicer {
             }
             guard now &- splice.startedAt > reopenBoundNanos else { continue }
             let record = log.current(slot)
+            if record.clientFINLogged, record.serverFINSent {  // it had ended: nothing to tell the end server
+                awaitingReopen.remove(at: position)
+                finishUnclaimed(slot, record, how: "freed (it had ended before the failure)")
+                continue
+            }
             if splice.phase == .awaitingReopen, record.serverAckedByClient == record.serverSendMax,
                 !record.serverFINSent
             {
                 toClient(record, sequence: record.serverSendMax, flags: [.fin, .ack], sink: sink)
                 if record.clientFINLogged {  // it had closed its side already: both are done
                     awaitingReopen.remove(at: position)
-                    finishUnclaimed(slot, record, how: "closed")
+                    finishUnclaimed(slot, record, how: "closed toward its end server")
                     continue
                 }
                 splices[slot.index].phase = .closingUnclaimed
@@ -323,13 +329,13 @@ extension Splicer {
             }
             toClient(record, sequence: record.serverAckedByClient, flags: [.rst, .ack], sink: sink)
             awaitingReopen.remove(at: position)
-            finishUnclaimed(slot, record, how: "reset")
+            finishUnclaimed(slot, record, how: "reset toward its end server")
         }
     }
 
     private func finishUnclaimed(_ slot: Slot, _ record: ConnectionRecord, how: String) {
         logger.info(
-            "relay-server connection not opened again: \(how) toward its end server",
+            "relay-server connection not opened again: \(how)",
             metadata: ["connection": "\(record.key)"])
         totals.withLock { $0.unclaimed += 1 }
         splices[slot.index] = Splice()

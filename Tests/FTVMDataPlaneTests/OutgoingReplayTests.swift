@@ -700,6 +700,63 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         XCTAssertEqual(wrapper.splicer.phase(of: slot), .closingUnclaimed)
     }
 
+    /// nginx without upstream keep-alive reads an answer to its end and closes the back-end
+    /// connection before its client has all of it. The connection ends (both FINs) while the
+    /// client's exchange is in flight: its record is kept, so a replay that re-runs the client
+    /// exchange finds the request already sent (answer and FIN injected, nothing asked again);
+    /// once the client's exchange is done, the next sweep frees it.
+    func testAnEndedBackEndConnectionIsKeptWhileItsClientExchangeIsInFlight() throws {
+        for replays in [true, false] {
+            if !replays {
+                tearDown()
+                try setUpWithError()
+            }
+            try openClientExchange()
+            let backendRequest = Array("GET /a HTTP/1.1\r\nHost: 10.77.0.1:9000\r\nConnection: close\r\n\r\n".utf8)
+            let backendAnswer = Array("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".utf8)
+            let end = guestISN &+ 1 &+ UInt32(backendRequest.count)
+            let answerEnd = endISN &+ 1 &+ UInt32(backendAnswer.count)
+            XCTAssertEqual(try play(true, guestISN, 0, .syn), .forward)
+            XCTAssertEqual(try play(false, endISN, guestISN &+ 1, [.syn, .ack]), .forward)
+            XCTAssertEqual(try play(true, guestISN &+ 1, endISN &+ 1, [.ack, .psh], backendRequest), .forward)
+            XCTAssertEqual(try play(false, endISN &+ 1, end, [.ack, .psh, .fin], backendAnswer), .forward)
+            XCTAssertEqual(try play(true, end, answerEnd &+ 1, [.ack, .fin]), .forward)
+            XCTAssertEqual(try play(false, answerEnd &+ 1, end &+ 1, .ack), .forward)
+            let slot = try XCTUnwrap(log.lookup(loggedKey), "ended, but kept: the client's exchange is in flight")
+            wrapper.sweep(now: start + 2_000_000_000)
+            XCTAssertNotNil(log.lookup(loggedKey), "still kept after a sweep")
+            _ = sink.takeAll()
+            if replays {
+                wrapper.splicer.begin(now: start, sink: sink)
+                _ = sink.takeAll()
+                try openNew(answering: synOptions)
+                XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: backendRequest), .drop)
+                XCTAssertEqual(wrapper.splicer.phase(of: slot), .catchingUp, "the request is the kept one's")
+                let toGuest = try sink.takeGuest()
+                XCTAssertEqual(toGuest.filter { !$0.payload.isEmpty }.flatMap(\.payload), backendAnswer)
+                XCTAssertTrue(toGuest.contains { $0.flags.contains(.fin) }, "and the end server's FIN")
+                XCTAssertEqual(try sink.takeClients().map(\.flags), [[.rst, .ack]], "nothing asked again")
+                continue
+            }
+            // The proxy answers its client, which acknowledges it: the exchange is done, and
+            // the next sweep frees the kept record.
+            let answer = Array("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".utf8)
+            let clientEnd = clientISN &+ 1 &+ UInt32(clientRequest.count)
+            for (fromGuest, seq, ack, flags, payload) in [
+                (true, serviceISN &+ 1, clientEnd, TCPFlags([.ack, .psh]), answer),
+                (false, clientEnd, serviceISN &+ 1 &+ UInt32(answer.count), TCPFlags.ack, []),
+            ] {
+                XCTAssertEqual(
+                    try deliverFrame(
+                        fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload, port: 8090,
+                        to: clientPort
+                    ).verdict, .forward)
+            }
+            wrapper.sweep(now: start + 4_000_000_000)
+            XCTAssertNil(log.lookup(loggedKey), "freed once no client exchange that may have caused it is in flight")
+        }
+    }
+
     // MARK: Helpers
 
     /// One old connection of `playOlds`: the guest's port and ISN, the end server's, the request

@@ -205,6 +205,44 @@ final class ExchangeReplayTests: SharedPairTestCase {
     func testNetworkStall() throws { try survive("network-stall") }
     func testZZZDownLeavesNothingBehind() throws { try downLeavesNothingBehind() }
 
+    /// wrk on nginx while the daemon is SIGKILLed (its connections in the middle of responses)
+    /// and started again, then a kernel panic: the restarted relay took each connection's HTTP
+    /// framing up again at the end of the response it was in (issue 24: it used to lose it for
+    /// good, and at the next fault nginx's whole history was regenerated, differed, and wrk got
+    /// read errors). Every answer right, no socket error, no reset, no framing lost.
+    func testWrkAcrossADaemonKilledMidResponseThenAFault() throws {
+        let before = try Harness.status(Self.pair)
+        let wrk = BackgroundReport {
+            try Harness.exchanges(
+                pair: Self.pair,
+                [
+                    "wrk", "--url", "http://\(Harness.serviceAddress):8081/index.html", "--connections", "16",
+                    "--seconds", "20", "--body", Harness.defaultImage + "/www/index.html",
+                ])
+        }
+        usleep(3_000_000)
+        let daemon = Int32(try XCTUnwrap(before["daemonPID"] as? Int))
+        XCTAssertEqual(kill(daemon, SIGKILL), 0)
+        while kill(daemon, 0) == 0 { usleep(10_000) }
+        try Harness.ftvm(["up", "--name", Self.pair])
+        try Harness.ftvm(["inject", "kernel-panic", "--name", Self.pair, "--when-protected", "30"])
+        let nginx = try wrk.wait(seconds: 90)
+        let recovery = try Harness.recovery(Self.pair, after: before["lastRecovery"] as? [String: Any])
+        XCTAssertEqual((nginx["errors"] as? [String: Int] ?? [:]).values.reduce(0, +), 0, "\(nginx)")
+        XCTAssertEqual(nginx["non2xx"] as? Int, 0, "\(nginx)")
+        XCTAssertEqual(nginx["wrong_bodies"] as? Int, 0, "\(nginx)")
+        XCTAssertGreaterThan(nginx["requests"] as? Int ?? 0, 0, "\(nginx)")
+        let replay = try XCTUnwrap(recovery["replay"] as? [String: Any])
+        XCTAssertEqual(replay["resets"] as? [String], [], "no connection reset: \(replay)")
+        XCTAssertGreaterThan(replay["spliced"] as? Int ?? 0, 0, "wrk's connections were replayed: \(replay)")
+        let wrapper = (try Harness.status(Self.pair)["log"] as? [String: Any])?["wrapper"] as? [String: Any]
+        let stopped = wrapper?["framingStopped"] as? [String: Int] ?? [:]
+        XCTAssertNil(stopped["daemon restarted mid-response"], "framing kept across the restart: \(stopped)")
+        print(
+            "exchanges: daemon killed under wrk, then kernel-panic: nginx \(nginx["requests"] ?? 0) requests, 0 errors")
+        try Harness.waitUntilProtected(Self.pair)
+    }
+
     /// Pipelined, chunked (with trailers) and HEAD exchanges on the demo service, and wrk on
     /// nginx, with `fault` landing in the middle: every answer right, no socket error, no reset.
     private func survive(_ fault: String, file: StaticString = #filePath, line: UInt = #line) throws {
