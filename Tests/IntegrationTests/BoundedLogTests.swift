@@ -212,14 +212,7 @@ final class ExchangeReplayTests: SharedPairTestCase {
     /// read errors). Every answer right, no socket error, no reset, no framing lost.
     func testWrkAcrossADaemonKilledMidResponseThenAFault() throws {
         let before = try Harness.status(Self.pair)
-        let wrk = BackgroundReport {
-            try Harness.exchanges(
-                pair: Self.pair,
-                [
-                    "wrk", "--url", "http://\(Harness.serviceAddress):8081/index.html", "--connections", "16",
-                    "--seconds", "20", "--body", Harness.defaultImage + "/www/index.html",
-                ])
-        }
+        let wrk = wrkOnNginx(seconds: 20)
         usleep(3_000_000)
         let daemon = Int32(try XCTUnwrap(before["daemonPID"] as? Int))
         XCTAssertEqual(kill(daemon, SIGKILL), 0)
@@ -243,6 +236,18 @@ final class ExchangeReplayTests: SharedPairTestCase {
         try Harness.waitUntilProtected(Self.pair)
     }
 
+    /// wrk on nginx's index.html, 16 connections for `seconds`, every body checked, in the background.
+    private func wrkOnNginx(seconds: Int) -> BackgroundReport {
+        BackgroundReport {
+            try Harness.exchanges(
+                pair: Self.pair,
+                [
+                    "wrk", "--url", "http://\(Harness.serviceAddress):8081/index.html", "--connections", "16",
+                    "--seconds", "\(seconds)", "--body", Harness.defaultImage + "/www/index.html",
+                ])
+        }
+    }
+
     /// Pipelined, chunked (with trailers) and HEAD exchanges on the demo service, and wrk on
     /// nginx, with `fault` landing in the middle: every answer right, no socket error, no reset.
     private func survive(_ fault: String, file: StaticString = #filePath, line: UInt = #line) throws {
@@ -251,14 +256,7 @@ final class ExchangeReplayTests: SharedPairTestCase {
         // seconds; a fault then would test an outage, not this replay.
         let inject = "\(Harness.ftvm) inject \(fault) --name \(Self.pair) --when-protected 30"
         let before = try Harness.status(Self.pair)["lastRecovery"] as? [String: Any]
-        let wrk = BackgroundReport {
-            try Harness.exchanges(
-                pair: Self.pair,
-                [
-                    "wrk", "--url", "http://\(Harness.serviceAddress):8081/index.html", "--connections", "16",
-                    "--seconds", "12", "--body", Harness.defaultImage + "/www/index.html",
-                ])
-        }
+        let wrk = wrkOnNginx(seconds: 12)
         usleep(2_000_000)
         let session = try Harness.exchanges(
             pair: Self.pair,
