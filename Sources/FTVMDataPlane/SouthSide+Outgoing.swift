@@ -57,10 +57,10 @@ extension SouthSide {
     /// again, which only the kept record recognises as sent. At most a quarter of the log's
     /// slots are kept so (past that it is freed at once, counted); `trimOutgoing` frees them.
     func closeOrKeep(_ slot: Slot) {
-        guard flows[slot.index].guestInitiated, splicer.phase(of: slot) == .idle || splicer.phase(of: slot) == .spliced,
-            keptCount < keptLimit
-        else {
-            if flows[slot.index].guestInitiated { outgoing.noteNotKept() }
+        guard flows[slot.index].guestInitiated, splicer.phase(of: slot) == .idle || splicer.phase(of: slot) == .spliced
+        else { return close(slot) }
+        guard keptCount < keptLimit else {
+            outgoing.noteNotKept()
             return close(slot)
         }
         flows[slot.index].keptSince = outgoing.currentStamp
