@@ -179,6 +179,10 @@ public struct ReplaySummary: Sendable, Codable, Equatable {
     public var closedDuringReplay: Int
     /// Still pending when the takeover stopped waiting (0 unless a deadline was missed).
     public var pending: Int
+    /// Relay-server connections still waiting for the new guest to open them again when the
+    /// takeover was filed (their splice comes later and is not counted in `spliced`); nil from a
+    /// daemon older than this field.
+    public var awaitingReopen: Int?
     public var resets: [String]
     /// From the detection to the last connection spliced, and to the first byte a client did not
     /// have (nil: none yet).
@@ -192,6 +196,7 @@ public struct ReplaySummary: Sendable, Codable, Equatable {
         reset = report.reset
         closedDuringReplay = report.closedDuringReplay
         pending = report.pending
+        awaitingReopen = report.awaitingReopen
         resets = report.resets
         lastSplicedMillis = report.lastSplicedNanos > 0 ? PhaseTimer.millis(report.lastSplicedNanos &- start) : nil
         firstByteMillis = report.firstByteNanos > 0 ? PhaseTimer.millis(report.firstByteNanos &- start) : nil

@@ -133,7 +133,11 @@ package final class Splicer: @unchecked Sendable {
     let totals = Mutex(ReplayTotals())
     // Relay servers (Splicer+Outgoing.swift): guest-initiated connections.
     /// Logged ones waiting for the new guest to open them again, oldest first.
-    var awaitingReopen: [Slot] = []
+    /// Relay-server connections waiting for the new guest to open them again (or being closed
+    /// because it did not); the report counts them.
+    var awaitingReopen: [Slot] = [] {
+        didSet { report.withLock { $0.awaitingReopen = awaitingReopen.count } }
+    }
     /// The new guest's connections mapped onto logged ones: its own key → the logged slot.
     var reopenedKeys: [FlowKey: Slot] = [:]
     /// How long a logged connection waits to be opened again before it is closed toward its end
@@ -208,6 +212,7 @@ package final class Splicer: @unchecked Sendable {
         report.withLock { report in
             report = ReplayReport()
             report.startedNanos = now
+            report.awaitingReopen = awaitingReopen.count
             report.connectionTimings.reserveCapacity(log.usage.slotsUsed)
         }
         log.forEachLive { slot in
@@ -879,6 +884,9 @@ public struct ReplayReport: Sendable, Codable, Equatable {
     /// Closed by the client (RST) before they were spliced.
     public var closedDuringReplay = 0
     public var pending = 0
+    /// Relay-server connections still waiting for the new guest to open them again: they are not
+    /// pending (the guest may never re-send their request) and are spliced or closed later.
+    public var awaitingReopen = 0
     /// Set once every connection of the replay is counted: until then `pending` says nothing
     /// (a reader that saw the fresh report before that would take an empty replay for a done one).
     public var enlisted = false

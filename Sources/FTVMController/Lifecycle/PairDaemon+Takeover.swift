@@ -193,6 +193,7 @@ extension PairDaemon {
             metadata: [
                 "connections": "\(report.connections)", "spliced": "\(report.spliced)",
                 "reset": "\(report.reset)", "pending": "\(report.pending)",
+                "awaiting-reopen": "\(report.awaitingReopen)",
                 "last-spliced-ms": "\(summary.lastSplicedMillis.map { "\($0)" } ?? "-")",
                 "first-byte-ms": "\(summary.firstByteMillis.map { "\($0)" } ?? "-")",
             ])
