@@ -11,12 +11,20 @@ import Glibc
 /// variable) is neither: that time counts as time the guest could run. With several vCPUs the
 /// least starved one counts, since the agent could have run there.
 ///
+/// QEMU's main-loop thread (the process's first) counts too: it fires the guest's timers and
+/// delivers its interrupts, and under TCG a vCPU waits on the big QEMU lock while that thread
+/// holds it. A main loop waiting for a host CPU leaves a halted guest asleep (its timer does
+/// not fire) or a vCPU blocked on the lock, both of which look like a guest that could run and
+/// did not beat. So an interval counts as starved for as long as the main loop waited, if that
+/// is longer than the vCPUs' wait (docs/failover.md, "Starved, not hung").
+///
 /// Nothing here blocks or throws: a thread or file that cannot be read makes an interval count
 /// as not starved, which leaves the detector judging in wall time, as it did before this.
 /// Needs read access to QEMU's /proc entries (root, like the daemon).
 public struct VCPUStarvation: Sendable {
     public let pid: Int32
     private var lastWaitNanos: [Int32: UInt64] = [:]
+    private var lastMainWaitNanos: UInt64?
     private var lastSampleNanos: UInt64
     private var starvedNanos: UInt64 = 0
     private var reportedMillis: UInt64 = 0
@@ -28,6 +36,7 @@ public struct VCPUStarvation: Sendable {
         lastWaitNanos = Self.vcpuThreads(of: pid).reduce(into: [:]) { waits, tid in
             waits[tid] = sample(tid)?.waitNanos
         }
+        lastMainWaitNanos = sample(pid)?.waitNanos
     }
 
     /// Samples the vCPU threads at `now` (Monotonic nanos) and returns how many milliseconds of
@@ -47,10 +56,10 @@ public struct VCPUStarvation: Sendable {
         return Int(total - reportedMillis)
     }
 
-    /// The least starved vCPU's share of `interval`; 0 when any of them cannot be read (and
-    /// that one is forgotten: found again once none is left).
+    /// How much of `interval` the guest could not run (`starved(over:vcpus:mainLoop:)`); 0 when
+    /// a vCPU thread cannot be read (and that one is forgotten: found again once none is left).
     private mutating func starved(over interval: UInt64) -> UInt64 {
-        var least = UInt64.max
+        var vcpus: [Waited] = []
         var unreadable = false
         for (tid, lastWait) in lastWaitNanos {
             guard let now = sample(tid) else {
@@ -59,10 +68,30 @@ public struct VCPUStarvation: Sendable {
                 continue
             }
             lastWaitNanos[tid] = now.waitNanos
-            let waited = now.waitNanos > lastWait ? now.waitNanos - lastWait : 0
-            least = min(least, now.stopped ? interval : min(waited, interval))
+            vcpus.append(Waited(nanos: now.waitNanos > lastWait ? now.waitNanos - lastWait : 0, stopped: now.stopped))
         }
-        return unreadable || least == .max ? 0 : least
+        var mainLoop: Waited?
+        let main = sample(pid)
+        if let main, let last = lastMainWaitNanos {
+            mainLoop = Waited(nanos: main.waitNanos > last ? main.waitNanos - last : 0, stopped: main.stopped)
+        }
+        lastMainWaitNanos = main?.waitNanos
+        return unreadable ? 0 : Self.starved(over: interval, vcpus: vcpus, mainLoop: mainLoop)
+    }
+
+    /// What one thread did over an interval: nanoseconds it waited on a runqueue, and whether it
+    /// was stopped at the end.
+    struct Waited: Equatable {
+        var nanos: UInt64
+        var stopped = false
+    }
+
+    /// The part of `interval` the guest could not run: the least starved vCPU's wait (the whole
+    /// interval for a stopped one), or the main loop's when that is longer; 0 without vCPUs.
+    static func starved(over interval: UInt64, vcpus: [Waited], mainLoop: Waited?) -> UInt64 {
+        func share(_ thread: Waited) -> UInt64 { thread.stopped ? interval : min(thread.nanos, interval) }
+        guard let least = vcpus.map(share).min() else { return 0 }
+        return max(least, mainLoop.map(share) ?? 0)
     }
 
     private func sample(_ tid: Int32) -> (waitNanos: UInt64, stopped: Bool)? {

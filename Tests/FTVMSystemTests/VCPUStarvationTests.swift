@@ -82,4 +82,33 @@ final class VCPUStarvationTests: XCTestCase {
         process.waitUntilExit()
         XCTAssertEqual(meter.starvedMillis(now: Monotonic.nanos() + 100_000_000), 0, "gone: judged in wall time")
     }
+
+    /// The guest could not run for the least starved vCPU's wait, or for the main loop's (which
+    /// fires its timers and holds the lock a TCG vCPU waits on) when that is longer; never more
+    /// than the interval, and nothing without a vCPU to read.
+    func testTheMainLoopsWaitCountsWhenItIsLonger() {
+        typealias Waited = VCPUStarvation.Waited
+        let ms: UInt64 = 1_000_000
+        let interval = 100 * ms
+        XCTAssertEqual(VCPUStarvation.starved(over: interval, vcpus: [Waited(nanos: 10 * ms)], mainLoop: nil), 10 * ms)
+        XCTAssertEqual(
+            VCPUStarvation.starved(over: interval, vcpus: [Waited(nanos: 10 * ms)], mainLoop: Waited(nanos: 70 * ms)),
+            70 * ms, "the main loop waited longer")
+        XCTAssertEqual(
+            VCPUStarvation.starved(over: interval, vcpus: [Waited(nanos: 40 * ms)], mainLoop: Waited(nanos: 5 * ms)),
+            40 * ms, "the vCPU waited longer")
+        XCTAssertEqual(
+            VCPUStarvation.starved(
+                over: interval, vcpus: [Waited(nanos: 90 * ms), Waited(nanos: 20 * ms)], mainLoop: Waited(nanos: 0)),
+            20 * ms, "the least starved vCPU counts")
+        XCTAssertEqual(
+            VCPUStarvation.starved(
+                over: interval, vcpus: [Waited(nanos: 0)], mainLoop: Waited(nanos: 0, stopped: true)),
+            interval, "a stopped main loop: the whole interval")
+        XCTAssertEqual(
+            VCPUStarvation.starved(over: interval, vcpus: [Waited(nanos: 0)], mainLoop: Waited(nanos: 400 * ms)),
+            interval,
+            "never more than the interval")
+        XCTAssertEqual(VCPUStarvation.starved(over: interval, vcpus: [], mainLoop: Waited(nanos: 50 * ms)), 0)
+    }
 }
