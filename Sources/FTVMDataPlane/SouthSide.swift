@@ -192,13 +192,19 @@ public final class SouthSide: @unchecked Sendable {
     /// response's end when the log noted it (a body of known length, `Framing.resuming`);
     /// otherwise its framing stops there, so masking ends at what the checksum covers and the
     /// connection replays its history since the last trim.
+    ///
+    /// The client exchanges in flight are not in the log, so a client connection with bytes
+    /// past its replay start counts as having one, and the relay servers' ended connections
+    /// kept are stamped after them: a replay the restarted daemon runs re-sends those exchanges'
+    /// requests, which only the kept records recognise as sent.
     private func adoptLoggedConnections(now: UInt64) {
+        var kept: [Slot] = []
         log.forEachLive { slot in
             let record = log.current(slot)
             flows[slot.index] = Flow(serial: slot.serial, lastClientFrame: now, guestInitiated: record.guestInitiated)
-            if record.guestInitiated, record.clientFINLogged, record.serverFINSent {
-                flows[slot.index].keptSince = 1  // (a kept one: the next sweep frees it)
-                keptCount += 1
+            if record.guestInitiated, record.clientFINLogged, record.serverFINSent { kept.append(slot) }
+            if !record.guestInitiated, record.clientBytesLogged > record.replayStart.clientOffset {
+                flows[slot.index].exchangeBegan = outgoing.beginClientExchange()
             }
             guard case .http(until: nil) = record.masking else { return }
             let checked = record.serverStream.byteCount
@@ -218,6 +224,8 @@ public final class SouthSide: @unchecked Sendable {
                     slot, clientBase: response.requestEnd, serverBase: checked, crc: record.serverStream.crc)
             }
         }
+        for slot in kept { flows[slot.index].keptSince = outgoing.currentStamp }
+        keptCount += kept.count
     }
 
     private func stopFramingOnAdoption(_ slot: Slot, at offset: UInt64) {

@@ -89,22 +89,42 @@ extension Splicer {
     func awaitReopen(_ slot: Slot, _ record: ConnectionRecord, now: UInt64, sink: FrameSink) {
         report.withLock { $0.connections += 1 }
         totals.withLock { $0.replayed += 1 }
-        forgetReopened(slot)
-        if splices[slot.index].serial == slot.serial,
-            splices[slot.index].phase == .handshaking || splices[slot.index].phase == .catchingUp
-        {
-            settle(slot.index)  // an earlier replay's catch-up, given up for this one
-        }
-        splices[slot.index] = Splice(phase: .awaitingReopen, serial: slot.serial, startedAt: now, lastProgress: now)
         if record.protection != .protected || record.rolledBack {
+            waitAgain(slot, now: now)
             resetConnection(
                 slot, record.rolledBack ? .rolledBack : .unprotected,
                 reason: "the log no longer held this relay-server connection's history (\(record.protection))",
                 sink: sink)
             return
         }
+        waitAgain(slot, now: now)
         awaitingReopen.removeAll { $0 == slot }  // (still waiting from a replay just before)
         awaitingReopen.append(slot)
+    }
+
+    /// The new guest reset a connection it had opened again before it was spliced: nginx gives
+    /// up on its upstream connection when its own client goes (a daemon restarted inside a
+    /// takeover resets the client connections the first one had begun to replay), and asks again
+    /// on another. The record waits again, so that one is recognised too; nothing reaches the
+    /// end server.
+    func reopenedConnectionReset(_ slot: Slot, now: UInt64) {
+        logger.info(
+            "the new guest reset a relay-server connection it had opened again: it waits for another",
+            metadata: ["connection": "\(log.current(slot).key)"])
+        waitAgain(slot, now: now)
+        awaitingReopen.append(slot)
+        report.withLock { $0.pending = pendingCount }
+    }
+
+    /// Puts `slot` in the waiting phase, leaving any catch-up of it.
+    private func waitAgain(_ slot: Slot, now: UInt64) {
+        forgetReopened(slot)
+        if splices[slot.index].serial == slot.serial,
+            splices[slot.index].phase == .handshaking || splices[slot.index].phase == .catchingUp
+        {
+            settle(slot.index)  // an earlier catch-up, given up
+        }
+        splices[slot.index] = Splice(phase: .awaitingReopen, serial: slot.serial, startedAt: now, lastProgress: now)
     }
 
     /// The new guest opens a connection (`key`: its end server as the client, its own port as

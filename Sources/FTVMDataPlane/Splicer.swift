@@ -517,7 +517,12 @@ package final class Splicer: @unchecked Sendable {
     private func catchUp(_ slot: Slot, _ segment: inout TCPSegmentView, now: UInt64, sink: FrameSink) -> GuestVerdict {
         let flags = segment.flags
         if flags.contains(.rst) {
-            resetConnection(slot, .guestReset, reason: "the new guest reset the connection during replay", sink: sink)
+            if splices[slot.index].ports != nil {
+                reopenedConnectionReset(slot, now: now)
+            } else {
+                resetConnection(
+                    slot, .guestReset, reason: "the new guest reset the connection during replay", sink: sink)
+            }
             return .consumed
         }
         var splice = splices[slot.index]

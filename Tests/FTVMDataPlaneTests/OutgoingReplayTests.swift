@@ -1,4 +1,5 @@
 import FTVMLog
+import FTVMSystem
 import FTVMWire
 import Foundation
 import SeededRandom
@@ -69,6 +70,39 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         XCTAssertEqual(record.serverStream.crc, CRC32C.checksum(request))
         XCTAssertEqual(record.serverAckedByClient, requestEnd, "the end server acknowledged the request")
         XCTAssertEqual(wrapper.outgoing.counters.logged, 1)
+    }
+
+    /// The new guest resets a connection it had opened again before it was spliced (nginx
+    /// drops its upstream connection when its own client goes, and asks again on another): the
+    /// record waits again, nothing reaches the end server, and the next connection with the same
+    /// request is recognised as that one too. (Before, the record was reset and the request
+    /// went to the end server a second time.)
+    func testAReopenedConnectionTheNewGuestResetsWaitsForTheNextOne() throws {
+        let slot = try playOldGuest()
+        wrapper.splicer.begin(now: start, sink: sink)
+        try openNew(answering: endOptions)
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: request), .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .catchingUp)
+        _ = sink.takeAll()
+        XCTAssertEqual(
+            try deliverFrame(
+                fromGuest: true, seq: newISN &+ 1 &+ UInt32(request.count), ack: 0, flags: .rst, port: newPort
+            ).verdict, .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .awaitingReopen, "it waits again")
+        XCTAssertEqual(sink.clients.count, 0, "the end server sees nothing")
+        XCTAssertEqual(wrapper.splicer.latestReport.reset, 0)
+
+        let again: UInt16 = newPort + 7
+        let againISN: UInt32 = 0x7100_0000
+        try openNew(port: again, isn: againISN, endISN: newEndISN &+ 0x10_0000, answering: endOptions)
+        XCTAssertEqual(
+            try deliverFrame(
+                fromGuest: true, seq: againISN &+ 1, ack: newEndISN &+ 0x10_0001, flags: [.ack, .psh],
+                payload: request, port: again
+            ).verdict, .drop, "the same request on another connection: that record again")
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .catchingUp)
+        XCTAssertEqual(
+            try sink.takeClients().map(\.flags), [[.rst, .ack]], "the new one is reset toward the end server")
     }
 
     func testAnEndServerByteThatCannotBeLoggedInOrderNeverReachesTheGuest() throws {
@@ -704,10 +738,11 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// connection before its client has all of it. The connection ends (both FINs) while the
     /// client's exchange is in flight: its record is kept, so a replay that re-runs the client
     /// exchange finds the request already sent (answer and FIN injected, nothing asked again);
-    /// once the client's exchange is done, the next sweep frees it.
+    /// once the client's exchange is done, the next sweep frees it. A restarted relay keeps it
+    /// too (its first sweep came before its replay, and freed it: the request went out twice).
     func testAnEndedBackEndConnectionIsKeptWhileItsClientExchangeIsInFlight() throws {
-        for replays in [true, false] {
-            if !replays {
+        for (index, (replays, restarted)) in [(true, false), (true, true), (false, false)].enumerated() {
+            if index > 0 {
                 tearDown()
                 try setUpWithError()
             }
@@ -725,6 +760,11 @@ final class OutgoingReplayTests: HandPlayedTestCase {
             let slot = try XCTUnwrap(log.lookup(loggedKey), "ended, but kept: the client's exchange is in flight")
             wrapper.sweep(now: start + 2_000_000_000)
             XCTAssertNotNil(log.lookup(loggedKey), "still kept after a sweep")
+            if restarted {
+                makeWrapper()  // (it adopts the log's connections at the real clock's now)
+                wrapper.sweep(now: Monotonic.nanos() + 2_000_000_000)
+                XCTAssertNotNil(log.lookup(loggedKey), "a restarted relay's sweep keeps it too")
+            }
             _ = sink.takeAll()
             if replays {
                 wrapper.splicer.begin(now: start, sink: sink)

@@ -128,6 +128,15 @@ final class RelayServerTests: SharedPairTestCase {
 
     func testProxiedSessionsAcrossAnUpgrade() throws { try proxiedSessions(across: "upgrade") }
 
+    /// A known weak point, run by hand (`FTVM_KNOWN_WEAK=1`): a request or two still reaches the
+    /// back end twice in about half the runs (docs/relay-servers.md, "Weak points").
+    func testProxiedSessionsAcrossADaemonKilledInATakeover() throws {
+        try XCTSkipUnless(
+            ProcessInfo.processInfo.environment["FTVM_KNOWN_WEAK"] == "1",
+            "known weak point (docs/relay-servers.md): FTVM_KNOWN_WEAK=1 runs it")
+        try proxiedSessions(across: "daemon-kill")
+    }
+
     func testZZZDownLeavesNothingBehind() throws { try downLeavesNothingBehind() }
 
     static let nginxOnce = "http://\(Harness.serviceAddress):8081/proxy-once"
@@ -164,6 +173,14 @@ final class RelayServerTests: SharedPairTestCase {
                 "upgrade", "--name", Self.pair, "--image", Harness.testImage, "--drain-timeout", "3",
                 "--ready-timeout", "300",
             ])
+        case "daemon-kill":
+            // A kernel panic, the daemon SIGKILLed inside the takeover, and the next one adopts.
+            let daemon = Int32(try XCTUnwrap(try Harness.status(Self.pair)["daemonPID"] as? Int))
+            try Harness.ftvm(["inject", "kernel-panic", "--name", Self.pair])
+            usleep(150_000)
+            XCTAssertEqual(kill(daemon, SIGKILL), 0)
+            while kill(daemon, 0) == 0 { usleep(10_000) }
+            try Harness.ftvm(["up", "--name", Self.pair] + Self.upOptions)
         default:
             try Harness.ftvm(["inject", fault, "--name", Self.pair])
         }
