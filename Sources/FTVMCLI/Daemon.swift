@@ -84,12 +84,18 @@ struct Daemon: ParsableCommand {
 
     /// Under systemd (stderr is the journal stream: `JournalStream`), entries go to the journal
     /// with structured fields; otherwise lines go to stderr, which `ftvm up` points at the
-    /// pair's log file.
+    /// pair's log file. `FTVM_LOG_LEVEL` (trace, debug, info, notice, warning, error, critical)
+    /// sets the level, info by default.
     private static func bootstrapLogging() {
         let journal = JournalStream.isStandardError()
+        let level = ProcessInfo.processInfo.environment["FTVM_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         LoggingSystem.bootstrap { label in
-            if journal, let handler = try? JournalLogHandler(label: label) { return handler }
-            return StreamLogHandler.standardError(label: label)
+            var handler: any LogHandler =
+                journal
+                ? (try? JournalLogHandler(label: label)) ?? StreamLogHandler.standardError(label: label)
+                : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
         }
     }
 
