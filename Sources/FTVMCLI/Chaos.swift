@@ -27,8 +27,15 @@ struct Chaos: ParsableCommand {
     @Option(name: .long, help: "Faults to draw from: a comma-separated list, or all.")
     var faults = "all"
 
-    @Option(name: .long, help: "Rounds (one fault each).")
-    var count = 10
+    @Option(name: .long, help: "Rounds (one fault each); 10 by default, or no limit but --minutes.")
+    var count: Int?
+
+    @Option(
+        name: .long,
+        help:
+            "Start no round after this many minutes (the round under way finishes); with --count, whichever comes first."
+    )
+    var minutes: Double?
 
     @Option(name: .long, help: "The campaign's seed (the fault sequence and the moments); random by default.")
     var seed: UInt64?
@@ -60,8 +67,15 @@ struct Chaos: ParsableCommand {
 
     static let extraFaults = ["daemon-kill", "upgrade"]
 
+    /// Rounds planned: `--count`, or 10, or (with `--minutes` alone) as many as fit.
+    var rounds: Int { count ?? (minutes == nil ? 10 : 100_000) }
+
     func validate() throws {
-        guard (1...100_000).contains(count) else { throw ValidationError("--count must be 1-100000") }
+        if let count, !(1...100_000).contains(count) { throw ValidationError("--count must be 1-100000") }
+        if let minutes, !(minutes > 0 && minutes <= 7 * 24 * 60) {
+            throw ValidationError("--minutes must be more than 0 and at most a week (10080)")
+        }
+        if plan, count == nil, minutes != nil { throw ValidationError("--plan with --minutes needs --count") }
         guard (1...64).contains(parallel) else { throw ValidationError("--parallel must be 1-64") }
         _ = try faultList()
     }
@@ -87,7 +101,7 @@ struct Chaos: ParsableCommand {
 
     func run() throws {
         let seed = seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
-        let rounds = Self.sequence(faults: try faultList(), count: count, seed: seed)
+        let rounds = Self.sequence(faults: try faultList(), count: self.rounds, seed: seed)
         if plan {
             for (index, round) in rounds.enumerated() {
                 print("\(index + 1) \(round.fault) \(String(format: "%.2f", round.delay))")
@@ -113,8 +127,9 @@ struct Chaos: ParsableCommand {
             try Resource.reference($0, netns: netns)
         }
         if !json {
+            let extent = [count.map { "\($0) faults" }, minutes.map { "\($0) minutes" }].compactMap { $0 }
             print(
-                "ftvm chaos: pair \(pair.name), \(count) faults from \(try faultList().joined(separator: ",")), seed \(seed)"
+                "ftvm chaos: pair \(pair.name), \((extent.isEmpty ? ["10 faults"] : extent).joined(separator: " or ")) from \(try faultList().joined(separator: ",")), seed \(seed)"
             )
             for resource in resources where !resource.reproducible {
                 print(
@@ -123,10 +138,16 @@ struct Chaos: ParsableCommand {
             }
         }
         var results: [RoundResult] = []
+        let started = Date()
+        let progress = Progress(
+            total: minutes == nil ? self.rounds : count, enabled: !json && isatty(STDERR_FILENO) == 1)
         for (index, round) in rounds.enumerated() {
+            if let minutes, Date().timeIntervalSince(started) >= minutes * 60 { break }
+            progress.show(round: index + 1, fault: round.fault, elapsed: Date().timeIntervalSince(started))
             let result = try runRound(
                 index + 1, fault: round.fault, delay: round.delay, resources: resources, netns: netns)
             results.append(result)
+            progress.clear()
             if json {
                 print(String(decoding: try JSONEncoder.sorted.encode(result), as: UTF8.self))
             } else {
@@ -243,6 +264,30 @@ struct Chaos: ParsableCommand {
         }
         throw CommandFailure(
             "chaos: \(what) did not happen within \(Int(seconds)) s (pair \(last?.phase ?? "unreachable"))")
+    }
+}
+
+/// The line a campaign keeps on a terminal's stderr while a round runs (the round lines and
+/// the table go to stdout, so a redirected campaign output has none of it).
+struct Progress {
+    var total: Int?
+    var enabled: Bool
+
+    func show(round: Int, fault: String, elapsed: TimeInterval) {
+        write("\r\u{1B}[K\(Self.line(round: round, total: total, fault: fault, elapsed: elapsed))")
+    }
+
+    func clear() { write("\r\u{1B}[K") }
+
+    private func write(_ text: String) {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+
+    static func line(round: Int, total: Int?, fault: String, elapsed: TimeInterval) -> String {
+        let seconds = Int(elapsed)
+        let clock = String(format: "%d:%02d:%02d", seconds / 3600, seconds / 60 % 60, seconds % 60)
+        return "chaos: round \(round)\(total.map { " of \($0)" } ?? "") (\(fault)) under way, \(clock) elapsed"
     }
 }
 

@@ -37,13 +37,16 @@ final class ChaosTests: PairTestCase {
     func testAResourceThatCannotBeReplayedFailsTheVerdict() throws {
         try Harness.ftvm(["up", "--name", pair])
         let campaign = try Harness.run([
-            Harness.ftvm, "chaos", "--name", pair, "--count", "1", "--faults", "kernel-panic", "--parallel", "2",
+            // (--minutes 0.05: the first round starts, none after it.)
+            Harness.ftvm, "chaos", "--name", pair, "--minutes", "0.05", "--faults", "kernel-panic", "--parallel", "2",
             "--url", "http://\(Harness.serviceAddress)/random/16000000",
         ])
         print("chaos-random: \(campaign.combined)")
         XCTAssertNotEqual(campaign.status, 0, "a lost download fails the verdict: \(campaign.combined)")
         XCTAssertTrue(campaign.stdout.contains("answers different bytes each time"), campaign.stdout)
         XCTAssertTrue(campaign.stdout.contains("verdict: FAIL"), campaign.stdout)
+        XCTAssertEqual(
+            campaign.stdout.components(separatedBy: "\n").filter { $0.hasPrefix("[") }.count, 1, "one round")
         XCTAssertTrue(
             campaign.stdout.contains("reset 2"), "both downloads were reset by the replay: \(campaign.stdout)")
     }

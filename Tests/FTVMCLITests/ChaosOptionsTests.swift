@@ -1,0 +1,38 @@
+import XCTest
+
+@testable import FTVMCLI
+
+/// `ftvm chaos` options as the command parses them: how many rounds a campaign plans, what it
+/// refuses, and the progress line.
+final class ChaosOptionsTests: XCTestCase {
+    func testRoundsComeFromCountOrMinutes() throws {
+        XCTAssertEqual(try Chaos.parse(["--name", "demo"]).rounds, 10, "10 by default")
+        XCTAssertEqual(try Chaos.parse(["--name", "demo", "--count", "250"]).rounds, 250)
+        XCTAssertEqual(
+            try Chaos.parse(["--name", "demo", "--minutes", "90"]).rounds, 100_000, "--minutes alone: as many as fit")
+        XCTAssertEqual(try Chaos.parse(["--name", "demo", "--minutes", "90", "--count", "40"]).rounds, 40)
+    }
+
+    func testBadExtentsAreRefusedWithTheirReason() {
+        for (arguments, reason) in [
+            (["--count", "0"], "--count must be 1-100000"),
+            (["--minutes", "0"], "--minutes must be more than 0"),
+            (["--minutes=-3"], "--minutes must be more than 0"),
+            (["--minutes", "20000"], "at most a week"),
+            (["--plan", "--minutes", "5"], "--plan with --minutes needs --count"),
+        ] {
+            XCTAssertThrowsError(try Chaos.parse(["--name", "demo"] + arguments), "\(arguments)") { error in
+                XCTAssertTrue(Chaos.message(for: error).contains(reason), "\(arguments): \(Chaos.message(for: error))")
+            }
+        }
+    }
+
+    func testTheProgressLineSaysTheRoundTheFaultAndTheTime() {
+        XCTAssertEqual(
+            Progress.line(round: 3, total: 20, fault: "kernel-panic", elapsed: 3725.4),
+            "chaos: round 3 of 20 (kernel-panic) under way, 1:02:05 elapsed")
+        XCTAssertEqual(
+            Progress.line(round: 7, total: nil, fault: "upgrade", elapsed: 59),
+            "chaos: round 7 (upgrade) under way, 0:00:59 elapsed")
+    }
+}
