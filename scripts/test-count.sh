@@ -18,6 +18,7 @@ allowed_skips=(
   "CRC32CTests.testHardwareAgreesWithSoftware|a CPU feature: no SSE4.2 crc32 instruction (the software CRC is tested everywhere)"
   "BenchmarkTests.testBodyThroughput|an opt-in benchmark: FTVM_HTTP_BENCH=1"
   "BenchmarkTests.testHeadThroughput|an opt-in benchmark: FTVM_HTTP_BENCH=1"
+  "RelayServerTests.testProxiedSessionsAcrossADaemonKilledInATakeover|a known weak point, run by hand: FTVM_KNOWN_WEAK=1 (docs/relay-servers.md, Weak points)"
   "LibvirtDomainIntegrationTests.testGuestPanicIsReportedAndPreserved|opt-in: needs a kernel and an initrd that panics (FTVM_TEST_PANIC_KERNEL, FTVM_TEST_PANIC_INITRD); FailoverTests.testKernelPanic covers pvpanic with the real image"
 )
 
@@ -59,7 +60,9 @@ while read -r _ name; do
     if [ "${entry%%|*}" = "$name" ]; then allowed="${entry#*|}"; fi
   done
   if [ -z "$allowed" ]; then
-    why=$(grep -F " $name : Test skipped - " "$log" | head -n 1 | sed 's/.* : Test skipped - //')
+    # (XCTest on Linux: "FILE:LINE: NAME : Test skipped: required … - MESSAGE". No such line
+    # must not end the script under `set -e` before it says what was skipped.)
+    why=$(grep -F " $name : Test skipped" "$log" | head -n 1 | sed 's/.* : Test skipped[:-] *//' || true)
     echo "test: $name was skipped ($why), and scripts/test-count.sh does not allow that skip"
     status=1
   fi
