@@ -9,17 +9,18 @@ import Synchronization
 /// `ftvm chaos`: a fault campaign against a live pair under verifying load, with a verdict.
 struct Chaos: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Inject faults into a live pair while verified downloads run, and give a verdict.",
+        abstract: "Inject faults into a live pair while verified downloads and uploads run, and give a verdict.",
         discussion: """
             Each round waits for the pair to be protected, starts --parallel paced downloads of the \
-            --url resources (from --client-netns) and a stream of small requests (HEAD of --request-url), \
-            puts one fault in at a random moment, and checks every download: ok (byte-exact), reset, \
-            cut short, or WRONG BYTES (never acceptable), and every request's answer. \
+            --url resources (from --client-netns), --uploads paced uploads to --upload-url (a digest \
+            endpoint), and a stream of small requests (HEAD of --request-url), puts one fault in at a \
+            random moment, and checks every transfer: ok (byte-exact download, or the upload's digest \
+            answered), reset, cut short, or WRONG BYTES (never acceptable), and every request's answer. \
             Each resource is fetched twice before the campaign to take its SHA-256; one that answers \
             different bytes each time is checked by its length only, and a replay cannot carry it. \
             Faults: every `ftvm inject` fault, daemon-kill (the daemon SIGKILLed during a takeover and \
             started again with its own arguments) and upgrade (to the image the pair runs). Exits 0 \
-            only when every download came through byte-exact.
+            only when every transfer came through byte-exact.
             """)
 
     @OptionGroup var pair: PairOptions
@@ -59,6 +60,19 @@ struct Chaos: ParsableCommand {
     @Option(name: .long, help: "Each download's pace (curl --limit-rate), so the fault lands mid-transfer.")
     var rate = "2M"
 
+    @Option(
+        name: .customLong("upload-url"),
+        help: ArgumentHelp(
+            "Where each round POSTs an upload, whose answer must be the body's SHA-256 in hex (default: the demo service's /sha256 when no --url is given; none otherwise).",
+            valueName: "url"))
+    var uploadURL: String?
+
+    @Option(name: .long, help: "Uploads in flight in each round (when there is an --upload-url).")
+    var uploads = 1
+
+    @Option(name: .long, help: "Each upload's size in MiB, paced like the downloads.")
+    var uploadMib = 8
+
     @Flag(name: .long, help: "One JSON object per round, then the summary.")
     var json = false
 
@@ -76,6 +90,8 @@ struct Chaos: ParsableCommand {
             throw ValidationError("--minutes must be more than 0 and at most a week (10080)")
         }
         if plan, count == nil, minutes != nil { throw ValidationError("--plan with --minutes needs --count") }
+        guard (0...16).contains(uploads) else { throw ValidationError("--uploads must be 0-16") }
+        guard (1...1024).contains(uploadMib) else { throw ValidationError("--upload-mib must be 1-1024") }
         guard (1...64).contains(parallel) else { throw ValidationError("--parallel must be 1-64") }
         _ = try faultList()
     }
@@ -126,6 +142,9 @@ struct Chaos: ParsableCommand {
         let resources = try (urls.isEmpty ? ["http://\(status.serviceAddress)/bytes/16000000?seed=1"] : urls).map {
             try Resource.reference($0, netns: netns)
         }
+        let uploadTo = uploadURL ?? (urls.isEmpty ? "http://\(status.serviceAddress)/sha256" : nil)
+        let body = try uploadTo.map { _ in try UploadBody(mebibytes: uploadMib, seed: seed) }
+        defer { body?.remove() }
         if !json {
             let extent = [count.map { "\($0) faults" }, minutes.map { "\($0) minutes" }].compactMap { $0 }
             print(
@@ -145,7 +164,8 @@ struct Chaos: ParsableCommand {
             if let minutes, Date().timeIntervalSince(started) >= minutes * 60 { break }
             progress.show(round: index + 1, fault: round.fault, elapsed: Date().timeIntervalSince(started))
             let result = try runRound(
-                index + 1, fault: round.fault, delay: round.delay, resources: resources, netns: netns)
+                index + 1, fault: round.fault, delay: round.delay, resources: resources,
+                uploads: body.flatMap { body in uploadTo.map { (body, $0) } }, netns: netns)
             results.append(result)
             progress.clear()
             if json {
@@ -164,7 +184,8 @@ struct Chaos: ParsableCommand {
     }
 
     private func runRound(
-        _ number: Int, fault: String, delay: Double, resources: [Resource], netns: String
+        _ number: Int, fault: String, delay: Double, resources: [Resource], uploads upload: (UploadBody, String)?,
+        netns: String
     ) throws
         -> RoundResult
     {
@@ -174,8 +195,16 @@ struct Chaos: ParsableCommand {
         let downloads = (0..<parallel).map {
             Download(resource: resources[$0 % resources.count], netns: netns, rate: rate)
         }
+        let uploads =
+            upload.map { body, url in
+                (0..<self.uploads).map { _ in Upload(body: body, url: url, netns: netns, rate: rate) }
+            } ?? []
         for download in downloads { try download.start() }
-        defer { downloads.forEach { $0.stop() } }
+        for upload in uploads { try upload.start() }
+        defer {
+            downloads.forEach { $0.stop() }
+            uploads.forEach { $0.stop() }
+        }
         let requests = RequestLoop(url: requestURL ?? resources[0].url, netns: netns)
         requests.start()
         Thread.sleep(forTimeInterval: delay)
@@ -206,7 +235,7 @@ struct Chaos: ParsableCommand {
             let recoveries = before.recoveries
             recovery = try waitFor("the recovery", seconds: 120) { $0.recoveries > recoveries }.lastRecovery
         }
-        let outcomes = downloads.map { $0.finish() }
+        let outcomes = downloads.map { $0.finish() } + uploads.map { $0.finish() }
         let answered = requests.finish()
         var result = RoundResult(
             round: number, fault: fault, outcomes: outcomes, recovery: recovery, protectedAfterSeconds: protectedAfter,
@@ -372,15 +401,88 @@ final class Download {
         guard let process else { return .failed }
         process.waitUntilExit()
         defer { try? FileManager.default.removeItem(atPath: file) }
-        switch process.terminationStatus {
-        case 0:
-            guard let digest = try? Digest(file: file) else { return .failed }
-            if resource.reproducible { return digest.sha256 == resource.sha256 ? .ok : .wrong }
-            return digest.length == resource.length ? .ok : .wrong
-        case 52, 56: return .reset  // empty reply, or the connection reset while receiving
-        case 18, 28: return .cut  // a partial body, or the transfer timed out
-        default: return .failed
+        guard process.terminationStatus == 0 else { return Self.outcome(curlExit: process.terminationStatus) }
+        guard let digest = try? Digest(file: file) else { return .failed }
+        if resource.reproducible { return digest.sha256 == resource.sha256 ? .ok : .wrong }
+        return digest.length == resource.length ? .ok : .wrong
+    }
+
+    /// What a curl that did not succeed says about its connection.
+    static func outcome(curlExit: Int32) -> Outcome {
+        switch curlExit {
+        case 52, 56: .reset  // empty reply, or the connection reset while receiving
+        case 18, 28: .cut  // a partial body, or the transfer timed out
+        default: .failed
         }
+    }
+
+    func stop() {
+        if let process, process.isRunning { process.terminate() }
+    }
+}
+
+/// The body every upload of a campaign sends: seeded bytes in a temporary file, and their digest.
+struct UploadBody {
+    let file = NSTemporaryDirectory() + "ftvm-chaos-upload-\(UUID().uuidString)"
+    let sha256: String
+
+    init(mebibytes: Int, seed: UInt64) throws {
+        var random = SplitMix64(seed: seed ^ 0x75_706C_6F61_64)
+        var bytes = [UInt8](repeating: 0, count: mebibytes << 20)
+        bytes.withUnsafeMutableBytes { buffer in
+            for index in stride(from: 0, to: buffer.count, by: 8) {
+                withUnsafeBytes(of: random.next().littleEndian) { word in
+                    buffer.baseAddress!.advanced(by: index).copyMemory(
+                        from: word.baseAddress!, byteCount: min(8, buffer.count - index))
+                }
+            }
+        }
+        guard FileManager.default.createFile(atPath: file, contents: Data(bytes)) else {
+            throw CommandFailure("cannot write the upload body to \(file)")
+        }
+        sha256 = try Digest(file: file).sha256
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: file) }
+}
+
+/// One verified upload of a round: the body POSTed (paced, so the fault lands in it), and the
+/// answer, which must be the body's SHA-256.
+final class Upload {
+    let body: UploadBody
+    let url: String
+    let netns: String
+    let rate: String
+    private var process: Process?
+    private let answer = Pipe()
+
+    init(body: UploadBody, url: String, netns: String, rate: String) {
+        self.body = body
+        self.url = url
+        self.netns = netns
+        self.rate = rate
+    }
+
+    func start() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "ip", "netns", "exec", netns, "curl", "-sS", "--fail", "--max-time", "600", "--limit-rate", rate,
+            "-H", "Content-Type: application/octet-stream", "--data-binary", "@\(body.file)", url,
+        ]
+        process.standardOutput = answer
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+    }
+
+    /// Waits for curl and judges the answer against the body's digest.
+    func finish() -> Download.Outcome {
+        guard let process else { return .failed }
+        let text = String(decoding: answer.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { return Download.outcome(curlExit: process.terminationStatus) }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines) == body.sha256 ? .ok : .wrong
     }
 
     func stop() {
@@ -558,7 +660,7 @@ struct Summary: Codable {
                     + "\(ms(row.takeoverP50))/\(ms(row.takeoverMax))".padding(19, right: true))
         }
         print(
-            "verdict: \(passed ? "PASS" : "FAIL") — \(connections) downloads and \(requests) requests, \(lost) lost (\(wrong) with wrong bytes), \(recoveryErrors) recoveries with errors; seed \(seed)"
+            "verdict: \(passed ? "PASS" : "FAIL") — \(connections) downloads and uploads and \(requests) requests, \(lost) lost (\(wrong) with wrong bytes), \(recoveryErrors) recoveries with errors; seed \(seed)"
         )
     }
 }

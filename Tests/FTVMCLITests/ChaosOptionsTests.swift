@@ -20,6 +20,8 @@ final class ChaosOptionsTests: XCTestCase {
             (["--minutes=-3"], "--minutes must be more than 0"),
             (["--minutes", "20000"], "at most a week"),
             (["--plan", "--minutes", "5"], "--plan with --minutes needs --count"),
+            (["--uploads", "17"], "--uploads must be 0-16"),
+            (["--upload-mib", "0"], "--upload-mib must be 1-1024"),
         ] {
             XCTAssertThrowsError(try Chaos.parse(["--name", "demo"] + arguments), "\(arguments)") { error in
                 XCTAssertTrue(Chaos.message(for: error).contains(reason), "\(arguments): \(Chaos.message(for: error))")
@@ -34,5 +36,18 @@ final class ChaosOptionsTests: XCTestCase {
         XCTAssertEqual(
             Progress.line(round: 7, total: nil, fault: "upgrade", elapsed: 59),
             "chaos: round 7 (upgrade) under way, 0:00:59 elapsed")
+    }
+
+    /// Every upload of a campaign sends the same seeded body, whose digest the answers are
+    /// checked against; another seed, another body.
+    func testTheUploadBodyFollowsTheSeed() throws {
+        let one = try UploadBody(mebibytes: 1, seed: 5)
+        let again = try UploadBody(mebibytes: 1, seed: 5)
+        let other = try UploadBody(mebibytes: 1, seed: 6)
+        defer { [one, again, other].forEach { $0.remove() } }
+        XCTAssertEqual(one.sha256, again.sha256)
+        XCTAssertNotEqual(one.sha256, other.sha256)
+        XCTAssertEqual(try Digest(file: one.file).length, 1 << 20)
+        XCTAssertEqual(one.sha256.count, 64)
     }
 }
