@@ -382,11 +382,16 @@ final class Download {
     }
 
     static func curl(_ url: String, netns: String, rate: String?, output: String) throws -> Process {
+        try curl(["-o", output] + (rate.map { ["--limit-rate", $0] } ?? []) + [url], netns: netns)
+    }
+
+    /// Runs `curl -sS --fail --max-time 600 ARGUMENTS` in namespace `netns` (its stderr
+    /// discarded; its stdout to `output`, when given).
+    static func curl(_ arguments: [String], netns: String, output: Pipe? = nil) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments =
-            ["ip", "netns", "exec", netns, "curl", "-sS", "--fail", "--max-time", "600", "-o", output]
-            + (rate.map { ["--limit-rate", $0] } ?? []) + [url]
+        process.arguments = ["ip", "netns", "exec", netns, "curl", "-sS", "--fail", "--max-time", "600"] + arguments
+        if let output { process.standardOutput = output }
         process.standardError = FileHandle.nullDevice
         try process.run()
         return process
@@ -464,16 +469,11 @@ final class Upload {
     }
 
     func start() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "ip", "netns", "exec", netns, "curl", "-sS", "--fail", "--max-time", "600", "--limit-rate", rate,
-            "-H", "Content-Type: application/octet-stream", "--data-binary", "@\(body.file)", url,
-        ]
-        process.standardOutput = answer
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        self.process = process
+        process = try Download.curl(
+            [
+                "--limit-rate", rate, "-H", "Content-Type: application/octet-stream", "--data-binary",
+                "@\(body.file)", url,
+            ], netns: netns, output: answer)
     }
 
     /// Waits for curl and judges the answer against the body's digest.
