@@ -143,6 +143,28 @@ final class DemoServiceEndToEndTests: XCTestCase {
         XCTAssertEqual(Array(response.body.prefix(1000)), referenceSplitMix(seed: 1, count: 1000))
     }
 
+    /// A download cut short resumes where it stopped, as curl -C - (or a replay) would ask.
+    func testBytesResumeWithRangeAndIfRange() throws {
+        let length = 4 * 1024 * 1024 + 5
+        let resumeAt = 1_234_567
+        let connection = try TestConnection(port: port)
+        try connection.send(ascii("HEAD /bytes/\(length)?seed=1 HTTP/1.1\r\n\r\n"))
+        let entityTag = try XCTUnwrap(try connection.readResponse(toHead: true).headers["etag"])
+        XCTAssertEqual(entityTag, "\"b-400005-1\"")
+        try connection.send(
+            ascii("GET /bytes/\(length)?seed=1 HTTP/1.1\r\nRange: bytes=\(resumeAt)-\r\nIf-Range: \(entityTag)\r\n\r\n")
+        )
+        let rest = try connection.readResponse()
+        XCTAssertEqual(rest.status, 206)
+        XCTAssertEqual(rest.headers["content-range"], "bytes \(resumeAt)-\(length - 1)/\(length)")
+        XCTAssertEqual(rest.headers["accept-ranges"], "bytes")
+        XCTAssertEqual(rest.body.count, length - resumeAt)
+        let whole = referenceSplitMix(seed: 1, count: resumeAt) + rest.body
+        // The same digest as the whole download in testBytesStreamMatchesIndependentDigest.
+        XCTAssertEqual(
+            SHA256.hex(SHA256.hash(whole)), "6b26d728221e70aa0fc791596b2b3331b62725962dc5752978291845f988fbd4")
+    }
+
     func testRandomDiffersOnEveryRequest() throws {
         let length = 1024 * 1024 + 3
         let request = ascii("GET /random/\(length) HTTP/1.1\r\nHost: test\r\n\r\n")

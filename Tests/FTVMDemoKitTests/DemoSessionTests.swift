@@ -48,7 +48,9 @@ final class DemoSessionTests: XCTestCase {
     func testBytesGolden() {
         var driver = SessionDriver()
         let output = driver.run(ascii("GET /bytes/13?seed=42 HTTP/1.1\r\nHost: vm\r\n\r\n"))
-        let head = ascii("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 13\r\n\r\n")
+        let head = ascii(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 13\r\n"
+                + "ETag: \"b-d-2a\"\r\nAccept-Ranges: bytes\r\n\r\n")
         XCTAssertEqual(output, head + bytes("956eeb2f2632d7bd03f166b233"))
     }
 
@@ -64,7 +66,9 @@ final class DemoSessionTests: XCTestCase {
                 + "GET /health HTTP/1.1\r\n\r\n")
         var reference = SessionDriver()
         let expected = reference.run(request)
-        let bytesHead = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 70001\r\n\r\n"
+        let bytesHead =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 70001\r\n"
+            + "ETag: \"b-11171-9\"\r\nAccept-Ranges: bytes\r\n\r\n"
         let tail =
             response("200 OK", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n")
             + response("200 OK", "ok\n")
@@ -282,9 +286,12 @@ final class DemoSessionTests: XCTestCase {
                 serve("PUT /\(endpoint)/1 HTTP/1.1\r\n\r\n"),
                 response("405 Method Not Allowed", "method not allowed\n", extra: "Allow: GET, HEAD, POST\r\n"),
                 endpoint)
+            // Only /bytes/N has stable bytes to name with an ETag.
+            let validators = endpoint == "bytes" ? "ETag: \"b-1-0\"\r\nAccept-Ranges: bytes\r\n" : ""
             XCTAssertEqual(
                 serve("HEAD /\(endpoint)/1 HTTP/1.1\r\n\r\n"),
-                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1\r\n\r\n", endpoint)
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1\r\n\(validators)\r\n",
+                endpoint)
             let badN = response("400 Bad Request", "N must be a decimal unsigned 64-bit integer\n")
             for count in ["abc", "", "-1", "1.5", "18446744073709551616", "1/2", "+1"] {
                 XCTAssertEqual(

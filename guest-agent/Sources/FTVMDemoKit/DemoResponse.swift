@@ -10,9 +10,11 @@ public struct HTTPStatus: Sendable, Equatable {
     public static let `continue` = HTTPStatus(code: 100, reason: "Continue")
     public static let ok = HTTPStatus(code: 200, reason: "OK")
     public static let noContent = HTTPStatus(code: 204, reason: "No Content")
+    public static let partialContent = HTTPStatus(code: 206, reason: "Partial Content")
     public static let badRequest = HTTPStatus(code: 400, reason: "Bad Request")
     public static let notFound = HTTPStatus(code: 404, reason: "Not Found")
     public static let methodNotAllowed = HTTPStatus(code: 405, reason: "Method Not Allowed")
+    public static let rangeNotSatisfiable = HTTPStatus(code: 416, reason: "Range Not Satisfiable")
     public static let requestHeaderFieldsTooLarge = HTTPStatus(code: 431, reason: "Request Header Fields Too Large")
     public static let internalServerError = HTTPStatus(code: 500, reason: "Internal Server Error")
     public static let notImplemented = HTTPStatus(code: 501, reason: "Not Implemented")
@@ -50,7 +52,8 @@ public struct DemoResponse: Sendable, Equatable {
 
     public var status: HTTPStatus
     public var contentType: String
-    /// Extra fields such as `Allow`, written between the framing fields and Connection.
+    /// Extra fields such as `Allow` or `ETag`, written in order between the framing fields and
+    /// Connection.
     public var headers: [HTTPHeader]
     public var body: Body
 

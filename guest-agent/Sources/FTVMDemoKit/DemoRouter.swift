@@ -10,7 +10,9 @@ public enum DemoRoute: Sendable, Equatable {
 ///
 /// | Endpoint                                 | Answer                                                            |
 /// |------------------------------------------|-------------------------------------------------------------------|
-/// | `GET /bytes/N?seed=S`                    | N bytes of splitmix64 output seeded with S (0)                    |
+/// | `GET /bytes/N?seed=S`                    | N bytes of splitmix64 output seeded with S (0), with a strong     |
+/// |                                          | `ETag: "b-<N hex>-<S hex>"` and `Accept-Ranges: bytes`; one       |
+/// |                                          | `Range` (`bytes=A-`, `A-B`, `-L`) gets 206 or 416 (see below)     |
 /// | `GET /chunked/N?seed=S&chunk=K&trailer=1`| the same N bytes, `Transfer-Encoding: chunked` in chunks of K     |
 /// |                                          | (4096); `trailer=1` adds the trailer field `X-Length: N`          |
 /// | `GET /random/N`                          | N bytes of splitmix64 output seeded per request by the kernel     |
@@ -23,8 +25,19 @@ public enum DemoRoute: Sendable, Equatable {
 /// and for `/random/N` no seed is drawn. An HTTP/1.0 client cannot read chunked (RFC 9112 §7),
 /// so it gets `/chunked/N` with a Content-Length instead: the same payload bytes.
 ///
+/// Only `/bytes/N` serves ranges, like nginx's static files, so that a client (or a replay
+/// after failover) can resume with `Range: bytes=A-` and `If-Range: <ETag>`. A GET with one
+/// satisfiable range gets `206 Partial Content`, its `Content-Range`, and those bytes of the
+/// same stream; one starting at or past N (any range when N is 0) gets `416 Range Not
+/// Satisfiable` with `Content-Range: bytes */N`. A Range that is invalid, asks for several
+/// ranges, uses another unit, or comes with an `If-Range` other than the ETag itself (a weak
+/// tag or a date never matches) is ignored: the full 200 (RFC 9110 §13.1.5, §14.2). HEAD
+/// ignores Range, as §14.2 requires of every method but GET. `/chunked/N` and `/random/N` have
+/// neither ETag nor Accept-Ranges: one is the unranged fallback, the other has no stable bytes.
+///
 /// Every answer but `/random/N` is a function of the request (and the version file), so a
-/// backup replaying the request regenerates it byte for byte. `/random/N` exists to break that
+/// backup replaying the request regenerates it byte for byte; the ETag is a function of (N, S)
+/// alone, so a primary and a backup guest agree on it. `/random/N` exists to break that
 /// on purpose: its replay differs, and the framework must notice and reset the connection.
 public struct DemoRouter {
     /// Reads the version file; `nil` when it cannot be read. Called per request so an upgrade
@@ -78,7 +91,7 @@ public struct DemoRouter {
             return .respond(.text(.ok, String(decoding: Self.trimmingWhitespace(contents), as: UTF8.self) + "\n"))
         }
         if path.hasPrefix("/bytes/") {
-            return .respond(bytes(count: path.dropFirst("/bytes/".count), query: query))
+            return .respond(bytes(count: path.dropFirst("/bytes/".count), query: query, head: head))
         }
         if path.hasPrefix("/chunked/") {
             return .respond(chunked(count: path.dropFirst("/chunked/".count), query: query, version: head.version))
@@ -97,10 +110,43 @@ public struct DemoRouter {
             || ["/bytes/", "/chunked/", "/random/"].contains { path.hasPrefix($0) }
     }
 
-    private func bytes(count text: Substring, query: Substring) -> DemoResponse {
+    /// `/bytes/N`: the whole payload (200), or the slice an honoured `Range` selects (206, 416).
+    private func bytes(count text: Substring, query: Substring, head: HTTPRequestHead) -> DemoResponse {
         guard let count = HTTPRequestParser.parseDecimal(text) else { return Self.badCount }
         guard let seed = Self.seed(in: query) else { return Self.badSeed }
-        return Self.octetStream(.splitMix(SplitMix64Stream(seed: seed, length: count)))
+        let entityTag = Self.entityTag(count: count, seed: seed)
+        let validators = [
+            HTTPHeader(name: "ETag", value: entityTag), HTTPHeader(name: "Accept-Ranges", value: "bytes"),
+        ]
+        guard let range = Self.honouredRange(in: head, entityTag: entityTag) else {
+            return Self.octetStream(.splitMix(SplitMix64Stream(seed: seed, length: count)), headers: validators)
+        }
+        guard let selected = range.resolved(length: count) else {
+            let contentRange = HTTPHeader(name: "Content-Range", value: "bytes */\(count)")
+            return .text(.rangeNotSatisfiable, "range not satisfiable\n", headers: [contentRange])
+        }
+        let contentRange = HTTPHeader(
+            name: "Content-Range", value: "bytes \(selected.lowerBound)-\(selected.upperBound)/\(count)")
+        let slice = SplitMix64Stream(seed: seed, length: selected.upperBound + 1, offset: selected.lowerBound)
+        return Self.octetStream(.splitMix(slice), status: .partialContent, headers: [contentRange] + validators)
+    }
+
+    /// `/bytes/N`'s strong validator: a function of (N, S) only, since they fix every byte, so
+    /// any guest serving the resource, and any replay of the request, names it the same.
+    private static func entityTag(count: UInt64, seed: UInt64) -> String {
+        "\"b-\(String(count, radix: 16))-\(String(seed, radix: 16))\""
+    }
+
+    /// The range a request asks for, if the server should honour it: only on GET (RFC 9110
+    /// §14.2), for exactly one valid Range field, and when there is no If-Range or it is exactly
+    /// `entityTag` (§13.1.5: strong comparison, so a weak tag never matches; with no
+    /// Last-Modified, neither does a date). Otherwise the full 200 is the answer.
+    private static func honouredRange(in head: HTTPRequestHead, entityTag: String) -> ByteRange? {
+        guard head.method == "GET" else { return nil }
+        let ranges = head.values(of: "range")
+        let conditions = head.values(of: "if-range")
+        guard ranges.count == 1, conditions.isEmpty || conditions == [entityTag] else { return nil }
+        return ByteRange(rangeField: ranges[0])
     }
 
     /// `/bytes/N`'s payload in chunks of K. HTTP/1.0 gets it with a Content-Length (see the table).
@@ -151,8 +197,10 @@ public struct DemoRouter {
     private static let badSeed = DemoResponse.text(.badRequest, "seed must be a decimal unsigned 64-bit integer\n")
     private static let badCount = DemoResponse.text(.badRequest, "N must be a decimal unsigned 64-bit integer\n")
 
-    private static func octetStream(_ body: DemoResponse.Body) -> DemoResponse {
-        DemoResponse(status: .ok, contentType: "application/octet-stream", body: body)
+    private static func octetStream(
+        _ body: DemoResponse.Body, status: HTTPStatus = .ok, headers: [HTTPHeader] = []
+    ) -> DemoResponse {
+        DemoResponse(status: status, contentType: "application/octet-stream", headers: headers, body: body)
     }
 
     private func allow(_ methods: String) -> HTTPHeader {
