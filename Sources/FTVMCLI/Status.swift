@@ -95,8 +95,9 @@ enum StatusPrinter {
             if let replay = recovery.replay {
                 let spliced = replay.lastSplicedMillis.map { ", last spliced after \($0) ms" } ?? ""
                 let firstByte = replay.firstByteMillis.map { ", first new byte after \($0) ms" } ?? ""
+                let resumed = replay.rangeResumed.map { $0 > 0 ? " (\($0) resumed with a range)" : "" } ?? ""
                 Swift.print(
-                    "  replay: \(replay.connections) connections, \(replay.spliced) spliced, \(replay.reset) reset\(spliced)\(firstByte)"
+                    "  replay: \(replay.connections) connections, \(replay.spliced) spliced\(resumed), \(replay.reset) reset\(spliced)\(firstByte)"
                 )
                 for reason in replay.resets { Swift.print("    reset \(reason)") }
             }

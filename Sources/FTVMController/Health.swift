@@ -175,6 +175,9 @@ public struct RecoveryRecord: Sendable, Codable, Equatable {
 public struct ReplaySummary: Sendable, Codable, Equatable {
     public var connections: Int
     public var spliced: Int
+    /// Of those spliced, open responses resumed with a range request rather than regenerated
+    /// (docs/replay.md, "Range resume"); nil from a daemon older than this field.
+    public var rangeResumed: Int?
     public var reset: Int
     public var closedDuringReplay: Int
     /// Still pending when the takeover stopped waiting (0 unless a deadline was missed).
@@ -193,6 +196,7 @@ public struct ReplaySummary: Sendable, Codable, Equatable {
     init(_ report: ReplayReport, since start: UInt64) {
         connections = report.connections
         spliced = report.spliced
+        rangeResumed = report.rangeResumed
         reset = report.reset
         closedDuringReplay = report.closedDuringReplay
         pending = report.pending

@@ -158,6 +158,8 @@ public final class SouthSide: @unchecked Sendable {
     /// `flows` so the tracker's callbacks may update the flow while the tracker runs.
     let trackers: UnsafeMutableBufferPointer<HTTPExchangeTracker>
     let maskScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 17, alignment: 16)
+    /// The first bytes of each followed connection's current response (a replay's range resume).
+    let responseHeads: ResponseHeads
     private var lastSweep: UInt64 = 0
     /// Relay servers' ended connections kept in the log (`closeOrKeep`), and at most how many.
     var keptCount = 0
@@ -172,8 +174,11 @@ public final class SouthSide: @unchecked Sendable {
         self.policy = policy
         self.logger = logger
         outgoing = OutgoingSide(log: log)
-        splicer = Splicer(log: log, service: service, serviceMAC: serviceMAC, outgoing: outgoing, logger: logger)
         let slots = log.usage.slotCount
+        responseHeads = ResponseHeads(slots: slots)
+        splicer = Splicer(
+            log: log, service: service, serviceMAC: serviceMAC, outgoing: outgoing, responseHeads: responseHeads,
+            logger: logger)
         keptLimit = slots / 4
         flows = Array(repeating: Flow(), count: slots)
         trackers = .allocate(capacity: slots)
@@ -244,6 +249,7 @@ public final class SouthSide: @unchecked Sendable {
         }
         flows[slot.index].framing = .following(clientBase: clientBase, serverBase: serverBase)
         trackers[slot.index] = HTTPExchangeTracker()
+        responseHeads.begin(slot.index, at: serverBase)
         let skip = Int(clientBase - log.current(slot).replayStart.clientOffset)
         let logged = log.clientBytes(slot)
         logged[skip...].withUnsafeBytes { feedRequests(slot, $0) }
@@ -397,7 +403,12 @@ public final class SouthSide: @unchecked Sendable {
             flows[slot.index] = Flow(
                 serial: slot.serial, lastClientFrame: now,
                 framing: http ? .following(clientBase: 0, serverBase: 0) : .none)
-            if http { trackers[slot.index] = HTTPExchangeTracker() }
+            if http {
+                trackers[slot.index] = HTTPExchangeTracker()
+                responseHeads.begin(slot.index, at: 0)
+            } else {
+                responseHeads.forget(slot.index)
+            }
             if let stamps = segment.options.timestamps {
                 log.noteTimestamps(slot, fromClient: true, tsval: stamps.value, tsecr: stamps.echoReply)
             }
@@ -609,8 +620,10 @@ public final class SouthSide: @unchecked Sendable {
                         UnsafeRawBufferPointer(rebasing: maskScratch[done..<position]), continuing: crc)
                     done = position
                     flows[index].trims.checkpoint(start + UInt64(position), crc: crc)
+                    responseHeads.begin(index, at: start + UInt64(position))
                 },
                 exchange: { exchange in completed(slot, exchange, clientBase: clientBase, serverBase: serverBase) })
+            responseHeads.keep(index, bytes, at: start)
             crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: maskScratch[done..<bytes.count]), continuing: crc)
             if let stop = trackers[index].stop { stopFollowing(slot, because: stop) }
             noteResponseInProgress(slot, clientBase: clientBase, serverBase: serverBase)
@@ -736,6 +749,7 @@ public final class SouthSide: @unchecked Sendable {
         splicer.forget(slot)
         log.close(slot)
         flows[slot.index] = Flow()
+        responseHeads.forget(slot.index)
     }
 
     /// Clears the FIN of a segment that carries data and a FIN (no RST); false, changing

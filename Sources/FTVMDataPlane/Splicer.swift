@@ -96,6 +96,8 @@ package final class Splicer: @unchecked Sendable {
         /// sends the request; and one whose request is not the logged one (a proxy that pools its
         /// back-end connections among clients) would take another request's answer as its own.
         var injectionHeld = false
+        /// A response resumed with a range request instead of regenerated (`RangeResume`).
+        var range: RangeState?
 
         /// The client bytes the new guest acknowledged (an offset from the client's ISN + 1; the
         /// guest's connection began at the replay start).
@@ -111,11 +113,46 @@ package final class Splicer: @unchecked Sendable {
         }
     }
 
+    /// A connection whose open response is resumed with a range request (`RangeResume`): the
+    /// new guest is sent `plan.request` in place of the logged request head, its fake SYN's ISN
+    /// moved back by the bytes the range adds so that every later client byte keeps its sequence
+    /// number; its answer's head is read whole before anything of it is acknowledged.
+    struct RangeState {
+        var plan: RangeResume
+        /// Bytes of `plan.request` sent (from its start).
+        var prefixSent = 0
+        /// The new guest's answer from its first byte, until its head ends.
+        var answer: [UInt8] = []
+        /// What the new guest's answer said, once its head was read.
+        var outcome: Outcome?
+
+        enum Outcome {
+            /// A `206` with a head this long: spliced at the resume point.
+            case resumed(headLength: Int)
+            /// Anything else: its bytes are regenerated and checked.
+            case regenerated
+        }
+
+        /// How many client bytes the rewritten request adds: the fake ISN moves back by as many.
+        var shift: UInt32 { UInt32(plan.request.count - plan.loggedRequestLength) }
+
+        /// The sequence number of the rewritten request's first byte not sent yet.
+        func nextSequence(_ record: ConnectionRecord) -> UInt32 {
+            record.replayClientISN &- shift &+ 1 &+ UInt32(prefixSent)
+        }
+    }
+
+    /// An open response is resumed with a range rather than regenerated only from this many body
+    /// bytes in: below it, regenerating costs about as little.
+    var rangeResumeMinimum: UInt64 = 64 << 10
+
     let log: ConnectionLog
     let service: IPv4Address
     let serviceMAC: MACAddress
     /// Relay servers: the heads of the requests the guest sent on its own connections.
     let outgoing: OutgoingSide
+    /// The first bytes of each followed connection's current response (SouthSide keeps them).
+    let responseHeads: ResponseHeads
     /// The clients' side of the tap, learnt from their frames (frames to clients are sent to it).
     var clientMAC = MACAddress(rawValue: 0)
     /// A connection not spliced this long after the replay began is reset.
@@ -149,11 +186,15 @@ package final class Splicer: @unchecked Sendable {
     private let trackers: UnsafeMutableBufferPointer<HTTPExchangeTracker>
     let logger: Logger
 
-    init(log: ConnectionLog, service: IPv4Address, serviceMAC: MACAddress, outgoing: OutgoingSide, logger: Logger) {
+    init(
+        log: ConnectionLog, service: IPv4Address, serviceMAC: MACAddress, outgoing: OutgoingSide,
+        responseHeads: ResponseHeads, logger: Logger
+    ) {
         self.log = log
         self.service = service
         self.serviceMAC = serviceMAC
         self.outgoing = outgoing
+        self.responseHeads = responseHeads
         clientMAC = MACAddress(rawValue: log.clientMAC)  // (a restarted daemon's: learnt before)
         self.logger = logger
         let slots = log.usage.slotCount
@@ -282,6 +323,7 @@ package final class Splicer: @unchecked Sendable {
         splice.timestamps = record.serverTimestamps != nil && record.clientTimestamps != nil
         splice.startedAt = now
         splice.lastProgress = now
+        splice.range = rangeResume(slot, record)
         splices[slot.index] = splice
         if !wasPending {
             active.append(slot.index)
@@ -296,7 +338,7 @@ package final class Splicer: @unchecked Sendable {
             splices[index].synSent = true
             splices[index].lastProgress = now
             handshakesInFlight += 1
-            sendSYN(log.current(Slot(index: index, serial: splices[index].serial)), sink: sink)
+            sendSYN(log.current(Slot(index: index, serial: splices[index].serial)), splices[index], sink: sink)
             if handshakesInFlight >= handshakeWindow { return }
         }
     }
@@ -406,11 +448,19 @@ package final class Splicer: @unchecked Sendable {
             }
             splices[index].lastProgress = now
             if splice.phase == .handshaking {
-                sendSYN(log.current(slot), sink: sink)
+                sendSYN(log.current(slot), splice, sink: sink)
             } else {
                 // Go back to what the guest acknowledged and send again from there.
                 let record = log.current(slot)
                 splices[index].injected = splice.guestAcked(record)
+                if let range = splice.range {
+                    let requestEnd = record.replayStart.clientOffset + UInt64(range.plan.loggedRequestLength)
+                    if splice.guestAcked(record) < requestEnd {
+                        // The rewritten request is not all acknowledged: all of it again.
+                        splices[index].range?.prefixSent = 0
+                        splices[index].injected = requestEnd
+                    }
+                }
                 splices[index].finInjected = false
                 pump(slot, sink: sink)
                 acknowledgeOnBehalf(slot, force: true, sink: sink)
@@ -447,7 +497,8 @@ package final class Splicer: @unchecked Sendable {
             return
         }
         guard flags.contains(.syn), flags.contains(.ack),
-            segment.acknowledgmentNumber.rawValue == record.replayClientISN &+ 1
+            segment.acknowledgmentNumber.rawValue == record.replayClientISN &- (splices[slot.index].range?.shift ?? 0)
+                &+ 1
         else { return }
         splices[slot.index] = catchingUp(splices[slot.index], record, guestSYN: GuestSYN(segment), now: now)
         endHandshake(slot.index)
@@ -467,7 +518,7 @@ package final class Splicer: @unchecked Sendable {
     private func clearStaleConnection(_ slot: Slot, _ record: ConnectionRecord, guestExpects: UInt32, sink: FrameSink) {
         let rst = asClient(record, sequence: guestExpects, acknowledging: 0, flags: .rst, window: 0)
         sink.toGuest { frame in (try? FrameBuilder.tcp(rst, into: frame)) ?? 0 }
-        if splices[slot.index].synSent { sendSYN(record, sink: sink) }
+        if splices[slot.index].synSent { sendSYN(record, splices[slot.index], sink: sink) }
         logger.info(
             "the new guest held a stale connection: reset it, SYN again", metadata: ["connection": "\(record.key)"])
     }
@@ -510,6 +561,18 @@ package final class Splicer: @unchecked Sendable {
             splice.maskUntil = until
             trackers[record.slot.index] = HTTPExchangeTracker()
         }
+        if let range = splice.range {
+            // The rewritten request goes first; the logged bytes carry on after the logged head,
+            // which the tracker that pairs regenerated responses with requests is fed in its place.
+            splice.range = RangeState(plan: range.plan)
+            splice.injected += UInt64(range.plan.loggedRequestLength)
+            if splice.masks {
+                loggedBytes(record, count: range.plan.loggedRequestLength).withUnsafeBytes { head in
+                    trackers[record.slot.index].feedRequests(head) { _ in }
+                }
+                splice.fedToTracker = splice.injected
+            }
+        }
         splice.lastProgress = now
         return splice
     }
@@ -538,27 +601,18 @@ package final class Splicer: @unchecked Sendable {
         if let stamps = segment.options.timestamps, SequenceMath.isAtOrAfter(stamps.value, splice.guestTSval) {
             splice.guestTSval = stamps.value
         }
+        let length = segment.payloadLength
+        if length > 0, let range = splice.range, range.outcome == nil {
+            splices[slot.index] = splice
+            guard readRangeAnswer(slot, record, segment, now: now, sink: sink) else { return .consumed }
+            splice = splices[slot.index]
+        }
         // The regenerated bytes, in the client's view.
         let target = record.serverStream.endSequence
         let start = segment.sequenceNumber.rawValue &- splice.translation.sequenceDelta
-        let length = segment.payloadLength
         let end = start &+ UInt32(truncatingIfNeeded: length)
         if length > 0, !splice.verified {
-            let skip = SequenceMath.distance(from: start, to: splice.regenerated)
-            let upTo = SequenceMath.isAfter(end, target) ? target : end
-            let count = SequenceMath.distance(from: splice.regenerated, to: upTo)
-            if skip >= 0, count > 0 {
-                let bytes = UnsafeRawBufferPointer(
-                    rebasing: UnsafeRawBufferPointer(segment.payload)[skip..<(skip + count)])
-                let offset =
-                    record.replayStart.serverOffset
-                    + UInt64(splice.regenerated &- (record.serverSequence(atOffset: record.replayStart.serverOffset)))
-                splices[slot.index] = splice
-                splice.regeneratedCRC = CRC32C.checksum(
-                    masked(slot, bytes, atServerOffset: offset), continuing: splice.regeneratedCRC)
-                splice.regenerated = upTo
-                splice.lastProgress = now
-            }
+            check(slot, &splice, record, UnsafeRawBufferPointer(segment.payload), at: start, now: now)
         }
         splices[slot.index] = splice
         if flags.contains(.fin), !splice.verified, SequenceMath.isAfter(target, end) {
@@ -569,10 +623,36 @@ package final class Splicer: @unchecked Sendable {
         pump(slot, sink: sink)
         if length > 0 { acknowledgeOnBehalf(slot, force: false, sink: sink) }
         guard checkVerified(slot, record, now: now, sink: sink) else { return .consumed }
-        // Spliced by this segment: what it carries past the client's view goes on, translated.
-        guard SequenceMath.isAfter(end, target) || flags.contains(.fin) else { return .consumed }
+        // Spliced by this segment: what it carries past the checked bytes goes on, translated
+        // (past the client's view; for a range resume, from the resume point).
+        guard SequenceMath.isAfter(end, splices[slot.index].regenerated) || flags.contains(.fin) else {
+            return .consumed
+        }
         translateToClient(slot, &segment, now: now)
         return .pass
+    }
+
+    /// Takes regenerated bytes (a segment's `payload`, its first byte at client-view sequence
+    /// `start`) into the checksum, from where the checked bytes end to the client's view's end.
+    private func check(
+        _ slot: Slot, _ splice: inout Splice, _ record: ConnectionRecord, _ payload: UnsafeRawBufferPointer,
+        at start: UInt32, now: UInt64
+    ) {
+        let target = record.serverStream.endSequence
+        let end = start &+ UInt32(truncatingIfNeeded: payload.count)
+        let skip = SequenceMath.distance(from: start, to: splice.regenerated)
+        let upTo = SequenceMath.isAfter(end, target) ? target : end
+        let count = SequenceMath.distance(from: splice.regenerated, to: upTo)
+        guard skip >= 0, count > 0 else { return }
+        let bytes = UnsafeRawBufferPointer(rebasing: payload[skip..<(skip + count)])
+        let offset =
+            record.replayStart.serverOffset
+            + UInt64(splice.regenerated &- (record.serverSequence(atOffset: record.replayStart.serverOffset)))
+        splices[slot.index] = splice
+        splice.regeneratedCRC = CRC32C.checksum(
+            masked(slot, bytes, atServerOffset: offset), continuing: splice.regeneratedCRC)
+        splice.regenerated = upTo
+        splice.lastProgress = now
     }
 
     /// Compares the regenerated stream once it reaches the log's checksum end, and splices the
@@ -606,17 +686,156 @@ package final class Splicer: @unchecked Sendable {
         splices[slot.index] = splice
         log.setTranslation(slot, splice.ports?.kept(in: splice.translation) ?? splice.translation)
         settle(slot.index)
-        totals.withLock { $0.spliced += 1 }
+        var timing = ConnectionReplayTiming(
+            connection: "\(record.key)", splicedMillis: Monotonic.millis(now &- splice.startedAt),
+            regeneratedBytes: record.replayedServerStream.byteCount, injectedBytes: record.clientBytesHeld)
+        if let range = splice.range, case .resumed(let headLength) = range.outcome {
+            timing.regeneratedBytes = UInt64(headLength)
+            timing.resumedAt = range.plan.resumeAt
+        }
+        totals.withLock { totals in
+            totals.spliced += 1
+            if timing.resumedAt != nil { totals.rangeResumed += 1 }
+        }
         report.withLock { report in
             report.spliced += 1
+            if timing.resumedAt != nil { report.rangeResumed += 1 }
             report.pending = pendingCount
             report.lastSplicedNanos = max(report.lastSplicedNanos, now)
-            report.connectionTimings.append(
-                ConnectionReplayTiming(
-                    connection: "\(record.key)", splicedMillis: Monotonic.millis(now &- splice.startedAt),
-                    regeneratedBytes: record.replayedServerStream.byteCount, injectedBytes: record.clientBytesHeld))
+            report.connectionTimings.append(timing)
         }
         return true
+    }
+
+    // MARK: Range resume
+
+    /// A range resume for the connection's open response (`RangeResume`), when its head is kept,
+    /// it can be resumed, and the client is at least `rangeResumeMinimum` bytes into its body.
+    private func rangeResume(_ slot: Slot, _ record: ConnectionRecord) -> RangeState? {
+        guard case .http = record.masking, !record.guestInitiated, record.clientBytesHeld > 0,
+            let response = responseHeads.response(slot.index, startingAt: record.replayStart.serverOffset)
+        else { return nil }
+        // What the client acknowledged, as a stream offset (the gap to the checksum's end is small,
+        // so this holds past 4 GiB, where sequence numbers wrap).
+        let gap = SequenceMath.distance(from: record.serverAckedByClient, to: record.serverStream.endSequence)
+        guard gap >= 0, UInt64(gap) + record.replayStart.serverOffset < record.serverStream.byteCount else {
+            return nil
+        }
+        let clientHas = record.serverStream.byteCount - UInt64(gap) - record.replayStart.serverOffset
+        let request = loggedBytes(
+            record, count: Int(min(record.clientBytesHeld, UInt64(RangeResume.maximumHeadLength))))
+        let plan = request.withUnsafeBytes { request in
+            response.withUnsafeBytes { response in
+                RangeResume.plan(request: request, responseHead: response, clientHas: clientHas)
+            }
+        }
+        switch plan {
+        case .success(let plan) where plan.resumeAt >= rangeResumeMinimum:
+            return RangeState(plan: plan)
+        case .success:
+            return nil
+        case .failure(let refusal):
+            logger.debug(
+                "open response regenerated, not resumed",
+                metadata: ["connection": "\(record.key)", "reason": "\(refusal)"])
+            return nil
+        }
+    }
+
+    /// The first `count` logged client bytes from the replay start.
+    private func loggedBytes(_ record: ConnectionRecord, count: Int) -> [UInt8] {
+        var cursor = ClientByteCursor()
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            initialized = log.readClientBytes(
+                record.slot, from: record.replayStart.clientOffset, into: UnsafeMutableRawBufferPointer(buffer),
+                cursor: &cursor)
+        }
+    }
+
+    /// Takes a segment of the new guest's answer to a rewritten request until its head ends,
+    /// then decides: a `206` that matches moves the translation so that its body lands at the
+    /// resume point, which is then where the checked bytes end; a `200` is checked as regenerated
+    /// bytes from the start, as without a range; anything else resets the connection. Returns
+    /// whether the segment is still to be handled as one of a decided connection (false: the
+    /// head goes on, or the connection was reset).
+    private func readRangeAnswer(
+        _ slot: Slot, _ record: ConnectionRecord, _ segment: TCPSegmentView, now: UInt64, sink: FrameSink
+    ) -> Bool {
+        guard var range = splices[slot.index].range else { return true }
+        let first = record.serverSequence(atOffset: record.replayStart.serverOffset)
+        let at = SequenceMath.distance(
+            from: first, to: segment.sequenceNumber.rawValue &- splices[slot.index].translation.sequenceDelta)
+        let payload = UnsafeRawBufferPointer(segment.payload)
+        let skip = range.answer.count - at
+        if at >= 0, skip >= 0, skip < payload.count {
+            let count = min(payload.count - skip, RangeResume.maximumHeadLength - range.answer.count)
+            range.answer.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[skip..<(skip + count)]))
+        }
+        let answer = range.answer.withUnsafeBytes { range.plan.check($0) }
+        splices[slot.index].lastProgress = now
+        switch answer {
+        case .needMore:
+            splices[slot.index].range = range
+            return false
+        case .resumes(let headLength):
+            let plan = range.plan
+            let resumePoint = record.replayStart.serverOffset + UInt64(plan.responseHeadLength) + plan.resumeAt
+            // The guest's first body byte (after `headLength`) stands for the body's `resumeAt`.
+            splices[slot.index].translation.sequenceDelta =
+                splices[slot.index].translation.sequenceDelta &+ UInt32(headLength)
+                &- UInt32(plan.responseHeadLength) &- UInt32(truncatingIfNeeded: plan.resumeAt)
+            splices[slot.index].translation.servingServerBase = resumePoint - UInt64(headLength)
+            splices[slot.index].regenerated = record.serverSequence(atOffset: resumePoint)
+            splices[slot.index].verified = true
+            range.outcome = .resumed(headLength: headLength)
+            range.answer = []
+            splices[slot.index].range = range
+            logger.info(
+                "open response resumed with a range",
+                metadata: ["connection": "\(record.key)", "from": "\(plan.resumeAt)", "of": "\(plan.total)"])
+            return true
+        case .differs(let reason):
+            resetConnection(
+                slot, .outputDiffers, reason: "the new guest's answer to the range request differs: \(reason)",
+                sink: sink)
+            return false
+        case .regenerate:
+            range.outcome = .regenerated
+            var splice = splices[slot.index]
+            splice.range = range
+            range.answer.withUnsafeBytes { check(slot, &splice, record, $0, at: first, now: now) }
+            splice.range?.answer = []
+            splices[slot.index] = splice
+            logger.info(
+                "open response regenerated: the range was answered with the whole representation",
+                metadata: ["connection": "\(record.key)"])
+            return true
+        }
+    }
+
+    /// Sends the rewritten request of a range resume (what of it is not sent yet), in segments.
+    private func sendRangeRequest(_ slot: Slot, _ record: ConnectionRecord, sink: FrameSink) {
+        guard var range = splices[slot.index].range else { return }
+        let splice = splices[slot.index]
+        while range.prefixSent < range.plan.request.count {
+            let from = range.prefixSent
+            let count = min(splice.segmentSize, range.plan.request.count - from)
+            var options = TCPOptions()
+            if splice.timestamps {
+                options.timestamps = TCPTimestamps(
+                    value: record.clientTimestamps?.value ?? 1, echoReply: splice.guestTSval)
+            }
+            let spec = asClient(
+                record, sequence: range.nextSequence(record),
+                acknowledging: splice.acknowledgeable(record) &+ splice.translation.sequenceDelta, flags: [.ack, .psh],
+                options: options)
+            range.plan.request.withUnsafeBytes { request in
+                let payload = UnsafeRawBufferPointer(rebasing: request[from..<(from + count)])
+                sink.toGuest { frame in (try? FrameBuilder.tcp(spec, payload: payload, into: frame)) ?? 0 }
+            }
+            range.prefixSent += count
+        }
+        splices[slot.index].range = range
     }
 
     private func translateToClient(_ slot: Slot, _ segment: inout TCPSegmentView, now: UInt64) {
@@ -641,9 +860,10 @@ package final class Splicer: @unchecked Sendable {
 
     /// Injects logged client bytes (then the FIN) up to the new guest's window.
     func pump(_ slot: Slot, sink: FrameSink) {
-        var splice = splices[slot.index]
-        guard !splice.injectionHeld else { return }
+        guard !splices[slot.index].injectionHeld else { return }
         let record = log.current(slot)
+        sendRangeRequest(slot, record, sink: sink)
+        var splice = splices[slot.index]
         let window = min(splice.guestWindow, Self.injectionWindow)
         let windowEnd = splice.guestAcked(record) + max(window, UInt64(splice.segmentSize))
         while splice.injected < record.clientBytesLogged, splice.injected < windowEnd {
@@ -717,7 +937,8 @@ package final class Splicer: @unchecked Sendable {
     /// every loss then waited for the 200 ms resend.
     static let injectionWindow: UInt64 = 256 << 10
 
-    private func sendSYN(_ record: ConnectionRecord, sink: FrameSink) {
+    /// The fake SYN (for a range resume, its ISN moved back by the bytes the range adds).
+    private func sendSYN(_ record: ConnectionRecord, _ splice: Splice, sink: FrameSink) {
         let options = record.clientOptions
         var tcpOptions = TCPOptions(
             maximumSegmentSize: options.maximumSegmentSize, windowScale: options.windowScale,
@@ -726,7 +947,8 @@ package final class Splicer: @unchecked Sendable {
             tcpOptions.timestamps = TCPTimestamps(value: record.clientTimestamps?.value ?? 1, echoReply: 0)
         }
         let spec = asClient(
-            record, sequence: record.replayClientISN, acknowledging: 0, flags: .syn, options: tcpOptions)
+            record, sequence: record.replayClientISN &- (splice.range?.shift ?? 0), acknowledging: 0, flags: .syn,
+            options: tcpOptions)
         sink.toGuest { frame in (try? FrameBuilder.tcp(spec, into: frame)) ?? 0 }
     }
 
@@ -762,8 +984,12 @@ package final class Splicer: @unchecked Sendable {
             options.timestamps = TCPTimestamps(value: record.clientTimestamps?.value ?? 1, echoReply: splice.guestTSval)
         }
         let offset = payloadOffset?.0 ?? (flags.contains(.fin) ? record.clientBytesLogged : splice.injected)
+        var sequence = record.clientISN &+ 1 &+ UInt32(truncatingIfNeeded: offset)
+        if payloadOffset == nil, let range = splice.range, range.prefixSent < range.plan.request.count {
+            sequence = range.nextSequence(record)  // (the rewritten request is not all sent)
+        }
         let spec = asClient(
-            record, sequence: record.clientISN &+ 1 &+ UInt32(truncatingIfNeeded: offset),
+            record, sequence: sequence,
             acknowledging: splice.acknowledgeable(record) &+ splice.translation.sequenceDelta, flags: flags,
             options: options, ports: splice.ports)
         guard let (start, count) = payloadOffset else {
@@ -874,9 +1100,12 @@ public struct ConnectionReplayTiming: Sendable, Codable, Equatable {
     public var connection: String
     /// From the start of the replay to the splice.
     public var splicedMillis: Double
-    /// Server bytes regenerated and checked, and client bytes injected.
+    /// Server bytes regenerated and checked (for a range resume, the `206` head), and client
+    /// bytes injected.
     public var regeneratedBytes: UInt64
     public var injectedBytes: UInt64
+    /// A range resume: the body byte the new guest's answer began at (nil: regenerated).
+    public var resumedAt: UInt64? = nil
 }
 
 /// The progress and outcome of the latest replay.
@@ -885,6 +1114,8 @@ public struct ReplayReport: Sendable, Codable, Equatable {
     /// Connections the old guest had answered (the replay set).
     public var connections = 0
     public var spliced = 0
+    /// Of those spliced, how many open responses were resumed with a range, not regenerated.
+    public var rangeResumed = 0
     public var reset = 0
     /// Closed by the client (RST) before they were spliced.
     public var closedDuringReplay = 0
@@ -927,6 +1158,8 @@ public enum ReplayResetReason: String, Sendable, CaseIterable {
 public struct ReplayTotals: Sendable, Equatable {
     public var replayed: UInt64 = 0
     public var spliced: UInt64 = 0
+    /// Of those spliced, open responses resumed with a range request.
+    public var rangeResumed: UInt64 = 0
     public var clientClosed: UInt64 = 0
     /// Relay-server connections no new guest opened again: closed toward their end server.
     public var unclaimed: UInt64 = 0

@@ -806,3 +806,141 @@ final class SplicerTests: HandPlayedTestCase {
             report.resets.first?.contains("10.77.0.1:40000") == true, "names the connection", file: file, line: line)
     }
 }
+
+// MARK: Range resume
+
+/// An open response with a strong validator is resumed with a range request instead of
+/// regenerated (`RangeResume`): the rewritten request goes to the backup, whose fake SYN's ISN
+/// moves back by the bytes the range adds, and a matching `206` is spliced at the resume point.
+extension SplicerTests {
+    private static let bodyLength = 100_000
+    private static let rangeBody = (0..<bodyLength).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 9) }
+    private static let resumeAt = 80_000
+
+    private static func head200(etag: String = "\"v1-186a0\"") -> [UInt8] {
+        Array(
+            "HTTP/1.1 200 OK\r\nContent-Length: \(bodyLength)\r\nETag: \(etag)\r\nAccept-Ranges: bytes\r\n\r\n".utf8)
+    }
+
+    /// The primary sent the head and 90,000 body bytes; the client acknowledged 80,000 of them.
+    private func playRangePrimary(etag: String = "\"v1-186a0\"") throws -> (Slot, head: [UInt8]) {
+        let head = Self.head200(etag: etag)
+        let slot = try playPrimary(
+            response: head + Self.rangeBody[..<90_000], acked: head.count + Self.resumeAt)
+        return (slot, head)
+    }
+
+    private var rewrittenRequest: [UInt8] {
+        Array(request.dropLast(2)) + Array("Range: bytes=80000-\r\nIf-Range: \"v1-186a0\"\r\n\r\n".utf8)
+    }
+
+    /// The backup answers the fake SYN (its ACK one past `clientISN − shift`) and takes the
+    /// rewritten request: returns what the replay sent it.
+    private func openRangeReplay(shift: UInt32) throws -> [SentSegment] {
+        wrapper.splicer.begin(now: start, sink: sink)
+        let syn = try XCTUnwrap(try sink.takeGuest().first)
+        XCTAssertEqual(syn.seq, clientISN &- shift, "the fake ISN moves back by the bytes the range adds")
+        let options = TCPOptions(maximumSegmentSize: 1460, windowScale: 5, sackPermitted: true)
+        XCTAssertEqual(
+            try deliver(
+                fromClient: false, seq: backupISN, ack: clientISN &- shift &+ 1, flags: [.syn, .ack], options: options,
+                window: 64240, tsval: 7, now: start, releasing: true
+            ).verdict, .drop)
+        return try sink.takeGuest()
+    }
+
+    func testAnOpenResponseWithAStrongETagIsResumedWithARange() throws {
+        let (slot, head) = try playRangePrimary()
+        let shift = UInt32(rewrittenRequest.count - request.count)
+        let opening = try openRangeReplay(shift: shift)
+        XCTAssertEqual(opening.count, 2)
+        XCTAssertEqual(opening.first?.seq, clientISN &- shift &+ 1, "the fake ACK")
+        let injected = try XCTUnwrap(opening.last)
+        XCTAssertEqual(injected.seq, clientISN &- shift &+ 1)
+        XCTAssertEqual(
+            String(decoding: injected.payload, as: UTF8.self), String(decoding: rewrittenRequest, as: UTF8.self))
+        XCTAssertTrue(injected.checksumValid)
+        let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
+        XCTAssertEqual(
+            injected.seq &+ UInt32(injected.payload.count), requestEnd, "later client bytes keep their sequence")
+
+        // The 206 and the first body bytes after the resume point, in one segment.
+        let head206 = Array(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: 20000\r\nContent-Range: bytes 80000-99999/100000\r\nETag: \"v1-186a0\"\r\n\r\n"
+                .utf8)
+        let first = head206 + Self.rangeBody[80_000..<81_000]
+        let (verdict, forwarded) = try deliver(
+            fromClient: false, seq: backupISN &+ 1, ack: requestEnd, flags: [.ack, .psh], payload: first, window: 2000)
+        XCTAssertEqual(verdict, .forward)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+        let resumePoint = primaryISN &+ 1 &+ UInt32(head.count + Self.resumeAt)
+        XCTAssertEqual(
+            forwarded.seq &+ UInt32(head206.count), resumePoint, "the body's first byte lands at the resume point")
+        let ack = try XCTUnwrap(try sink.takeGuest().last)
+        XCTAssertEqual(ack.ack, backupISN &+ 1 &+ UInt32(head206.count), "the 206 head is acknowledged for the client")
+
+        // The rest of the body passes translated, byte for byte where the client expects it.
+        let (next, more) = try deliver(
+            fromClient: false, seq: backupISN &+ 1 &+ UInt32(first.count), ack: requestEnd, flags: [.ack, .psh],
+            payload: Array(Self.rangeBody[81_000..<82_000]), window: 2000)
+        XCTAssertEqual(next, .forward)
+        XCTAssertEqual(more.seq, resumePoint &+ 1000)
+        XCTAssertTrue(more.checksumValid)
+
+        let report = wrapper.splicer.latestReport
+        XCTAssertEqual(report.spliced, 1)
+        XCTAssertEqual(report.rangeResumed, 1)
+        XCTAssertEqual(report.connectionTimings.first?.resumedAt, UInt64(Self.resumeAt))
+        XCTAssertEqual(report.connectionTimings.first?.regeneratedBytes, UInt64(head206.count))
+        XCTAssertEqual(wrapper.splicer.replayTotals.rangeResumed, 1)
+    }
+
+    /// A backup that ignores the range and sends the whole representation again (a `200`): its
+    /// bytes are regenerated and checked as without a range, and the connection splices.
+    func testAWhole200AnswerToTheRangeIsCheckedAndSplices() throws {
+        let (slot, head) = try playRangePrimary()
+        let shift = UInt32(rewrittenRequest.count - request.count)
+        _ = try openRangeReplay(shift: shift)
+        let whole = head + Self.rangeBody[..<90_000]
+        let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
+        for offset in stride(from: 0, to: whole.count, by: 1400) {
+            XCTAssertEqual(wrapper.splicer.phase(of: slot), .catchingUp)
+            _ = try deliver(
+                fromClient: false, seq: backupISN &+ 1 &+ UInt32(offset), ack: requestEnd, flags: [.ack, .psh],
+                payload: Array(whole[offset..<min(offset + 1400, whole.count)]), window: 2000)
+        }
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+        XCTAssertEqual(wrapper.splicer.latestReport.rangeResumed, 0)
+        XCTAssertNil(wrapper.splicer.latestReport.connectionTimings.first?.resumedAt)
+    }
+
+    /// A `206` of another representation (its ETag changed) is never spliced: the connection is
+    /// reset at once, on both sides.
+    func testA206OfAnotherRepresentationIsNeverSpliced() throws {
+        let (slot, _) = try playRangePrimary()
+        let shift = UInt32(rewrittenRequest.count - request.count)
+        _ = try openRangeReplay(shift: shift)
+        let head206 = Array(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: 20000\r\nContent-Range: bytes 80000-99999/100000\r\nETag: \"v2-186a0\"\r\n\r\n"
+                .utf8)
+        let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
+        let (verdict, _) = try deliver(
+            fromClient: false, seq: backupISN &+ 1, ack: requestEnd, flags: [.ack, .psh],
+            payload: head206 + Self.rangeBody[80_000..<81_000], window: 2000)
+        XCTAssertEqual(verdict, .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .idle)
+        XCTAssertNil(log.record(slot), "the record is closed")
+        let report = wrapper.splicer.latestReport
+        XCTAssertEqual(report.reset, 1)
+        XCTAssertEqual(report.rangeResumed, 0)
+        XCTAssertTrue(report.resets.first?.contains("ETag differs") ?? false, "\(report.resets)")
+        XCTAssertEqual(try sink.takeClients().first?.flags, [.rst, .ack])
+    }
+
+    /// A weak entity tag is no validator for a range (RFC 9110 §13.1.5): the response regenerates.
+    func testAWeakETagIsNotResumed() throws {
+        _ = try playRangePrimary(etag: "W/\"v1-186a0\"")
+        wrapper.splicer.begin(now: start, sink: sink)
+        XCTAssertEqual(try XCTUnwrap(try sink.takeGuest().first).seq, clientISN, "no range: the plain fake SYN")
+    }
+}

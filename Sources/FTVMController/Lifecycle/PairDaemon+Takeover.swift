@@ -186,12 +186,14 @@ extension PairDaemon {
                     "spliced-ms": "\(connection.splicedMillis)",
                     "regenerated": "\(connection.regeneratedBytes)",
                     "injected": "\(connection.injectedBytes)",
+                    "resumed-at": "\(connection.resumedAt.map { "\($0)" } ?? "-")",
                 ])
         }
         logger.notice(
             "replay done",
             metadata: [
                 "connections": "\(report.connections)", "spliced": "\(report.spliced)",
+                "range-resumed": "\(report.rangeResumed)",
                 "reset": "\(report.reset)", "pending": "\(report.pending)",
                 "awaiting-reopen": "\(report.awaitingReopen)",
                 "last-spliced-ms": "\(summary.lastSplicedMillis.map { "\($0)" } ?? "-")",

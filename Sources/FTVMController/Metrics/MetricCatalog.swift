@@ -41,6 +41,9 @@ public enum MetricCatalog {
             name: "ftvm_replay_spliced_total", kind: .counter, labels: [],
             help: "Replayed connections spliced: carried on by the new guest."),
         .init(
+            name: "ftvm_replay_range_resumed_total", kind: .counter, labels: [],
+            help: "Of the spliced, open responses resumed with a range request rather than regenerated."),
+        .init(
             name: "ftvm_replay_resets_total", kind: .counter, labels: ["reason"],
             help: "Replayed connections reset (never corrupted), by reason."),
         .init(

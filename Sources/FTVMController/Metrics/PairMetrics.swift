@@ -104,6 +104,7 @@ final class PairMetrics: Sendable {
         let replay = sample.replay
         advance("ftvm_replay_connections_total", to: replay.replayed)
         advance("ftvm_replay_spliced_total", to: replay.spliced)
+        advance("ftvm_replay_range_resumed_total", to: replay.rangeResumed)
         advance("ftvm_replay_client_closed_total", to: replay.clientClosed)
         for reason in ReplayResetReason.allCases {
             advance("ftvm_replay_resets_total", ("reason", reason.rawValue), to: replay.resets[reason] ?? 0)
