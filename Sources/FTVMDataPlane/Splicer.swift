@@ -99,6 +99,16 @@ package final class Splicer: @unchecked Sendable {
         /// A response resumed with a range request instead of regenerated (`RangeResume`).
         var range: RangeState?
 
+        /// Resumed with a range: the body bytes the guest sends from the resume point to the end
+        /// of what the old guest had sent are taken without a checksum (the strong validator
+        /// says they are the same), but taken all the same, so that the splice comes once the
+        /// guest has sent as far as the client may hold: a client ACK past the guest's snd_nxt
+        /// would be dropped by it (RFC 9293 §3.10.7.4), and the connection would stall.
+        var resumedWithRange: Bool {
+            if case .resumed = range?.outcome { return true }
+            return false
+        }
+
         /// The client bytes the new guest acknowledged (an offset from the client's ISN + 1; the
         /// guest's connection began at the replay start).
         func guestAcked(_ record: ConnectionRecord) -> UInt64 {
@@ -127,7 +137,7 @@ package final class Splicer: @unchecked Sendable {
         var outcome: Outcome?
 
         enum Outcome {
-            /// A `206` with a head this long: spliced at the resume point.
+            /// A `206` with a head this long: its body from the resume point on is the client's.
             case resumed(headLength: Int)
             /// Anything else: its bytes are regenerated and checked.
             case regenerated
@@ -644,13 +654,15 @@ package final class Splicer: @unchecked Sendable {
         let upTo = SequenceMath.isAfter(end, target) ? target : end
         let count = SequenceMath.distance(from: splice.regenerated, to: upTo)
         guard skip >= 0, count > 0 else { return }
-        let bytes = UnsafeRawBufferPointer(rebasing: payload[skip..<(skip + count)])
-        let offset =
-            record.replayStart.serverOffset
-            + UInt64(splice.regenerated &- (record.serverSequence(atOffset: record.replayStart.serverOffset)))
-        splices[slot.index] = splice
-        splice.regeneratedCRC = CRC32C.checksum(
-            masked(slot, bytes, atServerOffset: offset), continuing: splice.regeneratedCRC)
+        if !splice.resumedWithRange {
+            let bytes = UnsafeRawBufferPointer(rebasing: payload[skip..<(skip + count)])
+            let offset =
+                record.replayStart.serverOffset
+                + UInt64(splice.regenerated &- (record.serverSequence(atOffset: record.replayStart.serverOffset)))
+            splices[slot.index] = splice
+            splice.regeneratedCRC = CRC32C.checksum(
+                masked(slot, bytes, atServerOffset: offset), continuing: splice.regeneratedCRC)
+        }
         splice.regenerated = upTo
         splice.lastProgress = now
     }
@@ -664,7 +676,7 @@ package final class Splicer: @unchecked Sendable {
         guard splice.phase == .catchingUp else { return splice.phase == .spliced }
         if !splice.verified {
             guard splice.regenerated == record.serverStream.endSequence else { return false }
-            guard splice.regeneratedCRC == splice.expectedCRC else {
+            guard splice.resumedWithRange || splice.regeneratedCRC == splice.expectedCRC else {
                 resetConnection(
                     slot, .outputDiffers,
                     reason:
@@ -690,7 +702,11 @@ package final class Splicer: @unchecked Sendable {
             connection: "\(record.key)", splicedMillis: Monotonic.millis(now &- splice.startedAt),
             regeneratedBytes: record.replayedServerStream.byteCount, injectedBytes: record.clientBytesHeld)
         if let range = splice.range, case .resumed(let headLength) = range.outcome {
-            timing.regeneratedBytes = UInt64(headLength)
+            // The 206 head, and the body bytes the old guest had sent past the resume point.
+            let sentPast =
+                record.serverStream.byteCount - record.replayStart.serverOffset
+                - UInt64(range.plan.responseHeadLength) - range.plan.resumeAt
+            timing.regeneratedBytes = UInt64(headLength) + sentPast
             timing.resumedAt = range.plan.resumeAt
         }
         totals.withLock { totals in
@@ -754,7 +770,7 @@ package final class Splicer: @unchecked Sendable {
 
     /// Takes a segment of the new guest's answer to a rewritten request until its head ends,
     /// then decides: a `206` that matches moves the translation so that its body lands at the
-    /// resume point, which is then where the checked bytes end; a `200` is checked as regenerated
+    /// resume point, from which the catch-up goes on (`Splice.resumedWithRange`); a `200` is checked as regenerated
     /// bytes from the start, as without a range; anything else resets the connection. Returns
     /// whether the segment is still to be handled as one of a decided connection (false: the
     /// head goes on, or the connection was reset).
@@ -786,7 +802,6 @@ package final class Splicer: @unchecked Sendable {
                 &- UInt32(plan.responseHeadLength) &- UInt32(truncatingIfNeeded: plan.resumeAt)
             splices[slot.index].translation.servingServerBase = resumePoint - UInt64(headLength)
             splices[slot.index].regenerated = record.serverSequence(atOffset: resumePoint)
-            splices[slot.index].verified = true
             range.outcome = .resumed(headLength: headLength)
             range.answer = []
             splices[slot.index].range = range
