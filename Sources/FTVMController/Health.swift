@@ -112,6 +112,97 @@ public struct HeartbeatDetector: Sendable {
     }
 }
 
+/// Judges the guest agent's "service hung" reports by how much of the probes' time the guest
+/// could run. The agent probes its services inside the guest against the guest's clock (an
+/// answer within 1 s, two misses in a row); a guest whose QEMU waits for a host CPU sees that
+/// clock run on while it cannot, and reports a healthy service hung (seen: three false failovers
+/// in one run of the mixed-workload tests while a benchmark shared the 2-core host).
+///
+/// A report stands at once when the guest could run for most of the probes' span
+/// (`probeSpanMillis`): a hung service under no contention is failed over as soon as before.
+/// Otherwise it is held while the guest is starved, and stands once it has lasted
+/// `HealthPolicy.starvedStallLimitMillis` of wall time. Times are milliseconds on the caller's
+/// monotonic clock; pure, so every case is a unit test.
+public struct StarvedProbeGate: Sendable {
+    /// What the agent's verdict covers: two probes, each up to 1 s after a 0.5 s interval.
+    public static let probeSpanMillis = 3000
+    /// A report made while the guest lost more than this share of the span is held.
+    public static let starvedShareHeld = 0.25
+    private static let bucketMillis = 100
+
+    public let policy: HealthPolicy
+    /// The last span in buckets of `bucketMillis`: wall and starved time in each.
+    private var wall = [Int](repeating: 0, count: probeSpanMillis / bucketMillis)
+    private var starved = [Int](repeating: 0, count: probeSpanMillis / bucketMillis)
+    private var bucket = 0
+    private var bucketStart = 0
+    private var lastSample = 0
+    /// When the current hung report was first seen (nil: none).
+    private var hungSince: Int?
+    /// Reports held for starvation, one per spell: what a plain check would have failed over.
+    public private(set) var reportsHeld = 0
+    private var holding = false
+
+    public init(policy: HealthPolicy) {
+        self.policy = policy
+    }
+
+    /// Starts judging a (new) primary afresh at `now`.
+    public mutating func reset(atMillis now: Int) {
+        self = StarvedProbeGate(policy: policy, reportsHeld: reportsHeld)
+        bucketStart = now
+        lastSample = now
+    }
+
+    private init(policy: HealthPolicy, reportsHeld: Int) {
+        self.policy = policy
+        self.reportsHeld = reportsHeld
+    }
+
+    /// Feeds one sample: how much of the time since the previous one the guest could not run.
+    public mutating func note(starvedMillis: Int, atMillis now: Int) {
+        let interval = max(0, now - lastSample)
+        lastSample = now
+        if now - bucketStart >= Self.probeSpanMillis {
+            // A gap longer than the span (a loop held up): what came before it is out of the span.
+            wall = wall.map { _ in 0 }
+            starved = starved.map { _ in 0 }
+            bucketStart = now
+        }
+        while now - bucketStart >= Self.bucketMillis {
+            bucketStart += Self.bucketMillis
+            bucket = (bucket + 1) % wall.count
+            wall[bucket] = 0
+            starved[bucket] = 0
+        }
+        wall[bucket] += interval
+        starved[bucket] += min(max(0, starvedMillis), interval)
+    }
+
+    /// The share of the last span the guest could not run.
+    public var starvedShare: Double {
+        let total = wall.reduce(0, +)
+        return total > 0 ? Double(starved.reduce(0, +)) / Double(total) : 0
+    }
+
+    /// Whether the agent's report at `now` (`hung`: some service reported hung) stands.
+    public mutating func stands(hung: Bool, atMillis now: Int) -> Bool {
+        guard hung else {
+            hungSince = nil
+            holding = false
+            return false
+        }
+        let since = hungSince ?? now
+        hungSince = since
+        if starvedShare <= Self.starvedShareHeld || now - since >= policy.starvedStallLimitMillis { return true }
+        if !holding {
+            holding = true
+            reportsHeld += 1
+        }
+        return false
+    }
+}
+
 /// Why the primary was given up (or handed over on purpose).
 public enum FailureCause: Sendable, Equatable, Codable, CustomStringConvertible {
     case heartbeatStalled(millis: Int)

@@ -242,3 +242,72 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(try GuestImage(directory: directory).version, "3.1")
     }
 }
+
+/// The agent's "service hung" reports against the primary's starvation, with a fake clock.
+final class StarvedProbeGateTests: XCTestCase {
+    /// A gate fed `starvedShare` of every 10 ms sample from `from` to `to` (ms).
+    private func feed(_ gate: inout StarvedProbeGate, starvedShare: Double, from: Int, to: Int) {
+        for now in stride(from: from + 10, through: to, by: 10) {
+            gate.note(starvedMillis: Int(10 * starvedShare), atMillis: now)
+        }
+    }
+
+    private func gate() -> StarvedProbeGate {
+        var gate = StarvedProbeGate(policy: HealthPolicy())
+        gate.reset(atMillis: 0)
+        return gate
+    }
+
+    func testAReportFromAGuestThatCouldRunStandsAtOnce() {
+        var gate = gate()
+        feed(&gate, starvedShare: 0, from: 0, to: 5000)
+        XCTAssertTrue(gate.stands(hung: true, atMillis: 5000))
+        XCTAssertEqual(gate.reportsHeld, 0)
+        feed(&gate, starvedShare: 0.2, from: 5000, to: 9000)
+        XCTAssertTrue(gate.stands(hung: true, atMillis: 9000), "a fifth lost is not starvation")
+    }
+
+    func testAReportFromAStarvedGuestIsHeldUpToTheWallBound() {
+        var gate = gate()
+        feed(&gate, starvedShare: 0.5, from: 0, to: 5000)
+        XCTAssertFalse(gate.stands(hung: true, atMillis: 5000))
+        XCTAssertEqual(gate.reportsHeld, 1)
+        feed(&gate, starvedShare: 0.5, from: 5000, to: 14_990)
+        XCTAssertFalse(gate.stands(hung: true, atMillis: 14_990), "still starved, 9.99 s into the report")
+        XCTAssertEqual(gate.reportsHeld, 1, "one spell, counted once")
+        feed(&gate, starvedShare: 0.5, from: 14_990, to: 15_000)
+        XCTAssertTrue(gate.stands(hung: true, atMillis: 15_000), "a QEMU that never gets to run serves nobody")
+    }
+
+    func testAHeldReportStandsOnceTheGuestCouldRunForTheSpan() {
+        var gate = gate()
+        feed(&gate, starvedShare: 1, from: 0, to: 3000)
+        XCTAssertFalse(gate.stands(hung: true, atMillis: 3000))
+        feed(&gate, starvedShare: 0, from: 3000, to: 5000)
+        XCTAssertFalse(gate.stands(hung: true, atMillis: 5000), "a third of the span still starved")
+        feed(&gate, starvedShare: 0, from: 5000, to: 5800)
+        XCTAssertTrue(gate.stands(hung: true, atMillis: 5800), "the service did not answer a guest that could run")
+    }
+
+    func testAnAnswerEndsTheSpellAndAResetKeepsTheCount() {
+        var gate = gate()
+        feed(&gate, starvedShare: 0.6, from: 0, to: 3000)
+        XCTAssertFalse(gate.stands(hung: true, atMillis: 3000))
+        XCTAssertFalse(gate.stands(hung: false, atMillis: 3100))
+        feed(&gate, starvedShare: 0.6, from: 3000, to: 12_000)
+        XCTAssertFalse(gate.stands(hung: true, atMillis: 12_000), "a new spell: its wall bound starts again")
+        XCTAssertEqual(gate.reportsHeld, 2)
+        gate.reset(atMillis: 12_000)
+        XCTAssertEqual(gate.reportsHeld, 2)
+        XCTAssertEqual(gate.starvedShare, 0, "a new primary starts with a clean span")
+        feed(&gate, starvedShare: 0, from: 12_000, to: 12_500)
+        XCTAssertTrue(gate.stands(hung: true, atMillis: 12_500))
+    }
+
+    func testALongGapBetweenSamplesStartsTheSpanOver() {
+        var gate = gate()
+        feed(&gate, starvedShare: 1, from: 0, to: 3000)
+        gate.note(starvedMillis: 0, atMillis: 60_000)
+        XCTAssertEqual(gate.starvedShare, 0, accuracy: 0.001)
+    }
+}

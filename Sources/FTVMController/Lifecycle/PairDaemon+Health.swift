@@ -13,6 +13,7 @@ extension PairDaemon {
     /// starts runs on this thread. Returns when the pair is torn down.
     func monitor() {
         var detector = HeartbeatDetector(policy: config.health)
+        var probeGate = StarvedProbeGate(policy: config.health)
         var watched = ""
         var lastStateCheck = 0
         var qemu: ProcessWatch?
@@ -47,13 +48,29 @@ extension PairDaemon {
                 pausedSeenAt = nil
                 restartsSeen = [:]
                 detector.reset(atMillis: now)
+                probeGate.reset(atMillis: now)
                 let pid = try? virt.domain(named: primary.domain).qemuProcessID()
                 qemu = pid.flatMap { try? ProcessWatch(pid: $0) }
                 starvation = pid.map { VCPUStarvation(pid: $0, now: nanos) }
             }
+            let starved = starvation?.starvedMillis(now: nanos) ?? 0
+            probeGate.note(starvedMillis: starved, atMillis: now)
             var cause =
                 Self.cause(from: events, for: primary.domain)
                 ?? Self.cause(from: primary.channel, restartsSeen: &restartsSeen)
+            let held = probeGate.reportsHeld
+            if case .serviceHung = cause, !probeGate.stands(hung: true, atMillis: now) {
+                if probeGate.reportsHeld > held {
+                    logger.warning(
+                        "service probe failed while the primary's QEMU could not run (starved or stopped): not a failure yet",
+                        metadata: [
+                            "domain": "\(primary.domain)", "starved-share": "\(Int(probeGate.starvedShare * 100)) %",
+                        ])
+                }
+                cause = nil
+            } else if cause == nil {
+                _ = probeGate.stands(hung: false, atMillis: now)
+            }
             if cause == nil, Self.paused(in: events, for: primary.domain) { pausedSeenAt = pausedSeenAt ?? now }
             if cause == nil, let seen = pausedSeenAt, now - seen >= 100 {
                 pausedSeenAt = nil
@@ -64,7 +81,6 @@ extension PairDaemon {
             }
             if cause == nil {
                 let forgiven = detector.stallsForgiven
-                let starved = starvation?.starvedMillis(now: nanos) ?? 0
                 if let still = detector.observe(primary.channel.heartbeat, atMillis: now, starvedMillis: starved) {
                     cause = .heartbeatStalled(millis: still)
                 } else if detector.stallsForgiven > forgiven {
