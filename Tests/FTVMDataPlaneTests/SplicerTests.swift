@@ -406,9 +406,37 @@ final class SplicerTests: HandPlayedTestCase {
         XCTAssertEqual(try sink.takeGuest().map(\.flags), [.syn])
         wrapper.splicer.tick(now: start + 1_000_000_001, sink: sink)
         try assertReset(
-            slot, reason: "replay did not complete within 1 s", clientAcked: primaryISN &+ 2001, guestRSTs: [])
+            slot, reason: "replay made no progress for 1 s", clientAcked: primaryISN &+ 2001, guestRSTs: [])
         wrapper.splicer.tick(now: start + 2_000_000_000, sink: sink)
         XCTAssertEqual(sink.guest.count + sink.clients.count, 0, "nothing pending any more")
+    }
+
+    /// The deadline bounds progress, not size: a catch-up that keeps regenerating is not reset
+    /// however long it takes; one that stops is, a deadline after its last step.
+    func testTheDeadlineCountsFromTheLastProgress() throws {
+        let slot = try playPrimary()
+        wrapper.splicer.deadlineNanos = 1_000_000_000
+        wrapper.splicer.begin(now: start, sink: sink)
+        _ = try answerSYN(isn: backupISN, now: start + 500_000_000)
+        let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
+        for step in 1...2 {
+            let now = start + UInt64(step) * 900_000_000 + 500_000_000
+            wrapper.splicer.tick(now: now, sink: sink)
+            _ = try deliver(
+                fromClient: false, seq: backupISN &+ 1 &+ UInt32((step - 1) * 1000), ack: requestEnd,
+                flags: [.ack, .psh],
+                payload: Array(response[((step - 1) * 1000)..<(step * 1000)]), window: 2000, now: now)
+            XCTAssertEqual(
+                wrapper.splicer.phase(of: slot), .catchingUp, "step \(step), \(Double(now - start) / 1e9) s in")
+        }
+        let lastStep = start + 2_300_000_000
+        wrapper.splicer.tick(now: lastStep + 999_000_000, sink: sink)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .catchingUp)
+        _ = sink.takeAll()
+        wrapper.splicer.tick(now: lastStep + 1_000_000_001, sink: sink)
+        try assertReset(
+            slot, reason: "replay made no progress for 1 s", clientAcked: primaryISN &+ 2001,
+            guestRSTs: [requestEnd, requestEnd])
     }
 
     /// A daemon killed mid-replay left the backup holding the connection, established, with the
