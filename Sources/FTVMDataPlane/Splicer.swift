@@ -79,6 +79,9 @@ package final class Splicer: @unchecked Sendable {
         var guestTSval: UInt32 = 0
         /// Regenerated server bytes checked so far, in the client's view, and their CRC32C.
         var regenerated: UInt32 = 0
+        /// The same point as a server stream offset: what depth is compared by (sequence
+        /// numbers more than 2 GiB apart cannot be).
+        var regeneratedOffset: UInt64 = 0
         var regeneratedCRC: UInt32 = 0
         /// The last ACK sent on the client's behalf (client view).
         var lastAckSent: UInt32 = 0
@@ -128,7 +131,7 @@ package final class Splicer: @unchecked Sendable {
         /// checked, but never past what the client itself acknowledged (bytes the client may
         /// lack stay the guest's to re-send).
         func acknowledgeable(_ record: ConnectionRecord) -> UInt32 {
-            SequenceMath.isAfter(regenerated, record.serverAckedByClient) ? record.serverAckedByClient : regenerated
+            regeneratedOffset > record.serverAckedOffset ? record.serverAckedByClient : regenerated
         }
     }
 
@@ -497,7 +500,7 @@ package final class Splicer: @unchecked Sendable {
         guard splice.phase == .catchingUp else { return "\(splice.phase)" }
         let record = log.current(slot)
         let toCheck = record.replayedServerStream.byteCount
-        let checked = UInt64(splice.regenerated &- (record.serverSequence(atOffset: record.replayStart.serverOffset)))
+        let checked = splice.regeneratedOffset - record.replayStart.serverOffset
         return
             "regenerated \(min(checked, toCheck)) of \(toCheck) bytes\(splice.verified ? ", matching" : ""); the guest acknowledged \(splice.guestAcked(record) - record.replayStart.clientOffset) of \(record.clientBytesHeld) injected"
     }
@@ -567,6 +570,7 @@ package final class Splicer: @unchecked Sendable {
         splice.guestAck = record.replayClientISN &+ 1
         splice.guestWindow = UInt64(segment.window)  // a SYN's window is never scaled
         splice.regenerated = replayServerISN &+ 1
+        splice.regeneratedOffset = record.replayStart.serverOffset
         splice.regeneratedCRC = 0
         splice.expectedCRC = record.replayedServerStream.crc
         splice.lastAckSent = replayServerISN &+ 1
@@ -658,22 +662,23 @@ package final class Splicer: @unchecked Sendable {
         _ slot: Slot, _ splice: inout Splice, _ record: ConnectionRecord, _ payload: UnsafeRawBufferPointer,
         at start: UInt32, now: UInt64
     ) {
-        let target = record.serverStream.endSequence
-        let end = start &+ UInt32(truncatingIfNeeded: payload.count)
+        // (A segment is never far from where the checked bytes end, but the client's view's end
+        // may be gigabytes further: that distance is counted in offsets.)
         let skip = SequenceMath.distance(from: start, to: splice.regenerated)
-        let upTo = SequenceMath.isAfter(end, target) ? target : end
-        let count = SequenceMath.distance(from: splice.regenerated, to: upTo)
-        guard skip >= 0, count > 0 else { return }
+        guard skip >= 0, skip < payload.count else { return }
+        let count = Int(
+            min(
+                UInt64(payload.count - skip),
+                record.serverStream.byteCount - min(splice.regeneratedOffset, record.serverStream.byteCount)))
+        guard count > 0 else { return }
         if !splice.resumedWithRange {
             let bytes = UnsafeRawBufferPointer(rebasing: payload[skip..<(skip + count)])
-            let offset =
-                record.replayStart.serverOffset
-                + UInt64(splice.regenerated &- (record.serverSequence(atOffset: record.replayStart.serverOffset)))
             splices[slot.index] = splice
             splice.regeneratedCRC = CRC32C.checksum(
-                masked(slot, bytes, atServerOffset: offset), continuing: splice.regeneratedCRC)
+                masked(slot, bytes, atServerOffset: splice.regeneratedOffset), continuing: splice.regeneratedCRC)
         }
-        splice.regenerated = upTo
+        splice.regenerated &+= UInt32(count)
+        splice.regeneratedOffset += UInt64(count)
         splice.advanced(now)
     }
 
@@ -685,7 +690,7 @@ package final class Splicer: @unchecked Sendable {
         var splice = splices[slot.index]
         guard splice.phase == .catchingUp else { return splice.phase == .spliced }
         if !splice.verified {
-            guard splice.regenerated == record.serverStream.endSequence else { return false }
+            guard splice.regeneratedOffset == record.serverStream.byteCount else { return false }
             guard splice.resumedWithRange || splice.regeneratedCRC == splice.expectedCRC else {
                 resetConnection(
                     slot, .outputDiffers,
@@ -741,13 +746,8 @@ package final class Splicer: @unchecked Sendable {
         guard case .http = record.masking, !record.guestInitiated, record.clientBytesHeld > 0,
             let response = responseHeads.response(slot.index, startingAt: record.replayStart.serverOffset)
         else { return nil }
-        // What the client acknowledged, as a stream offset (the gap to the checksum's end is small,
-        // so this holds past 4 GiB, where sequence numbers wrap).
-        let gap = SequenceMath.distance(from: record.serverAckedByClient, to: record.serverStream.endSequence)
-        guard gap >= 0, UInt64(gap) + record.replayStart.serverOffset < record.serverStream.byteCount else {
-            return nil
-        }
-        let clientHas = record.serverStream.byteCount - UInt64(gap) - record.replayStart.serverOffset
+        guard record.serverAckedOffset > record.replayStart.serverOffset else { return nil }
+        let clientHas = record.serverAckedOffset - record.replayStart.serverOffset
         let request = loggedBytes(
             record, count: Int(min(record.clientBytesHeld, UInt64(RangeResume.maximumHeadLength))))
         let plan = request.withUnsafeBytes { request in
@@ -812,6 +812,7 @@ package final class Splicer: @unchecked Sendable {
                 &- UInt32(plan.responseHeadLength) &- UInt32(truncatingIfNeeded: plan.resumeAt)
             splices[slot.index].translation.servingServerBase = resumePoint - UInt64(headLength)
             splices[slot.index].regenerated = record.serverSequence(atOffset: resumePoint)
+            splices[slot.index].regeneratedOffset = resumePoint
             range.outcome = .resumed(headLength: headLength)
             range.answer = []
             splices[slot.index].range = range
@@ -927,7 +928,7 @@ package final class Splicer: @unchecked Sendable {
     /// with an ACK of what it holds (RFC 9293 §3.10.7.4: an unacceptable segment).
     private func askClientForAck(_ slot: Slot, _ record: ConnectionRecord, sink: FrameSink) {
         let splice = splices[slot.index]
-        guard SequenceMath.isAfter(splice.regenerated, record.serverAckedByClient) else { return }
+        guard splice.regeneratedOffset > record.serverAckedOffset else { return }
         var stamps: TCPTimestamps?
         if splice.timestamps, let seen = record.serverTimestamps {
             stamps = TCPTimestamps(value: seen.value, echoReply: record.clientTimestamps?.value ?? 0)

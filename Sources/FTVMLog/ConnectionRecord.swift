@@ -102,6 +102,15 @@ public struct ConnectionRecord: Hashable, Sendable {
             byteCount: length, endSequence: serverStream.endSequence)
     }
 
+    /// What the client acknowledged as a server stream offset. Counted back from the end of the
+    /// checksummed stream, which it is never far from (a window), so it holds for any depth: two
+    /// sequence numbers more than 2 GiB apart cannot be compared modulo 2^32. An ACK past that
+    /// end (a FIN's, or bytes the checksum stopped short of) counts as that end.
+    public var serverAckedOffset: UInt64 {
+        let gap = SequenceMath.distance(from: serverAckedByClient, to: serverStream.endSequence)
+        return serverStream.byteCount - min(UInt64(max(gap, 0)), serverStream.byteCount)
+    }
+
     /// The server sequence number (client view) of stream offset `offset`.
     public func serverSequence(atOffset offset: UInt64) -> UInt32 {
         SequenceMath.advance(serverISN ?? 0, by: 1 + offset)
