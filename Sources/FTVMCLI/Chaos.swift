@@ -13,7 +13,8 @@ struct Chaos: ParsableCommand {
         discussion: """
             Each round waits for the pair to be protected, starts --parallel paced downloads of the \
             --url resources (from --client-netns), --uploads paced uploads to --upload-url (a digest \
-            endpoint), and a stream of small requests (HEAD of --request-url), puts one fault in at a \
+            endpoint), --sessions keep-alive sessions of --session-requests requests each (every answer \
+            checked, all on one connection), and a stream of small requests (HEAD of --request-url), puts one fault in at a \
             random moment, and checks every transfer: ok (byte-exact download, or the upload's digest \
             answered), reset, cut short, or WRONG BYTES (never acceptable), and every request's answer. \
             Each resource is fetched twice before the campaign to take its SHA-256; one that answers \
@@ -73,6 +74,16 @@ struct Chaos: ParsableCommand {
     @Option(name: .long, help: "Each upload's size in MiB, paced like the downloads.")
     var uploadMib = 8
 
+    @Option(
+        name: .long,
+        help:
+            "Keep-alive sessions in each round: one connection each, --session-requests requests of the --url resources in turn, paced."
+    )
+    var sessions = 1
+
+    @Option(name: .long, help: "Requests in each keep-alive session.")
+    var sessionRequests = 6
+
     @Flag(name: .long, help: "One JSON object per round, then the summary.")
     var json = false
 
@@ -93,6 +104,8 @@ struct Chaos: ParsableCommand {
         guard (0...16).contains(uploads) else { throw ValidationError("--uploads must be 0-16") }
         guard (1...1024).contains(uploadMib) else { throw ValidationError("--upload-mib must be 1-1024") }
         guard (1...64).contains(parallel) else { throw ValidationError("--parallel must be 1-64") }
+        guard (0...16).contains(sessions) else { throw ValidationError("--sessions must be 0-16") }
+        guard (1...1000).contains(sessionRequests) else { throw ValidationError("--session-requests must be 1-1000") }
         _ = try faultList()
     }
 
@@ -142,6 +155,14 @@ struct Chaos: ParsableCommand {
         let resources = try (urls.isEmpty ? ["http://\(status.serviceAddress)/bytes/16000000?seed=1"] : urls).map {
             try Resource.reference($0, netns: netns)
         }
+        // The demo's sessions ask for smaller answers (2 MB, a second each at the default pace),
+        // so a fault lands between requests as often as inside one.
+        let sessionResources =
+            urls.isEmpty
+            ? try (2...3).map {
+                try Resource.reference("http://\(status.serviceAddress)/bytes/2000000?seed=\($0)", netns: netns)
+            }
+            : resources
         let uploadTo = uploadURL ?? (urls.isEmpty ? "http://\(status.serviceAddress)/sha256" : nil)
         let body = try uploadTo.map { _ in try UploadBody(mebibytes: uploadMib, seed: seed) }
         defer { body?.remove() }
@@ -165,7 +186,8 @@ struct Chaos: ParsableCommand {
             progress.show(round: index + 1, fault: round.fault, elapsed: Date().timeIntervalSince(started))
             let result = try runRound(
                 index + 1, fault: round.fault, delay: round.delay, resources: resources,
-                uploads: body.flatMap { body in uploadTo.map { (body, $0) } }, netns: netns)
+                sessionResources: sessionResources, uploads: body.flatMap { body in uploadTo.map { (body, $0) } },
+                netns: netns)
             results.append(result)
             progress.clear()
             if json {
@@ -184,8 +206,8 @@ struct Chaos: ParsableCommand {
     }
 
     private func runRound(
-        _ number: Int, fault: String, delay: Double, resources: [Resource], uploads upload: (UploadBody, String)?,
-        netns: String
+        _ number: Int, fault: String, delay: Double, resources: [Resource], sessionResources: [Resource],
+        uploads upload: (UploadBody, String)?, netns: String
     ) throws
         -> RoundResult
     {
@@ -199,11 +221,18 @@ struct Chaos: ParsableCommand {
             upload.map { body, url in
                 (0..<self.uploads).map { _ in Upload(body: body, url: url, netns: netns, rate: rate) }
             } ?? []
+        let sessions = (0..<self.sessions).map { index in
+            Session(
+                resources: (0..<sessionRequests).map { sessionResources[(index + $0) % sessionResources.count] },
+                netns: netns, rate: rate)
+        }
         for download in downloads { try download.start() }
         for upload in uploads { try upload.start() }
+        for session in sessions { try session.start() }
         defer {
             downloads.forEach { $0.stop() }
             uploads.forEach { $0.stop() }
+            sessions.forEach { $0.stop() }
         }
         let requests = RequestLoop(url: requestURL ?? resources[0].url, netns: netns)
         requests.start()
@@ -235,7 +264,7 @@ struct Chaos: ParsableCommand {
             let recoveries = before.recoveries
             recovery = try waitFor("the recovery", seconds: 120) { $0.recoveries > recoveries }.lastRecovery
         }
-        let outcomes = downloads.map { $0.finish() } + uploads.map { $0.finish() }
+        let outcomes = downloads.map { $0.finish() } + uploads.map { $0.finish() } + sessions.map { $0.finish() }
         let answered = requests.finish()
         var result = RoundResult(
             round: number, fault: fault, outcomes: outcomes, recovery: recovery, protectedAfterSeconds: protectedAfter,
@@ -328,6 +357,12 @@ struct Resource {
     /// Two fetches gave the same bytes.
     var reproducible: Bool
 
+    /// Whether a download's bytes are the resource's (by length only, for one that is not
+    /// reproducible).
+    func matches(_ digest: Digest) -> Bool {
+        reproducible ? digest.sha256 == sha256 : digest.length == length
+    }
+
     static func reference(_ url: String, netns: String) throws -> Resource {
         let first = try fetch(url, netns: netns)
         let second = try fetch(url, netns: netns)
@@ -408,8 +443,7 @@ final class Download {
         defer { try? FileManager.default.removeItem(atPath: file) }
         guard process.terminationStatus == 0 else { return Self.outcome(curlExit: process.terminationStatus) }
         guard let digest = try? Digest(file: file) else { return .failed }
-        if resource.reproducible { return digest.sha256 == resource.sha256 ? .ok : .wrong }
-        return digest.length == resource.length ? .ok : .wrong
+        return resource.matches(digest) ? .ok : .wrong
     }
 
     /// What a curl that did not succeed says about its connection.
@@ -483,6 +517,58 @@ final class Upload {
         process.waitUntilExit()
         guard process.terminationStatus == 0 else { return Download.outcome(curlExit: process.terminationStatus) }
         return text.trimmingCharacters(in: .whitespacesAndNewlines) == body.sha256 ? .ok : .wrong
+    }
+
+    func stop() {
+        if let process, process.isRunning { process.terminate() }
+    }
+}
+
+/// One keep-alive session of a round: requests one after another on one connection (curl reuses
+/// it), each answer verified like a download. curl silently opens a new connection when the one
+/// it kept was closed, which would hide a reset between requests: each transfer's
+/// `num_connects` says whether it did, and any after the first counts the session as reset.
+final class Session {
+    let resources: [Resource]
+    let netns: String
+    let rate: String
+    let files: [String]
+    private var process: Process?
+    private let report = Pipe()
+
+    init(resources: [Resource], netns: String, rate: String) {
+        self.resources = resources
+        self.netns = netns
+        self.rate = rate
+        files = resources.map { _ in NSTemporaryDirectory() + "ftvm-chaos-session-\(UUID().uuidString)" }
+    }
+
+    func start() throws {
+        let transfers = zip(resources, files).flatMap { resource, file in ["-o", file, resource.url] }
+        process = try Download.curl(
+            ["--limit-rate", rate, "-w", "%{num_connects}\\n"] + transfers, netns: netns, output: report)
+    }
+
+    /// Waits for curl and judges the session: every answer byte-exact, on one connection.
+    func finish() -> Download.Outcome {
+        guard let process else { return .failed }
+        let connects = String(decoding: report.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .split(separator: "\n").compactMap { Int($0) }
+        process.waitUntilExit()
+        defer { files.forEach { try? FileManager.default.removeItem(atPath: $0) } }
+        guard process.terminationStatus == 0 else { return Download.outcome(curlExit: process.terminationStatus) }
+        let outcomes = zip(resources, files).map { resource, file in
+            (try? Digest(file: file)).map { resource.matches($0) ? Download.Outcome.ok : .wrong } ?? .failed
+        }
+        return Self.outcome(answers: outcomes, connects: connects)
+    }
+
+    /// The session's outcome from its answers' and its connections' (`num_connects` per transfer).
+    static func outcome(answers: [Download.Outcome], connects: [Int]) -> Download.Outcome {
+        if answers.contains(.wrong) { return .wrong }
+        if let failed = answers.first(where: { $0 != .ok }) { return failed }
+        guard connects.count == answers.count else { return .failed }
+        return connects.dropFirst().allSatisfy { $0 == 0 } ? .ok : .reset
     }
 
     func stop() {

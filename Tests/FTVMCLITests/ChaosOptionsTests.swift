@@ -22,6 +22,8 @@ final class ChaosOptionsTests: XCTestCase {
             (["--plan", "--minutes", "5"], "--plan with --minutes needs --count"),
             (["--uploads", "17"], "--uploads must be 0-16"),
             (["--upload-mib", "0"], "--upload-mib must be 1-1024"),
+            (["--sessions", "17"], "--sessions must be 0-16"),
+            (["--session-requests", "0"], "--session-requests must be 1-1000"),
         ] {
             XCTAssertThrowsError(try Chaos.parse(["--name", "demo"] + arguments), "\(arguments)") { error in
                 XCTAssertTrue(Chaos.message(for: error).contains(reason), "\(arguments): \(Chaos.message(for: error))")
@@ -36,6 +38,17 @@ final class ChaosOptionsTests: XCTestCase {
         XCTAssertEqual(
             Progress.line(round: 7, total: nil, fault: "upgrade", elapsed: 59),
             "chaos: round 7 (upgrade) under way, 0:00:59 elapsed")
+    }
+
+    /// A keep-alive session passes only when every answer is byte-exact and all came on one
+    /// connection: curl's quiet reconnection after a reset between requests is a reset.
+    func testASessionIsOKOnlyOnOneConnectionWithEveryAnswerRight() {
+        XCTAssertEqual(Session.outcome(answers: [.ok, .ok, .ok], connects: [1, 0, 0]), .ok)
+        XCTAssertEqual(Session.outcome(answers: [.ok, .ok, .ok], connects: [1, 1, 0]), .reset)
+        XCTAssertEqual(Session.outcome(answers: [.ok, .wrong, .ok], connects: [1, 0, 0]), .wrong)
+        XCTAssertEqual(Session.outcome(answers: [.ok, .cut, .wrong], connects: [1, 0, 0]), .wrong)
+        XCTAssertEqual(Session.outcome(answers: [.ok, .failed], connects: [1, 0]), .failed)
+        XCTAssertEqual(Session.outcome(answers: [.ok, .ok], connects: [1]), .failed, "curl reported one transfer")
     }
 
     /// Every upload of a campaign sends the same seeded body, whose digest the answers are

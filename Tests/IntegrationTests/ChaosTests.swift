@@ -26,13 +26,17 @@ final class ChaosTests: PairTestCase {
         XCTAssertEqual(objects.count, 7, "one object per fault, then the summary: \(campaign.stdout)")
         XCTAssertEqual(objects.prefix(6).compactMap { $0["fault"] as? String }, planned, "the seed's faults, in order")
         for round in objects.prefix(6) {
-            // Three downloads, and one upload to the demo's /sha256 (the default there).
-            XCTAssertEqual(round["ok"] as? Int, 4, "every download byte-exact, the upload's digest right: \(round)")
+            // Three downloads, one upload to the demo's /sha256 (the default there) and one
+            // keep-alive session of six requests on one connection.
+            XCTAssertEqual(
+                round["ok"] as? Int, 5,
+                "every download and answer byte-exact, the upload's digest right, the session on one connection: \(round)"
+            )
         }
         let summary = try XCTUnwrap(objects.last)
         XCTAssertEqual(summary["passed"] as? Bool, true, "\(summary)")
         XCTAssertEqual(summary["wrong"] as? Int, 0, "\(summary)")
-        XCTAssertEqual(summary["connections"] as? Int, 24, "\(summary)")
+        XCTAssertEqual(summary["connections"] as? Int, 30, "\(summary)")
     }
 
     func testAResourceThatCannotBeReplayedFailsTheVerdict() throws {
@@ -40,7 +44,7 @@ final class ChaosTests: PairTestCase {
         let campaign = try Harness.run([
             // (--minutes 0.05: the first round starts, none after it.)
             Harness.ftvm, "chaos", "--name", pair, "--minutes", "0.05", "--faults", "kernel-panic", "--parallel", "2",
-            "--url", "http://\(Harness.serviceAddress)/random/16000000",
+            "--sessions", "0", "--url", "http://\(Harness.serviceAddress)/random/16000000",
         ])
         print("chaos-random: \(campaign.combined)")
         XCTAssertNotEqual(campaign.status, 0, "a lost download fails the verdict: \(campaign.combined)")
