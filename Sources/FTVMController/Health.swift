@@ -271,7 +271,8 @@ public struct ReplaySummary: Sendable, Codable, Equatable {
     public var rangeResumed: Int?
     public var reset: Int
     public var closedDuringReplay: Int
-    /// Still pending when the takeover stopped waiting (0 unless a deadline was missed).
+    /// Still pending when the takeover stopped waiting for them (deep responses still
+    /// regenerating); a replay that settles later replaces this summary with its outcome.
     public var pending: Int
     /// Relay-server connections still waiting for the new guest to open them again when the
     /// takeover was filed (their splice comes later and is not counted in `spliced`); nil from a

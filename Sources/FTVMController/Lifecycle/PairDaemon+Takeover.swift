@@ -125,17 +125,20 @@ extension PairDaemon {
 
     /// Files the recovery (`ftvm status`, metrics); re-protection adds its last phase.
     func finishRecovery() {
-        let record = state.withLock { state -> RecoveryRecord? in
+        let filed = state.withLock { state -> (RecoveryRecord, UInt64)? in
             guard var recovery = state.recovery else { return nil }
             recovery.record.phases = recovery.timer.phases
             state.recovery = recovery
             state.recoveries += 1
             state.lastRecovery = recovery.record
             state.lastInjection = nil
-            return recovery.record
+            return (recovery.record, recovery.timer.start)
         }
         try? FileManager.default.removeItem(atPath: config.recoveryCausePath)
-        guard let record else { return }
+        guard let (record, start) = filed else { return }
+        if let replay = record.replay, replay.pending > 0, let report = relay.replayReport {
+            followLateReplay(of: record, startedAt: report.startedNanos, since: start)
+        }
         metrics.record(phases: record.phases)
         logger.notice(
             "takeover done",
@@ -143,6 +146,34 @@ extension PairDaemon {
                 "cause": "\(record.cause)", "new-primary": "\(record.newPrimary)",
                 "phases": "\(record.phases.map { "\($0.name)=\($0.millis)ms" })",
             ])
+    }
+
+    /// A replay the takeover stopped waiting for (a deep response still regenerating: the
+    /// deadline bounds progress, not time) settles later. Its outcome then replaces the one
+    /// filed, so `ftvm status` says how it ended, and the log says so too.
+    private func followLateReplay(of record: RecoveryRecord, startedAt replayStart: UInt64, since start: UInt64) {
+        Thread { [self] in
+            while !done.withLock({ $0 }) {
+                usleep(100_000)
+                // (Another replay began meanwhile: its own takeover files it.)
+                guard let report = relay.replayReport, report.startedNanos == replayStart else { return }
+                guard report.pending == 0 else { continue }
+                let summary = ReplaySummary(report, since: start)
+                let current = state.withLock { state -> Bool in
+                    guard state.lastRecovery?.startedAt == record.startedAt else { return false }
+                    state.lastRecovery?.replay = summary
+                    return true
+                }
+                guard current else { return }
+                logger.notice(
+                    "replay done after the takeover was filed",
+                    metadata: [
+                        "spliced": "\(summary.spliced)", "reset": "\(summary.reset)",
+                        "last-spliced-ms": "\(summary.lastSplicedMillis.map { "\($0)" } ?? "-")",
+                    ])
+                return
+            }
+        }.start()
     }
 
     private func markRecovery(_ phase: RecoveryPhase) {
