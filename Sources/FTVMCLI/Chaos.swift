@@ -9,7 +9,8 @@ import Synchronization
 /// `ftvm chaos`: a fault campaign against a live pair under verifying load, with a verdict.
 struct Chaos: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Inject faults into a live pair while verified downloads and uploads run, and give a verdict.",
+        abstract:
+            "Inject faults into a live pair while verified downloads, uploads and sessions run, and give a verdict.",
         discussion: """
             Each round waits for the pair to be protected, starts --parallel paced downloads of the \
             --url resources (from --client-netns), --uploads paced uploads to --upload-url (a digest \
@@ -746,7 +747,7 @@ struct Summary: Codable {
                     + "\(ms(row.takeoverP50))/\(ms(row.takeoverMax))".padding(19, right: true))
         }
         print(
-            "verdict: \(passed ? "PASS" : "FAIL") — \(connections) downloads and uploads and \(requests) requests, \(lost) lost (\(wrong) with wrong bytes), \(recoveryErrors) recoveries with errors; seed \(seed)"
+            "verdict: \(passed ? "PASS" : "FAIL") — \(connections) transfers (downloads, uploads, sessions) and \(requests) requests, \(lost) lost (\(wrong) with wrong bytes), \(recoveryErrors) recoveries with errors; seed \(seed)"
         )
     }
 }
