@@ -976,3 +976,30 @@ extension SplicerTests {
         XCTAssertEqual(try XCTUnwrap(try sink.takeGuest().first).seq, clientISN, "no range: the plain fake SYN")
     }
 }
+
+// MARK: Depth
+
+extension SplicerTests {
+    /// A replay 2 GiB or more into a response: what the replay acknowledges for the client is
+    /// what it has checked (here nothing yet), never the client's ACK gigabytes ahead, which
+    /// modular sequence comparison puts *behind* past 2 GiB. Acknowledged, the new guest (still
+    /// in SYN-RECEIVED) answered the fake handshake with a RST.
+    func testTheReplayNeverAcknowledgesPastWhatItCheckedAtAnyDepth() throws {
+        let slot = try playPrimary()
+        for depth: UInt64 in [3 << 30, (1 << 31) + 1, 5 << 31, 9 << 30] {
+            var record = log.current(slot)
+            let end = record.serverSequence(atOffset: depth)
+            record.serverStream = StreamChecksum(crc: 0, byteCount: depth, endSequence: end)
+            record.serverAckedByClient = end &- 65_536
+            var splice = Splicer.Splice()
+            splice.regenerated = record.serverSequence(atOffset: 0)
+            splice.regeneratedOffset = 0
+            XCTAssertEqual(
+                splice.acknowledgeable(record), splice.regenerated, "\(depth >> 20) MiB deep: nothing checked yet")
+            splice.regeneratedOffset = depth - 65_536 + 10
+            splice.regenerated = record.serverSequence(atOffset: splice.regeneratedOffset)
+            XCTAssertEqual(
+                splice.acknowledgeable(record), record.serverAckedByClient, "checked past the client's ACK: up to it")
+        }
+    }
+}
