@@ -195,10 +195,12 @@ enum Harness {
         let file = NSTemporaryDirectory() + "ftvm-download-\(UUID().uuidString)"
         let process = Process()
 
-        /// `base` is the URL before `/bytes/N` (the demo service itself by default).
+        /// `base` is the URL before `/bytes/N` (the demo service itself by default). `endpoint`
+        /// `chunked` asks for the same bytes chunked, with no validator: a replay then regenerates
+        /// the answer instead of resuming it with a range, and takes longer.
         init(
             pair: String, size: Int, seed: UInt64, rate: String = "3M",
-            base: String = "http://\(Harness.serviceAddress)"
+            base: String = "http://\(Harness.serviceAddress)", endpoint: String = "bytes"
         ) throws {
             self.size = size
             self.seed = seed
@@ -209,7 +211,7 @@ enum Harness {
             process.arguments = [
                 "ip", "netns", "exec", "ftvm-\(pair)", "sh", "-c",
                 "sysctl -qw net.ipv4.tcp_rmem='4096 131072 4194304' && exec curl -sS --fail --max-time 180 "
-                    + "--limit-rate \(rate) -o \(file) '\(base)/bytes/\(size)?seed=\(seed)'",
+                    + "--limit-rate \(rate) -o \(file) '\(base)/\(endpoint)/\(size)?seed=\(seed)'",
             ]
             try process.run()
         }
