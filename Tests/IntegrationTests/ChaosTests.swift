@@ -42,8 +42,10 @@ final class ChaosTests: PairTestCase {
     func testAResourceThatCannotBeReplayedFailsTheVerdict() throws {
         try Harness.ftvm(["up", "--name", pair])
         let campaign = try Harness.run([
-            // (--minutes 0.05: the first round starts, none after it.)
-            Harness.ftvm, "chaos", "--name", pair, "--minutes", "0.05", "--faults", "kernel-panic", "--parallel", "2",
+            // (--minutes 0.01: the first round starts, none after it; a round's fault comes 1-3 s
+            // into it, so it lasts longer than 0.6 s. With 0.05, a round of two resets over in
+            // under 3 s was followed by a second.)
+            Harness.ftvm, "chaos", "--name", pair, "--minutes", "0.01", "--faults", "kernel-panic", "--parallel", "2",
             "--sessions", "0", "--url", "http://\(Harness.serviceAddress)/random/16000000",
         ])
         print("chaos-random: \(campaign.combined)")
