@@ -367,7 +367,7 @@ public final class Relay: Sendable {
         if let southSide {
             let pinnedOnly = replayPinnedOnly.load(ordering: .acquiring)
             let upTo = replayUpToSerial.load(ordering: .acquiring)
-            southSide.splicer.begin(now: Monotonic.nanos(), sink: loop) { slot in
+            southSide.beginReplay(now: Monotonic.nanos(), sink: loop) { slot in
                 (!pinnedOnly || southSide.isPinned(slot)) && slot.serial <= upTo
             }
             southSide.unpinAll()

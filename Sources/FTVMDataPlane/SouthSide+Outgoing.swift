@@ -13,7 +13,12 @@ import FTVMLog
 /// So every client exchange is stamped with a count when its first byte is logged, and every
 /// outgoing boundary with the count when its exchange completed. A boundary is trimmed to once
 /// every client exchange in flight is younger than it (their stamps are larger). Checked once a
-/// second (`sweep`); trims lag by that much, which costs nothing but log space.
+/// second (`sweep`); trims lag by that much, which costs nothing but log space, and a replay
+/// runs them first (`beginReplay`).
+///
+/// The same stamps decide what a replay may match: a logged connection is re-sent only by a
+/// client exchange the replay re-runs, so it is matched only while an exchange that began before
+/// its request is still in flight (`mayBeReSent`), never by a later request with the same bytes.
 extension SouthSide {
     /// A client's bytes were logged: its exchange in flight, if it had none, starts now.
     func noteClientExchange(_ slot: Slot) {
@@ -63,26 +68,50 @@ extension SouthSide {
             outgoing.noteNotKept()
             return close(slot)
         }
-        flows[slot.index].keptSince = outgoing.currentStamp
+        flows[slot.index].kept = true
         keptCount += 1
     }
 
-    /// Trims each relay-server connection to its furthest boundary that is acknowledged and that
-    /// no client exchange in flight may have caused, and frees the ended ones kept for them.
-    func trimOutgoing() {
-        guard outgoing.hasBoundaries || keptCount > 0 else { return }
-        var oldestInFlight = UInt64.max
+    /// Starts a replay (`Splicer.begin`) once the relay servers' connections are trimmed to what
+    /// the client exchanges in flight may re-send: the sweep's trims lag by up to a second, and
+    /// a connection no replayed exchange can have caused must not wait to be opened again.
+    package func beginReplay(now: UInt64, sink: FrameSink, only: ((Slot) -> Bool)? = nil) {
+        trimOutgoing()
+        splicer.begin(now: now, sink: sink, only: only)
+    }
+
+    /// The stamp of the oldest client exchange in flight (`UInt64.max`: none).
+    func oldestClientExchangeInFlight() -> UInt64 {
+        var oldest = UInt64.max
         log.forEachLive { slot in
             let flow = flows[slot.index]
-            if flow.serial == slot.serial, flow.exchangeBegan != 0 {
-                oldestInFlight = min(oldestInFlight, flow.exchangeBegan)
-            }
+            if flow.serial == slot.serial, flow.exchangeBegan != 0 { oldest = min(oldest, flow.exchangeBegan) }
         }
+        return oldest
+    }
+
+    /// Whether a client exchange in flight may have caused the requests of the guest-initiated
+    /// connection in `slot`: one that began before the guest sent them. A replay re-runs only
+    /// the client exchanges in flight at the failure, so only their back-end requests may be
+    /// re-sent as a logged connection's; any later one is new, even with the very same bytes (a
+    /// client asking for the same URL again after the failover), and must reach the end server.
+    func mayBeReSent(_ slot: Slot, oldestInFlight: UInt64) -> Bool {
+        flows[slot.index].serial == slot.serial && flows[slot.index].requestStamp >= oldestInFlight
+    }
+
+    /// Trims each relay-server connection to its furthest boundary that is acknowledged and that
+    /// no client exchange in flight may have caused, frees the ended ones kept for them, and
+    /// tells the replay which waiting ones nobody can re-send any more. A replay runs it first.
+    func trimOutgoing() {
+        let oldestInFlight = oldestClientExchangeInFlight()
+        splicer.stopWaiting { !mayBeReSent($0, oldestInFlight: oldestInFlight) }
+        guard outgoing.hasBoundaries || keptCount > 0 else { return }
         if keptCount > 0 {
             keptCount = 0
             log.forEachLive { slot in
-                guard flows[slot.index].serial == slot.serial, flows[slot.index].keptSince != 0 else { return }
-                if flows[slot.index].keptSince < oldestInFlight, splicer.phase(of: slot) == .idle {
+                guard flows[slot.index].serial == slot.serial, flows[slot.index].kept else { return }
+                let phase = splicer.phase(of: slot)
+                if flows[slot.index].requestStamp < oldestInFlight, phase == .idle || phase == .spliced {
                     close(slot)
                 } else {
                     keptCount += 1

@@ -95,9 +95,13 @@ public final class SouthSide: @unchecked Sendable {
         /// The guest opened this connection (its "client" is an end server).
         var guestInitiated = false
         /// A guest-initiated connection that ended while a client exchange that may have caused
-        /// it was in flight: the client exchange count then (0: not kept). Its record stays in
-        /// the log until every such exchange is done (SouthSide+Outgoing.swift).
-        var keptSince: UInt64 = 0
+        /// it was in flight: its record stays in the log until no such exchange is left
+        /// (`requestStamp`, SouthSide+Outgoing.swift).
+        var kept = false
+        /// A guest-initiated connection: the client exchange count when the guest last sent
+        /// request bytes on it. Only a client exchange that began by then can have caused them,
+        /// so only such a one, still in flight, can re-send them (SouthSide+Outgoing.swift).
+        var requestStamp: UInt64 = 0
     }
 
     /// Whether a connection's HTTP framing is followed, and from which stream offsets the
@@ -229,8 +233,12 @@ public final class SouthSide: @unchecked Sendable {
                     slot, clientBase: response.requestEnd, serverBase: checked, crc: record.serverStream.crc)
             }
         }
-        for slot in kept { flows[slot.index].keptSince = outgoing.currentStamp }
+        for slot in kept { flows[slot.index].kept = true }
         keptCount += kept.count
+        // (The adopted exchanges in flight are all stamped now: any of them may have caused them.)
+        log.forEachLive { slot in
+            if flows[slot.index].guestInitiated { flows[slot.index].requestStamp = outgoing.currentStamp }
+        }
     }
 
     private func stopFramingOnAdoption(_ slot: Slot, at offset: UInt64) {
@@ -420,7 +428,8 @@ public final class SouthSide: @unchecked Sendable {
             let (slot, drained) = outgoing.endServerAnswers(segment, key: key)
         {
             flows[slot.index] = Flow(
-                serial: slot.serial, lastClientFrame: now, framing: .outgoing, guestInitiated: true)
+                serial: slot.serial, lastClientFrame: now, framing: .outgoing, guestInitiated: true,
+                requestStamp: outgoing.currentStamp)
             flows[slot.index].pinned = drained && draining
             trackers[slot.index] = HTTPExchangeTracker()
             tracked.add(1, ordering: .relaxed)
@@ -505,7 +514,7 @@ public final class SouthSide: @unchecked Sendable {
             serverAddress: service.rawValue, serverPort: segment.sourcePort)
         // Relay servers (OutgoingSide.swift, Splicer+Outgoing.swift): the guest opens a connection.
         if segment.flags.contains(.syn), !segment.flags.contains(.ack) {
-            if let kept = log.lookup(key), flows[kept.index].keptSince != 0 { close(kept) }  // its port again
+            if let kept = log.lookup(key), flows[kept.index].kept { close(kept) }  // its port again
             if speaksFor(pinned: false) {
                 splicer.newGuestOpens(key, sink: sink)
                 if log.lookup(key) == nil { outgoing.guestOpens(segment, key: key, now: now) }
@@ -525,11 +534,19 @@ public final class SouthSide: @unchecked Sendable {
         guard speaksFor(pinned: isPinned(slot)) else { return .drop }
         // Relay servers: the new guest's first bytes on a connection it opened may re-send a
         // logged connection's request; then it carries on as that one (Splicer+Outgoing.swift).
-        if segment.payloadLength > 0, !isPinned(slot), let claimed = splicer.claim(slot, segment, now: now, sink: sink)
+        var oldestInFlight: UInt64?  // (found only when a claim needs it)
+        if segment.payloadLength > 0, !isPinned(slot),
+            let claimed = splicer.claim(
+                slot, segment, now: now, sink: sink,
+                mayBeReSent: { waiting in
+                    let oldest = oldestInFlight ?? oldestClientExchangeInFlight()
+                    oldestInFlight = oldest
+                    return mayBeReSent(waiting, oldestInFlight: oldest)
+                })
         {
             close(slot)
             slot = claimed
-            flows[slot.index].keptSince = 0  // (a kept one is live again)
+            flows[slot.index].kept = false  // (a kept one is live again)
         }
         tracked.add(1, ordering: .relaxed)
         let phase = splicer.phase(of: slot)
@@ -555,6 +572,7 @@ public final class SouthSide: @unchecked Sendable {
         }
         let length = segment.payloadLength
         let fin = flags.contains(.fin)
+        if length > 0, flows[slot.index].guestInitiated { flows[slot.index].requestStamp = outgoing.currentStamp }
         if length > 0 || fin {
             let end = sequence &+ UInt32(truncatingIfNeeded: length) &+ (fin ? 1 : 0)
             var advance: StreamAdvance?

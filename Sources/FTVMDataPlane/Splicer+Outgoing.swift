@@ -148,7 +148,12 @@ extension Splicer {
     /// guest re-sends that connection's request: `fresh` is reset toward the end server, and the
     /// guest's connection catches up as the waiting one from there. Returns that one's slot; nil
     /// when the bytes are a request no waiting connection carried, which passes on `fresh`.
-    func claim(_ fresh: Slot, _ segment: TCPSegmentView, now: UInt64, sink: FrameSink) -> Slot? {
+    ///
+    /// `mayBeReSent` says whether a client exchange the replay re-runs may have caused a waiting
+    /// connection's requests: a later one's bytes are a new request even when they are the same.
+    func claim(
+        _ fresh: Slot, _ segment: TCPSegmentView, now: UInt64, sink: FrameSink, mayBeReSent: (Slot) -> Bool
+    ) -> Slot? {
         guard !awaitingReopen.isEmpty, phase(of: fresh) == .idle else { return nil }
         let opened = log.current(fresh)
         guard opened.guestInitiated, opened.clientBytesLogged == 0, opened.serverStream.byteCount == 0,
@@ -156,7 +161,7 @@ extension Splicer {
             segment.sequenceNumber.rawValue == guestISN &+ 1
         else { return nil }
         let payload = UnsafeRawBufferPointer(segment.payload)
-        for waitingRecord in waiting(toward: opened.key) {
+        for waitingRecord in waiting(toward: opened.key) where mayBeReSent(waitingRecord.slot) {
             guard let start = resentStart(waitingRecord, payload) else { continue }
             guard opened.clientOptions.timestamps == waitingRecord.clientOptions.timestamps else {
                 logger.warning(
@@ -313,8 +318,18 @@ extension Splicer {
         finishUnclaimed(slot, record, how: "closed toward its end server")
     }
 
-    /// Closes the waiting connections whose bound passed (one FIN each, or a RST when the end
-    /// server lacks bytes the old guest sent), and resets those whose close went unanswered.
+    /// The waiting connections for which `noneReSends` holds are closed at the next tick: no
+    /// client exchange in flight can have caused their requests (the ones the replay re-ran are
+    /// done), so nothing the new guest sends from now on re-sends them.
+    func stopWaiting(_ noneReSends: (Slot) -> Bool) {
+        for slot in awaitingReopen where phase(of: slot) == .awaitingReopen && noneReSends(slot) {
+            splices[slot.index].noneReSends = true
+        }
+    }
+
+    /// Closes the waiting connections whose bound passed or that nobody can re-send any more
+    /// (one FIN each, or a RST when the end server lacks bytes the old guest sent), and resets
+    /// those whose close went unanswered.
     func closeUnclaimed(now: UInt64, sink: FrameSink) {
         guard !awaitingReopen.isEmpty else { return }
         var position = awaitingReopen.count - 1
@@ -327,7 +342,8 @@ extension Splicer {
                 awaitingReopen.remove(at: position)
                 continue
             }
-            guard now &- splice.startedAt > reopenBoundNanos else { continue }
+            guard now &- splice.startedAt > reopenBoundNanos || (splice.phase == .awaitingReopen && splice.noneReSends)
+            else { continue }
             let record = log.current(slot)
             if record.clientFINLogged, record.serverFINSent {  // it had ended: nothing to tell the end server
                 awaitingReopen.remove(at: position)

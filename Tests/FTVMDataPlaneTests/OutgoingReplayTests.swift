@@ -79,7 +79,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// went to the end server a second time.)
     func testAReopenedConnectionTheNewGuestResetsWaitsForTheNextOne() throws {
         let slot = try playOldGuest()
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         try openNew(answering: endOptions)
         XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: request), .drop)
         XCTAssertEqual(wrapper.splicer.phase(of: slot), .catchingUp)
@@ -117,7 +117,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
 
     func testTheNewGuestsConnectionIsMatchedCaughtUpAndSpliced() throws {
         let slot = try playOldGuest()
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         XCTAssertEqual(sink.takeAll(), 0, "nothing is sent until the new guest opens its connection")
         XCTAssertEqual(wrapper.splicer.phase(of: slot), .awaitingReopen)
 
@@ -195,7 +195,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// after a daemon restart.
     func testAnotherWindowScaleFromTheEndServerIsRescaledForTheGuest() throws {
         let slot = try playOldGuest()  // the end server's scale: 6
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         var told = endOptions
         told.windowScale = 8
         try openNew(answering: told)
@@ -225,7 +225,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
                 fromGuest: false, seq: endISN &+ 1 &+ UInt32(answer.count), ack: requestEnd, flags: [.fin, .ack]),
             .forward)
         _ = sink.takeAll()
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         try openNew(answering: endOptions)
         XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: request), .drop)
         XCTAssertEqual(wrapper.splicer.phase(of: slot), .catchingUp)
@@ -247,7 +247,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// at the deadline; nginx answered its client 502.
     func testARequestNoWaitingConnectionCarriedPassesAsANewConnection() throws {
         let slot = try playOldGuest()
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         let shorter = Array("GET /bytes/50?seed=3 HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
         let longer = Array(request.dropLast(2)) + Array("X: 1\r\n\r\n".utf8)
         for (port, other) in [(newPort, shorter), (newPort + 1, longer)] {  // (the same start as the logged one)
@@ -276,7 +276,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         let otherPort: UInt16 = 41001
         let otherEndISN: UInt32 = 0x5500_0000
         let otherRequestEnd: UInt32 = 0x0100_0000 &+ 1 &+ UInt32(otherRequest.count)
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         endClockOffsets[newPort] = 0x4000_0000  // the new connection's clock: a quarter turn ahead
         try openNew(answering: endOptions)
         XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: otherRequest), .drop)
@@ -348,7 +348,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
             }
             var random = SplitMix64(seed: UInt64(seed))
             let olds = try playOlds(12)
-            wrapper.splicer.begin(now: start, sink: sink)
+            replayTheEndServerConnections()
             let order = olds.indices.shuffled(using: &random)  // new connection k re-sends olds[order[k]]
             struct New {
                 var port: UInt16, isn: UInt32, endISN: UInt32, received: [UInt8] = [], sent = false
@@ -423,7 +423,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// toward the end server first, and the SYN opens a new connection.
     func testASYNFromAWaitingConnectionsPortResetsThatOneFirst() throws {
         let slot = try playOldGuest()
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         XCTAssertEqual(try play(true, newISN, 0, .syn), .forward)
         let reset = try sink.takeClients()
         XCTAssertEqual(reset.map(\.flags), [[.rst, .ack]])
@@ -460,7 +460,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// splices.
     func testALargeRequestPicksItsConnectionByItsHead() throws {
         let olds = try playOlds(2, body: 6000)
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         try openNew(answering: synOptions)
         let request = olds[1].request
         for offset in stride(from: 0, to: request.count, by: 1400) {
@@ -488,7 +488,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         let olds = try playOlds(2, body: 6000)
         for old in olds { XCTAssertNotNil(log.current(try slot(of: old)).replayHeadCRC, "in the record") }
         makeWrapper()
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         try openNew(answering: synOptions)
         XCTAssertEqual(
             try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: Array(olds[1].request[..<1400])), .drop)
@@ -500,7 +500,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// the difference once it has the logged length, and resets both sides.
     func testALargeRequestThatDiffersPastItsHeadResetsBothSides() throws {
         let olds = try playOlds(1, body: 6000)
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         try openNew(answering: synOptions)
         var other = olds[0].request
         other[other.count - 10] ^= 1
@@ -539,7 +539,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         _ = sink.takeAll()
         XCTAssertEqual(log.current(slot).replayedServerStream.byteCount, UInt64(request.count + second.count))
 
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         try openNew(answering: endOptions)
         XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: second), .forward)
         wrapper.splicer.tick(now: start + 300_000_000, sink: sink)
@@ -582,7 +582,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         XCTAssertEqual(log.current(slot).replayStart.serverOffset, 0, "held: a client exchange is in flight")
 
         if restarted { makeWrapper() }
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         _ = sink.takeAll()
         try openNew(answering: synOptions)
         XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: second), .drop)
@@ -608,7 +608,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
 
     func testASYNToAnotherEndServerPassesAsANewConnection() throws {
         let slot = try playOldGuest()
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         let other = try deliverFrame(
             fromGuest: true, seq: newISN, ack: 0, flags: .syn, options: synOptions, port: newPort, to: 9999)
         XCTAssertEqual(other.verdict, .forward)
@@ -617,7 +617,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
 
     func testAConnectionNobodyOpensAgainIsClosedTowardItsEndServer() throws {
         let slot = try playOldGuest()
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         wrapper.splicer.tick(now: start + wrapper.splicer.reopenBoundNanos, sink: sink)
         XCTAssertEqual(sink.takeAll(), 0, "not before the bound")
         wrapper.splicer.tick(now: start + wrapper.splicer.reopenBoundNanos + 1, sink: sink)
@@ -643,7 +643,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
 
     func testAnUnclaimedConnectionWhoseEndServerLacksBytesIsReset() throws {
         _ = try playOldGuest(endServerAcksRequest: false)
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         wrapper.splicer.tick(now: start + wrapper.splicer.reopenBoundNanos + 1, sink: sink)
         let rst = try XCTUnwrap(try sink.takeClients().first)
         XCTAssertEqual(rst.flags, [.rst, .ack])
@@ -703,10 +703,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         XCTAssertEqual(log.clientBytes(slot), backendResponse)
 
         // The proxy answers the client, which acknowledges it: the client's exchange is done…
-        let answer = Array("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".utf8)
-        let requestEnd = clientISN &+ 1 &+ UInt32(clientRequest.count)
-        XCTAssertEqual(try service(serviceISN &+ 1, requestEnd, [.ack, .psh], answer), .forward)
-        XCTAssertEqual(try client(requestEnd, serviceISN &+ 1 &+ UInt32(answer.count), .ack), .forward)
+        try finishClientExchange()
         // … and the next sweep trims the proxy's exchange.
         wrapper.sweep(now: start + 1_000_000_000)
         let record = log.current(slot)
@@ -720,7 +717,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         // A failover: the connection waits between exchanges. The new guest's connection has
         // nothing of it to re-send: its request is a new one, on a new connection, and the
         // waiting one is closed toward the end server once nobody claimed it.
-        wrapper.splicer.begin(now: start, sink: sink)
+        replayTheEndServerConnections()
         _ = sink.takeAll()
         try openNew(answering: synOptions)
         let next = try deliverFrame(
@@ -747,17 +744,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
                 try setUpWithError()
             }
             try openClientExchange()
-            let backendRequest = Array("GET /a HTTP/1.1\r\nHost: 10.77.0.1:9000\r\nConnection: close\r\n\r\n".utf8)
-            let backendAnswer = Array("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".utf8)
-            let end = guestISN &+ 1 &+ UInt32(backendRequest.count)
-            let answerEnd = endISN &+ 1 &+ UInt32(backendAnswer.count)
-            XCTAssertEqual(try play(true, guestISN, 0, .syn), .forward)
-            XCTAssertEqual(try play(false, endISN, guestISN &+ 1, [.syn, .ack]), .forward)
-            XCTAssertEqual(try play(true, guestISN &+ 1, endISN &+ 1, [.ack, .psh], backendRequest), .forward)
-            XCTAssertEqual(try play(false, endISN &+ 1, end, [.ack, .psh, .fin], backendAnswer), .forward)
-            XCTAssertEqual(try play(true, end, answerEnd &+ 1, [.ack, .fin]), .forward)
-            XCTAssertEqual(try play(false, answerEnd &+ 1, end &+ 1, .ack), .forward)
-            let slot = try XCTUnwrap(log.lookup(loggedKey), "ended, but kept: the client's exchange is in flight")
+            let (slot, backendRequest, backendAnswer) = try playEndedBackEndConnection()
             wrapper.sweep(now: start + 2_000_000_000)
             XCTAssertNotNil(log.lookup(loggedKey), "still kept after a sweep")
             if restarted {
@@ -767,7 +754,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
             }
             _ = sink.takeAll()
             if replays {
-                wrapper.splicer.begin(now: start, sink: sink)
+                replayTheEndServerConnections()
                 _ = sink.takeAll()
                 try openNew(answering: synOptions)
                 XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: backendRequest), .drop)
@@ -780,21 +767,76 @@ final class OutgoingReplayTests: HandPlayedTestCase {
             }
             // The proxy answers its client, which acknowledges it: the exchange is done, and
             // the next sweep frees the kept record.
-            let answer = Array("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".utf8)
-            let clientEnd = clientISN &+ 1 &+ UInt32(clientRequest.count)
-            for (fromGuest, seq, ack, flags, payload) in [
-                (true, serviceISN &+ 1, clientEnd, TCPFlags([.ack, .psh]), answer),
-                (false, clientEnd, serviceISN &+ 1 &+ UInt32(answer.count), TCPFlags.ack, []),
-            ] {
-                XCTAssertEqual(
-                    try deliverFrame(
-                        fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload, port: 8090,
-                        to: clientPort
-                    ).verdict, .forward)
-            }
+            try finishClientExchange()
             wrapper.sweep(now: start + 4_000_000_000)
             XCTAssertNil(log.lookup(loggedKey), "freed once no client exchange that may have caused it is in flight")
         }
+    }
+
+    /// The back-end connection of a client exchange, played to its end (both FINs): kept while
+    /// that exchange is in flight. Returns its slot, its request and its answer.
+    private func playEndedBackEndConnection() throws -> (Slot, [UInt8], [UInt8]) {
+        let backendRequest = Array("GET /a HTTP/1.1\r\nHost: 10.77.0.1:9000\r\nConnection: close\r\n\r\n".utf8)
+        let backendAnswer = Array("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".utf8)
+        let end = guestISN &+ 1 &+ UInt32(backendRequest.count)
+        let answerEnd = endISN &+ 1 &+ UInt32(backendAnswer.count)
+        XCTAssertEqual(try play(true, guestISN, 0, .syn), .forward)
+        XCTAssertEqual(try play(false, endISN, guestISN &+ 1, [.syn, .ack]), .forward)
+        XCTAssertEqual(try play(true, guestISN &+ 1, endISN &+ 1, [.ack, .psh], backendRequest), .forward)
+        XCTAssertEqual(try play(false, endISN &+ 1, end, [.ack, .psh, .fin], backendAnswer), .forward)
+        XCTAssertEqual(try play(true, end, answerEnd &+ 1, [.ack, .fin]), .forward)
+        XCTAssertEqual(try play(false, answerEnd &+ 1, end &+ 1, .ack), .forward)
+        _ = sink.takeAll()
+        return (
+            try XCTUnwrap(log.lookup(loggedKey), "kept: its client exchange is in flight"), backendRequest,
+            backendAnswer
+        )
+    }
+
+    /// A client asks again for what it had before the failure (ci, 2026-12-06: two keep-alive
+    /// sessions' requests, the same bytes as those of an earlier test's sessions, were answered
+    /// from the ended back-end connections the log still kept, and never reached the end
+    /// server). The exchange the replay re-ran is done and the new one began after the failure:
+    /// the new guest's request is a new one and goes to the end server; at the next sweep the
+    /// kept record stops waiting, as nothing can re-send it any more.
+    func testTheSameRequestAfterTheFailoverReachesTheEndServer() throws {
+        try openClientExchange()
+        let (slot, backendRequest, _) = try playEndedBackEndConnection()
+        wrapper.beginReplay(now: start, sink: sink) { self.log.current($0).guestInitiated }
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .awaitingReopen, "its client exchange may re-send it")
+        try finishClientExchange()
+        let again = clientISN &+ 1 &+ UInt32(clientRequest.count)
+        XCTAssertEqual(
+            try deliverFrame(
+                fromGuest: false, seq: again, ack: serviceISN &+ 1 &+ UInt32(proxyAnswer.count), flags: [.ack, .psh],
+                payload: clientRequest, port: 8090, to: clientPort
+            ).verdict, .forward)
+        try openNew(answering: synOptions)
+        XCTAssertEqual(
+            try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: backendRequest), .forward,
+            "a new request: to the end server")
+        XCTAssertEqual(try sink.takeClients().count, 0, "nothing reset toward the end server")
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .awaitingReopen)
+        wrapper.sweep(now: start + 2_000_000_000)
+        wrapper.splicer.tick(now: start + 2_000_000_001, sink: sink)
+        XCTAssertNil(log.lookup(loggedKey), "freed long before the bound: nothing can re-send it")
+        XCTAssertEqual(wrapper.splicer.replayTotals.unclaimed, 1)
+    }
+
+    /// The same, when the exchange that caused the ended connection was done before the failure
+    /// and the sweep had not come yet: the replay starts by freeing what no exchange in flight
+    /// can re-send, so it never waits.
+    func testAReplayStartsWithoutWhatNoExchangeInFlightCanReSend() throws {
+        try openClientExchange()
+        let (slot, backendRequest, _) = try playEndedBackEndConnection()
+        try finishClientExchange()
+        XCTAssertNotNil(log.lookup(loggedKey), "kept until the next sweep")
+        wrapper.beginReplay(now: start, sink: sink) { self.log.current($0).guestInitiated }
+        XCTAssertNil(log.lookup(loggedKey), "freed as the replay starts")
+        XCTAssertNotEqual(wrapper.splicer.phase(of: slot), .awaitingReopen)
+        try openNew(answering: synOptions)
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: backendRequest), .forward)
+        XCTAssertEqual(try sink.takeClients().count, 0)
     }
 
     // MARK: Helpers
@@ -809,6 +851,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// request (of two lengths, as `seed=9` and `seed=10` make; a POST of `body` bytes, sent in
     /// segments of 1400, when `body` is set), its own answer, and its own TSval offset.
     private func playOlds(_ count: Int, body: Int = 0) throws -> [Old] {
+        try openClientExchangeOnce()
         var olds: [Old] = []
         for index in 0..<count {
             let factor = index + 3
@@ -850,6 +893,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// A second connection of the old guest to the same end server (port 41001), its request
     /// answered with 1500 bytes.
     private func playOtherOldConnection() throws -> (Slot, [UInt8], [UInt8]) {
+        try openClientExchangeOnce()
         let otherPort: UInt16 = 41001
         let otherGuestISN: UInt32 = 0x0100_0000
         let otherEndISN: UInt32 = 0x5500_0000
@@ -896,6 +940,23 @@ final class OutgoingReplayTests: HandPlayedTestCase {
             .forward)
     }
 
+    private let proxyAnswer = Array("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".utf8)
+
+    /// The proxy answers the exchange `openClientExchange` began, and the client acknowledges
+    /// all of it: the exchange is done.
+    private func finishClientExchange() throws {
+        let clientEnd = clientISN &+ 1 &+ UInt32(clientRequest.count)
+        for (fromGuest, seq, ack, flags, payload) in [
+            (true, serviceISN &+ 1, clientEnd, TCPFlags([.ack, .psh]), proxyAnswer),
+            (false, clientEnd, serviceISN &+ 1 &+ UInt32(proxyAnswer.count), TCPFlags.ack, []),
+        ] {
+            XCTAssertEqual(
+                try deliverFrame(
+                    fromGuest: fromGuest, seq: seq, ack: ack, flags: flags, payload: payload, port: 8090, to: clientPort
+                ).verdict, .forward)
+        }
+    }
+
     /// A client asks the guest's proxy (port 8090, HTTP) for something: its exchange is in flight.
     private func openClientExchange() throws {
         func client(_ seq: UInt32, _ ack: UInt32, _ flags: TCPFlags, _ payload: [UInt8] = []) throws {
@@ -911,6 +972,21 @@ final class OutgoingReplayTests: HandPlayedTestCase {
             ).verdict, .forward)
         try client(clientISN &+ 1, serviceISN &+ 1, .ack)
         try client(clientISN &+ 1, serviceISN &+ 1, [.ack, .psh], clientRequest)
+    }
+
+    /// A failover's replay of the guest's connections to the end server. The client connection
+    /// whose exchange caused them stays out of it (its replay is SplicerTests' subject, and
+    /// its frames would mix with theirs here), its exchange still in flight.
+    private func replayTheEndServerConnections() {
+        wrapper.splicer.begin(now: start, sink: sink) { self.log.current($0).guestInitiated }
+    }
+
+    /// The client exchange that made the guest open its connections to the end server: a
+    /// replay re-runs it, and only its back-end requests may be re-sent as logged ones.
+    private func openClientExchangeOnce() throws {
+        let key = FlowKey(
+            clientAddress: endServer.rawValue, clientPort: clientPort, serverAddress: guest.rawValue, serverPort: 8090)
+        if log.lookup(key) == nil { try openClientExchange() }
     }
 
     private func slot(of old: Old) throws -> Slot {
@@ -938,6 +1014,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// The old guest opens its connection, sends the request; the end server acknowledges it
     /// (unless told not to) and answers 4000 bytes, 2500 of which the guest acknowledges.
     private func playOldGuest(endServerAcksRequest: Bool = true) throws -> Slot {
+        try openClientExchangeOnce()
         XCTAssertEqual(try deliver(fromGuest: true, seq: guestISN, ack: 0, flags: .syn, options: synOptions), .forward)
         XCTAssertNil(log.lookup(loggedKey), "nothing is logged before the end server answers")
         XCTAssertEqual(
