@@ -70,6 +70,8 @@ public struct PairConfig: Sendable, Codable, Equatable {
     /// The takeover under way: which guest failed and why, for a daemon that finishes it after
     /// this one was killed (libvirt shows a fenced primary only as paused).
     public var recoveryCausePath: String { "\(runDirectory)/recovery.json" }
+    /// The recoveries filed so far (their count and the last one): a restarted daemon reports them.
+    public var filedRecoveriesPath: String { "\(runDirectory)/recoveries.json" }
     public static let logDirectory = "/var/log/ftvm"
     public var daemonLogPath: String { "\(Self.logDirectory)/\(name)-daemon.log" }
     public var domainPrefix: String { "ftvm-\(name)-" }

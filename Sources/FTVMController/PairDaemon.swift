@@ -275,6 +275,7 @@ public final class PairDaemon: Sendable {
             state.nextGeneration = (inherited.map(\.generation).max() ?? 0) + 1
         }
         leftovers.forEach { remove($0) }
+        takeUpFiledRecoveries()
         if let serving, let upgrade, let source = upgradeSource(of: upgrade) {
             finishUpgrade(from: serving, backup: backup, to: upgrade, source: source)
             return
@@ -561,7 +562,9 @@ public enum PairCleanup {
         ClientNetwork.remove(config: config)
         GuestTaps.removeAll(pair: config.name)
         Overlays.removeAll(config: config)
-        for file in [config.controlSocketPath, config.pidFilePath, config.recoveryCausePath] {
+        for file in [
+            config.controlSocketPath, config.pidFilePath, config.recoveryCausePath, config.filedRecoveriesPath,
+        ] {
             try? FileManager.default.removeItem(atPath: file)
         }
     }

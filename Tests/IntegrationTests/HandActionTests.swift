@@ -136,6 +136,16 @@ final class HandActionTests: SharedPairTestCase {
             "the finished recovery keeps the cause that started it: \(recovery)")
         let running = try Harness.pairDomains(pair).filter { $0.value == "running" }
         XCTAssertEqual(running.count, 1, "one guest of the pair runs: \(running)")
+
+        // Killed again once it is filed, the next daemon still reports it.
+        let filed = try Harness.status(pair)
+        killDaemon(try daemonPID())
+        try Harness.ftvm(["up", "--name", pair])
+        let after = try Harness.status(pair)
+        XCTAssertEqual(after["recoveries"] as? Int, filed["recoveries"] as? Int)
+        XCTAssertEqual(
+            after["lastRecovery"] as? NSDictionary, filed["lastRecovery"] as? NSDictionary,
+            "a restarted daemon reports the recovery the dead one filed")
     }
 
     /// A download runs; the daemon is SIGKILLed; `byHand` changes the guests while no daemon

@@ -42,6 +42,7 @@ extension PairDaemon {
                 return (actions, actions.contains(.markReprotected) ? state.markReprotected(at: now) : nil)
             }
             if let reprotection { report(reprotection) }
+            if case .recovery = reprotection { fileRecoveries() }
             for action in actions {
                 if case .refuse(let why) = action {
                     refusal = why
@@ -105,6 +106,7 @@ extension PairDaemon {
                     state.lastRecovery?.error = "re-protection failed: \(reason)"
                 }
             }
+            fileRecoveries()
         case .bootUpgradeGuest:
             startUpgradeGuest()
         case .beginDrain(let domain):

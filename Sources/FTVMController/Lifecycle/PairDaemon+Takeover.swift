@@ -39,6 +39,36 @@ extension PairDaemon {
         }
     }
 
+    /// What `ftvm status` says of the recoveries so far, as `filedRecoveriesPath` keeps it.
+    struct FiledRecoveries: Codable {
+        var count: Int
+        var last: RecoveryRecord?
+    }
+
+    /// Keeps the recoveries filed so far where a restarted daemon finds them (a few microseconds
+    /// on tmpfs, after each change): its status must not forget a takeover the dead one finished.
+    func fileRecoveries() {
+        let filed = state.withLock { FiledRecoveries(count: $0.recoveries, last: $0.lastRecovery) }
+        if let data = try? JSONEncoder().encode(filed) {
+            try? data.write(to: URL(fileURLWithPath: config.filedRecoveriesPath), options: .atomic)
+        }
+    }
+
+    /// The recoveries a previous daemon of this pair filed, taken up on adoption.
+    func takeUpFiledRecoveries() {
+        guard let data = FileManager.default.contents(atPath: config.filedRecoveriesPath),
+            let filed = try? JSONDecoder().decode(FiledRecoveries.self, from: data)
+        else { return }
+        state.withLock { state in
+            state.recoveries = filed.count
+            state.lastRecovery = filed.last
+            if var last = filed.last, !last.reprotected {
+                last.notes = (last.notes ?? []) + ["its daemon died before the pair was protected again"]
+                state.lastRecovery = last
+            }
+        }
+    }
+
     /// The takeover under way, as `recoveryCausePath` keeps it: the failed guest, the cause, and
     /// the serial of the last connection logged before the cut-off.
     struct RecordedCause: Codable {
@@ -135,6 +165,7 @@ extension PairDaemon {
             return (recovery.record, recovery.timer.start)
         }
         try? FileManager.default.removeItem(atPath: config.recoveryCausePath)
+        fileRecoveries()
         guard let (record, start) = filed else { return }
         if let replay = record.replay, replay.pending > 0, let report = relay.replayReport {
             followLateReplay(of: record, startedAt: report.startedNanos, since: start)
@@ -165,6 +196,7 @@ extension PairDaemon {
                     return true
                 }
                 guard current else { return }
+                fileRecoveries()
                 logger.notice(
                     "replay done after the takeover was filed",
                     metadata: [
