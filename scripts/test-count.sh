@@ -19,7 +19,6 @@ allowed_skips=(
   "BenchmarkTests.testBodyThroughput|an opt-in benchmark: FTVM_HTTP_BENCH=1"
   "BenchmarkTests.testHeadThroughput|an opt-in benchmark: FTVM_HTTP_BENCH=1"
   "RelayServerTests.testProxiedSessionsAcrossADaemonKilledInATakeover|a known weak point, run by hand: FTVM_KNOWN_WEAK=1 (docs/relay-servers.md, Weak points)"
-  "RelayServerTests.testProxiedSessionsAcrossQEMUKill|a known weak point, run by hand: FTVM_KNOWN_WEAK=1 (docs/relay-servers.md, Weak points)"
   "RelayServerTests.testNginxProxyDownloadAcrossKernelPanic|a known weak point, run by hand: FTVM_KNOWN_WEAK=1 (docs/relay-servers.md, Weak points)"
   "LibvirtDomainIntegrationTests.testGuestPanicIsReportedAndPreserved|opt-in: needs a kernel and an initrd that panics (FTVM_TEST_PANIC_KERNEL, FTVM_TEST_PANIC_INITRD); FailoverTests.testKernelPanic covers pvpanic with the real image"
 )
