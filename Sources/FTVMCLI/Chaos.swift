@@ -256,8 +256,7 @@ struct Chaos: ParsableCommand {
             }
         case "daemon-kill":
             note = try killDaemonDuringATakeover(before)
-            // The next daemon counts recoveries from 0; the one it finished (if the kill landed
-            // inside the takeover) is its last.
+            // The takeover's record, whether the dead daemon filed it or the next one finished it.
             recovery = try waitUntilProtected().lastRecovery
         default:
             guard let injected = Fault(rawValue: fault) else { throw CommandFailure("unknown fault \(fault)") }

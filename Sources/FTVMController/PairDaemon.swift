@@ -162,6 +162,8 @@ public final class PairDaemon: Sendable {
         }
         do {
             if inherited.isEmpty {
+                // (A new pair: what an earlier one of this name filed is not its history.)
+                try? FileManager.default.removeItem(atPath: config.filedRecoveriesPath)
                 try bringUp()
             } else {
                 try adopt()
