@@ -57,6 +57,8 @@ package final class Splicer: @unchecked Sendable {
         var serial: UInt64 = 0
         /// In `.handshaking`: whether its fake SYN went out (at most `handshakeWindow` at a time).
         var synSent = false
+        /// The new guest answered a fake SYN with a RST once already.
+        var synRefused = false
         var translation = Translation(sequenceDelta: 0, timestampDelta: 0, servingWindowScale: 0)
         /// The window scale the client was told in the original SYN/ACK.
         var clientViewWindowScale: UInt8 = 0
@@ -515,7 +517,18 @@ package final class Splicer: @unchecked Sendable {
         guard record.serverISN != nil else { return }
         let flags = segment.flags
         if flags.contains(.rst) {
-            resetConnection(slot, .synRefused, reason: "the new guest refused the replayed SYN", sink: sink)
+            // Once, the refusal may be a half-open connection an earlier replay into this guest
+            // left (a killed daemon's, whose SYN had another ISN: its range resume moved it back).
+            // Linux answers a SYN of another ISN on it with a RST that also drops it.
+            guard splices[slot.index].synRefused else {
+                splices[slot.index].synRefused = true
+                sendSYN(record, splices[slot.index], sink: sink)
+                logger.info(
+                    "the new guest refused the replayed SYN once (a half-open connection of an earlier replay): SYN again",
+                    metadata: ["connection": "\(record.key)"])
+                return
+            }
+            resetConnection(slot, .synRefused, reason: "the new guest refused the replayed SYN twice", sink: sink)
             return
         }
         if !flags.contains(.syn), flags.contains(.ack), splices[slot.index].ports == nil {

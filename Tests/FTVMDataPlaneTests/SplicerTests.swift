@@ -464,6 +464,42 @@ final class SplicerTests: HandPlayedTestCase {
         XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
     }
 
+    /// A daemon killed mid-replay left the backup a half-open connection from a fake SYN of
+    /// another ISN (its range resume moved the ISN back; the next daemon, without the response
+    /// heads, regenerates). Linux answers the next SYN with a RST that drops it: the replay sends
+    /// the SYN once more, and resets the connection only when the guest refuses that one too.
+    func testARefusedFakeSYNIsSentOnceMore() throws {
+        for refusals in [1, 2] {
+            if refusals > 1 {
+                tearDown()
+                try setUpWithError()
+            }
+            let slot = try playPrimary()
+            wrapper.splicer.begin(now: start, sink: sink)
+            XCTAssertEqual(try sink.takeGuest().map(\.flags), [.syn])
+            for refusal in 1...refusals {
+                XCTAssertEqual(
+                    try deliver(fromClient: false, seq: 0, ack: clientISN &+ 1, flags: [.rst, .ack]).verdict, .drop)
+                if refusal == 1 {
+                    let again = try sink.takeGuest()
+                    XCTAssertEqual(again.map(\.flags), [.syn], "the SYN again")
+                    XCTAssertEqual(again.first?.seq, clientISN)
+                    XCTAssertEqual(wrapper.splicer.phase(of: slot), .handshaking)
+                }
+            }
+            if refusals == 2 {
+                XCTAssertEqual(wrapper.splicer.latestReport.reset, 1, "refused twice: reset")
+                continue
+            }
+            _ = try answerSYN(isn: backupISN)
+            for offset in stride(from: 0, to: 3000, by: 1000) {
+                _ = try regenerate(from: offset, count: 1000, isn: backupISN)
+            }
+            XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+            XCTAssertEqual(wrapper.splicer.latestReport.reset, 0)
+        }
+    }
+
     func testTickReinjectsWhatTheBackupDidNotAcknowledge() throws {
         let slot = try playPrimary()
         wrapper.splicer.begin(now: start, sink: sink)
