@@ -193,7 +193,9 @@ final class UpgradeTests: PairTestCase {
     /// serves, protected by a backup of the new image.
     func testADaemonKilledMidUpgradeIsFinishedByTheNextDaemon() throws {
         try Harness.ftvm(["up", "--name", pair])
-        let pinned = try Harness.Download(pair: pair, size: 40_000_000, seed: 21, rate: "2M")
+        // 30 s at 2 MiB/s: still pinned after a slow boot of the new guest (11 s seen on a busy
+        // host, where 40 MB ended with the drain before the kill and the kill hit the hand-over).
+        let pinned = try Harness.Download(pair: pair, size: 64_000_000, seed: 21, rate: "2M")
         sleep(2)
         let cli = Process()
         cli.executableURL = URL(fileURLWithPath: Harness.ftvm)
@@ -217,6 +219,9 @@ final class UpgradeTests: PairTestCase {
             "the download is pinned to the old primary")
         let taken = try Harness.Download(pair: pair, size: 20_000_000, seed: 22, rate: "2M")
         sleep(2)
+        XCTAssertEqual(
+            (try Harness.status(pair)["upgrade"] as? [String: Any])?["step"] as? String, "draining",
+            "still draining when the kill comes")
         XCTAssertEqual(kill(daemon, SIGKILL), 0)
         while kill(daemon, 0) == 0 { usleep(10_000) }
         XCTAssertTrue(pinned.process.isRunning && taken.process.isRunning, "both downloads are in flight")
