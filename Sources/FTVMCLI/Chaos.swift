@@ -15,7 +15,8 @@ struct Chaos: ParsableCommand {
             Each round waits for the pair to be protected, starts --parallel paced downloads of the \
             --url resources (from --client-netns), --uploads paced uploads to --upload-url (a digest \
             endpoint), --sessions keep-alive sessions of --session-requests requests each (every answer \
-            checked, all on one connection), and a stream of small requests (HEAD of --request-url), puts one fault in at a \
+            checked, all on one connection), --pipelined sessions whose requests are all written at \
+            once (HTTP/1.1 pipelining), and a stream of small requests (HEAD of --request-url), puts one fault in at a \
             random moment, and checks every transfer: ok (byte-exact download, or the upload's digest \
             answered), reset, cut short, or WRONG BYTES (never acceptable), and every request's answer. \
             Each resource is fetched twice before the campaign to take its SHA-256; one that answers \
@@ -85,6 +86,13 @@ struct Chaos: ParsableCommand {
     @Option(name: .long, help: "Requests in each keep-alive session.")
     var sessionRequests = 6
 
+    @Option(
+        name: .long,
+        help:
+            "Pipelined sessions in each round: one connection each, its --session-requests requests written at once (HTTP/1.1 pipelining), the answers read in order, paced (the --url resources must then be on one http://A.B.C.D server)."
+    )
+    var pipelined = 1
+
     @Flag(name: .long, help: "One JSON object per round, then the summary.")
     var json = false
 
@@ -92,6 +100,15 @@ struct Chaos: ParsableCommand {
     var plan = false
 
     static let extraFaults = ["daemon-kill", "upgrade"]
+
+    /// A rate as curl's `--limit-rate` takes it (bytes, or with K, M or G: powers of 1024).
+    static func bytesPerSecond(_ rate: String) -> Int? {
+        let units: [Character: Int] = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30]
+        guard let last = rate.lowercased().last else { return nil }
+        let (digits, unit) = units[last].map { (rate.dropLast(), $0) } ?? (Substring(rate), 1)
+        guard let value = Int(digits), value > 0 else { return nil }
+        return value * unit
+    }
 
     /// Rounds planned: `--count`, or 10, or (with `--minutes` alone) as many as fit.
     var rounds: Int { count ?? (minutes == nil ? 10 : 100_000) }
@@ -107,6 +124,19 @@ struct Chaos: ParsableCommand {
         guard (1...64).contains(parallel) else { throw ValidationError("--parallel must be 1-64") }
         guard (0...16).contains(sessions) else { throw ValidationError("--sessions must be 0-16") }
         guard (1...1000).contains(sessionRequests) else { throw ValidationError("--session-requests must be 1-1000") }
+        guard (0...16).contains(pipelined) else { throw ValidationError("--pipelined must be 0-16") }
+        guard Self.bytesPerSecond(rate) != nil else {
+            throw ValidationError("--rate must be a byte rate as curl takes it: 500K, 2M, 1048576")
+        }
+        if pipelined > 0, !urls.isEmpty {
+            let targets = urls.compactMap(Pipeline.Target.init)
+            guard targets.count == urls.count,
+                targets.allSatisfy({ $0.address == targets[0].address && $0.port == targets[0].port })
+            else {
+                throw ValidationError(
+                    "--pipelined needs every --url on one http://A.B.C.D[:PORT] server (or --pipelined 0)")
+            }
+        }
         _ = try faultList()
     }
 
@@ -227,13 +257,20 @@ struct Chaos: ParsableCommand {
                 resources: (0..<sessionRequests).map { sessionResources[(index + $0) % sessionResources.count] },
                 netns: netns, rate: rate)
         }
+        let pipelines = (0..<pipelined).map { index in
+            PipelinedSession(
+                resources: (0..<sessionRequests).map { sessionResources[(index + $0) % sessionResources.count] },
+                netns: netns, bytesPerSecond: Self.bytesPerSecond(rate) ?? 1 << 21)
+        }
         for download in downloads { try download.start() }
         for upload in uploads { try upload.start() }
         for session in sessions { try session.start() }
+        for pipeline in pipelines { try pipeline.start() }
         defer {
             downloads.forEach { $0.stop() }
             uploads.forEach { $0.stop() }
             sessions.forEach { $0.stop() }
+            pipelines.forEach { $0.stop() }
         }
         let requests = RequestLoop(url: requestURL ?? resources[0].url, netns: netns)
         requests.start()
@@ -264,7 +301,9 @@ struct Chaos: ParsableCommand {
             let recoveries = before.recoveries
             recovery = try waitFor("the recovery", seconds: 120) { $0.recoveries > recoveries }.lastRecovery
         }
-        let outcomes = downloads.map { $0.finish() } + uploads.map { $0.finish() } + sessions.map { $0.finish() }
+        let outcomes =
+            downloads.map { $0.finish() } + uploads.map { $0.finish() } + sessions.map { $0.finish() }
+            + pipelines.map { $0.finish() }
         let answered = requests.finish()
         var result = RoundResult(
             round: number, fault: fault, outcomes: outcomes, recovery: recovery, protectedAfterSeconds: protectedAfter,
@@ -576,6 +615,52 @@ final class Session {
     }
 }
 
+/// One pipelined session of a round: `ftvm pipeline` (this executable) in the clients' namespace
+/// writes every request at once on one connection and reads the answers in order, paced; each
+/// answer is verified like a download. A reset anywhere counts the session as reset.
+final class PipelinedSession {
+    let resources: [Resource]
+    let netns: String
+    let bytesPerSecond: Int
+    let prefix = NSTemporaryDirectory() + "ftvm-chaos-pipeline-\(UUID().uuidString)"
+    private var process: Process?
+
+    init(resources: [Resource], netns: String, bytesPerSecond: Int) {
+        self.resources = resources
+        self.netns = netns
+        self.bytesPerSecond = bytesPerSecond
+    }
+
+    func start() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        process.arguments =
+            ["ip", "netns", "exec", netns, executable, "pipeline", "--rate", "\(bytesPerSecond)", "--output", prefix]
+            + resources.map(\.url)
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+    }
+
+    /// Waits for the client and judges the session: every answer byte-exact.
+    func finish() -> Download.Outcome {
+        guard let process else { return .failed }
+        process.waitUntilExit()
+        let files = resources.indices.map { "\(prefix).\($0)" }
+        defer { files.forEach { try? FileManager.default.removeItem(atPath: $0) } }
+        guard process.terminationStatus == 0 else { return Download.outcome(curlExit: process.terminationStatus) }
+        let outcomes = zip(resources, files).map { resource, file in
+            (try? Digest(file: file)).map { resource.matches($0) ? Download.Outcome.ok : .wrong } ?? .failed
+        }
+        return outcomes.contains(.wrong) ? .wrong : outcomes.first { $0 != .ok } ?? .ok
+    }
+
+    func stop() {
+        if let process, process.isRunning { process.terminate() }
+    }
+}
+
 /// Small requests (HEAD), one after another, while a round's downloads run: a request-rate load,
 /// and new connections whose SYNs a dead data path leaves unanswered (how a stuck NIC shows when
 /// the downloads' clients only acknowledge). Each answer must be a 2xx.
@@ -746,7 +831,7 @@ struct Summary: Codable {
                     + "\(ms(row.takeoverP50))/\(ms(row.takeoverMax))".padding(19, right: true))
         }
         print(
-            "verdict: \(passed ? "PASS" : "FAIL") — \(connections) transfers (downloads, uploads, sessions) and \(requests) requests, \(lost) lost (\(wrong) with wrong bytes), \(recoveryErrors) recoveries with errors; seed \(seed)"
+            "verdict: \(passed ? "PASS" : "FAIL") — \(connections) transfers (downloads, uploads, sessions, pipelined sessions) and \(requests) requests, \(lost) lost (\(wrong) with wrong bytes), \(recoveryErrors) recoveries with errors; seed \(seed)"
         )
     }
 }

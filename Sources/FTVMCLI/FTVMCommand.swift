@@ -11,7 +11,7 @@ public struct FTVMCommand: ParsableCommand {
         subcommands: [
             Up.self, Protect.self, Unprotect.self, Status.self, Watch.self, Connections.self, Inject.self,
             Failover.self,
-            Upgrade.self, Chaos.self, Down.self, Daemon.self, Bench.self,
+            Upgrade.self, Chaos.self, Down.self, Daemon.self, Bench.self, Pipeline.self,
         ])
 
     public init() {}

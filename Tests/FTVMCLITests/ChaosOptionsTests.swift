@@ -24,11 +24,49 @@ final class ChaosOptionsTests: XCTestCase {
             (["--upload-mib", "0"], "--upload-mib must be 1-1024"),
             (["--sessions", "17"], "--sessions must be 0-16"),
             (["--session-requests", "0"], "--session-requests must be 1-1000"),
+            (["--pipelined", "17"], "--pipelined must be 0-16"),
+            (["--rate", "2X"], "--rate must be a byte rate"),
+            (["--url", "http://10.0.0.1/a", "--url", "http://10.0.0.2/b"], "--pipelined needs every --url on one"),
+            (["--url", "http://example.org/a"], "--pipelined needs every --url on one"),
         ] {
             XCTAssertThrowsError(try Chaos.parse(["--name", "demo"] + arguments), "\(arguments)") { error in
                 XCTAssertTrue(Chaos.message(for: error).contains(reason), "\(arguments): \(Chaos.message(for: error))")
             }
         }
+    }
+
+    func testRatesAreReadAsCurlReadsThem() {
+        XCTAssertEqual(Chaos.bytesPerSecond("2M"), 2 << 20)
+        XCTAssertEqual(Chaos.bytesPerSecond("500k"), 500 << 10)
+        XCTAssertEqual(Chaos.bytesPerSecond("1048576"), 1_048_576)
+        XCTAssertEqual(Chaos.bytesPerSecond("1G"), 1 << 30)
+        for bad in ["", "M", "0", "-2M", "2.5M", "2MB"] { XCTAssertNil(Chaos.bytesPerSecond(bad), bad) }
+        XCTAssertNoThrow(
+            try Chaos.parse(["--name", "demo", "--url", "http://10.0.0.1/a", "--url", "http://10.0.0.1:80/b"]),
+            "one server: pipelined sessions can ask it")
+        XCTAssertNoThrow(
+            try Chaos.parse(["--name", "demo", "--pipelined", "0", "--url", "https://example.org/a"]),
+            "no pipelined session: any URL")
+    }
+
+    /// A pipelined session's client: its URLs, and every request written at once, the last one
+    /// closing the connection.
+    func testAPipelinedSessionAsksForEveryURLAtOnce() throws {
+        let targets = try ["http://10.77.0.2/bytes/5", "http://10.77.0.2:8081/big.bin?x=1"].map {
+            try XCTUnwrap(Pipeline.Target($0))
+        }
+        XCTAssertEqual(targets.map(\.port), [80, 8081])
+        XCTAssertEqual(targets.map(\.path), ["/bytes/5", "/big.bin?x=1"])
+        XCTAssertEqual(Pipeline.Target("http://10.77.0.2")?.path, "/")
+        for bad in ["https://10.77.0.2/", "http://host.example/", "http://10.77.0.2:99999/", "ftp://10.0.0.1/"] {
+            XCTAssertNil(Pipeline.Target(bad), bad)
+        }
+        XCTAssertEqual(
+            String(decoding: Pipeline.requests(targets), as: UTF8.self),
+            "GET /bytes/5 HTTP/1.1\r\nHost: 10.77.0.2:80\r\n\r\n"
+                + "GET /big.bin?x=1 HTTP/1.1\r\nHost: 10.77.0.2:8081\r\nConnection: close\r\n\r\n")
+        XCTAssertThrowsError(
+            try Pipeline.parse(["--rate", "10", "--output", "/tmp/x", "http://10.0.0.1/a", "http://10.0.0.2/b"]))
     }
 
     func testTheProgressLineSaysTheRoundTheFaultAndTheTime() {

@@ -26,17 +26,18 @@ final class ChaosTests: PairTestCase {
         XCTAssertEqual(objects.count, 7, "one object per fault, then the summary: \(campaign.stdout)")
         XCTAssertEqual(objects.prefix(6).compactMap { $0["fault"] as? String }, planned, "the seed's faults, in order")
         for round in objects.prefix(6) {
-            // Three downloads, one upload to the demo's /sha256 (the default there) and one
-            // keep-alive session of six requests on one connection.
+            // Three downloads, one upload to the demo's /sha256 (the default there), one
+            // keep-alive session of six requests on one connection, and one pipelined session of
+            // six requests written at once.
             XCTAssertEqual(
-                round["ok"] as? Int, 5,
-                "every download and answer byte-exact, the upload's digest right, the session on one connection: \(round)"
+                round["ok"] as? Int, 6,
+                "every download and answer byte-exact, the upload's digest right, the sessions on one connection: \(round)"
             )
         }
         let summary = try XCTUnwrap(objects.last)
         XCTAssertEqual(summary["passed"] as? Bool, true, "\(summary)")
         XCTAssertEqual(summary["wrong"] as? Int, 0, "\(summary)")
-        XCTAssertEqual(summary["connections"] as? Int, 30, "\(summary)")
+        XCTAssertEqual(summary["connections"] as? Int, 36, "\(summary)")
     }
 
     func testAResourceThatCannotBeReplayedFailsTheVerdict() throws {
@@ -46,7 +47,7 @@ final class ChaosTests: PairTestCase {
             // into it, so it lasts longer than 0.6 s. With 0.05, a round of two resets over in
             // under 3 s was followed by a second.)
             Harness.ftvm, "chaos", "--name", pair, "--minutes", "0.01", "--faults", "kernel-panic", "--parallel", "2",
-            "--sessions", "0", "--url", "http://\(Harness.serviceAddress)/random/16000000",
+            "--sessions", "0", "--pipelined", "0", "--url", "http://\(Harness.serviceAddress)/random/16000000",
         ])
         print("chaos-random: \(campaign.combined)")
         XCTAssertNotEqual(campaign.status, 0, "a lost download fails the verdict: \(campaign.combined)")
