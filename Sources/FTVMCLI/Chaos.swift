@@ -226,6 +226,7 @@ struct Chaos: ParsableCommand {
             } else {
                 print(result.line)
             }
+            fflush(nil)  // each round as it ends, into a file or a pipe too
         }
         let summary = Summary(seed: seed, results: results)
         if json {
