@@ -142,7 +142,8 @@ let package = Package(
             ]),
         .testTarget(name: "FTVMSystemdTests", dependencies: ["FTVMSystemd", "FTVMSystem"]),
         .testTarget(name: "FTVMSystemTests", dependencies: ["FTVMSystem", "FTVMWire"]),
-        .testTarget(name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController"], exclude: ["Golden"]),
+        .testTarget(
+            name: "FTVMCLITests", dependencies: ["FTVMCLI", "FTVMController", "FTVMSystem"], exclude: ["Golden"]),
         .testTarget(name: "FTVMAgentKitTests", dependencies: ["FTVMAgentKit", "FTVMWire"]),
         // Fixtures/: an operator's domain and network XML, read by path (images/test-disk.sh too).
         .testTarget(

@@ -332,11 +332,25 @@ struct Chaos: ParsableCommand {
             usleep(5_000)
         }
         kill(pid, SIGKILL)
-        while kill(pid, 0) == 0 { usleep(10_000) }
+        guard Self.waitUntilGone(pid, seconds: 30) else {
+            throw CommandFailure("daemon \(pid) was still there 30 s after SIGKILL")
+        }
         let config = try pair.config()
         _ = try DetachedProcess.spawn(arguments, logPath: config.daemonLogPath)
         _ = try waitFor("the restarted daemon", seconds: 120) { _ in true }
         return "daemon \(pid) killed \(landed), started again"
+    }
+
+    /// Whether process `pid` is gone within `seconds`. A daemon an earlier round started is this
+    /// process's child: it is reaped here, or it would stay a zombie that `kill(pid, 0)` still
+    /// finds (the second daemon-kill round of a campaign waited on one for good).
+    static func waitUntilGone(_ pid: Int32, seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if waitpid(pid, nil, WNOHANG) == pid || kill(pid, 0) != 0 { return true }
+            usleep(10_000)
+        }
+        return false
     }
 
     static func commandLine(of pid: Int32) throws -> [String] {

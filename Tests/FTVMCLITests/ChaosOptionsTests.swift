@@ -1,3 +1,5 @@
+import FTVMSystem
+import Glibc
 import XCTest
 
 @testable import FTVMCLI
@@ -67,6 +69,16 @@ final class ChaosOptionsTests: XCTestCase {
                 + "GET /big.bin?x=1 HTTP/1.1\r\nHost: 10.77.0.2:8081\r\nConnection: close\r\n\r\n")
         XCTAssertThrowsError(
             try Pipeline.parse(["--rate", "10", "--output", "/tmp/x", "http://10.0.0.1/a", "http://10.0.0.2/b"]))
+    }
+
+    /// A daemon an earlier daemon-kill round started is the campaign's child: once killed it is
+    /// a zombie until reaped, which `kill(pid, 0)` alone takes for alive.
+    func testAKilledChildIsGoneOnceReaped() throws {
+        let pid = try DetachedProcess.spawn(["/bin/sleep", "30"], logPath: "/dev/null")
+        XCTAssertFalse(Chaos.waitUntilGone(pid, seconds: 0.2), "running")
+        kill(pid, SIGKILL)
+        XCTAssertTrue(Chaos.waitUntilGone(pid, seconds: 5))
+        XCTAssertNotEqual(kill(pid, 0), 0, "reaped, not a zombie")
     }
 
     func testTheProgressLineSaysTheRoundTheFaultAndTheTime() {
