@@ -128,14 +128,9 @@ struct Chaos: ParsableCommand {
         guard Self.bytesPerSecond(rate) != nil else {
             throw ValidationError("--rate must be a byte rate as curl takes it: 500K, 2M, 1048576")
         }
-        if pipelined > 0, !urls.isEmpty {
-            let targets = urls.compactMap(Pipeline.Target.init)
-            guard targets.count == urls.count,
-                targets.allSatisfy({ $0.address == targets[0].address && $0.port == targets[0].port })
-            else {
-                throw ValidationError(
-                    "--pipelined needs every --url on one http://A.B.C.D[:PORT] server (or --pipelined 0)")
-            }
+        if pipelined > 0, !urls.isEmpty, Pipeline.Target.oneServer(urls) == nil {
+            throw ValidationError(
+                "--pipelined needs every --url on one http://A.B.C.D[:PORT] server (or --pipelined 0)")
         }
         _ = try faultList()
     }
@@ -611,16 +606,26 @@ final class Session {
         process.waitUntilExit()
         defer { files.forEach { try? FileManager.default.removeItem(atPath: $0) } }
         guard process.terminationStatus == 0 else { return Download.outcome(curlExit: process.terminationStatus) }
-        let outcomes = zip(resources, files).map { resource, file in
+        return Self.outcome(answers: Self.answers(resources, in: files), connects: connects)
+    }
+
+    /// Each answer, in `files`, judged against its resource.
+    static func answers(_ resources: [Resource], in files: [String]) -> [Download.Outcome] {
+        zip(resources, files).map { resource, file in
             (try? Digest(file: file)).map { resource.matches($0) ? Download.Outcome.ok : .wrong } ?? .failed
         }
-        return Self.outcome(answers: outcomes, connects: connects)
+    }
+
+    /// A session's outcome from its answers alone: wrong if any answer is, else the first that
+    /// is not ok.
+    static func outcome(answers: [Download.Outcome]) -> Download.Outcome {
+        answers.contains(.wrong) ? .wrong : answers.first { $0 != .ok } ?? .ok
     }
 
     /// The session's outcome from its answers' and its connections' (`num_connects` per transfer).
     static func outcome(answers: [Download.Outcome], connects: [Int]) -> Download.Outcome {
-        if answers.contains(.wrong) { return .wrong }
-        if let failed = answers.first(where: { $0 != .ok }) { return failed }
+        let judged = outcome(answers: answers)
+        guard judged == .ok else { return judged }
         guard connects.count == answers.count else { return .failed }
         return connects.dropFirst().allSatisfy { $0 == 0 } ? .ok : .reset
     }
@@ -665,10 +670,7 @@ final class PipelinedSession {
         let files = resources.indices.map { "\(prefix).\($0)" }
         defer { files.forEach { try? FileManager.default.removeItem(atPath: $0) } }
         guard process.terminationStatus == 0 else { return Download.outcome(curlExit: process.terminationStatus) }
-        let outcomes = zip(resources, files).map { resource, file in
-            (try? Digest(file: file)).map { resource.matches($0) ? Download.Outcome.ok : .wrong } ?? .failed
-        }
-        return outcomes.contains(.wrong) ? .wrong : outcomes.first { $0 != .ok } ?? .ok
+        return Session.outcome(answers: Session.answers(resources, in: files))
     }
 
     func stop() {

@@ -47,6 +47,15 @@ struct Pipeline: ParsableCommand {
             var probe = in_addr()
             guard inet_pton(AF_INET, address, &probe) == 1 else { return nil }
         }
+
+        /// The targets of `urls` when every one is such a URL and all are on one server.
+        static func oneServer(_ urls: [String]) -> [Target]? {
+            let targets = urls.compactMap(Target.init)
+            guard !targets.isEmpty, targets.count == urls.count,
+                targets.allSatisfy({ $0.address == targets[0].address && $0.port == targets[0].port })
+            else { return nil }
+            return targets
+        }
     }
 
     /// The requests of a session, written at once: one per target, the last one closing.
@@ -60,17 +69,13 @@ struct Pipeline: ParsableCommand {
 
     func validate() throws {
         guard rate > 0 else { throw ValidationError("--rate must be more than 0") }
-        let targets = urls.compactMap(Target.init)
-        guard !urls.isEmpty, targets.count == urls.count else {
-            throw ValidationError("every URL must be http://A.B.C.D[:PORT]/PATH")
-        }
-        guard targets.allSatisfy({ $0.address == targets[0].address && $0.port == targets[0].port }) else {
-            throw ValidationError("a pipelined session's URLs must be on one server")
+        guard Target.oneServer(urls) != nil else {
+            throw ValidationError("every URL must be http://A.B.C.D[:PORT]/PATH, all on one server")
         }
     }
 
     func run() throws {
-        let targets = urls.compactMap(Target.init)
+        guard let targets = Target.oneServer(urls) else { throw ExitCode(1) }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ExitCode(1) }
         defer { close(fd) }
