@@ -425,6 +425,17 @@ http {
         root /srv/www;
         index index.html;
 
+        # HTTPS terminated on the host (docs/https.md): the terminator speaks to the guest from
+        # the subnet's last host and names the client in X-Forwarded-For on every request, which
+        # nginx takes as the client's address ($remote_addr, what a log would show); /whoami
+        # answers with it.
+        set_real_ip_from 10.77.0.254;
+        real_ip_header X-Forwarded-For;
+        location = /whoami {
+            default_type text/plain;
+            return 200 "$remote_addr\n";
+        }
+
         location /proxy/ {
             proxy_pass http://relay_backend/;
             proxy_http_version 1.1;

@@ -70,6 +70,8 @@ struct SettingsOptions: ParsableArguments {
         ))
     var mtu: Int?
 
+    @OptionGroup var tls: TLSOptions
+
     /// The options that were given, as settings.
     var given: PairSettings {
         var settings = PairSettings()
@@ -87,6 +89,10 @@ struct SettingsOptions: ParsableArguments {
         set(.httpPorts, logOptions.httpPorts.map { PairSettings.ports(parsing: $0) })
         set(.metrics, metrics.map(SettingValue.text))
         set(.mtu, mtu.map(SettingValue.integer))
+        set(.tlsPorts, tls.tlsPort.isEmpty ? nil : .text(tls.tlsPort.joined(separator: ",")))
+        set(.tlsCertificate, tls.tlsCert.map { .text(TLSOptions.absolute($0)) })
+        set(.tlsKey, tls.tlsKey.map { .text(TLSOptions.absolute($0)) })
+        set(.tlsSource, tls.tlsSource.map(SettingValue.text))
         return settings
     }
 
@@ -126,6 +132,32 @@ struct SettingsOptions: ParsableArguments {
         }
         return arguments
     }
+}
+
+/// HTTPS terminated on the host (tls.* in a config file; docs/https.md).
+struct TLSOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Serve HTTPS on PUBLIC at the service's address, as plain HTTP to the guest's GUEST port (repeatable; e.g. 443:8081).",
+            valueName: "public:guest"))
+    var tlsPort: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("The PEM certificate chain for --tls-port.", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(name: .long, help: ArgumentHelp("The PEM private key for --tls-port (mode 600).", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The address the terminator speaks to the guest from: a free host of the service's subnet (default: its last host).",
+            valueName: "address"))
+    var tlsSource: String?
+
+    /// A path given on the command line, made absolute (the daemon does not share our directory).
+    static func absolute(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
 }
 
 /// How the daemon watches and fences (health.* in a config file).

@@ -49,6 +49,12 @@ enum StatusPrinter {
         Swift.print(
             "service \(status.serviceAddress) ports \(status.servicePorts.map(String.init).joined(separator: ",")) (clients: \(status.clients ?? "netns \(status.namespace)"))"
         )
+        if let ports = status.tlsPorts {
+            let pid = status.tlsPID ?? 0
+            Swift.print(
+                "  https \(ports) (PUBLIC:GUEST) terminated on the host by HAProxy \(pid != 0 ? "pid \(pid)" : "NOT RUNNING: HTTPS clients get no answer (see /var/log/ftvm/\(status.name)-haproxy.log)")"
+            )
+        }
         for guest in status.guests {
             let services = guest.services.map { "\($0.name):\($0.state)" }.joined(separator: " ")
             Swift.print(

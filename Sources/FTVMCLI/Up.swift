@@ -72,6 +72,9 @@ enum DaemonLauncher {
     {
         do {
             try PairHost.prepare(config, image: image)
+            if let tls = config.tls {
+                for warning in try TLSTerminator.check(tls) { print("ftvm: warning: \(warning)") }
+            }
             if case .at = config.metrics {
                 // The daemon binds it again; failing here leaves nothing made (released at once).
                 _ = try config.metrics.bind()

@@ -97,6 +97,9 @@ public struct PairStatus: Codable, Sendable {
     public var handled: HandledActions?
     /// Where Prometheus scrapes the daemon (`http://ADDRESS/metrics`); nil: metrics are off.
     public var metricsAddress: String?
+    /// HTTPS on the host: `443:8081,…` and the terminator's pid; nil: none.
+    public var tlsPorts: String?
+    public var tlsPID: Int32?
 }
 
 /// Guests changed outside ftvm (by hand with virsh, or by libvirt) and what the daemon did.

@@ -33,6 +33,8 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public var fence = FencePolicy.pause
     /// Where the daemon serves Prometheus metrics (docs/metrics.md).
     public var metrics = MetricsSetting.automatic
+    /// HTTPS terminated on the host, when the pair serves it.
+    public var tls: TLSSetting?
     /// Where libvirtd is; FTVM_LIBVIRT_URI overrides (tests point it at a dead socket).
     public var libvirtURI = ProcessInfo.processInfo.environment["FTVM_LIBVIRT_URI"] ?? "qemu:///system"
 
@@ -74,6 +76,14 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public var filedRecoveriesPath: String { "\(runDirectory)/recoveries.json" }
     public static let logDirectory = "/var/log/ftvm"
     public var daemonLogPath: String { "\(Self.logDirectory)/\(name)-daemon.log" }
+    /// HTTPS on the host (`TLSTerminator`): the two namespaces, and HAProxy's files.
+    public var tlsFrontNamespace: String { "ftvm-\(name)-tlsf" }
+    public var tlsBackNamespace: String { "ftvm-\(name)-tlsb" }
+    public var haproxyConfigPath: String { "\(runDirectory)/haproxy.cfg" }
+    public var haproxyPidPath: String { "\(runDirectory)/haproxy.pid" }
+    public var haproxyLogPath: String { "\(Self.logDirectory)/\(name)-haproxy.log" }
+    /// The certificate chain and key in one file, as HAProxy reads them (root-only).
+    public var tlsBundlePath: String { "\(runDirectory)/tls.pem" }
     public var domainPrefix: String { "ftvm-\(name)-" }
 
     /// A protected operator domain's files: its definition as it was when protected (what

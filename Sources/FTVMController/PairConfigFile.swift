@@ -110,6 +110,25 @@ public enum PairConfigFile {
             throw .invalidSetting(
                 key: key, origin: origin,
                 reason: "must be a list of ports like [80, 8080] or 'none', not \(describe(node))")
+        case .portMaps:
+            // The scalars' own text: YAML 1.1 would read an unquoted 443:8081 as a base-60 number.
+            if case .scalar(let scalar) = node, node.tagName != .null { return .text(scalar.string) }
+            if case .sequence(let items) = node {
+                var maps: [String] = []
+                for item in items {
+                    guard case .scalar(let scalar) = item else {
+                        throw .invalidSetting(
+                            key: key, origin: origin,
+                            reason:
+                                "must be a list of PUBLIC:GUEST ports like ['443:8081']; \(describe(item)) is not one")
+                    }
+                    maps.append(scalar.string)
+                }
+                return .text(maps.joined(separator: ","))
+            }
+            throw .invalidSetting(
+                key: key, origin: origin,
+                reason: "must be a list of PUBLIC:GUEST ports like ['443:8081'], not \(describe(node))")
         }
     }
 

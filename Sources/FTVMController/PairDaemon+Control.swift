@@ -135,7 +135,9 @@ extension PairDaemon {
             recoveries: snapshot.2, lastRecovery: snapshot.3, imageDirectory: snapshot.4.directory,
             imageVersion: snapshot.4.version, upgrade: snapshot.5,
             degradedReason: snapshot.0 == .unprotected ? snapshot.6 : nil, handled: snapshot.7,
-            metricsAddress: metricsServer?.address.description)
+            metricsAddress: metricsServer?.address.description,
+            tlsPorts: config.tls.map { $0.ports.map(\.description).joined(separator: ",") },
+            tlsPID: terminator.map { _ in TLSTerminator.running(config: config) ?? 0 })
     }
 }
 

@@ -81,6 +81,8 @@ public final class PairDaemon: Sendable {
     let virt: LibvirtConnection
     let accelerator: Accelerator
     let network: ClientNetwork
+    /// HTTPS terminated on the host, when the pair serves it.
+    let terminator: TLSTerminator?
     let relay: Relay
     let state: Mutex<State>
     let done = Mutex<Bool>(false)
@@ -126,6 +128,12 @@ public final class PairDaemon: Sendable {
         control = try ControlServer(path: config.controlSocketPath)
         do {
             network = try ClientNetwork(config: config, bridge: bridge, logger: logger)
+            if let tls = config.tls {
+                for warning in try TLSTerminator.check(tls) { logger.warning("\(warning)") }
+                terminator = try TLSTerminator(config: config, tls: tls, logger: logger)
+            } else {
+                terminator = nil
+            }
             let log = try Self.openLog(config: config, fresh: inherited.isEmpty, logger: logger)
             guard let service = IPv4Address(config.serviceAddress) else {
                 throw ConfigError.badAddress(config.serviceAddress)
@@ -137,7 +145,7 @@ public final class PairDaemon: Sendable {
                 tap: network.tap,
                 southSide: SouthSide(
                     log: log, service: service, serviceMAC: serviceMAC, policy: config.logPolicy, logger: logger),
-                logger: logger)
+                terminator: terminator?.taps, logger: logger)
         } catch {
             control.close()
             throw error
@@ -562,6 +570,7 @@ public enum PairCleanup {
             try? FileManager.default.removeItem(atPath: "/dev/shm/\(file)")
         }
         ClientNetwork.remove(config: config)
+        TLSTerminator.remove(config: config)
         GuestTaps.removeAll(pair: config.name)
         Overlays.removeAll(config: config)
         for file in [

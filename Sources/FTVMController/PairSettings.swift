@@ -26,6 +26,12 @@ public enum SettingKey: String, CaseIterable, Sendable {
     case connectionBudgetMiB = "log.connection-budget-mib"
     case idleReclaimSeconds = "log.idle-reclaim-s"
     case httpPorts = "ports.http"
+    /// HTTPS terminated on the host (`TLSSetting`): PUBLIC:GUEST ports, the PEM chain and key,
+    /// and the terminator's own address on the service's subnet.
+    case tlsPorts = "tls.ports"
+    case tlsCertificate = "tls.cert"
+    case tlsKey = "tls.key"
+    case tlsSource = "tls.source"
     case metrics
 
     /// What a value must look like.
@@ -34,6 +40,8 @@ public enum SettingKey: String, CaseIterable, Sendable {
         case text
         /// A list of TCP ports, or the word `none` for an empty one.
         case ports
+        /// A list of PUBLIC:GUEST port pairs (kept as text, `443:8081,8443:8080`).
+        case portMaps
     }
 
     public var kind: Kind {
@@ -51,7 +59,10 @@ public enum SettingKey: String, CaseIterable, Sendable {
         case .connectionBudgetMiB: .integer(1...16384)
         case .idleReclaimSeconds: .integer(1...(86400 * 7))
         case .httpPorts: .ports
-        case .name, .image, .domain, .serviceAddress, .uplinkAddress, .macAddress, .fence, .metrics: .text
+        case .tlsPorts: .portMaps
+        case .name, .image, .domain, .serviceAddress, .uplinkAddress, .macAddress, .fence, .metrics, .tlsCertificate,
+            .tlsKey, .tlsSource:
+            .text
         }
     }
 
@@ -69,6 +80,10 @@ public enum SettingKey: String, CaseIterable, Sendable {
         case .httpPorts: "--http-ports"
         case .metrics: "--metrics"
         case .mtu: "--mtu"
+        case .tlsPorts: "--tls-port"
+        case .tlsCertificate: "--tls-cert"
+        case .tlsKey: "--tls-key"
+        case .tlsSource: "--tls-source"
         case .domain, .serviceAddress, .uplinkAddress, .prefixLength, .macAddress, .memoryMiB, .vcpus,
             .bootTimeoutSeconds:
             nil
@@ -197,6 +212,7 @@ public struct PairSettings: Sendable, Equatable {
             }
             config.metrics = setting
         }
+        config.tls = try tls(config)
         return ResolvedSettings(
             config: config, domain: domain, serviceAddressGiven: entries[.serviceAddress] != nil)
     }
@@ -257,6 +273,63 @@ public struct PairSettings: Sendable, Equatable {
         }
         return text
     }
+
+    /// HTTPS on the host: ports, certificate and key go together; the back address is a host of
+    /// the service's subnet that is neither the service nor the uplink. The files themselves are
+    /// checked where they are used (`TLSTerminator.check`).
+    private func tls(_ config: PairConfig) throws(ConfigError) -> TLSSetting? {
+        let parts: [SettingKey] = [.tlsPorts, .tlsCertificate, .tlsKey]
+        let given = parts.filter { entries[$0] != nil }
+        guard !given.isEmpty || entries[.tlsSource] != nil else { return nil }
+        if let missing = parts.first(where: { entries[$0] == nil }) {
+            let key = given.first ?? .tlsSource
+            throw .invalidSetting(
+                key: key, origin: origin(key),
+                reason:
+                    "HTTPS needs \(parts.map { $0.option ?? $0.rawValue }.joined(separator: ", ")) together; \(missing.option ?? missing.rawValue) (tls.\(missing.leaf) in a file) is missing"
+            )
+        }
+        let maps: [TLSSetting.PortMap]
+        switch TLSSetting.portMaps(parsing: try text(.tlsPorts) ?? "") {
+        case .success(let parsed): maps = parsed
+        case .failure(let problem):
+            throw .invalidSetting(key: .tlsPorts, origin: origin(.tlsPorts), reason: problem.reason)
+        }
+        for key in [SettingKey.tlsCertificate, .tlsKey] {
+            let path = try text(key) ?? ""
+            guard path.hasPrefix("/") else {
+                throw .invalidSetting(key: key, origin: origin(key), reason: "'\(path)' must be an absolute path")
+            }
+        }
+        let back =
+            try address(.tlsSource)
+            ?? TLSSetting.defaultBackAddress(service: config.serviceAddress, prefixLength: config.prefixLength)
+            ?? ""
+        if let service = IPv4Address(config.serviceAddress), let source = IPv4Address(back) {
+            let mask: UInt32 = ~0 << (32 - UInt32(config.prefixLength))
+            let problem: String? =
+                if source.rawValue & mask != service.rawValue & mask {
+                    "\(back) is not in the service's /\(config.prefixLength) (\(config.serviceAddress))"
+                } else if back == config.serviceAddress || (back == config.uplinkAddress && domainless) {
+                    "\(back) is taken by the \(back == config.serviceAddress ? "service" : "uplink")"
+                } else if source.rawValue & ~mask == 0 || source.rawValue & ~mask == ~mask {
+                    "\(back) is the network or broadcast address of its /\(config.prefixLength)"
+                } else {
+                    nil
+                }
+            if let problem {
+                throw .invalidSetting(
+                    key: .tlsSource, origin: origin(.tlsSource),
+                    reason: "the terminator's address \(problem); choose a free host of the subnet with --tls-source")
+            }
+        }
+        return TLSSetting(
+            ports: maps, certificatePath: try text(.tlsCertificate) ?? "", keyPath: try text(.tlsKey) ?? "",
+            backAddress: back)
+    }
+
+    /// Whether these settings boot an image (a pair with an uplink address of its own).
+    private var domainless: Bool { entries[.domain] == nil }
 
     /// The uplink (the clients' gateway) and the service must be two hosts of one subnet.
     private func checkSubnet(_ config: PairConfig) throws(ConfigError) {

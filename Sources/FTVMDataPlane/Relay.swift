@@ -23,6 +23,21 @@ import SystemPackage
 /// The loop runs on its own thread (a plain poll(2) loop, not Swift concurrency): it owns its
 /// buffers and does not allocate per frame.
 public final class Relay: Sendable {
+    /// The host's TLS terminator's two taps (`TerminatorRoute` says which frame goes where):
+    /// the front's frames go to the clients untouched, the back's are client frames like the
+    /// uplink's. Both opened with `offload`, like the uplink.
+    public struct TerminatorTaps: Sendable {
+        public let front: TapDevice
+        public let back: TapDevice
+        public let route: TerminatorRoute
+
+        public init(front: TapDevice, back: TapDevice, route: TerminatorRoute) {
+            self.front = front
+            self.back = back
+            self.route = route
+        }
+    }
+
     public struct Counters: Sendable, Codable, Equatable {
         public var framesToGuest: UInt64 = 0
         public var framesToClients: UInt64 = 0
@@ -43,6 +58,7 @@ public final class Relay: Sendable {
     }
 
     private let tap: TapDevice
+    private let terminator: TerminatorTaps?
     /// The guests' links by id; the loop polls a copy, taken again when `linksChanged` moves.
     private let links = Mutex<[UInt16: PacketSocket]>([:])
     private let linksChanged = Atomic<UInt64>(0)
@@ -85,8 +101,9 @@ public final class Relay: Sendable {
     private let logger: Logger
 
     /// `tap` must be opened with `offload` (frames after a virtio-net header).
-    package init(tap: TapDevice, southSide: SouthSide?, logger: Logger) {
+    package init(tap: TapDevice, southSide: SouthSide?, terminator: TerminatorTaps? = nil, logger: Logger) {
         self.tap = tap
+        self.terminator = terminator
         self.southSide = southSide
         self.logger = logger
     }
@@ -226,8 +243,7 @@ public final class Relay: Sendable {
         func toClients(_ build: (UnsafeMutableRawBufferPointer) -> Int) {
             let length = Relay.buildPlain(into: scratch, build)
             guard length > 0 else { return }
-            try? relay.tap.write(UnsafeRawBufferPointer(rebasing: scratch[..<length]))
-            relay.countToClients(bytes: length - VirtioNetHeader.size)
+            try? relay.writeToClients(UnsafeMutableRawBufferPointer(rebasing: scratch[..<length]))
         }
 
         /// A client's frame as it came, header and all (a held one).
@@ -286,9 +302,11 @@ public final class Relay: Sendable {
         loop.replaysHandled = replayRequests.load(ordering: .acquiring)
         defer { finished.withLock { $0 = true } }
         var fds: [pollfd] = []
+        // The uplink, the terminator's front and back when there is one, then the links.
+        let taps = [tap] + (terminator.map { [$0.front, $0.back] } ?? [])
         while !stopping.load(ordering: .acquiring) {
             if loop.refreshLinks() {
-                fds = [pollfd(fd: tap.fd, events: Int16(POLLIN), revents: 0)]
+                fds = taps.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
                 fds += loop.links.map { pollfd(fd: $0.socket.fd, events: Int16(POLLIN), revents: 0) }
             }
             // Short naps while something waits on a clock (a replay, a fenced close).
@@ -311,8 +329,12 @@ public final class Relay: Sendable {
                     draining.store(southSide.pinnedOpen(), ordering: .relaxed)
                 }
                 if ready > 0 {
-                    if fds[0].revents != 0 { try drainTap(loop) }
-                    for (index, link) in loop.links.enumerated() where fds[index + 1].revents != 0 {
+                    if fds[0].revents != 0 { try drainTap(tap, loop) }
+                    if let terminator {
+                        if fds[1].revents != 0 { try drainFront(terminator.front, loop) }
+                        if fds[2].revents != 0 { try drainTap(terminator.back, loop) }
+                    }
+                    for (index, link) in loop.links.enumerated() where fds[index + taps.count].revents != 0 {
                         try drainGuest(link.id, link.socket, loop)
                     }
                 }
@@ -385,10 +407,11 @@ public final class Relay: Sendable {
         }
     }
 
-    /// Clients → active guest: up to a batch of tap reads (one frame or super-frame each, after
-    /// its header), logged by the south-side wrapper, then one sendmmsg. A burst is bounded so one side cannot starve the
-    /// other.
-    private func drainTap(_ loop: Loop) throws(Errno) {
+    /// Clients (the uplink, or the terminator's back) → active guest: up to a batch of tap reads
+    /// (one frame or super-frame each, after its header), logged by the south-side wrapper, then
+    /// one sendmmsg. A burst is bounded so one side cannot starve the other. The uplink's TLS
+    /// connections go to the terminator's front instead.
+    private func drainTap(_ source: TapDevice, _ loop: Loop) throws(Errno) {
         let batch = loop.fromClients
         for _ in 0..<8 {
             let now = Monotonic.nanos()
@@ -396,7 +419,7 @@ public final class Relay: Sendable {
             loop.toDraining.reset()
             var more = true
             while !batch.isFull {
-                guard let count = try tap.read(into: batch.nextSlot) else {
+                guard let count = try source.read(into: batch.nextSlot) else {
                     more = false
                     break
                 }
@@ -404,6 +427,11 @@ public final class Relay: Sendable {
                 guard let (frame, partial) = Self.split(slot) else {
                     dropped.add(1, ordering: .relaxed)
                     continue
+                }
+                if let terminator, source === tap {
+                    let route = terminator.route.route(fromClients: frame)
+                    if route != .guest { try terminator.front.write(UnsafeRawBufferPointer(slot)) }
+                    if route == .front { continue }
                 }
                 if holding.load(ordering: .acquiring) {
                     if loop.heldFrames.push(UnsafeRawBufferPointer(slot)) {
@@ -495,10 +523,32 @@ public final class Relay: Sendable {
         return nil
     }
 
-    /// Writes a header and frame (or super-frame) to the clients' tap.
-    private func forwardToClients(_ slot: UnsafeMutableRawBufferPointer, at now: UInt64) throws(Errno) {
-        try tap.write(UnsafeRawBufferPointer(slot))
+    /// The terminator's front → the clients, untouched: its TLS answers and ARP.
+    private func drainFront(_ front: TapDevice, _ loop: Loop) throws(Errno) {
+        for _ in 0..<64 {
+            guard let count = try front.read(into: loop.scratch) else { return }
+            try tap.write(UnsafeRawBufferPointer(rebasing: loop.scratch[..<count]))
+            countToClients(bytes: count - VirtioNetHeader.size)
+        }
+    }
+
+    /// Writes a header and frame (or super-frame) to the clients: the uplink, or the terminator's
+    /// back when it is addressed to it (both for a broadcast).
+    private func writeToClients(_ slot: UnsafeMutableRawBufferPointer) throws(Errno) {
+        let route =
+            if let terminator, let (frame, _) = Self.split(slot) {
+                terminator.route.route(fromGuest: frame)
+            } else {
+                TerminatorRoute.FromGuest.clients
+            }
+        if route != .clients { try terminator?.back.write(UnsafeRawBufferPointer(slot)) }
+        if route != .back { try tap.write(UnsafeRawBufferPointer(slot)) }
         countToClients(bytes: slot.count - VirtioNetHeader.size)
+    }
+
+    /// Writes a guest's frame to the clients, noting when the connected guest's first one went.
+    private func forwardToClients(_ slot: UnsafeMutableRawBufferPointer, at now: UInt64) throws(Errno) {
+        try writeToClients(slot)
         if firstFrameNanos.load(ordering: .relaxed) == 0 {
             _ = firstFrameNanos.compareExchange(expected: 0, desired: now, ordering: .releasing)
         }

@@ -198,9 +198,10 @@ enum Harness {
         /// `base` is the URL before `/bytes/N` (the demo service itself by default). `endpoint`
         /// `chunked` asks for the same bytes chunked, with no validator: a replay then regenerates
         /// the answer instead of resuming it with a range, and takes longer.
+        /// `curlOptions` go to curl as they are (an HTTPS download's `--cacert`).
         init(
             pair: String, size: Int, seed: UInt64, rate: String = "3M",
-            base: String = "http://\(Harness.serviceAddress)", endpoint: String = "bytes"
+            base: String = "http://\(Harness.serviceAddress)", endpoint: String = "bytes", curlOptions: String = ""
         ) throws {
             self.size = size
             self.seed = seed
@@ -211,7 +212,8 @@ enum Harness {
             process.arguments = [
                 "ip", "netns", "exec", "ftvm-\(pair)", "sh", "-c",
                 "sysctl -qw net.ipv4.tcp_rmem='4096 131072 4194304' && exec curl -sS --fail --max-time 180 "
-                    + "--limit-rate \(rate) -o \(file) '\(base)/\(endpoint)/\(size)?seed=\(seed)'",
+                    + "--limit-rate \(rate) -o \(file) -w '%{num_connects}' \(curlOptions) "
+                    + "'\(base)/\(endpoint)/\(size)?seed=\(seed)' > \(file).connects",
             ]
             try process.run()
         }
@@ -219,6 +221,15 @@ enum Harness {
         deinit {
             if process.isRunning { process.terminate() }
             try? FileManager.default.removeItem(atPath: file)
+            try? FileManager.default.removeItem(atPath: file + ".connects")
+        }
+
+        /// How many TCP connections curl opened (1: the download never reconnected); nil before
+        /// it ended.
+        var connects: Int? {
+            (try? String(contentsOfFile: file + ".connects", encoding: .utf8)).flatMap {
+                Int($0.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
         }
 
         var bytesWritten: Int { (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0 }
@@ -229,6 +240,45 @@ enum Harness {
             XCTAssertEqual(
                 try Harness.sha256(file: self.file), try Harness.referenceStreamSHA256(count: size, seed: seed),
                 "the download is byte-exact", file: file, line: line)
+        }
+    }
+
+    /// A CA and a server certificate for `address` (its subjectAltName) signed by it, made with
+    /// openssl in `directory`: what an operator brings to `--tls-cert` and `--tls-key`.
+    struct TestCertificate: Sendable {
+        let directory: String
+        let ca: String
+        let certificate: String
+        let key: String
+
+        init(address: String, directory: String) {
+            self.directory = directory
+            ca = "\(directory)/ca.pem"
+            certificate = "\(directory)/service.pem"
+            key = "\(directory)/service.key"
+            let curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+            let commands = [
+                ["mkdir", "-p", directory],
+                ["openssl", "req", "-x509"] + curve + [
+                    "-keyout", "\(directory)/ca.key", "-out", ca, "-days", "2", "-subj", "/CN=ftvm test CA",
+                ],
+                ["openssl", "req"] + curve + [
+                    "-keyout", key, "-out", "\(directory)/service.csr", "-subj", "/CN=\(address)",
+                ],
+                ["sh", "-c", "echo subjectAltName=IP:\(address) > \(directory)/ext"],
+                [
+                    "openssl", "x509", "-req", "-in", "\(directory)/service.csr", "-CA", ca, "-CAkey",
+                    "\(directory)/ca.key", "-CAcreateserial", "-out", certificate, "-days", "2", "-extfile",
+                    "\(directory)/ext",
+                ],
+                ["chmod", "600", key],
+            ]
+            for command in commands { _ = try? Harness.run(command) }
+        }
+
+        /// The options that serve HTTPS with it (`ports`: PUBLIC:GUEST each).
+        func options(ports: [String]) -> [String] {
+            ports.flatMap { ["--tls-port", $0] } + ["--tls-cert", certificate, "--tls-key", key]
         }
     }
 
@@ -250,6 +300,15 @@ enum Harness {
         if FileManager.default.fileExists(atPath: "/run/netns/ftvm-\(name)") { found.append("netns ftvm-\(name)") }
         if FileManager.default.fileExists(atPath: "/sys/class/net/ftvm-\(name)") {
             found.append("host tap ftvm-\(name)")
+        }
+        // HTTPS on the host: the terminator's namespaces and HAProxy (its command line names the
+        // pair's run directory).
+        for side in ["tlsf", "tlsb"] where FileManager.default.fileExists(atPath: "/run/netns/ftvm-\(name)-\(side)") {
+            found.append("netns ftvm-\(name)-\(side)")
+        }
+        for process in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(process) != nil {
+            let commandLine = (try? String(contentsOfFile: "/proc/\(process)/cmdline", encoding: .utf8)) ?? ""
+            if commandLine.contains("/run/ftvm/\(name)/haproxy.cfg") { found.append("haproxy pid \(process)") }
         }
         // The guests' link taps, known by their alias (GuestTaps).
         for tap in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net")) ?? []

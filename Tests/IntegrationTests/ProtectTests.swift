@@ -87,13 +87,19 @@ final class ProtectTests: XCTestCase {
 
     /// The disk guest's 64 MiB `splitmix-64M.bin` into `file`, paced at `rate` so a fault or an
     /// upgrade lands mid-download.
-    private func startDownload(to file: String, rate: String, maxTime: Int) throws -> Process {
+    /// `https`: over the pair's TLS terminator (port 443) instead, trusting `certificate`'s CA.
+    private func startDownload(
+        to file: String, rate: String, maxTime: Int, https certificate: Harness.TestCertificate? = nil
+    ) throws -> Process {
         let download = Process()
         download.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        download.arguments = [
-            "ip", "netns", "exec", client, "curl", "-sS", "--fail", "--max-time", "\(maxTime)", "--limit-rate", rate,
-            "-o", file, "http://\(guestAddress)/splitmix-64M.bin",
-        ]
+        let url =
+            certificate == nil ? "http://\(guestAddress)/splitmix-64M.bin" : "https://\(guestAddress)/splitmix-64M.bin"
+        download.arguments =
+            [
+                "ip", "netns", "exec", client, "curl", "-sS", "--fail", "--max-time", "\(maxTime)", "--limit-rate",
+                rate, "-o", file, url,
+            ] + (certificate.map { ["--cacert", $0.ca] } ?? [])
         try download.run()
         return download
     }
@@ -222,7 +228,12 @@ final class ProtectTests: XCTestCase {
     func testProtectPanicReprotectUnprotect() throws {
         let before = try virsh("dumpxml", "--inactive", domain).stdout
         let started = Date()
-        try Harness.ftvm(["protect", domain, "--address", "\(guestAddress)/24"])
+        // Served over HTTPS too, terminated on the host (docs/https.md), from an address of the
+        // operator's subnet that the client does not have.
+        let certificate = Harness.TestCertificate(address: guestAddress, directory: "\(work)/tls")
+        try Harness.ftvm(
+            ["protect", domain, "--address", "\(guestAddress)/24", "--tls-source", "10.78.0.253"]
+                + certificate.options(ports: ["443:80"]))
         let protectSeconds = Date().timeIntervalSince(started)
         let domains = try Harness.virshDomains()
         XCTAssertEqual(domains["ftvm-\(domain)-1"], "running")
@@ -244,6 +255,9 @@ final class ProtectTests: XCTestCase {
             let file = "\(work)/download-\(round).bin"
             let download = try startDownload(to: file, rate: "6M", maxTime: 180)
             defer { if download.isRunning { download.terminate() } }
+            // With the kernel panic, the same file over HTTPS beside it.
+            let secure = round == 0 ? try startDownload(to: file + ".https", rate: "6M", maxTime: 180, https: certificate) : nil
+            defer { if secure?.isRunning == true { secure?.terminate() } }
             sleep(3)
             if round == 0 {
                 try Harness.ftvm(["inject", "kernel-panic", "--name", domain])
@@ -255,12 +269,21 @@ final class ProtectTests: XCTestCase {
             XCTAssertEqual(
                 try Harness.sha256(file: file), try Harness.referenceStreamSHA256(count: 64 << 20, seed: 1),
                 "the download is byte-exact across \(fault)")
+            if let secure {
+                secure.waitUntilExit()
+                XCTAssertEqual(secure.terminationStatus, 0, "curl over HTTPS across \(fault)")
+                XCTAssertEqual(
+                    try Harness.sha256(file: file + ".https"),
+                    try Harness.referenceStreamSHA256(count: 64 << 20, seed: 1),
+                    "the HTTPS download is byte-exact across \(fault)")
+            }
             let recovery = try Harness.recovery(domain, after: before)
             XCTAssertEqual(recovery["failedDomain"] as? String, primary, "\(recovery)")
             if round == 0 {
                 XCTAssertTrue((recovery["cause"] as? String ?? "").contains("kernel panic"), "\(recovery)")
             }
-            XCTAssertEqual((recovery["replay"] as? [String: Any])?["spliced"] as? Int, 1, "\(fault): \(recovery)")
+            XCTAssertEqual(
+                (recovery["replay"] as? [String: Any])?["spliced"] as? Int, round == 0 ? 2 : 1, "\(fault): \(recovery)")
             try Harness.waitUntilProtected(domain)
         }
 
