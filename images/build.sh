@@ -375,6 +375,13 @@ EOF
 # Our config for Debian's binary. The agent supervises nginx in the foreground (daemon off) and
 # signals its whole process group on crash/hang faults (the master and its worker together).
 mkdir -p etc/nginx
+# nginx's own TLS on 8444, with a certificate made here: only the in-guest baseline of the HTTPS
+# benchmark (scripts/bench_https.py) uses it. ftvm's HTTPS is terminated on the host
+# (docs/https.md); a TLS connection to the guest itself is reset at every failover.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -subj "/CN=10.77.0.2" \
+  -addext "subjectAltName=IP:10.77.0.2" -keyout etc/nginx/tls-key.pem -out etc/nginx/tls-cert.pem 2>/dev/null \
+  || die "openssl could not make the in-guest benchmark's certificate (apt-get install openssl)"
+chmod 600 etc/nginx/tls-key.pem
 cat >etc/nginx/nginx.conf <<'EOF'
 # Written by images/build.sh (docs/image.md): Debian's nginx, unmodified, serving /srv/www on 8081.
 daemon off;
@@ -453,6 +460,19 @@ http {
             proxy_http_version 1.1;
             proxy_buffering off;
         }
+    }
+
+    # TLS terminated in the guest, for the HTTPS benchmark's baseline only (see above).
+    server {
+        listen 8444 ssl;
+        ssl_certificate /etc/nginx/tls-cert.pem;
+        ssl_certificate_key /etc/nginx/tls-key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        # Encrypting under TCG is slow: without a bound, one event-loop turn of a download
+        # encrypts up to 2 MiB, longer than the agent's 1 s liveness probe waits, and the busy
+        # nginx is taken for a hung one (a failover).
+        sendfile_max_chunk 128k;
+        root /srv/www;
     }
 }
 EOF

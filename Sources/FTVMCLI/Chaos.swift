@@ -54,6 +54,13 @@ struct Chaos: ParsableCommand {
 
     @Option(
         name: .long,
+        help: ArgumentHelp(
+            "The CA certificate that signs the https --url resources' server (a pair serving HTTPS with --tls-port, docs/https.md).",
+            valueName: "file"))
+    var cacert: String?
+
+    @Option(
+        name: .long,
         help: "What each round's stream of HEAD requests asks for (default: the first --url).")
     var requestURL: String?
 
@@ -132,6 +139,9 @@ struct Chaos: ParsableCommand {
             throw ValidationError(
                 "--pipelined needs every --url on one http://A.B.C.D[:PORT] server (or --pipelined 0)")
         }
+        if let cacert, !FileManager.default.isReadableFile(atPath: cacert) {
+            throw ValidationError("--cacert \(cacert): no such readable file")
+        }
         _ = try faultList()
     }
 
@@ -164,6 +174,10 @@ struct Chaos: ParsableCommand {
             return
         }
         let status = try send(.status, pair: pair).status.unwrapped("the daemon answered no status")
+        if let cacert {
+            // Every client is a curl started from here: they all take the CA from the environment.
+            setenv("CURL_CA_BUNDLE", URL(fileURLWithPath: cacert).standardizedFileURL.path, 1)
+        }
         let netns = clientNetns ?? status.namespace
         guard !netns.isEmpty else {
             throw CommandFailure("the pair's clients are on \(status.clients ?? "a bridge"): give --client-netns")

@@ -55,6 +55,11 @@ enum StatusPrinter {
                 "  https \(ports) (PUBLIC:GUEST) terminated on the host by HAProxy \(pid != 0 ? "pid \(pid)" : "NOT RUNNING: HTTPS clients get no answer (see /var/log/ftvm/\(status.name)-haproxy.log)")"
             )
         }
+        if let resets = status.tlsInGuestResets, resets > 0 {
+            Swift.print(
+                "  TLS inside the guest: \(resets) connections reset by failovers (TLS cannot be replayed; serve HTTPS with --tls-port, docs/https.md)"
+            )
+        }
         for guest in status.guests {
             let services = guest.services.map { "\($0.name):\($0.state)" }.joined(separator: " ")
             Swift.print(

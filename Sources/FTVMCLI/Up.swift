@@ -39,6 +39,9 @@ struct Up: ParsableCommand {
             do {
                 image = try GuestImage(directory: config.imageDirectory)
                 _ = try LibvirtConnection(uri: config.libvirtURI)
+                if let tls = config.tls {
+                    for warning in try TLSTerminator.check(tls) { print("ftvm: warning: \(warning)") }
+                }
             } catch {
                 throw CommandFailure("\(error)")
             }

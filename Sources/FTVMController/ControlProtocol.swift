@@ -100,6 +100,9 @@ public struct PairStatus: Codable, Sendable {
     /// HTTPS on the host: `443:8081,…` and the terminator's pid; nil: none.
     public var tlsPorts: String?
     public var tlsPID: Int32?
+    /// Connections whose clients spoke TLS to the guest itself, reset by replays (they cannot be
+    /// carried over: docs/https.md).
+    public var tlsInGuestResets: UInt64?
 }
 
 /// Guests changed outside ftvm (by hand with virsh, or by libvirt) and what the daemon did.

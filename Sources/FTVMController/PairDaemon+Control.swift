@@ -137,7 +137,8 @@ extension PairDaemon {
             degradedReason: snapshot.0 == .unprotected ? snapshot.6 : nil, handled: snapshot.7,
             metricsAddress: metricsServer?.address.description,
             tlsPorts: config.tls.map { $0.ports.map(\.description).joined(separator: ",") },
-            tlsPID: terminator.map { _ in TLSTerminator.running(config: config) ?? 0 })
+            tlsPID: terminator.map { _ in TLSTerminator.running(config: config) ?? 0 },
+            tlsInGuestResets: relay.southSide?.splicer.replayTotals.resets[.tlsInGuest])
     }
 }
 

@@ -109,7 +109,8 @@ public final class TLSTerminator: Sendable {
 
     static let haproxy = "/usr/sbin/haproxy"
 
-    /// HAProxy's configuration for `tls`: HTTP mode with one server connection per client
+    /// HAProxy's configuration for `tls`: one thread; at most 4096 connections (more wait in the
+    /// listen queue); HTTP mode with one server connection per client
     /// connection (`http-reuse never`, so a session's requests stay on one logged connection),
     /// the client's address in X-Forwarded-For on every request (a replay that starts at a later
     /// exchange still carries it), TLS 1.2 and 1.3 with HAProxy's and OpenSSL's defaults, ALPN
@@ -120,6 +121,7 @@ public final class TLSTerminator: Sendable {
             # Written by ftvm for pair \(config.name); rewritten at each start.
             global
                 maxconn 4096
+                nbthread 1
                 ssl-default-bind-options ssl-min-ver TLSv1.2
                 tune.ssl.default-dh-param 2048
 
@@ -172,8 +174,11 @@ public final class TLSTerminator: Sendable {
         } catch let failure as HostCommand.Failure {
             throw TLSError.refused(failure.output.trimmingCharacters(in: .whitespacesAndNewlines))
         }
+        // One thread, at a lower priority than the relay, the guests and the health loop: a
+        // flood of handshakes costs HTTPS clients time, never the pair its heartbeat.
         let pid = try DetachedProcess.spawn(
-            [haproxy, "-db", "-f", config.haproxyConfigPath], logPath: config.haproxyLogPath)
+            ["/usr/bin/nice", "-n", "10", haproxy, "-db", "-f", config.haproxyConfigPath],
+            logPath: config.haproxyLogPath)
         try writePrivate("\(pid)\n", to: config.haproxyPidPath)
         // Up once it listens (the front's socket), or failed with its reason in the log.
         for _ in 0..<100 {

@@ -309,6 +309,16 @@ package final class Splicer: @unchecked Sendable {
         admitHandshakes(now: now, sink: sink)
     }
 
+    /// Whether the client's stream, from its first byte, is a TLS record of a handshake (content
+    /// type 22, protocol version 3.x): TLS terminated in the guest. No HTTP request begins so.
+    private func beginsWithTLS(_ slot: Slot, _ record: ConnectionRecord) -> Bool {
+        guard record.replayStart.clientOffset == 0, record.clientBytesLogged >= 3 else { return false }
+        var head: (UInt8, UInt8, UInt8) = (0, 0, 0)
+        var cursor = ClientByteCursor()
+        let read = withUnsafeMutableBytes(of: &head) { log.readClientBytes(slot, from: 0, into: $0, cursor: &cursor) }
+        return read == 3 && head.0 == 0x16 && head.1 == 0x03 && head.2 <= 0x04
+    }
+
     /// Puts a connection into the handshake phase (or resets one the replay cannot carry).
     private func enlist(_ slot: Slot, now: UInt64, sink: FrameSink) {
         let record = log.current(slot)
@@ -336,6 +346,15 @@ package final class Splicer: @unchecked Sendable {
             splices[slot.index] = Splice(serial: slot.serial)
             resetConnection(
                 slot, .rolledBack, reason: "its log record was rolled back after a daemon crash", sink: sink)
+            return
+        }
+        if beginsWithTLS(slot, record) {
+            // The old guest's TLS keys died with it: the new guest's answer cannot match.
+            splices[slot.index] = Splice(serial: slot.serial)
+            resetConnection(
+                slot, .tlsInGuest,
+                reason: "its client spoke TLS to the guest, whose session keys died with it "
+                    + "(terminate TLS on the host: docs/https.md)", sink: sink)
             return
         }
         let wasPending =
@@ -1194,6 +1213,8 @@ public enum ReplayResetReason: String, Sendable, CaseIterable {
     case guestClosed = "guest_closed"
     /// The regenerated output differed from what the client had received.
     case outputDiffers = "output_differs"
+    /// Its client spoke TLS to the guest: the new guest cannot have the old one's session keys.
+    case tlsInGuest = "tls_in_guest"
 }
 
 /// Every replay's outcomes added up (takeovers and upgrades alike).

@@ -625,6 +625,21 @@ final class SplicerTests: HandPlayedTestCase {
         XCTAssertEqual(sink.guest.count + sink.clients.count, 0)
     }
 
+    func testAConnectionWhoseClientSpokeTLSToTheGuestIsResetAtOnce() throws {
+        // A TLS record of a handshake (a ClientHello's first five bytes), then its body: the
+        // old guest's answer was encrypted with keys no new guest can have.
+        let hello: [UInt8] = [0x16, 0x03, 0x01, 0x00, 0x40] + (0..<64).map { UInt8($0) }
+        let slot = try playPrimary(request: hello)
+        wrapper.splicer.begin(now: start, sink: sink)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .idle, "not replayed")
+        XCTAssertFalse(try sink.takeGuest().contains { $0.flags.contains(.syn) }, "no fake SYN to the new guest")
+        XCTAssertEqual(try sink.takeClients().map(\.flags), [[.rst, .ack]], "the client is told at once")
+        let report = wrapper.splicer.latestReport
+        XCTAssertEqual(report.reset, 1)
+        XCTAssertTrue(report.resets.first?.contains("spoke TLS to the guest") == true, "\(report.resets)")
+        XCTAssertEqual(wrapper.splicer.replayTotals.resets[.tlsInGuest], 1)
+    }
+
     // MARK: The close fence
 
     func testGuestClosesAreFencedUnlessReleased() throws {

@@ -138,6 +138,16 @@ final class HTTPSTests: SharedPairTestCase {
         XCTAssertEqual(download.connects, 1)
     }
 
+    func testFChaosOverHTTPSLosesNothing() throws {
+        let output = try Harness.run([
+            Harness.ftvm, "chaos", "--name", pair, "--count", "2", "--seed", "11", "--faults",
+            "kernel-panic,service-crash",
+            "--url", "\(https)/bytes/16000000?seed=1", "--cacert", Self.credentials.ca, "--pipelined", "0",
+        ])
+        XCTAssertEqual(output.status, 0, output.combined)
+        XCTAssertTrue(output.stdout.contains("PASS"), output.combined)
+    }
+
     func testZZZDownLeavesNothingBehind() throws {
         try downLeavesNothingBehind()
         try? FileManager.default.removeItem(atPath: Self.credentials.directory)

@@ -256,7 +256,8 @@ final class ProtectTests: XCTestCase {
             let download = try startDownload(to: file, rate: "6M", maxTime: 180)
             defer { if download.isRunning { download.terminate() } }
             // With the kernel panic, the same file over HTTPS beside it.
-            let secure = round == 0 ? try startDownload(to: file + ".https", rate: "6M", maxTime: 180, https: certificate) : nil
+            let secure =
+                round == 0 ? try startDownload(to: file + ".https", rate: "6M", maxTime: 180, https: certificate) : nil
             defer { if secure?.isRunning == true { secure?.terminate() } }
             sleep(3)
             if round == 0 {
