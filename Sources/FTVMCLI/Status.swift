@@ -51,8 +51,11 @@ enum StatusPrinter {
         )
         if let ports = status.tlsPorts {
             let pid = status.tlsPID ?? 0
+            let restarts = status.tlsRestarts ?? 0
+            let restarted =
+                restarts > 0 ? "; found gone and started again \(restarts) times (their TLS sessions were lost)" : ""
             Swift.print(
-                "  https \(ports) (PUBLIC:GUEST) terminated on the host by HAProxy \(pid != 0 ? "pid \(pid)" : "NOT RUNNING: HTTPS clients get no answer (see /var/log/ftvm/\(status.name)-haproxy.log)")"
+                "  https \(ports) (PUBLIC:GUEST) terminated on the host by HAProxy \(pid != 0 ? "pid \(pid)" : "NOT RUNNING: HTTPS clients get no answer (see /var/log/ftvm/\(status.name)-haproxy.log)")\(restarted)"
             )
         }
         if let resets = status.tlsInGuestResets, resets > 0 {

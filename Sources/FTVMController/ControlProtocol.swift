@@ -100,6 +100,8 @@ public struct PairStatus: Codable, Sendable {
     /// HTTPS on the host: `443:8081,…` and the terminator's pid; nil: none.
     public var tlsPorts: String?
     public var tlsPID: Int32?
+    /// How often the daemon found the terminator gone and started it again.
+    public var tlsRestarts: Int?
     /// Connections whose clients spoke TLS to the guest itself, reset by replays (they cannot be
     /// carried over: docs/https.md).
     public var tlsInGuestResets: UInt64?

@@ -138,6 +138,7 @@ extension PairDaemon {
             metricsAddress: metricsServer?.address.description,
             tlsPorts: config.tls.map { $0.ports.map(\.description).joined(separator: ",") },
             tlsPID: terminator.map { _ in TLSTerminator.running(config: config) ?? 0 },
+            tlsRestarts: terminator?.restarts,
             tlsInGuestResets: relay.southSide?.splicer.replayTotals.resets[.tlsInGuest])
     }
 }

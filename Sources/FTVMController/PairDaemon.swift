@@ -156,6 +156,7 @@ public final class PairDaemon: Sendable {
     /// fails.
     public func run() throws {
         relay.start()
+        terminator?.supervise { [self] in done.withLock { $0 } || state.withLock { $0.lifecycle.isStopping } }
         let events = try virt.subscribeLifecycleEvents { [self] domain, event in
             // libvirt's event thread must not block: queue it for the health loop.
             state.withLock { $0.events.append((domain, event)) }

@@ -4,6 +4,7 @@ import FTVMWire
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 import SystemPackage
 
 /// HTTPS terminated on the host, at the service's own address (docs/https.md).
@@ -16,8 +17,16 @@ import SystemPackage
 /// so a failover or an upgrade is a pause for HAProxy and the TLS session never notices.
 public final class TLSTerminator: Sendable {
     public let taps: Relay.TerminatorTaps
-    /// HAProxy's pid (started, or adopted from a previous daemon).
-    public let pid: pid_t
+    private let config: PairConfig
+    private let tls: TLSSetting
+    private let logger: Logger
+    /// HAProxy's pid (started, adopted from a previous daemon, or started again).
+    private let pid: Mutex<pid_t>
+    /// How often HAProxy was found gone and started again (`supervise`).
+    private let restartCount = Atomic<Int>(0)
+    public var restarts: Int { restartCount.load(ordering: .relaxed) }
+    /// Held while HAProxy is started or stopped, so a restart never races a teardown.
+    private static let starting = Mutex<Void>(())
 
     static let frontTap = "tlsf"
     static let backTap = "tlsb"
@@ -73,6 +82,9 @@ public final class TLSTerminator: Sendable {
             throw ConfigError.badMAC(config.macAddress)
         }
         let backMAC = TLSSetting.backMAC(service: serviceMAC)
+        self.config = config
+        self.tls = tls
+        self.logger = logger
         do {
             let front = try Self.side(
                 namespace: config.tlsFrontNamespace, tap: Self.frontTap, mac: serviceMAC,
@@ -84,11 +96,39 @@ public final class TLSTerminator: Sendable {
                 front: front, back: back,
                 route: TerminatorRoute(
                     service: service, publicPorts: Set(tls.ports.map(\.publicPort)), backMAC: backMAC))
-            pid = try Self.haproxy(config: config, tls: tls, logger: logger)
+            pid = Mutex(try Self.haproxy(config: config, tls: tls, logger: logger))
         } catch {
             Self.remove(config: config)
             throw error
         }
+    }
+
+    /// Checks every second, on a thread of its own, that HAProxy runs, and starts it again when it
+    /// is gone (its TLS sessions are lost with it; new ones are served again), until `finished`
+    /// (the pair is being taken down) says so.
+    func supervise(finished: @escaping @Sendable () -> Bool) {
+        Thread { [self] in
+            CurrentThread.name("ftvm-tls-watch")
+            while !finished() {
+                sleep(1)
+                guard Self.running(config: config) == nil else { continue }
+                Self.starting.withLock { _ in
+                    guard !finished() else { return }
+                    var status: Int32 = 0
+                    _ = waitpid(pid.withLock { $0 }, &status, WNOHANG)  // reaped, when it was our child
+                    logger.error(
+                        "TLS terminator gone: its TLS sessions are lost; starting it again",
+                        metadata: ["pid": "\(pid.withLock { $0 })"])
+                    do {
+                        let started = try Self.haproxy(config: config, tls: tls, logger: logger)
+                        pid.withLock { $0 = started }
+                        restartCount.add(1, ordering: .relaxed)
+                    } catch {
+                        logger.error("TLS terminator could not be started again", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+        }.start()
     }
 
     /// One side: a namespace with loopback up, no IPv6, and a persistent tap with `address`.
@@ -239,7 +279,7 @@ public final class TLSTerminator: Sendable {
 
     /// Ends HAProxy and removes the namespaces (their taps go with them) and the files.
     public static func remove(config: PairConfig) {
-        stop(config: config)
+        starting.withLock { _ in stop(config: config) }
         for namespace in [config.tlsFrontNamespace, config.tlsBackNamespace]
         where FileManager.default.fileExists(atPath: "/run/netns/\(namespace)") {
             _ = try? HostCommand.run(["ip", "netns", "del", namespace])

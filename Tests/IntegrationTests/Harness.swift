@@ -198,10 +198,12 @@ enum Harness {
         /// `base` is the URL before `/bytes/N` (the demo service itself by default). `endpoint`
         /// `chunked` asks for the same bytes chunked, with no validator: a replay then regenerates
         /// the answer instead of resuming it with a range, and takes longer.
-        /// `curlOptions` go to curl as they are (an HTTPS download's `--cacert`).
+        /// `curlOptions` go to curl as they are (an HTTPS download's `--cacert`). `url`: a file that
+        /// holds the same stream instead (nginx's `splitmix-32M.bin`: 32 MiB, seed 1).
         init(
             pair: String, size: Int, seed: UInt64, rate: String = "3M",
-            base: String = "http://\(Harness.serviceAddress)", endpoint: String = "bytes", curlOptions: String = ""
+            base: String = "http://\(Harness.serviceAddress)", endpoint: String = "bytes", curlOptions: String = "",
+            url: String? = nil
         ) throws {
             self.size = size
             self.seed = seed
@@ -213,7 +215,7 @@ enum Harness {
                 "ip", "netns", "exec", "ftvm-\(pair)", "sh", "-c",
                 "sysctl -qw net.ipv4.tcp_rmem='4096 131072 4194304' && exec curl -sS --fail --max-time 180 "
                     + "--limit-rate \(rate) -o \(file) -w '%{num_connects}' \(curlOptions) "
-                    + "'\(base)/\(endpoint)/\(size)?seed=\(seed)' > \(file).connects",
+                    + "'\(url ?? "\(base)/\(endpoint)/\(size)?seed=\(seed)")' > \(file).connects",
             ]
             try process.run()
         }

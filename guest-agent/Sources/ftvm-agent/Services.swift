@@ -22,6 +22,10 @@ final class Supervisor {
         var listening = false
         var probe = Probe()
         var reportedHung = false
+        /// Tells a busy service from a hung one (`BusyGate`), from the CPU time its processes
+        /// used since the previous probe's outcome (`cpuSample`).
+        var busy = BusyGate()
+        var cpuSample: (ticks: UInt64, atMillis: Int)?
         /// When the agent last asked systemd to start the unit and has not seen it up yet.
         var unitRequestedAt: Int?
         /// A running `systemctl is-active` for the unit, and when the next one may start.
@@ -184,6 +188,8 @@ final class Supervisor {
         services[index].reportedHung = false
         // A probe of the dead instance (in flight, or its failures) says nothing of the next one.
         services[index].probe = Probe()
+        services[index].busy = BusyGate()
+        services[index].cpuSample = nil
         let delay = min(5000, 500 * services[index].starts)
         services[index].restartAt = nowMillis + delay
         Console.say(
@@ -205,22 +211,64 @@ final class Supervisor {
                 guard now >= services[index].probe.nextAt else { continue }
                 services[index].probe.start(port: services[index].definition.port, now: now)
             }
-            switch services[index].probe.step(now: now) {
+            let outcome = services[index].probe.step(now: now)
+            if outcome == .pending { continue }
+            // The CPU its processes used since the previous outcome: busy or idle while it failed.
+            let ticks = cpuTicks(index)
+            let previous = services[index].cpuSample
+            services[index].cpuSample = ticks.map { ($0, now) }
+            switch outcome {
             case .pending:
                 break
             case .alive:
+                services[index].busy.answered()
                 if services[index].reportedHung {
                     services[index].reportedHung = false
                     channel.serviceResponsive(index, true)
                     Console.say("service \(services[index].definition.name) answers again")
                 }
             case .failed:
-                if !services[index].reportedHung, services[index].probe.consecutiveFailures >= Probe.failuresToReport {
+                let cpuMillis = ticks.flatMap { ticks in
+                    previous.map { Int((ticks &- $0.ticks) * 1000 / UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))) }
+                }
+                let window = now - (previous?.atMillis ?? now)
+                let hung = services[index].busy.failed(
+                    cpuMillis: cpuMillis, windowMillis: window, atMillis: now,
+                    failuresToReport: Probe.failuresToReport)
+                Console.say(
+                    "service \(services[index].definition.name) missed a probe; its processes ran \(cpuMillis.map { "\($0)" } ?? "?") ms of the last \(window) ms"
+                )
+                if !services[index].reportedHung, hung {
                     services[index].reportedHung = true
                     channel.serviceResponsive(index, false)
                     Console.say("service \(services[index].definition.name) does not answer its probe: reported hung")
                 }
             }
+        }
+    }
+
+    /// The user and system clock ticks the service's processes used so far: its process group's
+    /// (a command leads its own), or its unit's cgroup's; nil when none can be read.
+    private func cpuTicks(_ index: Int) -> UInt64? {
+        guard let pid = services[index].pid else { return nil }
+        func stat(_ process: String) -> (group: Int32, ticks: UInt64)? {
+            (try? SmallFile.read("/proc/\(process)/stat")).flatMap { ProcessCPU.groupAndTicks(stat: $0) }
+        }
+        switch services[index].definition.launch {
+        case .command:
+            guard stat("\(pid)") != nil, let directory = opendir("/proc") else { return nil }
+            defer { closedir(directory) }
+            var ticks: UInt64 = 0
+            while let entry = readdir(directory) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if Int32(name) != nil, let member = stat(name), member.group == pid { ticks += member.ticks }
+            }
+            return ticks
+        case .unit(let unit):
+            let members = SystemdUnit.processes(unit).compactMap { stat("\($0)") }
+            return members.isEmpty ? nil : members.reduce(UInt64(0)) { $0 + $1.ticks }
         }
     }
 
