@@ -9,22 +9,6 @@ final class PairConfigFileTests: XCTestCase {
     static let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("contrib/ftvm-example.yaml").path
 
-    /// Parses `text` as the file /etc/ftvm/t.yaml and resolves it.
-    private func resolve(_ text: String) throws -> ResolvedSettings {
-        try PairConfigFile.parse(text, path: "/etc/ftvm/t.yaml").resolve()
-    }
-
-    /// The error `text` produces, as the user reads it.
-    private func failure(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> String {
-        do {
-            let settings = try resolve(text)
-            XCTFail("expected an error, got \(settings)", file: file, line: line)
-            return ""
-        } catch {
-            return (error as? ConfigError)?.description ?? "not a ConfigError: \(error)"
-        }
-    }
-
     func testExampleParsesAndStatesTheDefaults() throws {
         let settings = try PairConfigFile.load(path: Self.example)
         // Every key but `domain` (the alternative to `image`) and `tls` (HTTPS has no default: its
@@ -42,7 +26,7 @@ final class PairConfigFileTests: XCTestCase {
     }
 
     func testValuesReachThePairConfig() throws {
-        let resolved = try resolve(
+        let resolved = try resolveSettings(
             """
             name: web
             image: /srv/img
@@ -77,8 +61,8 @@ final class PairConfigFileTests: XCTestCase {
         XCTAssertEqual(config.logPolicy.idleReclaimNanos, 30_000_000_000)
         XCTAssertEqual(config.logPolicy.httpPorts, [])
         XCTAssertEqual(resolved.config.metrics, MetricsSetting(parsing: "127.0.0.2:9100"))
-        XCTAssertEqual(try resolve("ports:\n  http: [8080, 80]\n").config.logPolicy.httpPorts, [80, 8080])
-        XCTAssertEqual(try resolve("metrics: none\n").config.metrics, .off)
+        XCTAssertEqual(try resolveSettings("ports:\n  http: [8080, 80]\n").config.logPolicy.httpPorts, [80, 8080])
+        XCTAssertEqual(try resolveSettings("metrics: none\n").config.metrics, .off)
     }
 
     func testAnEmptyFileSetsNothing() throws {
@@ -90,104 +74,108 @@ final class PairConfigFileTests: XCTestCase {
 
     func testUnknownKeySuggestsTheNearestValidOne() {
         XCTAssertEqual(
-            failure("name: web\nhealth:\n  tick_ms: 50\n"),
+            settingsFailure("name: web\nhealth:\n  tick_ms: 50\n"),
             "/etc/ftvm/t.yaml:3:3: unknown key 'health.tick_ms'; did you mean 'health.tick-ms'?")
         XCTAssertEqual(
-            failure("imgae: /srv/img\n"), "/etc/ftvm/t.yaml:1:1: unknown key 'imgae'; did you mean 'image'?")
+            settingsFailure("imgae: /srv/img\n"), "/etc/ftvm/t.yaml:1:1: unknown key 'imgae'; did you mean 'image'?")
         XCTAssertEqual(
-            failure("netwrok:\n  mtu: 1500\n"), "/etc/ftvm/t.yaml:1:1: unknown key 'netwrok'; did you mean 'network'?")
+            settingsFailure("netwrok:\n  mtu: 1500\n"),
+            "/etc/ftvm/t.yaml:1:1: unknown key 'netwrok'; did you mean 'network'?")
         // A key of a section written at the top level.
         XCTAssertEqual(
-            failure("missed-ticks: 3\n"),
+            settingsFailure("missed-ticks: 3\n"),
             "/etc/ftvm/t.yaml:1:1: unknown key 'missed-ticks'; did you mean 'health.missed-ticks'?")
         // Nothing near: the valid keys of that level.
         XCTAssertEqual(
-            failure("log:\n  colour: red\n"),
+            settingsFailure("log:\n  colour: red\n"),
             "/etc/ftvm/t.yaml:2:3: unknown key 'log.colour'; valid keys here: size-mib, connection-budget-mib, idle-reclaim-s"
         )
     }
 
     func testWrongTypes() {
         XCTAssertEqual(
-            failure("health:\n  tick-ms: fast\n"),
+            settingsFailure("health:\n  tick-ms: fast\n"),
             "/etc/ftvm/t.yaml:2:12: health.tick-ms: must be an integer, not the string 'fast'")
         XCTAssertEqual(
-            failure("health:\n  tick-ms: \"100\"\n"),
+            settingsFailure("health:\n  tick-ms: \"100\"\n"),
             "/etc/ftvm/t.yaml:2:12: health.tick-ms: must be an integer, not the string '100'")
         XCTAssertEqual(
-            failure("log:\n  size-mib: 1.5\n"),
+            settingsFailure("log:\n  size-mib: 1.5\n"),
             "/etc/ftvm/t.yaml:2:13: log.size-mib: must be an integer, not the number 1.5")
         XCTAssertEqual(
-            failure("image:\n  - a\n"), "/etc/ftvm/t.yaml:2:3: image: must be a string, not a list")
-        XCTAssertEqual(failure("image:\n"), "/etc/ftvm/t.yaml:1:7: image: must be a string, not an empty value")
+            settingsFailure("image:\n  - a\n"), "/etc/ftvm/t.yaml:2:3: image: must be a string, not a list")
+        XCTAssertEqual(settingsFailure("image:\n"), "/etc/ftvm/t.yaml:1:7: image: must be a string, not an empty value")
         XCTAssertEqual(
-            failure("ports:\n  http: [80, web]\n"),
+            settingsFailure("ports:\n  http: [80, web]\n"),
             "/etc/ftvm/t.yaml:2:9: ports.http: must be a list of ports like [80, 8080] or 'none'; the string 'web' is not a port"
         )
         XCTAssertEqual(
-            failure("ports:\n  http: true\n"),
+            settingsFailure("ports:\n  http: true\n"),
             "/etc/ftvm/t.yaml:2:9: ports.http: must be a list of ports like [80, 8080] or 'none', not the boolean true")
         XCTAssertEqual(
-            failure("health: 5\n"),
+            settingsFailure("health: 5\n"),
             "/etc/ftvm/t.yaml:1:9: health: must be a mapping of keys (tick-ms, missed-ticks, fence)")
         XCTAssertEqual(
-            failure("- name: web\n"),
+            settingsFailure("- name: web\n"),
             "/etc/ftvm/t.yaml:1:1: the file must be a mapping of keys (name:, image:, network:, …)")
     }
 
     func testOutOfRangeValues() {
         XCTAssertEqual(
-            failure("health:\n  tick-ms: 5\n"), "/etc/ftvm/t.yaml:2:12: health.tick-ms: must be 10-10000, not 5")
+            settingsFailure("health:\n  tick-ms: 5\n"), "/etc/ftvm/t.yaml:2:12: health.tick-ms: must be 10-10000, not 5"
+        )
         XCTAssertEqual(
-            failure("health:\n  missed-ticks: 1\n"),
+            settingsFailure("health:\n  missed-ticks: 1\n"),
             "/etc/ftvm/t.yaml:2:17: health.missed-ticks: must be 2-1000, not 1")
         XCTAssertEqual(
-            failure("network:\n  mtu: 70000\n"), "/etc/ftvm/t.yaml:2:8: network.mtu: must be 576-65000, not 70000")
+            settingsFailure("network:\n  mtu: 70000\n"),
+            "/etc/ftvm/t.yaml:2:8: network.mtu: must be 576-65000, not 70000")
         XCTAssertEqual(
-            failure("ports:\n  http: [80, 70000]\n"), "/etc/ftvm/t.yaml:2:9: ports.http: 70000 is not a port 1-65535")
+            settingsFailure("ports:\n  http: [80, 70000]\n"),
+            "/etc/ftvm/t.yaml:2:9: ports.http: 70000 is not a port 1-65535")
         XCTAssertEqual(
-            failure("health:\n  fence: kill\n"),
+            settingsFailure("health:\n  fence: kill\n"),
             "/etc/ftvm/t.yaml:2:10: health.fence: must be pause or destroy, not 'kill'")
-        XCTAssertTrue(failure("name: Web\n").hasPrefix("/etc/ftvm/t.yaml:1:7: name: invalid pair name 'Web'"))
+        XCTAssertTrue(settingsFailure("name: Web\n").hasPrefix("/etc/ftvm/t.yaml:1:7: name: invalid pair name 'Web'"))
         XCTAssertEqual(
-            failure("metrics: 9477\n"),
+            settingsFailure("metrics: 9477\n"),
             "/etc/ftvm/t.yaml:1:10: metrics: '9477' is not HOST:PORT (IPv4, port 1-65535, e.g. 127.0.0.1:9477), 'auto' or 'none'"
         )
         XCTAssertEqual(
-            failure("network:\n  mac: \"01:00:5e:00:00:01\"\n"),
+            settingsFailure("network:\n  mac: \"01:00:5e:00:00:01\"\n"),
             "/etc/ftvm/t.yaml:2:8: network.mac: '01:00:5e:00:00:01' is not a unicast MAC address like 52:54:00:77:00:02"
         )
         XCTAssertEqual(
-            failure("network:\n  service-address: 10.77.0.300\n"),
+            settingsFailure("network:\n  service-address: 10.77.0.300\n"),
             "/etc/ftvm/t.yaml:2:20: network.service-address: '10.77.0.300' is not an IPv4 address like 10.77.0.2")
     }
 
     func testSettingsThatDependOnEachOther() {
         XCTAssertEqual(
-            failure("log:\n  size-mib: 16\n  connection-budget-mib: 20\n"),
+            settingsFailure("log:\n  size-mib: 16\n  connection-budget-mib: 20\n"),
             "/etc/ftvm/t.yaml:3:26: log.connection-budget-mib: must be at most the log's size (16 MiB), not 20")
         // The budget left at its default (32 MiB) against a smaller log.
         XCTAssertEqual(
-            failure("log:\n  size-mib: 16\n"),
+            settingsFailure("log:\n  size-mib: 16\n"),
             "--connection-budget-mib / log.connection-budget-mib (default): must be at most the log's size (16 MiB), not 32"
         )
         XCTAssertEqual(
-            failure("network:\n  service-address: 10.77.1.2\n"),
+            settingsFailure("network:\n  service-address: 10.77.1.2\n"),
             "/etc/ftvm/t.yaml:2:20: network.service-address: 10.77.1.2 and the uplink 10.77.0.1 are not in one /24")
         XCTAssertEqual(
-            failure("network:\n  uplink-address: 10.77.0.2\n"),
+            settingsFailure("network:\n  uplink-address: 10.77.0.2\n"),
             "/etc/ftvm/t.yaml:2:19: network.uplink-address: is the uplink's address too; the service and the uplink need one each"
         )
         XCTAssertEqual(
-            failure("network:\n  service-address: 10.77.0.255\n"),
+            settingsFailure("network:\n  service-address: 10.77.0.255\n"),
             "/etc/ftvm/t.yaml:2:20: network.service-address: 10.77.0.255 is the network or broadcast address of its /24"
         )
         XCTAssertEqual(
-            failure("domain: web1\nimage: /srv/img\n"),
+            settingsFailure("domain: web1\nimage: /srv/img\n"),
             "/etc/ftvm/t.yaml:2:8: image: a pair boots an image or protects a domain, not both: drop `image` or `domain`"
         )
         // A protected domain's address is on its own network, not the uplink's subnet.
-        let protected = try? resolve("domain: web1\nnetwork:\n  service-address: 192.168.9.5\n")
+        let protected = try? resolveSettings("domain: web1\nnetwork:\n  service-address: 192.168.9.5\n")
         XCTAssertEqual(protected?.domain, "web1")
         XCTAssertEqual(protected?.serviceAddressGiven, true)
         XCTAssertEqual(protected?.config.serviceAddress, "192.168.9.5")
@@ -195,13 +183,14 @@ final class PairConfigFileTests: XCTestCase {
 
     func testSyntaxErrorsAndDuplicates() {
         XCTAssertEqual(
-            failure("health:\n  tick-ms: [1, 2\nlog: {}\n"),
+            settingsFailure("health:\n  tick-ms: [1, 2\nlog: {}\n"),
             "/etc/ftvm/t.yaml:3:4: not valid YAML: did not find expected ',' or ']'")
         XCTAssertEqual(
-            failure("name: web\n name2: x\n"),
+            settingsFailure("name: web\n name2: x\n"),
             "/etc/ftvm/t.yaml:2:7: not valid YAML: mapping values are not allowed in this context")
         XCTAssertTrue(
-            failure("name: a\nname: b\n").hasSuffix("key 'name' given twice"), failure("name: a\nname: b\n"))
+            settingsFailure("name: a\nname: b\n").hasSuffix("key 'name' given twice"),
+            settingsFailure("name: a\nname: b\n"))
     }
 
     func testMissingAndUnreadableFiles() throws {

@@ -8,23 +8,10 @@ import XCTest
 /// them, HAProxy's configuration, and the checks of the certificate and key files (made here
 /// with openssl) before anything is started.
 final class TLSSettingTests: XCTestCase {
-    private func resolve(_ text: String) throws -> ResolvedSettings {
-        try PairConfigFile.parse(text, path: "/etc/ftvm/t.yaml").resolve()
-    }
-
-    private func failure(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> String {
-        do {
-            let settings = try resolve(text)
-            XCTFail("expected an error, got \(settings)", file: file, line: line)
-            return ""
-        } catch {
-            return (error as? ConfigError)?.description ?? "not a ConfigError: \(error)"
-        }
-    }
 
     func testAFileSetsPortsCertificateKeyAndTheDefaultSource() throws {
         let tls = try XCTUnwrap(
-            try resolve(
+            try resolveSettings(
                 """
                 tls:
                   ports: [443:8081, "8443:80"]
@@ -36,7 +23,7 @@ final class TLSSettingTests: XCTestCase {
         XCTAssertEqual(tls.certificatePath, "/etc/ftvm/site.pem")
         XCTAssertEqual(tls.keyPath, "/etc/ftvm/site.key")
         XCTAssertEqual(tls.backAddress, "10.77.0.254", "the last host of the service's /24")
-        XCTAssertNil(try resolve("name: x").config.tls, "no tls section, no HTTPS")
+        XCTAssertNil(try resolveSettings("name: x").config.tls, "no tls section, no HTTPS")
     }
 
     func testOptionsSetTheSameAsTheFile() throws {
@@ -53,23 +40,27 @@ final class TLSSettingTests: XCTestCase {
     func testMistakesSayWhatIsWrong() {
         let files = "  cert: /c.pem\n  key: /k.pem\n"
         XCTAssertTrue(
-            failure("tls:\n  ports: [443:8081]\n  cert: /c.pem\n").contains("--tls-key (tls.key in a file) is missing"))
-        XCTAssertTrue(failure("tls:\n  ports: [443]\n" + files).contains("'443' is not PUBLIC:GUEST"))
-        XCTAssertTrue(failure("tls:\n  ports: ['443:0']\n" + files).contains("is not PUBLIC:GUEST"))
-        XCTAssertTrue(failure("tls:\n  ports: ['443:80', '443:81']\n" + files).contains("443 is given twice"))
-        XCTAssertTrue(failure("tls:\n  ports: {a: 1}\n" + files).contains("must be a list of PUBLIC:GUEST"))
+            settingsFailure("tls:\n  ports: [443:8081]\n  cert: /c.pem\n").contains(
+                "--tls-key (tls.key in a file) is missing"))
+        XCTAssertTrue(settingsFailure("tls:\n  ports: [443]\n" + files).contains("'443' is not PUBLIC:GUEST"))
+        XCTAssertTrue(settingsFailure("tls:\n  ports: ['443:0']\n" + files).contains("is not PUBLIC:GUEST"))
+        XCTAssertTrue(settingsFailure("tls:\n  ports: ['443:80', '443:81']\n" + files).contains("443 is given twice"))
+        XCTAssertTrue(settingsFailure("tls:\n  ports: {a: 1}\n" + files).contains("must be a list of PUBLIC:GUEST"))
         XCTAssertTrue(
-            failure("tls:\n  ports: ['443:80']\n  cert: site.pem\n  key: /k.pem\n").contains(
+            settingsFailure("tls:\n  ports: ['443:80']\n  cert: site.pem\n  key: /k.pem\n").contains(
                 "'site.pem' must be an absolute path"))
         XCTAssertTrue(
-            failure("tls:\n  ports: ['443:80']\n" + files + "  source: 10.78.0.9\n").contains(
+            settingsFailure("tls:\n  ports: ['443:80']\n" + files + "  source: 10.78.0.9\n").contains(
                 "10.78.0.9 is not in the service's /24"))
         XCTAssertTrue(
-            failure("tls:\n  ports: ['443:80']\n" + files + "  source: 10.77.0.2\n").contains("is taken by the service")
+            settingsFailure("tls:\n  ports: ['443:80']\n" + files + "  source: 10.77.0.2\n").contains(
+                "is taken by the service")
         )
         XCTAssertTrue(
-            failure("tls:\n  ports: ['443:80']\n" + files + "  source: 10.77.0.1\n").contains("is taken by the uplink"))
-        XCTAssertTrue(failure("tls:\n  ports: ['443:80']\n" + files + "  sorce: 10.77.0.9\n").contains("tls.source"))
+            settingsFailure("tls:\n  ports: ['443:80']\n" + files + "  source: 10.77.0.1\n").contains(
+                "is taken by the uplink"))
+        XCTAssertTrue(
+            settingsFailure("tls:\n  ports: ['443:80']\n" + files + "  sorce: 10.77.0.9\n").contains("tls.source"))
     }
 
     func testTheBackSidesAddressAndMAC() throws {
