@@ -206,6 +206,7 @@ final class Supervisor {
             services[index].listening = Self.accepts(port: services[index].definition.port)
             services[index].probe.postpone(until: now + Probe.intervalMillis)
         }
+        var groups: [Int32: UInt64]?
         for index in services.indices where services[index].pid != nil && services[index].listening {
             if !services[index].probe.inFlight {
                 guard now >= services[index].probe.nextAt else { continue }
@@ -214,7 +215,7 @@ final class Supervisor {
             let outcome = services[index].probe.step(now: now)
             if outcome == .pending { continue }
             // The CPU its processes used since the previous outcome: busy or idle while it failed.
-            let ticks = cpuTicks(index)
+            let ticks = cpuTicks(index, groups: &groups)
             let previous = services[index].cpuSample
             services[index].cpuSample = ticks.map { ($0, now) }
             switch outcome {
@@ -248,28 +249,38 @@ final class Supervisor {
     }
 
     /// The user and system clock ticks the service's processes used so far: its process group's
-    /// (a command leads its own), or its unit's cgroup's; nil when none can be read.
-    private func cpuTicks(_ index: Int) -> UInt64? {
+    /// (a command leads its own), or its unit's cgroup's; nil when none can be read. `groups`:
+    /// every group's ticks, from one walk of /proc made by the first command service that needs
+    /// it in this round of probes.
+    private func cpuTicks(_ index: Int, groups: inout [Int32: UInt64]?) -> UInt64? {
         guard let pid = services[index].pid else { return nil }
-        func stat(_ process: String) -> (group: Int32, ticks: UInt64)? {
-            (try? SmallFile.read("/proc/\(process)/stat")).flatMap { ProcessCPU.groupAndTicks(stat: $0) }
-        }
         switch services[index].definition.launch {
         case .command:
-            guard stat("\(pid)") != nil, let directory = opendir("/proc") else { return nil }
-            defer { closedir(directory) }
-            var ticks: UInt64 = 0
-            while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if Int32(name) != nil, let member = stat(name), member.group == pid { ticks += member.ticks }
-            }
-            return ticks
+            guard Self.stat("\(pid)") != nil else { return nil }
+            if groups == nil { groups = Self.ticksByGroup() }
+            return groups?[pid] ?? 0
         case .unit(let unit):
-            let members = SystemdUnit.processes(unit).compactMap { stat("\($0)") }
+            let members = SystemdUnit.processes(unit).compactMap { Self.stat("\($0)") }
             return members.isEmpty ? nil : members.reduce(UInt64(0)) { $0 + $1.ticks }
         }
+    }
+
+    private static func stat(_ process: String) -> (group: Int32, ticks: UInt64)? {
+        (try? SmallFile.read("/proc/\(process)/stat")).flatMap { ProcessCPU.groupAndTicks(stat: $0) }
+    }
+
+    /// Every process group's user and system clock ticks, summed over its processes.
+    private static func ticksByGroup() -> [Int32: UInt64] {
+        guard let directory = opendir("/proc") else { return [:] }
+        defer { closedir(directory) }
+        var groups: [Int32: UInt64] = [:]
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if Int32(name) != nil, let member = stat(name) { groups[member.group, default: 0] += member.ticks }
+        }
+        return groups
     }
 
     /// Starts a command, or asks systemd to start a unit (`--no-block`: the tick must not wait
