@@ -75,6 +75,7 @@ enum StatusPrinter {
         }
         Swift.print(
             "relay: \(status.relay.framesToGuest) frames to guest, \(status.relay.framesToClients) to clients, \(status.relay.framesDropped) dropped, \(status.relay.framesHeld) held during takeovers; closes fenced \(status.relay.closesFenced), suppressed \(status.relay.closesSuppressed)"
+                + (status.relayScheduling.map { "; thread \($0)" } ?? "")
         )
         if let log = status.log {
             let protected = log.openConnections - log.unprotectedConnections

@@ -105,6 +105,8 @@ public struct PairStatus: Codable, Sendable {
     /// Connections whose clients spoke TLS to the guest itself, reset by replays (they cannot be
     /// carried over: docs/https.md).
     public var tlsInGuestResets: UInt64?
+    /// What the relay thread runs under: `SCHED_FIFO 1`, or `normal (why)`.
+    public var relayScheduling: String?
 }
 
 /// Guests changed outside ftvm (by hand with virsh, or by libvirt) and what the daemon did.

@@ -139,7 +139,8 @@ extension PairDaemon {
             tlsPorts: config.tls.map { $0.ports.map(\.description).joined(separator: ",") },
             tlsPID: terminator.map { _ in TLSTerminator.running(config: config) ?? 0 },
             tlsRestarts: terminator?.restarts,
-            tlsInGuestResets: relay.southSide?.splicer.replayTotals.resets[.tlsInGuest])
+            tlsInGuestResets: relay.southSide?.splicer.replayTotals.resets[.tlsInGuest],
+            relayScheduling: relay.threadScheduling?.description)
     }
 }
 

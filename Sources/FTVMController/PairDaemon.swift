@@ -145,7 +145,7 @@ public final class PairDaemon: Sendable {
                 tap: network.tap,
                 southSide: SouthSide(
                     log: log, service: service, serviceMAC: serviceMAC, policy: config.logPolicy, logger: logger),
-                terminator: terminator?.taps, logger: logger)
+                terminator: terminator?.taps, realtimePriority: config.relayPriority, logger: logger)
         } catch {
             control.close()
             throw error

@@ -16,6 +16,7 @@ public enum SettingKey: String, CaseIterable, Sendable {
     case prefixLength = "network.prefix-length"
     case mtu = "network.mtu"
     case macAddress = "network.mac"
+    case relayPriority = "network.relay-priority"
     case memoryMiB = "guest.memory-mib"
     case vcpus = "guest.vcpus"
     case bootTimeoutSeconds = "guest.boot-timeout-s"
@@ -58,6 +59,7 @@ public enum SettingKey: String, CaseIterable, Sendable {
         case .logMiB: .integer(1...16384)
         case .connectionBudgetMiB: .integer(1...16384)
         case .idleReclaimSeconds: .integer(1...(86400 * 7))
+        case .relayPriority: .integer(0...99)
         case .httpPorts: .ports
         case .tlsPorts: .portMaps
         case .name, .image, .domain, .serviceAddress, .uplinkAddress, .macAddress, .fence, .metrics, .tlsCertificate,
@@ -85,7 +87,7 @@ public enum SettingKey: String, CaseIterable, Sendable {
         case .tlsKey: "--tls-key"
         case .tlsSource: "--tls-source"
         case .domain, .serviceAddress, .uplinkAddress, .prefixLength, .macAddress, .memoryMiB, .vcpus,
-            .bootTimeoutSeconds:
+            .bootTimeoutSeconds, .relayPriority:
             nil
         }
     }
@@ -178,6 +180,7 @@ public struct PairSettings: Sendable, Equatable {
             }
             config.macAddress = mac
         }
+        if let priority = try integer(.relayPriority) { config.relayPriority = Int32(priority) }
         if let memory = try integer(.memoryMiB) { config.memoryMiB = memory }
         if let vcpus = try integer(.vcpus) { config.vcpus = vcpus }
         if let seconds = try integer(.bootTimeoutSeconds) { config.bootTimeoutSeconds = Double(seconds) }

@@ -98,15 +98,25 @@ public final class Relay: Sendable {
     /// of the guest that sent it has ticked twice since and still reports every service running.
     private let watched = Mutex<[UInt16: Channel]>([:])
     private let finished = Mutex<Bool>(false)
+    /// The loop thread's SCHED_FIFO priority (0: normal scheduling), and what it got.
+    private let realtimePriority: Int32
+    private let scheduling = Mutex<RealtimeScheduling?>(nil)
     private let logger: Logger
 
     /// `tap` must be opened with `offload` (frames after a virtio-net header).
-    package init(tap: TapDevice, southSide: SouthSide?, terminator: TerminatorTaps? = nil, logger: Logger) {
+    package init(
+        tap: TapDevice, southSide: SouthSide?, terminator: TerminatorTaps? = nil, realtimePriority: Int32 = 0,
+        logger: Logger
+    ) {
         self.tap = tap
         self.terminator = terminator
         self.southSide = southSide
+        self.realtimePriority = realtimePriority
         self.logger = logger
     }
+
+    /// What the loop thread runs under (nil before it started).
+    public var threadScheduling: RealtimeScheduling? { scheduling.withLock { $0 } }
 
     /// Starts reading guest link `id` (before its guest starts, so no frame of it is missed).
     public func attach(link id: UInt16, socket: PacketSocket) {
@@ -304,6 +314,9 @@ public final class Relay: Sendable {
         var fds: [pollfd] = []
         // The uplink, the terminator's front and back when there is one, then the links.
         let taps = [tap] + (terminator.map { [$0.front, $0.back] } ?? [])
+        let policy = RealtimeScheduling.applyToCurrentThread(priority: realtimePriority)
+        scheduling.withLock { $0 = policy }
+        logger.info("relay thread scheduling", metadata: ["policy": "\(policy)"])
         while !stopping.load(ordering: .acquiring) {
             if loop.refreshLinks() {
                 fds = taps.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }

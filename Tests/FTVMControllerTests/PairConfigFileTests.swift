@@ -36,6 +36,7 @@ final class PairConfigFileTests: XCTestCase {
               prefix-length: 26
               mtu: 1500
               mac: "52:54:00:aa:bb:cc"
+              relay-priority: 0
             guest: {memory-mib: 512, vcpus: 2, boot-timeout-s: 60}
             health: {tick-ms: 50, missed-ticks: 4, fence: destroy}
             log: {size-mib: 64, connection-budget-mib: 8, idle-reclaim-s: 30}
@@ -50,6 +51,7 @@ final class PairConfigFileTests: XCTestCase {
         XCTAssertEqual(config.prefixLength, 26)
         XCTAssertEqual(config.mtu, 1500)
         XCTAssertEqual(config.macAddress, "52:54:00:aa:bb:cc")
+        XCTAssertEqual(config.relayPriority, 0)
         XCTAssertEqual(config.memoryMiB, 512)
         XCTAssertEqual(config.vcpus, 2)
         XCTAssertEqual(config.bootTimeoutSeconds, 60)
@@ -130,6 +132,9 @@ final class PairConfigFileTests: XCTestCase {
         XCTAssertEqual(
             settingsFailure("network:\n  mtu: 70000\n"),
             "/etc/ftvm/t.yaml:2:8: network.mtu: must be 576-65000, not 70000")
+        XCTAssertEqual(
+            settingsFailure("network:\n  relay-priority: 100\n"),
+            "/etc/ftvm/t.yaml:2:19: network.relay-priority: must be 0-99, not 100")
         XCTAssertEqual(
             settingsFailure("ports:\n  http: [80, 70000]\n"),
             "/etc/ftvm/t.yaml:2:9: ports.http: 70000 is not a port 1-65535")
