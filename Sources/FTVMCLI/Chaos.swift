@@ -21,6 +21,8 @@ struct Chaos: ParsableCommand {
             answered), reset, cut short, or WRONG BYTES (never acceptable), and every request's answer. \
             Each resource is fetched twice before the campaign to take its SHA-256; one that answers \
             different bytes each time is checked by its length only, and a replay cannot carry it. \
+            Without --url, a pair that terminates HTTPS for the demo service's port 80 is also \
+            exercised over HTTPS: downloads and keep-alive sessions through its terminator. \
             Faults: every `ftvm inject` fault, daemon-kill (the daemon SIGKILLed during a takeover and \
             started again with its own arguments) and upgrade (to the image the pair runs). Exits 0 \
             only when every transfer came through byte-exact.
@@ -192,17 +194,26 @@ struct Chaos: ParsableCommand {
             try sysctl.run()
             sysctl.waitUntilExit()
         }
-        let resources = try (urls.isEmpty ? ["http://\(status.serviceAddress)/bytes/16000000?seed=1"] : urls).map {
+        var resources = try (urls.isEmpty ? ["http://\(status.serviceAddress)/bytes/16000000?seed=1"] : urls).map {
             try Resource.reference($0, netns: netns)
         }
         // The demo's sessions ask for smaller answers (2 MB, a second each at the default pace),
-        // so a fault lands between requests as often as inside one.
-        let sessionResources =
+        // so a fault lands between requests as often as inside one. Each group of session
+        // resources is one server's; a session asks one group.
+        var sessionGroups =
             urls.isEmpty
-            ? try (2...3).map {
-                try Resource.reference("http://\(status.serviceAddress)/bytes/2000000?seed=\($0)", netns: netns)
-            }
-            : resources
+            ? [
+                try (2...3).map {
+                    try Resource.reference("http://\(status.serviceAddress)/bytes/2000000?seed=\($0)", netns: netns)
+                }
+            ]
+            : [resources]
+        defer { try? FileManager.default.removeItem(atPath: pinnedKeyPath) }
+        let https = urls.isEmpty ? try defaultHTTPS(status, netns: netns) : nil
+        if let https {
+            resources.append(https.download)
+            sessionGroups.append(https.session)
+        }
         let uploadTo = uploadURL ?? (urls.isEmpty ? "http://\(status.serviceAddress)/sha256" : nil)
         let body = try uploadTo.map { _ in try UploadBody(mebibytes: uploadMib, seed: seed) }
         defer { body?.remove() }
@@ -211,6 +222,7 @@ struct Chaos: ParsableCommand {
             print(
                 "ftvm chaos: pair \(pair.name), \((extent.isEmpty ? ["10 faults"] : extent).joined(separator: " or ")) from \(try faultList().joined(separator: ",")), seed \(seed)"
             )
+            if let https { print("  https: \(https.download.url) beside http (\(https.trust))") }
             for resource in resources where !resource.reproducible {
                 print(
                     "  warning: \(resource.url) answers different bytes each time: checked by length only, and a replay cannot carry its downloads (they will be reset)"
@@ -226,7 +238,7 @@ struct Chaos: ParsableCommand {
             progress.show(round: index + 1, fault: round.fault, elapsed: Date().timeIntervalSince(started))
             let result = try runRound(
                 index + 1, fault: round.fault, delay: round.delay, resources: resources,
-                sessionResources: sessionResources, uploads: body.flatMap { body in uploadTo.map { (body, $0) } },
+                sessionGroups: sessionGroups, uploads: body.flatMap { body in uploadTo.map { (body, $0) } },
                 netns: netns)
             results.append(result)
             progress.clear()
@@ -247,7 +259,7 @@ struct Chaos: ParsableCommand {
     }
 
     private func runRound(
-        _ number: Int, fault: String, delay: Double, resources: [Resource], sessionResources: [Resource],
+        _ number: Int, fault: String, delay: Double, resources: [Resource], sessionGroups: [[Resource]],
         uploads upload: (UploadBody, String)?, netns: String
     ) throws
         -> RoundResult
@@ -262,14 +274,18 @@ struct Chaos: ParsableCommand {
             upload.map { body, url in
                 (0..<self.uploads).map { _ in Upload(body: body, url: url, netns: netns, rate: rate) }
             } ?? []
-        let sessions = (0..<self.sessions).map { index in
-            Session(
-                resources: (0..<sessionRequests).map { sessionResources[(index + $0) % sessionResources.count] },
-                netns: netns, rate: rate)
+        // --sessions keep-alive sessions to each server (HTTP, and HTTPS when the pair terminates it).
+        let sessions = sessionGroups.flatMap { group in
+            (0..<self.sessions).map { index in
+                Session(
+                    resources: (0..<sessionRequests).map { group[(index + $0) % group.count] }, netns: netns, rate: rate
+                )
+            }
         }
+        let plain = sessionGroups[0]
         let pipelines = (0..<pipelined).map { index in
             PipelinedSession(
-                resources: (0..<sessionRequests).map { sessionResources[(index + $0) % sessionResources.count] },
+                resources: (0..<sessionRequests).map { plain[(index + $0) % plain.count] },
                 netns: netns, bytesPerSecond: Self.bytesPerSecond(rate) ?? 1 << 21)
         }
         for download in downloads { try download.start() }
@@ -321,6 +337,43 @@ struct Chaos: ParsableCommand {
         result.requestsOK = answered.ok
         result.requestsFailed = answered.failed
         return result
+    }
+
+    /// Where `defaultHTTPS` puts the pair's public key for curl while the campaign runs.
+    private var pinnedKeyPath: String { NSTemporaryDirectory() + "ftvm-chaos-\(pair.name)-\(getpid())-pubkey.pem" }
+
+    /// The HTTPS workload a campaign adds by itself when no --url is given and the pair terminates
+    /// TLS on a port that leads to the demo service's port 80: a download and session resources
+    /// over HTTPS. Without --cacert the server is checked by its public key, pinned from the
+    /// certificate the pair's terminator serves (curl --pinnedpubkey; the chain and name are then
+    /// not checked).
+    private func defaultHTTPS(
+        _ status: PairStatus, netns: String
+    ) throws -> (download: Resource, session: [Resource], trust: String)? {
+        guard let reported = status.tlsPorts, let maps = TLSSetting.portMaps(reported: reported),
+            let port = maps.first(where: { $0.guestPort == 80 })
+        else { return nil }
+        let options: [String]
+        let trust: String
+        if let cacert {
+            options = []
+            trust = "verified against \(cacert)"
+        } else {
+            let bundle = try pair.config().tlsBundlePath
+            let key = pinnedKeyPath
+            guard
+                FileManager.default.createFile(
+                    atPath: key, contents: Data(try TLSTerminator.publicKey(certificatePath: bundle).utf8))
+            else { throw CommandFailure("cannot write the pair's public key to \(key)") }
+            options = ["--insecure", "--pinnedpubkey", key]
+            trust = "the server's key pinned from \(bundle); give --cacert to check its chain too"
+        }
+        let base = "https://\(status.serviceAddress):\(port.publicPort)/bytes/"
+        return (
+            try Resource.reference(base + "16000000?seed=4", netns: netns, curlOptions: options),
+            try (5...6).map { try Resource.reference(base + "2000000?seed=\($0)", netns: netns, curlOptions: options) },
+            trust
+        )
     }
 
     /// Injects a kernel panic, SIGKILLs the daemon as soon as its status says it is failing over
@@ -419,6 +472,8 @@ struct Resource {
     var length: Int
     /// Two fetches gave the same bytes.
     var reproducible: Bool
+    /// What every curl that fetches it adds (an HTTPS resource's trust, when no --cacert is given).
+    var curlOptions: [String] = []
 
     /// Whether a download's bytes are the resource's (by length only, for one that is not
     /// reproducible).
@@ -426,16 +481,18 @@ struct Resource {
         reproducible ? digest.sha256 == sha256 : digest.length == length
     }
 
-    static func reference(_ url: String, netns: String) throws -> Resource {
-        let first = try fetch(url, netns: netns)
-        let second = try fetch(url, netns: netns)
-        return Resource(url: url, sha256: first.sha256, length: first.length, reproducible: first == second)
+    static func reference(_ url: String, netns: String, curlOptions: [String] = []) throws -> Resource {
+        let first = try fetch(url, netns: netns, curlOptions: curlOptions)
+        let second = try fetch(url, netns: netns, curlOptions: curlOptions)
+        return Resource(
+            url: url, sha256: first.sha256, length: first.length, reproducible: first == second,
+            curlOptions: curlOptions)
     }
 
-    private static func fetch(_ url: String, netns: String) throws -> Digest {
+    private static func fetch(_ url: String, netns: String, curlOptions: [String]) throws -> Digest {
         let file = NSTemporaryDirectory() + "ftvm-chaos-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let status = try Download.curl(url, netns: netns, rate: nil, output: file).waitForExit()
+        let status = try Download.curl(url, netns: netns, rate: nil, output: file, options: curlOptions).waitForExit()
         guard status == 0 else {
             throw CommandFailure("cannot fetch \(url) from namespace \(netns) (curl exit \(status))")
         }
@@ -479,8 +536,10 @@ final class Download {
         self.rate = rate
     }
 
-    static func curl(_ url: String, netns: String, rate: String?, output: String) throws -> Process {
-        try curl(["-o", output] + (rate.map { ["--limit-rate", $0] } ?? []) + [url], netns: netns)
+    static func curl(
+        _ url: String, netns: String, rate: String?, output: String, options: [String] = []
+    ) throws -> Process {
+        try curl(options + ["-o", output] + (rate.map { ["--limit-rate", $0] } ?? []) + [url], netns: netns)
     }
 
     /// Runs `curl -sS --fail --max-time 600 ARGUMENTS` in namespace `netns` (its stderr
@@ -496,7 +555,7 @@ final class Download {
     }
 
     func start() throws {
-        process = try Self.curl(resource.url, netns: netns, rate: rate, output: file)
+        process = try Self.curl(resource.url, netns: netns, rate: rate, output: file, options: resource.curlOptions)
     }
 
     /// Waits for curl and judges what it received against the reference.
@@ -608,8 +667,10 @@ final class Session {
 
     func start() throws {
         let transfers = zip(resources, files).flatMap { resource, file in ["-o", file, resource.url] }
+        // A session's resources are on one server: the first one's trust serves them all.
         process = try Download.curl(
-            ["--limit-rate", rate, "-w", "%{num_connects}\\n"] + transfers, netns: netns, output: report)
+            (resources.first?.curlOptions ?? []) + ["--limit-rate", rate, "-w", "%{num_connects}\\n"] + transfers,
+            netns: netns, output: report)
     }
 
     /// Waits for curl and judges the session: every answer byte-exact, on one connection.

@@ -39,6 +39,11 @@ public struct TLSSetting: Sendable, Equatable, Codable {
     }
 
     /// What is wrong with a value, for `ConfigError.invalidSetting`.
+    /// The port maps `ftvm status` reports (`tlsPorts`); nil when the text is not a list of them.
+    public static func portMaps(reported text: String) -> [PortMap]? {
+        try? portMaps(parsing: text).get()
+    }
+
     struct ConfigProblem: Error {
         var reason: String
         init(_ reason: String) { self.reason = reason }

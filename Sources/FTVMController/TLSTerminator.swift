@@ -49,7 +49,7 @@ public final class TLSTerminator: Sendable {
         let certificateKey: String
         let privateKey: String
         do {
-            certificateKey = try HostCommand.run(["openssl", "x509", "-in", tls.certificatePath, "-noout", "-pubkey"])
+            certificateKey = try publicKey(certificatePath: tls.certificatePath)
         } catch {
             throw TLSError.notPEM(path: tls.certificatePath, what: "certificate")
         }
@@ -73,6 +73,12 @@ public final class TLSTerminator: Sendable {
             return ["the certificate \(tls.certificatePath) expires on \(end), within 30 days"]
         }
         return []
+    }
+
+    /// The public key of the first certificate in a PEM file (a certificate, or the running
+    /// terminator's bundle), in PEM, as `curl --pinnedpubkey` takes it from a file.
+    public static func publicKey(certificatePath: String) throws -> String {
+        try HostCommand.run(["openssl", "x509", "-in", certificatePath, "-noout", "-pubkey"])
     }
 
     /// Makes (or, for a restarted daemon, finds) the two namespaces and their taps, and starts

@@ -37,6 +37,15 @@ final class TLSSettingTests: XCTestCase {
         XCTAssertEqual(tls.backAddress, "10.77.0.200")
     }
 
+    /// What `ftvm status` reports (`tlsPorts`) reads back as the port maps (`ftvm chaos` does).
+    func testReportedPortMapsReadBack() {
+        let maps = TLSSetting.portMaps(reported: "443:80,8443:8081")
+        XCTAssertEqual(maps?.map(\.description), ["443:80", "8443:8081"])
+        XCTAssertEqual(maps?.first { $0.guestPort == 80 }?.publicPort, 443)
+        XCTAssertNil(TLSSetting.portMaps(reported: ""))
+        XCTAssertNil(TLSSetting.portMaps(reported: "443"))
+    }
+
     func testMistakesSayWhatIsWrong() {
         let files = "  cert: /c.pem\n  key: /k.pem\n"
         XCTAssertTrue(

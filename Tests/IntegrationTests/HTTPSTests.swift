@@ -189,6 +189,28 @@ final class HTTPSTests: SharedPairTestCase {
         XCTAssertTrue(output.stdout.contains("PASS"), output.combined)
     }
 
+    /// Without --url, a campaign adds HTTPS by itself when the pair terminates it for the demo
+    /// service: downloads and a keep-alive session through the terminator, the server known by
+    /// its key pinned from the pair's certificate (no --cacert).
+    func testFChaosAddsHTTPSByItself() throws {
+        let output = try Harness.run([
+            Harness.ftvm, "chaos", "--name", pair, "--count", "1", "--seed", "12", "--faults", "kernel-panic",
+            "--pipelined", "0", "--json",
+        ])
+        XCTAssertEqual(output.status, 0, output.combined)
+        let lines = output.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let round = try XCTUnwrap(lines.first { $0["round"] as? Int == 1 }, output.combined)
+        // 4 downloads (2 of them HTTPS), 1 upload, a keep-alive session over HTTP and one over HTTPS.
+        XCTAssertEqual(round["ok"] as? Int, 7, output.combined)
+        XCTAssertEqual(round["wrong"] as? Int, 0)
+        let left = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter {
+            $0.hasPrefix("ftvm-chaos-\(pair)-") && $0.hasSuffix("-pubkey.pem")
+        }
+        XCTAssertEqual(left, [], "the pinned key is removed")
+    }
+
     func testGAKilledTerminatorIsStartedAgain() throws {
         let before = try XCTUnwrap(try Harness.status(pair)["tlsPID"] as? Int)
         XCTAssertEqual(kill(Int32(before), SIGKILL), 0)
