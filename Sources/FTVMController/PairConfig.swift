@@ -24,8 +24,8 @@ public struct PairConfig: Sendable, Codable, Equatable {
     public var mtu = PairConfig.defaultMTU
     public static let defaultMTU = 1500
     /// The relay thread's SCHED_FIFO priority; 0 leaves it a normal thread. Real-time, a woken
-    /// relay does not wait for a CPU behind the guest's QEMU, which cost each request 0.1-0.6 ms on
-    /// a 2-core host (docs/relay.md, "Where a crossing's time goes").
+    /// relay does not wait for a CPU behind the guest's QEMU, which cost 25-32 us at each of the
+    /// two wake-ups of an exchange on a 2-core host (docs/relay.md, "where a crossing's time goes").
     public var relayPriority: Int32 = 1
     /// Primary and backup share one identity: same MAC, same IP.
     public var macAddress = "52:54:00:77:00:02"

@@ -38,12 +38,12 @@ public struct TLSSetting: Sendable, Equatable, Codable {
         return maps.isEmpty ? .failure(ConfigProblem("no PUBLIC:GUEST port given (like 443:8081)")) : .success(maps)
     }
 
-    /// What is wrong with a value, for `ConfigError.invalidSetting`.
     /// The port maps `ftvm status` reports (`tlsPorts`); nil when the text is not a list of them.
     public static func portMaps(reported text: String) -> [PortMap]? {
         try? portMaps(parsing: text).get()
     }
 
+    /// What is wrong with a value, for `ConfigError.invalidSetting`.
     struct ConfigProblem: Error {
         var reason: String
         init(_ reason: String) { self.reason = reason }
