@@ -44,14 +44,11 @@ public struct BusyGate: Sendable, Equatable {
 
 /// CPU time from `/proc/PID/stat`, for the busy gate.
 public enum ProcessCPU {
-    /// The process group and the user + system clock ticks of one `/proc/PID/stat` line. The
-    /// command name (field 2) may hold spaces and parentheses, so fields are counted after the
-    /// last `)`: state, ppid, pgrp, session, tty, tpgid, flags, minflt, cminflt, majflt,
-    /// cmajflt, utime, stime.
+    /// The process group and the user + system clock ticks of one `/proc/PID/stat` line
+    /// (`ProcStat`).
     public static func groupAndTicks(stat text: String) -> (group: Int32, ticks: UInt64)? {
-        guard let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        guard fields.count >= 13, let group = Int32(fields[2]), let user = UInt64(fields[11]),
+        guard let fields = ProcStat.fieldsAfterCommand(text), fields.count >= 13, let group = Int32(fields[2]),
+            let user = UInt64(fields[11]),
             let system = UInt64(fields[12])
         else { return nil }
         return (group, user + system)

@@ -25,13 +25,10 @@ public enum UnitCgroup {
         text.split(whereSeparator: { $0 == "\n" || $0 == " " }).compactMap { Int32($0) }
     }
 
-    /// The parent pid from a `/proc/PID/stat` line. The command name (field 2) is in parentheses
-    /// and may itself hold spaces and parentheses, so fields are counted after the last `)`.
+    /// The parent pid from a `/proc/PID/stat` line (`ProcStat`).
     public static func parentPID(stat text: String) -> Int32? {
-        guard let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        // After the name: state, ppid, ...
-        return fields.count >= 2 ? Int32(fields[1]) : nil
+        guard let fields = ProcStat.fieldsAfterCommand(text), fields.count >= 2 else { return nil }
+        return Int32(fields[1])
     }
 
     /// The unit's main process among its cgroup's processes: the first one whose parent is
