@@ -60,36 +60,37 @@ LOG_KEYS = ("connectionsLogged", "bytesLogged", "bytesTrimmed", "unprotectedOver
 PHASES = ("download", "upload", "wrk", "wrk1")
 
 
+def thread_files(pid, thread, name):
+    """The text of /proc/PID/task/TID/`name` for each thread of `pid` named `thread` (threads that end meanwhile
+    are left out)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            if open(f"/proc/{pid}/task/{task}/comm").read().strip() == thread:
+                yield open(f"/proc/{pid}/task/{task}/{name}").read()
+        except FileNotFoundError:
+            continue
+
+
+def stat_ticks(text):
+    """utime + stime of a stat line (fields counted after the command's closing parenthesis)."""
+    fields = text.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def cpu_seconds(pid, thread=None):
     """User + system CPU seconds of process `pid`, or of its threads named `thread` only."""
     tick = os.sysconf("SC_CLK_TCK")
     if thread is None:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            if open(f"/proc/{pid}/task/{task}/comm").read().strip() != thread:
-                continue
-            fields = open(f"/proc/{pid}/task/{task}/stat").read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except FileNotFoundError:
-            continue
-    return total / tick
+        return stat_ticks(open(f"/proc/{pid}/stat").read()) / tick
+    return sum(stat_ticks(text) for text in thread_files(pid, thread, "stat")) / tick
 
 
 def schedstat(pid, thread):
     """Seconds on a CPU, seconds runnable but waiting for one, and times scheduled in, summed over the threads
     of `pid` named `thread` (/proc/PID/task/TID/schedstat)."""
     total = [0, 0, 0]
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            if open(f"/proc/{pid}/task/{task}/comm").read().strip() != thread:
-                continue
-            fields = [int(field) for field in open(f"/proc/{pid}/task/{task}/schedstat").read().split()]
-        except FileNotFoundError:
-            continue
-        total = [a + b for a, b in zip(total, fields)]
+    for text in thread_files(pid, thread, "schedstat"):
+        total = [a + int(b) for a, b in zip(total, text.split())]
     return total[0] / 1e9, total[1] / 1e9, total[2]
 
 
