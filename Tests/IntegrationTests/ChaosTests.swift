@@ -20,9 +20,7 @@ final class ChaosTests: PairTestCase {
         ])
         print("chaos-campaign: \(campaign.combined)")
         XCTAssertEqual(campaign.status, 0, campaign.combined)
-        let objects = try campaign.stdout.split(separator: "\n").map {
-            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], String($0))
-        }
+        let objects = try Harness.jsonLines(campaign.stdout)
         XCTAssertEqual(objects.count, 7, "one object per fault, then the summary: \(campaign.stdout)")
         XCTAssertEqual(objects.prefix(6).compactMap { $0["fault"] as? String }, planned, "the seed's faults, in order")
         for round in objects.prefix(6) {

@@ -198,10 +198,8 @@ final class HTTPSTests: SharedPairTestCase {
             "--pipelined", "0", "--json",
         ])
         XCTAssertEqual(output.status, 0, output.combined)
-        let lines = output.stdout.split(separator: "\n").compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
-        let round = try XCTUnwrap(lines.first { $0["round"] as? Int == 1 }, output.combined)
+        let round = try XCTUnwrap(
+            try Harness.jsonLines(output.stdout).first { $0["round"] as? Int == 1 }, output.combined)
         // 4 downloads (2 of them HTTPS), 1 upload, a keep-alive session over HTTP and one over HTTPS.
         XCTAssertEqual(round["ok"] as? Int, 7, output.combined)
         XCTAssertEqual(round["wrong"] as? Int, 0)

@@ -73,6 +73,13 @@ enum Harness {
         return output
     }
 
+    /// One JSON object per line (`ftvm chaos --json`); a line that is not one fails the test.
+    static func jsonLines(_ text: String) throws -> [[String: Any]] {
+        try text.split(separator: "\n").map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], String($0))
+        }
+    }
+
     /// The pair's status as JSON.
     static func status(_ name: String) throws -> [String: Any] {
         let output = try ftvm(["status", "--name", name, "--json"])
