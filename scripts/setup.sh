@@ -13,13 +13,13 @@ set -euo pipefail
 # the tests of `ftvm watch` (a real terminal) and of the man pages. The last line: the libraries
 # Debian's nginx links, which images/build.sh copies from this host into the guest image (nginx
 # itself is only downloaded, never installed). haproxy and openssl: HTTPS terminated on the host
-# (docs/https.md).
+# (docs/https.md). stress-ng: the host load of scripts/bench_starvation.py (docs/failover.md).
 packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu
   libvirt-clients libvirt-dev libxml2-dev busybox-static cpio iproute2 curl wrk python3 python3-matplotlib
   resource-agents libxml2-utils prometheus systemd util-linux
   mmdebstrap e2fsprogs dpkg debian-archive-keyring
   tmux man-db groff-base
-  haproxy openssl
+  haproxy openssl stress-ng
   libcrypt1 libpcre2-8-0 libssl3 zlib1g)
 
 missing=()

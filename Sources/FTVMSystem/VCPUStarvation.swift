@@ -7,7 +7,8 @@ import Glibc
 /// Per thread, `/proc/PID/task/TID/schedstat` gives the nanoseconds spent waiting on a
 /// runqueue (`run_delay`, kept with CONFIG_SCHED_INFO), and `/proc/PID/task/TID/stat` the
 /// state: `T` (or `t`, traced) means stopped, and the whole interval up to that sample counts
-/// as starved. A vCPU that halted by itself (an idle guest under TCG sleeps on a condition
+/// as starved; a thread runnable at both ends of an interval that got no CPU time in it is
+/// waiting, though the kernel reports that wait only once it ends (`Track`). A vCPU that halted by itself (an idle guest under TCG sleeps on a condition
 /// variable) is neither: that time counts as time the guest could run. With several vCPUs the
 /// least starved one counts, since the agent could have run there.
 ///
@@ -23,20 +24,20 @@ import Glibc
 /// Needs read access to QEMU's /proc entries (root, like the daemon).
 public struct VCPUStarvation: Sendable {
     public let pid: Int32
-    private var lastWaitNanos: [Int32: UInt64] = [:]
-    private var lastMainWaitNanos: UInt64?
+    private var vcpus: [Int32: Track] = [:]
+    private var mainLoop: Track?
     private var lastSampleNanos: UInt64
     private var starvedNanos: UInt64 = 0
+    /// A late-reported wait not yet counted (`settle`).
+    private var carried: UInt64 = 0
     private var reportedMillis: UInt64 = 0
 
     /// Starts measuring QEMU process `pid` at `now` (Monotonic nanos).
     public init(pid: Int32, now: UInt64) {
         self.pid = pid
         lastSampleNanos = now
-        lastWaitNanos = Self.vcpuThreads(of: pid).reduce(into: [:]) { waits, tid in
-            waits[tid] = sample(tid)?.waitNanos
-        }
-        lastMainWaitNanos = sample(pid)?.waitNanos
+        findVCPUs()
+        mainLoop = Self.sample(pid: pid, tid: pid).map { Track(last: $0) }
     }
 
     /// Samples the vCPU threads at `now` (Monotonic nanos) and returns how many milliseconds of
@@ -45,9 +46,9 @@ public struct VCPUStarvation: Sendable {
     public mutating func starvedMillis(now: UInt64) -> Int {
         let interval = now > lastSampleNanos ? now - lastSampleNanos : 0
         lastSampleNanos = now
-        if lastWaitNanos.isEmpty {
+        if vcpus.isEmpty {
             // Not found yet (or lost): look again, and judge this interval in wall time.
-            for tid in Self.vcpuThreads(of: pid) { lastWaitNanos[tid] = sample(tid)?.waitNanos }
+            findVCPUs()
         } else {
             starvedNanos += starved(over: interval)
         }
@@ -56,27 +57,90 @@ public struct VCPUStarvation: Sendable {
         return Int(total - reportedMillis)
     }
 
+    private mutating func findVCPUs() {
+        for tid in Self.vcpuThreads(of: pid) {
+            vcpus[tid] = Self.sample(pid: pid, tid: tid).map { Track(last: $0) }
+        }
+    }
+
     /// How much of `interval` the guest could not run (`starved(over:vcpus:mainLoop:)`); 0 when
     /// a vCPU thread cannot be read (and that one is forgotten: found again once none is left).
     private mutating func starved(over interval: UInt64) -> UInt64 {
-        var vcpus: [Waited] = []
+        var waited: [Waited] = []
         var unreadable = false
-        for (tid, lastWait) in lastWaitNanos {
-            guard let now = sample(tid) else {
-                lastWaitNanos[tid] = nil
+        for tid in Array(vcpus.keys) {
+            guard let now = Self.sample(pid: pid, tid: tid) else {
+                vcpus[tid] = nil
                 unreadable = true
                 continue
             }
-            lastWaitNanos[tid] = now.waitNanos
-            vcpus.append(Waited(nanos: now.waitNanos > lastWait ? now.waitNanos - lastWait : 0, stopped: now.stopped))
+            waited.append(vcpus[tid]!.advance(to: now, interval: interval))
         }
-        var mainLoop: Waited?
-        let main = sample(pid)
-        if let main, let last = lastMainWaitNanos {
-            mainLoop = Waited(nanos: main.waitNanos > last ? main.waitNanos - last : 0, stopped: main.stopped)
+        var mainWaited: Waited?
+        if let main = Self.sample(pid: pid, tid: pid) {
+            if mainLoop == nil {
+                mainLoop = Track(last: main)
+            } else {
+                mainWaited = mainLoop?.advance(to: main, interval: interval)
+            }
+        } else {
+            mainLoop = nil
         }
-        lastMainWaitNanos = main?.waitNanos
-        return unreadable ? 0 : Self.starved(over: interval, vcpus: vcpus, mainLoop: mainLoop)
+        guard !unreadable else { return 0 }
+        return Self.settle(
+            Self.starved(over: interval, vcpus: waited, mainLoop: mainWaited), within: interval, carried: &carried)
+    }
+
+    /// The most of a late-reported wait carried into later intervals.
+    static let carryLimitNanos: UInt64 = 500_000_000
+
+    /// Counts `waited` in an interval of `interval` nanoseconds: never more than the interval,
+    /// and what is over it (a wait the kernel reported late, from intervals where the thread
+    /// had run a little before it waited, so it was not counted as it happened) is carried into
+    /// the next intervals, up to `carryLimitNanos`. Under a CPU quota (5 ms run in every
+    /// 100 ms) clipping it instead lost about a sixth of each period.
+    static func settle(_ waited: UInt64, within interval: UInt64, carried: inout UInt64) -> UInt64 {
+        let owed = carried + waited
+        let counted = min(owed, interval)
+        carried = min(owed - counted, carryLimitNanos)
+        return counted
+    }
+
+    /// One thread's counters at a sample: nanoseconds on a CPU and waiting on a runqueue
+    /// (`/proc/PID/task/TID/schedstat`), and its state letter (`/proc/PID/task/TID/stat`).
+    struct Sample: Equatable {
+        var ranNanos: UInt64
+        var waitNanos: UInt64
+        var state: Character
+    }
+
+    /// One thread followed from sample to sample.
+    ///
+    /// The kernel adds a wait to `run_delay` only when the wait ends (the thread gets a CPU):
+    /// a thread held off a CPU for 95 ms of every 100 (a cgroup's `cpu.max` of 5 %) shows no
+    /// wait for four 20 ms samples, then 95 ms at once. Judged by `run_delay` alone, those four
+    /// samples would be time the guest could run, and the fifth could forgive no more than its
+    /// own 20 ms. So a thread that was runnable (`R`) at both ends of an interval and did not
+    /// run at all in it is counted as waiting the whole interval as it happens (a running
+    /// thread's CPU time grows at every scheduler tick, a few milliseconds), and what is counted
+    /// that way (`credited`) is taken off the wait the kernel reports later, so no wait counts
+    /// twice (docs/failover.md, "Starved, not hung").
+    struct Track: Equatable {
+        var last: Sample
+        var credited: UInt64 = 0
+
+        mutating func advance(to now: Sample, interval: UInt64) -> Waited {
+            defer { last = now }
+            if now.state == "T" || now.state == "t" { return Waited(nanos: 0, stopped: true) }
+            let reported = now.waitNanos > last.waitNanos ? now.waitNanos - last.waitNanos : 0
+            let settled = min(reported, credited)
+            credited -= settled
+            if last.state == "R", now.state == "R", now.ranNanos == last.ranNanos {
+                credited += interval
+                return Waited(nanos: interval)
+            }
+            return Waited(nanos: reported - settled)
+        }
     }
 
     /// What one thread did over an interval: nanoseconds it waited on a runqueue, and whether it
@@ -86,20 +150,21 @@ public struct VCPUStarvation: Sendable {
         var stopped = false
     }
 
-    /// The part of `interval` the guest could not run: the least starved vCPU's wait (the whole
-    /// interval for a stopped one), or the main loop's when that is longer; 0 without vCPUs.
+    /// How long the guest could not run over `interval`: the least starved vCPU's wait (the
+    /// whole interval for a stopped one), or the main loop's when that is longer; 0 without
+    /// vCPUs. A wait may be longer than the interval (reported late); `settle` bounds it.
     static func starved(over interval: UInt64, vcpus: [Waited], mainLoop: Waited?) -> UInt64 {
-        func share(_ thread: Waited) -> UInt64 { thread.stopped ? interval : min(thread.nanos, interval) }
+        func share(_ thread: Waited) -> UInt64 { thread.stopped ? interval : thread.nanos }
         guard let least = vcpus.map(share).min() else { return 0 }
         return max(least, mainLoop.map(share) ?? 0)
     }
 
-    private func sample(_ tid: Int32) -> (waitNanos: UInt64, stopped: Bool)? {
+    static func sample(pid: Int32, tid: Int32) -> Sample? {
         let task = "/proc/\(pid)/task/\(tid)"
-        guard let schedstat = try? SmallFile.read("\(task)/schedstat"), let wait = Self.waitNanos(schedstat: schedstat),
+        guard let schedstat = try? SmallFile.read("\(task)/schedstat"), let times = Self.times(schedstat: schedstat),
             let stat = try? SmallFile.read("\(task)/stat"), let state = Self.state(stat: stat)
         else { return nil }
-        return (wait, state == "T" || state == "t")
+        return Sample(ranNanos: times.ran, waitNanos: times.waited, state: state)
     }
 
     /// QEMU's vCPU threads: named "CPU N/TCG" or "CPU N/KVM" (one per vCPU), or "ALL CPUs/TCG"
@@ -125,11 +190,11 @@ public struct VCPUStarvation: Sendable {
         return name.hasSuffix("/TCG") || name.hasSuffix("/KVM")
     }
 
-    /// The second field of a schedstat line ("on-CPU ns, runqueue-wait ns, timeslices").
-    static func waitNanos(schedstat: String) -> UInt64? {
+    /// The first two fields of a schedstat line ("on-CPU ns, runqueue-wait ns, timeslices").
+    static func times(schedstat: String) -> (ran: UInt64, waited: UInt64)? {
         let fields = schedstat.split(separator: " ", omittingEmptySubsequences: true)
-        guard fields.count >= 3 else { return nil }
-        return UInt64(fields[1])
+        guard fields.count >= 3, let ran = UInt64(fields[0]), let waited = UInt64(fields[1]) else { return nil }
+        return (ran, waited)
     }
 
     /// The state letter of a stat line: the field after the command, which is in parentheses

@@ -7,11 +7,13 @@ import XCTest
 final class VCPUStarvationTests: XCTestCase {
     func testSchedstat() {
         // on-CPU ns, runqueue-wait ns, timeslices
-        XCTAssertEqual(VCPUStarvation.waitNanos(schedstat: "215373062 185841 5\n"), 185_841)
-        XCTAssertEqual(VCPUStarvation.waitNanos(schedstat: "0 0 1\n"), 0)
-        XCTAssertNil(VCPUStarvation.waitNanos(schedstat: ""))
-        XCTAssertNil(VCPUStarvation.waitNanos(schedstat: "215373062 185841"), "truncated")
-        XCTAssertNil(VCPUStarvation.waitNanos(schedstat: "1 -2 3"), "not a count")
+        XCTAssertEqual(VCPUStarvation.times(schedstat: "215373062 185841 5\n")?.ran, 215_373_062)
+        XCTAssertEqual(VCPUStarvation.times(schedstat: "215373062 185841 5\n")?.waited, 185_841)
+        XCTAssertEqual(VCPUStarvation.times(schedstat: "0 0 1\n")?.waited, 0)
+        XCTAssertNil(VCPUStarvation.times(schedstat: ""))
+        XCTAssertNil(VCPUStarvation.times(schedstat: "215373062 185841"), "truncated")
+        XCTAssertNil(VCPUStarvation.times(schedstat: "1 -2 3"), "not a count")
+        XCTAssertNil(VCPUStarvation.times(schedstat: "x 2 3"), "not a count")
     }
 
     func testStateAfterACommandWithSpacesAndParentheses() {
@@ -84,8 +86,8 @@ final class VCPUStarvationTests: XCTestCase {
     }
 
     /// The guest could not run for the least starved vCPU's wait, or for the main loop's (which
-    /// fires its timers and holds the lock a TCG vCPU waits on) when that is longer; never more
-    /// than the interval, and nothing without a vCPU to read.
+    /// fires its timers and holds the lock a TCG vCPU waits on) when that is longer, and nothing
+    /// without a vCPU to read.
     func testTheMainLoopsWaitCountsWhenItIsLonger() {
         typealias Waited = VCPUStarvation.Waited
         let ms: UInt64 = 1_000_000
@@ -107,8 +109,132 @@ final class VCPUStarvationTests: XCTestCase {
             interval, "a stopped main loop: the whole interval")
         XCTAssertEqual(
             VCPUStarvation.starved(over: interval, vcpus: [Waited(nanos: 0)], mainLoop: Waited(nanos: 400 * ms)),
-            interval,
-            "never more than the interval")
+            400 * ms, "a wait reported late, longer than the interval (settled below)")
         XCTAssertEqual(VCPUStarvation.starved(over: interval, vcpus: [], mainLoop: Waited(nanos: 50 * ms)), 0)
     }
+    /// What this host's kernel showed for a busy thread in a cgroup with `cpu.max` of 5 %,
+    /// sampled every 20 ms: runnable throughout, no CPU time and no reported wait for four
+    /// samples, then 5 ms run and the whole 95 ms wait at once. Counted as it happens, and the
+    /// late report settles what was counted, so the 100 ms come out 95 ms starved, not 20.
+    func testAThrottledThreadWaitsAsItHappensAndIsNotCountedTwice() {
+        typealias Sample = VCPUStarvation.Sample
+        let ms: UInt64 = 1_000_000
+        var track = VCPUStarvation.Track(last: Sample(ranNanos: 50 * ms, waitNanos: 7 * ms, state: "R"))
+        var starved: [UInt64] = []
+        for _ in 0..<4 {
+            starved.append(
+                track.advance(to: Sample(ranNanos: 50 * ms, waitNanos: 7 * ms, state: "R"), interval: 20 * ms).nanos)
+        }
+        starved.append(
+            track.advance(to: Sample(ranNanos: 55 * ms, waitNanos: 102 * ms, state: "R"), interval: 20 * ms).nanos)
+        XCTAssertEqual(starved, [20, 20, 20, 20, 15].map { $0 * ms })
+        XCTAssertEqual(track.credited, 0, "the report settled every credit")
+
+        // Halted (asleep), then woken: no wait until it has been runnable for a whole interval.
+        XCTAssertEqual(
+            track.advance(to: Sample(ranNanos: 56 * ms, waitNanos: 102 * ms, state: "S"), interval: 20 * ms).nanos, 0)
+        XCTAssertEqual(
+            track.advance(to: Sample(ranNanos: 56 * ms, waitNanos: 102 * ms, state: "R"), interval: 20 * ms).nanos, 0)
+        XCTAssertEqual(
+            track.advance(to: Sample(ranNanos: 56 * ms, waitNanos: 102 * ms, state: "R"), interval: 20 * ms).nanos,
+            20 * ms)
+        // Running: its CPU time grows, and only the wait the kernel reports counts, less what
+        // was counted as it happened (26 ms reported, 20 of them counted above).
+        XCTAssertEqual(
+            track.advance(to: Sample(ranNanos: 70 * ms, waitNanos: 128 * ms, state: "R"), interval: 20 * ms).nanos,
+            6 * ms)
+        XCTAssertEqual(
+            track.advance(to: Sample(ranNanos: 90 * ms, waitNanos: 129 * ms, state: "R"), interval: 20 * ms).nanos,
+            1 * ms)
+        // Stopped: the whole interval, whatever the counters say.
+        XCTAssertEqual(
+            track.advance(to: Sample(ranNanos: 90 * ms, waitNanos: 129 * ms, state: "T"), interval: 20 * ms),
+            VCPUStarvation.Waited(nanos: 0, stopped: true))
+    }
+
+    /// An interval counts no more than itself; a wait reported late carries into the next ones,
+    /// up to a limit, so a quota's wait is neither lost nor counted twice.
+    func testALateWaitCarriesIntoTheNextIntervals() {
+        let ms: UInt64 = 1_000_000
+        var carried: UInt64 = 0
+        XCTAssertEqual(VCPUStarvation.settle(5 * ms, within: 20 * ms, carried: &carried), 5 * ms)
+        XCTAssertEqual(carried, 0)
+        XCTAssertEqual(VCPUStarvation.settle(35 * ms, within: 20 * ms, carried: &carried), 20 * ms)
+        XCTAssertEqual(carried, 15 * ms)
+        XCTAssertEqual(
+            VCPUStarvation.settle(0, within: 20 * ms, carried: &carried), 15 * ms, "the rest, in the next one")
+        XCTAssertEqual(carried, 0)
+        XCTAssertEqual(VCPUStarvation.settle(10 * ms, within: 20 * ms, carried: &carried), 10 * ms)
+        _ = VCPUStarvation.settle(5_000 * ms, within: 20 * ms, carried: &carried)
+        XCTAssertEqual(carried, VCPUStarvation.carryLimitNanos, "bounded")
+    }
+
+    /// The same on a real thread: a stand-in vCPU that spins in a cgroup whose CPU quota is 5 %
+    /// of one CPU (cgroup v1 `cpu.cfs_quota_us`, as on this host, or v2 `cpu.max`) is starved for
+    /// most of a second. Needs root and a cpu controller; skipped without them.
+    func testAThrottledVCPUIsStarved() throws {
+        let group = try ThrottleGroup()
+        defer { group.remove() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "python3", "-c",
+            "import ctypes; ctypes.CDLL(None).prctl(15, b'CPU 0/TCG', 0, 0, 0); print(flush=True)\nwhile True: pass",
+        ]
+        let ready = Pipe()
+        process.standardOutput = ready
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        _ = ready.fileHandleForReading.availableData
+        let pid = process.processIdentifier
+        try group.add(pid)
+        var meter = VCPUStarvation(pid: pid, now: Monotonic.nanos())
+        usleep(300_000)
+        _ = meter.starvedMillis(now: Monotonic.nanos())
+        let from = Monotonic.nanos()
+        var starved = 0
+        for _ in 0..<50 {
+            usleep(20_000)
+            starved += meter.starvedMillis(now: Monotonic.nanos())
+        }
+        let wall = Int((Monotonic.nanos() - from) / 1_000_000)
+        XCTAssertGreaterThan(starved, wall * 7 / 10, "starved \(starved) of \(wall) ms at a 5 % quota")
+        XCTAssertLessThanOrEqual(starved, wall + 1)
+    }
+}
+
+/// A cgroup with a CPU quota of 5 % of one CPU, made for one test and removed after it.
+private struct ThrottleGroup {
+    let directory: String
+    let quotaFile: String
+    let procsFile: String
+
+    init() throws {
+        let name = "ftvm-test-throttle-\(getpid())"
+        if access("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", W_OK) == 0 {
+            directory = "/sys/fs/cgroup/cpu/\(name)"
+            quotaFile = "\(directory)/cpu.cfs_quota_us"
+        } else if let controllers = try? String(
+            contentsOfFile: "/sys/fs/cgroup/cgroup.subtree_control", encoding: .utf8),
+            controllers.split(separator: " ").contains(where: { $0.hasPrefix("cpu") && $0.count == 3 })
+        {
+            directory = "/sys/fs/cgroup/\(name)"
+            quotaFile = "\(directory)/cpu.max"
+        } else {
+            throw XCTSkip("no writable cgroup cpu controller here")
+        }
+        procsFile = "\(directory)/cgroup.procs"
+        guard mkdir(directory, 0o755) == 0 || errno == EEXIST else {
+            throw XCTSkip("cannot make a cgroup (\(String(cString: strerror(errno))))")
+        }
+        try (quotaFile.hasSuffix("cpu.max") ? "5000 100000" : "5000").write(
+            toFile: quotaFile, atomically: false, encoding: .utf8)
+    }
+
+    func add(_ pid: Int32) throws { try "\(pid)".write(toFile: procsFile, atomically: false, encoding: .utf8) }
+
+    func remove() { rmdir(directory) }
 }
