@@ -107,6 +107,8 @@ public struct PairConfig: Sendable, Codable, Equatable {
 
     /// The FT-TCP connection log (host only; survives a daemon restart).
     public var logPath: String { "/dev/shm/\(domainPrefix)log" }
+    /// The open responses' first bytes, beside the log, for a restarted daemon's range resumes.
+    public var responseHeadsPath: String { "/dev/shm/\(domainPrefix)heads" }
     /// Log geometry: connection records and 2 KiB chunks of client bytes (128 MiB by default).
     public var logSlots = 4096
     public var logChunks = 65536

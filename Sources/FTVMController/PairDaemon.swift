@@ -144,7 +144,8 @@ public final class PairDaemon: Sendable {
             relay = Relay(
                 tap: network.tap,
                 southSide: SouthSide(
-                    log: log, service: service, serviceMAC: serviceMAC, policy: config.logPolicy, logger: logger),
+                    log: log, service: service, serviceMAC: serviceMAC, policy: config.logPolicy,
+                    responseHeadsPath: config.responseHeadsPath, logger: logger),
                 terminator: terminator?.taps, realtimePriority: config.relayPriority, logger: logger)
         } catch {
             control.close()
@@ -213,6 +214,7 @@ public final class PairDaemon: Sendable {
             return log
         }
         try? FileManager.default.removeItem(atPath: config.logPath)
+        try? FileManager.default.removeItem(atPath: config.responseHeadsPath)  // heads of another log's connections
         return try ConnectionLog.create(
             path: config.logPath, slots: config.logSlots, chunks: config.logChunks, chunkSize: config.logChunkSize)
     }

@@ -169,9 +169,12 @@ public final class SouthSide: @unchecked Sendable {
     var keptCount = 0
     let keptLimit: Int
 
+    /// - Parameter responseHeadsPath: where the open responses' heads are kept for a restarted
+    ///   daemon's range resumes (`ResponseHeads`), beside the log; nil keeps them in memory, as
+    ///   does a file that cannot be made (said in the log: replays then regenerate).
     package init(
         log: ConnectionLog, service: IPv4Address, serviceMAC: MACAddress = MACAddress(0x52, 0x54, 0, 0x77, 0, 2),
-        policy: Policy = Policy(), logger: Logger = Logger(label: "ftvm.splicer")
+        policy: Policy = Policy(), responseHeadsPath: String? = nil, logger: Logger = Logger(label: "ftvm.splicer")
     ) {
         self.log = log
         self.service = service
@@ -179,7 +182,7 @@ public final class SouthSide: @unchecked Sendable {
         self.logger = logger
         outgoing = OutgoingSide(log: log)
         let slots = log.usage.slotCount
-        responseHeads = ResponseHeads(slots: slots)
+        responseHeads = Self.responseHeads(at: responseHeadsPath, slots: slots, logger: logger)
         splicer = Splicer(
             log: log, service: service, serviceMAC: serviceMAC, outgoing: outgoing, responseHeads: responseHeads,
             logger: logger)
@@ -188,6 +191,18 @@ public final class SouthSide: @unchecked Sendable {
         trackers = .allocate(capacity: slots)
         trackers.initialize(repeating: HTTPExchangeTracker())
         adoptLoggedConnections(now: Monotonic.nanos())
+    }
+
+    private static func responseHeads(at path: String?, slots: Int, logger: Logger) -> ResponseHeads {
+        guard let path else { return ResponseHeads(slots: slots) }
+        do {
+            return try ResponseHeads.persistent(path: path, slots: slots)
+        } catch {
+            logger.warning(
+                "cannot keep response heads for a restarted daemon; its replays will regenerate open responses",
+                metadata: ["path": "\(path)", "error": "\(error)"])
+            return ResponseHeads(slots: slots)
+        }
     }
 
     deinit {
@@ -257,7 +272,7 @@ public final class SouthSide: @unchecked Sendable {
         }
         flows[slot.index].framing = .following(clientBase: clientBase, serverBase: serverBase)
         trackers[slot.index] = HTTPExchangeTracker()
-        responseHeads.begin(slot.index, at: serverBase)
+        responseHeads.begin(slot, at: serverBase)
         let skip = Int(clientBase - log.current(slot).replayStart.clientOffset)
         let logged = log.clientBytes(slot)
         logged[skip...].withUnsafeBytes { feedRequests(slot, $0) }
@@ -413,9 +428,9 @@ public final class SouthSide: @unchecked Sendable {
                 framing: http ? .following(clientBase: 0, serverBase: 0) : .none)
             if http {
                 trackers[slot.index] = HTTPExchangeTracker()
-                responseHeads.begin(slot.index, at: 0)
+                responseHeads.begin(slot, at: 0)
             } else {
-                responseHeads.forget(slot.index)
+                responseHeads.forget(slot)
             }
             if let stamps = segment.options.timestamps {
                 log.noteTimestamps(slot, fromClient: true, tsval: stamps.value, tsecr: stamps.echoReply)
@@ -638,10 +653,10 @@ public final class SouthSide: @unchecked Sendable {
                         UnsafeRawBufferPointer(rebasing: maskScratch[done..<position]), continuing: crc)
                     done = position
                     flows[index].trims.checkpoint(start + UInt64(position), crc: crc)
-                    responseHeads.begin(index, at: start + UInt64(position))
+                    responseHeads.begin(slot, at: start + UInt64(position))
                 },
                 exchange: { exchange in completed(slot, exchange, clientBase: clientBase, serverBase: serverBase) })
-            responseHeads.keep(index, bytes, at: start)
+            responseHeads.keep(slot, bytes, at: start)
             crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: maskScratch[done..<bytes.count]), continuing: crc)
             if let stop = trackers[index].stop { stopFollowing(slot, because: stop) }
             noteResponseInProgress(slot, clientBase: clientBase, serverBase: serverBase)
@@ -767,7 +782,7 @@ public final class SouthSide: @unchecked Sendable {
         splicer.forget(slot)
         log.close(slot)
         flows[slot.index] = Flow()
-        responseHeads.forget(slot.index)
+        responseHeads.forget(slot)
     }
 
     /// Clears the FIN of a segment that carries data and a FIN (no RST); false, changing

@@ -779,7 +779,7 @@ package final class Splicer: @unchecked Sendable {
     /// it can be resumed, and the client is at least `rangeResumeMinimum` bytes into its body.
     private func rangeResume(_ slot: Slot, _ record: ConnectionRecord) -> RangeState? {
         guard case .http = record.masking, !record.guestInitiated, record.clientBytesHeld > 0,
-            let response = responseHeads.response(slot.index, startingAt: record.replayStart.serverOffset)
+            let response = responseHeads.response(slot, startingAt: record.replayStart.serverOffset)
         else { return nil }
         guard record.serverAckedOffset > record.replayStart.serverOffset else { return nil }
         let clientHas = record.serverAckedOffset - record.replayStart.serverOffset

@@ -978,6 +978,29 @@ extension SplicerTests {
         XCTAssertEqual(wrapper.splicer.replayTotals.rangeResumed, 1)
     }
 
+    /// A daemon restarted mid-download still resumes the open response with a range: the
+    /// response's head was kept beside the log (`ResponseHeads`), not only in the dead daemon's
+    /// memory. Without that file the restarted daemon regenerates, as before.
+    func testARestartedDaemonResumesAnOpenResponseWithARange() throws {
+        let heads = path + "-heads"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: heads) }
+        wrapper = SouthSide(log: log, service: server, responseHeadsPath: heads)
+        _ = try playRangePrimary()
+        wrapper = SouthSide(log: log, service: server, responseHeadsPath: heads)  // the restart
+        let shift = UInt32(rewrittenRequest.count - request.count)
+        let injected = try XCTUnwrap(try openRangeReplay(shift: shift).last)
+        XCTAssertEqual(
+            String(decoding: injected.payload, as: UTF8.self), String(decoding: rewrittenRequest, as: UTF8.self))
+    }
+
+    func testARestartedDaemonWithoutTheHeadsRegenerates() throws {
+        _ = try playRangePrimary()
+        wrapper = SouthSide(log: log, service: server)
+        wrapper.splicer.begin(now: start, sink: sink)
+        let syn = try XCTUnwrap(try sink.takeGuest().first)
+        XCTAssertEqual(syn.seq, clientISN, "no range: the request goes as it was")
+    }
+
     /// A backup that ignores the range and sends the whole representation again (a `200`): its
     /// bytes are regenerated and checked as without a range, and the connection splices.
     func testAWhole200AnswerToTheRangeIsCheckedAndSplices() throws {
