@@ -175,6 +175,7 @@ struct Chaos: ParsableCommand {
             }
             return
         }
+        _ = PipelinedSession.executable  // resolved now, before anything can replace the file
         let status = try send(.status, pair: pair).status.unwrapped("the daemon answered no status")
         if let cacert {
             // Every client is a curl started from here: they all take the CA from the environment.
@@ -726,12 +727,20 @@ final class PipelinedSession {
         self.bytesPerSecond = bytesPerSecond
     }
 
+    /// This ftvm's path, resolved when the campaign starts: once a package upgrade or a rebuild
+    /// replaces the file, `/proc/self/exe` names it "PATH (deleted)", which cannot be run, and
+    /// every later pipelined session failed (seen in a campaign, 2026-12-07). The path itself
+    /// then holds the new ftvm, whose `pipeline` is the same client.
+    static let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+
     func start() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         process.arguments =
-            ["ip", "netns", "exec", netns, executable, "pipeline", "--rate", "\(bytesPerSecond)", "--output", prefix]
+            [
+                "ip", "netns", "exec", netns, Self.executable, "pipeline", "--rate", "\(bytesPerSecond)", "--output",
+                prefix,
+            ]
             + resources.map(\.url)
         process.standardError = FileHandle.nullDevice
         try process.run()
