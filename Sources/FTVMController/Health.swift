@@ -112,6 +112,55 @@ public struct HeartbeatDetector: Sendable {
     }
 }
 
+/// Judges the data path by the same measure as the heartbeat: a client segment that needs an
+/// answer and has had none from the primary fails it after `HealthPolicy.dataPathStallMillis`
+/// of the time the primary's QEMU could run, or after `wallStallLimitMillis` of wall time
+/// (whichever is longer of the two limits), not after the same span of wall time: a guest the
+/// host stopped or starved answers nobody, and is not dead for it (docs/failover.md, "Starved,
+/// not hung"). A spell is known by when its first unanswered segment was sent; the starvation
+/// is counted from the first turn that sees it. Times: `now` and `since` in monotonic nanos.
+public struct DataPathClock: Sendable {
+    public let policy: HealthPolicy
+    private var spell: UInt64 = 0
+    private var starvedInSpell = 0
+    private var forgiving = false
+    /// Spells that reached the limit in wall time but not in the time the guest could run.
+    public private(set) var stallsForgiven = 0
+
+    public init(policy: HealthPolicy) {
+        self.policy = policy
+    }
+
+    /// Feeds one turn: when the oldest unanswered client segment was sent (nil: none waits), and
+    /// how much of the time since the previous turn the guest could not run. Returns how long
+    /// (wall ms) the segment has waited when that is a failure.
+    public mutating func observe(unansweredSince since: UInt64?, now: UInt64, starvedMillis: Int) -> Int? {
+        guard let since, now > since else {
+            spell = 0
+            return nil
+        }
+        if since != spell {
+            spell = since
+            starvedInSpell = 0
+            forgiving = false
+        } else {
+            starvedInSpell += max(0, starvedMillis)
+        }
+        let waiting = Int((now - since) / 1_000_000)
+        let couldRun = waiting - min(starvedInSpell, waiting)
+        if couldRun >= policy.dataPathStallMillis
+            || waiting >= max(policy.dataPathStallMillis, policy.starvedStallLimitMillis)
+        {
+            return waiting
+        }
+        if waiting >= policy.dataPathStallMillis, !forgiving {
+            forgiving = true
+            stallsForgiven += 1
+        }
+        return nil
+    }
+}
+
 /// Judges the guest agent's "service hung" reports by how much of the probes' time the guest
 /// could run. The agent probes its services inside the guest against the guest's clock (an
 /// answer within 1 s, two misses in a row); a guest whose QEMU waits for a host CPU sees that

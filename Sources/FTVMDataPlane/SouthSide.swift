@@ -381,11 +381,11 @@ public final class SouthSide: @unchecked Sendable {
         awaitingAnswerSince.store(max(now, 1), ordering: .relaxed)
     }
 
-    /// How long a client segment has waited for any frame from the active guest (nil: none waits).
-    package func unansweredMillis(now: UInt64) -> Int? {
+    /// When (monotonic nanos) the oldest client segment still waiting for any frame from the
+    /// active guest was sent (nil: none waits).
+    package func unansweredSince() -> UInt64? {
         let since = awaitingAnswerSince.load(ordering: .relaxed)
-        guard since != 0, now > since else { return nil }
-        return Int((now - since) / 1_000_000)
+        return since == 0 ? nil : since
     }
 
     /// A new guest is connected to the uplink: nothing waits for it yet.

@@ -30,6 +30,9 @@ public struct VCPUStarvation: Sendable {
     private var starvedNanos: UInt64 = 0
     /// A late-reported wait not yet counted (`settle`).
     private var carried: UInt64 = 0
+    /// The cpu cgroups that limit the vCPU and main-loop threads (each one's own and its
+    /// parents': a domain's quota is set on its parent), with their throttled time last read.
+    private var throttled: [String: UInt64?] = [:]
     private var reportedMillis: UInt64 = 0
 
     /// Starts measuring QEMU process `pid` at `now` (Monotonic nanos).
@@ -61,6 +64,27 @@ public struct VCPUStarvation: Sendable {
         for tid in Self.vcpuThreads(of: pid) {
             vcpus[tid] = Self.sample(pid: pid, tid: tid).map { Track(last: $0) }
         }
+        throttled = [:]
+        for tid in Array(vcpus.keys) + [pid] {
+            for directory in Self.cpuCgroups(pid: pid, tid: tid) where throttled[directory] == nil {
+                throttled[directory] = Self.throttledNanos(directory)
+            }
+        }
+    }
+
+    /// How long QEMU's cgroups were throttled (their CPU quota spent) since the last sample:
+    /// the most any of them was. Every thread in a throttled group is held off the CPU, whether
+    /// it was waiting then or would have woken (a halted vCPU's timer). The kernel adds a
+    /// throttled spell to the count when it ends (at the next quota period), so this is often
+    /// more than the interval, and `settle` carries the rest.
+    private mutating func throttledSinceLastSample() -> UInt64 {
+        var most: UInt64 = 0
+        for (directory, last) in throttled {
+            guard let now = Self.throttledNanos(directory) else { continue }
+            throttled[directory] = now
+            if let last, now > last { most = max(most, now - last) }
+        }
+        return most
     }
 
     /// How much of `interval` the guest could not run (`starved(over:vcpus:mainLoop:)`); 0 when
@@ -87,8 +111,8 @@ public struct VCPUStarvation: Sendable {
             mainLoop = nil
         }
         guard !unreadable else { return 0 }
-        return Self.settle(
-            Self.starved(over: interval, vcpus: waited, mainLoop: mainWaited), within: interval, carried: &carried)
+        let waiting = Self.starved(over: interval, vcpus: waited, mainLoop: mainWaited)
+        return Self.settle(max(waiting, throttledSinceLastSample()), within: interval, carried: &carried)
     }
 
     /// The most of a late-reported wait carried into later intervals.
@@ -165,6 +189,58 @@ public struct VCPUStarvation: Sendable {
             let stat = try? SmallFile.read("\(task)/stat"), let state = Self.state(stat: stat)
         else { return nil }
         return Sample(ranNanos: times.ran, waitNanos: times.waited, state: state)
+    }
+
+    /// The directories of the cpu cgroups thread `tid` of `pid` is in: its own, then each
+    /// parent's up to (not including) the root. cgroup v1 (a `cpu` controller line, mounted at
+    /// /sys/fs/cgroup/cpu or cpu,cpuacct) or v2 (the `0::` line, mounted at /sys/fs/cgroup);
+    /// none when no such directory has a cpu.stat.
+    static func cpuCgroups(pid: Int32, tid: Int32) -> [String] {
+        guard let text = try? SmallFile.read("/proc/\(pid)/task/\(tid)/cgroup") else { return [] }
+        for (bases, path) in cgroupCandidates(text) {
+            for base in bases where access("\(base)\(path)/cpu.stat", R_OK) == 0 {
+                var directories: [String] = []
+                var current = Substring(path)
+                while current.count > 1 {
+                    directories.append(base + current)
+                    current = current[..<(current.lastIndex(of: "/") ?? current.startIndex)]
+                }
+                return directories
+            }
+        }
+        return []
+    }
+
+    /// From a /proc/…/cgroup text, where the cpu controller's directory may be: the mount
+    /// points to try and the group's path, v1 first.
+    static func cgroupCandidates(_ text: String) -> [(bases: [String], path: String)] {
+        var found: [(bases: [String], path: String)] = []
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3, fields[2].hasPrefix("/") else { continue }
+            if fields[1].split(separator: ",").contains("cpu") {
+                found.insert((["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"], String(fields[2])), at: 0)
+            } else if fields[0] == "0", fields[1].isEmpty {
+                found.append((["/sys/fs/cgroup"], String(fields[2])))
+            }
+        }
+        return found
+    }
+
+    private static func throttledNanos(_ directory: String) -> UInt64? {
+        (try? SmallFile.read("\(directory)/cpu.stat")).flatMap(throttledNanos(cpuStat:))
+    }
+
+    /// The time a cgroup spent throttled, from its cpu.stat: `throttled_time` (ns, v1) or
+    /// `throttled_usec` (v2).
+    static func throttledNanos(cpuStat: String) -> UInt64? {
+        for line in cpuStat.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count == 2, let value = UInt64(fields[1]) else { continue }
+            if fields[0] == "throttled_time" { return value }
+            if fields[0] == "throttled_usec" { return value * 1000 }
+        }
+        return nil
     }
 
     /// QEMU's vCPU threads: named "CPU N/TCG" or "CPU N/KVM" (one per vCPU), or "ALL CPUs/TCG"

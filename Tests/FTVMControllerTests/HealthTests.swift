@@ -153,6 +153,66 @@ final class StarvedHeartbeatTests: XCTestCase {
     }
 }
 
+/// The data path judged by the time the primary's QEMU could run: a client segment unanswered
+/// while QEMU was stopped or starved is not a dead NIC; one unanswered while it ran is.
+final class DataPathClockTests: XCTestCase {
+    private let ms: UInt64 = 1_000_000
+    private let sent: UInt64 = 10_000_000_000
+
+    /// Turns of `step` ms from `sent` until `until` ms later, each starved `starved` ms; the
+    /// first wall time (ms) a failure is returned at, if any.
+    private func run(
+        _ clock: inout DataPathClock, from: Int = 0, until: Int, step: Int = 20, starved: (Int) -> Int
+    ) -> Int? {
+        for at in stride(from: from + step, through: until, by: step) {
+            if let failed = clock.observe(
+                unansweredSince: sent, now: sent + UInt64(at) * ms, starvedMillis: starved(at))
+            {
+                return failed
+            }
+        }
+        return nil
+    }
+
+    func testAGuestThatRunsAndDoesNotAnswerFailsAfterTheLimit() {
+        var clock = DataPathClock(policy: HealthPolicy())
+        let failed = run(&clock, until: 5000) { _ in 0 }
+        XCTAssertEqual(failed, 3000)
+        XCTAssertEqual(clock.stallsForgiven, 0)
+    }
+
+    func testAStoppedGuestIsForgivenUntilItRunsOrTheWallBound() {
+        var stopped = DataPathClock(policy: HealthPolicy())
+        // Stopped for 4 s (every turn starved whole), then answering: no failure, one forgiven.
+        XCTAssertNil(run(&stopped, until: 4000) { _ in 20 })
+        XCTAssertEqual(stopped.stallsForgiven, 1)
+        XCTAssertNil(stopped.observe(unansweredSince: nil, now: sent + 4020 * ms, starvedMillis: 0), "answered")
+        var never = DataPathClock(policy: HealthPolicy())
+        XCTAssertEqual(run(&never, until: 20_000) { _ in 20 }, 10_000, "a QEMU that never runs: the wall bound")
+    }
+
+    func testAThrottledGuestCountsOnlyTheTimeItRan() {
+        var clock = DataPathClock(policy: HealthPolicy())
+        // 5 % of a CPU: could run 1 ms in each 20 ms turn, 50 ms a second.
+        XCTAssertNil(run(&clock, until: 9000) { _ in 19 })
+        XCTAssertEqual(clock.stallsForgiven, 1, "forgiven once for the spell")
+    }
+
+    /// A new unanswered segment after an answer is a new spell: the last one's starvation does
+    /// not carry over.
+    func testANewSpellStartsAfresh() {
+        var clock = DataPathClock(policy: HealthPolicy())
+        XCTAssertNil(run(&clock, until: 2000) { _ in 20 })
+        XCTAssertNil(clock.observe(unansweredSince: nil, now: sent + 2020 * ms, starvedMillis: 0))
+        let next = sent + 3000 * ms
+        var failedAt: Int?
+        for at in stride(from: 20, through: 5000, by: 20) where failedAt == nil {
+            failedAt = clock.observe(unansweredSince: next, now: next + UInt64(at) * ms, starvedMillis: 0)
+        }
+        XCTAssertEqual(failedAt, 3000)
+    }
+}
+
 /// What the health loop makes of libvirt events and agent reports.
 final class FailureCauseTests: XCTestCase {
     func testEventsForOtherDomainsAreIgnored() {

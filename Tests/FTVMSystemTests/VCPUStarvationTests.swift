@@ -169,6 +169,27 @@ final class VCPUStarvationTests: XCTestCase {
         XCTAssertEqual(carried, VCPUStarvation.carryLimitNanos, "bounded")
     }
 
+    /// Where the cpu controller's group of a thread is: the v1 `cpu` line (as libvirt places a
+    /// vCPU here), or the v2 unified line; the time a group was throttled, from its cpu.stat.
+    func testCgroupsAndTheirThrottledTime() {
+        let v1 =
+            "3:cpuset:/machine/qemu-1-a.libvirt-qemu/vcpu0\n2:cpuacct:/\n1:cpu:/machine/qemu-1-a.libvirt-qemu/vcpu0\n0::/\n"
+        let found = VCPUStarvation.cgroupCandidates(v1)
+        XCTAssertEqual(found.first?.path, "/machine/qemu-1-a.libvirt-qemu/vcpu0")
+        XCTAssertEqual(found.first?.bases, ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"])
+        XCTAssertEqual(found.last?.bases, ["/sys/fs/cgroup"], "the unified line after")
+        XCTAssertEqual(VCPUStarvation.cgroupCandidates("4:cpu,cpuacct:/a/b\n").first?.path, "/a/b")
+        XCTAssertEqual(VCPUStarvation.cgroupCandidates("0::/machine.slice/x.scope\n").first?.bases, ["/sys/fs/cgroup"])
+        XCTAssertTrue(VCPUStarvation.cgroupCandidates("garbage\n5:memory:/m\n").isEmpty)
+
+        XCTAssertEqual(
+            VCPUStarvation.throttledNanos(cpuStat: "nr_periods 10\nnr_throttled 10\nthrottled_time 931259679\n"),
+            931_259_679)
+        XCTAssertEqual(
+            VCPUStarvation.throttledNanos(cpuStat: "usage_usec 5\nnr_throttled 2\nthrottled_usec 1500\n"), 1_500_000)
+        XCTAssertNil(VCPUStarvation.throttledNanos(cpuStat: "usage_usec 5\n"))
+    }
+
     /// The same on a real thread: a stand-in vCPU that spins in a cgroup whose CPU quota is 5 %
     /// of one CPU (cgroup v1 `cpu.cfs_quota_us`, as on this host, or v2 `cpu.max`) is starved for
     /// most of a second. Needs root and a cpu controller; skipped without them.

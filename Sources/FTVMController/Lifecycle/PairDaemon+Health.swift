@@ -14,6 +14,7 @@ extension PairDaemon {
     func monitor() {
         var detector = HeartbeatDetector(policy: config.health)
         var probeGate = StarvedProbeGate(policy: config.health)
+        var dataPath = DataPathClock(policy: config.health)
         var watched = ""
         var lastStateCheck = 0
         var qemu: ProcessWatch?
@@ -92,11 +93,17 @@ extension PairDaemon {
             }
             // During an upgrade's drain the relay's active guest is the new one, so the data
             // path's clock says nothing about the old primary.
-            if cause == nil, lifecycle.phase != .upgrading,
-                let waiting = relay.southSide?.unansweredMillis(now: Monotonic.nanos()),
-                waiting >= config.health.dataPathStallMillis, now >= detector.graceEndsMillis
+            // (Judged in the time the primary's QEMU could run, as the heartbeat is.)
+            let forgivenSpells = dataPath.stallsForgiven
+            let unanswered = lifecycle.phase == .upgrading ? nil : relay.southSide?.unansweredSince()
+            if let waiting = dataPath.observe(unansweredSince: unanswered, now: nanos, starvedMillis: starved),
+                cause == nil, now >= detector.graceEndsMillis
             {
                 cause = .dataPathStalled(millis: waiting)
+            } else if dataPath.stallsForgiven > forgivenSpells {
+                logger.warning(
+                    "client segments unanswered while the primary's QEMU could not run (starved or stopped): not a failure",
+                    metadata: ["domain": "\(primary.domain)"])
             }
             if cause == nil, checkStates {
                 cause = domainStateCause(primary.domain)
