@@ -328,13 +328,17 @@ struct Chaos: ParsableCommand {
             let recoveries = before.recoveries
             recovery = try waitFor("the recovery", seconds: 120) { $0.recoveries > recoveries }.lastRecovery
         }
-        let outcomes =
-            downloads.map { $0.finish() } + uploads.map { $0.finish() } + sessions.map { $0.finish() }
-            + pipelines.map { $0.finish() }
+        let judged: [(what: String, outcome: Download.Outcome)] =
+            downloads.map { ("download of \($0.resource.url)", $0.finish()) }
+            + uploads.map { ("upload to \($0.url)", $0.finish()) }
+            + sessions.map { ("keep-alive session", $0.finish()) }
+            + pipelines.map { ("pipelined session", $0.finish()) }
         let answered = requests.finish()
         var result = RoundResult(
-            round: number, fault: fault, outcomes: outcomes, recovery: recovery, protectedAfterSeconds: protectedAfter,
-            note: note)
+            round: number, fault: fault, outcomes: judged.map(\.outcome), recovery: recovery,
+            protectedAfterSeconds: protectedAfter, note: note)
+        let notOK = judged.filter { $0.outcome != .ok }.map { "\($0.outcome.rawValue): \($0.what)" }
+        result.notOK = notOK.isEmpty ? nil : notOK
         result.requestsOK = answered.ok
         result.requestsFailed = answered.failed
         return result
@@ -828,6 +832,9 @@ struct RoundResult: Codable {
     var recoveryError: String?
     var protectedAfterSeconds: Double
     var note: String?
+    /// Which transfers were not ok, and how ("cut: download of URL"), so a failed round says
+    /// what to look at.
+    var notOK: [String]?
 
     init(
         round: Int, fault: String, outcomes: [Download.Outcome], recovery: RecoveryRecord?,
@@ -863,6 +870,7 @@ struct RoundResult: Codable {
         return "[\(round)] \(fault.padding(13)) ok \(ok) reset \(reset) cut \(cut) WRONG \(wrong) failed \(failed)"
             + "  requests \(requestsOK) ok \(requestsFailed) failed  " + timing
             + (recoveryError.map { "  error: \($0)" } ?? "") + (note.map { "  (\($0))" } ?? "")
+            + (notOK.map { "  not ok: " + $0.joined(separator: "; ") } ?? "")
     }
 }
 

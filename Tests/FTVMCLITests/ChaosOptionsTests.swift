@@ -113,4 +113,17 @@ final class ChaosOptionsTests: XCTestCase {
         XCTAssertEqual(try Digest(file: one.file).length, 1 << 20)
         XCTAssertEqual(one.sha256.count, 64)
     }
+
+    /// A round's line names the transfers that were not ok, so a failed round says what to
+    /// look at; a clean round's line says nothing more.
+    func testARoundLineNamesWhatWasNotOK() {
+        var round = RoundResult(
+            round: 63, fault: "service-crash", outcomes: [.ok, .cut, .ok], recovery: nil, protectedAfterSeconds: 1,
+            note: nil)
+        XCTAssertFalse(round.line.contains("not ok"))
+        round.notOK = ["cut: download of http://10.77.0.2/bytes/16000000?seed=1"]
+        XCTAssertTrue(round.line.contains("cut 1"), round.line)
+        XCTAssertTrue(
+            round.line.hasSuffix("  not ok: cut: download of http://10.77.0.2/bytes/16000000?seed=1"), round.line)
+    }
 }
