@@ -125,10 +125,13 @@ public final class TLSTerminator: Sendable {
                     logger.error(
                         "TLS terminator gone: its TLS sessions are lost; starting it again",
                         metadata: ["pid": "\(pid.withLock { $0 })"])
+                    // Counted as it begins: HAProxy writes its pid file (which `ftvm status`
+                    // reports) before `haproxy` returns, and a status with the new pid must not
+                    // show the old count (a CI run read it in between, under load).
+                    restartCount.add(1, ordering: .relaxed)
                     do {
                         let started = try Self.haproxy(config: config, tls: tls, logger: logger)
                         pid.withLock { $0 = started }
-                        restartCount.add(1, ordering: .relaxed)
                     } catch {
                         logger.error("TLS terminator could not be started again", metadata: ["error": "\(error)"])
                     }
