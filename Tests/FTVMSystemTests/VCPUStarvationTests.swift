@@ -46,17 +46,8 @@ final class VCPUStarvationTests: XCTestCase {
     /// A stand-in QEMU: a process whose thread is named like a vCPU and sleeps (a halted vCPU).
     /// Stopped, its time counts as starved; running again, it does not; killed, nothing is read.
     func testAStoppedVCPUIsStarvedAndAHaltedOneIsNot() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", "-c",
-            "import ctypes, time; ctypes.CDLL(None).prctl(15, b'CPU 0/TCG', 0, 0, 0); print(flush=True); time.sleep(60)",
-        ]
-        let ready = Pipe()
-        process.standardOutput = ready
-        try process.run()
+        let process = try standInVCPU(then: "time.sleep(60)")
         defer { if process.isRunning { process.terminate() } }
-        _ = ready.fileHandleForReading.availableData
         let pid = process.processIdentifier
         XCTAssertEqual(VCPUStarvation.vcpuThreads(of: pid), [pid])
 
@@ -190,26 +181,33 @@ final class VCPUStarvationTests: XCTestCase {
         XCTAssertNil(VCPUStarvation.throttledNanos(cpuStat: "usage_usec 5\n"))
     }
 
+    /// A stand-in QEMU: a process whose thread names itself like a vCPU (`CPU 0/TCG`), then runs
+    /// `body` (Python); returned once it has named itself.
+    private func standInVCPU(then body: String) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "python3", "-c",
+            "import ctypes, time; ctypes.CDLL(None).prctl(15, b'CPU 0/TCG', 0, 0, 0); print(flush=True)\n" + body,
+        ]
+        let ready = Pipe()
+        process.standardOutput = ready
+        try process.run()
+        _ = ready.fileHandleForReading.availableData
+        return process
+    }
+
     /// The same on a real thread: a stand-in vCPU that spins in a cgroup whose CPU quota is 5 %
     /// of one CPU (cgroup v1 `cpu.cfs_quota_us`, as on this host, or v2 `cpu.max`) is starved for
     /// most of a second. Needs root and a cpu controller; skipped without them.
     func testAThrottledVCPUIsStarved() throws {
         let group = try ThrottleGroup()
         defer { group.remove() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", "-c",
-            "import ctypes; ctypes.CDLL(None).prctl(15, b'CPU 0/TCG', 0, 0, 0); print(flush=True)\nwhile True: pass",
-        ]
-        let ready = Pipe()
-        process.standardOutput = ready
-        try process.run()
+        let process = try standInVCPU(then: "while True: pass")
         defer {
             process.terminate()
             process.waitUntilExit()
         }
-        _ = ready.fileHandleForReading.availableData
         let pid = process.processIdentifier
         try group.add(pid)
         var meter = VCPUStarvation(pid: pid, now: Monotonic.nanos())
