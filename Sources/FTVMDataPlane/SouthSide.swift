@@ -529,7 +529,12 @@ public final class SouthSide: @unchecked Sendable {
             serverAddress: service.rawValue, serverPort: segment.sourcePort)
         // Relay servers (OutgoingSide.swift, Splicer+Outgoing.swift): the guest opens a connection.
         if segment.flags.contains(.syn), !segment.flags.contains(.ack) {
-            if let kept = log.lookup(key), flows[kept.index].kept { close(kept) }  // its port again
+            // Its port again: an ended connection kept for a replay, or one whose end the relay
+            // did not see whole (its last ACK lost), is over for the guest, which never opens a
+            // connection over a live one. Its record must not take the new connection's bytes.
+            if let earlier = log.lookup(key), flows[earlier.index].kept || isEndedEarlier(earlier, by: segment) {
+                close(earlier)
+            }
             if speaksFor(pinned: false) {
                 splicer.newGuestOpens(key, sink: sink)
                 if log.lookup(key) == nil { outgoing.guestOpens(segment, key: key, now: now) }
@@ -608,6 +613,14 @@ public final class SouthSide: @unchecked Sendable {
             closeOrKeep(slot)
         }
         return .forward
+    }
+
+    /// Whether the guest's SYN `segment` opens a new connection over the record in `slot` of
+    /// an earlier one from the same port: a guest-initiated record no replay holds, with
+    /// another ISN (a retransmitted SYN has the record's own).
+    private func isEndedEarlier(_ slot: Slot, by segment: TCPSegmentView) -> Bool {
+        flows[slot.index].serial == slot.serial && flows[slot.index].guestInitiated
+            && splicer.phase(of: slot) == .idle && log.current(slot).serverISN != segment.sequenceNumber.rawValue
     }
 
     // MARK: Bounding the log

@@ -204,7 +204,7 @@ extension Splicer {
                 ])
             return record.slot
         }
-        logger.debug(
+        logger.info(
             "a new guest connection to an end server re-sends none of the logged ones: a new connection",
             metadata: [
                 "connection": "\(opened.key)", "first bytes": "\(payload.count)",

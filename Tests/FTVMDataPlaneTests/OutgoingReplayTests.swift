@@ -651,6 +651,31 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         XCTAssertNil(log.lookup(loggedKey))
     }
 
+    /// The guest opens a connection from the port of an earlier one whose end the relay did not
+    /// see whole (its last ACK lost): the earlier record is dropped and the new connection gets
+    /// its own, with its own ISNs and only its own bytes. Before, the new SYN's ISN and bytes
+    /// went into the earlier record, which kept the end server's old ISN: a replay would have
+    /// caught up a connection that was never logged as it was.
+    func testANewConnectionFromAnEarlierOnesPortGetsItsOwnRecord() throws {
+        let earlier = try playOldGuest()
+        XCTAssertEqual(try deliver(fromGuest: true, seq: guestISN, ack: 0, flags: .syn, options: synOptions), .forward)
+        XCTAssertEqual(log.lookup(loggedKey), earlier, "a retransmitted SYN (the record's own ISN) changes nothing")
+        XCTAssertEqual(try deliver(fromGuest: true, seq: newISN, ack: 0, flags: .syn, options: synOptions), .forward)
+        XCTAssertNil(log.lookup(loggedKey), "the earlier record is gone")
+        XCTAssertEqual(
+            try deliver(fromGuest: false, seq: newEndISN, ack: newISN &+ 1, flags: [.syn, .ack], options: endOptions),
+            .forward)
+        XCTAssertEqual(try deliver(fromGuest: true, seq: newISN &+ 1, ack: newEndISN &+ 1, flags: .ack), .forward)
+        let shorter = Array("GET /bytes/50?seed=3 HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
+        XCTAssertEqual(
+            try deliver(fromGuest: true, seq: newISN &+ 1, ack: newEndISN &+ 1, flags: [.ack, .psh], payload: shorter),
+            .forward)
+        let record = log.current(try XCTUnwrap(log.lookup(loggedKey)))
+        XCTAssertEqual(record.clientISN, newEndISN)
+        XCTAssertEqual(record.serverISN, newISN)
+        XCTAssertEqual(record.serverStream.byteCount, UInt64(shorter.count))
+    }
+
     // MARK: Bounded
 
     /// An exchange on the guest's connection leaves the log once it is complete on both sides
