@@ -11,48 +11,16 @@ the daemon's own phase timings (`ftvm status --json`), measured on the monotonic
 usage: scripts/bench_failover.py [--runs N] [--soak SECONDS] [--faults a,b,...]
 """
 import argparse
-import json
-import os
-import statistics
 import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FTVM = os.path.join(REPO, ".build", "release", "ftvm")  # built by scripts/prepare.sh
-PAIR = "bench"
+from benchpair import PairCLI, summary  # noqa: E402
+
+PAIR = PairCLI("bench")
 FAULTS = ["kernel-panic", "kernel-hang", "service-crash", "service-hang", "qemu-kill", "agent-kill"]
 # The takeover's phases up to the first packet, each timed alone.
 TAKEOVER_PHASES = ["fence", "switch", "resume", "first-packet"]
-
-
-def ftvm(*args, check=True):
-    result = subprocess.run([FTVM, *args, "--name", PAIR], capture_output=True, text=True)
-    if check and result.returncode != 0:
-        sys.exit(f"ftvm {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
-    return result.stdout
-
-
-def status():
-    return json.loads(ftvm("status", "--json"))
-
-
-def wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = status()
-        if predicate(current):
-            return current
-        time.sleep(0.1)
-    sys.exit(f"timed out waiting for {what}")
-
-
-def summary(values):
-    if not values:
-        return "n/a"
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-    return f"median {statistics.median(ordered):8.1f}  p95 {p95:8.1f}  max {ordered[-1]:8.1f}"
 
 
 def main():
@@ -62,20 +30,20 @@ def main():
     parser.add_argument("--faults", default=",".join(FAULTS))
     options = parser.parse_args()
 
-    subprocess.run([FTVM, "down", "--name", PAIR], capture_output=True)
+    PAIR.down()
     try:
-        ftvm("up")
-        health = status()["health"]
+        PAIR.ftvm("up")
+        health = PAIR.status()["health"]
         print(f"pair up; health policy: tick {health['tickMillis']} ms, {health['missedTicks']} missed ticks, "
-              f"grace {health['graceMillis']} ms; accelerator {status()['accelerator']}")
+              f"grace {health['graceMillis']} ms; accelerator {PAIR.status()['accelerator']}")
         results = {}
         for fault in options.faults.split(","):
             detect, takeover, reprotect = [], [], []
             alone = {name: [] for name in TAKEOVER_PHASES}
             for _ in range(options.runs):
-                before = wait(lambda s: s["protected"], 120, "protection")["recoveries"]
-                ftvm("inject", fault)
-                after = wait(lambda s: s["recoveries"] == before + 1, 60, f"takeover after {fault}")
+                before = PAIR.wait(lambda s: s["protected"], 120, "protection")["recoveries"]
+                PAIR.ftvm("inject", fault)
+                after = PAIR.wait(lambda s: s["recoveries"] == before + 1, 60, f"takeover after {fault}")
                 record = after["lastRecovery"]
                 if record.get("error"):
                     sys.exit(f"{fault}: recovery error: {record['error']}")
@@ -84,7 +52,7 @@ def main():
                 takeover.append(phases["first-packet"]["sinceDetectionMillis"])
                 for name in TAKEOVER_PHASES:
                     alone[name].append(phases[name]["millis"])
-                done = wait(lambda s: s["protected"] and s["lastRecovery"]["reprotected"], 120, "re-protection")
+                done = PAIR.wait(lambda s: s["protected"] and s["lastRecovery"]["reprotected"], 120, "re-protection")
                 phases = {p["name"]: p for p in done["lastRecovery"]["phases"]}
                 reprotect.append(phases["re-protected"]["sinceDetectionMillis"])
             results[fault] = (detect, takeover, reprotect, alone)
@@ -92,20 +60,20 @@ def main():
         print(f"\n{options.runs} injections per fault; milliseconds")
         print(f"{'fault':14} {'what':10} {'':>10}")
         for fault, (detect, takeover, reprotect, alone) in results.items():
-            print(f"{fault:14} detect     {summary(detect)}")
-            print(f"{'':14} takeover   {summary(takeover)}")
+            print(f"{fault:14} detect     {summary(detect, width=8)}")
+            print(f"{'':14} takeover   {summary(takeover, width=8)}")
             for name, values in alone.items():
-                print(f"{'':14}  {name:13} {summary(values)}")
-            print(f"{'':14} reprotect  {summary(reprotect)}")
+                print(f"{'':14}  {name:13} {summary(values, width=8)}")
+            print(f"{'':14} reprotect  {summary(reprotect, width=8)}")
 
         if options.soak > 0:
             soak(options.soak)
     finally:
-        subprocess.run([FTVM, "down", "--name", PAIR], capture_output=True)
+        PAIR.down()
 
 
 def soak(seconds):
-    current = wait(lambda s: s["protected"], 120, "protection")
+    current = PAIR.wait(lambda s: s["protected"], 120, "protection")
     before = current["recoveries"]
     ns, address = current["namespace"], current["serviceAddress"]
     print(f"\nsoak: {seconds} s of wrk (2 threads, 64 connections, /bytes/65536) plus repeated 32 MB "
@@ -120,7 +88,7 @@ def soak(seconds):
                         f"http://{address}/bytes/33554432?seed={bulk}"], capture_output=True)
         bulk += 1
     output, _ = wrk.communicate()
-    after = status()["recoveries"]
+    after = PAIR.status()["recoveries"]
     requests = [line for line in output.splitlines() if "requests in" in line or "Requests/sec" in line]
     print("wrk: " + " | ".join(line.strip() for line in requests))
     print(f"bulk downloads during the soak: {bulk}")

@@ -42,8 +42,9 @@ import sys
 import termios
 import time
 
+from benchpair import PairCLI
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FTVM = os.path.join(REPO, ".build", "release", "ftvm")  # built by scripts/prepare.sh
 SCRIPT = os.path.abspath(__file__)
 DOC = os.path.join(REPO, "docs", "replay-bench.md")
 PLOT = os.path.join(REPO, "docs", "replay-recovery.png")
@@ -246,13 +247,13 @@ def client(argv):
 # The parent: drives the pair, the client and the report.
 # ---------------------------------------------------------------------------------------------
 
-class Pair:
+class Pair(PairCLI):
     def __init__(self, name):
-        self.name = name
+        super().__init__(name)
         self.log = None  # the daemon's log file, as `ftvm up` names it
 
     def up(self):
-        output = self.run("up", timeout=400)
+        output = self.ftvm("up", timeout=400)
         for line in output.splitlines():
             if ", log " in line:
                 self.log = line.rsplit(", log ", 1)[1].rstrip(")").strip()
@@ -291,31 +292,6 @@ class Pair:
             if log:
                 log.close()
         sys.exit(f"the daemon did not report the failure within {timeout} s of the injection")
-
-    def run(self, *args, check=True, timeout=60):
-        try:
-            result = subprocess.run([FTVM, *args, "--name", self.name], capture_output=True, text=True,
-                                    timeout=timeout)
-        except subprocess.TimeoutExpired:
-            sys.exit(f"ftvm {' '.join(args)} --name {self.name}: no answer within {timeout} s")
-        if check and result.returncode != 0:
-            sys.exit(f"ftvm {' '.join(args)} --name {self.name} failed:\n{result.stdout}{result.stderr}")
-        return result.stdout
-
-    def status(self):
-        return json.loads(self.run("status", "--json", timeout=30))
-
-    def wait(self, predicate, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            current = self.status()
-            if predicate(current):
-                return current
-            time.sleep(0.2)
-        sys.exit(f"timed out after {timeout} s waiting for {what}")
-
-    def down(self):
-        subprocess.run([FTVM, "down", "--name", self.name], capture_output=True, timeout=120)
 
 
 class Client:
@@ -371,7 +347,7 @@ def one_run(pair, status, count, options, references):
             sys.exit(f"{len(ready['failed'])} of {count} connections could not be opened: {ready['failed'][:5]}")
         log_offset = pair.log_size()
         before = time.monotonic()
-        message = pair.run("inject", "kernel-panic")
+        message = pair.ftvm("inject", "kernel-panic", timeout=60)
         after = time.monotonic()
         if options.read_after == "detection":
             # The client's window stays shut until the relay has stopped listening to the old primary.

@@ -18,9 +18,7 @@ usage: scripts/bench_starvation.py [--ftvm BIN] [--rounds N] [--detect N]
                                    [--tick-ms T] [--missed-ticks M] [--scenarios a,b]
 """
 import argparse
-import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -31,32 +29,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "Tests", "tools"))
 from splitmix import stream_sha256  # noqa: E402
 
+from benchpair import PairCLI, summary  # noqa: E402
+
 PAIR = "starve"
 SIZE = 100_000
 SCENARIOS = ["sigstop", "throttle", "stress"]
 
 
-class Pair:
+class Pair(PairCLI):
     def __init__(self, binary):
-        self.binary = binary
-
-    def ftvm(self, *args, check=True):
-        result = subprocess.run([self.binary, *args, "--name", PAIR], capture_output=True, text=True)
-        if check and result.returncode != 0:
-            sys.exit(f"ftvm {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
-        return result.stdout
-
-    def status(self):
-        return json.loads(self.ftvm("status", "--json"))
-
-    def wait(self, predicate, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            current = self.status()
-            if predicate(current):
-                return current
-            time.sleep(0.1)
-        sys.exit(f"timed out waiting for {what}")
+        super().__init__(PAIR, binary)
 
     def primary(self, status):
         return next(g["domain"] for g in status["guests"] if g["role"] == "primary")
@@ -137,14 +119,6 @@ def starve(scenario, domain):
         sys.exit(f"unknown scenario {scenario}; known: {', '.join(SCENARIOS)}")
 
 
-def summary(values):
-    if not values:
-        return "n/a"
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-    return f"median {statistics.median(ordered):7.1f}  p95 {p95:7.1f}  max {ordered[-1]:7.1f}  (n={len(ordered)})"
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ftvm", default=os.path.join(REPO, ".build", "release", "ftvm"))
@@ -164,7 +138,7 @@ def main():
         up += ["--tick-ms", str(options.tick_ms)]
     if options.missed_ticks:
         up += ["--missed-ticks", str(options.missed_ticks)]
-    subprocess.run([options.ftvm, "down", "--name", PAIR], capture_output=True)
+    pair.down()
     try:
         pair.ftvm(*up)
         status = pair.wait(lambda s: s["protected"], 300, "protection")
@@ -203,9 +177,9 @@ def main():
                 pair.ftvm("inject", fault)
                 after = pair.wait(lambda s: s["recoveries"] == before + 1, 60, f"the takeover after {fault}")
                 detect.append(after["lastRecovery"]["detectMillis"])
-            print(f"detect {fault:12} ms: {summary(detect)}", flush=True)
+            print(f"detect {fault:12} ms: {summary(detect, count=True)}", flush=True)
     finally:
-        subprocess.run([options.ftvm, "down", "--name", PAIR], capture_output=True)
+        pair.down()
 
 
 if __name__ == "__main__":
