@@ -34,6 +34,31 @@ public struct VCPUStarvation: Sendable {
     /// parents': a domain's quota is set on its parent), with their throttled time last read.
     private var throttled: [String: UInt64?] = [:]
     private var reportedMillis: UInt64 = 0
+    /// What the threads did since `beginSpell`, for a failure's log line.
+    public private(set) var spell = Spell()
+
+    /// What QEMU's threads did over a spell (since the heartbeat last moved): how long the
+    /// least-run vCPU and the main loop ran and waited for a CPU, how much was counted
+    /// starved, and how the spell was sampled.
+    public struct Spell: Sendable, Equatable, CustomStringConvertible {
+        public var vcpuRanNanos: UInt64 = 0
+        public var vcpuWaitedNanos: UInt64 = 0
+        public var mainRanNanos: UInt64 = 0
+        public var mainWaitedNanos: UInt64 = 0
+        public var starvedNanos: UInt64 = 0
+        public var samples = 0
+        public var longestGapNanos: UInt64 = 0
+
+        public var description: String {
+            func ms(_ nanos: UInt64) -> String { "\(nanos / 1_000_000)" }
+            return "vCPU ran \(ms(vcpuRanNanos)) ms, waited \(ms(vcpuWaitedNanos)) ms; main loop ran "
+                + "\(ms(mainRanNanos)) ms, waited \(ms(mainWaitedNanos)) ms; \(ms(starvedNanos)) ms counted starved; "
+                + "\(samples) samples, longest gap \(ms(longestGapNanos)) ms"
+        }
+    }
+
+    /// Starts a new spell (the heartbeat moved).
+    public mutating func beginSpell() { spell = Spell() }
 
     /// Starts measuring QEMU process `pid` at `now` (Monotonic nanos).
     public init(pid: Int32, now: UInt64) {
@@ -53,8 +78,12 @@ public struct VCPUStarvation: Sendable {
             // Not found yet (or lost): look again, and judge this interval in wall time.
             findVCPUs()
         } else {
-            starvedNanos += starved(over: interval)
+            let counted = starved(over: interval)
+            starvedNanos += counted
+            spell.starvedNanos += counted
         }
+        spell.samples += 1
+        spell.longestGapNanos = max(spell.longestGapNanos, interval)
         let total = starvedNanos / 1_000_000
         defer { reportedMillis = total }
         return Int(total - reportedMillis)
@@ -91,6 +120,7 @@ public struct VCPUStarvation: Sendable {
     /// a vCPU thread cannot be read (and that one is forgotten: found again once none is left).
     private mutating func starved(over interval: UInt64) -> UInt64 {
         var waited: [Waited] = []
+        var least: (ran: UInt64, waited: UInt64)?  // (the vCPU that ran least, for `spell`)
         var unreadable = false
         for tid in Array(vcpus.keys) {
             guard let now = Self.sample(pid: pid, tid: tid) else {
@@ -98,14 +128,21 @@ public struct VCPUStarvation: Sendable {
                 unreadable = true
                 continue
             }
-            waited.append(vcpus[tid]!.advance(to: now, interval: interval))
+            let ran = now.ranNanos &- vcpus[tid]!.last.ranNanos
+            let thread = vcpus[tid]!.advance(to: now, interval: interval)
+            if least.map({ ran < $0.ran }) ?? true { least = (ran, thread.nanos) }
+            waited.append(thread)
         }
+        spell.vcpuRanNanos += least?.ran ?? 0
+        spell.vcpuWaitedNanos += least?.waited ?? 0
         var mainWaited: Waited?
         if let main = Self.sample(pid: pid, tid: pid) {
-            if mainLoop == nil {
-                mainLoop = Track(last: main)
-            } else {
+            if let previous = mainLoop {
                 mainWaited = mainLoop?.advance(to: main, interval: interval)
+                spell.mainRanNanos += main.ranNanos &- previous.last.ranNanos
+                spell.mainWaitedNanos += mainWaited?.nanos ?? 0
+            } else {
+                mainLoop = Track(last: main)
             }
         } else {
             mainLoop = nil

@@ -76,6 +76,33 @@ final class VCPUStarvationTests: XCTestCase {
         XCTAssertEqual(meter.starvedMillis(now: Monotonic.nanos() + 100_000_000), 0, "gone: judged in wall time")
     }
 
+    /// A spell (since the heartbeat last moved) sums what the threads did, for a stall's log
+    /// line: a spinning stand-in vCPU ran for most of it (it is its own main loop too), and a new
+    /// spell starts from nothing.
+    func testASpellSumsWhatTheThreadsDid() throws {
+        let process = try standInVCPU(then: "while True: pass")
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        var meter = VCPUStarvation(pid: process.processIdentifier, now: Monotonic.nanos())
+        let start = Monotonic.nanos()
+        for _ in 0..<10 {
+            usleep(30_000)
+            _ = meter.starvedMillis(now: Monotonic.nanos())
+        }
+        let spell = meter.spell
+        let wall = Monotonic.nanos() - start
+        XCTAssertEqual(spell.samples, 10)
+        XCTAssertGreaterThan(spell.vcpuRanNanos + spell.vcpuWaitedNanos, wall / 2, "\(spell)")
+        XCTAssertEqual(
+            Double(spell.mainRanNanos), Double(spell.vcpuRanNanos), accuracy: 10e6, "the same thread, read twice")
+        XCTAssertGreaterThanOrEqual(spell.longestGapNanos, 30_000_000)
+        XCTAssertTrue(spell.description.contains("10 samples"), spell.description)
+        meter.beginSpell()
+        XCTAssertEqual(meter.spell, VCPUStarvation.Spell())
+    }
+
     /// The guest could not run for the least starved vCPU's wait, or for the main loop's (which
     /// fires its timers and holds the lock a TCG vCPU waits on) when that is longer, and nothing
     /// without a vCPU to read.

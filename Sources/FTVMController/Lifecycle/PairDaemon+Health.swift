@@ -20,6 +20,9 @@ extension PairDaemon {
         var qemu: ProcessWatch?
         // How long the primary's QEMU could not run: the heartbeat is judged in the rest.
         var starvation: VCPUStarvation?
+        // The heartbeat last seen: while it stands still, `starvation` sums what QEMU's
+        // threads did (`VCPUStarvation.spell`), for the log line of a stall.
+        var lastBeat: UInt64?
         // When the primary was seen paused by a SUSPENDED event: a panicking guest is paused
         // first and reported CRASHED just after, so a pause is judged a little later.
         var pausedSeenAt: Int?
@@ -55,6 +58,11 @@ extension PairDaemon {
                 starvation = pid.map { VCPUStarvation(pid: $0, now: nanos) }
             }
             let starved = starvation?.starvedMillis(now: nanos) ?? 0
+            let beat = primary.channel.heartbeat
+            if beat != lastBeat {
+                lastBeat = beat
+                starvation?.beginSpell()
+            }
             probeGate.note(starvedMillis: starved, atMillis: now)
             var cause =
                 Self.cause(from: events, for: primary.domain)
@@ -82,13 +90,22 @@ extension PairDaemon {
             }
             if cause == nil {
                 let forgiven = detector.stallsForgiven
-                if let still = detector.observe(primary.channel.heartbeat, atMillis: now, starvedMillis: starved) {
+                if let still = detector.observe(beat, atMillis: now, starvedMillis: starved) {
                     cause = .heartbeatStalled(millis: still)
+                    logger.warning(
+                        "heartbeat still while the primary's QEMU could run",
+                        metadata: [
+                            "domain": "\(primary.domain)", "still-ms": "\(still)",
+                            "qemu": "\(starvation.map { "\($0.spell)" } ?? "not measured")",
+                        ])
                 } else if detector.stallsForgiven > forgiven {
                     heartbeatStallsForgiven.store(detector.stallsForgiven, ordering: .relaxed)
                     logger.warning(
                         "heartbeat late while the primary's QEMU could not run (starved or stopped): not a failure",
-                        metadata: ["domain": "\(primary.domain)"])
+                        metadata: [
+                            "domain": "\(primary.domain)",
+                            "qemu": "\(starvation.map { "\($0.spell)" } ?? "not measured")",
+                        ])
                 }
             }
             // During an upgrade's drain the relay's active guest is the new one, so the data
