@@ -95,7 +95,7 @@ public final class Relay: Sendable {
     /// When (Monotonic nanos) the connected guest's first frame reached the clients; 0 = not yet.
     private let firstFrameNanos = Atomic<UInt64>(0)
     /// The guests' channels by link: the close fence releases a FIN or RST only once the agent
-    /// of the guest that sent it has ticked twice since and still reports every service running.
+    /// of the guest that sent it vouches for it (`agentVouches`).
     private let watched = Mutex<[UInt16: Channel]>([:])
     private let finished = Mutex<Bool>(false)
     /// The loop thread's SCHED_FIFO priority (0: normal scheduling), and what it got.
@@ -585,21 +585,40 @@ public final class Relay: Sendable {
     static let closeFenceLimitNanos: UInt64 = 3_000_000_000
 
     /// The agent of the guest at `port`: its heartbeat (low 48 bits of `tag`), its services'
-    /// restart count (high 16), and whether they all run. nil when no channel is watched there.
-    private func closeFenceTag(port: UInt16) -> (tag: UInt64, allRunning: Bool)? {
+    /// restart count (high 16), whether they all run, and its tick. nil when no channel is
+    /// watched there.
+    private func closeFenceTag(port: UInt16) -> AgentMark? {
         guard let channel = watched.withLock({ $0[port] }) else { return nil }
         let services = channel.serviceSummary
         let tag = (channel.heartbeat & 0xFFFF_FFFF_FFFF) | UInt64(services.restarts & 0xFFFF) << 48
-        return (tag, services.allRunning)
+        return AgentMark(tag: tag, allRunning: services.allRunning, tickMillis: channel.tickMillis)
     }
 
-    /// Lets fenced FINs and RSTs go once the guest that sent them has proven healthy after them:
-    /// its agent beat three times, every service still runs, and none restarted. The agent beats,
-    /// then reaps its services, every tick; a process killed just before a tick may close its
-    /// sockets and become reapable only after that tick's reap, so the reap that sees it is the
-    /// next tick's, done only once the third beat is there (with two, a check between the
-    /// second beat and its reap let a crashed service's FIN go).
-    /// Closes of a guest that is no longer connected (fenced by a takeover) are dropped.
+    /// What the close fence reads of an agent (`closeFenceTag`).
+    struct AgentMark: Equatable {
+        var tag: UInt64
+        var allRunning: Bool
+        var tickMillis: UInt32
+    }
+
+    /// Whether the agent vouches for a close fenced `heldNanos` ago, when its tag was `tag`: it
+    /// beat three times since, over at least three of its ticks of wall time, every service still
+    /// runs and none restarted. The agent beats, then reaps its services, every tick; a process
+    /// killed just before a tick may close its sockets and become reapable only after that
+    /// tick's reap, so the reap that sees it is the next tick's, done only once the third beat
+    /// is there (with two, a check between the second beat and its reap let a crashed service's
+    /// FIN go). The wall time counts because a late agent catches up on its ticks back to back:
+    /// three beats came 46 ms after a killed service's FIN, before the exiting process could be
+    /// reaped, and the FIN cut a client's download (a service crash under load).
+    static func agentVouches(closedAt tag: UInt64, now current: AgentMark, heldNanos: UInt64) -> Bool {
+        let beats = (current.tag & 0xFFFF_FFFF_FFFF) &- (tag & 0xFFFF_FFFF_FFFF)
+        let ticks = 3 * UInt64(max(current.tickMillis, 1)) * 1_000_000
+        return beats >= 3 && heldNanos >= ticks && current.allRunning && current.tag >> 48 == tag >> 48
+    }
+
+    /// Lets fenced FINs and RSTs go once the guest that sent them has proven healthy after them
+    /// (`agentVouches`). Closes of a guest that is no longer connected (fenced by a takeover) are
+    /// dropped.
     private func releaseCloses(_ loop: Loop) throws(Errno) {
         let now = Monotonic.nanos()
         while let entry = loop.fencedCloses.first {
@@ -608,12 +627,17 @@ public final class Relay: Sendable {
                 loop.fencedCloses.pop()
                 continue
             }
-            var healthy = true  // no channel to ask: nothing to wait for
-            if let current = closeFenceTag(port: entry.port) {
-                let beats = (current.tag & 0xFFFF_FFFF_FFFF) &- (entry.tag & 0xFFFF_FFFF_FFFF)
-                healthy = beats >= 3 && current.allRunning && current.tag >> 48 == entry.tag >> 48
+            let held = now &- entry.time
+            // (No channel to ask: nothing to wait for.)
+            let healthy =
+                closeFenceTag(port: entry.port).map { Self.agentVouches(closedAt: entry.tag, now: $0, heldNanos: held) }
+                ?? true
+            guard healthy || held > Self.closeFenceLimitNanos else { return }
+            if !healthy {
+                logger.debug(
+                    "fenced close let go unvouched",
+                    metadata: ["guest port": "\(entry.port)", "held ms": "\(held / 1_000_000)"])
             }
-            guard healthy || now &- entry.time > Self.closeFenceLimitNanos else { return }
             let slot = entry.frame
             if let (frame, partial) = Self.split(slot),
                 southSide?.fromGuest(

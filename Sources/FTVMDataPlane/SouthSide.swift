@@ -527,6 +527,10 @@ public final class SouthSide: @unchecked Sendable {
         let key = FlowKey(
             clientAddress: segment.ipv4.destination.rawValue, clientPort: segment.destinationPort,
             serverAddress: service.rawValue, serverPort: segment.sourcePort)
+        if releasing {
+            logger.debug(
+                "fenced close reaches the log", metadata: ["connection": "\(key)", "flags": "\(segment.flags)"])
+        }
         // Relay servers (OutgoingSide.swift, Splicer+Outgoing.swift): the guest opens a connection.
         if segment.flags.contains(.syn), !segment.flags.contains(.ack) {
             // Its port again: an ended connection kept for a replay, or one whose end the relay
