@@ -142,7 +142,9 @@ class MixedWorkloadTestCase: SharedPairTestCase {
     }
 
     func survive(_ fault: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let before = try Harness.status(Self.pair)["lastRecovery"] as? [String: Any]
+        let status = try Harness.status(Self.pair)
+        let before = status["lastRecovery"] as? [String: Any]
+        let recoveriesBefore = status["recoveries"] as? Int ?? 0
         // A random point in the transfer: the fraction of all workload bytes at which it lands.
         let fraction = Double.random(in: 0.03...0.4)
         let blob = try Harness.sha256(file: Harness.defaultImage + "/www/blob.bin")
@@ -165,6 +167,10 @@ class MixedWorkloadTestCase: SharedPairTestCase {
         XCTAssertNotEqual(
             recovery["startedAt"] as? String, before?["startedAt"] as? String, "no new recovery", file: file, line: line
         )
+        // (A second one is a false failover, and the last recovery is no longer the fault's.)
+        XCTAssertEqual(
+            try Harness.status(Self.pair)["recoveries"] as? Int, recoveriesBefore + 1,
+            "one recovery, the fault's; the last: \(recovery["cause"] ?? "none")", file: file, line: line)
         XCTAssertEqual(recovery["injectedFault"] as? String, fault, file: file, line: line)
         let replay = try XCTUnwrap(recovery["replay"] as? [String: Any], "\(recovery)", file: file, line: line)
         // 16 downloads, the upload, keep-alive, static and random connections, less any that
