@@ -2,7 +2,8 @@
 """What the close fence costs a normal close.
 
 The relay holds every FIN and RST a guest sends on a logged connection until the guest's agent
-has ticked twice after it (so a FIN from a crashing service never reaches a client). This
+vouches for it: three beats and three ticks of wall time after it, every service running (so a
+FIN from a crashing service never reaches a client; docs/replay.md, "The close fence"). This
 measures that delay where a client can see it: busybox httpd answers with `Connection: close`,
 so the client gets the whole body, then waits for the server's FIN (EOF). The gap between the
 last body byte and EOF is the fence's cost; the same gap for a request the server answers on a

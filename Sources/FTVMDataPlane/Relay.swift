@@ -607,9 +607,9 @@ public final class Relay: Sendable {
     /// killed just before a tick may close its sockets and become reapable only after that
     /// tick's reap, so the reap that sees it is the next tick's, done only once the third beat
     /// is there (with two, a check between the second beat and its reap let a crashed service's
-    /// FIN go). The wall time counts because a late agent catches up on its ticks back to back:
-    /// three beats came 46 ms after a killed service's FIN, before the exiting process could be
-    /// reaped, and the FIN cut a client's download (a service crash under load).
+    /// FIN go). The wall time counts because a late agent catches up on its ticks back to back,
+    /// and three beats in a burst are one look, not three. (A doomed service stops counting as
+    /// running before its reap: the agent's `ProcessEnd`.)
     static func agentVouches(closedAt tag: UInt64, now current: AgentMark, heldNanos: UInt64) -> Bool {
         let beats = (current.tag & 0xFFFF_FFFF_FFFF) &- (tag & 0xFFFF_FFFF_FFFF)
         let ticks = 3 * UInt64(max(current.tickMillis, 1)) * 1_000_000

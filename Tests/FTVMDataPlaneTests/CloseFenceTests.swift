@@ -10,23 +10,22 @@ final class CloseFenceTests: XCTestCase {
 
     /// The agent's tag: its heartbeat in the low 48 bits, its services' restarts in the high 16.
     private func mark(beat: UInt64, restarts: UInt64 = 2, allRunning: Bool = true) -> Relay.AgentMark {
-        Relay.AgentMark(tag: beat | restarts << 48, allRunning: allRunning, tickMillis: 100)
+        Relay.AgentMark(tag: beat | restarts << 48, allRunning: allRunning, tickMillis: 20)
     }
 
     func testThreeBeatsOverThreeTicksVouch() {
         let closed = mark(beat: 40).tag
-        XCTAssertFalse(Relay.agentVouches(closedAt: closed, now: mark(beat: 42), heldNanos: 400 * ms), "two beats")
-        XCTAssertTrue(Relay.agentVouches(closedAt: closed, now: mark(beat: 43), heldNanos: 300 * ms))
-        XCTAssertTrue(Relay.agentVouches(closedAt: closed, now: mark(beat: 50), heldNanos: 900 * ms))
+        XCTAssertFalse(Relay.agentVouches(closedAt: closed, now: mark(beat: 42), heldNanos: 80 * ms), "two beats")
+        XCTAssertTrue(Relay.agentVouches(closedAt: closed, now: mark(beat: 43), heldNanos: 60 * ms))
+        XCTAssertTrue(Relay.agentVouches(closedAt: closed, now: mark(beat: 50), heldNanos: 180 * ms))
     }
 
-    /// A late agent catches up on its ticks back to back: three beats 46 ms after a killed
-    /// service's FIN came before its exiting process could be reaped (a service crash under
-    /// load, before this), so three beats alone do not vouch.
+    /// A late agent catches up on its ticks back to back: three beats in a burst are one look
+    /// at the services, not three, so they do not vouch before three ticks of wall time.
     func testABurstOfBeatsDoesNotVouchBeforeThreeTicks() {
         let closed = mark(beat: 40).tag
-        XCTAssertFalse(Relay.agentVouches(closedAt: closed, now: mark(beat: 43), heldNanos: 46 * ms))
-        XCTAssertFalse(Relay.agentVouches(closedAt: closed, now: mark(beat: 45), heldNanos: 299 * ms))
+        XCTAssertFalse(Relay.agentVouches(closedAt: closed, now: mark(beat: 43), heldNanos: 5 * ms))
+        XCTAssertFalse(Relay.agentVouches(closedAt: closed, now: mark(beat: 45), heldNanos: 59 * ms))
     }
 
     func testADeadOrRestartedServiceNeverVouches() {

@@ -33,6 +33,9 @@ final class Supervisor {
         var activeCheckAt = 0
         /// The agent killed the unit (service-crash): its exit is a SIGKILL, not unknown.
         var unitKilled = false
+        /// The command's process was seen on its way out (`ProcessEnd`) and reported exited
+        /// before its reap.
+        var endReported = false
     }
 
     /// A unit's exit status is its main process's, which only systemd (its parent) sees.
@@ -113,7 +116,7 @@ final class Supervisor {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
             if pid <= 0 { break }
-            let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : -(status & 0x7f)
+            let code = Self.exitCode(waitStatus: status)
             if let index = services.firstIndex(where: { $0.activeCheck == pid }) {
                 activeCheckDone(index, isActive: code == 0, nowMillis: nowMillis)
                 continue
@@ -128,6 +131,7 @@ final class Supervisor {
                 watch(index, unit: unit, nowMillis: nowMillis)
             }
         }
+        reportEnding()
         for index in services.indices {
             if let due = services[index].restartAt, due <= nowMillis { start(index) }
         }
@@ -181,8 +185,31 @@ final class Supervisor {
         Console.say("service \(services[index].definition.name) runs as \(unit), main pid \(main)")
     }
 
+    /// Reports a command service exited as soon as its process is doomed (a SIGKILL pending) or
+    /// exiting, before `waitpid` can reap it: the kernel sends its sockets' FINs meanwhile, and
+    /// the host's close fence must not take the service for running then (`ProcessEnd`). The
+    /// reap follows as usual.
+    private func reportEnding() {
+        for index in services.indices where !services[index].endReported {
+            guard case .command = services[index].definition.launch, let pid = services[index].pid,
+                let stat = try? SmallFile.read("/proc/\(pid)/stat"),
+                let status = ProcessEnd.waitStatus(stat: stat, status: try? SmallFile.read("/proc/\(pid)/status"))
+            else { continue }
+            services[index].endReported = true
+            let code = Self.exitCode(waitStatus: status)
+            channel.serviceExited(index, status: code)
+            Console.say("service \(services[index].definition.name) (pid \(pid)) is ending (\(code)); reaped next")
+        }
+    }
+
+    /// A wait status as the channel reports it: the exit code, or minus the signal's number.
+    static func exitCode(waitStatus status: Int32) -> Int32 {
+        (status & 0x7f) == 0 ? (status >> 8) & 0xff : -(status & 0x7f)
+    }
+
     private func exited(_ index: Int, pid: pid_t, status code: Int32, nowMillis: Int) {
         channel.serviceExited(index, status: code)
+        services[index].endReported = false
         services[index].pid = nil
         services[index].listening = false
         services[index].reportedHung = false
