@@ -100,7 +100,14 @@ public struct HeartbeatDetector: Sendable {
             forgiving = false
             return nil
         }
-        runnableSinceChange += interval - min(max(0, starvedMillis), interval)
+        // A gap between samples longer than the stall limit is time the daemon itself did not
+        // run: nobody watched, and it is not charged to the guest; the samples after it judge.
+        // (Seen twice in 45 service-crash rounds: the health loop stood 1.2 and 1.8 s while the
+        // host removed the previous failed guest, and the primary's QEMU main loop got no CPU
+        // time in those 1.8 s either: its timers did not fire, its guest could not beat.)
+        if interval <= policy.stallLimitMillis {
+            runnableSinceChange += interval - min(max(0, starvedMillis), interval)
+        }
         let still = now - lastChange
         guard now >= graceUntil else { return nil }
         if runnableSinceChange >= policy.stallLimitMillis || still >= policy.wallStallLimitMillis { return still }

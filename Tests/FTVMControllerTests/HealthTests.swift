@@ -34,9 +34,28 @@ final class HeartbeatDetectorTests: XCTestCase {
 
     func testGracePeriodAfterAResume() {
         var detector = detector(grace: 1000)
-        XCTAssertNil(detector.observe(3, atMillis: 0))
-        XCTAssertNil(detector.observe(3, atMillis: 900), "still, but inside the grace period")
+        for now in stride(from: 0, to: 1000, by: 20) {
+            XCTAssertNil(detector.observe(3, atMillis: now), "still, but inside the grace period")
+        }
         XCTAssertEqual(detector.observe(3, atMillis: 1000), 1000, "judged as soon as the grace ends")
+    }
+
+    /// The daemon itself did not sample for longer than the stall limit: that gap is nobody's
+    /// time, and the samples after it judge. A guest still hung then fails one stall limit
+    /// later; one that beats again was never failed (before, a 1.8 s gap while the host removed
+    /// a failed guest failed over a healthy primary whose QEMU could not run either).
+    func testAGapInTheSamplesIsNotChargedToTheGuest() {
+        var detector = detector(grace: 0)
+        XCTAssertNil(detector.observe(7, atMillis: 1000))
+        XCTAssertNil(detector.observe(7, atMillis: 2832, starvedMillis: 239), "1832 ms without a sample")
+        XCTAssertNil(detector.observe(8, atMillis: 2852), "it beats again")
+        XCTAssertNil(detector.observe(8, atMillis: 3000))
+        XCTAssertNil(detector.observe(8, atMillis: 4900), "another gap")
+        for now in stride(from: 4920, to: 5260, by: 20) {
+            XCTAssertNil(detector.observe(8, atMillis: now), "\(now)")
+        }
+        // 148 ms sampled before the gap and 360 after: still hung.
+        XCTAssertEqual(detector.observe(8, atMillis: 5260), 2408, "still since the beat at 2852")
     }
 
     func testResetForgetsTheOldPrimary() {
