@@ -90,22 +90,19 @@ extension PairDaemon {
             }
             if cause == nil {
                 let forgiven = detector.stallsForgiven
+                var qemuSpell: String { starvation.map { "\($0.spell)" } ?? "not measured" }
                 if let still = detector.observe(beat, atMillis: now, starvedMillis: starved) {
                     cause = .heartbeatStalled(millis: still)
                     logger.warning(
                         "heartbeat still while the primary's QEMU could run",
                         metadata: [
-                            "domain": "\(primary.domain)", "still-ms": "\(still)",
-                            "qemu": "\(starvation.map { "\($0.spell)" } ?? "not measured")",
+                            "domain": "\(primary.domain)", "still-ms": "\(still)", "qemu": "\(qemuSpell)",
                         ])
                 } else if detector.stallsForgiven > forgiven {
                     heartbeatStallsForgiven.store(detector.stallsForgiven, ordering: .relaxed)
                     logger.warning(
                         "heartbeat late while the primary's QEMU could not run (starved or stopped): not a failure",
-                        metadata: [
-                            "domain": "\(primary.domain)",
-                            "qemu": "\(starvation.map { "\($0.spell)" } ?? "not measured")",
-                        ])
+                        metadata: ["domain": "\(primary.domain)", "qemu": "\(qemuSpell)"])
                 }
             }
             // During an upgrade's drain the relay's active guest is the new one, so the data

@@ -15,8 +15,9 @@ public enum ProcStat {
 /// A process on its way out, seen before `waitpid` can report it: the kernel sends its sockets'
 /// FINs and RSTs while it exits, and the host's close fence lets them go once the agent says
 /// every service runs (docs/replay.md, "The close fence"), so a service must stop counting as
-/// running from the moment it is doomed, not from its reap. Seen under load: a killed service
-/// was reaped more than 46 ms after its FINs, the fence let them go, and two downloads were cut.
+/// running from the moment it is doomed, not from its reap. Seen under load: the fence let a
+/// killed service's FINs go 46 ms after they came, with the service still reported running,
+/// and two downloads were cut.
 public enum ProcessEnd {
     /// The kernel's task flag for a task in `do_exit`.
     static let exitingFlag: UInt64 = 0x4
