@@ -39,8 +39,9 @@ static int open_tap_here(const char *ifname, int persist, int offload) {
     return fd;
 }
 
-int ftvm_tap_open(const char *netns_path, const char *ifname, int persist, int offload) {
-    if (netns_path == NULL) return open_tap_here(ifname, persist, offload);
+/// Runs `work(context)` on this thread inside the network namespace bound at `netns_path`, then
+/// returns the thread to its own namespace: what it returns, or -errno.
+static int in_netns(const char *netns_path, int (*work)(const void *), const void *context) {
     int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     if (home < 0) return -errno;
     int target = open(netns_path, O_RDONLY | O_CLOEXEC);
@@ -53,14 +54,46 @@ int ftvm_tap_open(const char *netns_path, const char *ifname, int persist, int o
     if (setns(target, CLONE_NEWNET) < 0) {
         result = -errno;
     } else {
-        result = open_tap_here(ifname, persist, offload);
+        result = work(context);
         // Returning home cannot fail for a namespace we were just in; if it ever did, this
         // thread would keep working inside the client namespace, so say so loudly.
-        if (setns(home, CLONE_NEWNET) < 0) result = -EXDEV;
+        if (setns(home, CLONE_NEWNET) < 0) {
+            if (result >= 0) close(result);
+            result = -EXDEV;
+        }
     }
     close(target);
     close(home);
     return result;
+}
+
+struct tap_request {
+    const char *ifname;
+    int persist;
+    int offload;
+};
+
+static int open_tap_requested(const void *context) {
+    const struct tap_request *request = context;
+    return open_tap_here(request->ifname, request->persist, request->offload);
+}
+
+int ftvm_tap_open(const char *netns_path, const char *ifname, int persist, int offload) {
+    struct tap_request request = {ifname, persist, offload};
+    if (netns_path == NULL) return open_tap_requested(&request);
+    return in_netns(netns_path, open_tap_requested, &request);
+}
+
+static int open_socket_requested(const void *context) {
+    const int *request = context;
+    int fd = socket(request[0], request[1] | SOCK_CLOEXEC, request[2]);
+    return fd < 0 ? -errno : fd;
+}
+
+int ftvm_socket_in(const char *netns_path, int domain, int type, int protocol) {
+    int request[3] = {domain, type, protocol};
+    if (netns_path == NULL) return open_socket_requested(request);
+    return in_netns(netns_path, open_socket_requested, request);
 }
 
 int ftvm_tap_unpersist(int fd) {

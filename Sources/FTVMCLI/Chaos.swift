@@ -102,6 +102,20 @@ struct Chaos: ParsableCommand {
     )
     var pipelined = 1
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Serve a counting back end at ADDRESS:PORT in the clients' namespace, where the pair's proxy sends its requests; each round's proxied requests (--proxy) must each reach it exactly once.",
+            valueName: "address:port"))
+    var backend: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A URL prefix the pair proxies to --backend (repeatable): each round sends a keep-alive session of --session-requests requests and a paced download through it, each request a new /bytes/N?seed=S.",
+            valueName: "url"))
+    var proxy: [String] = []
+
     @Flag(name: .long, help: "One JSON object per round, then the summary.")
     var json = false
 
@@ -136,6 +150,15 @@ struct Chaos: ParsableCommand {
         guard (0...16).contains(pipelined) else { throw ValidationError("--pipelined must be 0-16") }
         guard Self.bytesPerSecond(rate) != nil else {
             throw ValidationError("--rate must be a byte rate as curl takes it: 500K, 2M, 1048576")
+        }
+        if (backend == nil) != proxy.isEmpty {
+            throw ValidationError("--backend and --proxy go together: the back end the proxy prefixes lead to")
+        }
+        if let backend, IPv4Endpoint(backend) == nil {
+            throw ValidationError("--backend must be ADDRESS:PORT (an IPv4 address), not \(backend)")
+        }
+        for prefix in proxy where !prefix.hasPrefix("http://") && !prefix.hasPrefix("https://") {
+            throw ValidationError("--proxy must be an http:// or https:// URL prefix, not \(prefix)")
         }
         if pipelined > 0, !urls.isEmpty, Pipeline.Target.oneServer(urls) == nil {
             throw ValidationError(
@@ -215,6 +238,9 @@ struct Chaos: ParsableCommand {
             resources.append(https.download)
             sessionGroups.append(https.session)
         }
+        let backEnd = try backend.flatMap(IPv4Endpoint.init).map { try CountingBackEnd($0, namespace: netns) }
+        backEnd?.start()
+        defer { backEnd?.stop() }
         let uploadTo = uploadURL ?? (urls.isEmpty ? "http://\(status.serviceAddress)/sha256" : nil)
         let body = try uploadTo.map { _ in try UploadBody(mebibytes: uploadMib, seed: seed) }
         defer { body?.remove() }
@@ -224,6 +250,11 @@ struct Chaos: ParsableCommand {
                 "ftvm chaos: pair \(pair.name), \((extent.isEmpty ? ["10 faults"] : extent).joined(separator: " or ")) from \(try faultList().joined(separator: ",")), seed \(seed)"
             )
             if let https { print("  https: \(https.download.url) beside http (\(https.trust))") }
+            if let backEnd {
+                print(
+                    "  back end: counting at \(backEnd.endpoint) in \(netns); proxied through \(proxy.joined(separator: ", "))"
+                )
+            }
             for resource in resources where !resource.reproducible {
                 print(
                     "  warning: \(resource.url) answers different bytes each time: checked by length only, and a replay cannot carry its downloads (they will be reset)"
@@ -240,7 +271,7 @@ struct Chaos: ParsableCommand {
             let result = try runRound(
                 index + 1, fault: round.fault, delay: round.delay, resources: resources,
                 sessionGroups: sessionGroups, uploads: body.flatMap { body in uploadTo.map { (body, $0) } },
-                netns: netns)
+                proxied: backEnd.map { ($0, seed) }, netns: netns)
             results.append(result)
             progress.clear()
             if json {
@@ -261,7 +292,7 @@ struct Chaos: ParsableCommand {
 
     private func runRound(
         _ number: Int, fault: String, delay: Double, resources: [Resource], sessionGroups: [[Resource]],
-        uploads upload: (UploadBody, String)?, netns: String
+        uploads upload: (UploadBody, String)?, proxied backEnd: (CountingBackEnd, campaign: UInt64)?, netns: String
     ) throws
         -> RoundResult
     {
@@ -289,6 +320,18 @@ struct Chaos: ParsableCommand {
                 resources: (0..<sessionRequests).map { plain[(index + $0) % plain.count] },
                 netns: netns, bytesPerSecond: Self.bytesPerSecond(rate) ?? 1 << 21)
         }
+        let proxied =
+            try backEnd.map { _, campaign in
+                try proxy.enumerated().map { index, prefix in
+                    try ProxiedTransfers(
+                        prefix: prefix,
+                        seeds: (0...sessionRequests).map {
+                            ProxiedBytes.requestSeed(campaign: campaign, round: number, request: index * 1000 + $0)
+                        }, netns: netns, rate: rate)
+                }
+            } ?? []
+        for transfers in proxied { try transfers.start() }
+        defer { proxied.forEach { $0.stop() } }
         for download in downloads { try download.start() }
         for upload in uploads { try upload.start() }
         for session in sessions { try session.start() }
@@ -333,11 +376,23 @@ struct Chaos: ParsableCommand {
             + uploads.map { ("upload to \($0.url)", $0.finish()) }
             + sessions.map { ("keep-alive session", $0.finish()) }
             + pipelines.map { ("pipelined session", $0.finish()) }
+        let proxiedJudged = proxied.map { $0.finish() }
         let answered = requests.finish()
         var result = RoundResult(
             round: number, fault: fault, outcomes: judged.map(\.outcome), recovery: recovery,
             protectedAfterSeconds: protectedAfter, note: note)
-        let notOK = judged.filter { $0.outcome != .ok }.map { "\($0.outcome.rawValue): \($0.what)" }
+        let allJudged = judged + proxiedJudged.flatMap(\.outcomes)
+        result.count(proxiedJudged.flatMap(\.outcomes).map(\.outcome))
+        var notOK = allJudged.filter { $0.outcome != .ok }.map { "\($0.outcome.rawValue): \($0.what)" }
+        if let (backEnd, _) = backEnd {
+            let tally = ProxiedTransfers.tally(proxiedJudged, asked: backEnd.timesAsked)
+            result.proxied = tally.checked
+            result.backEndTwice = tally.twice.count
+            result.backEndNever = tally.never.count
+            notOK +=
+                tally.twice.map { "the back end was asked more than once: \($0)" }
+                + tally.never.map { "answered, never asked of the back end: \($0)" }
+        }
         result.notOK = notOK.isEmpty ? nil : notOK
         result.requestsOK = answered.ok
         result.requestsFailed = answered.failed
@@ -835,6 +890,9 @@ struct RoundResult: Codable {
     /// Which transfers were not ok, and how ("cut: download of URL"), so a failed round says
     /// what to look at.
     var notOK: [String]?
+    /// Proxied requests checked at the counting back end (--backend), and those it was asked
+    /// more than once, or never though their client was answered.
+    var proxied: Int?, backEndTwice: Int?, backEndNever: Int?
 
     init(
         round: Int, fault: String, outcomes: [Download.Outcome], recovery: RecoveryRecord?,
@@ -842,6 +900,18 @@ struct RoundResult: Codable {
     ) {
         self.round = round
         self.fault = fault
+        detectMillis = recovery?.detectMillis
+        takeoverMillis = recovery?.phases.first { $0.name == RecoveryPhase.firstPacket.rawValue }?.sinceDetectionMillis
+        spliced = recovery?.replay?.spliced
+        replayResets = recovery?.replay?.reset
+        recoveryError = recovery?.error
+        self.protectedAfterSeconds = (protectedAfterSeconds * 10).rounded() / 10
+        self.note = note
+        count(outcomes)
+    }
+
+    /// Adds `outcomes` to the round's transfers.
+    mutating func count(_ outcomes: [Download.Outcome]) {
         for outcome in outcomes {
             switch outcome {
             case .ok: ok += 1
@@ -851,16 +921,13 @@ struct RoundResult: Codable {
             case .failed: failed += 1
             }
         }
-        detectMillis = recovery?.detectMillis
-        takeoverMillis = recovery?.phases.first { $0.name == RecoveryPhase.firstPacket.rawValue }?.sinceDetectionMillis
-        spliced = recovery?.replay?.spliced
-        replayResets = recovery?.replay?.reset
-        recoveryError = recovery?.error
-        self.protectedAfterSeconds = (protectedAfterSeconds * 10).rounded() / 10
-        self.note = note
     }
 
     var lost: Int { reset + cut + wrong + failed + requestsFailed }
+
+    /// Requests the back end was asked twice or never (answered from the log): each is a fault's
+    /// mark on the end server, which a run without it would not have left.
+    var backEndMiscounted: Int { (backEndTwice ?? 0) + (backEndNever ?? 0) }
 
     var line: String {
         let timing = [
@@ -868,7 +935,9 @@ struct RoundResult: Codable {
             takeoverMillis.map { String(format: "takeover %.0f ms", $0) },
         ].compactMap { $0 }.joined(separator: ", ")
         return "[\(round)] \(fault.padding(13)) ok \(ok) reset \(reset) cut \(cut) WRONG \(wrong) failed \(failed)"
-            + "  requests \(requestsOK) ok \(requestsFailed) failed  " + timing
+            + "  requests \(requestsOK) ok \(requestsFailed) failed  "
+            + (proxied.map { "back end \($0) proxied \(backEndTwice ?? 0) twice \(backEndNever ?? 0) never  " } ?? "")
+            + timing
             + (recoveryError.map { "  error: \($0)" } ?? "") + (note.map { "  (\($0))" } ?? "")
             + (notOK.map { "  not ok: " + $0.joined(separator: "; ") } ?? "")
     }
@@ -888,6 +957,8 @@ struct Summary: Codable {
     var lost: Int
     var wrong: Int
     var recoveryErrors: Int
+    /// Proxied requests checked at the counting back end, and those asked twice or never.
+    var proxied: Int?, backEndTwice: Int?, backEndNever: Int?
     var passed: Bool
 
     init(seed: UInt64, results: [RoundResult]) {
@@ -920,7 +991,12 @@ struct Summary: Codable {
         lost = results.reduce(0) { $0 + $1.lost }
         wrong = results.reduce(0) { $0 + $1.wrong }
         recoveryErrors = results.count { $0.recoveryError != nil }
-        passed = lost == 0 && recoveryErrors == 0
+        if results.contains(where: { $0.proxied != nil }) {
+            proxied = results.reduce(0) { $0 + ($1.proxied ?? 0) }
+            backEndTwice = results.reduce(0) { $0 + ($1.backEndTwice ?? 0) }
+            backEndNever = results.reduce(0) { $0 + ($1.backEndNever ?? 0) }
+        }
+        passed = lost == 0 && recoveryErrors == 0 && results.allSatisfy { $0.backEndMiscounted == 0 }
     }
 
     func printTable() {
@@ -940,7 +1016,10 @@ struct Summary: Codable {
                     + "\(ms(row.takeoverP50))/\(ms(row.takeoverMax))".padding(19, right: true))
         }
         print(
-            "verdict: \(passed ? "PASS" : "FAIL") — \(connections) transfers (downloads, uploads, sessions, pipelined sessions) and \(requests) requests, \(lost) lost (\(wrong) with wrong bytes), \(recoveryErrors) recoveries with errors; seed \(seed)"
+            "verdict: \(passed ? "PASS" : "FAIL") — \(connections) transfers (downloads, uploads, sessions, pipelined sessions) and \(requests) requests, \(lost) lost (\(wrong) with wrong bytes), \(recoveryErrors) recoveries with errors"
+                + (proxied.map {
+                    "; \($0) proxied requests, \(backEndTwice ?? 0) asked of the back end twice, \(backEndNever ?? 0) answered but never asked"
+                } ?? "") + "; seed \(seed)"
         )
     }
 }

@@ -2,7 +2,8 @@ import CFTVMShim
 import Glibc
 import SystemPackage
 
-/// A listening IPv4 TCP socket (the daemon's metrics endpoint). Blocking; owns its fd.
+/// A listening IPv4 TCP socket (the daemon's metrics endpoint, `ftvm chaos`'s counting back end).
+/// Blocking; owns its fd.
 public final class TCPListener: Sendable {
     public let fd: Int32
     /// The address and port (host byte order) the kernel bound.
@@ -10,9 +11,10 @@ public final class TCPListener: Sendable {
 
     /// Binds `endpoint` (port 0 picks a free one) and listens. SO_REUSEADDR lets a restarted
     /// daemon bind again while the previous one's closed connections sit in TIME_WAIT; it does
-    /// not let two listeners share a port.
-    public init(_ endpoint: IPv4Endpoint) throws(Errno) {
-        let fd = try Syscall.retrying { socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+    /// not let two listeners share a port. With `namespacePath` (`/run/netns/NAME`) the socket is
+    /// made inside that network namespace, and listens there.
+    public init(_ endpoint: IPv4Endpoint, namespacePath: String? = nil) throws(Errno) {
+        let fd = try Syscall.negativeErrno { ftvm_socket_in(namespacePath, AF_INET, Int32(SOCK_STREAM.rawValue), 0) }
         do {
             var on: Int32 = 1
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))

@@ -30,6 +30,10 @@ final class ChaosOptionsTests: XCTestCase {
             (["--rate", "2X"], "--rate must be a byte rate"),
             (["--url", "http://10.0.0.1/a", "--url", "http://10.0.0.2/b"], "--pipelined needs every --url on one"),
             (["--url", "http://example.org/a"], "--pipelined needs every --url on one"),
+            (["--backend", "10.77.0.1:9000"], "--backend and --proxy go together"),
+            (["--proxy", "http://10.77.0.2:8081/proxy-once"], "--backend and --proxy go together"),
+            (["--backend", "backend:9000", "--proxy", "http://10.77.0.2/p"], "--backend must be ADDRESS:PORT"),
+            (["--backend", "10.77.0.1:9000", "--proxy", "10.77.0.2/p"], "--proxy must be an http:// or https://"),
         ] {
             XCTAssertThrowsError(try Chaos.parse(["--name", "demo"] + arguments), "\(arguments)") { error in
                 XCTAssertTrue(Chaos.message(for: error).contains(reason), "\(arguments): \(Chaos.message(for: error))")

@@ -38,6 +38,34 @@ final class ChaosTests: PairTestCase {
         XCTAssertEqual(summary["connections"] as? Int, 36, "\(summary)")
     }
 
+    /// Proxied requests through the image's nginx, one back-end connection per request
+    /// (`/proxy-once`) and pooled (`/proxy`), to chaos's own counting back end: every request
+    /// reaches it exactly once across a kernel panic and a QEMU kill.
+    func testEveryProxiedRequestReachesTheBackEndOnce() throws {
+        try Harness.ftvm(["up", "--name", pair])
+        let campaign = try Harness.run([
+            Harness.ftvm, "chaos", "--name", pair, "--seed", "5", "--count", "2", "--faults", "kernel-panic,qemu-kill",
+            "--parallel", "1", "--uploads", "0", "--sessions", "0", "--pipelined", "0", "--json",
+            "--backend", "10.77.0.1:9000", "--proxy", "http://\(Harness.serviceAddress):8081/proxy-once",
+            "--proxy", "http://\(Harness.serviceAddress):8081/proxy",
+        ])
+        print("chaos-proxied: \(campaign.combined)")
+        XCTAssertEqual(campaign.status, 0, campaign.combined)
+        let objects = try Harness.jsonLines(campaign.stdout)
+        XCTAssertEqual(objects.count, 3, campaign.stdout)
+        for round in objects.prefix(2) {
+            // One download, and through each prefix a session of six requests and a download.
+            XCTAssertEqual(round["ok"] as? Int, 5, "\(round)")
+            XCTAssertEqual(round["proxied"] as? Int, 14, "two prefixes, seven requests each: \(round)")
+            XCTAssertEqual(round["backEndTwice"] as? Int, 0, "\(round)")
+            XCTAssertEqual(round["backEndNever"] as? Int, 0, "\(round)")
+            XCTAssertNotNil(round["detectMillis"], "the fault made a recovery: \(round)")
+        }
+        let summary = try XCTUnwrap(objects.last)
+        XCTAssertEqual(summary["passed"] as? Bool, true, "\(summary)")
+        XCTAssertEqual(summary["proxied"] as? Int, 28, "\(summary)")
+    }
+
     func testAResourceThatCannotBeReplayedFailsTheVerdict() throws {
         try Harness.ftvm(["up", "--name", pair])
         let campaign = try Harness.run([

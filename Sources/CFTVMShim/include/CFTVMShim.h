@@ -14,6 +14,11 @@
 /// namespace, CAP_SYS_ADMIN. `persist` sets TUNSETPERSIST so the device outlives the fd.
 int ftvm_tap_open(const char *netns_path, const char *ifname, int persist, int offload);
 
+/// socket(domain, type | SOCK_CLOEXEC, protocol) created inside the network namespace bound at
+/// `netns_path` (the calling thread enters it for the call, as ftvm_tap_open does), or here when
+/// NULL: the socket belongs to that namespace for its life. fd or -errno.
+int ftvm_socket_in(const char *netns_path, int domain, int type, int protocol);
+
 /// Clears TUNSETPERSIST on an open tap fd so the device goes away with its last fd. 0 or -errno.
 int ftvm_tap_unpersist(int fd);
 
