@@ -14,7 +14,9 @@ final class LifecycleTests: XCTestCase {
     static let reprotecting = L.State.unprotected(
         L.Unprotected(primary: "p", reason: "p took over; booting a new backup", reprotecting: true, retiring: ["old"]))
     static let degraded = L.State.unprotected(
-        L.Unprotected(primary: "p", reason: "re-protection failed (x); the pair runs unprotected", reprotecting: false))
+        L.Unprotected(
+            primary: "p", reason: "re-protection failed (x); the pair runs unprotected; next attempt in 5 s",
+            reprotecting: false, failedAttempts: 1))
     static let resuming = L.State.takingOver(
         L.Takeover(cause: .kernelPanic, failed: "p", successor: "b", step: .resuming))
     static let bootingSuccessor = L.State.takingOver(L.Takeover(cause: .kernelPanic, failed: "p", step: .booting))
@@ -159,13 +161,56 @@ final class LifecycleTests: XCTestCase {
             Row(
                 name: "backup ready", from: reprotecting, event: .backupReady("b2"),
                 to: .protected(primary: "p", backup: "b2"), actions: [.markReprotected, .remove("old")]),
+            // A backup that did not become ready goes, and another is booted after a wait
+            // that doubles with each failure in a row.
             Row(
-                name: "backup failed", from: reprotecting, event: .backupFailed(reason: "x"),
+                name: "backup failed", from: reprotecting, event: .backupFailed(domain: "b2", reason: "x"),
                 to: .unprotected(
                     L.Unprotected(
-                        primary: "p", reason: "re-protection failed (x); the pair runs unprotected",
-                        reprotecting: false, retiring: ["old"])),
-                actions: [.recordReprotectionFailure("x")]),
+                        primary: "p",
+                        reason: "re-protection failed (x); the pair runs unprotected; next attempt in 5 s",
+                        reprotecting: false, retiring: ["old"], failedAttempts: 1)),
+                actions: [.remove("b2"), .recordReprotectionFailure("x"), .retryReprotection(afterSeconds: 5)]),
+            Row(
+                name: "backup never defined", from: reprotecting, event: .backupFailed(domain: nil, reason: "x"),
+                to: .unprotected(
+                    L.Unprotected(
+                        primary: "p",
+                        reason: "re-protection failed (x); the pair runs unprotected; next attempt in 5 s",
+                        reprotecting: false, retiring: ["old"], failedAttempts: 1)),
+                actions: [.recordReprotectionFailure("x"), .retryReprotection(afterSeconds: 5)]),
+            Row(
+                name: "re-protection tried again", from: degraded, event: .reprotectionDue,
+                to: .unprotected(
+                    L.Unprotected(
+                        primary: "p", reason: "re-protection failed; booting a new backup again", reprotecting: true,
+                        failedAttempts: 1)),
+                actions: [.bootBackup]),
+            Row(
+                name: "backup failed again",
+                from: .unprotected(
+                    L.Unprotected(
+                        primary: "p", reason: "r", reprotecting: true, failure: .agentFailed, failedAttempts: 3)),
+                event: .backupFailed(domain: "b5", reason: "y"),
+                to: .unprotected(
+                    L.Unprotected(
+                        primary: "p",
+                        reason:
+                            "re-protection failed 4 times in a row (y); the pair runs unprotected; next attempt in 40 s",
+                        reprotecting: false, failure: .agentFailed, failedAttempts: 4)),
+                actions: [.remove("b5"), .recordReprotectionFailure("y"), .retryReprotection(afterSeconds: 40)]),
+            Row(
+                name: "a retry while a backup boots is stale", from: reprotecting, event: .reprotectionDue,
+                to: reprotecting, actions: []),
+            Row(
+                name: "a retry once protected is stale", from: protected, event: .reprotectionDue, to: protected,
+                actions: []),
+            Row(
+                name: "a retry after a teardown is stale", from: .stopping, event: .reprotectionDue, to: .stopping,
+                actions: []),
+            Row(
+                name: "a failed backup's report once protected", from: protected,
+                event: .backupFailed(domain: "b9", reason: "x"), to: protected, actions: [.remove("b9")]),
             Row(
                 name: "a backup that boots after a teardown", from: .stopping, event: .backupReady("b2"),
                 to: .stopping, actions: [.remove("b2")]),
@@ -271,7 +316,8 @@ final class LifecycleTests: XCTestCase {
                 .adoptedUpgrade(old: "p", backup: "b", new: "n"), .failoverRequested,
                 .successorRunning("b"), .successorFailed(domain: "b", reason: "x"),
                 .successorFailed(domain: nil, reason: "x"), .replaySettled, .backupLost(domain: "b", why: "x"),
-                .backupRunning("b"), .backupReady("b2"), .backupFailed(reason: "x"), .upgradeRequested,
+                .backupRunning("b"), .backupReady("b2"), .backupFailed(domain: "b2", reason: "x"),
+                .backupFailed(domain: nil, reason: "x"), .reprotectionDue, .upgradeRequested,
                 .upgradeGuestReady("n"), .upgradeGuestFailed(domain: "n", reason: "x"), .drainEnded,
             ]
         for state in states {
@@ -397,6 +443,33 @@ final class LifecycleTests: XCTestCase {
                 .resume("b2"),
             ]
         )
+    }
+
+    /// A pair whose backups keep failing to boot keeps trying, ever less often, and the failure
+    /// its primary had meanwhile takes the first backup that is ready (seen: a backup that never
+    /// reported ready left the pair unprotected, and its half-booted guest running, for good).
+    func testReprotectionIsTriedAgainUntilABackupIsReady() {
+        XCTAssertEqual((0...7).map(L.retryDelaySeconds(after:)), [5, 5, 10, 20, 40, 60, 60, 60])
+        var machine = L(state: Self.reprotecting)
+        XCTAssertEqual(machine.handle(.failureDetected(domain: "p", cause: .serviceHung(name: "demo"))).count, 1)
+        var delays: [Int] = []
+        for attempt in 1...6 {
+            let actions = machine.handle(.backupFailed(domain: "b\(attempt)", reason: "not ready"))
+            XCTAssertEqual(actions.first, .remove("b\(attempt)"), "the half-made guest goes")
+            guard case .retryReprotection(let seconds)? = actions.last else { return XCTFail("\(actions)") }
+            delays.append(seconds)
+            XCTAssertEqual(machine.phase, .unprotected)
+            XCTAssertEqual(machine.handle(.reprotectionDue), [.bootBackup])
+            XCTAssertEqual(machine.handle(.reprotectionDue), [], "one boot at a time")
+        }
+        XCTAssertEqual(delays, [5, 10, 20, 40, 60, 60])
+        XCTAssertEqual(
+            machine.handle(.backupReady("b7")),
+            [.markReprotected, .remove("old")], "protected, the fenced guest removed")
+        XCTAssertEqual(machine.state, .protected(primary: "p", backup: "b7"))
+        // The primary's failure persists: the health loop reports it again, and it takes over.
+        XCTAssertEqual(
+            machine.handle(.failureDetected(domain: "p", cause: .serviceHung(name: "demo"))).last, .resume("b7"))
     }
 
     func testPhaseAndWatchedGuests() {

@@ -102,11 +102,15 @@ extension PairDaemon {
                     state.upgrade?.totalMillis = PhaseTimer.millis(Monotonic.nanos() &- run.start)
                     state.upgrade?.step = .done
                     state.upgradeRun = nil
-                } else {
-                    state.lastRecovery?.error = "re-protection failed: \(reason)"
+                } else if state.recovery != nil {
+                    // The recovery stays open: a later backup marks it re-protected, late.
+                    let notes = state.lastRecovery?.notes ?? []
+                    state.lastRecovery?.notes = notes + ["a backup failed: \(reason.prefix { $0 != "\n" })"]
                 }
             }
             fileRecoveries()
+        case .retryReprotection(let seconds):
+            retryReprotection(afterSeconds: seconds)
         case .bootUpgradeGuest:
             startUpgradeGuest()
         case .beginDrain(let domain):
@@ -172,25 +176,37 @@ extension PairDaemon {
     /// Boots and pauses a backup on a thread of its own and reports how it went.
     private func startReprotection() {
         let thread = Thread { [self] in
+            var launched: String?
             do {
-                let backup = try bootPausedBackup()
+                // Boots and pauses a backup from the pair's current image.
+                let backup = try launch(role: .backup)
+                launched = backup.domain
+                try waitUntilReady(backup)
+                try virt.domain(named: backup.domain).suspend()
                 feed(.backupReady(backup.domain))
             } catch PairError.stopping {
                 logger.info("re-protection stopped: the pair is being taken down")
             } catch {
-                feed(.backupFailed(reason: "\(error)"))
+                feed(.backupFailed(domain: launched, reason: "\(error)"))
             }
         }
         thread.name = "ftvm-reprotect"
         thread.start()
     }
 
-    /// Boots and pauses a backup from the pair's current image.
-    func bootPausedBackup() throws -> Guest {
-        let backup = try launch(role: .backup)
-        try waitUntilReady(backup)
-        try virt.domain(named: backup.domain).suspend()
-        return backup
+    /// Reports `reprotectionDue` after `seconds` (unless the pair is taken down first).
+    private func retryReprotection(afterSeconds seconds: Int) {
+        logger.notice("re-protection will be tried again", metadata: ["in-s": "\(seconds)"])
+        let thread = Thread { [self] in
+            let until = Monotonic.nanos() &+ UInt64(seconds) * 1_000_000_000
+            while Monotonic.nanos() < until {
+                if done.withLock({ $0 }) { return }
+                usleep(100_000)
+            }
+            feed(.reprotectionDue)
+        }
+        thread.name = "ftvm-reprotect-retry"
+        thread.start()
     }
 
     /// Logs what a re-protection completed.

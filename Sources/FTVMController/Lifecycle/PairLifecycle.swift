@@ -40,6 +40,16 @@ public struct PairLifecycle: Sendable, Equatable {
         public var retiring: [String] = []
         /// The primary's failure, seen while there was nothing to fail over to (reported once).
         public var failure: FailureCause?
+        /// Backups that failed to boot since the pair was last protected: the next attempt
+        /// waits `retryDelaySeconds(after:)` of them.
+        public var failedAttempts = 0
+    }
+
+    /// How long the lifecycle waits before booting a backup again after `failures` attempts
+    /// failed in a row: 5 s, doubling, at most a minute. A pair left unprotected for good is an
+    /// outage waiting for its next fault; a boot that fails at once must not spin either.
+    public static func retryDelaySeconds(after failures: Int) -> Int {
+        min(60, 5 << min(max(failures - 1, 0), 4))
     }
 
     public struct Takeover: Sendable, Equatable {
@@ -96,7 +106,11 @@ public struct PairLifecycle: Sendable, Equatable {
         /// The paused backup's vCPUs run (`virsh resume`).
         case backupRunning(String)
         case backupReady(String)
-        case backupFailed(reason: String)
+        /// The backup being booted did not become ready (`domain`: the guest left half-made, if
+        /// one was defined).
+        case backupFailed(domain: String?, reason: String)
+        /// The wait after a failed re-protection (`retryReprotection`) is over.
+        case reprotectionDue
         case upgradeRequested
         case upgradeGuestReady(String)
         case upgradeGuestFailed(domain: String?, reason: String)
@@ -134,6 +148,8 @@ public struct PairLifecycle: Sendable, Equatable {
         case markReprotected
         /// The recovery or upgrade waiting for a backup ends without one; the record says why.
         case recordReprotectionFailure(String)
+        /// Reports `reprotectionDue` after this many seconds.
+        case retryReprotection(afterSeconds: Int)
         /// Boots the upgrade's new guest in the background (reports `upgradeGuestReady` or
         /// `upgradeGuestFailed`).
         case bootUpgradeGuest
@@ -281,11 +297,23 @@ public struct PairLifecycle: Sendable, Equatable {
             // (a QEMU takes a second or two to exit).
             state = .protected(primary: primary, backup: backup)
             return [.markReprotected] + unprotected.retiring.map(Action.remove)
-        case .backupFailed(let reason) where unprotected.reprotecting:
+        case .backupFailed(let domain, let reason) where unprotected.reprotecting:
             unprotected.reprotecting = false
-            unprotected.reason = "re-protection failed (\(reason)); the pair runs unprotected"
+            unprotected.failedAttempts += 1
+            let delay = Self.retryDelaySeconds(after: unprotected.failedAttempts)
+            let times = unprotected.failedAttempts == 1 ? "" : " \(unprotected.failedAttempts) times in a row"
+            unprotected.reason =
+                "re-protection failed\(times) (\(reason)); the pair runs unprotected; next attempt in \(delay) s"
             state = .unprotected(unprotected)
-            return [.recordReprotectionFailure(reason)]
+            return (domain.map { [.remove($0)] } ?? []) + [
+                .recordReprotectionFailure(reason), .retryReprotection(afterSeconds: delay),
+            ]
+        case .reprotectionDue where !unprotected.reprotecting:
+            unprotected.reprotecting = true
+            let times = unprotected.failedAttempts == 1 ? "" : " \(unprotected.failedAttempts) times in a row"
+            unprotected.reason = "re-protection failed\(times); booting a new backup again"
+            state = .unprotected(unprotected)
+            return [.bootBackup]
         case .failoverRequested:
             return [.refuse("the pair is unprotected (no paused backup): nothing to fail over to")]
         default:
@@ -432,7 +460,8 @@ public struct PairLifecycle: Sendable, Equatable {
     /// arrives after a teardown began): guests it names that the pair no longer uses are removed.
     private func stale(_ event: Event) -> [Action] {
         switch event {
-        case .backupReady(let domain), .upgradeGuestReady(let domain), .upgradeGuestFailed(let domain?, _):
+        case .backupReady(let domain), .backupFailed(let domain?, _), .upgradeGuestReady(let domain),
+            .upgradeGuestFailed(let domain?, _):
             [.remove(domain)]
         case .failoverRequested:
             [.refuse("the pair is \(phase.rawValue): a failover needs a paused backup (see `ftvm status`)")]
