@@ -315,6 +315,63 @@ final class DemoServiceEndToEndTests: XCTestCase {
     // MARK: - Helpers
 
     /// The service binary is built into the same products directory as the test bundle.
+    /// An idle demo service with its proxy listening uses next to no CPU. Its proxy thread once
+    /// called accept in a loop on the non-blocking listener and spun on EAGAIN: every demo
+    /// guest burnt its whole vCPU, idle or not (2026-12-01 to 2026-12-07).
+    func testAnIdleProxyTakesNoCPU() throws {
+        let process = Process()
+        process.executableURL = try Self.serviceBinary()
+        process.arguments = [
+            "--port", "0", "--address", "127.0.0.1", "--command-port", "0", "--proxy-port", "\(try Self.freePort())",
+            "--proxy-to", "127.0.0.1:9",
+        ]
+        let stderr = Pipe()
+        process.standardError = stderr
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        var lines: [String] = []
+        while !(lines.last ?? "").contains("proxy listening on :") {
+            lines.append(try Self.readLine(from: stderr.fileHandleForReading.fileDescriptor, timeoutMilliseconds: 10_000))
+        }
+        let before = try Self.cpuTicks(of: process.processIdentifier)
+        sleep(1)
+        let used = try Self.cpuTicks(of: process.processIdentifier) - before
+        // Spinning, it took 70-100 of the 100 ticks a second holds (less on a busy host, but
+        // never near 0); idle, 0 or 1.
+        XCTAssertLessThan(used, 10, "the idle service used \(used) clock ticks of CPU in a second: \(lines)")
+    }
+
+    /// A TCP port nothing listens on now (the kernel's pick; the proxy takes no port 0).
+    static func freePort() throws -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else { throw TestError("cannot pick a free port") }
+        return UInt16(bigEndian: address.sin_port)
+    }
+
+    /// User and system clock ticks of every thread of `pid` (/proc/PID/stat fields 14 and 15).
+    static func cpuTicks(of pid: Int32) throws -> Int {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        guard let close = stat.lastIndex(of: ")") else { throw TestError("unreadable stat \(stat)") }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Int(fields[11]), let system = Int(fields[12]) else {
+            throw TestError("unreadable stat \(stat)")
+        }
+        return user + system
+    }
+
     static func serviceBinary() throws -> URL {
         var candidates = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()]
         candidates += Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }

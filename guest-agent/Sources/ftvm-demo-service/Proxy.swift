@@ -28,10 +28,17 @@ final class Proxy: Sendable {
 
     /// Accepts client connections on a thread of its own, one thread each.
     func start() {
+        // EventLoop.listen makes every listener non-blocking; this one's thread waits in accept.
+        // (Left non-blocking, accept's EAGAIN made the thread spin: every demo guest burnt its
+        // whole vCPU, idle or not, from 2026-12-01 to 2026-12-07.)
+        _ = fcntl(listener.raw, F_SETFL, 0)
         spawn { [self] in
             while true {
-                guard let raw = try? systemCall("accept", { accept(listener.raw, nil, nil) }) else { continue }
-                // The listener is non-blocking (EventLoop.listen); a proxied connection is not.
+                guard let raw = try? systemCall("accept", { accept(listener.raw, nil, nil) }) else {
+                    usleep(10_000)  // out of descriptors or memory: wait, do not spin
+                    continue
+                }
+                // A proxied connection blocks too.
                 _ = fcntl(raw, F_SETFL, 0)
                 setNoDelay(raw)
                 spawn { [self] in serve(client: raw) }
