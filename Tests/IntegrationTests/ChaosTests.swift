@@ -44,7 +44,7 @@ final class ChaosTests: PairTestCase {
     func testEveryProxiedRequestReachesTheBackEndOnce() throws {
         try Harness.ftvm(["up", "--name", pair])
         let campaign = try Harness.run([
-            Harness.ftvm, "chaos", "--name", pair, "--seed", "5", "--count", "2", "--faults", "kernel-panic,qemu-kill",
+            Harness.ftvm, "chaos", "--name", pair, "--seed", "3", "--count", "2", "--faults", "kernel-panic,qemu-kill",
             "--parallel", "1", "--uploads", "0", "--sessions", "0", "--pipelined", "0", "--json",
             "--backend", "10.77.0.1:9000", "--proxy", "http://\(Harness.serviceAddress):8081/proxy-once",
             "--proxy", "http://\(Harness.serviceAddress):8081/proxy",
@@ -61,6 +61,7 @@ final class ChaosTests: PairTestCase {
             XCTAssertEqual(round["backEndNever"] as? Int, 0, "\(round)")
             XCTAssertNotNil(round["detectMillis"], "the fault made a recovery: \(round)")
         }
+        XCTAssertEqual(objects.prefix(2).compactMap { $0["fault"] as? String }, ["kernel-panic", "qemu-kill"])
         let summary = try XCTUnwrap(objects.last)
         XCTAssertEqual(summary["passed"] as? Bool, true, "\(summary)")
         XCTAssertEqual(summary["proxied"] as? Int, 28, "\(summary)")
