@@ -200,7 +200,7 @@ extension Splicer {
                 "relay-server connection opened again",
                 metadata: [
                     "connection": "\(record.key)", "serving port": "\(opened.key.serverPort)",
-                    "from guest byte": "\(record.replayStart.serverOffset)",
+                    "from guest byte": "\(record.replayStart.serverOffset)", "request": "\(Self.firstLine(payload))",
                 ])
             return record.slot
         }
@@ -208,10 +208,18 @@ extension Splicer {
             "a new guest connection to an end server re-sends none of the logged ones: a new connection",
             metadata: [
                 "connection": "\(opened.key)", "first bytes": "\(payload.count)",
+                "request": "\(Self.firstLine(payload))",
                 "waiting":
                     "\(waiting(toward: opened.key).map { "\($0.key.serverPort): \($0.replayedServerStream.byteCount) bytes" })",
             ])
         return nil
+    }
+
+    /// The first line of what a new guest connection sent (an HTTP request line), at most 100
+    /// bytes, anything but printable ASCII shown as `.`: which request went where, in the log.
+    static func firstLine(_ payload: UnsafeRawBufferPointer) -> String {
+        let line = payload.prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }.prefix(100)
+        return String(decoding: line.map { (0x20..<0x7F).contains($0) ? $0 : UInt8(ascii: ".") }, as: UTF8.self)
     }
 
     /// Where the guest's stream of `record` began with `payload`: its replay start, or a later

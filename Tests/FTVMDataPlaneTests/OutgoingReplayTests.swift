@@ -48,6 +48,16 @@ final class OutgoingReplayTests: HandPlayedTestCase {
 
     // MARK: Logging
 
+    /// What the log says a new guest connection sent: its request line, printable and short.
+    func testTheLogNamesARequestByItsFirstLine() {
+        func line(_ text: [UInt8]) -> String { text.withUnsafeBytes { Splicer.firstLine($0) } }
+        XCTAssertEqual(
+            line(Array("GET /bytes/5?seed=1 HTTP/1.1\r\nHost: b\r\n\r\n".utf8)), "GET /bytes/5?seed=1 HTTP/1.1")
+        XCTAssertEqual(line([0x16, 0x03, 0x01, 0x41, 0x0A, 0x42]), "...A")
+        XCTAssertEqual(line(Array(repeating: UInt8(ascii: "x"), count: 300)).count, 100)
+        XCTAssertEqual(line([]), "")
+    }
+
     func testTheGuestsConnectionIsLoggedWithTheRolesMirrored() throws {
         let slot = try playOldGuest()
         let record = log.current(slot)
