@@ -334,7 +334,8 @@ final class DemoServiceEndToEndTests: XCTestCase {
         }
         var lines: [String] = []
         while !(lines.last ?? "").contains("proxy listening on :") {
-            lines.append(try Self.readLine(from: stderr.fileHandleForReading.fileDescriptor, timeoutMilliseconds: 10_000))
+            lines.append(
+                try Self.readLine(from: stderr.fileHandleForReading.fileDescriptor, timeoutMilliseconds: 10_000))
         }
         let before = try Self.cpuTicks(of: process.processIdentifier)
         sleep(1)
