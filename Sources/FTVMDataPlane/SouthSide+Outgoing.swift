@@ -42,12 +42,14 @@ extension SouthSide {
     }
 
     private func outgoingExchangeCompleted(_ slot: Slot, _ exchange: HTTPExchange) {
+        guard case .outgoing(let requestBase, let responseBase) = flows[slot.index].framing else { return }
+        let requestEnd = requestBase + exchange.requestEnd
         // The request's end must be a checkpoint of the guest's stream (a segment's end: a relay
         // server writes a request at once), else its checksum there is unknown.
-        guard let crc = flows[slot.index].trims.crc(at: exchange.requestEnd) else { return }
+        guard let crc = flows[slot.index].trims.crc(at: requestEnd) else { return }
         outgoing.offer(
             slot,
-            ReplayStart(clientOffset: exchange.responseEnd, serverOffset: exchange.requestEnd, serverCRC: crc))
+            ReplayStart(clientOffset: responseBase + exchange.responseEnd, serverOffset: requestEnd, serverCRC: crc))
     }
 
     private func stopFollowingOutgoing(_ slot: Slot, because reason: HTTPStop?) {
@@ -120,7 +122,7 @@ extension SouthSide {
         }
         log.forEachLive { slot in
             guard flows[slot.index].serial == slot.serial, flows[slot.index].guestInitiated,
-                case .outgoing = flows[slot.index].framing,
+                case .outgoing(_, _) = flows[slot.index].framing,
                 splicer.phase(of: slot) == .idle || splicer.phase(of: slot) == .spliced
             else { return }
             let position = log.position(slot)

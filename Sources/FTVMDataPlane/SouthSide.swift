@@ -117,7 +117,10 @@ public final class SouthSide: @unchecked Sendable {
         case stopped
         /// A guest-initiated connection's framing, mirrored: the guest's stream holds the requests,
         /// the end server's (the logged "client" bytes) the responses (SouthSide+Outgoing.swift).
-        case outgoing
+        /// The tracker counts from a boundary: guest stream offset `requestBase`, end-server
+        /// stream offset `responseBase` (0 and 0 from the connection's start; a restarted relay
+        /// takes the framing up at the boundary where it found the connection idle).
+        case outgoing(requestBase: UInt64, responseBase: UInt64)
     }
 
     package let log: ConnectionLog
@@ -230,6 +233,7 @@ public final class SouthSide: @unchecked Sendable {
             if !record.guestInitiated, record.clientBytesLogged > record.replayStart.clientOffset {
                 flows[slot.index].exchangeBegan = outgoing.beginClientExchange()
             }
+            if record.guestInitiated { return adoptOutgoing(slot, record) }
             guard case .http(until: nil) = record.masking else { return }
             let checked = record.serverStream.byteCount
             guard record.protection == .protected, record.serverStream.endSequence == record.serverSendMax else {
@@ -254,6 +258,24 @@ public final class SouthSide: @unchecked Sendable {
         log.forEachLive { slot in
             if flows[slot.index].guestInitiated { flows[slot.index].requestStamp = outgoing.currentStamp }
         }
+    }
+
+    /// A relay server's connection found by a restarted relay: when it is idle at its latest
+    /// boundary (every request answered in full, nothing since), its framing is followed again
+    /// from there, so its later exchanges are boundaries a replay can match and trim at. Left
+    /// unfollowed, a pooled back-end connection (kept for many requests and carried across
+    /// failovers) could be matched only from its replay start ever after, and each later request
+    /// a replay re-ran reached the end server twice (docs/relay-servers.md). One caught in
+    /// mid-exchange is not followed: the guest's request bytes are not in the log.
+    private func adoptOutgoing(_ slot: Slot, _ record: ConnectionRecord) {
+        let latest = log.boundaryHints(slot).last ?? record.replayStart
+        guard record.protection == .protected, !record.clientFINLogged,
+            record.serverStream.byteCount == latest.serverOffset, record.clientBytesLogged == latest.clientOffset,
+            latest.serverOffset >= record.replayStart.serverOffset
+        else { return }
+        flows[slot.index].framing = .outgoing(requestBase: latest.serverOffset, responseBase: latest.clientOffset)
+        flows[slot.index].trims.checkpoint(latest.serverOffset, crc: record.serverStream.crc)
+        trackers[slot.index] = HTTPExchangeTracker()
     }
 
     private func stopFramingOnAdoption(_ slot: Slot, at offset: UInt64) {
@@ -443,7 +465,8 @@ public final class SouthSide: @unchecked Sendable {
             let (slot, drained) = outgoing.endServerAnswers(segment, key: key)
         {
             flows[slot.index] = Flow(
-                serial: slot.serial, lastClientFrame: now, framing: .outgoing, guestInitiated: true,
+                serial: slot.serial, lastClientFrame: now, framing: .outgoing(requestBase: 0, responseBase: 0),
+                guestInitiated: true,
                 requestStamp: outgoing.currentStamp)
             flows[slot.index].pinned = drained && draining
             trackers[slot.index] = HTTPExchangeTracker()
@@ -631,7 +654,7 @@ public final class SouthSide: @unchecked Sendable {
 
     /// Feeds newly logged client bytes to the connection's HTTP tracker, if it has one.
     private func feedRequests(_ slot: Slot, _ bytes: UnsafeRawBufferPointer) {
-        if case .outgoing = flows[slot.index].framing { return feedOutgoingResponses(slot, bytes) }
+        if case .outgoing(_, _) = flows[slot.index].framing { return feedOutgoingResponses(slot, bytes) }
         guard case .following(let clientBase, let serverBase) = flows[slot.index].framing else { return }
         trackers[slot.index].feedRequests(bytes) { exchange in
             completed(slot, exchange, clientBase: clientBase, serverBase: serverBase)
@@ -688,7 +711,7 @@ public final class SouthSide: @unchecked Sendable {
             flows[index].trims.checkpoint(start + UInt64(bytes.count), crc: crc)
         case .stopped, .resuming:
             crc = CRC32C.checksum(bytes, continuing: crc)
-        case .outgoing:
+        case .outgoing(_, _):
             crc = CRC32C.checksum(bytes, continuing: crc)
             flows[index].trims.checkpoint(start + UInt64(bytes.count), crc: crc)
             outgoing.guestSent(slot, bytes, at: start)

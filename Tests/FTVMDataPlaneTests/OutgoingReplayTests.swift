@@ -616,6 +616,39 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         XCTAssertEqual(next.segment.ack, endSeq)
     }
 
+    /// A pooled connection a restarted relay found idle between two exchanges: it follows the
+    /// connection's framing again from there, so a request sent after the restart is a boundary
+    /// too, and the new guest that re-sends only the request after it is matched there. (Left
+    /// unfollowed, the restarted relay could match the connection only from its replay start,
+    /// and the re-sent request reached the end server as a new one: seen in a campaign as
+    /// requests through nginx's pooled upstream asked twice after each daemon restart.)
+    func testARestartedRelayFollowsAnIdlePooledConnectionsLaterExchanges() throws {
+        try openClientExchange()
+        let requests = ["a", "b", "c"].map { Array("GET /\($0) HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8) }
+        let answers = ["hello", "bye"].map { Array("HTTP/1.1 200 OK\r\nContent-Length: \($0.count)\r\n\r\n\($0)".utf8) }
+        XCTAssertEqual(try play(true, guestISN, 0, .syn), .forward)
+        XCTAssertEqual(try play(false, endISN, guestISN &+ 1, [.syn, .ack]), .forward)
+        var guestSeq = guestISN &+ 1
+        var endSeq = endISN &+ 1
+        for index in 0..<3 {
+            if index == 1 { makeWrapper() }  // restarted between the first exchange and the second
+            XCTAssertEqual(try play(true, guestSeq, endSeq, [.ack, .psh], requests[index]), .forward)
+            guestSeq &+= UInt32(requests[index].count)
+            guard index < 2 else { break }  // the third is in flight: no answer yet
+            XCTAssertEqual(try play(false, endSeq, guestSeq, [.ack, .psh], answers[index]), .forward)
+            endSeq &+= UInt32(answers[index].count)
+        }
+        let slot = try XCTUnwrap(log.lookup(loggedKey))
+        replayTheEndServerConnections()
+        _ = sink.takeAll()
+        try openNew(answering: synOptions)
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: requests[2]), .drop)
+        XCTAssertEqual(
+            log.current(slot).replayStart.serverOffset, UInt64(requests[0].count + requests[1].count),
+            "matched, and trimmed, at the boundary the restarted relay followed")
+        XCTAssertEqual(try sink.takeClients().map(\.flags), [[.rst, .ack]], "the new connection's reset, nothing else")
+    }
+
     func testASYNToAnotherEndServerPassesAsANewConnection() throws {
         let slot = try playOldGuest()
         replayTheEndServerConnections()
