@@ -377,12 +377,11 @@ struct Chaos: ParsableCommand {
             + sessions.map { ("keep-alive session", $0.finish()) }
             + pipelines.map { ("pipelined session", $0.finish()) }
         let proxiedJudged = proxied.map { $0.finish() }
+        let allJudged = judged + proxiedJudged.flatMap(\.outcomes)
         let answered = requests.finish()
         var result = RoundResult(
-            round: number, fault: fault, outcomes: judged.map(\.outcome), recovery: recovery,
+            round: number, fault: fault, outcomes: allJudged.map(\.outcome), recovery: recovery,
             protectedAfterSeconds: protectedAfter, note: note)
-        let allJudged = judged + proxiedJudged.flatMap(\.outcomes)
-        result.count(proxiedJudged.flatMap(\.outcomes).map(\.outcome))
         var notOK = allJudged.filter { $0.outcome != .ok }.map { "\($0.outcome.rawValue): \($0.what)" }
         if let (backEnd, _) = backEnd {
             let tally = ProxiedTransfers.tally(proxiedJudged, asked: backEnd.timesAsked)
@@ -900,18 +899,6 @@ struct RoundResult: Codable {
     ) {
         self.round = round
         self.fault = fault
-        detectMillis = recovery?.detectMillis
-        takeoverMillis = recovery?.phases.first { $0.name == RecoveryPhase.firstPacket.rawValue }?.sinceDetectionMillis
-        spliced = recovery?.replay?.spliced
-        replayResets = recovery?.replay?.reset
-        recoveryError = recovery?.error
-        self.protectedAfterSeconds = (protectedAfterSeconds * 10).rounded() / 10
-        self.note = note
-        count(outcomes)
-    }
-
-    /// Adds `outcomes` to the round's transfers.
-    mutating func count(_ outcomes: [Download.Outcome]) {
         for outcome in outcomes {
             switch outcome {
             case .ok: ok += 1
@@ -921,6 +908,13 @@ struct RoundResult: Codable {
             case .failed: failed += 1
             }
         }
+        detectMillis = recovery?.detectMillis
+        takeoverMillis = recovery?.phases.first { $0.name == RecoveryPhase.firstPacket.rawValue }?.sinceDetectionMillis
+        spliced = recovery?.replay?.spliced
+        replayResets = recovery?.replay?.reset
+        recoveryError = recovery?.error
+        self.protectedAfterSeconds = (protectedAfterSeconds * 10).rounded() / 10
+        self.note = note
     }
 
     var lost: Int { reset + cut + wrong + failed + requestsFailed }
