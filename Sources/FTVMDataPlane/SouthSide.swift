@@ -45,6 +45,9 @@ public final class SouthSide: @unchecked Sendable {
         public var untracked: UInt64
         /// Client segments dropped because their bytes could not be logged in order (a gap).
         public var notLogged: UInt64
+        /// Guest segments dropped because they came after server bytes the relay never saw (the
+        /// guest retransmits them once the hole is filled); nil from an older daemon.
+        public var serverPastAHole: UInt64?
         /// New connections admitted without a record because no slot was free.
         public var admittedUnlogged: UInt64
         /// Frames the wire layer found truncated or illegal (forwarded untouched: not ours to judge).
@@ -135,6 +138,7 @@ public final class SouthSide: @unchecked Sendable {
     private let tracked = Atomic<UInt64>(0)
     private let untracked = Atomic<UInt64>(0)
     private let notLogged = Atomic<UInt64>(0)
+    private let pastAHole = Atomic<UInt64>(0)
     private let admittedUnlogged = Atomic<UInt64>(0)
     private let malformed = Atomic<UInt64>(0)
     private let exchanges = Atomic<UInt64>(0)
@@ -153,7 +157,8 @@ public final class SouthSide: @unchecked Sendable {
     package var counters: Counters {
         Counters(
             tracked: tracked.load(ordering: .relaxed), untracked: untracked.load(ordering: .relaxed),
-            notLogged: notLogged.load(ordering: .relaxed), admittedUnlogged: admittedUnlogged.load(ordering: .relaxed),
+            notLogged: notLogged.load(ordering: .relaxed), serverPastAHole: pastAHole.load(ordering: .relaxed),
+            admittedUnlogged: admittedUnlogged.load(ordering: .relaxed),
             malformed: malformed.load(ordering: .relaxed), exchanges: exchanges.load(ordering: .relaxed),
             framingStopped: stops.withLock { $0 }, explicitTrims: explicitTrims.load(ordering: .relaxed),
             explicitTrimsUsed: explicitTrimsUsed.load(ordering: .relaxed),
@@ -619,6 +624,15 @@ public final class SouthSide: @unchecked Sendable {
         }
         let length = segment.payloadLength
         let fin = flags.contains(.fin)
+        // Every server byte a client holds must be under the log's checksum, whose end a replay
+        // checks and resumes from. A segment after bytes the relay never saw (lost on the guest's
+        // link, or read by a daemon killed before it logged them) would put the client past that
+        // end for good: the guest's retransmission of the hole comes, the bytes after it that
+        // passed do not. So it waits, as after a loss: the guest sends it again after the hole.
+        if length > 0 || fin, log.startsPastServerStream(slot, at: sequence) {
+            pastAHole.add(1, ordering: .relaxed)
+            return .drop
+        }
         if length > 0, flows[slot.index].guestInitiated { flows[slot.index].requestStamp = outgoing.currentStamp }
         if length > 0 || fin {
             let end = sequence &+ UInt32(truncatingIfNeeded: length) &+ (fin ? 1 : 0)

@@ -197,13 +197,23 @@ extension ConnectionLog {
     /// How a server segment's payload, starting at sequence `start` with `count` bytes, continues
     /// the stream the checksum covers: how many of its leading bytes are covered already (a
     /// retransmission's overlap; `count` or more means nothing new), or nil when it starts after
-    /// a hole the relay did not see (it is then not checksummed, and the checksum stops growing
-    /// until the hole is filled by a retransmission).
+    /// a hole the relay did not see (`startsPastServerStream`: such a segment is dropped, and the
+    /// guest retransmits from the hole).
     public func serverStreamSkip(_ slot: Slot, start: UInt32, count: Int) -> Int? {
         let image = images[checked(slot)]
         guard image.flags.contains(.serverHandshake), image.protection == .protected else { return nil }
         let covered = SequenceMath.distance(from: start, to: image.serverStreamEnd)
         return covered >= 0 ? covered : nil
+    }
+
+    /// Whether a server segment (or a FIN) starting at sequence `start` comes after a hole in
+    /// the stream the checksum covers: server bytes the relay never saw. Such a segment must not
+    /// reach the client, whose bytes the checksum has to cover whole (a replay checks and
+    /// resumes from its end). False for a record whose stream is not checksummed.
+    public func startsPastServerStream(_ slot: Slot, at start: UInt32) -> Bool {
+        let image = images[checked(slot)]
+        guard image.flags.contains(.serverHandshake), image.protection == .protected else { return false }
+        return SequenceMath.distance(from: start, to: image.serverStreamEnd) < 0
     }
 
     /// The running server stream checksum (what `StreamAdvance.crc` continues from).

@@ -993,6 +993,38 @@ extension SplicerTests {
             String(decoding: injected.payload, as: UTF8.self), String(decoding: rewrittenRequest, as: UTF8.self))
     }
 
+    /// The first daemon logged the primary's bytes up to 90,000 of the body and was killed with
+    /// the next segment read and not logged. The primary carries on after it: those bytes wait
+    /// (a client holding them would be past the log's checksum for good, and a replay would
+    /// resume behind it and stall) until the guest retransmits the hole, then pass in order.
+    func testASegmentAfterBytesTheRelayNeverSawWaitsForThem() throws {
+        let heads = path + "-heads"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: heads) }
+        wrapper = SouthSide(log: log, service: server, responseHeadsPath: heads)
+        let (slot, head) = try playRangePrimary()
+        wrapper = SouthSide(log: log, service: server, responseHeadsPath: heads)  // the restart
+        let requestEnd = clientISN &+ 1 &+ UInt32(request.count)
+        func primary(body from: Int, to end: Int, fin: Bool = false) throws -> SouthSide.Verdict {
+            try deliver(
+                fromClient: false, seq: primaryISN &+ 1 &+ UInt32(head.count + from), ack: requestEnd,
+                flags: fin ? [.ack, .fin] : [.ack, .psh], payload: Array(Self.rangeBody[from..<end]), releasing: fin
+            ).verdict
+        }
+        XCTAssertEqual(try primary(body: 91_000, to: 93_000), .drop, "after a hole: it waits")
+        XCTAssertEqual(try primary(body: 93_000, to: 93_000, fin: true), .drop, "a FIN after it too, once unfenced")
+        XCTAssertEqual(wrapper.counters.serverPastAHole, 2)
+        XCTAssertEqual(log.current(slot).serverStream.byteCount, UInt64(head.count + 90_000))
+        XCTAssertEqual(try primary(body: 90_000, to: 91_000), .forward, "the hole, retransmitted")
+        XCTAssertEqual(try primary(body: 90_500, to: 95_000), .forward, "then the rest, again")
+        XCTAssertEqual(log.current(slot).serverStream.byteCount, UInt64(head.count + 95_000))
+        XCTAssertEqual(
+            try deliver(
+                fromClient: true, seq: requestEnd, ack: primaryISN &+ 1 &+ UInt32(head.count + 95_000), flags: .ack
+            ).verdict, .forward)
+        XCTAssertEqual(
+            log.current(slot).serverAckedOffset, UInt64(head.count + 95_000), "the client is where the log is")
+    }
+
     func testARestartedDaemonWithoutTheHeadsRegenerates() throws {
         _ = try playRangePrimary()
         wrapper = SouthSide(log: log, service: server)
