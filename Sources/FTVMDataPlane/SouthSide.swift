@@ -469,6 +469,7 @@ public final class SouthSide: @unchecked Sendable {
         if flags.contains(.syn), log.lookup(key) == nil,
             let (slot, drained) = outgoing.endServerAnswers(segment, key: key)
         {
+            if !splicer.renamedSYNs.isEmpty { splicer.renamedConnectionOpened(slot, &segment) }
             flows[slot.index] = Flow(
                 serial: slot.serial, lastClientFrame: now, framing: .outgoing(requestBase: 0, responseBase: 0),
                 guestInitiated: true,
@@ -552,7 +553,7 @@ public final class SouthSide: @unchecked Sendable {
         guard var segment = tcp(frame, partialChecksum: partialChecksum), segment.ipv4.source == service else {
             return speaksFor(pinned: false) ? .forward : .drop
         }
-        let key = FlowKey(
+        var key = FlowKey(
             clientAddress: segment.ipv4.destination.rawValue, clientPort: segment.destinationPort,
             serverAddress: service.rawValue, serverPort: segment.sourcePort)
         if releasing {
@@ -566,6 +567,13 @@ public final class SouthSide: @unchecked Sendable {
             // connection over a live one. Its record must not take the new connection's bytes.
             if let earlier = log.lookup(key), flows[earlier.index].kept || isEndedEarlier(earlier, by: segment) {
                 close(earlier)
+            }
+            if speaksFor(pinned: false),
+                let port = splicer.portTowardEndServer(
+                    forNewGuestConnection: key, isn: segment.sequenceNumber.rawValue)
+            {
+                segment.setPorts(source: port, destination: segment.destinationPort)
+                key.serverPort = port
             }
             if speaksFor(pinned: false) {
                 splicer.newGuestOpens(key, sink: sink)

@@ -142,6 +142,70 @@ extension Splicer {
             slot, record, how: "reset toward its end server (the new guest opened a connection from its port)")
     }
 
+    /// Where connections the relay renames get their port toward the end server: above Linux's
+    /// default ephemeral range (32768-60999), where no guest's own connections come from.
+    static let renamedPorts: ClosedRange<UInt16> = 61000...65535
+
+    /// The port toward its end server for a connection the new guest opens (`key`, its view), or
+    /// nil for its own. A connection opened again keeps the old guest's port toward the end
+    /// server while the new guest serves it from another, so the new guest may open a connection
+    /// from that very port: the end server would take the SYN for a segment of the live one (its
+    /// challenge ACK reaching that one), the new connection's SYNs would go unanswered until the
+    /// guest gave up (nginx answered `504` after 60 s). Such a connection gets a free port from
+    /// `renamedPorts` instead, and is translated like a connection opened again.
+    func portTowardEndServer(forNewGuestConnection key: FlowKey, isn: UInt32) -> UInt16? {
+        if let port = renamedSYNs[key] { return port }  // (a retransmitted SYN)
+        if let slot = reopened(key), let ports = splices[slot.index].ports, log.current(slot).serverISN == isn {
+            return ports.logged  // (a retransmitted SYN the end server answered already)
+        }
+        guard let taken = log.lookup(key), phase(of: taken) != .idle, let ports = splices[taken.index].ports,
+            ports.serving != key.serverPort
+        else { return nil }
+        var candidate = key
+        for _ in Self.renamedPorts {
+            candidate.serverPort = nextRenamedPort
+            nextRenamedPort =
+                nextRenamedPort == Self.renamedPorts.upperBound ? Self.renamedPorts.lowerBound : nextRenamedPort + 1
+            guard log.lookup(candidate) == nil, !renamedSYNs.values.contains(candidate.serverPort) else { continue }
+            renamedSYNs[key] = candidate.serverPort
+            logger.info(
+                "a new guest connection comes from the port a connection opened again has toward its end server: it gets another",
+                metadata: [
+                    "connection": "\(key)", "port": "\(candidate.serverPort)", "taken by": "\(log.current(taken).key)",
+                ])
+            return candidate.serverPort
+        }
+        return nil
+    }
+
+    /// The end server answers a renamed connection's SYN (`slot`, just logged under the port it
+    /// sees): from now on the connection is translated between the guest's port and that one, as
+    /// one opened again is (a restarted daemon too: the log keeps the ports), and `segment` goes
+    /// to the guest's port.
+    func renamedConnectionOpened(_ slot: Slot, _ segment: inout TCPSegmentView) {
+        let record = log.current(slot)
+        guard
+            let guestKey = renamedSYNs.first(where: {
+                $0.value == record.key.serverPort && $0.key.clientAddress == record.key.clientAddress
+                    && $0.key.clientPort == record.key.clientPort
+            })?.key
+        else { return }
+        renamedSYNs[guestKey] = nil
+        let endScale = record.clientOptions.windowScale ?? 0
+        let guestScale = record.serverOptions?.windowScale ?? 0
+        let ports = ReopenedPorts(
+            serving: guestKey.serverPort, logged: record.key.serverPort, endServerScale: endScale,
+            guestViewScale: endScale)
+        let translation = Translation(sequenceDelta: 0, timestampDelta: 0, servingWindowScale: guestScale)
+        splices[slot.index] = Splice(
+            phase: .spliced, serial: slot.serial, translation: translation, clientViewWindowScale: guestScale,
+            timestamps: record.serverTimestamps != nil, guestWindowScale: guestScale)
+        splices[slot.index].ports = ports
+        reopenedKeys[guestKey] = slot
+        log.setTranslation(slot, ports.kept(in: translation))
+        toReopened(&segment, ports)
+    }
+
     /// The first bytes of a connection the new guest opened (`fresh`: logged as a new connection
     /// when the end server answered its SYN) while logged ones to that end server wait. When they
     /// begin with what a waiting connection's guest sent since a place a replay may start it, the

@@ -205,6 +205,11 @@ package final class Splicer: @unchecked Sendable {
     }
     /// The new guest's connections mapped onto logged ones: its own key → the logged slot.
     var reopenedKeys: [FlowKey: Slot] = [:]
+    /// New guest connections given another port toward their end server because theirs is a
+    /// connection opened again's (`portTowardEndServer`), whose SYN waits for an answer: the
+    /// guest's key → the port the end server sees. The next port to try for one.
+    var renamedSYNs: [FlowKey: UInt16] = [:]
+    var nextRenamedPort = Splicer.renamedPorts.lowerBound
     /// How long a logged connection waits to be opened again before it is closed toward its end
     /// server (and how long that close may take before a RST ends it).
     var reopenBoundNanos: UInt64 = 10_000_000_000
@@ -274,6 +279,7 @@ package final class Splicer: @unchecked Sendable {
     /// `only` limits the replay to some connections (an upgrade moves those still on the guest
     /// it drains); the others keep their state.
     func begin(now: UInt64, sink: FrameSink, only: ((Slot) -> Bool)? = nil) {
+        if only == nil { renamedSYNs = [:] }  // (the SYNs of a guest that is gone)
         // Connections an earlier replay still works on, and this one leaves out, carry on.
         active.removeAll { splices[$0].phase != .handshaking && splices[$0].phase != .catchingUp }
         pendingCount = active.count

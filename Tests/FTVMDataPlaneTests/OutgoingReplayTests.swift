@@ -225,6 +225,64 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         }
     }
 
+    /// The new guest carries the old guest's connection on from its own port, and the end server
+    /// still knows it by the old one: when the new guest opens another connection from that very
+    /// port, the SYN would land on the live connection (the end server answers it with an ACK of
+    /// that one, and the new connection's SYNs go unanswered: nginx gave up with a `504` after 60
+    /// s). It gets a free port toward the end server instead, translated both ways, also after a
+    /// daemon restart, while the carried-on connection keeps its own.
+    func testANewConnectionFromTheOldPortOfOneOpenedAgainGetsAnotherPort() throws {
+        let slot = try playOldGuest()
+        replayTheEndServerConnections()
+        try openNew(answering: endOptions)
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: request), .drop)
+        let injected = try sink.takeGuest().reduce(0) { $0 + $1.payload.count }
+        XCTAssertEqual(
+            try newGuest(seq: newISN &+ 1 &+ UInt32(request.count), ack: newEndISN &+ 1 &+ UInt32(injected)), .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+        _ = sink.takeAll()
+
+        let otherISN: UInt32 = 0x1234_5678
+        var out = try deliverFrame(fromGuest: true, seq: otherISN, ack: 0, flags: .syn, options: synOptions)
+        XCTAssertEqual(out.verdict, .forward)
+        let renamed = out.segment.tuple.sourcePort
+        XCTAssertTrue(Splicer.renamedPorts.contains(renamed), "another port toward the end server: \(renamed)")
+        XCTAssertTrue(out.segment.checksumValid)
+        out = try deliverFrame(fromGuest: true, seq: otherISN, ack: 0, flags: .syn, options: synOptions)
+        XCTAssertEqual(out.segment.tuple.sourcePort, renamed, "a retransmitted SYN gets the same")
+        let otherEndISN: UInt32 = 0x4444_0000
+        out = try deliverFrame(
+            fromGuest: false, seq: otherEndISN, ack: otherISN &+ 1, flags: [.syn, .ack], options: endOptions,
+            port: renamed)
+        XCTAssertEqual(out.verdict, .forward)
+        XCTAssertEqual(out.segment.tuple.destinationPort, oldPort, "the SYN/ACK reaches the guest's port")
+        XCTAssertTrue(out.segment.checksumValid)
+        var renamedKey = loggedKey
+        renamedKey.serverPort = renamed
+        let fresh = try XCTUnwrap(log.lookup(renamedKey), "logged under the port the end server knows")
+        XCTAssertNotEqual(fresh, slot)
+
+        let next = Array("GET /next HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
+        for restarted in [false, true] {
+            if restarted { makeWrapper() }
+            out = try deliverFrame(
+                fromGuest: true, seq: otherISN &+ 1, ack: otherEndISN &+ 1, flags: [.ack, .psh], payload: next)
+            XCTAssertEqual(out.verdict, .forward)
+            XCTAssertEqual(out.segment.tuple.sourcePort, renamed, "restarted: \(restarted)")
+            XCTAssertTrue(out.segment.checksumValid)
+            out = try deliverFrame(
+                fromGuest: false, seq: otherEndISN &+ 1, ack: otherISN &+ 1 &+ UInt32(next.count), flags: .ack,
+                port: renamed)
+            XCTAssertEqual(out.segment.tuple.destinationPort, oldPort, "restarted: \(restarted)")
+            // The connection carried on still reaches the new guest's own port.
+            out = try deliverFrame(
+                fromGuest: false, seq: endISN &+ 1 &+ UInt32(answer.count), ack: requestEnd, flags: .ack, port: oldPort)
+            XCTAssertEqual(out.verdict, .forward)
+            XCTAssertEqual(out.segment.tuple.destinationPort, newPort, "restarted: \(restarted)")
+        }
+        XCTAssertEqual(log.current(fresh).serverStream.byteCount, UInt64(next.count))
+    }
+
     /// nginx without upstream keep-alive: the end server answered in full and closed before the
     /// failure. The new guest's request is still that connection's: it gets the answer and the
     /// FIN, and the end server is not asked again.
