@@ -153,10 +153,18 @@ extension Splicer {
     /// challenge ACK reaching that one), the new connection's SYNs would go unanswered until the
     /// guest gave up (nginx answered `504` after 60 s). Such a connection gets a free port from
     /// `renamedPorts` instead, and is translated like a connection opened again.
+    ///
+    /// A connection opened again that the guest served from `key`'s port is over for the guest
+    /// (its kernel never opens a connection over a live one; nginx reuses the port of an ended
+    /// back-end connection at once): its key is forgotten, or the new connection's segments went
+    /// to it, to the end server as the old one's, and the end server's RST ended the new one
+    /// (nginx answered `502`).
     func portTowardEndServer(forNewGuestConnection key: FlowKey, isn: UInt32) -> UInt16? {
         if let port = renamedSYNs[key] { return port }  // (a retransmitted SYN)
-        if let slot = reopened(key), let ports = splices[slot.index].ports, log.current(slot).serverISN == isn {
-            return ports.logged  // (a retransmitted SYN the end server answered already)
+        if let slot = reopened(key), let ports = splices[slot.index].ports {
+            // (A renamed connection's record has the guest's own ISN: its SYN again.)
+            if log.current(slot).serverISN == isn { return ports.logged }
+            forgetReopened(slot)
         }
         guard let taken = log.lookup(key), phase(of: taken) != .idle, let ports = splices[taken.index].ports,
             ports.serving != key.serverPort

@@ -283,6 +283,37 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         XCTAssertEqual(log.current(fresh).serverStream.byteCount, UInt64(next.count))
     }
 
+    /// The new guest's connection that carries a logged one on ended for the guest, and nginx
+    /// opens the next from the same local port: a connection of its own, never the logged one's
+    /// (whose end server would answer its request with a RST: a `502`).
+    func testANewConnectionFromThePortThatServedOneOpenedAgainIsItsOwn() throws {
+        let slot = try playOldGuest()
+        replayTheEndServerConnections()
+        try openNew(answering: endOptions)
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: request), .drop)
+        let injected = try sink.takeGuest().reduce(0) { $0 + $1.payload.count }
+        XCTAssertEqual(
+            try newGuest(seq: newISN &+ 1 &+ UInt32(request.count), ack: newEndISN &+ 1 &+ UInt32(injected)), .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+        _ = sink.takeAll()
+
+        let otherISN: UInt32 = 0x1234_5678
+        let otherEndISN: UInt32 = 0x4444_0000
+        try openNew(port: newPort, isn: otherISN, endISN: otherEndISN, answering: endOptions)
+        let next = Array("GET /next HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8)
+        let out = try deliverFrame(
+            fromGuest: true, seq: otherISN &+ 1, ack: otherEndISN &+ 1, flags: [.ack, .psh], payload: next,
+            port: newPort)
+        XCTAssertEqual(out.verdict, .forward)
+        XCTAssertEqual(out.segment.tuple.sourcePort, newPort, "its own port, not the logged connection's")
+        XCTAssertEqual(out.segment.seq, otherISN &+ 1)
+        var key = loggedKey
+        key.serverPort = newPort
+        let fresh = try XCTUnwrap(log.lookup(key))
+        XCTAssertEqual(log.current(fresh).serverStream.byteCount, UInt64(next.count))
+        XCTAssertEqual(log.current(slot).serverStream.byteCount, UInt64(request.count), "the logged one is untouched")
+    }
+
     /// nginx without upstream keep-alive: the end server answered in full and closed before the
     /// failure. The new guest's request is still that connection's: it gets the answer and the
     /// FIN, and the end server is not asked again.
