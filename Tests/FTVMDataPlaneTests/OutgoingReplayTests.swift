@@ -232,15 +232,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// s). It gets a free port toward the end server instead, translated both ways, also after a
     /// daemon restart, while the carried-on connection keeps its own.
     func testANewConnectionFromTheOldPortOfOneOpenedAgainGetsAnotherPort() throws {
-        let slot = try playOldGuest()
-        replayTheEndServerConnections()
-        try openNew(answering: endOptions)
-        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: request), .drop)
-        let injected = try sink.takeGuest().reduce(0) { $0 + $1.payload.count }
-        XCTAssertEqual(
-            try newGuest(seq: newISN &+ 1 &+ UInt32(request.count), ack: newEndISN &+ 1 &+ UInt32(injected)), .drop)
-        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
-        _ = sink.takeAll()
+        let slot = try spliceReopened()
 
         let otherISN: UInt32 = 0x1234_5678
         var out = try deliverFrame(fromGuest: true, seq: otherISN, ack: 0, flags: .syn, options: synOptions)
@@ -287,15 +279,7 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// opens the next from the same local port: a connection of its own, never the logged one's
     /// (whose end server would answer its request with a RST: a `502`).
     func testANewConnectionFromThePortThatServedOneOpenedAgainIsItsOwn() throws {
-        let slot = try playOldGuest()
-        replayTheEndServerConnections()
-        try openNew(answering: endOptions)
-        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: request), .drop)
-        let injected = try sink.takeGuest().reduce(0) { $0 + $1.payload.count }
-        XCTAssertEqual(
-            try newGuest(seq: newISN &+ 1 &+ UInt32(request.count), ack: newEndISN &+ 1 &+ UInt32(injected)), .drop)
-        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
-        _ = sink.takeAll()
+        let slot = try spliceReopened()
 
         let otherISN: UInt32 = 0x1234_5678
         let otherEndISN: UInt32 = 0x4444_0000
@@ -1079,6 +1063,21 @@ final class OutgoingReplayTests: HandPlayedTestCase {
 
     /// The new guest's connection from `port` (ISN `isn`) to the end server, which answers with
     /// `endISN` and `options`: a real handshake, every frame forwarded, none made by the relay.
+    /// The old guest's connection, opened again by the new guest from `newPort` and spliced;
+    /// what the replay sent on the way is taken.
+    private func spliceReopened() throws -> Slot {
+        let slot = try playOldGuest()
+        replayTheEndServerConnections()
+        try openNew(answering: endOptions)
+        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: request), .drop)
+        let injected = try sink.takeGuest().reduce(0) { $0 + $1.payload.count }
+        XCTAssertEqual(
+            try newGuest(seq: newISN &+ 1 &+ UInt32(request.count), ack: newEndISN &+ 1 &+ UInt32(injected)), .drop)
+        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+        _ = sink.takeAll()
+        return slot
+    }
+
     private func openNew(
         port: UInt16? = nil, isn: UInt32? = nil, endISN: UInt32? = nil, answering options: TCPOptions
     ) throws {
