@@ -204,16 +204,9 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// is still the logged one, and the end server's windows are rescaled for the guest, also
     /// after a daemon restart.
     func testAnotherWindowScaleFromTheEndServerIsRescaledForTheGuest() throws {
-        let slot = try playOldGuest()  // the end server's scale: 6
-        replayTheEndServerConnections()
-        var told = endOptions
+        var told = endOptions  // (the logged end server's scale: 6)
         told.windowScale = 8
-        try openNew(answering: told)
-        XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: request), .drop)
-        let injected = try sink.takeGuest().reduce(0) { $0 + $1.payload.count }
-        XCTAssertEqual(
-            try newGuest(seq: newISN &+ 1 &+ UInt32(request.count), ack: newEndISN &+ 1 &+ UInt32(injected)), .drop)
-        XCTAssertEqual(wrapper.splicer.phase(of: slot), .spliced)
+        _ = try spliceReopened(answering: told)
         for restarted in [false, true] {
             if restarted { makeWrapper() }
             let out = try deliverFrame(
@@ -1061,14 +1054,13 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         return (second, otherRequest, otherAnswer)
     }
 
-    /// The new guest's connection from `port` (ISN `isn`) to the end server, which answers with
-    /// `endISN` and `options`: a real handshake, every frame forwarded, none made by the relay.
     /// The old guest's connection, opened again by the new guest from `newPort` and spliced;
-    /// what the replay sent on the way is taken.
-    private func spliceReopened() throws -> Slot {
+    /// what the replay sent on the way is taken. The end server answers the new guest's SYN with
+    /// `options` (`endOptions` unless given).
+    private func spliceReopened(answering options: TCPOptions? = nil) throws -> Slot {
         let slot = try playOldGuest()
         replayTheEndServerConnections()
-        try openNew(answering: endOptions)
+        try openNew(answering: options ?? endOptions)
         XCTAssertEqual(try newGuest(seq: newISN &+ 1, ack: newEndISN &+ 1, payload: request), .drop)
         let injected = try sink.takeGuest().reduce(0) { $0 + $1.payload.count }
         XCTAssertEqual(
@@ -1078,6 +1070,8 @@ final class OutgoingReplayTests: HandPlayedTestCase {
         return slot
     }
 
+    /// The new guest's connection from `port` (ISN `isn`) to the end server, which answers with
+    /// `endISN` and `options`: a real handshake, every frame forwarded, none made by the relay.
     private func openNew(
         port: UInt16? = nil, isn: UInt32? = nil, endISN: UInt32? = nil, answering options: TCPOptions
     ) throws {
