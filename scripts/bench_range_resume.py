@@ -404,7 +404,7 @@ def one_case(pair, status, depth, variant, options, references, bench):
             return case
         log_offset = pair.log_size()
         before = time.monotonic()
-        message = pair.run("inject", "kernel-panic")
+        message = pair.ftvm("inject", "kernel-panic")
         after = time.monotonic()
         # The client's window stays shut until the relay has stopped listening to the old primary.
         pair.wait_detection(log_offset, recoveries)
@@ -673,9 +673,10 @@ def main():
 
     sys.path.insert(0, os.path.dirname(SCRIPT))
     import bench_replay as bench  # Pair, Client, injection_instant, machine
+    import benchpair  # FTVM: the binary the daemon runs
 
     references = References()
-    options.build = build_line(bench.FTVM)  # before the pair is up: the daemon runs this binary
+    options.build = build_line(benchpair.FTVM)  # before the pair is up: the daemon runs this binary
     command = shlex.join([os.path.relpath(SCRIPT, os.getcwd()), *sys.argv[1:]])
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     pair = bench.Pair(options.name)
