@@ -10,6 +10,7 @@
 #include <sched.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <arpa/inet.h>
 #include <net/ethernet.h>
@@ -123,6 +124,11 @@ int ftvm_spawn_close_from(posix_spawn_file_actions_t *actions, int from) {
 int ftvm_pidfd_open(int pid) {
     long fd = syscall(SYS_pidfd_open, pid, 0);
     return fd < 0 ? -errno : (int)fd;
+}
+
+int ftvm_eventfd(void) {
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
 }
 
 enum { FTVM_BATCH_MAX = 64 };

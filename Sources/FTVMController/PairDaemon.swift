@@ -141,7 +141,7 @@ public final class PairDaemon: Sendable {
             // The splicer's frames to the guest carry its MAC (an operator's domain has its own).
             guard let serviceMAC = MACAddress(config.macAddress) else { throw ConfigError.badMAC(config.macAddress) }
             log.connectionBudget = config.connectionBudgetBytes
-            relay = Relay(
+            relay = try Relay(
                 tap: network.tap,
                 southSide: SouthSide(
                     log: log, service: service, serviceMAC: serviceMAC, policy: config.logPolicy,

@@ -94,6 +94,11 @@ public final class Relay: Sendable {
     private let movedAtBoundary = Atomic<UInt64>(0)
     /// When (Monotonic nanos) the connected guest's first frame reached the clients; 0 = not yet.
     private let firstFrameNanos = Atomic<UInt64>(0)
+    /// When the relay announced the service for the connected guest (`startReplay`); 0 = not yet.
+    private let announcedNanos = Atomic<UInt64>(0)
+    /// Wakes the loop's poll the moment another thread asks it for something (a replay, a drain,
+    /// stopping), instead of at its next timeout or frame: after a fence nothing else may come.
+    private let wakeup: Wakeup
     /// The guests' channels by link: the close fence releases a FIN or RST only once the agent
     /// of the guest that sent it vouches for it (`agentVouches`).
     private let watched = Mutex<[UInt16: Channel]>([:])
@@ -107,7 +112,8 @@ public final class Relay: Sendable {
     package init(
         tap: TapDevice, southSide: SouthSide?, terminator: TerminatorTaps? = nil, realtimePriority: Int32 = 0,
         logger: Logger
-    ) {
+    ) throws(Errno) {
+        wakeup = try Wakeup()
         self.tap = tap
         self.terminator = terminator
         self.southSide = southSide
@@ -134,6 +140,7 @@ public final class Relay: Sendable {
     /// returns no frame from the previous guest reaches a client.
     public func connect(guestPort port: UInt16?) {
         firstFrameNanos.store(0, ordering: .relaxed)
+        announcedNanos.store(0, ordering: .relaxed)
         southSide?.forgetAwaitedAnswers()
         activePort.store(UInt32(port ?? 0), ordering: .sequentiallyConsistent)
     }
@@ -145,13 +152,14 @@ public final class Relay: Sendable {
         connect(guestPort: nil)
     }
 
-    /// The guest now connected runs: replay every logged connection into it (or, after a drain,
-    /// those still pinned to the drained guest; or those logged up to `upToSerial`: the failed
-    /// guest's), then deliver the held client frames.
+    /// The guest now connected runs: announce the service on its behalf, replay every logged
+    /// connection into it (or, after a drain, those still pinned to the drained guest; or those
+    /// logged up to `upToSerial`: the failed guest's), then deliver the held client frames.
     public func beginReplay(pinnedOnly: Bool = false, upToSerial: UInt64 = .max) {
         replayPinnedOnly.store(pinnedOnly, ordering: .sequentiallyConsistent)
         replayUpToSerial.store(upToSerial, ordering: .sequentiallyConsistent)
         replayRequests.add(1, ordering: .sequentiallyConsistent)
+        wakeup.signal()
     }
 
     /// Which channel the close fence consults for frames from the guest at `port`.
@@ -166,6 +174,7 @@ public final class Relay: Sendable {
         let handled = drainsHandled.load(ordering: .acquiring)
         drainTarget.store(UInt32(newPort), ordering: .sequentiallyConsistent)
         drainRequests.add(1, ordering: .sequentiallyConsistent)
+        wakeup.signal()
         while drainsHandled.load(ordering: .acquiring) == handled { usleep(1000) }
         return pinnedAtSwitch.load(ordering: .acquiring)
     }
@@ -182,8 +191,15 @@ public final class Relay: Sendable {
     /// The latest replay's progress and outcome.
     public var replayReport: ReplayReport? { southSide?.splicer.latestReport }
 
-    /// Waits until the connected guest's first frame has gone to the clients; returns when that
-    /// happened (Monotonic nanos), or nil after `timeoutMillis`.
+    /// When the relay announced the service for the connected guest (Monotonic nanos), or nil.
+    public var announcedAt: UInt64? {
+        let at = announcedNanos.load(ordering: .acquiring)
+        return at == 0 ? nil : at
+    }
+
+    /// Waits until the connected guest's first frame of its own has gone to the clients (the
+    /// relay's announcement does not count); returns when that happened (Monotonic nanos), or
+    /// nil after `timeoutMillis`.
     public func waitForFirstFrame(timeoutMillis: Int) -> UInt64? {
         for _ in 0..<max(1, timeoutMillis) {
             let at = firstFrameNanos.load(ordering: .acquiring)
@@ -219,6 +235,7 @@ public final class Relay: Sendable {
     /// Asks the loop to end and waits (at most about one poll period) until it has.
     public func stop() {
         stopping.store(true, ordering: .releasing)
+        wakeup.signal()
         for _ in 0..<50 where !finished.withLock({ $0 }) { usleep(10_000) }
     }
 
@@ -238,6 +255,8 @@ public final class Relay: Sendable {
         var linksSeen = UInt64.max
         let heldFrames = FrameQueue(capacityBytes: 32 << 20)
         let fencedCloses = FrameQueue(capacityBytes: 4 << 20)
+        /// Replays asked for (`replayRequests`) that the loop started; from 0, so that one asked
+        /// for before the loop ran is not lost.
         var replaysHandled: UInt64 = 0
 
         init(relay: Relay) { self.relay = relay }
@@ -309,7 +328,6 @@ public final class Relay: Sendable {
     private func run() {
         CurrentThread.name("ftvm-relay")
         let loop = Loop(relay: self)
-        loop.replaysHandled = replayRequests.load(ordering: .acquiring)
         defer { finished.withLock { $0 = true } }
         var fds: [pollfd] = []
         // The uplink, the terminator's front and back when there is one, then the links.
@@ -321,10 +339,13 @@ public final class Relay: Sendable {
             if loop.refreshLinks() {
                 fds = taps.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
                 fds += loop.links.map { pollfd(fd: $0.socket.fd, events: Int16(POLLIN), revents: 0) }
+                fds.append(pollfd(fd: wakeup.fd, events: Int16(POLLIN), revents: 0))
             }
             // Short naps while something waits on a clock (a replay, a fenced close).
             let busy = !loop.fencedCloses.isEmpty || (southSide?.splicer.pendingCount ?? 0) > 0
             let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), busy ? 5 : 100) }
+            // (Cleared before the requests are read: one made after this wakes the next poll.)
+            if ready > 0, fds[fds.count - 1].revents != 0 { wakeup.clear() }
             do {
                 let requests = replayRequests.load(ordering: .acquiring)
                 if requests != loop.replaysHandled {
@@ -397,9 +418,11 @@ public final class Relay: Sendable {
         drainsHandled.store(drainRequests.load(ordering: .acquiring), ordering: .releasing)
     }
 
-    /// Replays the logged connections into the connected guest, then delivers what was held.
+    /// Announces the service, replays the logged connections into the connected guest, then
+    /// delivers what was held.
     private func startReplay(_ loop: Loop) {
         if let southSide {
+            announce(southSide.service, at: southSide.splicer.serviceMAC, loop)
             let pinnedOnly = replayPinnedOnly.load(ordering: .acquiring)
             let upTo = replayUpToSerial.load(ordering: .acquiring)
             southSide.beginReplay(now: Monotonic.nanos(), sink: loop) { slot in
@@ -418,6 +441,14 @@ public final class Relay: Sendable {
             }
             loop.heldFrames.pop()
         }
+    }
+
+    /// A gratuitous ARP for the service from the relay, on the resumed guest's behalf (it has the
+    /// failed one's MAC): clients and switches learn where the address lives now, without
+    /// waiting for the guest's own announcement after its clock resync (tens of milliseconds).
+    private func announce(_ service: IPv4Address, at mac: MACAddress, _ loop: Loop) {
+        loop.toClients { frame in (try? FrameBuilder.gratuitousARP(mac: mac, ip: service, into: frame)) ?? 0 }
+        announcedNanos.store(Monotonic.nanos(), ordering: .releasing)
     }
 
     /// Clients (the uplink, or the terminator's back) → active guest: up to a batch of tap reads

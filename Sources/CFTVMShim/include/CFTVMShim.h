@@ -39,6 +39,10 @@ int ftvm_spawn_close_from(posix_spawn_file_actions_t *actions, int from);
 /// -errno. Works for processes that are not our children (QEMU is libvirtd's).
 int ftvm_pidfd_open(int pid);
 
+/// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC): a counter one thread bumps to wake another's poll(2)
+/// at once. fd or -errno.
+int ftvm_eventfd(void);
+
 /// An AF_PACKET socket bound to interface `ifname` for every EtherType, non-blocking, each frame
 /// preceded by a 10-byte virtio-net header (PACKET_VNET_HDR: GSO super-frames and partial
 /// checksums pass whole), not seeing its own sends (PACKET_IGNORE_OUTGOING), with

@@ -144,7 +144,13 @@ extension PairDaemon {
         }
         guard let (start, before) = summary else { return }
         var timer = before
-        if let firstFrame { timer.mark(.firstPacket, at: firstFrame) }
+        // The clients' first frame for the service: the relay's announcement, or the guest's own
+        // if that came first. The guest's own is checked above and logged here.
+        if let first = [relay.announcedAt, firstFrame].compactMap({ $0 }).min() { timer.mark(.firstPacket, at: first) }
+        if let firstFrame {
+            let millis = Double(firstFrame &- start) / 1e6
+            logger.info("the new guest's own first frame", metadata: ["ms-since-detection": "\(millis)"])
+        }
         let replay = awaitReplay(startedAfter: start, timer: &timer)
         state.withLock {
             $0.recovery?.timer = timer

@@ -12,7 +12,8 @@ public enum RecoveryPhase: String, Sendable, CaseIterable, Codable {
     case boot
     /// An upgrade's old primary finished its connections (or the drain's deadline passed).
     case drain
-    /// The new guest sent its first frame.
+    /// The clients got the first frame for the new guest: the relay's announcement of the
+    /// service on its behalf (`Relay.beginReplay`), or the guest's own frame if that came first.
     case firstPacket = "first-packet"
     /// The last open connection was spliced.
     case replay
