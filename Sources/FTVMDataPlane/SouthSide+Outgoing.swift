@@ -29,7 +29,37 @@ extension SouthSide {
     /// The guest's bytes on a connection it opened: requests.
     func feedOutgoingRequests(_ slot: Slot, _ bytes: UnsafeRawBufferPointer) {
         trackers[slot.index].feedRequests(bytes) { exchange in outgoingExchangeCompleted(slot, exchange) }
-        if let stop = trackers[slot.index].stop { stopFollowingOutgoing(slot, because: stop) }
+        if let stop = trackers[slot.index].stop { return stopFollowingOutgoing(slot, because: stop) }
+        noteRequestInFlight(slot)
+    }
+
+    /// Notes in the log, once per request, the request in flight when it is the only one and its
+    /// exchange starts at the latest boundary the log holds: a relay that restarts inside that
+    /// exchange takes the framing up again after the request (`SouthSide.adoptOutgoing`).
+    private func noteRequestInFlight(_ slot: Slot) {
+        guard case .outgoing(let requestBase, let responseBase) = flows[slot.index].framing,
+            let request = trackers[slot.index].requestInFlight,
+            requestBase + request.end != flows[slot.index].notedRequestEnd
+        else { return }
+        flows[slot.index].notedRequestEnd = requestBase + request.end
+        let boundary = log.boundaryHints(slot).last ?? log.current(slot).replayStart
+        guard boundary.serverOffset == requestBase + request.start.requestEnd,
+            boundary.clientOffset == responseBase + request.start.responseEnd
+        else { return }
+        log.noteRequest(slot, after: boundary, requestEnd: requestBase + request.end, isHead: request.isHead)
+    }
+
+    /// Feeds a connection a restarted relay took up inside an exchange the end server's answer
+    /// logged since its boundary (`SouthSide.adoptOutgoing`), a scratch buffer's worth at a time.
+    func feedLoggedResponses(_ slot: Slot) {
+        guard case .outgoing(_, let responseBase) = flows[slot.index].framing else { return }
+        let logged = log.clientBytes(slot)
+        var start = Int(responseBase - log.current(slot).replayStart.clientOffset)
+        while start < logged.count, case .outgoing = flows[slot.index].framing {
+            let end = min(logged.count, start + maskScratch.count)
+            logged[start..<end].withUnsafeBytes { feedOutgoingResponses(slot, $0) }
+            start = end
+        }
     }
 
     /// The end server's bytes (logged): responses.

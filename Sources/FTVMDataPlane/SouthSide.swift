@@ -92,6 +92,9 @@ public final class SouthSide: @unchecked Sendable {
         /// The end (server offset) of the response in progress last noted in the log, so that a
         /// restarted relay takes the framing up again there (`Framing.resuming`).
         var notedResponseEnd: UInt64 = 0
+        /// A relay server's connection: the end (server offset) of the request in flight last
+        /// noted in the log (`noteRequestInFlight`, SouthSide+Outgoing.swift).
+        var notedRequestEnd: UInt64 = 0
         /// Relay servers (SouthSide+Outgoing.swift): for a client connection, the client exchange
         /// count when its exchange in flight began (0: none in flight).
         var exchangeBegan: UInt64 = 0
@@ -231,6 +234,7 @@ public final class SouthSide: @unchecked Sendable {
     /// requests, which only the kept records recognise as sent.
     private func adoptLoggedConnections(now: UInt64) {
         var kept: [Slot] = []
+        var midExchange: [Slot] = []
         log.forEachLive { slot in
             let record = log.current(slot)
             flows[slot.index] = Flow(serial: slot.serial, lastClientFrame: now, guestInitiated: record.guestInitiated)
@@ -238,7 +242,10 @@ public final class SouthSide: @unchecked Sendable {
             if !record.guestInitiated, record.clientBytesLogged > record.replayStart.clientOffset {
                 flows[slot.index].exchangeBegan = outgoing.beginClientExchange()
             }
-            if record.guestInitiated { return adoptOutgoing(slot, record) }
+            if record.guestInitiated {
+                if adoptOutgoing(slot, record) == .midExchange { midExchange.append(slot) }
+                return
+            }
             guard case .http(until: nil) = record.masking else { return }
             let checked = record.serverStream.byteCount
             guard record.protection == .protected, record.serverStream.endSequence == record.serverSendMax else {
@@ -263,6 +270,8 @@ public final class SouthSide: @unchecked Sendable {
         log.forEachLive { slot in
             if flows[slot.index].guestInitiated { flows[slot.index].requestStamp = outgoing.currentStamp }
         }
+        // (After the stamps: an exchange these complete is stamped after every adopted one.)
+        for slot in midExchange { feedLoggedResponses(slot) }
     }
 
     /// A relay server's connection found by a restarted relay: when it is idle at its latest
@@ -270,18 +279,36 @@ public final class SouthSide: @unchecked Sendable {
     /// from there, so its later exchanges are boundaries a replay can match and trim at. Left
     /// unfollowed, a pooled back-end connection (kept for many requests and carried across
     /// failovers) could be matched only from its replay start ever after, and each later request
-    /// a replay re-ran reached the end server twice (docs/relay-servers.md). One caught in
-    /// mid-exchange is not followed: the guest's request bytes are not in the log.
-    private func adoptOutgoing(_ slot: Slot, _ record: ConnectionRecord) {
+    /// a replay re-ran reached the end server twice (docs/relay-servers.md). One caught inside an
+    /// exchange is followed again when the log noted its request (`noteRequestInFlight`) and the
+    /// guest sent nothing after it: a tracker taken up after that request is fed the end
+    /// server's logged answer since the boundary (`feedLoggedResponses`, once every adopted
+    /// client exchange is stamped). Any other is not followed: the guest's request bytes are not
+    /// in the log.
+    private func adoptOutgoing(_ slot: Slot, _ record: ConnectionRecord) -> OutgoingAdoption {
         let latest = log.boundaryHints(slot).last ?? record.replayStart
         guard record.protection == .protected, !record.clientFINLogged,
-            record.serverStream.byteCount == latest.serverOffset, record.clientBytesLogged == latest.clientOffset,
-            latest.serverOffset >= record.replayStart.serverOffset
-        else { return }
+            latest.serverOffset >= record.replayStart.serverOffset,
+            latest.clientOffset >= record.replayStart.clientOffset, record.clientBytesLogged >= latest.clientOffset
+        else { return .unfollowed }
+        if record.serverStream.byteCount == latest.serverOffset, record.clientBytesLogged == latest.clientOffset {
+            flows[slot.index].framing = .outgoing(requestBase: latest.serverOffset, responseBase: latest.clientOffset)
+            flows[slot.index].trims.checkpoint(latest.serverOffset, crc: record.serverStream.crc)
+            trackers[slot.index] = HTTPExchangeTracker()
+            return .idle
+        }
+        guard let request = log.requestHint(slot), request.boundary == latest,
+            record.serverStream.byteCount == request.requestEnd
+        else { return .unfollowed }
         flows[slot.index].framing = .outgoing(requestBase: latest.serverOffset, responseBase: latest.clientOffset)
-        flows[slot.index].trims.checkpoint(latest.serverOffset, crc: record.serverStream.crc)
-        trackers[slot.index] = HTTPExchangeTracker()
+        flows[slot.index].trims.checkpoint(request.requestEnd, crc: record.serverStream.crc)
+        flows[slot.index].notedRequestEnd = request.requestEnd
+        trackers[slot.index] = HTTPExchangeTracker(
+            awaitingResponseTo: request.requestEnd - latest.serverOffset, isHead: request.isHead)
+        return .midExchange
     }
+
+    enum OutgoingAdoption { case unfollowed, idle, midExchange }
 
     private func stopFramingOnAdoption(_ slot: Slot, at offset: UInt64) {
         log.stopFraming(slot, atServerOffset: offset)

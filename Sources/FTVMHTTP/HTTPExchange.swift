@@ -96,3 +96,20 @@ public struct ResponseInProgress: Hashable, Sendable {
         self.end = end
     }
 }
+
+/// The one request in flight on a connection, answered by nothing yet, as
+/// `HTTPExchangeTracker.requestInFlight` tells it: the boundary its exchange starts at (the
+/// previous exchange's ends, or zeros), where the request ends (request-stream offset), and
+/// whether it is a HEAD request (whose response has no body). What a restarted relay needs to
+/// take a relay server's connection up inside that exchange (`HTTPExchangeTracker.init(awaiting:)`).
+public struct RequestInFlight: Hashable, Sendable {
+    public var start: HTTPExchange
+    public var end: UInt64
+    public var isHead: Bool
+
+    public init(start: HTTPExchange, end: UInt64, isHead: Bool) {
+        self.start = start
+        self.end = end
+        self.isHead = isHead
+    }
+}

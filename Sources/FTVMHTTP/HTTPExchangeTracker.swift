@@ -99,6 +99,31 @@ public struct HTTPExchangeTracker: Sendable {
 
     public init() {}
 
+    /// A tracker taken up inside an exchange, from its boundary: as if it had been fed a whole
+    /// request of `length` bytes (a HEAD one when `isHead`) and nothing since. Its offsets count
+    /// from that boundary. A restarted relay found a relay server's connection so, with the
+    /// response bytes still to be fed (`requestInFlight` noted the request).
+    public init(awaitingResponseTo length: UInt64, isHead: Bool) {
+        pending.setFlags(isHead ? .head : [], of: 0)
+        pending.setEnd(length, of: 0)
+        requestHeads = 1
+        requestsComplete = 1
+        requestBytes = length
+        request.continueConnection()
+    }
+
+    /// The request in flight when it is the only one, complete, with nothing of its response
+    /// and nothing after it fed yet; nil otherwise (and for CONNECT, whose answer may start a
+    /// tunnel). A relay notes it in the log for a restarted relay (`init(awaitingResponseTo:)`).
+    public var requestInFlight: RequestInFlight? {
+        let start = lastExchange ?? HTTPExchange(requestEnd: 0, responseEnd: 0)
+        guard stop == nil, requestHeads == exchanges + 1, requestsComplete == requestHeads,
+            responsesComplete == exchanges, request.isAtMessageStart, response.isAtMessageStart,
+            responseBytes == start.responseEnd, !pending.flags(of: exchanges).contains(.connect)
+        else { return nil }
+        return RequestInFlight(start: start, end: requestBytes, isHead: pending.flags(of: exchanges).contains(.head))
+    }
+
     /// The number of exchanges reported so far.
     public var completedExchanges: UInt64 { exchanges }
 

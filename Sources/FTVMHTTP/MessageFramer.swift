@@ -118,6 +118,12 @@ struct MessageFramer {
         headBytes == 0 && state == (isResponse ? .responseVersion : .requestStart)
     }
 
+    /// Frames a connection taken up after its first message (a broken request is then
+    /// `.malformedRequest`, not `.notHTTP`).
+    mutating func continueConnection() {
+        isFirstMessage = false
+    }
+
     /// Ready for the next message: a final response or request is complete, or an interim
     /// (1xx) response is, and the final one for the same request follows.
     mutating func startMessage() {

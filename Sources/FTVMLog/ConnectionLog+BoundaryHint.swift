@@ -4,7 +4,8 @@
 ///   a new guest's request is still matched to the exchange it re-sends when the record holds
 ///   finished exchanges before it (a pooled back-end connection whose trims wait for a client
 ///   exchange still in flight; the re-sent request is the last one, whose exchange may have
-///   completed too);
+///   completed too); while a request is in flight on it, the latest boundary and that request
+///   (`noteRequest`), so a restarted daemon follows its framing again from that exchange on;
 /// - a client's connection with HTTP framing: the response in progress (the end of its request,
 ///   its body's start and end), so the framing is taken up again at that response's end
 ///   (docs/bounded-replay.md).
@@ -20,9 +21,28 @@ extension ConnectionLog {
     }
 
     /// The boundaries `noteBoundary` kept for this connection, oldest first (none, one or two).
+    /// (Two places with one client offset are one boundary, or one and a request, `noteRequest`.)
     public func boundaryHints(_ slot: Slot) -> [ReplayStart] {
         guard let (previous, latest) = readHint(slot) else { return [] }
-        return previous == latest ? [latest] : [previous, latest]
+        return previous.clientOffset == latest.clientOffset ? [previous] : [previous, latest]
+    }
+
+    /// Notes the request in flight on a relay server's connection: its exchange starts at
+    /// `boundary` (the latest one noted, or the replay start), and the request, a HEAD one when
+    /// `isHead`, ends at server offset `requestEnd`. It takes the earlier boundary's place until
+    /// the exchange completes.
+    public func noteRequest(_ slot: Slot, after boundary: ReplayStart, requestEnd: UInt64, isHead: Bool) {
+        writeHint(
+            slot, boundary,
+            ReplayStart(clientOffset: boundary.clientOffset, serverOffset: requestEnd, serverCRC: isHead ? 1 : 0))
+    }
+
+    /// The request `noteRequest` kept for this connection: (its exchange's boundary, its end, HEAD).
+    public func requestHint(_ slot: Slot) -> (boundary: ReplayStart, requestEnd: UInt64, isHead: Bool)? {
+        guard let (boundary, request) = readHint(slot), boundary.clientOffset == request.clientOffset,
+            request.serverOffset > boundary.serverOffset
+        else { return nil }
+        return (boundary, request.serverOffset, request.serverCRC == 1)
     }
 
     /// Notes the response in progress on a client's connection: the request it answers ends at

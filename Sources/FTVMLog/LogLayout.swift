@@ -50,9 +50,10 @@
 /// ```
 /// 0    commit marker       UInt64  sequence of the published copy
 /// 8    hint serial         UInt64  the connection the hint is about (ConnectionLog+BoundaryHint.swift):
-/// 16   first place         20 bytes  a relay server's latest two boundaries, or a client's response
-/// 36   second place        20 bytes  in progress (each: server offset UInt64, client offset UInt64,
-/// 56   hint checksum       UInt32  server CRC UInt32); CRC32C of bytes 8..<56, outside the commit
+/// 16   first place         20 bytes  a relay server's latest two boundaries (or its latest and the
+/// 36   second place        20 bytes  request in flight), or a client's response in progress (each:
+/// 56   hint checksum       UInt32  server offset UInt64, client offset UInt64, server CRC UInt32);
+///                                  CRC32C of bytes 8..<56, outside the commit
 /// 64   copy 0              192 bytes (even sequences)
 /// 256  copy 1              192 bytes (odd sequences)
 /// ```

@@ -689,20 +689,40 @@ final class OutgoingReplayTests: HandPlayedTestCase {
     /// and the re-sent request reached the end server as a new one: seen in a campaign as
     /// requests through nginx's pooled upstream asked twice after each daemon restart.)
     func testARestartedRelayFollowsAnIdlePooledConnectionsLaterExchanges() throws {
+        try checkRestartedRelayFollowsThePooledConnection(insideTheSecondExchange: false)
+    }
+
+    /// The same connection found inside its second exchange, its request sent and part of the
+    /// answer in: the log noted the request in flight, so the restarted relay takes the framing
+    /// up after it and the exchange's end is a boundary again. (Before, such a connection stayed
+    /// unfollowed: the campaigns' requests asked twice after a daemon killed while a download
+    /// ran through a pooled back-end connection.)
+    func testARestartedRelayFollowsAPooledConnectionFoundInsideAnExchange() throws {
+        try checkRestartedRelayFollowsThePooledConnection(insideTheSecondExchange: true)
+    }
+
+    private func checkRestartedRelayFollowsThePooledConnection(insideTheSecondExchange: Bool) throws {
         try openClientExchange()
         let requests = ["a", "b", "c"].map { Array("GET /\($0) HTTP/1.1\r\nHost: 10.77.0.1:9000\r\n\r\n".utf8) }
-        let answers = ["hello", "bye"].map { Array("HTTP/1.1 200 OK\r\nContent-Length: \($0.count)\r\n\r\n\($0)".utf8) }
+        let answers = ["hello", "goodbye"].map {
+            Array("HTTP/1.1 200 OK\r\nContent-Length: \($0.count)\r\n\r\n\($0)".utf8)
+        }
         XCTAssertEqual(try play(true, guestISN, 0, .syn), .forward)
         XCTAssertEqual(try play(false, endISN, guestISN &+ 1, [.syn, .ack]), .forward)
         var guestSeq = guestISN &+ 1
         var endSeq = endISN &+ 1
         for index in 0..<3 {
-            if index == 1 { makeWrapper() }  // restarted between the first exchange and the second
+            if index == 1, !insideTheSecondExchange { makeWrapper() }  // between the first exchange and the second
             XCTAssertEqual(try play(true, guestSeq, endSeq, [.ack, .psh], requests[index]), .forward)
             guestSeq &+= UInt32(requests[index].count)
             guard index < 2 else { break }  // the third is in flight: no answer yet
-            XCTAssertEqual(try play(false, endSeq, guestSeq, [.ack, .psh], answers[index]), .forward)
-            endSeq &+= UInt32(answers[index].count)
+            // Inside the second exchange: its answer's head and part of its body, then the restart.
+            let split = index == 1 && insideTheSecondExchange ? answers[index].count - 4 : answers[index].count
+            for part in [answers[index][..<split], answers[index][split...]] where !part.isEmpty {
+                XCTAssertEqual(try play(false, endSeq, guestSeq, [.ack, .psh], Array(part)), .forward)
+                endSeq &+= UInt32(part.count)
+                if part.endIndex == split, split < answers[index].count { makeWrapper() }
+            }
         }
         let slot = try XCTUnwrap(log.lookup(loggedKey))
         replayTheEndServerConnections()

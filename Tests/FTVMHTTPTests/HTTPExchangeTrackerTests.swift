@@ -53,6 +53,65 @@ final class HTTPExchangeTrackerTests: XCTestCase {
         XCTAssertNil(tracker.responseFramingEnd)
     }
 
+    /// The request in flight is told only while it is alone, complete and unanswered; a tracker
+    /// taken up after it frames what follows as the tracker that saw it did, from the boundary.
+    func testARequestInFlightAndATrackerTakenUpAfterIt() {
+        let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        request("GET /1 HTTP/1.1\r\n\r\n")
+        response(answer)
+        XCTAssertNil(tracker.requestInFlight, "none")
+        request("HEAD /2 HTTP/1.1\r\n\r\n")
+        let start = HTTPExchange(requestEnd: 19, responseEnd: 40)
+        XCTAssertEqual(tracker.requestInFlight, RequestInFlight(start: start, end: 39, isHead: true))
+        var resumed = HTTPExchangeTracker(awaitingResponseTo: 39 - 19, isHead: true)
+        var resumedEvents: [String] = []
+        events = []
+        let parts: [(isRequest: Bool, text: String)] = [
+            (false, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"), (true, "GET /3 HTTP/1.1\r\n\r\n"),
+            (false, answer), (true, "POST /4 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
+        ]
+        for part in parts {
+            var data = bytes(part.text)
+            if part.isRequest {
+                request(part.text)
+                data.withUnsafeBytes { resumed.feedRequests($0) { resumedEvents.append("exchange \(shifted($0))") } }
+            } else {
+                response(part.text)
+                data.withUnsafeMutableBytes { buffer in
+                    resumed.feedResponses(UnsafeRawBufferPointer(buffer), masked: buffer) { _ in
+                    } exchange: {
+                        resumedEvents.append("exchange \(shifted($0))")
+                    }
+                }
+            }
+        }
+        func shifted(_ exchange: HTTPExchange) -> HTTPExchange {
+            HTTPExchange(
+                requestEnd: exchange.requestEnd + start.requestEnd,
+                responseEnd: exchange.responseEnd + start.responseEnd)
+        }
+        XCTAssertEqual(resumedEvents, events.filter { $0.hasPrefix("exchange") })
+        XCTAssertEqual(resumedEvents.count, 2, "the HEAD's answer had no body")
+        let last = tracker.requestInFlight
+        XCTAssertEqual(last?.isHead, false)
+        XCTAssertEqual(
+            resumed.requestInFlight.map {
+                RequestInFlight(start: shifted($0.start), end: $0.end + 19, isHead: $0.isHead)
+            }, last)
+
+        response("HTTP/1.1 200 OK\r\n")
+        XCTAssertNil(tracker.requestInFlight, "its answer has begun")
+        tracker = HTTPExchangeTracker()
+        request("GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
+        XCTAssertNil(tracker.requestInFlight, "two in flight")
+        tracker = HTTPExchangeTracker()
+        request("POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nab")
+        XCTAssertNil(tracker.requestInFlight, "its body is not all in")
+        tracker = HTTPExchangeTracker()
+        request("CONNECT example.org:443 HTTP/1.1\r\n\r\n")
+        XCTAssertNil(tracker.requestInFlight, "its answer may start a tunnel")
+    }
+
     /// A final response before the request body: `feedResponses` reports the response's end,
     /// `feedRequests` the exchange once the body is in.
     func testEarlyResponseCompletesInFeedRequests() {
