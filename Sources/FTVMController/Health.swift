@@ -277,7 +277,7 @@ public enum FailureCause: Sendable, Equatable, Codable, CustomStringConvertible 
         switch self {
         case .heartbeatStalled(let millis): "heartbeat stalled for \(millis) ms (kernel hang or agent gone)"
         case .dataPathStalled(let millis):
-            "the primary sent no frame for \(millis) ms while client segments waited for an answer (its network is stuck)"
+            "the primary sent no frame for \(millis) ms while client segments or the relay's probe waited for an answer (its network is stuck)"
         case .kernelPanic: "guest kernel panic (pvpanic)"
         case .qemuDied(let reason): "QEMU process gone (\(reason))"
         case .serviceFailed(let name, let exit):

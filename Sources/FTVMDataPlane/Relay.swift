@@ -378,6 +378,8 @@ public final class Relay: Sendable {
                     takeExplicitTrims(southSide)
                     southSide.sweep(now: now)
                     southSide.splicer.tick(now: now, sink: loop)
+                    let port = UInt16(truncatingIfNeeded: activePort.load(ordering: .acquiring))
+                    if southSide.probeDue(port: port, now: now) { probe(southSide, loop) }
                 }
                 loop.flush()
             } catch {
@@ -440,6 +442,15 @@ public final class Relay: Sendable {
                 loop.toGuest(keepingHeaderOf: slot)
             }
             loop.heldFrames.pop()
+        }
+    }
+
+    /// An ARP probe for the service to the active guest, whose answer shows its data path lives
+    /// (`SouthSide.probeDue`).
+    private func probe(_ southSide: SouthSide, _ loop: Loop) {
+        loop.toGuest { frame in
+            (try? FrameBuilder.arpProbe(
+                from: SouthSide.Probe.mac, for: southSide.service, to: southSide.splicer.serviceMAC, into: frame)) ?? 0
         }
     }
 

@@ -154,6 +154,7 @@ public final class SouthSide: @unchecked Sendable {
     /// Set by `logClient` for the frame in hand: a valid TCP segment to the service that the
     /// guest must answer (data, SYN or FIN).
     private var expectsAnswer = false
+    private var probe = Probe()
     /// Why followed connections stopped being followed, counted (rare: a lock is fine).
     private let stops = Mutex<[String: UInt64]>([:])
 
@@ -445,6 +446,47 @@ public final class SouthSide: @unchecked Sendable {
     /// A new guest is connected to the uplink: nothing waits for it yet.
     func forgetAwaitedAnswers() { awaitingAnswerSince.store(0, ordering: .relaxed) }
 
+    /// Whether to probe the data path of the active guest, on link `port`, now: an ARP probe for
+    /// the service from `Probe.mac` (`FrameBuilder.arpProbe`), once the guest has sent no frame
+    /// for `Probe.intervalNanos`, at most once per interval. Clients whose downloads wait for
+    /// data send only ACKs, which need no answer, so a dead NIC under such clients started no
+    /// clock (seen in a campaign: a network stall found after 62 s, when curl's TCP keep-alive
+    /// probe came). Once this guest has answered a probe, each probe needs an answer like a
+    /// client's segment and starts the data-path clock; a guest that never answers probes (an
+    /// operator's that ignores ARP from 0.0.0.0) is probed to no effect. Relay thread only.
+    package func probeDue(port: UInt16, now: UInt64) -> Bool {
+        if port != probe.port { probe = Probe(port: port, lastGuestFrame: now, lastProbe: now) }
+        guard port != 0, now &- probe.lastGuestFrame >= Probe.intervalNanos,
+            now &- probe.lastProbe >= Probe.intervalNanos
+        else { return false }
+        probe.lastProbe = now
+        if probe.answered, awaitingAnswerSince.load(ordering: .relaxed) == 0 {
+            awaitingAnswerSince.store(max(now, 1), ordering: .relaxed)
+        }
+        return true
+    }
+
+    /// The relay's probes of the active guest's data path (`probeDue`).
+    package struct Probe {
+        /// Where a probe comes from: a locally administered MAC that no guest or client has.
+        package static let mac = MACAddress(0x02, 0x66, 0x74, 0x76, 0x6D, 0x70)
+        static let intervalNanos: UInt64 = 1_000_000_000
+        var port: UInt16 = 0
+        var lastGuestFrame: UInt64 = 0
+        var lastProbe: UInt64 = 0
+        /// The guest on `port` answered a probe.
+        var answered = false
+    }
+
+    /// Whether `frame` is a guest's answer to the relay's probe (which no client asked for).
+    private func answersProbe(_ frame: UnsafeMutableRawBufferPointer) -> Bool {
+        if case .arp(let arp) = FrameClass.classify(frame) {
+            arp.operation == .reply && arp.targetMAC == Probe.mac
+        } else {
+            false
+        }
+    }
+
     /// Logs a client frame; returns what to do with it and the connection it belongs to.
     private func logClient(
         _ frame: UnsafeMutableRawBufferPointer, partialChecksum: Bool, now: UInt64, sink: FrameSink
@@ -571,13 +613,18 @@ public final class SouthSide: @unchecked Sendable {
         releasing: Bool = false, fromDrainingGuest: Bool = false
     ) -> Verdict {
         // Any frame from the active guest shows its data path lives.
-        if !fromDrainingGuest, awaitingAnswerSince.load(ordering: .relaxed) != 0 {
-            awaitingAnswerSince.store(0, ordering: .relaxed)
+        if !fromDrainingGuest {
+            probe.lastGuestFrame = now
+            if awaitingAnswerSince.load(ordering: .relaxed) != 0 { awaitingAnswerSince.store(0, ordering: .relaxed) }
         }
         // While draining, each guest speaks for its own connections only (and ARP and the like
         // come from the new one).
         func speaksFor(pinned: Bool) -> Bool { !draining || pinned == fromDrainingGuest }
         guard var segment = tcp(frame, partialChecksum: partialChecksum), segment.ipv4.source == service else {
+            if answersProbe(frame) {
+                if !fromDrainingGuest { probe.answered = true }
+                return .drop
+            }
             return speaksFor(pinned: false) ? .forward : .drop
         }
         var key = FlowKey(

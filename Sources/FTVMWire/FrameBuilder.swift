@@ -165,6 +165,17 @@ public enum FrameBuilder {
             ethernetDestination: .broadcast, into: frame)
     }
 
+    /// An ARP request asking who has `ip`, with sender address 0.0.0.0 (RFC 5227 §2.1.1's "ARP
+    /// Probe"), from `mac` to `destination`. The owner of `ip` answers it to `mac` without
+    /// learning anything from it: the relay's probe of a silent guest's data path.
+    public static func arpProbe(
+        from mac: MACAddress, for ip: IPv4Address, to destination: MACAddress, into frame: UnsafeMutableRawBufferPointer
+    ) throws(WireError) -> Int {
+        try arp(
+            operation: .request, senderMAC: mac, senderIP: .any, targetMAC: .zero, targetIP: ip,
+            ethernetDestination: destination, into: frame)
+    }
+
     /// The reply to `request` saying that `request.targetIP` is at `mac`, sent back to the asker
     /// (RFC 826 "Packet Reception").
     public static func arpReply(

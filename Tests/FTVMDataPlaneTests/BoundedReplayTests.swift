@@ -371,6 +371,39 @@ final class BoundedReplayTests: HandPlayedTestCase {
         XCTAssertNil(unanswered(now: 6_000_000_000), "the guest answered")
     }
 
+    /// A guest silent for a second is probed (an ARP probe for the service); once it has answered
+    /// one, each probe needs an answer and starts the clock, so a dead NIC shows while every
+    /// client only waits for data (pure ACKs start nothing). Its answer stops the clock and goes
+    /// to no client; another guest on the link is learnt afresh.
+    func testASilentGuestIsProbedAndAnUnansweredProbeShowsAStuckDataPath() throws {
+        let second: UInt64 = 1_000_000_000
+        func answer(now: UInt64) throws {
+            let length = try FrameBuilder.arp(
+                operation: .reply, senderMAC: serviceMAC, senderIP: server, targetMAC: SouthSide.Probe.mac,
+                targetIP: .any, ethernetDestination: SouthSide.Probe.mac, into: buffer)
+            XCTAssertEqual(
+                wrapper.fromGuest(UnsafeMutableRawBufferPointer(rebasing: buffer[..<length]), now: now, sink: sink),
+                .drop, "the answer to the relay's probe reaches no client")
+        }
+        XCTAssertFalse(wrapper.probeDue(port: 0, now: 5 * second), "no guest connected")
+        XCTAssertFalse(wrapper.probeDue(port: 3, now: 10 * second), "a guest just connected")
+        XCTAssertFalse(wrapper.probeDue(port: 3, now: 10 * second + second / 2))
+        XCTAssertTrue(wrapper.probeDue(port: 3, now: 11 * second), "silent for a second")
+        XCTAssertFalse(wrapper.probeDue(port: 3, now: 11 * second + second / 2), "one probe a second")
+        XCTAssertNil(unanswered(now: 12 * second), "a guest that never answered a probe is not judged by one")
+        try answer(now: 11 * second + 2_000_000)
+        XCTAssertFalse(wrapper.probeDue(port: 3, now: 12 * second), "it spoke 0.998 s ago")
+        XCTAssertTrue(wrapper.probeDue(port: 3, now: 12 * second + 2_000_000))
+        XCTAssertEqual(unanswered(now: 13 * second), 998, "the probe waits for an answer")
+        XCTAssertTrue(wrapper.probeDue(port: 3, now: 13 * second + 2_000_000))
+        XCTAssertEqual(unanswered(now: 14 * second), 1998, "the oldest unanswered probe counts")
+        try answer(now: 14 * second)
+        XCTAssertNil(unanswered(now: 14 * second), "answered")
+        XCTAssertFalse(wrapper.probeDue(port: 4, now: 20 * second), "another guest: silent from now")
+        XCTAssertTrue(wrapper.probeDue(port: 4, now: 21 * second))
+        XCTAssertNil(unanswered(now: 22 * second), "it has not answered a probe yet")
+    }
+
     // MARK: Plumbing
 
     /// `bytes` as the log checksums them: `Date:` values masked.

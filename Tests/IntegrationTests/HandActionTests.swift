@@ -222,5 +222,22 @@ final class HandActionTests: SharedPairTestCase {
         try Harness.waitUntilProtected(pair)
     }
 
+    /// The primary's NIC goes down while the only client is a paced download, which sends only
+    /// ACKs (nothing that needs an answer): the relay's probe of the silent guest finds the dead
+    /// data path within seconds (before, nothing did until curl's TCP keep-alive probe, 60 s on;
+    /// `recovery` gives up after 30 s), and the download carries on.
+    func testHNetworkStallUnderADownloadAloneIsFoundByTheRelaysProbe() throws {
+        try Harness.waitUntilProtected(pair)
+        let before = try Harness.status(pair)["lastRecovery"] as? [String: Any]
+        let download = try Harness.Download(pair: pair, size: 24_000_000, seed: 16, rate: "2M")
+        sleep(2)
+        try Harness.ftvm(["inject", "network-stall", "--name", pair])
+        let recovery = try Harness.recovery(pair, after: before)
+        XCTAssertTrue(
+            (recovery["cause"] as? String ?? "").contains("sent no frame"), "the data path's detector: \(recovery)")
+        try download.check()
+        try Harness.waitUntilProtected(pair)
+    }
+
     func testZZZDownLeavesNothingBehind() throws { try downLeavesNothingBehind() }
 }
