@@ -5,8 +5,10 @@
 /// deadlocked on a lock or blocked for good uses no CPU meanwhile; one working through heavy
 /// requests (TLS encryption under TCG on nginx's one worker, say) answers late because it is
 /// busy, and its clients are being served. The agent samples the CPU time of the service's
-/// processes around each probe: a failure while they ran for at least `busyShare` of the window
-/// is a busy one. Silent failures report the service hung after `failuresToReport` in a row, as
+/// processes around each probe, and the time they waited for the guest's CPU (runnable, on a
+/// run queue: a guest whose one vCPU is taken by the kernel's network work and other services
+/// leaves a busy service waiting, not running): a failure while they ran or waited for at
+/// least `busyShare` of the window is a busy one. Silent failures report the service hung after `failuresToReport` in a row, as
 /// before; busy ones only after `busyLimitMillis` without an answer (a loop that spins forever
 /// is a hang too, found later). Pure: the agent feeds it, the tests drive it.
 public struct BusyGate: Sendable, Equatable {
@@ -22,9 +24,14 @@ public struct BusyGate: Sendable, Equatable {
     public init() {}
 
     /// A failed probe, whose window of `windowMillis` the service's processes spent `cpuMillis`
-    /// running (nil: not known, counted as silent). Returns whether the service is now hung.
-    public mutating func failed(cpuMillis: Int?, windowMillis: Int, atMillis now: Int, failuresToReport: Int) -> Bool {
-        if let cpuMillis, windowMillis > 0, Double(cpuMillis) >= Self.busyShare * Double(windowMillis) {
+    /// running (nil: not known, counted as silent) and `waitedMillis` waiting to run. Returns
+    /// whether the service is now hung.
+    public mutating func failed(
+        cpuMillis: Int?, waitedMillis: Int = 0, windowMillis: Int, atMillis now: Int, failuresToReport: Int
+    ) -> Bool {
+        if let cpuMillis, windowMillis > 0,
+            Double(cpuMillis + max(0, waitedMillis)) >= Self.busyShare * Double(windowMillis)
+        {
             silentFailures = 0
             let since = busySince ?? now
             busySince = since
@@ -42,8 +49,17 @@ public struct BusyGate: Sendable, Equatable {
     }
 }
 
-/// CPU time from `/proc/PID/stat`, for the busy gate.
+/// CPU time from `/proc/PID/stat`, and time waited for a CPU from `/proc/PID/schedstat`, for the
+/// busy gate.
 public enum ProcessCPU {
+    /// The nanoseconds a process waited on a run queue, from its `/proc/PID/schedstat` line (time
+    /// on a CPU, time waiting, time slices: the kernel's `sched_info`).
+    public static func waitNanos(schedstat text: String) -> UInt64? {
+        let fields = text.split(separator: " ", omittingEmptySubsequences: true)
+        guard fields.count >= 3 else { return nil }
+        return UInt64(fields[1])
+    }
+
     /// The process group and the user + system clock ticks of one `/proc/PID/stat` line
     /// (`ProcStat`).
     public static func groupAndTicks(stat text: String) -> (group: Int32, ticks: UInt64)? {
@@ -52,5 +68,26 @@ public enum ProcessCPU {
             let system = UInt64(fields[12])
         else { return nil }
         return (group, user + system)
+    }
+}
+
+/// What a service's processes used of the CPU so far: clock ticks run (`/proc/PID/stat`) and
+/// nanoseconds waited on a run queue (`/proc/PID/schedstat`).
+public struct CPUUsage: Sendable, Equatable {
+    public var ticks: UInt64 = 0
+    public var waitNanos: UInt64 = 0
+
+    public init(ticks: UInt64 = 0, waitNanos: UInt64 = 0) {
+        self.ticks = ticks
+        self.waitNanos = waitNanos
+    }
+
+    public static func + (left: CPUUsage, right: CPUUsage) -> CPUUsage {
+        CPUUsage(ticks: left.ticks &+ right.ticks, waitNanos: left.waitNanos &+ right.waitNanos)
+    }
+
+    /// What was used between an earlier sample (`right`) and this one.
+    public static func - (left: CPUUsage, right: CPUUsage) -> CPUUsage {
+        CPUUsage(ticks: left.ticks &- right.ticks, waitNanos: left.waitNanos &- right.waitNanos)
     }
 }

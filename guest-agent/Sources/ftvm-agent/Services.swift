@@ -23,9 +23,9 @@ final class Supervisor {
         var probe = Probe()
         var reportedHung = false
         /// Tells a busy service from a hung one (`BusyGate`), from the CPU time its processes
-        /// used since the previous probe's outcome (`cpuSample`).
+        /// used, and waited for, since the previous probe's outcome (`cpuSample`).
         var busy = BusyGate()
-        var cpuSample: (ticks: UInt64, atMillis: Int)?
+        var cpuSample: (usage: CPUUsage, atMillis: Int)?
         /// When the agent last asked systemd to start the unit and has not seen it up yet.
         var unitRequestedAt: Int?
         /// A running `systemctl is-active` for the unit, and when the next one may start.
@@ -233,7 +233,7 @@ final class Supervisor {
             services[index].listening = Self.accepts(port: services[index].definition.port)
             services[index].probe.postpone(until: now + Probe.intervalMillis)
         }
-        var groups: [Int32: UInt64]?
+        var groups: [Int32: CPUUsage]?
         for index in services.indices where services[index].pid != nil && services[index].listening {
             if !services[index].probe.inFlight {
                 guard now >= services[index].probe.nextAt else { continue }
@@ -242,9 +242,9 @@ final class Supervisor {
             let outcome = services[index].probe.step(now: now)
             if outcome == .pending { continue }
             // The CPU its processes used since the previous outcome: busy or idle while it failed.
-            let ticks = cpuTicks(index, groups: &groups)
+            let usage = cpuUsage(index, groups: &groups)
             let previous = services[index].cpuSample
-            services[index].cpuSample = ticks.map { ($0, now) }
+            services[index].cpuSample = usage.map { ($0, now) }
             switch outcome {
             case .pending:
                 break
@@ -256,15 +256,18 @@ final class Supervisor {
                     Console.say("service \(services[index].definition.name) answers again")
                 }
             case .failed:
-                let cpuMillis = ticks.flatMap { ticks in
-                    previous.map { Int((ticks &- $0.ticks) * 1000 / UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))) }
-                }
+                let used: CPUUsage? = usage.flatMap { usage in previous.map { usage - $0.usage } }
+                let ticksPerSecond = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
+                let cpuMillis = used.map { Int($0.ticks * 1000 / ticksPerSecond) }
+                let waitedMillis = used.map { Int($0.waitNanos / 1_000_000) }
                 let window = now - (previous?.atMillis ?? now)
                 let hung = services[index].busy.failed(
-                    cpuMillis: cpuMillis, windowMillis: window, atMillis: now,
+                    cpuMillis: cpuMillis, waitedMillis: waitedMillis ?? 0, windowMillis: window, atMillis: now,
                     failuresToReport: Probe.failuresToReport)
+                let ran = cpuMillis.map(String.init) ?? "?"
+                let waited = waitedMillis.map(String.init) ?? "?"
                 Console.say(
-                    "service \(services[index].definition.name) missed a probe; its processes ran \(cpuMillis.map { "\($0)" } ?? "?") ms of the last \(window) ms"
+                    "service \(services[index].definition.name) missed a probe; its processes ran \(ran) ms and waited for a CPU \(waited) ms of the last \(window) ms"
                 )
                 if !services[index].reportedHung, hung {
                     services[index].reportedHung = true
@@ -275,37 +278,43 @@ final class Supervisor {
         }
     }
 
-    /// The user and system clock ticks the service's processes used so far: its process group's
-    /// (a command leads its own), or its unit's cgroup's; nil when none can be read. `groups`:
-    /// every group's ticks, from one walk of /proc made by the first command service that needs
-    /// it in this round of probes.
-    private func cpuTicks(_ index: Int, groups: inout [Int32: UInt64]?) -> UInt64? {
+    /// The user and system clock ticks the service's processes used so far, and the time they
+    /// waited for a CPU: its process group's (a command leads its own), or its unit's cgroup's;
+    /// nil when none can be read. `groups`: every group's, from one walk of /proc made by the
+    /// first command service that needs it in this round of probes.
+    private func cpuUsage(_ index: Int, groups: inout [Int32: CPUUsage]?) -> CPUUsage? {
         guard let pid = services[index].pid else { return nil }
         switch services[index].definition.launch {
         case .command:
-            guard Self.stat("\(pid)") != nil else { return nil }
-            if groups == nil { groups = Self.ticksByGroup() }
-            return groups?[pid] ?? 0
+            guard Self.usage("\(pid)") != nil else { return nil }
+            if groups == nil { groups = Self.usageByGroup() }
+            return groups?[pid] ?? CPUUsage()
         case .unit(let unit):
-            let members = SystemdUnit.processes(unit).compactMap { Self.stat("\($0)") }
-            return members.isEmpty ? nil : members.reduce(UInt64(0)) { $0 + $1.ticks }
+            let members = SystemdUnit.processes(unit).compactMap { Self.usage("\($0)") }
+            return members.isEmpty ? nil : members.reduce(CPUUsage()) { $0 + $1.usage }
         }
     }
 
-    private static func stat(_ process: String) -> (group: Int32, ticks: UInt64)? {
-        (try? SmallFile.read("/proc/\(process)/stat")).flatMap { ProcessCPU.groupAndTicks(stat: $0) }
+    /// One process's group and usage (a process with no schedstat waited for nothing known).
+    private static func usage(_ process: String) -> (group: Int32, usage: CPUUsage)? {
+        guard let (group, ticks) = (try? SmallFile.read("/proc/\(process)/stat")).flatMap(ProcessCPU.groupAndTicks)
+        else { return nil }
+        let wait = (try? SmallFile.read("/proc/\(process)/schedstat")).flatMap(ProcessCPU.waitNanos) ?? 0
+        return (group, CPUUsage(ticks: ticks, waitNanos: wait))
     }
 
-    /// Every process group's user and system clock ticks, summed over its processes.
-    private static func ticksByGroup() -> [Int32: UInt64] {
+    /// Every process group's usage, summed over its processes.
+    private static func usageByGroup() -> [Int32: CPUUsage] {
         guard let directory = opendir("/proc") else { return [:] }
         defer { closedir(directory) }
-        var groups: [Int32: UInt64] = [:]
+        var groups: [Int32: CPUUsage] = [:]
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) {
                 String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
             }
-            if Int32(name) != nil, let member = stat(name) { groups[member.group, default: 0] += member.ticks }
+            if Int32(name) != nil, let member = usage(name) {
+                groups[member.group] = (groups[member.group] ?? CPUUsage()) + member.usage
+            }
         }
         return groups
     }
