@@ -303,8 +303,13 @@ public struct HTTPExchangeTracker: Sendable {
             guard response.contentLength > 0 else {
                 return completeResponse(at: index, base: base, responseEnd, exchange)
             }
+            // A body whose end would not fit the streams' offsets (under 2^63, so that a relay's
+            // base plus it still fits) cannot be framed: a Content-Length of 2^64 - 1 trapped here
+            // on an overflow (found by the fuzz harness).
+            let (end, overflow) = position.addingReportingOverflow(response.contentLength)
+            guard !overflow, end < 1 << 63 else { return stopResponses(.numberTooLarge, at: position) }
             response.startBody(length: response.contentLength)
-            bodyInProgress = (position, position + response.contentLength)
+            bodyInProgress = (position, end)
         } else {
             stopResponses(.bodyUntilClose, at: position)
         }

@@ -230,6 +230,13 @@ final class MalformedTests: XCTestCase {
     func testResponseContentLengthOverflow() {
         assertStops(.numberTooLarge, get, "HTTP/1.1 200 OK\r\nContent-Length: 1844674407370955161", "6\r\n\r\n")
     }
+    /// A Content-Length that fits 64 bits but whose body's end would not fit the streams'
+    /// offsets: 2^64 - 1 trapped on an overflow (the fuzz harness's find, a crash in the relay).
+    func testResponseBodyEndBeyondTheStreamOffsets() {
+        for length in ["18446744073709551615", "9223372036854775808"] {
+            assertStops(.numberTooLarge, get, "HTTP/1.1 200 OK\r\nContent-Length: \(length)\r\n\r\n", "abc")
+        }
+    }
     func testResponseTransferEncodingInHTTP10() {
         assertStops(
             .unsupportedTransferCoding, get, "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "0\r\n\r\n")
