@@ -288,25 +288,26 @@ public final class SouthSide: @unchecked Sendable {
     /// in the log.
     private func adoptOutgoing(_ slot: Slot, _ record: ConnectionRecord) -> OutgoingAdoption {
         let latest = log.boundaryHints(slot).last ?? record.replayStart
+        let sent = record.serverStream.byteCount
         guard record.protection == .protected, !record.clientFINLogged,
             latest.serverOffset >= record.replayStart.serverOffset,
             latest.clientOffset >= record.replayStart.clientOffset, record.clientBytesLogged >= latest.clientOffset
         else { return .unfollowed }
-        if record.serverStream.byteCount == latest.serverOffset, record.clientBytesLogged == latest.clientOffset {
-            flows[slot.index].framing = .outgoing(requestBase: latest.serverOffset, responseBase: latest.clientOffset)
-            flows[slot.index].trims.checkpoint(latest.serverOffset, crc: record.serverStream.crc)
+        let adoption: OutgoingAdoption
+        if sent == latest.serverOffset, record.clientBytesLogged == latest.clientOffset {
             trackers[slot.index] = HTTPExchangeTracker()
-            return .idle
+            adoption = .idle
+        } else if let request = log.requestHint(slot), request.boundary == latest, sent == request.requestEnd {
+            trackers[slot.index] = HTTPExchangeTracker(
+                awaitingResponseTo: sent - latest.serverOffset, isHead: request.isHead)
+            flows[slot.index].notedRequestEnd = sent
+            adoption = .midExchange
+        } else {
+            return .unfollowed
         }
-        guard let request = log.requestHint(slot), request.boundary == latest,
-            record.serverStream.byteCount == request.requestEnd
-        else { return .unfollowed }
         flows[slot.index].framing = .outgoing(requestBase: latest.serverOffset, responseBase: latest.clientOffset)
-        flows[slot.index].trims.checkpoint(request.requestEnd, crc: record.serverStream.crc)
-        flows[slot.index].notedRequestEnd = request.requestEnd
-        trackers[slot.index] = HTTPExchangeTracker(
-            awaitingResponseTo: request.requestEnd - latest.serverOffset, isHead: request.isHead)
-        return .midExchange
+        flows[slot.index].trims.checkpoint(sent, crc: record.serverStream.crc)
+        return adoption
     }
 
     enum OutgoingAdoption { case unfollowed, idle, midExchange }
@@ -418,11 +419,13 @@ public final class SouthSide: @unchecked Sendable {
     /// for the service expired sends nothing else, so a dead NIC must show here too (a daemon
     /// restarted after the NIC died sees no segment that was waiting).
     private func asksForService(_ frame: UnsafeMutableRawBufferPointer) -> Bool {
-        if case .arp(let arp) = FrameClass.classify(frame) {
-            arp.operation == .request && arp.targetIP == service
-        } else {
-            false
-        }
+        guard let arp = arp(frame) else { return false }
+        return arp.operation == .request && arp.targetIP == service
+    }
+
+    /// The ARP message in `frame`, if it holds one.
+    private func arp(_ frame: UnsafeMutableRawBufferPointer) -> ARPView? {
+        if case .arp(let arp) = FrameClass.classify(frame) { arp } else { nil }
     }
 
     /// The active guest is now expected to send something; the first such segment since its
@@ -480,11 +483,8 @@ public final class SouthSide: @unchecked Sendable {
 
     /// Whether `frame` is a guest's answer to the relay's probe (which no client asked for).
     private func answersProbe(_ frame: UnsafeMutableRawBufferPointer) -> Bool {
-        if case .arp(let arp) = FrameClass.classify(frame) {
-            arp.operation == .reply && arp.targetMAC == Probe.mac
-        } else {
-            false
-        }
+        guard let arp = arp(frame) else { return false }
+        return arp.operation == .reply && arp.targetMAC == Probe.mac
     }
 
     /// Logs a client frame; returns what to do with it and the connection it belongs to.
